@@ -1,0 +1,2 @@
+#![forbid(unsafe_code)]
+//! The Jailfile grammar (placeholder until the grammar lands).
