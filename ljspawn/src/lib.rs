@@ -1,0 +1,1 @@
+//! ljspawn library (placeholder).
