@@ -1,1 +1,28 @@
-//! ljspawn library (placeholder).
+//! ljspawn: run one command in a fresh, ephemeral jail.
+//!
+//! The crate is split so that it can be audited in one sitting:
+//! - [`cli`]: the command line (clap), translated into a [`plan::Request`];
+//! - [`plan`]: pure validation of a request into a [`plan::Plan`] (unit-tested, no syscalls);
+//! - [`spawn`]: ljspawn's own process: clone into the namespaces, forward signals, wait;
+//! - [`jail`]: PID 1 of the jail: mounts, pivot_root, privileges dropped, exec;
+//! - [`sys`]: every system call std does not wrap; the only module with `unsafe`.
+
+#![deny(unsafe_code)]
+
+pub mod cli;
+pub mod jail;
+pub mod plan;
+pub mod spawn;
+#[allow(unsafe_code)]
+pub mod sys;
+
+/// Exit status for a usage error (bad option or argument).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status when `--timeout` expired.
+pub const EXIT_TIMEOUT: u8 = 124;
+/// Exit status when setting up the jail failed.
+pub const EXIT_SETUP: u8 = 125;
+/// Exit status when the program was found but could not be executed.
+pub const EXIT_NOEXEC: u8 = 126;
+/// Exit status when the program was not found.
+pub const EXIT_NOTFOUND: u8 = 127;

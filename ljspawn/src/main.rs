@@ -1,1 +1,53 @@
-fn main() {}
+//! `ljspawn [OPTIONS] [--] COMMAND [ARGS...]`: see `ljspawn --help` and the crate docs.
+
+use std::process::ExitCode;
+
+use ljspawn::plan::{self, Caller, Mode};
+use ljspawn::{cli, spawn, sys, EXIT_SETUP, EXIT_USAGE};
+
+fn main() -> ExitCode {
+    let matches = match cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let req = cli::request(&matches);
+
+    // Only 0-2 and the descriptors asked for survive, before anything else is opened.
+    let mut keep = req.pass_fds.clone();
+    keep.extend(req.json_status);
+    if let Err(e) = sys::close_fds_except(&keep) {
+        return fail(EXIT_SETUP, &format!("cannot close inherited descriptors: {e}"));
+    }
+
+    let caller = Caller {
+        mode: Mode::detect(sys::getuid(), sys::geteuid()),
+        uid: sys::getuid(),
+        gid: sys::getgid(),
+        tty: (0..3).any(sys::isatty),
+        term: std::env::var("TERM").ok(),
+    };
+    let plan = match plan::build(&req, &caller, &sys::fd_is_open) {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+    };
+    if req.dry_run {
+        print!("{plan}");
+        return ExitCode::SUCCESS;
+    }
+    let json = match plan.json_status.map(sys::take_inherited_fd).transpose() {
+        Ok(j) => j,
+        Err(e) => return fail(EXIT_USAGE, &format!("--json-status: {e}")),
+    };
+    match spawn::run(&plan, json) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => fail(e.code, &e.msg),
+    }
+}
+
+fn fail(code: u8, msg: &str) -> ExitCode {
+    eprintln!("ljspawn: {msg}");
+    ExitCode::from(code)
+}

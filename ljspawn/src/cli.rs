@@ -1,0 +1,325 @@
+//! The command line: one clap definition (also used for man pages and completions) and its
+//! translation into a [`Request`]. Nothing here touches the system.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+
+use crate::plan::{MountReq, Request};
+
+const AFTER_HELP: &str = "\
+Lightjail's form keeps working: ljspawn -d DIR -p 'SHELL COMMAND' [-n NAME] [-0] [-O FILE] [-E FILE]
+
+Exit status: the program's own; 128+N if it was killed by signal N; ljspawn's own failures:
+  2   usage error
+  124 --timeout expired (the jail got SIGTERM, then SIGKILL after the grace period)
+  125 setting up the jail failed
+  126 the program was found but could not be executed
+  127 the program was not found";
+
+/// The clap definition of ljspawn's command line.
+pub fn command() -> Command {
+    let path =
+        |name: &'static str| Arg::new(name).value_name("DIR").value_parser(clap::value_parser!(PathBuf));
+    let pair = |name: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .num_args(2)
+            .value_names(["SRC", "DEST"])
+            .action(ArgAction::Append)
+            .allow_hyphen_values(true)
+            .help(help)
+    };
+    Command::new("ljspawn")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Run one command in a fresh, ephemeral jail and return its exit status")
+        .override_usage("ljspawn [OPTIONS] [--] COMMAND [ARGS...]\n       ljspawn -d DIR -p 'SHELL COMMAND' [-n NAME] [-0]")
+        .after_help(AFTER_HELP)
+        .next_line_help(false)
+        .arg(path("root").short('d').long("root").help("Root file system: DIR, read-only unless --rw"))
+        .arg(Arg::new("rw").long("rw").action(ArgAction::SetTrue).help("Make the --root directory writable"))
+        .arg(
+            path("layer")
+                .long("layer")
+                .action(ArgAction::Append)
+                .help("Overlay root: a read-only layer, repeated bottom first"),
+        )
+        .arg(path("upper").long("upper").help("Overlay upper dir, kept (default: a tmpfs discarded on exit)"))
+        .arg(path("work").long("work").help("Overlay work dir, empty, on the file system of --upper"))
+        .arg(pair("bind", "Bind SRC (host) at DEST (jail), read-write"))
+        .arg(pair("ro-bind", "Bind SRC at DEST read-only, every submount included"))
+        .arg(pair("dev-bind", "Bind SRC at DEST allowing device nodes (e.g. GPU nodes)"))
+        .arg(
+            Arg::new("tmpfs")
+                .long("tmpfs")
+                .value_name("DEST")
+                .action(ArgAction::Append)
+                .help("Mount a fresh tmpfs at DEST"),
+        )
+        .arg(
+            Arg::new("setenv")
+                .long("setenv")
+                .num_args(2)
+                .value_names(["VAR", "VALUE"])
+                .action(ArgAction::Append)
+                .allow_hyphen_values(true)
+                .help("Set VAR=VALUE in the jail's (otherwise clean) environment"),
+        )
+        .arg(Arg::new("chdir").long("chdir").value_name("DIR").help("Working directory in the jail [default: /]"))
+        .arg(
+            Arg::new("hostname")
+                .long("hostname")
+                .short('n')
+                .value_name("NAME")
+                .help("Host name in the jail [default: lj]"),
+        )
+        .arg(
+            Arg::new("user")
+                .long("user")
+                .value_name("UID[:GID]")
+                .value_parser(parse_user)
+                .help("Run the program as UID (and GID) in the jail [default: 0:0]"),
+        )
+        .arg(
+            Arg::new("nobody")
+                .short('0')
+                .action(ArgAction::SetTrue)
+                .conflicts_with("user")
+                .help("Run the program as nobody (65534:65534)"),
+        )
+        .arg(
+            Arg::new("userns")
+                .long("userns")
+                .action(ArgAction::SetTrue)
+                .help("Also make a user namespace when run as root (always made for other users)"),
+        )
+        .arg(Arg::new("net").long("net").value_name("MODE").help("Network: none (own namespace, loopback) or host [default: none]"))
+        .arg(
+            Arg::new("cap-add")
+                .long("cap-add")
+                .value_name("CAP")
+                .action(ArgAction::Append)
+                .help("Keep capability CAP (root only; e.g. CAP_NET_ADMIN, net_admin, ALL)"),
+        )
+        .arg(
+            Arg::new("pass-fd")
+                .long("pass-fd")
+                .value_name("FD")
+                .value_parser(clap::value_parser!(i32))
+                .action(ArgAction::Append)
+                .help("Keep descriptor FD open in the program (only 0-2 are by default)"),
+        )
+        .arg(
+            Arg::new("json-status")
+                .long("json-status")
+                .value_name("FD")
+                .value_parser(clap::value_parser!(i32))
+                .help("Write JSON lines (child pid, namespace ids, exit code) to FD"),
+        )
+        .arg(
+            Arg::new("stdout")
+                .short('O')
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Send the program's stdout to FILE (opened with your credentials)"),
+        )
+        .arg(
+            Arg::new("stderr")
+                .short('E')
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("Send the program's stderr to FILE (opened with your credentials)"),
+        )
+        .arg(
+            Arg::new("shell")
+                .short('p')
+                .value_name("CMD")
+                .allow_hyphen_values(true)
+                .conflicts_with("command")
+                .help("Run CMD with /bin/sh -c (lightjail's form)"),
+        )
+        .arg(
+            Arg::new("timeout")
+                .long("timeout")
+                .value_name("DURATION")
+                .value_parser(parse_duration)
+                .help("Wall-clock limit (e.g. 500ms, 30s, 5m): SIGTERM, then SIGKILL after --kill-after"),
+        )
+        .arg(
+            Arg::new("kill-after")
+                .long("kill-after")
+                .value_name("DURATION")
+                .value_parser(parse_duration)
+                .help("Grace period between SIGTERM and SIGKILL on timeout [default: 5s]"),
+        )
+        .arg(
+            Arg::new("dry-run")
+                .long("dry-run")
+                .action(ArgAction::SetTrue)
+                .help("Print the plan (namespaces, id maps, mounts in order, environment) and do nothing"),
+        )
+        .arg(
+            Arg::new("command")
+                .value_name("COMMAND")
+                .num_args(1..)
+                .trailing_var_arg(true)
+                .help("The program and its arguments (searched in the jail's PATH)"),
+        )
+}
+
+fn parse_user(s: &str) -> Result<(u32, Option<u32>), String> {
+    let num = |t: &str| t.parse::<u32>().map_err(|_| format!("'{t}' is not a numeric id"));
+    match s.split_once(':') {
+        Some((u, g)) => Ok((num(u)?, Some(num(g)?))),
+        None => Ok((num(s)?, None)),
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or plain seconds (`1.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit '{unit}' (expected ms, s, m or h)")),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 30s, 5m)"))?;
+    if !n.is_finite() || n < 0.0 || n * scale > 1e9 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(Duration::from_secs_f64(n * scale))
+}
+
+/// Translates parsed arguments into a request. Mount options keep their command-line order.
+pub fn request(m: &ArgMatches) -> Request {
+    let mut mounts: Vec<(usize, MountReq)> = Vec::new();
+    for (name, ro, dev) in [("bind", false, false), ("ro-bind", true, false), ("dev-bind", false, true)] {
+        if let (Some(vals), Some(idx)) = (m.get_many::<String>(name), m.indices_of(name)) {
+            let vals: Vec<&String> = vals.collect();
+            let idx: Vec<usize> = idx.collect();
+            for (pair, &i) in vals.chunks(2).zip(idx.iter().step_by(2)) {
+                let bind = MountReq::Bind { src: PathBuf::from(pair[0]), dest: pair[1].clone(), ro, dev };
+                mounts.push((i, bind));
+            }
+        }
+    }
+    if let (Some(vals), Some(idx)) = (m.get_many::<String>("tmpfs"), m.indices_of("tmpfs")) {
+        mounts.extend(idx.zip(vals).map(|(i, d)| (i, MountReq::Tmpfs { dest: d.clone() })));
+    }
+    mounts.sort_by_key(|(i, _)| *i);
+
+    let setenv = m
+        .get_many::<String>("setenv")
+        .map(|v| v.collect::<Vec<_>>().chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect())
+        .unwrap_or_default();
+    let command = match m.get_one::<String>("shell") {
+        Some(cmd) => vec!["/bin/sh".into(), "-c".into(), cmd.clone()],
+        None => m.get_many::<String>("command").map(|v| v.cloned().collect()).unwrap_or_default(),
+    };
+    let user = if m.get_flag("nobody") {
+        Some((65534, Some(65534)))
+    } else {
+        m.get_one::<(u32, Option<u32>)>("user").copied()
+    };
+    let paths = |name: &str| m.get_many::<PathBuf>(name).map(|v| v.cloned().collect()).unwrap_or_default();
+    Request {
+        root: m.get_one::<PathBuf>("root").cloned(),
+        rw: m.get_flag("rw"),
+        layers: paths("layer"),
+        upper: m.get_one::<PathBuf>("upper").cloned(),
+        work: m.get_one::<PathBuf>("work").cloned(),
+        mounts: mounts.into_iter().map(|(_, m)| m).collect(),
+        setenv,
+        chdir: m.get_one::<String>("chdir").cloned(),
+        hostname: m.get_one::<String>("hostname").cloned(),
+        user,
+        userns: m.get_flag("userns"),
+        net: m.get_one::<String>("net").cloned(),
+        cap_add: m.get_many::<String>("cap-add").map(|v| v.cloned().collect()).unwrap_or_default(),
+        pass_fds: m.get_many::<i32>("pass-fd").map(|v| v.copied().collect()).unwrap_or_default(),
+        json_status: m.get_one::<i32>("json-status").copied(),
+        stdout_file: m.get_one::<PathBuf>("stdout").cloned(),
+        stderr_file: m.get_one::<PathBuf>("stderr").cloned(),
+        timeout: m.get_one::<Duration>("timeout").copied(),
+        kill_after: m.get_one::<Duration>("kill-after").copied(),
+        dry_run: m.get_flag("dry-run"),
+        command,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(args: &[&str]) -> Request {
+        let mut v = vec!["ljspawn"];
+        v.extend_from_slice(args);
+        request(&command().try_get_matches_from(v).expect("parses"))
+    }
+
+    #[test]
+    fn mounts_keep_command_line_order() {
+        let r =
+            req(&["--tmpfs", "/a", "--ro-bind", "/s", "/b", "--bind", "/t", "/c", "--tmpfs", "/d", "true"]);
+        let dests: Vec<&str> = r
+            .mounts
+            .iter()
+            .map(|m| match m {
+                MountReq::Bind { dest, .. } | MountReq::Tmpfs { dest } => dest.as_str(),
+            })
+            .collect();
+        assert_eq!(dests, ["/a", "/b", "/c", "/d"]);
+        assert_eq!(r.command, ["true"]);
+    }
+
+    #[test]
+    fn command_after_double_dash_may_look_like_an_option() {
+        let r = req(&["--root", "/w", "--", "--bind", "x"]);
+        assert_eq!(r.command, ["--bind", "x"]);
+        assert!(r.mounts.is_empty());
+    }
+
+    #[test]
+    fn options_stop_at_the_command() {
+        let r = req(&["-d", "/w", "ls", "-l", "--tmpfs", "/x"]);
+        assert_eq!(r.command, ["ls", "-l", "--tmpfs", "/x"]);
+        assert!(r.mounts.is_empty());
+    }
+
+    #[test]
+    fn lightjail_form() {
+        let r = req(&["-d", "/w", "-p", "echo hi", "-n", "box", "-0"]);
+        assert_eq!(r.command, ["/bin/sh", "-c", "echo hi"]);
+        assert_eq!(r.hostname.as_deref(), Some("box"));
+        assert_eq!(r.user, Some((65534, Some(65534))));
+    }
+
+    #[test]
+    fn setenv_pairs_and_user() {
+        let r = req(&["--setenv", "A", "-1", "--setenv", "B", "", "--user", "5:6", "true"]);
+        assert_eq!(r.setenv, [("A".to_string(), "-1".to_string()), ("B".to_string(), String::new())]);
+        assert_eq!(r.user, Some((5, Some(6))));
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        assert!(command().try_get_matches_from(["ljspawn", "--user", "x", "true"]).is_err());
+        assert!(command().try_get_matches_from(["ljspawn", "--timeout", "5y", "true"]).is_err());
+        assert!(command().try_get_matches_from(["ljspawn", "--frobnicate", "true"]).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

@@ -1,0 +1,586 @@
+//! Inside the jail: the code that runs as PID 1 of the new namespaces.
+//!
+//! Order (each step fails the whole spawn with one message and exit 125):
+//! 1. die with ljspawn (`PR_SET_PDEATHSIG`), then check ljspawn is still there;
+//! 2. write the user namespace's maps (rootless, or root with `--userns`);
+//! 3. make every mount private, so nothing propagates back to the host;
+//! 4. *before pivot_root*, open everything that comes from the host as detached mounts: the
+//!    root (a recursive bind of `--root`, or an overlay of the layers), a fresh proc, the host
+//!    device nodes, the bind sources. Paths here are the caller's, looked up with its
+//!    credentials (rootless: the user namespace maps to the caller);
+//! 5. attach the root over `/`, `pivot_root` into it, detach the old root: from now on no host
+//!    path is reachable by name, only through the detached mounts opened in step 4;
+//! 6. attach the mounts in plan order; every destination is resolved inside the new root
+//!    (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`), missing ones are created one component at a
+//!    time with `mkdirat`, which never follows a symlink;
+//! 7. hostname, loopback;
+//! 8. fork the program ([`program`]), then reap and forward signals until it exits.
+
+use std::ffi::CString;
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use crate::plan::{Mount, Net, Plan, RootFs};
+use crate::sys::{self, FsContext, WaitStatus};
+use crate::{EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
+
+/// A failure inside the jail: the exit code and one line for ljspawn to print.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub msg: String,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+type Result<T> = std::result::Result<T, Failure>;
+
+fn setup_err(what: impl fmt::Display, e: io::Error) -> Failure {
+    Failure { code: EXIT_SETUP, msg: format!("{what}: {}", describe(&e)) }
+}
+
+/// `io::Error` without the " (os error N)" suffix std adds.
+fn describe(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_lowercase(),
+        None => s,
+    }
+}
+
+trait Ctx<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+impl<T> Ctx<T> for io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| setup_err(what(), e))
+    }
+}
+
+/// Descriptors ljspawn hands to the jail.
+#[derive(Debug)]
+pub struct Handover {
+    /// Write end of the status pipe (close-on-exec): a failure is written here as
+    /// "CODE\tMESSAGE"; ljspawn sees end-of-file once the program has been executed.
+    pub status: OwnedFd,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// PID 1 of the jail. Never returns.
+pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
+    let code = match setup(plan, &h) {
+        Ok(()) => supervise(plan, h, umask),
+        Err(f) => {
+            report(h.status.as_fd(), &f);
+            f.code
+        }
+    };
+    sys::exit_now(code as i32)
+}
+
+fn report(status: BorrowedFd<'_>, f: &Failure) {
+    let line = format!("{}\t{}", f.code, f.msg);
+    // Nothing more can be done if ljspawn is gone: the exit code still tells.
+    let _ = sys::write_all(status, line.as_bytes());
+}
+
+fn setup(plan: &Plan, h: &Handover) -> Result<()> {
+    sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
+    if sys::pipe_reader_gone(h.status.as_fd()) {
+        sys::exit_now(EXIT_SETUP as i32);
+    }
+    if let Some(m) = &plan.userns {
+        std::fs::write("/proc/self/setgroups", "deny").ctx(|| "cannot deny setgroups".into())?;
+        std::fs::write("/proc/self/gid_map", format!("{} {} 1\n", m.gid_inside, m.gid_outside))
+            .ctx(|| "cannot write the gid map".into())?;
+        std::fs::write("/proc/self/uid_map", format!("{} {} 1\n", m.uid_inside, m.uid_outside))
+            .ctx(|| "cannot write the uid map".into())?;
+    }
+    // PID 1 holds capabilities in the jail's namespaces: keep the program from ptracing it.
+    // (After the maps: an undumpable process cannot write its own /proc/self files.)
+    sys::set_dumpable(false).ctx(|| "cannot make the jail's init undumpable".into())?;
+    sys::make_rprivate_root().ctx(|| "cannot make mounts private".into())?;
+
+    // Step 4: everything from the host, while its paths still resolve.
+    let root = open_root(&plan.root)?;
+    let proc_mnt = new_proc()?;
+    let mut host: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.mounts.len());
+    let mut devices = None;
+    for m in &plan.mounts {
+        host.push(match m {
+            Mount::Bind { src, ro, dev, .. } => Some(bind_source(&src.display().to_string(), *ro, *dev)?),
+            Mount::Dev => {
+                devices = Some(host_devices()?);
+                None
+            }
+            _ => None,
+        });
+    }
+
+    // Step 5.
+    let slash = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .ctx(|| "cannot open the host's /".into())?;
+    sys::move_mount(root.as_fd(), slash.as_fd()).ctx(|| "cannot attach the jail's root".into())?;
+    drop(slash);
+    sys::fchdir(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
+    sys::pivot_root_cwd().ctx(|| "pivot_root failed".into())?;
+    drop(root);
+    let root = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .ctx(|| "cannot open the jail's root".into())?;
+
+    // Step 6.
+    let mut proc_mnt = Some(proc_mnt);
+    for (m, src) in plan.mounts.iter().zip(host) {
+        match m {
+            Mount::Proc { dest } => {
+                let mnt = proc_mnt
+                    .take()
+                    .ok_or_else(|| Failure { code: EXIT_SETUP, msg: "proc mounted twice".into() })?;
+                attach(&root, mnt.as_fd(), dest, Kind::Dir)?;
+            }
+            Mount::ProcReadOnly { path } => proc_read_only(&root, path)?,
+            Mount::Dev => {
+                let devs = devices
+                    .take()
+                    .ok_or_else(|| Failure { code: EXIT_SETUP, msg: "/dev set up twice".into() })?;
+                populate_dev(&root, devs)?;
+            }
+            Mount::Tmpfs { dest, mode } => {
+                let t = tmpfs(*mode, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
+                    .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
+                attach(&root, t.as_fd(), dest, Kind::Dir)?;
+            }
+            Mount::Bind { src: path, dest, .. } => {
+                let src =
+                    src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: "bind source missing".into() })?;
+                let st = sys::fstat(src.as_fd()).ctx(|| format!("cannot stat {}", path.display()))?;
+                let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Kind::Dir } else { Kind::File };
+                attach(&root, src.as_fd(), dest, kind)?;
+            }
+        }
+    }
+
+    // Step 7.
+    sys::sethostname(&plan.hostname).ctx(|| "cannot set the host name".into())?;
+    if plan.net == Net::None {
+        sys::loopback_up().ctx(|| "cannot bring up the loopback interface".into())?;
+    }
+    Ok(())
+}
+
+fn open_root(root: &RootFs) -> Result<OwnedFd> {
+    match root {
+        RootFs::Dir { path, writable } => {
+            let p = path.display().to_string();
+            let fd = sys::open_tree(None, &p, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
+                .ctx(|| format!("cannot use --root {p}"))?;
+            let st = sys::fstat(fd.as_fd()).ctx(|| format!("cannot stat --root {p}"))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                return Err(Failure { code: EXIT_SETUP, msg: format!("--root {p}: not a directory") });
+            }
+            let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+            if !writable {
+                attrs |= sys::MOUNT_ATTR_RDONLY;
+            }
+            sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot restrict --root {p}"))?;
+            Ok(fd)
+        }
+        RootFs::Overlay { layers, upper } => overlay(layers, upper.as_ref()),
+    }
+}
+
+fn overlay(
+    layers: &[std::path::PathBuf],
+    upper: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<OwnedFd> {
+    let fc = FsContext::open("overlay").ctx(|| "cannot use overlayfs".into())?;
+    let fail = |fc: &FsContext, what: String, e: io::Error| match fc.last_message() {
+        Some(m) => setup_err(format!("{what} ({m})"), e),
+        None => setup_err(what, e),
+    };
+    // `lowerdir+` (Linux 6.8) takes one layer per call with no length limit or escaping; the
+    // first call added is the top layer. Older kernels get the classic colon-separated list.
+    let top_first: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
+    match fc.set_string("lowerdir+", &top_first[0]) {
+        Ok(()) => {
+            for l in &top_first[1..] {
+                fc.set_string("lowerdir+", l).map_err(|e| fail(&fc, format!("cannot use --layer {l}"), e))?;
+            }
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            let escaped: Vec<String> = top_first
+                .iter()
+                .map(|l| l.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,"))
+                .collect();
+            fc.set_string("lowerdir", &escaped.join(":"))
+                .map_err(|e| fail(&fc, "cannot use the --layer directories".into(), e))?;
+        }
+        Err(e) => return Err(fail(&fc, format!("cannot use --layer {}", top_first[0]), e)),
+    }
+    // An ephemeral upper lives on a tmpfs that only this mount references: it goes away with
+    // the jail's mount namespace.
+    let scratch;
+    let (up, work) = match upper {
+        Some((u, w)) => (u.display().to_string(), w.display().to_string()),
+        None => {
+            scratch = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
+                .ctx(|| "cannot make the tmpfs for the overlay's upper layer".into())?;
+            for d in ["upper", "work"] {
+                sys::mkdirat(scratch.as_fd(), d, 0o755)
+                    .ctx(|| format!("cannot make the overlay's {d} dir"))?;
+            }
+            let base = format!("/proc/self/fd/{}", scratch.as_raw_fd());
+            (format!("{base}/upper"), format!("{base}/work"))
+        }
+    };
+    fc.set_string("upperdir", &up).map_err(|e| fail(&fc, format!("cannot use --upper {up}"), e))?;
+    fc.set_string("workdir", &work).map_err(|e| fail(&fc, format!("cannot use --work {work}"), e))?;
+    fc.set_flag("userxattr").map_err(|e| fail(&fc, "overlayfs has no userxattr option".into(), e))?;
+    fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
+        .map_err(|e| fail(&fc, "cannot mount the overlay root".into(), e))
+}
+
+fn tmpfs(mode: u32, attrs: u64) -> io::Result<OwnedFd> {
+    let fc = FsContext::open("tmpfs")?;
+    fc.set_string("mode", &format!("{mode:o}"))?;
+    fc.mount(attrs)
+}
+
+fn new_proc() -> Result<OwnedFd> {
+    let fc = FsContext::open("proc").ctx(|| "cannot mount /proc".into())?;
+    fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
+        .ctx(|| "cannot mount /proc".into())
+}
+
+fn bind_source(src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
+    let fd = sys::open_tree(None, src, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
+        .ctx(|| format!("cannot bind {src}"))?;
+    let mut attrs = sys::MOUNT_ATTR_NOSUID;
+    if !dev {
+        attrs |= sys::MOUNT_ATTR_NODEV;
+    }
+    if ro {
+        attrs |= sys::MOUNT_ATTR_RDONLY;
+    }
+    sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot restrict the bind of {src}"))?;
+    Ok(fd)
+}
+
+const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+fn host_devices() -> Result<Vec<OwnedFd>> {
+    DEVICES
+        .iter()
+        .map(|d| {
+            let p = format!("/dev/{d}");
+            let fd = sys::open_tree(None, &p, sys::OPEN_TREE_CLONE).ctx(|| format!("cannot bind {p}"))?;
+            sys::mount_setattr(fd.as_fd(), false, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC, 0)
+                .ctx(|| format!("cannot restrict {p}"))?;
+            Ok(fd)
+        })
+        .collect()
+}
+
+fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>) -> Result<()> {
+    let dev = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV)
+        .ctx(|| "cannot make the tmpfs for /dev".into())?;
+    attach(root, dev.as_fd(), "/dev", Kind::Dir)?;
+    for (name, node) in DEVICES.iter().zip(devices) {
+        let target = sys::openat2(
+            Some(dev.as_fd()),
+            name,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+            0o666,
+            sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+        )
+        .ctx(|| format!("cannot create /dev/{name}"))?;
+        sys::move_mount(node.as_fd(), target.as_fd()).ctx(|| format!("cannot attach /dev/{name}"))?;
+    }
+    sys::mkdirat(dev.as_fd(), "pts", 0o755).ctx(|| "cannot create /dev/pts".into())?;
+    sys::mkdirat(dev.as_fd(), "shm", 0o1777).ctx(|| "cannot create /dev/shm".into())?;
+    let pts = devpts().ctx(|| "cannot mount /dev/pts".into())?;
+    let target = sys::openat2(
+        Some(dev.as_fd()),
+        "pts",
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(|| "cannot open /dev/pts".into())?;
+    sys::move_mount(pts.as_fd(), target.as_fd()).ctx(|| "cannot attach /dev/pts".into())?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        sys::symlinkat(target, dev.as_fd(), link).ctx(|| format!("cannot create /dev/{link}"))?;
+    }
+    Ok(())
+}
+
+fn devpts() -> io::Result<OwnedFd> {
+    let fc = FsContext::open("devpts")?;
+    fc.set_flag("newinstance")?;
+    fc.set_string("ptmxmode", "0666")?;
+    fc.set_string("mode", "0620")?;
+    fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC)
+}
+
+fn proc_read_only(root: &OwnedFd, path: &str) -> Result<()> {
+    let fd = match sys::open_tree(Some(root.as_fd()), &path[1..], sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE) {
+        Ok(fd) => fd,
+        // Not every kernel has every one of these (e.g. no /proc/bus without PCI).
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(setup_err(format!("cannot bind {path}"), e)),
+    };
+    let attrs =
+        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot make {path} read-only"))?;
+    let kind = if path == "/proc/sysrq-trigger" { Kind::File } else { Kind::Dir };
+    attach(root, fd.as_fd(), path, kind)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Dir,
+    File,
+}
+
+const IN_ROOT: u64 = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
+
+/// Attaches the detached mount `mnt` at `dest`, resolved inside the jail's root.
+fn attach(root: &OwnedFd, mnt: BorrowedFd<'_>, dest: &str, kind: Kind) -> Result<()> {
+    let target = mount_point(root, dest, kind)?;
+    sys::move_mount(mnt, target.as_fd()).ctx(|| format!("cannot mount on {dest}"))
+}
+
+/// Opens (creating it if missing) the mount point `dest` inside the jail. Resolution never
+/// leaves the root (`RESOLVE_IN_ROOT`), never crosses a magic link, and creation is one
+/// `mkdirat`/`O_EXCL` component at a time, so a symlink is never created through.
+fn mount_point(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
+    let rel = dest.trim_start_matches('/');
+    let fd = match sys::openat2(Some(root.as_fd()), rel, libc::O_PATH, 0, IN_ROOT) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_mount_point(root, rel, kind)?,
+        Err(e) => return Err(setup_err(format!("cannot open mount point {dest}"), e)),
+    };
+    let st = sys::fstat(fd.as_fd()).ctx(|| format!("cannot stat mount point {dest}"))?;
+    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+    match (kind, is_dir) {
+        (Kind::Dir, false) => {
+            Err(Failure { code: EXIT_SETUP, msg: format!("mount point {dest}: not a directory") })
+        }
+        (Kind::File, true) => {
+            Err(Failure { code: EXIT_SETUP, msg: format!("mount point {dest}: is a directory") })
+        }
+        _ => Ok(fd),
+    }
+}
+
+fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let mut parent = sys::openat2(Some(root.as_fd()), ".", libc::O_PATH | libc::O_DIRECTORY, 0, IN_ROOT)
+        .ctx(|| "cannot open the jail's root".into())?;
+    for (i, name) in parts.iter().enumerate() {
+        let so_far = parts[..=i].join("/");
+        let last = i + 1 == parts.len();
+        let hint = |e: io::Error| {
+            let mut f = setup_err(format!("cannot create mount point /{so_far}"), e);
+            if f.msg.ends_with("read-only file system") {
+                f.msg.push_str(" (create it in the root, use --rw, or use --layer for an overlay root)");
+            }
+            f
+        };
+        match sys::openat2(Some(root.as_fd()), &so_far, libc::O_PATH, 0, IN_ROOT) {
+            Ok(fd) if !last => {
+                parent = fd;
+                continue;
+            }
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(hint(e)),
+            Err(_) => {}
+        }
+        if last && kind == Kind::File {
+            sys::openat2(
+                Some(parent.as_fd()),
+                name,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                0o644,
+                sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+            )
+            .map_err(hint)?;
+        } else {
+            sys::mkdirat(parent.as_fd(), name, 0o755).map_err(hint)?;
+        }
+        parent = sys::openat2(Some(root.as_fd()), &so_far, libc::O_PATH, 0, IN_ROOT).map_err(hint)?;
+    }
+    Ok(parent)
+}
+
+/// PID 1 after setup: start the program, then reap every child and forward signals until the
+/// program exits. Returns the program's exit code (128+N for signal N).
+fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
+    let pid = match sys::fork() {
+        Ok(0) => program(plan, h, umask),
+        Ok(pid) => pid,
+        Err(e) => {
+            let f = setup_err("cannot start the program", e);
+            report(h.status.as_fd(), &f);
+            return f.code;
+        }
+    };
+    // The program holds the status pipe until exec; ljspawn sees end-of-file then.
+    drop(h);
+    loop {
+        match sys::wait_signal(None) {
+            Ok(Some((libc::SIGCHLD, _))) | Ok(Some((0, _))) | Ok(None) => loop {
+                match sys::wait_nohang(-1) {
+                    Ok(Some((p, st))) if p == pid => {
+                        return match st {
+                            WaitStatus::Exited(c) => c as u8,
+                            WaitStatus::Signaled(s) => 128u8.saturating_add(s as u8),
+                        };
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break,
+                    Err(_) => return EXIT_SETUP,
+                }
+            },
+            // Signals from ljspawn (outside this PID namespace: sender pid 0) go to the program.
+            Ok(Some((sig, 0))) => {
+                let _ = sys::kill(pid, sig);
+            }
+            Ok(Some(_)) => {}
+            Err(_) => return EXIT_SETUP,
+        }
+    }
+}
+
+/// The program's process: drop everything, then exec. Never returns.
+fn program(plan: &Plan, h: Handover, umask: u32) -> ! {
+    let f = match prepare_and_exec(plan, &h, umask) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    report(h.status.as_fd(), &f);
+    sys::exit_now(f.code as i32)
+}
+
+enum Never {}
+
+fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
+    sys::setsid().ctx(|| "cannot start a new session".into())?;
+    if let Some(fd) = &h.stdout {
+        sys::dup2(fd.as_fd(), 1).ctx(|| "cannot redirect stdout".into())?;
+    }
+    if let Some(fd) = &h.stderr {
+        sys::dup2(fd.as_fd(), 2).ctx(|| "cannot redirect stderr".into())?;
+    }
+    drop_privileges(plan)?;
+    sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?;
+    for &fd in &plan.pass_fds {
+        sys::set_cloexec(fd, false).ctx(|| format!("cannot pass fd {fd}"))?;
+    }
+    sys::umask(umask);
+    sys::reset_signals().ctx(|| "cannot reset signals".into())?;
+    exec(plan)
+}
+
+fn drop_privileges(plan: &Plan) -> Result<()> {
+    let keep: u64 = plan.caps.iter().fold(0, |m, &c| m | (1u64 << c));
+    let mut cap = 0u32;
+    loop {
+        match sys::capbset_read(cap) {
+            Ok(_) if keep & (1u64 << cap) == 0 => sys::capbset_drop(cap)
+                .ctx(|| format!("cannot drop capability {cap} from the bounding set"))?,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => return Err(setup_err("cannot read the bounding set", e)),
+        }
+        cap += 1;
+        if cap >= 64 {
+            break;
+        }
+    }
+    // Supplementary groups: cleared where the kernel lets us (rootless namespaces deny
+    // setgroups, and there the caller's groups show as the overflow gid).
+    if plan.userns.is_none() {
+        sys::setgroups_empty().ctx(|| "cannot clear supplementary groups".into())?;
+    }
+    if keep != 0 && plan.uid != 0 {
+        sys::set_keepcaps(true).ctx(|| "cannot keep capabilities across setuid".into())?;
+    }
+    sys::setresgid(plan.gid).ctx(|| format!("cannot switch to gid {}", plan.gid))?;
+    sys::setresuid(plan.uid).ctx(|| format!("cannot switch to uid {}", plan.uid))?;
+    sys::capset(keep).ctx(|| "cannot set capabilities".into())?;
+    sys::ambient_clear().ctx(|| "cannot clear ambient capabilities".into())?;
+    if plan.uid != 0 {
+        for &c in &plan.caps {
+            sys::ambient_raise(c).ctx(|| format!("cannot raise ambient capability {c}"))?;
+        }
+    }
+    sys::set_no_new_privs().ctx(|| "cannot set no_new_privs".into())?;
+
+    // Check, do not trust: read everything back.
+    let ids = sys::getresids();
+    let (u, g) = (plan.uid, plan.gid);
+    let caps = sys::capget().ctx(|| "cannot read capabilities".into())?;
+    let nnp = sys::no_new_privs().ctx(|| "cannot read no_new_privs".into())?;
+    if ids != (u, u, u, g, g, g) || caps != (keep, keep, keep) || !nnp {
+        return Err(Failure {
+            code: EXIT_SETUP,
+            msg: format!(
+                "privileges not dropped as planned (ids {ids:?}, caps {caps:x?}, no_new_privs {nnp})"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn exec(plan: &Plan) -> Result<Never> {
+    let cstr = |s: &str| CString::new(s).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() });
+    let argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
+    let envp = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>>>()?;
+    let prog = &plan.argv[0];
+    if prog.contains('/') {
+        let e = sys::execve(&argv[0], &argv, &envp);
+        return Err(exec_failure(prog, e));
+    }
+    let path = plan.env.iter().find(|(k, _)| k == "PATH").map_or(crate::plan::DEFAULT_PATH, |(_, v)| v);
+    let mut denied = None;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let full = cstr(&format!("{dir}/{prog}"))?;
+        let e = sys::execve(&full, &argv, &envp);
+        match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+            _ => {
+                if denied.is_none() {
+                    denied = Some((format!("{dir}/{prog}"), e));
+                }
+            }
+        }
+    }
+    match denied {
+        Some((p, e)) => Err(exec_failure(&p, e)),
+        None => Err(Failure {
+            code: EXIT_NOTFOUND,
+            msg: format!("{prog}: command not found in the jail's PATH ({path})"),
+        }),
+    }
+}
+
+fn exec_failure(prog: &str, e: io::Error) -> Failure {
+    let code = match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => EXIT_NOTFOUND,
+        _ => EXIT_NOEXEC,
+    };
+    Failure { code, msg: format!("cannot execute {prog}: {}", describe(&e)) }
+}

@@ -1,0 +1,815 @@
+//! The `Plan`: everything a spawn will do, computed and validated before any privileged or
+//! irreversible step. Building a plan is pure (no system calls): the caller passes in the facts
+//! it observed (ids, mode, terminal), so every rule here is unit-tested without root.
+
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+/// How ljspawn was invoked. Detected from the real and effective ids, never from the
+/// environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Real uid 0.
+    Root,
+    /// An ordinary user; the jail lives in an unprivileged user namespace.
+    Rootless,
+    /// Installed setuid root and run by an ordinary user.
+    Setuid,
+}
+
+impl Mode {
+    pub fn detect(ruid: u32, euid: u32) -> Mode {
+        match (ruid, euid) {
+            (0, _) => Mode::Root,
+            (_, 0) => Mode::Setuid,
+            _ => Mode::Rootless,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Root => "root",
+            Mode::Rootless => "rootless",
+            Mode::Setuid => "setuid",
+        })
+    }
+}
+
+/// The facts about the caller that a plan depends on.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub mode: Mode,
+    pub uid: u32,
+    pub gid: u32,
+    /// A terminal is attached to stdin, stdout or stderr.
+    pub tty: bool,
+    /// `TERM` of the caller, passed on when a terminal is attached.
+    pub term: Option<String>,
+}
+
+/// What the user asked for, as parsed from the command line (see `cli`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Request {
+    pub root: Option<PathBuf>,
+    pub rw: bool,
+    pub layers: Vec<PathBuf>,
+    pub upper: Option<PathBuf>,
+    pub work: Option<PathBuf>,
+    pub mounts: Vec<MountReq>,
+    pub setenv: Vec<(String, String)>,
+    pub chdir: Option<String>,
+    pub hostname: Option<String>,
+    pub user: Option<(u32, Option<u32>)>,
+    pub userns: bool,
+    pub net: Option<String>,
+    pub cap_add: Vec<String>,
+    pub pass_fds: Vec<i32>,
+    pub json_status: Option<i32>,
+    pub stdout_file: Option<PathBuf>,
+    pub stderr_file: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    pub kill_after: Option<Duration>,
+    pub dry_run: bool,
+    pub command: Vec<String>,
+}
+
+/// A user-requested mount, in command-line order. Destinations are paths inside the jail.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MountReq {
+    Bind { src: PathBuf, dest: String, ro: bool, dev: bool },
+    Tmpfs { dest: String },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RootFs {
+    /// A directory bound as `/`, read-only unless `writable`.
+    Dir { path: PathBuf, writable: bool },
+    /// overlayfs: `layers` bottom first; `upper` = (upper, work) kept, or None for a tmpfs
+    /// upper discarded with the jail.
+    Overlay { layers: Vec<PathBuf>, upper: Option<(PathBuf, PathBuf)> },
+}
+
+/// One mount the jail makes, in order, with destinations inside the new root.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mount {
+    Bind {
+        src: PathBuf,
+        dest: String,
+        ro: bool,
+        dev: bool,
+    },
+    Tmpfs {
+        dest: String,
+        mode: u32,
+    },
+    Proc {
+        dest: String,
+    },
+    /// A bind of a sub-path of /proc onto itself, read-only.
+    ProcReadOnly {
+        path: String,
+    },
+    /// The minimal /dev: tmpfs, device binds from the host, devpts, shm, links.
+    Dev,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// A new network namespace with only loopback, up.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// uid/gid maps written for the jail's user namespace: one line each, `inside outside 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub uid_inside: u32,
+    pub uid_outside: u32,
+    pub gid_inside: u32,
+    pub gid_outside: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub mode: Mode,
+    /// None: no user namespace (root only).
+    pub userns: Option<IdMap>,
+    pub net: Net,
+    pub root: RootFs,
+    /// Mounts made after the root is in place, in order.
+    pub mounts: Vec<Mount>,
+    pub hostname: String,
+    /// The program's credentials inside the jail.
+    pub uid: u32,
+    pub gid: u32,
+    /// Capabilities (numbers) the program keeps; empty for everyone but root's `--cap-add`.
+    pub caps: Vec<u32>,
+    pub env: Vec<(String, String)>,
+    pub cwd: String,
+    pub argv: Vec<String>,
+    pub pass_fds: Vec<i32>,
+    pub json_status: Option<i32>,
+    pub stdout_file: Option<PathBuf>,
+    pub stderr_file: Option<PathBuf>,
+    pub timeout: Option<Duration>,
+    pub kill_after: Duration,
+}
+
+/// Why a request cannot become a plan. Every message is one line, lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlanError {
+    NoCommand,
+    NoRoot,
+    RootAndLayers,
+    UpperWithoutLayers,
+    UpperWorkPair,
+    RwWithLayers,
+    NotAbsolute { what: &'static str, path: String },
+    DotDot { what: &'static str, path: String },
+    BadNet(String),
+    BadHostname(String),
+    BadEnvName(String),
+    NulByte(&'static str),
+    UnknownCap(String),
+    CapsNotAllowed(Mode),
+    SetuidUnsupported,
+    BadFd { what: &'static str, fd: i32 },
+    ReservedFd { what: &'static str, fd: i32 },
+}
+
+impl fmt::Display for PlanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use PlanError::*;
+        match self {
+            NoCommand => write!(f, "no command given (usage: ljspawn [OPTIONS] [--] COMMAND [ARGS...])"),
+            NoRoot => write!(f, "no root file system: give --root DIR (or -d DIR) or --layer DIR"),
+            RootAndLayers => write!(f, "--root and --layer are exclusive: use one root file system"),
+            UpperWithoutLayers => write!(f, "--upper/--work need --layer (they are the overlay's writable part)"),
+            UpperWorkPair => write!(f, "--upper and --work go together: give both (same file system) or neither"),
+            RwWithLayers => write!(f, "--rw applies to --root; an overlay root is always writable"),
+            NotAbsolute { what, path } => write!(f, "{what} '{path}' must be an absolute path"),
+            DotDot { what, path } => write!(f, "{what} '{path}' must not contain '..' or '.' components"),
+            BadNet(m) => write!(f, "unknown network mode '{m}' (expected none or host)"),
+            BadHostname(h) => write!(f, "invalid hostname '{h}' (letters, digits, '-' and '.', at most 64)"),
+            BadEnvName(n) => write!(f, "invalid environment variable name '{n}'"),
+            NulByte(what) => write!(f, "{what} contains a NUL byte"),
+            UnknownCap(c) => write!(f, "unknown capability '{c}' (e.g. CAP_NET_ADMIN or net_admin)"),
+            CapsNotAllowed(m) => write!(f, "--cap-add is not allowed in {m} mode"),
+            SetuidUnsupported => write!(f, "this ljspawn is installed setuid, which this build does not support yet: remove the setuid bit (rootless mode works where user namespaces are allowed)"),
+            BadFd { what, fd } => write!(f, "{what} {fd} is not an open file descriptor"),
+            ReservedFd { what, fd } => write!(f, "{what} {fd}: descriptors 0-2 are always passed; give 3 or more"),
+        }
+    }
+}
+
+impl std::error::Error for PlanError {}
+
+/// The jail's default `PATH`.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// /proc entries that stay read-only in the jail.
+pub const PROC_READ_ONLY: [&str; 4] = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"];
+
+/// Capability names, indexed by number (linux/capability.h).
+pub const CAP_NAMES: [&str; 41] = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+pub fn cap_number(name: &str) -> Option<u32> {
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_prefix("cap_").unwrap_or(&lower);
+    CAP_NAMES.iter().position(|&n| n == bare).map(|i| i as u32)
+}
+
+/// Checks an in-jail path: absolute, no `.`/`..`, no NUL. Returns it normalised (no
+/// duplicate or trailing slashes).
+fn jail_path(what: &'static str, p: &str) -> Result<String, PlanError> {
+    if p.contains('\0') {
+        return Err(PlanError::NulByte(what));
+    }
+    if !p.starts_with('/') {
+        return Err(PlanError::NotAbsolute { what, path: p.into() });
+    }
+    let mut out = String::new();
+    for c in p.split('/').filter(|c| !c.is_empty()) {
+        if c == "." || c == ".." {
+            return Err(PlanError::DotDot { what, path: p.into() });
+        }
+        out.push('/');
+        out.push_str(c);
+    }
+    Ok(if out.is_empty() { "/".into() } else { out })
+}
+
+fn host_path(what: &'static str, p: &Path) -> Result<PathBuf, PlanError> {
+    use std::os::unix::ffi::OsStrExt;
+    if p.as_os_str().as_bytes().contains(&0) {
+        return Err(PlanError::NulByte(what));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(PlanError::DotDot { what, path: p.display().to_string() });
+    }
+    Ok(p.to_path_buf())
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+fn valid_env_name(n: &str) -> bool {
+    !n.is_empty()
+        && !n.as_bytes()[0].is_ascii_digit()
+        && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Turns a request into a plan, or says why it cannot be one. `open_fd` reports whether a
+/// descriptor number is open (a fact of the caller, passed in to keep this function pure).
+pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> Result<Plan, PlanError> {
+    if caller.mode == Mode::Setuid {
+        return Err(PlanError::SetuidUnsupported);
+    }
+    if req.command.is_empty() {
+        return Err(PlanError::NoCommand);
+    }
+    if req.command.iter().any(|a| a.contains('\0')) {
+        return Err(PlanError::NulByte("the command"));
+    }
+
+    let root = match (&req.root, req.layers.is_empty()) {
+        (Some(_), false) => return Err(PlanError::RootAndLayers),
+        (None, true) => return Err(PlanError::NoRoot),
+        (Some(dir), true) => {
+            if req.upper.is_some() || req.work.is_some() {
+                return Err(PlanError::UpperWithoutLayers);
+            }
+            RootFs::Dir { path: host_path("--root", dir)?, writable: req.rw }
+        }
+        (None, false) => {
+            if req.rw {
+                return Err(PlanError::RwWithLayers);
+            }
+            let layers = req.layers.iter().map(|l| host_path("--layer", l)).collect::<Result<Vec<_>, _>>()?;
+            let upper = match (&req.upper, &req.work) {
+                (Some(u), Some(w)) => Some((host_path("--upper", u)?, host_path("--work", w)?)),
+                (None, None) => None,
+                _ => return Err(PlanError::UpperWorkPair),
+            };
+            RootFs::Overlay { layers, upper }
+        }
+    };
+
+    let net = match req.net.as_deref() {
+        None | Some("none") => Net::None,
+        Some("host") => Net::Host,
+        Some(other) => return Err(PlanError::BadNet(other.into())),
+    };
+
+    let hostname = req.hostname.clone().unwrap_or_else(|| "lj".into());
+    if !valid_hostname(&hostname) {
+        return Err(PlanError::BadHostname(hostname));
+    }
+
+    let (uid, gid) = match req.user {
+        Some((u, g)) => (u, g.unwrap_or(u)),
+        None => (0, 0),
+    };
+
+    let userns = match caller.mode {
+        Mode::Root if !req.userns => None,
+        _ => {
+            Some(IdMap { uid_inside: uid, uid_outside: caller.uid, gid_inside: gid, gid_outside: caller.gid })
+        }
+    };
+
+    let mut caps = Vec::new();
+    for c in &req.cap_add {
+        if caller.mode == Mode::Setuid {
+            return Err(PlanError::CapsNotAllowed(caller.mode));
+        }
+        let n = if c.eq_ignore_ascii_case("all") {
+            caps.extend(0..CAP_NAMES.len() as u32);
+            continue;
+        } else {
+            cap_number(c).ok_or_else(|| PlanError::UnknownCap(c.clone()))?
+        };
+        caps.push(n);
+    }
+    caps.sort_unstable();
+    caps.dedup();
+
+    let mut mounts = vec![Mount::Proc { dest: "/proc".into() }];
+    mounts.extend(PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: (*p).into() }));
+    mounts.push(Mount::Dev);
+    mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
+    for m in &req.mounts {
+        mounts.push(match m {
+            MountReq::Bind { src, dest, ro, dev } => Mount::Bind {
+                src: host_path("bind source", src)?,
+                dest: jail_path("bind destination", dest)?,
+                ro: *ro,
+                dev: *dev,
+            },
+            MountReq::Tmpfs { dest } => {
+                Mount::Tmpfs { dest: jail_path("--tmpfs destination", dest)?, mode: 0o755 }
+            }
+        });
+    }
+
+    let home = if uid == 0 { "/root" } else { "/" };
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("LC_ALL".into(), "C.UTF-8".into()),
+        ("SHELL".into(), "/bin/sh".into()),
+        ("HOME".into(), home.into()),
+    ];
+    if caller.tty {
+        if let Some(t) = &caller.term {
+            if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) {
+                env.push(("TERM".into(), t.clone()));
+            }
+        }
+    }
+    for (k, v) in &req.setenv {
+        if !valid_env_name(k) {
+            return Err(PlanError::BadEnvName(k.clone()));
+        }
+        if v.contains('\0') {
+            return Err(PlanError::NulByte("--setenv value"));
+        }
+        match env.iter_mut().find(|(n, _)| n == k) {
+            Some(slot) => slot.1 = v.clone(),
+            None => env.push((k.clone(), v.clone())),
+        }
+    }
+
+    let cwd = match &req.chdir {
+        Some(d) => jail_path("--chdir", d)?,
+        None => "/".into(),
+    };
+
+    for &fd in &req.pass_fds {
+        check_fd("--pass-fd", fd, open_fd)?;
+    }
+    if let Some(fd) = req.json_status {
+        check_fd("--json-status", fd, open_fd)?;
+    }
+    let mut pass_fds = req.pass_fds.clone();
+    pass_fds.sort_unstable();
+    pass_fds.dedup();
+
+    Ok(Plan {
+        mode: caller.mode,
+        userns,
+        net,
+        root,
+        mounts,
+        hostname,
+        uid,
+        gid,
+        caps,
+        env,
+        cwd,
+        argv: req.command.clone(),
+        pass_fds,
+        json_status: req.json_status,
+        stdout_file: req.stdout_file.clone(),
+        stderr_file: req.stderr_file.clone(),
+        timeout: req.timeout,
+        kill_after: req.kill_after.unwrap_or(Duration::from_secs(5)),
+    })
+}
+
+fn check_fd(what: &'static str, fd: i32, open_fd: &dyn Fn(i32) -> bool) -> Result<(), PlanError> {
+    if (0..=2).contains(&fd) {
+        return Err(PlanError::ReservedFd { what, fd });
+    }
+    if fd < 0 || !open_fd(fd) {
+        return Err(PlanError::BadFd { what, fd });
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// The namespaces the jail gets, as clone flags.
+    pub fn clone_flags(&self) -> u64 {
+        let mut f = libc::CLONE_NEWNS
+            | libc::CLONE_NEWPID
+            | libc::CLONE_NEWUTS
+            | libc::CLONE_NEWIPC
+            | libc::CLONE_NEWCGROUP;
+        if self.userns.is_some() {
+            f |= libc::CLONE_NEWUSER;
+        }
+        if self.net == Net::None {
+            f |= libc::CLONE_NEWNET;
+        }
+        f as u64
+    }
+
+    pub fn namespace_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.userns.is_some() {
+            v.push("user");
+        }
+        v.extend(["mount", "pid", "uts", "ipc", "cgroup"]);
+        if self.net == Net::None {
+            v.push("net");
+        }
+        v
+    }
+}
+
+/// `--dry-run`: the whole plan, one fact per line, in the order it is carried out.
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "mode: {}", self.mode)?;
+        writeln!(f, "namespaces: {}", self.namespace_names().join(" "))?;
+        match &self.userns {
+            Some(m) => {
+                writeln!(f, "uid map: {} {} 1", m.uid_inside, m.uid_outside)?;
+                writeln!(f, "gid map: {} {} 1", m.gid_inside, m.gid_outside)?;
+                writeln!(f, "setgroups: deny")?;
+            }
+            None => writeln!(f, "uid map: none (no user namespace: jail ids are host ids)")?,
+        }
+        writeln!(f, "mounts:")?;
+        let mut n = 1;
+        writeln!(f, "  {n}. / propagation private (recursive)")?;
+        n += 1;
+        match &self.root {
+            RootFs::Dir { path, writable } => writeln!(
+                f,
+                "  {n}. / <- bind {} ({}, nosuid, nodev, recursive)",
+                path.display(),
+                if *writable { "rw" } else { "ro" }
+            )?,
+            RootFs::Overlay { layers, upper } => {
+                let lower: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
+                let up = match upper {
+                    Some((u, w)) => format!("upper {} work {}", u.display(), w.display()),
+                    None => "upper ephemeral tmpfs".into(),
+                };
+                writeln!(
+                    f,
+                    "  {n}. / <- overlay lower (top first) {} {up} (userxattr, nosuid, nodev)",
+                    lower.join(":")
+                )?
+            }
+        }
+        n += 1;
+        writeln!(f, "  {n}. pivot_root, old root detached")?;
+        for m in &self.mounts {
+            n += 1;
+            match m {
+                Mount::Proc { dest } => writeln!(f, "  {n}. {dest} <- proc (nosuid, nodev, noexec)")?,
+                Mount::ProcReadOnly { path } => writeln!(f, "  {n}. {path} <- bind {path} (ro, nosuid, nodev, noexec)")?,
+                Mount::Dev => writeln!(
+                    f,
+                    "  {n}. /dev <- tmpfs (nosuid, noexec) with null zero full random urandom tty bound from the host, pts (devpts, newinstance), shm (tmpfs), ptmx fd stdin stdout stderr links"
+                )?,
+                Mount::Tmpfs { dest, mode } => writeln!(f, "  {n}. {dest} <- tmpfs mode {mode:o} (nosuid, nodev)")?,
+                Mount::Bind { src, dest, ro, dev } => writeln!(
+                    f,
+                    "  {n}. {dest} <- bind {} ({}, nosuid, {}, recursive)",
+                    src.display(),
+                    if *ro { "ro on every submount" } else { "rw" },
+                    if *dev { "dev" } else { "nodev" }
+                )?,
+            }
+        }
+        writeln!(f, "hostname: {}", self.hostname)?;
+        writeln!(
+            f,
+            "network: {}",
+            match self.net {
+                Net::None => "none (own namespace, loopback up)",
+                Net::Host => "host",
+            }
+        )?;
+        writeln!(f, "user: uid {} gid {} (supplementary groups cleared)", self.uid, self.gid)?;
+        if self.caps.is_empty() {
+            writeln!(f, "capabilities: none (bounding set emptied), no_new_privs")?;
+        } else {
+            let names: Vec<String> =
+                self.caps.iter().map(|&c| format!("cap_{}", CAP_NAMES[c as usize])).collect();
+            writeln!(
+                f,
+                "capabilities: {} (others dropped from the bounding set), no_new_privs",
+                names.join(" ")
+            )?;
+        }
+        writeln!(f, "session: new (setsid)")?;
+        let fds: Vec<String> = [0, 1, 2].iter().chain(&self.pass_fds).map(|d| d.to_string()).collect();
+        writeln!(f, "fds: {}", fds.join(" "))?;
+        if let Some(p) = &self.stdout_file {
+            writeln!(f, "stdout: {}", p.display())?;
+        }
+        if let Some(p) = &self.stderr_file {
+            writeln!(f, "stderr: {}", p.display())?;
+        }
+        if let Some(t) = self.timeout {
+            writeln!(f, "timeout: {:?}, then SIGTERM, {:?} grace, SIGKILL", t, self.kill_after)?;
+        }
+        writeln!(f, "environment:")?;
+        for (k, v) in &self.env {
+            writeln!(f, "  {k}={v}")?;
+        }
+        writeln!(f, "cwd: {}", self.cwd)?;
+        write!(f, "command:")?;
+        for a in &self.argv {
+            write!(f, " {}", shell_quote(a))?;
+        }
+        writeln!(f)
+    }
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b)) {
+        s.into()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(mode: Mode) -> Caller {
+        let uid = if mode == Mode::Root { 0 } else { 1000 };
+        Caller { mode, uid, gid: uid, tty: false, term: None }
+    }
+
+    fn req(cmd: &[&str]) -> Request {
+        Request {
+            root: Some("/w".into()),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn none_open(_: i32) -> bool {
+        false
+    }
+
+    #[test]
+    fn mode_detection_uses_ids_only() {
+        assert_eq!(Mode::detect(0, 0), Mode::Root);
+        assert_eq!(Mode::detect(1000, 1000), Mode::Rootless);
+        assert_eq!(Mode::detect(1000, 0), Mode::Setuid);
+    }
+
+    #[test]
+    fn root_without_userns_has_no_maps_and_rootless_maps_jail_root_to_caller() {
+        let p = build(&req(&["true"]), &caller(Mode::Root), &none_open).unwrap();
+        assert_eq!(p.userns, None);
+        assert_eq!(p.clone_flags() & libc::CLONE_NEWUSER as u64, 0);
+        let p = build(&req(&["true"]), &caller(Mode::Rootless), &none_open).unwrap();
+        assert_eq!(
+            p.userns,
+            Some(IdMap { uid_inside: 0, uid_outside: 1000, gid_inside: 0, gid_outside: 1000 })
+        );
+        let mut r = req(&["true"]);
+        r.user = Some((1234, None));
+        let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        assert_eq!(p.userns.unwrap().uid_inside, 1234);
+        assert_eq!((p.uid, p.gid), (1234, 1234));
+        r.userns = true;
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        assert_eq!(
+            p.userns,
+            Some(IdMap { uid_inside: 1234, uid_outside: 0, gid_inside: 1234, gid_outside: 0 })
+        );
+    }
+
+    #[test]
+    fn every_namespace_is_new_and_host_net_shares_only_net() {
+        let p = build(&req(&["true"]), &caller(Mode::Rootless), &none_open).unwrap();
+        assert_eq!(p.namespace_names(), ["user", "mount", "pid", "uts", "ipc", "cgroup", "net"]);
+        let mut r = req(&["true"]);
+        r.net = Some("host".into());
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        assert_eq!(p.namespace_names(), ["mount", "pid", "uts", "ipc", "cgroup"]);
+        r.net = Some("bridge".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadNet("bridge".into())));
+    }
+
+    #[test]
+    fn root_choice_is_validated() {
+        let mut r = req(&["true"]);
+        r.layers = vec!["/l".into()];
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::RootAndLayers));
+        r.root = None;
+        r.upper = Some("/u".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::UpperWorkPair));
+        r.work = Some("/w".into());
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        assert_eq!(
+            p.root,
+            RootFs::Overlay { layers: vec!["/l".into()], upper: Some(("/u".into(), "/w".into())) }
+        );
+        r.rw = true;
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::RwWithLayers));
+        let mut r = req(&["true"]);
+        r.root = None;
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::NoRoot));
+        let mut r = req(&["true"]);
+        r.upper = Some("/u".into());
+        r.work = Some("/w".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::UpperWithoutLayers));
+        let mut r = req(&["true"]);
+        r.root = Some("/a/../b".into());
+        assert!(matches!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::DotDot { .. })));
+    }
+
+    #[test]
+    fn mounts_keep_command_line_order_after_the_fixed_ones() {
+        let mut r = req(&["true"]);
+        r.mounts = vec![
+            MountReq::Tmpfs { dest: "/data".into() },
+            MountReq::Bind { src: "/h".into(), dest: "//data//x/".into(), ro: true, dev: false },
+        ];
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        let n = p.mounts.len();
+        assert_eq!(p.mounts[0], Mount::Proc { dest: "/proc".into() });
+        assert_eq!(p.mounts[n - 2], Mount::Tmpfs { dest: "/data".into(), mode: 0o755 });
+        assert_eq!(
+            p.mounts[n - 1],
+            Mount::Bind { src: "/h".into(), dest: "/data/x".into(), ro: true, dev: false }
+        );
+    }
+
+    #[test]
+    fn destinations_must_be_absolute_without_dot_dot() {
+        for bad in ["data", "/a/../../etc", "/a/./b"] {
+            let mut r = req(&["true"]);
+            r.mounts = vec![MountReq::Tmpfs { dest: bad.into() }];
+            assert!(build(&r, &caller(Mode::Root), &none_open).is_err(), "{bad}");
+        }
+        let mut r = req(&["true"]);
+        r.chdir = Some("tmp".into());
+        assert!(matches!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::NotAbsolute { .. })));
+    }
+
+    #[test]
+    fn environment_is_the_allow_list_plus_setenv() {
+        let mut r = req(&["true"]);
+        r.setenv = vec![("FOO".into(), "bar".into()), ("PATH".into(), "/x".into())];
+        let mut c = caller(Mode::Rootless);
+        c.term = Some("xterm".into());
+        let p = build(&r, &c, &none_open).unwrap();
+        let names: Vec<&str> = p.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["PATH", "LANG", "LC_ALL", "SHELL", "HOME", "FOO"]);
+        assert_eq!(p.env[0].1, "/x");
+        c.tty = true;
+        let p = build(&r, &c, &none_open).unwrap();
+        assert!(p.env.contains(&("TERM".into(), "xterm".into())));
+        r.setenv = vec![("A=B".into(), "x".into())];
+        assert_eq!(build(&r, &c, &none_open), Err(PlanError::BadEnvName("A=B".into())));
+    }
+
+    #[test]
+    fn capabilities_are_named_and_refused_in_setuid_mode() {
+        assert_eq!(cap_number("CAP_NET_ADMIN"), Some(12));
+        assert_eq!(cap_number("sys_admin"), Some(21));
+        assert_eq!(cap_number("checkpoint_restore"), Some(40));
+        assert_eq!(cap_number("cap_bogus"), None);
+        let mut r = req(&["true"]);
+        r.cap_add = vec!["net_raw".into(), "CAP_NET_RAW".into()];
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().caps, vec![13]);
+        r.cap_add = vec!["nope".into()];
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::UnknownCap("nope".into())));
+    }
+
+    #[test]
+    fn setuid_installations_are_refused_until_supported() {
+        assert_eq!(
+            build(&req(&["true"]), &caller(Mode::Setuid), &none_open),
+            Err(PlanError::SetuidUnsupported)
+        );
+    }
+
+    #[test]
+    fn fds_must_be_open_and_above_stdio() {
+        let mut r = req(&["true"]);
+        r.pass_fds = vec![1];
+        assert_eq!(
+            build(&r, &caller(Mode::Root), &none_open),
+            Err(PlanError::ReservedFd { what: "--pass-fd", fd: 1 })
+        );
+        r.pass_fds = vec![7];
+        assert_eq!(
+            build(&r, &caller(Mode::Root), &none_open),
+            Err(PlanError::BadFd { what: "--pass-fd", fd: 7 })
+        );
+        assert_eq!(build(&r, &caller(Mode::Root), &|fd| fd == 7).unwrap().pass_fds, vec![7]);
+    }
+
+    #[test]
+    fn hostnames_are_checked() {
+        let mut r = req(&["true"]);
+        r.hostname = Some("bad host".into());
+        assert!(matches!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadHostname(_))));
+        r.hostname = Some("a".repeat(65));
+        assert!(build(&r, &caller(Mode::Root), &none_open).is_err());
+        r.hostname = Some("build-1.example".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().hostname, "build-1.example");
+    }
+
+    #[test]
+    fn dry_run_lists_every_mount_in_order() {
+        let mut r = req(&["sh", "-c", "echo 'hi'"]);
+        r.mounts = vec![MountReq::Bind { src: "/src".into(), dest: "/mnt".into(), ro: true, dev: false }];
+        let text = build(&r, &caller(Mode::Rootless), &none_open).unwrap().to_string();
+        assert!(text.contains("uid map: 0 1000 1"), "{text}");
+        let proc_at = text.find("/proc <- proc").unwrap();
+        let bind_at = text.find("/mnt <- bind /src (ro on every submount").unwrap();
+        assert!(proc_at < bind_at);
+        assert!(text.contains("command: sh -c 'echo '\\''hi'\\'''"), "{text}");
+    }
+}

@@ -1,0 +1,164 @@
+//! ljspawn's own process: clone the jail's PID 1 into its namespaces, relay signals, enforce
+//! the timeout, report, and return the exit status.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::jail::{self, Handover};
+use crate::plan::Plan;
+use crate::sys::{self, WaitStatus};
+use crate::{EXIT_SETUP, EXIT_TIMEOUT};
+
+/// A failure of ljspawn's own process: one line, and the exit status.
+#[derive(Debug)]
+pub struct SpawnError {
+    pub code: u8,
+    pub msg: String,
+}
+
+fn err(what: impl std::fmt::Display, e: io::Error) -> SpawnError {
+    let s = e.to_string();
+    let why = s.find(" (os error").map_or(s.clone(), |i| s[..i].to_lowercase());
+    SpawnError { code: EXIT_SETUP, msg: format!("{what}: {why}") }
+}
+
+/// Opens `-O`/`-E` files as the caller, before any namespace exists.
+fn open_output(p: &Path, flag: &str) -> Result<OwnedFd, SpawnError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOCTTY)
+        .open(p)
+        .map(OwnedFd::from)
+        .map_err(|e| err(format!("cannot open {flag} {}", p.display()), e))
+}
+
+/// Runs the plan. Returns the exit status ljspawn should exit with and, for ljspawn's own
+/// failures and the jail's setup failures, the one line to print.
+pub fn run(plan: &Plan, json: Option<OwnedFd>) -> Result<u8, SpawnError> {
+    let start = Instant::now();
+    let stdout = plan.stdout_file.as_deref().map(|p| open_output(p, "-O")).transpose()?;
+    let stderr = plan.stderr_file.as_deref().map(|p| open_output(p, "-E")).transpose()?;
+    let json = json.map(Json);
+
+    sys::block_signals().map_err(|e| err("cannot block signals", e))?;
+    let (status_r, status_w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
+    // PID 1 sets up with umask 0 (modes are given explicitly); the program gets ours back.
+    let umask = sys::umask(0);
+    let pid = match sys::clone_fork(plan.clone_flags()) {
+        Ok(0) => {
+            drop(status_r);
+            drop(json);
+            jail::pid1(plan, Handover { status: status_w, stdout, stderr }, umask)
+        }
+        Ok(pid) => pid,
+        Err(e) => {
+            let mut f = err("cannot create the jail's namespaces", e);
+            if plan.userns.is_some() {
+                f.msg.push_str(" (are unprivileged user namespaces allowed? see sysctl user.max_user_namespaces and kernel.apparmor_restrict_unprivileged_userns)");
+            }
+            return Err(f);
+        }
+    };
+    sys::umask(umask);
+    drop(status_w);
+    drop((stdout, stderr));
+    if let Some(j) = &json {
+        j.started(pid, plan.userns.is_some());
+    }
+
+    // The status pipe: empty at end-of-file when the program was executed; else one failure.
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 512];
+    loop {
+        match sys::read(status_r.as_fd(), &mut buf) {
+            Ok(0) => break,
+            Ok(n) => msg.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    drop(status_r);
+
+    let mut timed_out = false;
+    let mut killed_at: Option<std::time::Duration> = None;
+    let code = loop {
+        let now = start.elapsed();
+        let wait = match (plan.timeout, killed_at) {
+            (Some(_), Some(at)) => Some((at + plan.kill_after).saturating_sub(now)),
+            (Some(t), None) => Some(t.saturating_sub(now)),
+            _ => None,
+        };
+        match sys::wait_signal(wait).map_err(|e| err("cannot wait for signals", e))? {
+            None => {
+                // The deadline (or the grace period) passed.
+                if killed_at.is_none() {
+                    timed_out = true;
+                    killed_at = Some(start.elapsed());
+                    let _ = sys::kill(pid, libc::SIGTERM);
+                } else {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    killed_at = Some(start.elapsed() + plan.kill_after * 1000);
+                }
+            }
+            Some((libc::SIGCHLD, _)) | Some((0, _)) => match sys::wait_nohang(pid) {
+                Ok(Some((_, WaitStatus::Exited(c)))) => break c as u8,
+                Ok(Some((_, WaitStatus::Signaled(s)))) => break 128u8.saturating_add(s as u8),
+                Ok(None) => {}
+                Err(e) => return Err(err("cannot wait for the jail", e)),
+            },
+            Some((sig, _)) => {
+                let _ = sys::kill(pid, sig);
+            }
+        }
+    };
+    let code = if timed_out { EXIT_TIMEOUT } else { code };
+    if let Some(j) = &json {
+        j.exited(code);
+    }
+    if !msg.is_empty() {
+        let text = String::from_utf8_lossy(&msg);
+        let (c, line) = text.split_once('\t').unwrap_or(("125", &text));
+        return Err(SpawnError { code: c.parse().unwrap_or(EXIT_SETUP), msg: line.trim_end().to_string() });
+    }
+    Ok(code)
+}
+
+/// `--json-status`: bwrap-compatible JSON lines.
+struct Json(OwnedFd);
+
+impl Json {
+    fn started(&self, pid: i32, userns: bool) {
+        let mut line = format!("{{\"child-pid\": {pid}");
+        let mut kinds =
+            vec![("cgroup", "cgroup"), ("ipc", "ipc"), ("mnt", "mnt"), ("net", "net"), ("pid", "pid")];
+        if userns {
+            kinds.push(("user", "user"));
+        }
+        kinds.push(("uts", "uts"));
+        for (file, key) in kinds {
+            if let Some(id) = ns_id(pid, file) {
+                line.push_str(&format!(", \"{key}-namespace\": {id}"));
+            }
+        }
+        line.push_str("}\n");
+        let _ = sys::write_all(self.0.as_fd(), line.as_bytes());
+    }
+
+    fn exited(&self, code: u8) {
+        let _ = sys::write_all(self.0.as_fd(), format!("{{\"exit-code\": {code}}}\n").as_bytes());
+    }
+}
+
+/// The inode number of `/proc/PID/ns/KIND` (what `lsns` and bwrap print as the namespace id).
+fn ns_id(pid: i32, kind: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    let s = link.to_str()?;
+    s.strip_prefix(kind)?.strip_prefix(":[")?.strip_suffix(']')?.parse().ok()
+}

@@ -1,0 +1,728 @@
+//! Every system call ljspawn makes that Rust's standard library does not wrap.
+//!
+//! This is the only module with `unsafe` code. Each wrapper is a thin, safe function: it
+//! converts its arguments into what the kernel expects, makes one call, and turns the result
+//! into `io::Result`. The SAFETY comment on each block names the invariant that makes the call
+//! sound; the recurring ones are:
+//! - *C strings*: a pointer comes from a live `CStr`/`CString`, so it is NUL-terminated and
+//!   valid for the duration of the call.
+//! - *borrowed fds*: an fd comes from a `BorrowedFd`/`OwnedFd`, so it is open for the call.
+//! - *plain values*: the call takes only integers (or nothing); the kernel validates them and
+//!   no Rust memory is involved.
+//! - *out-parameters*: a pointer is to a live, correctly sized, writable local.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use libc::{c_int, c_long, c_uint, c_void};
+
+// The new mount API (linux/mount.h); libc does not define these yet.
+pub const OPEN_TREE_CLONE: c_uint = 1;
+pub const AT_RECURSIVE: c_uint = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: c_uint = 0x40;
+const FSOPEN_CLOEXEC: c_uint = 1;
+const FSMOUNT_CLOEXEC: c_uint = 1;
+const FSCONFIG_SET_FLAG: c_uint = 0;
+const FSCONFIG_SET_STRING: c_uint = 1;
+const FSCONFIG_SET_FD: c_uint = 5;
+const FSCONFIG_CMD_CREATE: c_uint = 6;
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+fn cvt(ret: c_long) -> io::Result<c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cvt_fd(ret: c_long) -> io::Result<OwnedFd> {
+    let fd = cvt(ret)?;
+    let fd = RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing else owns, so
+    // `OwnedFd` becomes its single owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn cvt_unit(ret: c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+// ---- identity and process state -------------------------------------------------------
+
+pub fn getuid() -> u32 {
+    // SAFETY: plain values: getuid takes nothing and cannot fail.
+    unsafe { libc::getuid() }
+}
+pub fn geteuid() -> u32 {
+    // SAFETY: plain values: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+pub fn getgid() -> u32 {
+    // SAFETY: plain values: getgid takes nothing and cannot fail.
+    unsafe { libc::getgid() }
+}
+pub fn getegid() -> u32 {
+    // SAFETY: plain values: getegid takes nothing and cannot fail.
+    unsafe { libc::getegid() }
+}
+pub fn getpid() -> i32 {
+    // SAFETY: plain values: getpid takes nothing and cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn isatty(fd: RawFd) -> bool {
+    // SAFETY: plain values: isatty only inspects the descriptor number; a closed or foreign
+    // descriptor yields 0 and EBADF/ENOTTY, never touches our memory.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Closes every descriptor from 3 up, except those in `keep` (sorted, deduplicated here).
+pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep.iter().filter(|&&fd| fd > 2).map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first: u32 = 3;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > first {
+            let last = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+            // SAFETY: plain values: close_range takes a numeric range; no descriptor in it is
+            // owned by a Rust object at this point (ljspawn opens nothing before sanitizing),
+            // so no `OwnedFd` is left dangling.
+            cvt_unit(unsafe { libc::close_range(first, last, 0) })?;
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: plain values: F_GETFD reads the flags of a descriptor number.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    cvt_unit(flags)?;
+    let new = if on { flags | libc::FD_CLOEXEC } else { flags & !libc::FD_CLOEXEC };
+    // SAFETY: plain values: F_SETFD sets the flags of a descriptor number.
+    cvt_unit(unsafe { libc::fcntl(fd, libc::F_SETFD, new) })
+}
+
+pub fn fd_is_open(fd: RawFd) -> bool {
+    // SAFETY: plain values: F_GETFD on any number only reports EBADF when it is not open.
+    unsafe { libc::fcntl(fd, libc::F_GETFD) >= 0 }
+}
+
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: out-parameters: `fds` is a live array of two c_ints, as pipe2 requires.
+    cvt_unit(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded, so fds[0] is a new descriptor owned by nobody else.
+    let r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: pipe2 succeeded, so fds[1] is a new descriptor owned by nobody else.
+    let w = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((r, w))
+}
+
+pub fn dup2(from: BorrowedFd<'_>, to: RawFd) -> io::Result<()> {
+    // SAFETY: borrowed fds: `from` is open; `to` is a descriptor number (0-2) that is replaced
+    // atomically and is not owned by any Rust object.
+    cvt_unit(unsafe { libc::dup2(from.as_raw_fd(), to) })
+}
+
+pub fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        // SAFETY: borrowed fds; `data` is a live slice and its length is passed with it.
+        let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        data = &data[n as usize..];
+    }
+    Ok(())
+}
+
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: borrowed fds; `buf` is a live, writable slice and its length is passed with it.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    cvt(n as c_long).map(|n| n as usize)
+}
+
+/// True when the write end `fd` of a pipe has lost its reader (the parent died).
+pub fn pipe_reader_gone(fd: BorrowedFd<'_>) -> bool {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
+    // SAFETY: out-parameters: `p` is one live pollfd and the count passed is 1.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && (p.revents & (libc::POLLERR | libc::POLLHUP)) != 0
+}
+
+// ---- processes ---------------------------------------------------------------------
+
+/// `clone(2)` used like `fork(2)` with namespace flags. Returns 0 in the child.
+///
+/// The caller must be single-threaded (ljspawn never starts a thread): the child is a copy of
+/// this one thread, so no lock can be held by a thread that does not exist in the child.
+pub fn clone_fork(flags: u64) -> io::Result<i32> {
+    // SAFETY: plain values: with a NULL stack, clone behaves like fork and the child runs on a
+    // copy of this stack; the documented precondition (single-threaded caller) makes the
+    // child's copy of the allocator and stdio state consistent.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD as u64) as c_long,
+            0 as c_long,
+            0 as c_long,
+            0 as c_long,
+            0 as c_long,
+        )
+    };
+    cvt(ret).map(|p| p as i32)
+}
+
+pub fn fork() -> io::Result<i32> {
+    clone_fork(0)
+}
+
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: plain values: _exit ends the process without running Rust or libc destructors,
+    // which is what a forked child must do to avoid flushing the parent's buffers twice.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    // SAFETY: plain values.
+    cvt_unit(unsafe { libc::kill(pid, sig) })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// `waitpid` with WNOHANG; `None` when no child of that pid (or any, for -1) changed state.
+pub fn wait_nohang(pid: i32) -> io::Result<Option<(i32, WaitStatus)>> {
+    let mut status: c_int = 0;
+    // SAFETY: out-parameters: `status` is a live c_int.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG | libc::__WALL) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    let ws = if libc::WIFEXITED(status) {
+        WaitStatus::Exited(libc::WEXITSTATUS(status))
+    } else {
+        WaitStatus::Signaled(libc::WTERMSIG(status))
+    };
+    Ok(Some((r, ws)))
+}
+
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: plain values.
+    cvt_unit(unsafe { libc::setsid() })
+}
+
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut a: Vec<*const libc::c_char> = argv.iter().map(|s| s.as_ptr()).collect();
+    a.push(std::ptr::null());
+    let mut e: Vec<*const libc::c_char> = envp.iter().map(|s| s.as_ptr()).collect();
+    e.push(std::ptr::null());
+    // SAFETY: C strings: `path` and every element of `a` and `e` point into live CStrings
+    // owned by the caller, and both arrays end with NULL as execve requires.
+    unsafe { libc::execve(path.as_ptr(), a.as_ptr(), e.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+// ---- signals -----------------------------------------------------------------------
+
+pub const FORWARDED: [c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+fn sigset(sigs: &[c_int]) -> libc::sigset_t {
+    // SAFETY: out-parameters: sigemptyset fully initialises the zeroed set it is given.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: out-parameters: `set` is a live sigset_t.
+    unsafe { libc::sigemptyset(&mut set) };
+    for &s in sigs {
+        // SAFETY: out-parameters: `set` is a live sigset_t; `s` is a valid signal number.
+        unsafe { libc::sigaddset(&mut set, s) };
+    }
+    set
+}
+
+/// Blocks SIGCHLD and the forwarded signals so they are taken with `wait_signal`.
+pub fn block_signals() -> io::Result<()> {
+    let set = sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    // SAFETY: out-parameters: `set` is a live, initialised sigset_t; the old mask is not kept.
+    cvt_unit(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })
+}
+
+/// Unblocks every signal and restores every disposition to default (before exec).
+pub fn reset_signals() -> io::Result<()> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: plain values: setting SIG_DFL installs no Rust handler; invalid numbers
+        // (reserved by libc) fail with EINVAL and are ignored on purpose.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let set = sigset(&[]);
+    // SAFETY: out-parameters: `set` is a live, initialised (empty) sigset_t.
+    cvt_unit(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) })
+}
+
+/// Waits for a blocked signal, at most `timeout` (None: forever). Returns (signo, sender pid),
+/// or None on timeout.
+pub fn wait_signal(timeout: Option<std::time::Duration>) -> io::Result<Option<(c_int, i32)>> {
+    let set = sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    // SAFETY: out-parameters: siginfo_t is plain data; zeroed is a valid value for it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let ts;
+    let tsp = match timeout {
+        Some(d) => {
+            ts = libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+        None => std::ptr::null(),
+    };
+    // SAFETY: out-parameters: `set` and `info` are live locals, `tsp` is NULL or points to
+    // the live `ts`.
+    let r = unsafe { libc::sigtimedwait(&set, &mut info, tsp) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            Some(libc::EINTR) => Ok(Some((0, 0))),
+            _ => Err(e),
+        };
+    }
+    // SAFETY: out-parameters: sigtimedwait filled `info` for signal `r`; si_pid is valid to
+    // read for every signal in the set (kill-like and SIGCHLD both carry a pid).
+    let pid = unsafe { info.si_pid() };
+    Ok(Some((r, pid)))
+}
+
+// ---- prctl and credentials ----------------------------------------------------------
+
+fn prctl(op: c_int, a: u64, b: u64) -> io::Result<c_int> {
+    // SAFETY: plain values: every prctl option used by ljspawn takes integer arguments only.
+    let r = unsafe { libc::prctl(op, a, b, 0u64, 0u64) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+pub fn set_pdeathsig(sig: c_int) -> io::Result<()> {
+    prctl(libc::PR_SET_PDEATHSIG, sig as u64, 0).map(drop)
+}
+pub fn set_no_new_privs() -> io::Result<()> {
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop)
+}
+pub fn no_new_privs() -> io::Result<bool> {
+    prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0).map(|r| r == 1)
+}
+pub fn set_dumpable(on: bool) -> io::Result<()> {
+    prctl(libc::PR_SET_DUMPABLE, on as u64, 0).map(drop)
+}
+pub fn set_keepcaps(on: bool) -> io::Result<()> {
+    prctl(libc::PR_SET_KEEPCAPS, on as u64, 0).map(drop)
+}
+pub fn set_securebits(bits: u64) -> io::Result<()> {
+    prctl(libc::PR_SET_SECUREBITS, bits, 0).map(drop)
+}
+/// `Ok(true)` when capability `cap` is in the bounding set; `Err(EINVAL)` past the last cap.
+pub fn capbset_read(cap: u32) -> io::Result<bool> {
+    prctl(libc::PR_CAPBSET_READ, cap as u64, 0).map(|r| r == 1)
+}
+pub fn capbset_drop(cap: u32) -> io::Result<()> {
+    prctl(libc::PR_CAPBSET_DROP, cap as u64, 0).map(drop)
+}
+pub fn ambient_clear() -> io::Result<()> {
+    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as u64, 0).map(drop)
+}
+pub fn ambient_raise(cap: u32) -> io::Result<()> {
+    prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE as u64, cap as u64).map(drop)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: c_int,
+}
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Sets effective, permitted and inheritable sets of this thread to `caps` (a bit mask).
+pub fn capset(caps: u64) -> io::Result<()> {
+    let mut h = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let lo = caps as u32;
+    let hi = (caps >> 32) as u32;
+    let d = [
+        CapData { effective: lo, permitted: lo, inheritable: lo },
+        CapData { effective: hi, permitted: hi, inheritable: hi },
+    ];
+    // SAFETY: out-parameters: `h` and the two-element `d` are live and laid out as the
+    // kernel's version-3 structures (repr(C), two data words for 64 capabilities).
+    cvt(unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut CapHeader, d.as_ptr()) }).map(drop)
+}
+
+/// Returns (effective, permitted, inheritable) of this thread as 64-bit masks.
+pub fn capget() -> io::Result<(u64, u64, u64)> {
+    let mut h = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut d = [CapData::default(); 2];
+    // SAFETY: out-parameters: `h` and the two-element `d` are live, writable and laid out as
+    // the kernel's version-3 structures.
+    cvt(unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut CapHeader, d.as_mut_ptr()) })?;
+    let join = |lo: u32, hi: u32| (lo as u64) | ((hi as u64) << 32);
+    Ok((
+        join(d[0].effective, d[1].effective),
+        join(d[0].permitted, d[1].permitted),
+        join(d[0].inheritable, d[1].inheritable),
+    ))
+}
+
+pub fn setgroups_empty() -> io::Result<()> {
+    // SAFETY: plain values: a zero-length list with a NULL pointer is never dereferenced.
+    cvt_unit(unsafe { libc::setgroups(0, std::ptr::null()) })
+}
+pub fn setresgid(g: u32) -> io::Result<()> {
+    // SAFETY: plain values.
+    cvt_unit(unsafe { libc::setresgid(g, g, g) })
+}
+pub fn setresuid(u: u32) -> io::Result<()> {
+    // SAFETY: plain values.
+    cvt_unit(unsafe { libc::setresuid(u, u, u) })
+}
+/// Reads back (ruid, euid, suid, rgid, egid, sgid).
+pub fn getresids() -> (u32, u32, u32, u32, u32, u32) {
+    let (mut r, mut e, mut s, mut rg, mut eg, mut sg) = (0, 0, 0, 0, 0, 0);
+    // SAFETY: out-parameters: three live u32 locals; getresuid cannot fail with valid pointers.
+    unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+    // SAFETY: out-parameters: three live u32 locals; getresgid cannot fail with valid pointers.
+    unsafe { libc::getresgid(&mut rg, &mut eg, &mut sg) };
+    (r, e, s, rg, eg, sg)
+}
+
+pub fn sethostname(name: &str) -> io::Result<()> {
+    // SAFETY: `name` is a live slice and its exact length is passed; no NUL is needed.
+    cvt_unit(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+}
+
+pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> io::Result<()> {
+    let r = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: out-parameters: `r` is a live rlimit read by the kernel.
+    cvt_unit(unsafe { libc::setrlimit(resource as _, &r) })
+}
+
+/// Installs a classic BPF seccomp program (raw `struct sock_filter` array bytes).
+/// `PR_SET_NO_NEW_PRIVS` must be set first (or the caller must hold CAP_SYS_ADMIN).
+pub fn seccomp_install(bpf: &[u8]) -> io::Result<()> {
+    if bpf.is_empty() || !bpf.len().is_multiple_of(8) || bpf.len() / 8 > u16::MAX as usize {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // Copy into properly aligned sock_filter structures (the bytes may be unaligned).
+    let insns: Vec<libc::sock_filter> = bpf
+        .chunks_exact(8)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr() as *mut _ };
+    // SAFETY: out-parameters: `prog` points to `insns`, a live Vec of `len` instructions; the
+    // kernel copies the program before returning.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER as c_long,
+            0 as c_long,
+            &prog as *const libc::sock_fprog,
+        )
+    })
+    .map(drop)
+}
+
+// ---- file system, fd-relative -------------------------------------------------------
+
+pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+pub const RESOLVE_BENEATH: u64 = 0x08;
+pub const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// `openat2(2)`: opens `path` relative to `dir` (None: the cwd) with `flags` and `resolve`.
+pub fn openat2(
+    dir: Option<BorrowedFd<'_>>,
+    path: &str,
+    flags: c_int,
+    mode: u32,
+    resolve: u64,
+) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    // SAFETY: out-parameters: open_how is plain data; zeroed is valid and fields are set next.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.mode = if flags & libc::O_CREAT != 0 { mode as u64 } else { 0 };
+    how.resolve = resolve;
+    let dfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: C strings and borrowed fds: `p` is live, `dfd` is open or AT_FDCWD, and `how`
+    // is a live open_how whose size is passed with it.
+    cvt_fd(unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dfd,
+            p.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    })
+}
+
+pub fn mkdirat(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
+    let p = cstr(name)?;
+    // SAFETY: C strings and borrowed fds.
+    cvt_unit(unsafe { libc::mkdirat(dir.as_raw_fd(), p.as_ptr(), mode) })
+}
+
+pub fn symlinkat(target: &str, dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    let t = cstr(target)?;
+    let p = cstr(name)?;
+    // SAFETY: C strings and borrowed fds.
+    cvt_unit(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), p.as_ptr()) })
+}
+
+/// `fstatat(dir, "", AT_EMPTY_PATH)`: what `dir` itself is.
+pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
+    // SAFETY: out-parameters: stat is plain data; zeroed is valid and is overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: borrowed fds and out-parameters: `st` is a live stat buffer.
+    cvt_unit(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+pub fn fchdir(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: borrowed fds.
+    cvt_unit(unsafe { libc::fchdir(fd.as_raw_fd()) })
+}
+
+pub fn chdir(path: &str) -> io::Result<()> {
+    let p = cstr(path)?;
+    // SAFETY: C strings.
+    cvt_unit(unsafe { libc::chdir(p.as_ptr()) })
+}
+
+// ---- mounts -------------------------------------------------------------------------
+
+/// Makes every mount in this (new) mount namespace private, recursively.
+pub fn make_rprivate_root() -> io::Result<()> {
+    // SAFETY: C strings: "/" is a static NUL-terminated literal; other pointers are NULL,
+    // which mount(2) accepts for a propagation change.
+    cvt_unit(unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    })
+}
+
+/// `open_tree(2)`: a detached copy (with OPEN_TREE_CLONE) of the mount at `path`.
+pub fn open_tree(dir: Option<BorrowedFd<'_>>, path: &str, flags: c_uint) -> io::Result<OwnedFd> {
+    let p = cstr(path)?;
+    let dfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let mut f = flags | libc::O_CLOEXEC as c_uint;
+    if path.is_empty() {
+        f |= libc::AT_EMPTY_PATH as c_uint;
+    }
+    // SAFETY: C strings and borrowed fds.
+    cvt_fd(unsafe { libc::syscall(libc::SYS_open_tree, dfd, p.as_ptr(), f) })
+}
+
+/// `mount_setattr(2)` on the mount tree referred to by `fd` (AT_EMPTY_PATH).
+pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clr: u64) -> io::Result<()> {
+    let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+    let mut flags = libc::AT_EMPTY_PATH as c_uint;
+    if recursive {
+        flags |= AT_RECURSIVE;
+    }
+    // SAFETY: borrowed fds and out-parameters: "" is a static C string, `attr` is a live
+    // mount_attr whose size is passed with it.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// Attaches the detached mount `from` onto the object `to` (an fd, AT_EMPTY_PATH both sides).
+pub fn move_mount(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: borrowed fds: both are open; the paths are static empty C strings.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            from.as_raw_fd(),
+            c"".as_ptr(),
+            to.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// A file system context (`fsopen(2)`), configured with `set_*` and turned into a detached
+/// mount with `mount`.
+#[derive(Debug)]
+pub struct FsContext(OwnedFd);
+
+impl FsContext {
+    pub fn open(fstype: &str) -> io::Result<FsContext> {
+        let t = cstr(fstype)?;
+        // SAFETY: C strings.
+        cvt_fd(unsafe { libc::syscall(libc::SYS_fsopen, t.as_ptr(), FSOPEN_CLOEXEC) }).map(FsContext)
+    }
+
+    fn config(&self, cmd: c_uint, key: Option<&CStr>, value: *const c_void, aux: c_int) -> io::Result<()> {
+        let k = key.map_or(std::ptr::null(), |k| k.as_ptr());
+        // SAFETY: borrowed fds and C strings: the context fd is owned by `self`; `k` is NULL
+        // or a live C string; `value` is NULL or points to a live C string (see callers).
+        cvt(unsafe { libc::syscall(libc::SYS_fsconfig, self.0.as_raw_fd(), cmd, k, value, aux) }).map(drop)
+    }
+
+    pub fn set_flag(&self, key: &str) -> io::Result<()> {
+        self.config(FSCONFIG_SET_FLAG, Some(&cstr(key)?), std::ptr::null(), 0)
+    }
+
+    pub fn set_string(&self, key: &str, value: &str) -> io::Result<()> {
+        let v = cstr(value)?;
+        self.config(FSCONFIG_SET_STRING, Some(&cstr(key)?), v.as_ptr().cast(), 0)
+    }
+
+    pub fn set_fd(&self, key: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
+        self.config(FSCONFIG_SET_FD, Some(&cstr(key)?), std::ptr::null(), fd.as_raw_fd())
+    }
+
+    /// Creates the superblock and returns a detached mount with `attrs` (MOUNT_ATTR_*).
+    pub fn mount(&self, attrs: u64) -> io::Result<OwnedFd> {
+        self.config(FSCONFIG_CMD_CREATE, None, std::ptr::null(), 0)?;
+        // SAFETY: borrowed fds: the context fd is owned by `self`; the rest are plain values.
+        cvt_fd(unsafe {
+            libc::syscall(libc::SYS_fsmount, self.0.as_raw_fd(), FSMOUNT_CLOEXEC, attrs as c_uint)
+        })
+    }
+
+    /// The kernel's own explanation of the last failure, if it logged one.
+    pub fn last_message(&self) -> Option<String> {
+        let mut buf = [0u8; 512];
+        let n = read(self.0.as_fd_borrow(), &mut buf).ok()?;
+        let s = String::from_utf8_lossy(&buf[..n]).trim().to_string();
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+trait AsFdBorrow {
+    fn as_fd_borrow(&self) -> BorrowedFd<'_>;
+}
+impl AsFdBorrow for OwnedFd {
+    fn as_fd_borrow(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
+
+/// Swaps the root: the cwd (a mount) becomes `/`, the old root is stacked on it and
+/// detached. The caller's cwd must be the root of the new root mount.
+pub fn pivot_root_cwd() -> io::Result<()> {
+    // SAFETY: C strings: "." is a static literal for both arguments.
+    cvt(unsafe { libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) })?;
+    // SAFETY: C strings: "." is a static literal.
+    cvt_unit(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
+    chdir("/")
+}
+
+// ---- network ------------------------------------------------------------------------
+
+/// Sets IFF_UP on the loopback interface of the current network namespace.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain values.
+    let s =
+        cvt_fd(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) } as c_long)?;
+    // SAFETY: out-parameters: ifreq is plain data; zeroed is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: borrowed fds and out-parameters: `ifr` is a live ifreq naming "lo".
+    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    // SAFETY: reading the union member that SIOCGIFFLAGS just filled.
+    let flags = unsafe { ifr.ifr_ifru.ifru_flags };
+    ifr.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+    // SAFETY: borrowed fds and out-parameters: `ifr` is a live ifreq naming "lo".
+    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })
+}
+
+// ---- descriptors handed over by the caller ---------------------------------------------
+
+/// Takes ownership of descriptor `fd`, which the caller left open for ljspawn (e.g. the
+/// `--json-status` fd). Fails with EBADF when it is not open.
+///
+/// Ownership is sound because ljspawn closes every inherited descriptor it was not asked to
+/// keep before anything else (`close_fds_except`), and takes each kept one exactly once.
+pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 3 || !fd_is_open(fd) {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    set_cloexec(fd, true)?;
+    // SAFETY: `fd` is open (checked above), above 2, and no Rust object owns it: main takes
+    // each kept descriptor once, right after closing all others (see the function docs).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sets the file mode creation mask, returning the previous one.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: plain values: umask cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
