@@ -31,7 +31,7 @@ fn main() -> ExitCode {
     };
     let plan = match plan::build(&req, &caller, &sys::fd_is_open) {
         Ok(p) => p,
-        Err(e) => return fail(EXIT_USAGE, &e.to_string()),
+        Err(e) => return fail(e.exit_code(), &e.to_string()),
     };
     if req.dry_run {
         print!("{plan}");

@@ -198,7 +198,9 @@ impl fmt::Display for PlanError {
             BadEnvName(n) => write!(f, "invalid environment variable name '{n}'"),
             NulByte(what) => write!(f, "{what} contains a NUL byte"),
             UnknownCap(c) => write!(f, "unknown capability '{c}' (e.g. CAP_NET_ADMIN or net_admin)"),
-            CapsNotAllowed(m) => write!(f, "--cap-add is not allowed in {m} mode"),
+            CapsNotAllowed(m) => {
+                write!(f, "--cap-add is not allowed in {m} mode (only root may keep capabilities)")
+            }
             SetuidUnsupported => write!(f, "this ljspawn is installed setuid, which this build does not support yet: remove the setuid bit (rootless mode works where user namespaces are allowed)"),
             BadFd { what, fd } => write!(f, "{what} {fd} is not an open file descriptor"),
             ReservedFd { what, fd } => write!(f, "{what} {fd}: descriptors 0-2 are always passed; give 3 or more"),
@@ -207,6 +209,17 @@ impl fmt::Display for PlanError {
 }
 
 impl std::error::Error for PlanError {}
+
+impl PlanError {
+    /// The exit status for this error: refusals of what the caller may not do are setup
+    /// failures (125); everything else is a usage error (2).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            PlanError::CapsNotAllowed(_) | PlanError::SetuidUnsupported => crate::EXIT_SETUP,
+            _ => crate::EXIT_USAGE,
+        }
+    }
+}
 
 /// The jail's default `PATH`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -367,7 +380,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
 
     let mut caps = Vec::new();
     for c in &req.cap_add {
-        if caller.mode == Mode::Setuid {
+        if caller.mode != Mode::Root {
             return Err(PlanError::CapsNotAllowed(caller.mode));
         }
         let n = if c.eq_ignore_ascii_case("all") {
@@ -754,7 +767,7 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_are_named_and_refused_in_setuid_mode() {
+    fn capabilities_are_named_and_only_root_keeps_them() {
         assert_eq!(cap_number("CAP_NET_ADMIN"), Some(12));
         assert_eq!(cap_number("sys_admin"), Some(21));
         assert_eq!(cap_number("checkpoint_restore"), Some(40));
@@ -762,8 +775,14 @@ mod tests {
         let mut r = req(&["true"]);
         r.cap_add = vec!["net_raw".into(), "CAP_NET_RAW".into()];
         assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().caps, vec![13]);
+        assert_eq!(
+            build(&r, &caller(Mode::Rootless), &none_open),
+            Err(PlanError::CapsNotAllowed(Mode::Rootless))
+        );
+        assert_eq!(PlanError::CapsNotAllowed(Mode::Rootless).exit_code(), crate::EXIT_SETUP);
         r.cap_add = vec!["nope".into()];
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::UnknownCap("nope".into())));
+        assert_eq!(PlanError::UnknownCap("nope".into()).exit_code(), crate::EXIT_USAGE);
     }
 
     #[test]
