@@ -154,6 +154,13 @@ pub fn command() -> Command {
                 .help("Grace period between SIGTERM and SIGKILL on timeout [default: 5s]"),
         )
         .arg(
+            Arg::new("rlimit")
+                .long("rlimit")
+                .value_name("NAME=SOFT[:HARD]")
+                .action(ArgAction::Append)
+                .help("Resource limit for the program (nofile, nproc, as, fsize, core, stack, cpu, ...)"),
+        )
+        .arg(
             Arg::new("dry-run")
                 .long("dry-run")
                 .action(ArgAction::SetTrue)
@@ -248,6 +255,7 @@ pub fn request(m: &ArgMatches) -> Request {
         stderr_file: m.get_one::<PathBuf>("stderr").cloned(),
         timeout: m.get_one::<Duration>("timeout").copied(),
         kill_after: m.get_one::<Duration>("kill-after").copied(),
+        rlimits: m.get_many::<String>("rlimit").map(|v| v.cloned().collect()).unwrap_or_default(),
         dry_run: m.get_flag("dry-run"),
         command,
     }

@@ -484,6 +484,9 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     if let Some(fd) = &h.stderr {
         sys::dup2(fd.as_fd(), 2).ctx(|| "cannot redirect stderr".into())?;
     }
+    for r in &plan.rlimits {
+        sys::setrlimit(r.resource, r.soft, r.hard).ctx(|| format!("cannot set --rlimit {}", r.name))?;
+    }
     drop_privileges(plan)?;
     sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?;
     for &fd in &plan.pass_fds {

@@ -72,6 +72,8 @@ pub struct Request {
     pub stderr_file: Option<PathBuf>,
     pub timeout: Option<Duration>,
     pub kill_after: Option<Duration>,
+    /// `--rlimit NAME=SOFT[:HARD]`, as given.
+    pub rlimits: Vec<String>,
     pub dry_run: bool,
     pub command: Vec<String>,
 }
@@ -157,6 +159,8 @@ pub struct Plan {
     pub stderr_file: Option<PathBuf>,
     pub timeout: Option<Duration>,
     pub kill_after: Duration,
+    /// Resource limits set on the program before exec, in command-line order.
+    pub rlimits: Vec<Rlimit>,
 }
 
 /// Why a request cannot become a plan. Every message is one line, lower case.
@@ -177,6 +181,7 @@ pub enum PlanError {
     UnknownCap(String),
     CapsNotAllowed(Mode),
     SetuidUnsupported,
+    BadRlimit(String),
     BadFd { what: &'static str, fd: i32 },
     ReservedFd { what: &'static str, fd: i32 },
 }
@@ -202,6 +207,11 @@ impl fmt::Display for PlanError {
                 write!(f, "--cap-add is not allowed in {m} mode (only root may keep capabilities)")
             }
             SetuidUnsupported => write!(f, "this ljspawn is installed setuid, which this build does not support yet: remove the setuid bit (rootless mode works where user namespaces are allowed)"),
+            BadRlimit(r) => write!(
+                f,
+                "invalid --rlimit '{r}' (expected NAME=SOFT[:HARD], NAME one of {}, values a number or unlimited)",
+                RLIMITS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
+            ),
             BadFd { what, fd } => write!(f, "{what} {fd} is not an open file descriptor"),
             ReservedFd { what, fd } => write!(f, "{what} {fd}: descriptors 0-2 are always passed; give 3 or more"),
         }
@@ -474,7 +484,52 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         stderr_file: req.stderr_file.clone(),
         timeout: req.timeout,
         kill_after: req.kill_after.unwrap_or(Duration::from_secs(5)),
+        rlimits: req.rlimits.iter().map(|r| parse_rlimit(r)).collect::<Result<_, _>>()?,
     })
+}
+
+/// One resource limit: `setrlimit(resource, soft, hard)`; `u64::MAX` is unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub name: &'static str,
+    pub resource: u32,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The resources `--rlimit` knows, by their `ulimit`/`prlimit` names.
+pub const RLIMITS: [(&str, u32); 10] = [
+    ("as", libc::RLIMIT_AS as u32),
+    ("core", libc::RLIMIT_CORE as u32),
+    ("cpu", libc::RLIMIT_CPU as u32),
+    ("data", libc::RLIMIT_DATA as u32),
+    ("fsize", libc::RLIMIT_FSIZE as u32),
+    ("memlock", libc::RLIMIT_MEMLOCK as u32),
+    ("nofile", libc::RLIMIT_NOFILE as u32),
+    ("nproc", libc::RLIMIT_NPROC as u32),
+    ("stack", libc::RLIMIT_STACK as u32),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE as u32),
+];
+
+/// `NAME=SOFT[:HARD]`; NAME case-insensitive, with or without `RLIMIT_`; HARD defaults to SOFT.
+fn parse_rlimit(s: &str) -> Result<Rlimit, PlanError> {
+    let bad = || PlanError::BadRlimit(s.into());
+    let (name, vals) = s.split_once('=').ok_or_else(bad)?;
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_prefix("rlimit_").unwrap_or(&lower);
+    let &(name, resource) = RLIMITS.iter().find(|(n, _)| *n == bare).ok_or_else(bad)?;
+    let value = |v: &str| match v {
+        "unlimited" | "infinity" => Ok(u64::MAX),
+        _ => v.parse::<u64>().map_err(|_| bad()),
+    };
+    let (soft, hard) = match vals.split_once(':') {
+        Some((a, b)) => (value(a)?, value(b)?),
+        None => (value(vals)?, value(vals)?),
+    };
+    if soft > hard {
+        return Err(bad());
+    }
+    Ok(Rlimit { name, resource, soft, hard })
 }
 
 fn check_fd(what: &'static str, fd: i32, open_fd: &dyn Fn(i32) -> bool) -> Result<(), PlanError> {
@@ -604,6 +659,10 @@ impl fmt::Display for Plan {
         }
         if let Some(p) = &self.stderr_file {
             writeln!(f, "stderr: {}", p.display())?;
+        }
+        for r in &self.rlimits {
+            let v = |n: u64| if n == u64::MAX { "unlimited".to_string() } else { n.to_string() };
+            writeln!(f, "rlimit: {} soft {} hard {}", r.name, v(r.soft), v(r.hard))?;
         }
         if let Some(t) = self.timeout {
             writeln!(f, "timeout: {:?}, then SIGTERM, {:?} grace, SIGKILL", t, self.kill_after)?;
@@ -783,6 +842,24 @@ mod tests {
         r.cap_add = vec!["nope".into()];
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::UnknownCap("nope".into())));
         assert_eq!(PlanError::UnknownCap("nope".into()).exit_code(), crate::EXIT_USAGE);
+    }
+
+    #[test]
+    fn rlimits_parse_by_name_with_optional_hard_limit() {
+        let mut r = req(&["true"]);
+        r.rlimits = vec!["nofile=64".into(), "RLIMIT_CORE=0:unlimited".into()];
+        let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        assert_eq!(
+            p.rlimits,
+            vec![
+                Rlimit { name: "nofile", resource: libc::RLIMIT_NOFILE as u32, soft: 64, hard: 64 },
+                Rlimit { name: "core", resource: libc::RLIMIT_CORE as u32, soft: 0, hard: u64::MAX },
+            ]
+        );
+        for bad in ["nofile", "nofiles=1", "nofile=x", "nofile=5:4", "nofile=-1"] {
+            r.rlimits = vec![bad.into()];
+            assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadRlimit(bad.into())));
+        }
     }
 
     #[test]
