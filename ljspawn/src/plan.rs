@@ -499,16 +499,16 @@ pub struct Rlimit {
 
 /// The resources `--rlimit` knows, by their `ulimit`/`prlimit` names.
 pub const RLIMITS: [(&str, u32); 10] = [
-    ("as", libc::RLIMIT_AS as u32),
-    ("core", libc::RLIMIT_CORE as u32),
-    ("cpu", libc::RLIMIT_CPU as u32),
-    ("data", libc::RLIMIT_DATA as u32),
-    ("fsize", libc::RLIMIT_FSIZE as u32),
-    ("memlock", libc::RLIMIT_MEMLOCK as u32),
-    ("nofile", libc::RLIMIT_NOFILE as u32),
-    ("nproc", libc::RLIMIT_NPROC as u32),
-    ("stack", libc::RLIMIT_STACK as u32),
-    ("msgqueue", libc::RLIMIT_MSGQUEUE as u32),
+    ("as", libc::RLIMIT_AS),
+    ("core", libc::RLIMIT_CORE),
+    ("cpu", libc::RLIMIT_CPU),
+    ("data", libc::RLIMIT_DATA),
+    ("fsize", libc::RLIMIT_FSIZE),
+    ("memlock", libc::RLIMIT_MEMLOCK),
+    ("nofile", libc::RLIMIT_NOFILE),
+    ("nproc", libc::RLIMIT_NPROC),
+    ("stack", libc::RLIMIT_STACK),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE),
 ];
 
 /// `NAME=SOFT[:HARD]`; NAME case-insensitive, with or without `RLIMIT_`; HARD defaults to SOFT.
@@ -852,8 +852,8 @@ mod tests {
         assert_eq!(
             p.rlimits,
             vec![
-                Rlimit { name: "nofile", resource: libc::RLIMIT_NOFILE as u32, soft: 64, hard: 64 },
-                Rlimit { name: "core", resource: libc::RLIMIT_CORE as u32, soft: 0, hard: u64::MAX },
+                Rlimit { name: "nofile", resource: libc::RLIMIT_NOFILE, soft: 64, hard: 64 },
+                Rlimit { name: "core", resource: libc::RLIMIT_CORE, soft: 0, hard: u64::MAX },
             ]
         );
         for bad in ["nofile", "nofiles=1", "nofile=x", "nofile=5:4", "nofile=-1"] {
