@@ -68,6 +68,9 @@ pub struct Handover {
     /// Write end of the status pipe (close-on-exec): a failure is written here as
     /// "CODE\tMESSAGE"; ljspawn sees end-of-file once the program has been executed.
     pub status: OwnedFd,
+    /// Write end of the exit pipe (close-on-exec): PID 1 writes the program's exit status
+    /// here, one byte, once every process of the jail is gone.
+    pub exit: OwnedFd,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
 }
@@ -438,28 +441,44 @@ fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
         }
     };
     // The program holds the status pipe until exec; ljspawn sees end-of-file then.
-    drop(h);
-    loop {
+    let Handover { status, exit, stdout, stderr } = h;
+    drop((status, stdout, stderr));
+    let code = loop {
         match sys::wait_signal(None) {
-            Ok(Some((libc::SIGCHLD, _))) | Ok(Some((0, _))) | Ok(None) => loop {
-                match sys::wait_nohang(-1) {
-                    Ok(Some((p, st))) if p == pid => {
-                        return match st {
-                            WaitStatus::Exited(c) => c as u8,
-                            WaitStatus::Signaled(s) => 128u8.saturating_add(s as u8),
-                        };
-                    }
-                    Ok(Some(_)) => continue,
-                    Ok(None) => break,
-                    Err(_) => return EXIT_SETUP,
+            Ok(Some((libc::SIGCHLD, _))) | Ok(Some((0, _))) | Ok(None) => {
+                if let Some(code) = reap(pid) {
+                    break code;
                 }
-            },
+            }
             // Signals from ljspawn (outside this PID namespace: sender pid 0) go to the program.
             Ok(Some((sig, 0))) => {
                 let _ = sys::kill(pid, sig);
             }
             Ok(Some(_)) => {}
-            Err(_) => return EXIT_SETUP,
+            Err(_) => break EXIT_SETUP,
+        }
+    };
+    // The program is gone: so is everything it started. Kill and reap the rest, then tell
+    // ljspawn, which need not wait for the kernel to tear the namespaces down.
+    let _ = sys::kill(-1, libc::SIGKILL);
+    while sys::wait_blocking(-1).is_ok() {}
+    let _ = sys::write_all(exit.as_fd(), &[code]);
+    code
+}
+
+/// Reaps every child that exited; returns the program's exit code once it is among them.
+fn reap(program: i32) -> Option<u8> {
+    loop {
+        match sys::wait_nohang(-1) {
+            Ok(Some((p, st))) if p == program => {
+                return Some(match st {
+                    WaitStatus::Exited(c) => c as u8,
+                    WaitStatus::Signaled(s) => 128u8.saturating_add(s as u8),
+                });
+            }
+            Ok(Some(_)) => continue,
+            Ok(None) => return None,
+            Err(_) => return Some(EXIT_SETUP),
         }
     }
 }

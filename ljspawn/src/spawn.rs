@@ -49,13 +49,13 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>) -> Result<u8, SpawnError> {
 
     sys::block_signals().map_err(|e| err("cannot block signals", e))?;
     let (status_r, status_w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
+    let (exit_r, exit_w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
     // PID 1 sets up with umask 0 (modes are given explicitly); the program gets ours back.
     let umask = sys::umask(0);
     let pid = match sys::clone_fork(plan.clone_flags()) {
         Ok(0) => {
-            drop(status_r);
-            drop(json);
-            jail::pid1(plan, Handover { status: status_w, stdout, stderr }, umask)
+            drop((status_r, exit_r, json));
+            jail::pid1(plan, Handover { status: status_w, exit: exit_w, stdout, stderr }, umask)
         }
         Ok(pid) => pid,
         Err(e) => {
@@ -67,8 +67,7 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>) -> Result<u8, SpawnError> {
         }
     };
     sys::umask(umask);
-    drop(status_w);
-    drop((stdout, stderr));
+    drop((status_w, exit_w, stdout, stderr));
     if let Some(j) = &json {
         j.started(pid, plan.userns.is_some());
     }
@@ -86,39 +85,55 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>) -> Result<u8, SpawnError> {
     }
     drop(status_r);
 
+    let sigfd = sys::signalfd().map_err(|e| err("cannot make a signalfd", e))?;
     let mut timed_out = false;
-    let mut killed_at: Option<std::time::Duration> = None;
+    let mut deadline = plan.timeout.map(|t| start + t);
     let code = loop {
-        let now = start.elapsed();
-        let wait = match (plan.timeout, killed_at) {
-            (Some(_), Some(at)) => Some((at + plan.kill_after).saturating_sub(now)),
-            (Some(t), None) => Some(t.saturating_sub(now)),
-            _ => None,
-        };
-        match sys::wait_signal(wait).map_err(|e| err("cannot wait for signals", e))? {
-            None => {
-                // The deadline (or the grace period) passed.
-                if killed_at.is_none() {
-                    timed_out = true;
-                    killed_at = Some(start.elapsed());
-                    let _ = sys::kill(pid, libc::SIGTERM);
-                } else {
-                    let _ = sys::kill(pid, libc::SIGKILL);
-                    killed_at = Some(start.elapsed() + plan.kill_after * 1000);
+        let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let ready = sys::poll_readable(&[sigfd.as_fd(), exit_r.as_fd()], wait)
+            .map_err(|e| err("cannot wait for the jail", e))?;
+        if ready[1] {
+            let mut b = [0u8; 1];
+            match sys::read(exit_r.as_fd(), &mut b) {
+                // PID 1 reported: every process of the jail is gone.
+                Ok(1) => break b[0],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // PID 1 died without reporting (killed, or failed during setup).
+                _ => match sys::wait_blocking(pid).map_err(|e| err("cannot wait for the jail", e))?.1 {
+                    WaitStatus::Exited(c) => break c as u8,
+                    WaitStatus::Signaled(s) => break 128u8.saturating_add(s as u8),
+                },
+            }
+        }
+        if ready[0] {
+            while let Some((sig, _)) =
+                sys::read_signalfd(sigfd.as_fd()).map_err(|e| err("cannot read signals", e))?
+            {
+                if sig != libc::SIGCHLD {
+                    let _ = sys::kill(pid, sig);
                 }
             }
-            Some((libc::SIGCHLD, _)) | Some((0, _)) => match sys::wait_nohang(pid) {
-                Ok(Some((_, WaitStatus::Exited(c)))) => break c as u8,
-                Ok(Some((_, WaitStatus::Signaled(s)))) => break 128u8.saturating_add(s as u8),
-                Ok(None) => {}
-                Err(e) => return Err(err("cannot wait for the jail", e)),
-            },
-            Some((sig, _)) => {
-                let _ = sys::kill(pid, sig);
+        }
+        if let Some(d) = deadline {
+            if Instant::now() >= d {
+                // The deadline passed: SIGTERM to the jail, then SIGKILL after the grace period.
+                if timed_out {
+                    let _ = sys::kill(pid, libc::SIGKILL);
+                    deadline = None;
+                } else {
+                    timed_out = true;
+                    let _ = sys::kill(pid, libc::SIGTERM);
+                    deadline = Some(Instant::now() + plan.kill_after);
+                }
             }
         }
     };
     let code = if timed_out { EXIT_TIMEOUT } else { code };
+    if timed_out && msg.is_empty() {
+        let t = plan.timeout.unwrap_or_default();
+        msg = format!("{EXIT_TIMEOUT}\ttimed out after {t:?}: the jail was sent SIGTERM (SIGKILL after a {:?} grace period)", plan.kill_after)
+            .into_bytes();
+    }
     if let Some(j) = &json {
         j.exited(code);
     }

@@ -241,6 +241,28 @@ pub fn wait_nohang(pid: i32) -> io::Result<Option<(i32, WaitStatus)>> {
     Ok(Some((r, ws)))
 }
 
+/// Blocking `waitpid(pid)`; `Err(ECHILD)` when there is no such child left.
+pub fn wait_blocking(pid: i32) -> io::Result<(i32, WaitStatus)> {
+    let mut status: c_int = 0;
+    loop {
+        // SAFETY: out-parameters: `status` is a live c_int.
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        let ws = if libc::WIFEXITED(status) {
+            WaitStatus::Exited(libc::WEXITSTATUS(status))
+        } else {
+            WaitStatus::Signaled(libc::WTERMSIG(status))
+        };
+        return Ok((r, ws));
+    }
+}
+
 pub fn setsid() -> io::Result<()> {
     // SAFETY: plain values.
     cvt_unit(unsafe { libc::setsid() })
@@ -327,6 +349,43 @@ pub fn wait_signal(timeout: Option<std::time::Duration>) -> io::Result<Option<(c
     // read for every signal in the set (kill-like and SIGCHLD both carry a pid).
     let pid = unsafe { info.si_pid() };
     Ok(Some((r, pid)))
+}
+
+/// A signalfd for the signals `block_signals` blocks, so they can be polled with other fds.
+pub fn signalfd() -> io::Result<OwnedFd> {
+    let set = sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    // SAFETY: out-parameters: `set` is a live, initialised sigset_t; -1 asks for a new fd.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    cvt_fd(fd as c_long)
+}
+
+/// Reads one pending signal from a signalfd: (signo, sender pid), or None if none is pending.
+pub fn read_signalfd(fd: BorrowedFd<'_>) -> io::Result<Option<(c_int, i32)>> {
+    // SAFETY: out-parameters: signalfd_siginfo is plain data; zeroed is valid.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: borrowed fds and out-parameters: `info` is live, writable and `size` bytes long.
+    let n = unsafe { libc::read(fd.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+    }
+    Ok((n as usize == size).then_some((info.ssi_signo as c_int, info.ssi_pid as i32)))
+}
+
+/// `poll(2)` for readability on `fds`; returns which are readable (or hung up). `None`
+/// timeout waits forever. EINTR counts as "nothing ready".
+pub fn poll_readable(fds: &[BorrowedFd<'_>], timeout: Option<std::time::Duration>) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> =
+        fds.iter().map(|f| libc::pollfd { fd: f.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as c_int);
+    // SAFETY: out-parameters: `p` is a live Vec of `p.len()` pollfds, each naming a borrowed fd.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(vec![false; fds.len()]) } else { Err(e) };
+    }
+    Ok(p.iter().map(|x| x.revents != 0).collect())
 }
 
 // ---- prctl and credentials ----------------------------------------------------------
