@@ -6,6 +6,11 @@ use ljspawn::plan::{self, Caller, Mode};
 use ljspawn::{cli, spawn, sys, EXIT_SETUP, EXIT_USAGE};
 
 fn main() -> ExitCode {
+    // Installed setuid or setgid: refuse before reading anything the caller controls (the
+    // environment, the arguments). Setuid mode is not supported by this build.
+    if sys::getuid() != sys::geteuid() || sys::getgid() != sys::getegid() {
+        return fail(EXIT_SETUP, &plan::PlanError::SetuidUnsupported.to_string());
+    }
     let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {
