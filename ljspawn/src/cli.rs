@@ -161,6 +161,25 @@ pub fn command() -> Command {
                 .help("Resource limit for the program (nofile, nproc, as, fsize, core, stack, cpu, ...)"),
         )
         .arg(
+            Arg::new("seccomp")
+                .long("seccomp")
+                .value_name("MODE")
+                .help("Built-in seccomp filter: default, or none (root only) [default: default]"),
+        )
+        .arg(
+            Arg::new("allow-userns")
+                .long("allow-userns")
+                .action(ArgAction::SetTrue)
+                .help("Let the program create user namespaces (the filter denies it by default)"),
+        )
+        .arg(
+            Arg::new("seccomp-fd")
+                .long("seccomp-fd")
+                .value_name("FD")
+                .value_parser(clap::value_parser!(i32))
+                .help("Also install the BPF program (struct sock_filter array) read from FD"),
+        )
+        .arg(
             Arg::new("dry-run")
                 .long("dry-run")
                 .action(ArgAction::SetTrue)
@@ -256,6 +275,9 @@ pub fn request(m: &ArgMatches) -> Request {
         timeout: m.get_one::<Duration>("timeout").copied(),
         kill_after: m.get_one::<Duration>("kill-after").copied(),
         rlimits: m.get_many::<String>("rlimit").map(|v| v.cloned().collect()).unwrap_or_default(),
+        seccomp: m.get_one::<String>("seccomp").cloned(),
+        allow_userns: m.get_flag("allow-userns"),
+        seccomp_fd: m.get_one::<i32>("seccomp-fd").copied(),
         dry_run: m.get_flag("dry-run"),
         command,
     }

@@ -21,7 +21,8 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::plan::{Mount, Net, Plan, RootFs};
+use crate::plan::{Mount, Net, Plan, RootFs, Seccomp};
+use crate::seccomp;
 use crate::sys::{self, FsContext, WaitStatus};
 use crate::{EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
 
@@ -73,6 +74,8 @@ pub struct Handover {
     pub exit: OwnedFd,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
+    /// The caller's own seccomp program (`--seccomp-fd`), installed after the built-in one.
+    pub seccomp_extra: Option<Vec<u8>>,
 }
 
 /// PID 1 of the jail. Never returns.
@@ -441,7 +444,7 @@ fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
         }
     };
     // The program holds the status pipe until exec; ljspawn sees end-of-file then.
-    let Handover { status, exit, stdout, stderr } = h;
+    let Handover { status, exit, stdout, stderr, .. } = h;
     drop((status, stdout, stderr));
     let code = loop {
         match sys::wait_signal(None) {
@@ -513,6 +516,15 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     }
     sys::umask(umask);
     sys::reset_signals().ctx(|| "cannot reset signals".into())?;
+    // Last before exec: from here on, nothing but execve runs.
+    let builtin = match plan.seccomp {
+        Seccomp::Default => Some(seccomp::DEFAULT),
+        Seccomp::AllowUserns => Some(seccomp::ALLOW_USERNS),
+        Seccomp::None => None,
+    };
+    for bpf in builtin.into_iter().chain(h.seccomp_extra.as_deref()) {
+        sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
+    }
     exec(plan)
 }
 

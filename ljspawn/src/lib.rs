@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod jail;
 pub mod plan;
+pub mod seccomp;
 pub mod spawn;
 #[allow(unsafe_code)]
 pub mod sys;

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     // Only 0-2 and the descriptors asked for survive, before anything else is opened.
     let mut keep = req.pass_fds.clone();
     keep.extend(req.json_status);
+    keep.extend(req.seccomp_fd);
     if let Err(e) = sys::close_fds_except(&keep) {
         return fail(EXIT_SETUP, &format!("cannot close inherited descriptors: {e}"));
     }
@@ -46,7 +47,11 @@ fn main() -> ExitCode {
         Ok(j) => j,
         Err(e) => return fail(EXIT_USAGE, &format!("--json-status: {e}")),
     };
-    match spawn::run(&plan, json) {
+    let seccomp_extra = match plan.seccomp_fd.map(read_seccomp_program).transpose() {
+        Ok(p) => p,
+        Err(e) => return fail(EXIT_USAGE, &e),
+    };
+    match spawn::run(&plan, json, seccomp_extra) {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(e.code, &e.msg),
     }
@@ -55,4 +60,17 @@ fn main() -> ExitCode {
 fn fail(code: u8, msg: &str) -> ExitCode {
     eprintln!("ljspawn: {msg}");
     ExitCode::from(code)
+}
+
+/// Reads a caller's BPF program from `--seccomp-fd` (to end of file) and checks its shape.
+fn read_seccomp_program(fd: i32) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let fd = sys::take_inherited_fd(fd).map_err(|e| format!("--seccomp-fd {fd}: {e}"))?;
+    let mut bpf = Vec::new();
+    std::fs::File::from(fd)
+        .take((ljspawn::seccomp::MAX_INSNS * 8 + 8) as u64)
+        .read_to_end(&mut bpf)
+        .map_err(|e| format!("cannot read --seccomp-fd: {e}"))?;
+    ljspawn::seccomp::check_program(&bpf)?;
+    Ok(bpf)
 }

@@ -74,6 +74,10 @@ pub struct Request {
     pub kill_after: Option<Duration>,
     /// `--rlimit NAME=SOFT[:HARD]`, as given.
     pub rlimits: Vec<String>,
+    /// `--seccomp default|none`.
+    pub seccomp: Option<String>,
+    pub allow_userns: bool,
+    pub seccomp_fd: Option<i32>,
     pub dry_run: bool,
     pub command: Vec<String>,
 }
@@ -116,6 +120,16 @@ pub enum Mount {
     },
     /// The minimal /dev: tmpfs, device binds from the host, devpts, shm, links.
     Dev,
+}
+
+/// Which built-in seccomp filter the program gets (see `seccomp.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seccomp {
+    Default,
+    /// The default without the rules against new user namespaces (`--allow-userns`).
+    AllowUserns,
+    /// No built-in filter (`--seccomp none`, root only).
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +175,10 @@ pub struct Plan {
     pub kill_after: Duration,
     /// Resource limits set on the program before exec, in command-line order.
     pub rlimits: Vec<Rlimit>,
+    /// The built-in seccomp filter installed last before exec.
+    pub seccomp: Seccomp,
+    /// A caller's own BPF program, read from this fd and installed after the built-in one.
+    pub seccomp_fd: Option<i32>,
 }
 
 /// Why a request cannot become a plan. Every message is one line, lower case.
@@ -182,6 +200,8 @@ pub enum PlanError {
     CapsNotAllowed(Mode),
     SetuidUnsupported,
     BadRlimit(String),
+    BadSeccomp(String),
+    SeccompNoneNotAllowed(Mode),
     BadFd { what: &'static str, fd: i32 },
     ReservedFd { what: &'static str, fd: i32 },
 }
@@ -212,6 +232,10 @@ impl fmt::Display for PlanError {
                 "invalid --rlimit '{r}' (expected NAME=SOFT[:HARD], NAME one of {}, values a number or unlimited)",
                 RLIMITS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
             ),
+            BadSeccomp(m) => write!(f, "unknown --seccomp mode '{m}' (expected default or none)"),
+            SeccompNoneNotAllowed(m) => {
+                write!(f, "--seccomp none is not allowed in {m} mode (only root may run without the filter)")
+            }
             BadFd { what, fd } => write!(f, "{what} {fd} is not an open file descriptor"),
             ReservedFd { what, fd } => write!(f, "{what} {fd}: descriptors 0-2 are always passed; give 3 or more"),
         }
@@ -225,7 +249,9 @@ impl PlanError {
     /// failures (125); everything else is a usage error (2).
     pub fn exit_code(&self) -> u8 {
         match self {
-            PlanError::CapsNotAllowed(_) | PlanError::SetuidUnsupported => crate::EXIT_SETUP,
+            PlanError::CapsNotAllowed(_)
+            | PlanError::SeccompNoneNotAllowed(_)
+            | PlanError::SetuidUnsupported => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
         }
     }
@@ -461,6 +487,16 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     if let Some(fd) = req.json_status {
         check_fd("--json-status", fd, open_fd)?;
     }
+    if let Some(fd) = req.seccomp_fd {
+        check_fd("--seccomp-fd", fd, open_fd)?;
+    }
+    let seccomp = match (req.seccomp.as_deref(), req.allow_userns) {
+        (None | Some("default"), false) => Seccomp::Default,
+        (None | Some("default"), true) => Seccomp::AllowUserns,
+        (Some("none"), _) if caller.mode == Mode::Root => Seccomp::None,
+        (Some("none"), _) => return Err(PlanError::SeccompNoneNotAllowed(caller.mode)),
+        (Some(other), _) => return Err(PlanError::BadSeccomp(other.into())),
+    };
     let mut pass_fds = req.pass_fds.clone();
     pass_fds.sort_unstable();
     pass_fds.dedup();
@@ -485,6 +521,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         timeout: req.timeout,
         kill_after: req.kill_after.unwrap_or(Duration::from_secs(5)),
         rlimits: req.rlimits.iter().map(|r| parse_rlimit(r)).collect::<Result<_, _>>()?,
+        seccomp,
+        seccomp_fd: req.seccomp_fd,
     })
 }
 
@@ -652,6 +690,19 @@ impl fmt::Display for Plan {
             )?;
         }
         writeln!(f, "session: new (setsid)")?;
+        writeln!(
+            f,
+            "seccomp: {}{}",
+            match self.seccomp {
+                Seccomp::Default => "default filter (all ABIs), new user namespaces denied",
+                Seccomp::AllowUserns => "default filter (all ABIs), new user namespaces allowed",
+                Seccomp::None => "no built-in filter",
+            },
+            match self.seccomp_fd {
+                Some(fd) => format!(", then the program read from fd {fd}"),
+                None => String::new(),
+            }
+        )?;
         let fds: Vec<String> = [0, 1, 2].iter().chain(&self.pass_fds).map(|d| d.to_string()).collect();
         writeln!(f, "fds: {}", fds.join(" "))?;
         if let Some(p) = &self.stdout_file {
@@ -860,6 +911,28 @@ mod tests {
             r.rlimits = vec![bad.into()];
             assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadRlimit(bad.into())));
         }
+    }
+
+    #[test]
+    fn seccomp_modes() {
+        let mut r = req(&["true"]);
+        assert_eq!(build(&r, &caller(Mode::Rootless), &none_open).unwrap().seccomp, Seccomp::Default);
+        r.allow_userns = true;
+        assert_eq!(build(&r, &caller(Mode::Rootless), &none_open).unwrap().seccomp, Seccomp::AllowUserns);
+        r.seccomp = Some("none".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().seccomp, Seccomp::None);
+        assert_eq!(
+            build(&r, &caller(Mode::Rootless), &none_open),
+            Err(PlanError::SeccompNoneNotAllowed(Mode::Rootless))
+        );
+        r.seccomp = Some("strict".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSeccomp("strict".into())));
+        r.seccomp = None;
+        r.seccomp_fd = Some(9);
+        assert_eq!(
+            build(&r, &caller(Mode::Root), &none_open),
+            Err(PlanError::BadFd { what: "--seccomp-fd", fd: 9 })
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ fn open_output(p: &Path, flag: &str) -> Result<OwnedFd, SpawnError> {
 
 /// Runs the plan. Returns the exit status ljspawn should exit with and, for ljspawn's own
 /// failures and the jail's setup failures, the one line to print.
-pub fn run(plan: &Plan, json: Option<OwnedFd>) -> Result<u8, SpawnError> {
+pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -> Result<u8, SpawnError> {
     let start = Instant::now();
     let stdout = plan.stdout_file.as_deref().map(|p| open_output(p, "-O")).transpose()?;
     let stderr = plan.stderr_file.as_deref().map(|p| open_output(p, "-E")).transpose()?;
@@ -55,7 +55,11 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>) -> Result<u8, SpawnError> {
     let pid = match sys::clone_fork(plan.clone_flags()) {
         Ok(0) => {
             drop((status_r, exit_r, json));
-            jail::pid1(plan, Handover { status: status_w, exit: exit_w, stdout, stderr }, umask)
+            jail::pid1(
+                plan,
+                Handover { status: status_w, exit: exit_w, stdout, stderr, seccomp_extra },
+                umask,
+            )
         }
         Ok(pid) => pid,
         Err(e) => {

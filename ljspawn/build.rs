@@ -1,0 +1,84 @@
+//! Compiles ljspawn's default seccomp filter with libseccomp and writes it as raw BPF
+//! (`struct sock_filter` array) to OUT_DIR, where `src/seccomp.rs` embeds it.
+//!
+//! Two variants: `default.bpf` denies creating user namespaces, `allow-userns.bpf` does not
+//! (`--allow-userns`). Both cover every x86 ABI a 64-bit kernel accepts (x86_64, i386 through
+//! `int 0x80`, x32), since a filter written for one ABI says nothing about the others.
+
+use std::env;
+use std::fs::File;
+use std::path::PathBuf;
+
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+
+/// Denied with EPERM: no jailed program has a use for these, and each is a well-known way
+/// into the kernel (modules, kexec, keyrings shared across namespaces, bpf, perf, userfaultfd
+/// races, swap and reboot).
+const DENIED: &[&str] = &[
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "kexec_load",
+    "kexec_file_load",
+    "reboot",
+    "swapon",
+    "swapoff",
+    "add_key",
+    "request_key",
+    "keyctl",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "acct",
+    "lookup_dcookie",
+    "syslog",
+];
+
+const TIOCSTI: u64 = 0x5412;
+const TIOCLINUX: u64 = 0x541c;
+const CLONE_NEWUSER: u64 = 0x1000_0000;
+const EPERM: i32 = 1;
+const ENOSYS: i32 = 38;
+
+fn filter(allow_userns: bool) -> ScmpFilterContext {
+    let mut f = ScmpFilterContext::new(ScmpAction::Allow).expect("seccomp_init");
+    f.set_act_badarch(ScmpAction::KillProcess).expect("bad-arch action");
+    // Arches first: rules added afterwards apply to every arch in the filter.
+    let extra: &[ScmpArch] = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => &[ScmpArch::X86, ScmpArch::X32],
+        Ok("aarch64") => &[ScmpArch::Arm],
+        _ => &[],
+    };
+    for &arch in extra {
+        f.add_arch(arch).expect("add arch");
+    }
+    let sys = |name: &str| ScmpSyscall::from_name(name).unwrap_or_else(|_| panic!("unknown syscall {name}"));
+    for name in DENIED {
+        f.add_rule(ScmpAction::Errno(EPERM), sys(name)).unwrap_or_else(|e| panic!("rule for {name}: {e}"));
+    }
+    // Faking terminal input (TIOCSTI) and the console's TIOCLINUX: the ioctl number is an int,
+    // so compare the low 32 bits only (a 64-bit value with junk above must not slip past).
+    for req in [TIOCSTI, TIOCLINUX] {
+        let cmp = ScmpArgCompare::new(1, ScmpCompareOp::MaskedEqual(0xffff_ffff), req);
+        f.add_rule_conditional(ScmpAction::Errno(EPERM), sys("ioctl"), &[cmp]).expect("ioctl rule");
+    }
+    if !allow_userns {
+        let cmp = ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(CLONE_NEWUSER), CLONE_NEWUSER);
+        for name in ["unshare", "clone"] {
+            f.add_rule_conditional(ScmpAction::Errno(EPERM), sys(name), &[cmp]).expect("userns rule");
+        }
+        // clone3 passes its flags in memory, out of the filter's reach: say it does not exist,
+        // and libc falls back to clone, which the rule above checks.
+        f.add_rule(ScmpAction::Errno(ENOSYS), sys("clone3")).expect("clone3 rule");
+    }
+    f
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
+    for (name, allow_userns) in [("default.bpf", false), ("allow-userns.bpf", true)] {
+        let mut file = File::create(out.join(name)).expect("create bpf file");
+        filter(allow_userns).export_bpf(&mut file).expect("export bpf");
+    }
+}
