@@ -1,2 +1,17 @@
 #![forbid(unsafe_code)]
-fn main() {}
+//! `ljbuild`: see `ljbuild --help`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = ljbuild::cli::Cli::parse();
+    match ljbuild::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ljbuild: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,610 @@
+//! The build pipeline: parse → resolve → hash (a cache hit stops here) → lock → stage → copy →
+//! run the script through ljspawn → publish atomically.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::copy::{self, Scan};
+use crate::error::{EXIT_BUILD_FAILED, EXIT_JAIL};
+use crate::inputs;
+use crate::recipe::{self, Recipe};
+use crate::resolve::{self, Chain};
+use crate::spawn::{self, JailArgs, Net};
+use crate::store::{self, Meta, OverlayName, Root, StoreError};
+use crate::ui::{fmt_duration, Ui};
+use crate::version;
+use crate::Error;
+
+/// Scripts longer than this are run from a file instead of `sh -c` (the kernel limits one
+/// argument to 128 KiB).
+const MAX_INLINE_SCRIPT: usize = 100 * 1024;
+
+/// Errors of the build step itself.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// ljspawn cannot be found.
+    #[error("cannot find ljspawn (set LJSPAWN, or install ljspawn next to ljbuild or on PATH)")]
+    NoLjspawn,
+    /// ljspawn cannot be executed.
+    #[error("cannot execute {}: {source}", .path.display())]
+    Exec {
+        /// ljspawn's path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// ljspawn could not set up the jail.
+    #[error("{step} of {overlay}: jail setup failed: {message} (log: {})", .log.display())]
+    Jail {
+        /// `build` or `run`.
+        step: &'static str,
+        /// `ns/name@version`.
+        overlay: String,
+        /// ljspawn's message.
+        message: String,
+        /// The log.
+        log: PathBuf,
+    },
+    /// The script failed.
+    #[error("build of {overlay} failed in step 'script' (Jailfile line {script_line} on): {how}; nothing was published (log: {})", .log.display())]
+    Script {
+        /// `ns/name@version`.
+        overlay: String,
+        /// The Jailfile line the script starts on.
+        script_line: usize,
+        /// `exited with status 3`, `killed by signal 9`, `timed out`.
+        how: String,
+        /// The log.
+        log: PathBuf,
+    },
+}
+
+impl BuildError {
+    /// The exit status for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BuildError::Script { .. } => EXIT_BUILD_FAILED,
+            _ => EXIT_JAIL,
+        }
+    }
+}
+
+/// What to build and how.
+#[derive(Debug, Clone)]
+pub struct BuildOpts {
+    /// The Jailfile.
+    pub jailfile: PathBuf,
+    /// `-v VERSION`.
+    pub version: Option<String>,
+    /// Replace an existing version built from other inputs.
+    pub force: bool,
+    /// Network of the build.
+    pub net: Net,
+    /// Print the plan, run nothing.
+    pub dry_run: bool,
+    /// `--timeout` for ljspawn.
+    pub timeout: Option<String>,
+    /// `LIGHTJAIL_WORLD`.
+    pub world_env: Option<String>,
+}
+
+/// Everything known before anything runs.
+#[derive(Debug)]
+struct Plan {
+    recipe: Recipe,
+    src_dir: PathBuf,
+    chain: Chain,
+    scan: Scan,
+    inputs: store::Inputs,
+    hash: String,
+    version: String,
+}
+
+impl Plan {
+    fn overlay(&self) -> String {
+        format!("{}@{}", self.recipe.name, self.version)
+    }
+}
+
+/// Outcome of a build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Built and published.
+    Built,
+    /// Same inputs already published.
+    Cached,
+    /// `--dry-run`.
+    DryRun,
+}
+
+fn plan(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Plan, Error> {
+    let shown = opts.jailfile.display().to_string();
+    let recipe = recipe::load(&opts.jailfile, &shown)?;
+    let path = if opts.jailfile.is_absolute() {
+        opts.jailfile.clone()
+    } else {
+        std::env::current_dir()
+            .map_err(StoreError::io("cannot get the current directory", "."))?
+            .join(&opts.jailfile)
+    };
+    let src_dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    let chain = match &recipe.from {
+        None => resolve::build_world(root, recipe.world.as_deref(), opts.world_env.as_deref())?,
+        Some((name, prefix)) => {
+            let parent = resolve::overlay(root, name, prefix.as_deref())?;
+            let (chain, warning) = resolve::chain_of(root, &parent)?;
+            if let Some(w) = warning {
+                ui.warn(&w);
+            }
+            if let Some(w) = &recipe.world {
+                let (wname, _) = resolve::world(root, w)?;
+                if wname != chain.world.name {
+                    return Err(resolve::ResolveError::WorldMismatch {
+                        world: wname,
+                        parent: format!("{}@{}", parent.name, parent.version),
+                        parent_world: chain.world.name,
+                    }
+                    .into());
+                }
+            }
+            chain
+        }
+    };
+    let scan = match &recipe.copy {
+        Some(_) => {
+            let src = fs::canonicalize(&src_dir).map_err(StoreError::io("cannot resolve", &src_dir))?;
+            let root_path = fs::canonicalize(&root.path).unwrap_or_else(|_| root.path.clone());
+            let s = copy::scan(&src, &[&root_path])?;
+            for p in &s.skipped {
+                ui.warn(&format!("copy: skipping {} (not a file, directory or symlink)", p.display()));
+            }
+            s
+        }
+        None => Scan::default(),
+    };
+    let inputs = inputs::collect(&chain, &recipe, &scan);
+    let hash = inputs::digest(&inputs);
+    let version = match opts.version.clone().or_else(|| recipe.version.clone()) {
+        Some(v) => {
+            version::validate(&v).map_err(Error::Usage)?;
+            v
+        }
+        None => version::derived(&hash),
+    };
+    Ok(Plan { recipe, src_dir, chain, scan, inputs, hash, version })
+}
+
+/// `Some(true)` if `name@version` is published with `hash`, `Some(false)` if with another hash.
+fn published(root: &Root, name: &OverlayName, version: &str, hash: &str) -> Result<Option<bool>, Error> {
+    Ok(root.read_meta(name, version)?.map(|m| m.inputs_hash == hash))
+}
+
+/// Runs a build.
+pub fn build(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Outcome, Error> {
+    let t0 = Instant::now();
+    let plan = plan(root, opts, ui)?;
+    let name = plan.recipe.name.clone();
+    let overlay = plan.overlay();
+    let state = published(root, &name, &plan.version, &plan.hash)?;
+    if opts.dry_run {
+        print_dry_run(root, opts, &plan, state)?;
+        return Ok(Outcome::DryRun);
+    }
+    if state == Some(true) {
+        println!("cached {overlay}");
+        return Ok(Outcome::Cached);
+    }
+    if state == Some(false) && !opts.force {
+        return Err(StoreError::Immutable { name, version: plan.version }.into());
+    }
+    ui.step(
+        "resolve",
+        &format!("{overlay} on {}, inputs {}", plan.chain.describe(), &plan.hash[..12]),
+        Some(t0.elapsed()),
+    );
+
+    let key = Root::overlay_key(&name, &plan.version);
+    let t = Instant::now();
+    let _lock =
+        root.lock(&key, || ui.step("lock", &format!("waiting for another build of {overlay}"), None))?;
+    if t.elapsed() > Duration::from_millis(100) {
+        ui.step("lock", "acquired", Some(t.elapsed()));
+    }
+    // Another build may have published it while we waited.
+    match published(root, &name, &plan.version, &plan.hash)? {
+        Some(true) => {
+            println!("cached {overlay}");
+            return Ok(Outcome::Cached);
+        }
+        Some(false) if !opts.force => {
+            return Err(StoreError::Immutable { name, version: plan.version }.into())
+        }
+        _ => {}
+    }
+    if let Some(why) = miss_reason(root, &plan) {
+        ui.step("cache", &format!("miss: {why}"), None);
+    }
+
+    // Stage.
+    let staging = root.staging(&key);
+    store::kill_orphan(&staging);
+    store::remove_tree(&staging).map_err(StoreError::io("cannot remove old staging", &staging))?;
+    match root.clean_stale(&[&key]) {
+        Ok(v) if !v.is_empty() => ui.step("gc", &format!("removed {} stale staging area(s)", v.len()), None),
+        Ok(_) => {}
+        Err(e) => ui.warn(&e.to_string()),
+    }
+    let result = stage_and_run(root, opts, ui, &plan, &staging);
+    let result = result.and_then(|started| publish(root, &plan, &staging, opts, started));
+    match result {
+        Ok(()) => {
+            ui.step("done", &format!("{overlay} in {}", fmt_duration(t0.elapsed())), None);
+            println!("built {overlay}");
+            Ok(Outcome::Built)
+        }
+        Err(e) => {
+            let _ = store::remove_tree(&staging);
+            Err(e)
+        }
+    }
+}
+
+/// Why the last build of the same name had other inputs, if there is one.
+fn miss_reason(root: &Root, plan: &Plan) -> Option<String> {
+    let name = &plan.recipe.name;
+    let mut best: Option<Meta> = None;
+    for v in root.versions(name).ok()? {
+        if let Ok(Some(m)) = root.read_meta(name, &v) {
+            if best.as_ref().is_none_or(|b| m.built_at_unix > b.built_at_unix) {
+                best = Some(m);
+            }
+        }
+    }
+    let prev = best?;
+    let why = inputs::explain(&prev.inputs, &plan.inputs, plan.recipe.script_line);
+    (!why.is_empty()).then(|| format!("{} (since {}@{})", why.join(", "), prev.name, prev.version))
+}
+
+/// True when `rel` exists in the merged view of `layers` (top-down, whiteouts hide).
+fn exists_in_layers(layers: &[PathBuf], rel: &str) -> bool {
+    for l in layers.iter().rev() {
+        if let Ok(md) = fs::symlink_metadata(l.join(rel)) {
+            let whiteout = md.file_type().is_char_device() && md.rdev() == 0;
+            return !whiteout;
+        }
+    }
+    false
+}
+
+/// The mode for a directory created in the upper: the topmost layer's, else 0755.
+fn layer_dir_mode(layers: &[PathBuf], rel: &Path) -> u32 {
+    layers
+        .iter()
+        .rev()
+        .find_map(|l| fs::metadata(l.join(rel)).ok().filter(|m| m.is_dir()))
+        .map_or(0o755, |m| m.mode() & 0o7777)
+}
+
+fn jail_args(
+    root: &Root,
+    plan: &Plan,
+    opts: &BuildOpts,
+    staging: &Path,
+    script_file: Option<&str>,
+) -> JailArgs {
+    let layers = plan.chain.layers(root);
+    let mut ro_binds = Vec::new();
+    if opts.net == Net::Host && Path::new("/etc/resolv.conf").exists() {
+        ro_binds.push((PathBuf::from("/etc/resolv.conf"), "/etc/resolv.conf".to_string()));
+    }
+    let mut command: Vec<OsString> = vec!["/bin/sh".into(), "-e".into()];
+    match script_file {
+        Some(f) => {
+            ro_binds.push((staging.join("script.sh"), f.to_string()));
+            command.push(f.into());
+        }
+        None => command.extend(["-c".into(), plan.recipe.script.clone().into(), "Jailfile".into()]),
+    }
+    JailArgs {
+        layers,
+        upper: Some((staging.join("root"), staging.join("work"))),
+        net: Some(opts.net),
+        ro_binds,
+        chdir: plan.recipe.copy.clone(),
+        timeout: opts.timeout.clone(),
+        command,
+    }
+}
+
+const SCRIPT_IN_JAIL: &str = "/tmp/.ljbuild-script";
+
+fn stage_and_run(
+    root: &Root,
+    opts: &BuildOpts,
+    ui: &Ui,
+    plan: &Plan,
+    staging: &Path,
+) -> Result<Instant, Error> {
+    let started = Instant::now();
+    let overlay = plan.overlay();
+    let upper = staging.join("root");
+    let layers = plan.chain.layers(root);
+    store::mkdir_private(staging)?;
+    let world_mode = fs::metadata(&plan.chain.world_dir).map(|m| m.mode() & 0o7777).unwrap_or(0o755);
+    fs::create_dir(&upper).map_err(StoreError::io("cannot create", &upper))?;
+    fs::set_permissions(&upper, fs::Permissions::from_mode(world_mode))
+        .map_err(StoreError::io("cannot chmod", &upper))?;
+    store::mkdir_private(&staging.join("work"))?;
+
+    if let Some(dest) = &plan.recipe.copy {
+        let t = Instant::now();
+        let rel = dest.trim_start_matches('/');
+        let mut cur = PathBuf::new();
+        let comps: Vec<_> = Path::new(rel).components().collect();
+        for (i, c) in comps.iter().enumerate() {
+            cur.push(c);
+            if i + 1 == comps.len() {
+                break;
+            }
+            let p = upper.join(&cur);
+            if !p.exists() {
+                fs::create_dir(&p).map_err(StoreError::io("cannot create", &p))?;
+                let mode = layer_dir_mode(&layers, &cur);
+                fs::set_permissions(&p, fs::Permissions::from_mode(mode))
+                    .map_err(StoreError::io("cannot chmod", &p))?;
+            }
+        }
+        let src = fs::canonicalize(&plan.src_dir).map_err(StoreError::io("cannot resolve", &plan.src_dir))?;
+        copy::copy_into(&plan.scan, &src, &upper.join(rel))?;
+        ui.step(
+            "copy",
+            &format!("{} files from {} to {dest}", plan.scan.files(), src.display()),
+            Some(t.elapsed()),
+        );
+    }
+
+    let script_file = (plan.recipe.script.len() > MAX_INLINE_SCRIPT).then_some(SCRIPT_IN_JAIL);
+    if script_file.is_some() {
+        let p = staging.join("script.sh");
+        fs::write(&p, &plan.recipe.script).map_err(StoreError::io("cannot write", &p))?;
+    }
+    let resolv_missing = !exists_in_layers(&layers, "etc/resolv.conf");
+    let args = jail_args(root, plan, opts, staging, script_file).to_args();
+    let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;
+    let log = staging.join("build.log");
+    ui.step("script", &format!("running {overlay} (net {})", opts.net.as_str()), None);
+    let t = Instant::now();
+    let run = run_logged(&ljspawn, &args, &log, Some(&staging.join(store::PID_FILE)));
+    let (status, ljspawn_line) = run.map_err(|e| match e {
+        RunError::Exec(source) => Error::from(BuildError::Exec { path: ljspawn.clone(), source }),
+        RunError::Log(source) => StoreError::Io { what: "cannot write", path: log.clone(), source }.into(),
+    })?;
+    if !status.success() {
+        let kept = keep_failed_log(root, plan, &log);
+        let how = describe_status(status);
+        let code = status.code();
+        if matches!(code, Some(125..=127)) && ljspawn_line.is_some() {
+            return Err(BuildError::Jail {
+                step: "build",
+                overlay,
+                message: ljspawn_line.unwrap_or_default(),
+                log: kept,
+            }
+            .into());
+        }
+        return Err(
+            BuildError::Script { overlay, script_line: plan.recipe.script_line, how, log: kept }.into()
+        );
+    }
+    ui.step("script", "ok", Some(t.elapsed()));
+    if resolv_missing {
+        // ljspawn created an empty mount point for the resolv.conf bind; it is not content.
+        let p = upper.join("etc/resolv.conf");
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = fs::remove_file(&p);
+        }
+    }
+    if script_file.is_some() {
+        let p = upper.join(SCRIPT_IN_JAIL.trim_start_matches('/'));
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = fs::remove_file(&p);
+        }
+    }
+    Ok(started)
+}
+
+/// `exited with status 3`, `killed by signal 9`, `timed out`.
+fn describe_status(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(124), _) => "timed out (ljspawn --timeout)".into(),
+        (Some(c), _) if c > 128 && c < 160 => format!("killed by signal {}", c - 128),
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!("ljspawn was killed by signal {s}"),
+        (None, None) => "failed".into(),
+    }
+}
+
+/// Moves a failed build's log to `.logs/`, returning where it is.
+fn keep_failed_log(root: &Root, plan: &Plan, log: &Path) -> PathBuf {
+    let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let name = format!(
+        "{}+{}@{}.{}.{}.log",
+        plan.recipe.name.namespace,
+        plan.recipe.name.name,
+        plan.version,
+        ts,
+        std::process::id()
+    );
+    let dest = root.logs_dir().join(name);
+    match fs::rename(log, &dest) {
+        Ok(()) => dest,
+        Err(_) => log.to_path_buf(),
+    }
+}
+
+/// Why [`run_logged`] failed.
+#[derive(Debug)]
+pub enum RunError {
+    /// ljspawn cannot be executed.
+    Exec(io::Error),
+    /// The log cannot be written.
+    Log(io::Error),
+}
+
+/// Runs `program args` with stdin from /dev/null and stdout+stderr through one pipe, copied to
+/// our stdout and to `log`. Returns its status and the last line starting with `ljspawn:`.
+pub fn run_logged(
+    program: &Path,
+    args: &[OsString],
+    log: &Path,
+    pid_file: Option<&Path>,
+) -> Result<(std::process::ExitStatus, Option<String>), RunError> {
+    let mut logf = File::create(log).map_err(RunError::Log)?;
+    let (r, w) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| RunError::Exec(e.into()))?;
+    let w2 = w.try_clone().map_err(RunError::Exec)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::from(w)).stderr(Stdio::from(w2));
+    let spawned = cmd.spawn();
+    drop(cmd); // closes our copies of the write end
+    let mut child = spawned.map_err(RunError::Exec)?;
+    if let Some(p) = pid_file {
+        let _ = fs::write(p, format!("{}\n", child.id()));
+    }
+    let mut reader = File::from(r);
+    let mut out = io::stdout();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line = Vec::new();
+    let mut ljspawn_line = None;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let chunk = &buf[..n];
+        let _ = out.write_all(chunk);
+        let _ = out.flush();
+        logf.write_all(chunk).map_err(RunError::Log)?;
+        for &b in chunk {
+            if b == b'\n' {
+                if line.starts_with(b"ljspawn: ") {
+                    ljspawn_line = Some(String::from_utf8_lossy(&line[9..]).into_owned());
+                }
+                line.clear();
+            } else if line.len() < 4096 {
+                line.push(b);
+            }
+        }
+    }
+    if line.starts_with(b"ljspawn: ") {
+        ljspawn_line = Some(String::from_utf8_lossy(&line[9..]).into_owned());
+    }
+    let status = loop {
+        match child.wait() {
+            Ok(s) => break s,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(RunError::Exec(e)),
+        }
+    };
+    Ok((status, ljspawn_line))
+}
+
+fn publish(
+    root: &Root,
+    plan: &Plan,
+    staging: &Path,
+    opts: &BuildOpts,
+    started: Instant,
+) -> Result<(), Error> {
+    let name = &plan.recipe.name;
+    let work = staging.join("work");
+    store::remove_tree(&work).map_err(StoreError::io("cannot remove", &work))?;
+    for f in [store::PID_FILE, "script.sh"] {
+        let _ = fs::remove_file(staging.join(f));
+    }
+    let dest = root.overlay_dir(name, &plan.version);
+    let now = SystemTime::now();
+    let meta = Meta {
+        format: 1,
+        name: name.clone(),
+        version: plan.version.clone(),
+        inputs_hash: plan.hash.clone(),
+        world: plan.chain.world.clone(),
+        parents: plan.chain.parents.clone(),
+        built_at: humantime::format_rfc3339_seconds(now).to_string(),
+        built_at_unix: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        build_seconds: started.elapsed().as_secs_f64(),
+        log: dest.join("build.log"),
+        net: opts.net.as_str().into(),
+        copy: plan.recipe.copy.clone(),
+        builder_uid: rustix::process::getuid().as_raw(),
+        inputs: plan.inputs.clone(),
+    };
+    let json = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
+    Root::write_atomic(&staging.join("meta.json"), &json)?;
+    let parent = dest.parent().expect("overlay dir has a parent");
+    store::mkdir_private(parent)?;
+    if dest.exists() {
+        // --force: swap atomically, then remove the old one (now at the staging path).
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            staging,
+            rustix::fs::CWD,
+            &dest,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|e| StoreError::io("cannot replace", &dest)(e.into()))?;
+        store::remove_tree(staging).map_err(StoreError::io("cannot remove replaced overlay", staging))?;
+    } else {
+        fs::rename(staging, &dest).map_err(StoreError::io("cannot publish to", &dest))?;
+    }
+    let _ = File::open(parent).and_then(|d| d.sync_all());
+    Ok(())
+}
+
+fn print_dry_run(root: &Root, opts: &BuildOpts, plan: &Plan, state: Option<bool>) -> Result<(), Error> {
+    let name = &plan.recipe.name;
+    let key = Root::overlay_key(name, &plan.version);
+    let staging = root.staging(&key);
+    let script_file = (plan.recipe.script.len() > MAX_INLINE_SCRIPT).then_some(SCRIPT_IN_JAIL);
+    let args = jail_args(root, plan, opts, &staging, script_file).to_args();
+    let ljspawn = spawn::find_ljspawn().unwrap_or_else(|| PathBuf::from("ljspawn"));
+    let status = match state {
+        Some(true) => "cached (same inputs published; nothing would run)",
+        Some(false) if opts.force => "would replace (exists with other inputs; --force)",
+        Some(false) => "refused (exists with other inputs; published overlays are immutable)",
+        None => "would build",
+    };
+    let mut o = String::new();
+    o.push_str(&format!("overlay  {}@{}\n", name, plan.version));
+    o.push_str(&format!("status   {status}\n"));
+    o.push_str(&format!("inputs   sha256:{}\n", plan.hash));
+    o.push_str(&format!("chain    {}\n", plan.chain.describe()));
+    for (i, l) in plan.chain.layers(root).iter().enumerate() {
+        o.push_str(&format!("{}{}\n", if i == 0 { "layers   " } else { "         " }, l.display()));
+    }
+    o.push_str(&format!("upper    {}\n", staging.join("root").display()));
+    o.push_str(&format!("publish  {}\n", root.overlay_dir(name, &plan.version).display()));
+    if let Some(dest) = &plan.recipe.copy {
+        o.push_str(&format!(
+            "copy     {} files from {} to {dest}\n",
+            plan.scan.files(),
+            plan.src_dir.display()
+        ));
+    }
+    o.push_str(&format!("ljspawn  {}\n", spawn::command_line(&ljspawn, &args)));
+    o.push_str(&format!("script   (Jailfile line {}, run with /bin/sh -e)\n", plan.recipe.script_line));
+    for l in plan.recipe.script.lines() {
+        o.push_str(&format!("  | {l}\n"));
+    }
+    print!("{o}");
+    Ok(())
+}

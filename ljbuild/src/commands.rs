@@ -1,0 +1,287 @@
+//! `list`, `rm`, `gc`, `run` and `world`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::build::BuildError;
+use crate::resolve;
+use crate::spawn::{self, JailArgs, Net};
+use crate::store::{self, Meta, OverlayName, Root, StoreError};
+use crate::ui::Ui;
+use crate::version;
+use crate::Error;
+
+/// Splits `NS/NAME@VERSION` (the version optional unless `need_version`).
+pub fn parse_ref(s: &str, need_version: bool) -> Result<(OverlayName, Option<String>), Error> {
+    let (name, ver) = match s.split_once('@') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (s, None),
+    };
+    let name = OverlayName::parse(name).map_err(Error::Usage)?;
+    match &ver {
+        Some(v) => version::validate(v).map_err(Error::Usage)?,
+        None if need_version => {
+            return Err(Error::Usage(format!("'{s}' has no version (expected NAMESPACE/NAME@VERSION)")))
+        }
+        None => {}
+    }
+    Ok((name, ver))
+}
+
+/// `ljbuild list [--json]`.
+pub fn list(root: &Root, json: bool) -> Result<(), Error> {
+    let mut metas = Vec::new();
+    for (name, v) in root.overlays()? {
+        if let Some(m) = root.read_meta(&name, &v)? {
+            metas.push(m);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&metas).expect("metadata serializes"));
+        return Ok(());
+    }
+    if metas.is_empty() {
+        eprintln!("ljbuild: no overlays in {}", root.path.display());
+        return Ok(());
+    }
+    let rows: Vec<[String; 4]> = metas
+        .iter()
+        .map(|m| {
+            [
+                format!("{}@{}", m.name, m.version),
+                m.world.name.clone(),
+                m.parents.last().map_or("-".into(), |p| format!("{}@{}", p.name, p.version)),
+                m.built_at.clone(),
+            ]
+        })
+        .collect();
+    let head = ["OVERLAY", "WORLD", "PARENT", "BUILT"];
+    let w: Vec<usize> =
+        (0..4).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
+    for r in std::iter::once(head.map(String::from)).chain(rows) {
+        println!("{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3], w0 = w[0], w1 = w[1], w2 = w[2]);
+    }
+    Ok(())
+}
+
+/// The overlays built directly on `name@version`.
+fn children(root: &Root, name: &OverlayName, version: &str) -> Result<Vec<String>, Error> {
+    let mut out = Vec::new();
+    for (n, v) in root.overlays()? {
+        if let Some(m) = root.read_meta(&n, &v)? {
+            if m.parents.last().is_some_and(|p| &p.name == name && p.version == version) {
+                out.push(format!("{n}@{v}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `ljbuild rm NAME@VERSION [--force]`.
+pub fn rm(root: &Root, spec: &str, force: bool, ui: &Ui) -> Result<(), Error> {
+    let (name, v) = parse_ref(spec, true)?;
+    let v = v.unwrap_or_default();
+    let key = Root::overlay_key(&name, &v);
+    let _lock = root.lock(&key, || ui.step("lock", &format!("waiting for a build of {name}@{v}"), None))?;
+    if root.read_meta(&name, &v)?.is_none() {
+        let mut versions = root.versions(&name)?;
+        versions.sort_by(|a, b| version::compare(a, b));
+        return Err(resolve::ResolveError::NoOverlay {
+            name,
+            prefix: Some(v),
+            versions: if versions.is_empty() { Vec::new() } else { versions },
+            names: root.names()?.iter().map(ToString::to_string).collect(),
+            root: root.path.clone(),
+        }
+        .into());
+    }
+    let kids = children(root, &name, &v)?;
+    if !kids.is_empty() && !force {
+        return Err(StoreError::HasChildren { name, version: v, children: kids }.into());
+    }
+    let dir = root.overlay_dir(&name, &v);
+    let trash = root.staging(&format!("{key}%rm"));
+    store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
+    fs::rename(&dir, &trash).map_err(StoreError::io("cannot move away", &dir))?;
+    store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
+    // Drop empty NAME and NAMESPACE directories.
+    if let Some(p) = dir.parent() {
+        if fs::remove_dir(p).is_ok() {
+            let _ = p.parent().map(fs::remove_dir);
+        }
+    }
+    if !kids.is_empty() {
+        ui.warn(&format!("{} now depend on a removed overlay", kids.join(", ")));
+    }
+    println!("removed {name}@{v}");
+    Ok(())
+}
+
+/// `ljbuild gc`.
+pub fn gc(root: &Root) -> Result<(), Error> {
+    let staged = root.clean_stale(&[])?;
+    let mut logs = 0;
+    let dir = root.logs_dir();
+    for f in store::read_dir_names(&dir)? {
+        let p = dir.join(&f);
+        if f.ends_with(".log") && fs::remove_file(&p).is_ok() {
+            logs += 1;
+        }
+    }
+    println!("removed {} stale staging area(s), {logs} failed build log(s)", staged.len());
+    Ok(())
+}
+
+/// Resolves `NAME[@PREFIX]` and its chain.
+fn chain_for(root: &Root, spec: &str, ui: &Ui) -> Result<(Meta, resolve::Chain), Error> {
+    let (name, prefix) = parse_ref(spec, false)?;
+    let meta = resolve::overlay(root, &name, prefix.as_deref())?;
+    let (chain, warning) = resolve::chain_of(root, &meta)?;
+    if let Some(w) = warning {
+        ui.warn(&w);
+    }
+    Ok((meta, chain))
+}
+
+/// `ljbuild run NAME[@PREFIX] [-- CMD...]`: replaces ljbuild with ljspawn.
+pub fn run(
+    root: &Root,
+    spec: &str,
+    net: Net,
+    timeout: Option<String>,
+    command: Vec<OsString>,
+    dry_run: bool,
+    ui: &Ui,
+) -> Result<u8, Error> {
+    let (meta, chain) = chain_for(root, spec, ui)?;
+    let mut ro_binds = Vec::new();
+    if net == Net::Host && Path::new("/etc/resolv.conf").exists() {
+        ro_binds.push((PathBuf::from("/etc/resolv.conf"), "/etc/resolv.conf".to_string()));
+    }
+    let args = JailArgs {
+        layers: chain.layers(root),
+        upper: None,
+        net: Some(net),
+        ro_binds,
+        chdir: None,
+        timeout,
+        command: if command.is_empty() { vec!["/bin/sh".into()] } else { command },
+    }
+    .to_args();
+    let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;
+    if dry_run {
+        println!("overlay  {}@{}", meta.name, meta.version);
+        println!("chain    {}", chain.describe());
+        println!("ljspawn  {}", spawn::command_line(&ljspawn, &args));
+        return Ok(0);
+    }
+    let err = Command::new(&ljspawn).args(&args).exec();
+    Err(BuildError::Exec { path: ljspawn, source: err }.into())
+}
+
+fn check_world_name(name: &str) -> Result<(), Error> {
+    jailfile_grammar::validate_world(name).map_err(|e| Error::Usage(e.to_string()))?;
+    if name == "default" || name.starts_with('.') {
+        return Err(Error::Usage(format!(
+            "world name '{name}' is reserved (not 'default', not starting with '.')"
+        )));
+    }
+    Ok(())
+}
+
+/// `ljbuild world list`.
+pub fn world_list(root: &Root) -> Result<(), Error> {
+    let default = root.default_world();
+    let worlds = root.worlds()?;
+    if worlds.is_empty() {
+        eprintln!(
+            "ljbuild: no worlds in {} (add one with `ljbuild world import NAME DIR`)",
+            root.worlds_dir().display()
+        );
+    }
+    for w in worlds {
+        let mark = if default.as_deref() == Some(w.as_str()) { "*" } else { " " };
+        let tag = fs::read_to_string(root.world_dir(&w).join("etc/lj-world")).unwrap_or_default();
+        let tag = tag.lines().next().unwrap_or("").trim().to_string();
+        println!("{mark} {w}{}", if tag.is_empty() { String::new() } else { format!("  ({tag})") });
+    }
+    Ok(())
+}
+
+/// `ljbuild world use NAME`.
+pub fn world_use(root: &Root, name: &str) -> Result<(), Error> {
+    check_world_name(name)?;
+    resolve::world(root, name)?;
+    set_default_world(root, name)?;
+    println!("default world: {name}");
+    Ok(())
+}
+
+fn set_default_world(root: &Root, name: &str) -> Result<(), Error> {
+    let link = root.world_dir("default");
+    if fs::symlink_metadata(&link).is_ok_and(|m| !m.file_type().is_symlink()) {
+        return Err(StoreError::Exists(format!(
+            "{} exists and is not a symlink; remove it first",
+            link.display()
+        ))
+        .into());
+    }
+    let tmp = root.worlds_dir().join(".default.tmp");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp).map_err(StoreError::io("cannot create symlink", &tmp))?;
+    fs::rename(&tmp, &link).map_err(StoreError::io("cannot replace", &link))?;
+    Ok(())
+}
+
+/// `ljbuild world import NAME DIR-or-TARBALL`.
+pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(), Error> {
+    check_world_name(name)?;
+    let dest = root.world_dir(name);
+    let key = Root::world_key(name);
+    let _lock =
+        root.lock(&key, || ui.step("lock", &format!("waiting for another import of world {name}"), None))?;
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Err(StoreError::Exists(format!("world '{name}' exists ({})", dest.display())).into());
+    }
+    let md = fs::metadata(source).map_err(StoreError::io("cannot read", source))?;
+    let staging = root.staging(&key);
+    store::remove_tree(&staging).map_err(StoreError::io("cannot remove", &staging))?;
+    store::mkdir_private(&staging)?;
+    let t = std::time::Instant::now();
+    let mut cmd = if md.is_dir() {
+        let mut c = Command::new("cp");
+        c.arg("-a").arg("--").arg(source.join(".")).arg(&staging);
+        c
+    } else {
+        let mut c = Command::new("tar");
+        c.arg("-x").arg("-f").arg(source).arg("-C").arg(&staging);
+        c
+    };
+    let status = cmd.status().map_err(StoreError::io("cannot run cp/tar for", source));
+    let ok = matches!(status, Ok(s) if s.success());
+    if !ok {
+        let _ = store::remove_tree(&staging);
+        status?;
+        return Err(StoreError::Io {
+            what: "cannot import",
+            path: source.to_path_buf(),
+            source: std::io::Error::other("cp/tar failed (see its message above)"),
+        }
+        .into());
+    }
+    if !staging.join("bin/sh").exists() {
+        ui.warn(&format!("world '{name}' has no /bin/sh; builds on it will fail"));
+    }
+    fs::rename(&staging, &dest).map_err(StoreError::io("cannot move into place", &dest))?;
+    ui.step("import", &format!("world {name} from {}", source.display()), Some(t.elapsed()));
+    if !root.world_dir("default").exists() {
+        set_default_world(root, name)?;
+        println!("imported world {name} (now the default)");
+    } else {
+        println!("imported world {name}");
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! The inputs hash of a build, and why a cache lookup missed.
+//!
+//! inputs hash = sha256 over, in order: a format tag; the world's identity; the parent's
+//! `NAME@VERSION` and inputs hash (or none); the canonical Jailfile without `version`, `world`
+//! and `from` (those enter as the resolved world and parent; the version is a label); the script
+//! line by line; every copied entry's path, mode and content hash (or link target).
+
+use sha2::{Digest, Sha256};
+
+use crate::copy::Scan;
+use crate::recipe::Recipe;
+use crate::resolve::{hex, Chain};
+use crate::store::Inputs;
+
+/// Collects the inputs of a build.
+pub fn collect(chain: &Chain, recipe: &Recipe, scan: &Scan) -> Inputs {
+    let parent = chain.parents.last();
+    Inputs {
+        world: chain.world.identity.clone(),
+        parent: parent.map(|p| format!("{}@{}", p.name, p.version)),
+        parent_hash: parent.map(|p| p.inputs_hash.clone()),
+        header: recipe.canonical.split("\n---").next().unwrap_or("").to_string(),
+        script_lines: recipe.script.split('\n').map(|l| hex(&Sha256::digest(l.as_bytes()))).collect(),
+        copy: scan.keys(),
+    }
+}
+
+/// The inputs hash (hex sha256).
+pub fn digest(i: &Inputs) -> String {
+    let mut h = Sha256::new();
+    let mut field = |tag: &str, value: &str| {
+        h.update(tag.as_bytes());
+        h.update(b"\0");
+        h.update(value.len().to_string().as_bytes());
+        h.update(b"\0");
+        h.update(value.as_bytes());
+        h.update(b"\n");
+    };
+    field("lj-inputs", "1");
+    field("world", &i.world);
+    field("parent", i.parent.as_deref().unwrap_or(""));
+    field("parent-hash", i.parent_hash.as_deref().unwrap_or(""));
+    field("header", &i.header);
+    field("script-lines", &i.script_lines.len().to_string());
+    for l in &i.script_lines {
+        field("line", l);
+    }
+    field("copy-entries", &i.copy.len().to_string());
+    for (k, v) in &i.copy {
+        field("path", k);
+        field("entry", v);
+    }
+    hex(&h.finalize())
+}
+
+/// What changed from `old` to `new`, as short phrases (`script line 3`, `copy: 2 files (a, b)`,
+/// `parent lang/common@1.0.3 -> 1.0.4`).
+pub fn explain(old: &Inputs, new: &Inputs, script_line: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.world != new.world {
+        out.push("world".to_string());
+    }
+    if old.parent != new.parent {
+        out.push(format!(
+            "parent {} -> {}",
+            old.parent.as_deref().unwrap_or("none"),
+            new.parent.as_deref().unwrap_or("none")
+        ));
+    } else if old.parent_hash != new.parent_hash {
+        out.push(format!("parent {} rebuilt", new.parent.as_deref().unwrap_or("none")));
+    }
+    if old.header != new.header {
+        out.push("Jailfile header".to_string());
+    }
+    if old.script_lines != new.script_lines {
+        let first = old.script_lines.iter().zip(&new.script_lines).position(|(a, b)| a != b);
+        let i = first.unwrap_or(old.script_lines.len().min(new.script_lines.len()));
+        out.push(format!("script line {} (Jailfile line {})", i + 1, script_line + i));
+    }
+    let mut changed: Vec<&str> = new
+        .copy
+        .iter()
+        .filter(|(k, v)| old.copy.get(*k) != Some(v))
+        .map(|(k, _)| k.as_str())
+        .chain(old.copy.keys().filter(|k| !new.copy.contains_key(*k)).map(String::as_str))
+        .collect();
+    if !changed.is_empty() {
+        changed.sort();
+        let n = changed.len();
+        let mut shown: Vec<&str> = changed.into_iter().take(5).collect();
+        if n > 5 {
+            shown.push("...");
+        }
+        out.push(format!("copy: {n} file{} ({})", if n == 1 { "" } else { "s" }, shown.join(", ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs() -> Inputs {
+        Inputs {
+            world: "w".into(),
+            parent: Some("a/b@1.0.3".into()),
+            parent_hash: Some("h".into()),
+            header: "name a/c\n".into(),
+            script_lines: vec!["l1".into(), "l2".into()],
+            copy: [("a.rb".to_string(), "0644 x".to_string())].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn digest_changes_with_each_input() {
+        let base = inputs();
+        let d = digest(&base);
+        assert_eq!(d, digest(&inputs()));
+        assert_eq!(d.len(), 64);
+        let mut i = inputs();
+        i.world = "w2".into();
+        assert_ne!(digest(&i), d);
+        let mut i = inputs();
+        i.script_lines[1] = "l3".into();
+        assert_ne!(digest(&i), d);
+        let mut i = inputs();
+        i.copy.insert("b".into(), "0644 y".into());
+        assert_ne!(digest(&i), d);
+        let mut i = inputs();
+        i.parent_hash = Some("h2".into());
+        assert_ne!(digest(&i), d);
+    }
+
+    #[test]
+    fn explains_misses() {
+        let old = inputs();
+        let mut new = inputs();
+        new.parent = Some("a/b@1.0.4".into());
+        new.script_lines[1] = "changed".into();
+        new.copy.insert("Gemfile.lock".into(), "0644 z".into());
+        new.copy.insert("a.rb".into(), "0644 y".into());
+        let e = explain(&old, &new, 5);
+        assert_eq!(
+            e,
+            [
+                "parent a/b@1.0.3 -> a/b@1.0.4",
+                "script line 2 (Jailfile line 6)",
+                "copy: 2 files (Gemfile.lock, a.rb)"
+            ]
+        );
+        assert!(explain(&old, &old, 1).is_empty());
+    }
+}

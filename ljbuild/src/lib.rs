@@ -1,0 +1,60 @@
+#![forbid(unsafe_code)]
+//! ljbuild: builds layered jail overlays from a Jailfile and runs them with `ljspawn`.
+//!
+//! Modules: [`store`] (the layout of `LIGHTJAIL_ROOT`, metadata, locks), [`version`]
+//! (ordering and prefixes), [`recipe`] (the Jailfile), [`resolve`] (worlds and parent
+//! chains), [`copy`] and [`inputs`] (the inputs hash), [`spawn`] (the ljspawn command line),
+//! [`build`] (the pipeline), [`commands`] (subcommands), [`cli`], [`ui`].
+
+pub mod build;
+pub mod cli;
+pub mod commands;
+pub mod copy;
+pub mod error;
+pub mod inputs;
+pub mod recipe;
+pub mod resolve;
+pub mod spawn;
+pub mod store;
+pub mod ui;
+pub mod version;
+
+pub use error::Error;
+
+use cli::{Cli, Cmd, WorldCmd};
+
+/// Runs ljbuild with parsed arguments; returns the exit status.
+pub fn run(cli: Cli) -> Result<u8, Error> {
+    let ui = ui::Ui::new(cli.quiet);
+    let root_path = store::locate(cli.root.as_deref(), std::env::var_os("LIGHTJAIL_ROOT"));
+    let root = store::Root::open(root_path)?;
+    match cli.command {
+        None => {
+            let b = cli.build;
+            let opts = build::BuildOpts {
+                jailfile: b.jailfile.unwrap_or_else(|| "Jailfile".into()),
+                version: b.version,
+                force: b.force,
+                net: b.net,
+                dry_run: b.dry_run,
+                timeout: b.timeout,
+                world_env: std::env::var("LIGHTJAIL_WORLD").ok(),
+            };
+            build::build(&root, &opts, &ui)?;
+            Ok(0)
+        }
+        Some(Cmd::List { json }) => commands::list(&root, json).map(|()| 0),
+        Some(Cmd::Rm { overlay, force }) => commands::rm(&root, &overlay, force, &ui).map(|()| 0),
+        Some(Cmd::Gc) => commands::gc(&root).map(|()| 0),
+        Some(Cmd::Run { overlay, net, timeout, dry_run, command }) => {
+            commands::run(&root, &overlay, net, timeout, command, dry_run, &ui)
+        }
+        Some(Cmd::World { command }) => match command {
+            WorldCmd::List => commands::world_list(&root).map(|()| 0),
+            WorldCmd::Use { name } => commands::world_use(&root, &name).map(|()| 0),
+            WorldCmd::Import { name, source } => {
+                commands::world_import(&root, &name, &source, &ui).map(|()| 0)
+            }
+        },
+    }
+}

@@ -1,0 +1,85 @@
+//! A parsed Jailfile, as the builder uses it (the adapter to `jailfile-grammar`).
+
+use std::path::{Path, PathBuf};
+
+use crate::store::OverlayName;
+
+/// Errors reading a Jailfile.
+#[derive(Debug, thiserror::Error)]
+pub enum JailfileError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file does not parse; the message names file, line and column.
+    #[error("{0}")]
+    Parse(String),
+    /// A name the store reserves.
+    #[error("{file}: {msg}")]
+    Reserved {
+        /// The file.
+        file: String,
+        /// The message.
+        msg: String,
+    },
+}
+
+/// The directives and script of a Jailfile.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// `name`.
+    pub name: OverlayName,
+    /// `version`, if given.
+    pub version: Option<String>,
+    /// `world`, if given.
+    pub world: Option<String>,
+    /// `from NAME [PREFIX]`, if given.
+    pub from: Option<(OverlayName, Option<String>)>,
+    /// `copy DEST`, if given.
+    pub copy: Option<String>,
+    /// The script after `---`, verbatim.
+    pub script: String,
+    /// The Jailfile line the script starts on (1-based).
+    pub script_line: usize,
+    /// The canonical Jailfile with `version`, `world` and `from` left out (they enter the inputs
+    /// hash as the resolved world and parent instead; the version is a label).
+    pub canonical: String,
+}
+
+/// Reads and parses the Jailfile at `path`. Messages name the file as `shown`.
+pub fn load(path: &Path, shown: &str) -> Result<Recipe, JailfileError> {
+    let bytes =
+        std::fs::read(path).map_err(|source| JailfileError::Read { path: path.to_path_buf(), source })?;
+    parse(&bytes, shown)
+}
+
+/// Parses Jailfile text. Messages name the file as `shown`.
+pub fn parse(bytes: &[u8], shown: &str) -> Result<Recipe, JailfileError> {
+    let mut jf = jailfile_grammar::parse_bytes(bytes)
+        .map_err(|e| JailfileError::Parse(e.display_with_file(shown).to_string()))?;
+    let name = OverlayName { namespace: jf.name.value.namespace.clone(), name: jf.name.value.name.clone() };
+    name.check_reserved().map_err(|msg| JailfileError::Reserved {
+        file: format!("{shown}:{}:{}", jf.name.span.line, jf.name.span.column),
+        msg,
+    })?;
+    let from = jf.from.take().map(|f| {
+        let f = f.value;
+        (OverlayName { namespace: f.name.namespace, name: f.name.name }, f.version_prefix)
+    });
+    let recipe_version = jf.version.take().map(|v| v.value);
+    let world = jf.world.take().map(|w| w.value);
+    Ok(Recipe {
+        name,
+        version: recipe_version,
+        world,
+        from,
+        copy: jf.copy.as_ref().map(|c| c.value.clone()),
+        script: jf.script.clone(),
+        script_line: jf.script_line,
+        canonical: jf.to_canonical(),
+    })
+}

@@ -1,0 +1,264 @@
+//! Resolving worlds, parents and their chains.
+
+use std::cmp::Ordering;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::store::{Meta, OverlayName, ParentRef, Root, StoreError, WorldRef};
+use crate::version;
+use crate::Error;
+
+/// Errors of resolution.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// A named world does not exist.
+    #[error("world '{name}' not found in {} (available: {}; add one with `ljbuild world import NAME DIR`)", .dir.display(), list(.available))]
+    NoWorld {
+        /// The world asked for.
+        name: String,
+        /// `ROOT/worlds`.
+        dir: PathBuf,
+        /// The worlds that exist.
+        available: Vec<String>,
+    },
+    /// No world asked for and no default.
+    #[error("no world: the Jailfile has no 'world', LIGHTJAIL_WORLD is unset and {} does not exist (available: {}; pick one with `ljbuild world use NAME`)", .dir.join("default").display(), list(.available))]
+    NoDefaultWorld {
+        /// `ROOT/worlds`.
+        dir: PathBuf,
+        /// The worlds that exist.
+        available: Vec<String>,
+    },
+    /// No published overlay matches.
+    #[error("{}", no_overlay(.name, .prefix.as_deref(), .versions, .names, .root))]
+    NoOverlay {
+        /// The overlay asked for.
+        name: OverlayName,
+        /// The version prefix asked for.
+        prefix: Option<String>,
+        /// The versions of `name` that exist.
+        versions: Vec<String>,
+        /// The overlay names that exist (when `name` has no version at all).
+        names: Vec<String>,
+        /// The root.
+        root: PathBuf,
+    },
+    /// The Jailfile's world is not the parent's.
+    #[error("world '{world}' conflicts with the parent {parent}, built on world '{parent_world}' (drop the 'world' line; a child is built on its parent's world)")]
+    WorldMismatch {
+        /// The Jailfile's world.
+        world: String,
+        /// The parent, `ns/name@version`.
+        parent: String,
+        /// The parent's world.
+        parent_world: String,
+    },
+    /// An ancestor is gone or was replaced.
+    #[error("{overlay} depends on {ancestor}, which {what} (rebuild {overlay})")]
+    BrokenChain {
+        /// The overlay whose chain is broken.
+        overlay: String,
+        /// The missing ancestor.
+        ancestor: String,
+        /// "is missing" / "was rebuilt with other inputs".
+        what: &'static str,
+    },
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn no_overlay(
+    name: &OverlayName,
+    prefix: Option<&str>,
+    versions: &[String],
+    names: &[String],
+    root: &Path,
+) -> String {
+    if versions.is_empty() {
+        let mut shown: Vec<String> = names.iter().take(20).cloned().collect();
+        if names.len() > 20 {
+            shown.push(format!("... {} more", names.len() - 20));
+        }
+        return format!("no overlay {name} in {} (available: {})", root.display(), list(&shown));
+    }
+    let p = prefix.unwrap_or("");
+    format!("no version of {name} matches '{p}' (available: {})", versions.join(", "))
+}
+
+/// The layers a build or a run stands on.
+#[derive(Debug, Clone)]
+pub struct Chain {
+    /// The world.
+    pub world: WorldRef,
+    /// Its directory.
+    pub world_dir: PathBuf,
+    /// The overlays above it, oldest ancestor first.
+    pub parents: Vec<ParentRef>,
+}
+
+impl Chain {
+    /// The `--layer` directories, bottom first.
+    pub fn layers(&self, root: &Root) -> Vec<PathBuf> {
+        let mut v = vec![self.world_dir.clone()];
+        v.extend(self.parents.iter().map(|p| root.overlay_dir(&p.name, &p.version).join("root")));
+        v
+    }
+
+    /// `world > ns/a@1 > ns/b@2`.
+    pub fn describe(&self) -> String {
+        let mut s = format!("world {}", self.world.name);
+        for p in &self.parents {
+            s.push_str(&format!(" > {}@{}", p.name, p.version));
+        }
+        s
+    }
+}
+
+/// The identity of a world: sha256 over its `etc/lj-world` (if any) and the device, inode and
+/// modification time of its directory. Re-creating or re-importing a world changes it.
+pub fn world_identity(dir: &Path) -> Result<String, StoreError> {
+    let md = fs::metadata(dir).map_err(StoreError::io("cannot stat world", dir))?;
+    let tag = fs::read(dir.join("etc/lj-world")).unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(b"lj-world-id v1\0");
+    h.update(&tag);
+    h.update(format!("\0{}:{}:{}.{}", md.dev(), md.ino(), md.mtime(), md.mtime_nsec()).as_bytes());
+    Ok(hex(&h.finalize()))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves a world name (`default` follows the `worlds/default` symlink) to its name and
+/// directory.
+pub fn world(root: &Root, name: &str) -> Result<(String, PathBuf), Error> {
+    let name =
+        if name == "default" { root.default_world().unwrap_or_else(|| name.into()) } else { name.into() };
+    let dir = root.world_dir(&name);
+    if name.contains('/') || name.starts_with('.') || !dir.is_dir() {
+        return Err(ResolveError::NoWorld { name, dir: root.worlds_dir(), available: root.worlds()? }.into());
+    }
+    Ok((name, dir))
+}
+
+/// The world of a build without a parent: the Jailfile's, else `LIGHTJAIL_WORLD`, else
+/// `worlds/default`.
+pub fn build_world(root: &Root, jailfile: Option<&str>, env: Option<&str>) -> Result<Chain, Error> {
+    let name = match jailfile.or(env.filter(|e| !e.is_empty())) {
+        Some(n) => n.to_string(),
+        None => {
+            if !root.world_dir("default").is_dir() {
+                return Err(ResolveError::NoDefaultWorld {
+                    dir: root.worlds_dir(),
+                    available: root.worlds()?,
+                }
+                .into());
+            }
+            "default".into()
+        }
+    };
+    let (name, dir) = world(root, &name)?;
+    let identity = world_identity(&dir)?;
+    Ok(Chain { world: WorldRef { name, identity }, world_dir: dir, parents: Vec::new() })
+}
+
+/// Picks the highest published version of `name` matching `prefix`. Derived versions
+/// (`0.0.0-h...`) sort below all others; among themselves the most recently built wins.
+pub fn overlay(root: &Root, name: &OverlayName, prefix: Option<&str>) -> Result<Meta, Error> {
+    let versions = root.versions(name)?;
+    let candidates: Vec<&String> =
+        versions.iter().filter(|v| version::matches_prefix(v, prefix.unwrap_or(""))).collect();
+    let mut best: Option<(&String, u64)> = None;
+    for v in candidates {
+        let built = if version::is_derived(v) {
+            root.read_meta(name, v)?.map(|m| m.built_at_unix).unwrap_or(0)
+        } else {
+            0
+        };
+        let better = match best {
+            None => true,
+            Some((b, bt)) => match (version::is_derived(v), version::is_derived(b)) {
+                (true, true) => (built, v.as_str()) > (bt, b.as_str()),
+                _ => version::compare(v, b) == Ordering::Greater,
+            },
+        };
+        if better {
+            best = Some((v, built));
+        }
+    }
+    let Some((v, _)) = best else {
+        let mut versions = versions;
+        versions.sort_by(|a, b| version::compare(a, b));
+        let names = if versions.is_empty() {
+            root.names()?.iter().map(ToString::to_string).collect()
+        } else {
+            Vec::new()
+        };
+        return Err(ResolveError::NoOverlay {
+            name: name.clone(),
+            prefix: prefix.map(Into::into),
+            versions,
+            names,
+            root: root.path.clone(),
+        }
+        .into());
+    };
+    root.read_meta(name, v)?.ok_or_else(|| {
+        ResolveError::NoOverlay {
+            name: name.clone(),
+            prefix: prefix.map(Into::into),
+            versions: Vec::new(),
+            names: Vec::new(),
+            root: root.path.clone(),
+        }
+        .into()
+    })
+}
+
+/// The chain under and including the published overlay `meta`: its world and its parents,
+/// checked to still be published with the same inputs. Returns it and a warning when the world
+/// changed since `meta` was built.
+pub fn chain_of(root: &Root, meta: &Meta) -> Result<(Chain, Option<String>), Error> {
+    let this = format!("{}@{}", meta.name, meta.version);
+    for p in &meta.parents {
+        let ancestor = format!("{}@{}", p.name, p.version);
+        match root.read_meta(&p.name, &p.version)? {
+            None => {
+                return Err(ResolveError::BrokenChain { overlay: this, ancestor, what: "is missing" }.into())
+            }
+            Some(m) if m.inputs_hash != p.inputs_hash => {
+                return Err(ResolveError::BrokenChain {
+                    overlay: this,
+                    ancestor,
+                    what: "was rebuilt with other inputs",
+                }
+                .into())
+            }
+            Some(_) => {}
+        }
+    }
+    let (name, dir) = world(root, &meta.world.name)?;
+    let identity = world_identity(&dir)?;
+    let warning = (identity != meta.world.identity).then(|| {
+        format!("world '{name}' changed since {this} was built (its layers may not fit it any more)")
+    });
+    let mut parents = meta.parents.clone();
+    parents.push(ParentRef {
+        name: meta.name.clone(),
+        version: meta.version.clone(),
+        inputs_hash: meta.inputs_hash.clone(),
+    });
+    // The chain keeps the identity the overlays were built on, so hashes stay stable.
+    Ok((Chain { world: meta.world.clone(), world_dir: dir, parents }, warning))
+}

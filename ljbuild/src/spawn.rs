@@ -1,0 +1,131 @@
+//! Running jails: ljbuild executes `ljspawn` (found through `LJSPAWN`, next to ljbuild's own
+//! executable, or on `PATH`), and nothing else crosses the privilege boundary.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+/// Network mode of a jail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Net {
+    /// Share the host's network (the default for builds).
+    Host,
+    /// An own network namespace with only loopback.
+    None,
+}
+
+impl Net {
+    /// The `--net` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Net::Host => "host",
+            Net::None => "none",
+        }
+    }
+}
+
+/// Finds ljspawn: `LJSPAWN` if set and non-empty, else `ljspawn` next to the running executable,
+/// else the first `ljspawn` on `PATH`.
+pub fn find_ljspawn() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("LJSPAWN").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+        let p = dir.join("ljspawn");
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join("ljspawn")).find(|p| p.is_file())
+}
+
+/// The parts of an ljspawn command line ljbuild uses.
+#[derive(Debug, Clone, Default)]
+pub struct JailArgs {
+    /// Lower layers, bottom first.
+    pub layers: Vec<PathBuf>,
+    /// A kept upper and its work directory.
+    pub upper: Option<(PathBuf, PathBuf)>,
+    /// Network mode.
+    pub net: Option<Net>,
+    /// Read-only binds (host source, jail destination).
+    pub ro_binds: Vec<(PathBuf, String)>,
+    /// Working directory in the jail.
+    pub chdir: Option<String>,
+    /// `--timeout`.
+    pub timeout: Option<String>,
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+}
+
+impl JailArgs {
+    /// The arguments after `ljspawn`.
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        for l in &self.layers {
+            a.push("--layer".into());
+            a.push(l.into());
+        }
+        if let Some((u, w)) = &self.upper {
+            a.extend(["--upper".into(), u.into(), "--work".into(), w.into()]);
+        }
+        if let Some(n) = self.net {
+            a.extend(["--net".into(), n.as_str().into()]);
+        }
+        for (src, dest) in &self.ro_binds {
+            a.extend(["--ro-bind".into(), src.into(), dest.into()]);
+        }
+        if let Some(d) = &self.chdir {
+            a.extend(["--chdir".into(), d.into()]);
+        }
+        if let Some(t) = &self.timeout {
+            a.extend(["--timeout".into(), t.into()]);
+        }
+        a.push("--".into());
+        a.extend(self.command.iter().cloned());
+        a
+    }
+}
+
+/// Quotes a word for a POSIX shell (for `--dry-run` output).
+pub fn shell_quote(w: &OsStr) -> String {
+    let s = w.to_string_lossy();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b)) {
+        s.into_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// A command line as one shell-quoted string.
+pub fn command_line(program: &Path, args: &[OsString]) -> String {
+    std::iter::once(program.as_os_str())
+        .chain(args.iter().map(OsString::as_os_str))
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_in_order() {
+        let j = JailArgs {
+            layers: vec!["/w".into(), "/p".into()],
+            upper: Some(("/u".into(), "/k".into())),
+            net: Some(Net::Host),
+            ro_binds: vec![("/etc/resolv.conf".into(), "/etc/resolv.conf".into())],
+            chdir: Some("/src".into()),
+            timeout: None,
+            command: vec!["/bin/sh".into(), "-c".into(), "echo 'hi'".into()],
+        };
+        let line = command_line(Path::new("ljspawn"), &j.to_args());
+        assert_eq!(
+            line,
+            "ljspawn --layer /w --layer /p --upper /u --work /k --net host --ro-bind /etc/resolv.conf \
+             /etc/resolv.conf --chdir /src -- /bin/sh -c 'echo '\\''hi'\\'''"
+        );
+    }
+}

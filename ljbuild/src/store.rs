@@ -1,0 +1,565 @@
+//! The layout of `LIGHTJAIL_ROOT`, overlay metadata and locks.
+//!
+//! ```text
+//! ROOT/                         0700
+//!   worlds/NAME/                a world: a plain directory (or a symlink to one)
+//!   worlds/default -> NAME      the default world (`ljbuild world use NAME`)
+//!   NAMESPACE/NAME/VERSION/     a published overlay (immutable):
+//!     root/                       the upper directory of its build (a layer for ljspawn)
+//!     meta.json                   world, parents, inputs hash, build time, log
+//!     build.log                   the build script's output
+//!   .tmp/KEY[%SUFFIX]           staging areas, one per lock key
+//!   .locks/KEY.lock             flock(2) locks; a staging area whose lock is free is stale
+//!   .logs/                      logs of failed builds
+//! ```
+//!
+//! Lock keys: `o%NAMESPACE%NAME%VERSION` for overlays, `w%NAME` for worlds (`%` cannot appear in
+//! names or versions).
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustix::fs::FlockOperation;
+use serde::{Deserialize, Serialize};
+
+/// The default root when neither `--root` nor `LIGHTJAIL_ROOT` says otherwise.
+pub const DEFAULT_ROOT: &str = "/usr/local/lj";
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("{what} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// A `meta.json` cannot be read.
+    #[error("bad metadata {}: {reason}", .path.display())]
+    BadMeta {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A version exists already with other inputs.
+    #[error("{name}@{version} exists with other inputs (published overlays are immutable; use another version, or --force to replace it)")]
+    Immutable {
+        /// The overlay.
+        name: OverlayName,
+        /// Its version.
+        version: String,
+    },
+    /// An overlay that others depend on.
+    #[error("{name}@{version} is the parent of {} (remove those first, or use --force)", .children.join(", "))]
+    HasChildren {
+        /// The overlay.
+        name: OverlayName,
+        /// Its version.
+        version: String,
+        /// `ns/name@version` of each child.
+        children: Vec<String>,
+    },
+    /// Something exists already.
+    #[error("{0}")]
+    Exists(String),
+}
+
+impl StoreError {
+    /// An [`StoreError::Io`] constructor for `map_err`.
+    pub fn io(what: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> StoreError {
+        let path = path.into();
+        move |source| StoreError::Io { what, path, source }
+    }
+}
+
+/// `NAMESPACE/NAME` of an overlay.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OverlayName {
+    /// The namespace (first directory level).
+    pub namespace: String,
+    /// The name (second directory level).
+    pub name: String,
+}
+
+impl fmt::Display for OverlayName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+impl OverlayName {
+    /// Parses and checks `NAMESPACE/NAME` given outside a Jailfile (the Jailfile rules, plus the
+    /// names the store reserves).
+    pub fn parse(s: &str) -> Result<OverlayName, String> {
+        let n = jailfile_grammar::parse_name(s).map_err(|e| e.to_string())?;
+        let n = OverlayName { namespace: n.namespace, name: n.name };
+        n.check_reserved()?;
+        Ok(n)
+    }
+
+    /// Rejects names that would collide with the store's own directories (`worlds/...`, a
+    /// namespace starting with `.`).
+    pub fn check_reserved(&self) -> Result<(), String> {
+        if self.namespace.contains('/') {
+            return Err(format!(
+                "name '{self}' has more than one '/' (ljbuild stores overlays as NAMESPACE/NAME/VERSION)"
+            ));
+        }
+        if self.namespace == "worlds" || self.namespace.starts_with('.') {
+            return Err(format!(
+                "name '{self}' is reserved (the namespace may not be 'worlds' or start with '.')"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A world a build stands on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorldRef {
+    /// Its name under `worlds/`.
+    pub name: String,
+    /// Its identity (see `resolve::world_identity`).
+    pub identity: String,
+}
+
+/// A parent overlay in a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentRef {
+    /// `NAMESPACE/NAME`.
+    pub name: OverlayName,
+    /// Its version.
+    pub version: String,
+    /// Its inputs hash.
+    pub inputs_hash: String,
+}
+
+/// What went into the inputs hash, kept to explain a cache miss.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// World identity.
+    pub world: String,
+    /// `ns/name@version` of the parent, if any.
+    pub parent: Option<String>,
+    /// The parent's inputs hash.
+    pub parent_hash: Option<String>,
+    /// The canonical Jailfile header (without name, version, world and from).
+    pub header: String,
+    /// The script, line by line hashed (sha256 hex of each line).
+    pub script_lines: Vec<String>,
+    /// Copied entries: relative path → `MODE HASH` (files), `MODE link TARGET`, `MODE dir`.
+    pub copy: std::collections::BTreeMap<String, String>,
+}
+
+/// `meta.json` of a published overlay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    /// Format of this file (1).
+    pub format: u32,
+    /// `NAMESPACE/NAME`.
+    pub name: OverlayName,
+    /// The version.
+    pub version: String,
+    /// sha256 (hex) of the build's inputs.
+    pub inputs_hash: String,
+    /// The world at the bottom of the chain.
+    pub world: WorldRef,
+    /// The parent chain, oldest ancestor first, the direct parent last.
+    pub parents: Vec<ParentRef>,
+    /// When the build finished (RFC 3339, UTC).
+    pub built_at: String,
+    /// The same, in seconds since the epoch.
+    pub built_at_unix: u64,
+    /// How long the build took, in seconds.
+    pub build_seconds: f64,
+    /// The build log.
+    pub log: PathBuf,
+    /// The network mode of the build (`host` or `none`).
+    pub net: String,
+    /// The `copy` destination, if any.
+    pub copy: Option<String>,
+    /// The uid that ran the build.
+    pub builder_uid: u32,
+    /// The inputs, for explaining cache misses.
+    pub inputs: Inputs,
+}
+
+/// An opened `LIGHTJAIL_ROOT`.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// Picks the root: `--root`, else `LIGHTJAIL_ROOT` unless empty, else [`DEFAULT_ROOT`].
+pub fn locate(cli: Option<&Path>, env: Option<std::ffi::OsString>) -> PathBuf {
+    if let Some(p) = cli {
+        return p.to_path_buf();
+    }
+    match env {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700.
+pub fn mkdir_private(dir: &Path) -> Result<(), StoreError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(StoreError::io("cannot create", dir))
+}
+
+/// An exclusive flock(2) on a file, released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl Root {
+    /// Opens (creating it 0700 when missing) the root at `path`.
+    pub fn open(path: PathBuf) -> Result<Root, StoreError> {
+        let path = if path.is_relative() {
+            std::env::current_dir()
+                .map_err(StoreError::io("cannot get the current directory", "."))?
+                .join(path)
+        } else {
+            path
+        };
+        if !path.exists() {
+            mkdir_private(&path)?;
+        }
+        let root = Root { path };
+        for d in [".tmp", ".locks", ".logs", "worlds"] {
+            let p = root.path.join(d);
+            if !p.is_dir() {
+                mkdir_private(&p)?;
+            }
+        }
+        Ok(root)
+    }
+
+    /// `worlds/`.
+    pub fn worlds_dir(&self) -> PathBuf {
+        self.path.join("worlds")
+    }
+
+    /// `worlds/NAME`.
+    pub fn world_dir(&self, name: &str) -> PathBuf {
+        self.worlds_dir().join(name)
+    }
+
+    /// `NAMESPACE/NAME/VERSION`.
+    pub fn overlay_dir(&self, name: &OverlayName, version: &str) -> PathBuf {
+        self.path.join(&name.namespace).join(&name.name).join(version)
+    }
+
+    /// The lock key of an overlay.
+    pub fn overlay_key(name: &OverlayName, version: &str) -> String {
+        format!("o%{}%{}%{}", name.namespace, name.name, version)
+    }
+
+    /// The lock key of a world.
+    pub fn world_key(name: &str) -> String {
+        format!("w%{name}")
+    }
+
+    /// `.tmp/KEY`.
+    pub fn staging(&self, key: &str) -> PathBuf {
+        self.path.join(".tmp").join(key)
+    }
+
+    /// `.logs/`.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.path.join(".logs")
+    }
+
+    fn lock_path(&self, key: &str) -> PathBuf {
+        self.path.join(".locks").join(format!("{key}.lock"))
+    }
+
+    fn open_lock(&self, key: &str) -> Result<File, StoreError> {
+        let p = self.lock_path(key);
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&p)
+            .map_err(StoreError::io("cannot open lock", p))
+    }
+
+    /// Takes the lock `key`, waiting for it. `on_wait` is called once if it has to wait.
+    pub fn lock(&self, key: &str, on_wait: impl FnOnce()) -> Result<Lock, StoreError> {
+        let file = self.open_lock(key)?;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(Lock { _file: file }),
+            Err(rustix::io::Errno::WOULDBLOCK) => on_wait(),
+            Err(e) => return Err(StoreError::io("cannot lock", self.lock_path(key))(e.into())),
+        }
+        loop {
+            match rustix::fs::flock(&file, FlockOperation::LockExclusive) {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(StoreError::io("cannot lock", self.lock_path(key))(e.into())),
+            }
+        }
+    }
+
+    /// Takes the lock `key` if it is free.
+    pub fn try_lock(&self, key: &str) -> Result<Option<Lock>, StoreError> {
+        let file = self.open_lock(key)?;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Lock { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(StoreError::io("cannot lock", self.lock_path(key))(e.into())),
+        }
+    }
+
+    /// Reads `meta.json` of `name@version`; `None` when that version is not published.
+    pub fn read_meta(&self, name: &OverlayName, version: &str) -> Result<Option<Meta>, StoreError> {
+        let p = self.overlay_dir(name, version).join("meta.json");
+        let text = match fs::read(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("cannot read", p)(e)),
+        };
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| StoreError::BadMeta { path: p, reason: e.to_string() })
+    }
+
+    /// The published versions of `name` (unsorted).
+    pub fn versions(&self, name: &OverlayName) -> Result<Vec<String>, StoreError> {
+        let dir = self.path.join(&name.namespace).join(&name.name);
+        let mut out = Vec::new();
+        for v in read_dir_names(&dir)? {
+            if !v.starts_with('.') && dir.join(&v).join("meta.json").is_file() {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every published overlay, sorted by name then version.
+    pub fn overlays(&self) -> Result<Vec<(OverlayName, String)>, StoreError> {
+        let mut out = Vec::new();
+        for ns in read_dir_names(&self.path)? {
+            if ns.starts_with('.') || ns == "worlds" || !self.path.join(&ns).is_dir() {
+                continue;
+            }
+            for name in read_dir_names(&self.path.join(&ns))? {
+                let n = OverlayName { namespace: ns.clone(), name };
+                for v in self.versions(&n)? {
+                    out.push((n.clone(), v));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| crate::version::compare(&a.1, &b.1)));
+        Ok(out)
+    }
+
+    /// Every overlay name with at least one published version.
+    pub fn names(&self) -> Result<Vec<OverlayName>, StoreError> {
+        let mut v: Vec<OverlayName> = self.overlays()?.into_iter().map(|(n, _)| n).collect();
+        v.dedup();
+        Ok(v)
+    }
+
+    /// The worlds (directories under `worlds/`, `default` excluded), sorted.
+    pub fn worlds(&self) -> Result<Vec<String>, StoreError> {
+        let mut v: Vec<String> = read_dir_names(&self.worlds_dir())?
+            .into_iter()
+            .filter(|n| n != "default" && !n.starts_with('.') && self.world_dir(n).is_dir())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// The name `worlds/default` points to, if it is a symlink to a world.
+    pub fn default_world(&self) -> Option<String> {
+        let target = fs::read_link(self.world_dir("default")).ok()?;
+        let name = target.file_name()?.to_str()?.to_string();
+        if target.parent().is_some_and(|p| !p.as_os_str().is_empty()) {
+            // An absolute or nested target: the world is `default` itself.
+            return Some("default".into());
+        }
+        Some(name)
+    }
+
+    /// Writes `data` to `path` atomically (temporary file, fsync, rename).
+    pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+        let tmp = path.with_extension("tmp~");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(StoreError::io("cannot create", &tmp))?;
+        f.write_all(data).and_then(|()| f.sync_all()).map_err(StoreError::io("cannot write", &tmp))?;
+        fs::rename(&tmp, path).map_err(StoreError::io("cannot rename into place", path))
+    }
+
+    /// Removes stale staging areas: those whose lock is free (their builder died). An orphaned
+    /// `ljspawn` still running a dead builder's script is killed first. Returns what was removed.
+    /// Keys in `skip` (held by this process) are left alone.
+    pub fn clean_stale(&self, skip: &[&str]) -> Result<Vec<PathBuf>, StoreError> {
+        let tmp = self.path.join(".tmp");
+        let mut removed = Vec::new();
+        for entry in read_dir_names(&tmp)? {
+            let Some(key) = staging_key(&entry) else { continue };
+            if skip.contains(&key) {
+                continue;
+            }
+            let Some(_lock) = self.try_lock(key)? else { continue };
+            let p = tmp.join(&entry);
+            kill_orphan(&p);
+            remove_tree(&p).map_err(StoreError::io("cannot remove stale staging", &p))?;
+            removed.push(p);
+        }
+        Ok(removed)
+    }
+}
+
+/// The lock key of a `.tmp` entry (`KEY` or `KEY%SUFFIX`), `None` for foreign entries.
+pub fn staging_key(entry: &str) -> Option<&str> {
+    let parts = match entry.as_bytes().first() {
+        Some(b'o') => 4,
+        Some(b'w') => 2,
+        _ => return None,
+    };
+    let mut seps = 0;
+    let mut key = entry;
+    for (i, c) in entry.char_indices() {
+        if c == '%' {
+            seps += 1;
+            if seps == parts {
+                key = &entry[..i];
+                break;
+            }
+        }
+    }
+    let ok = key.split('%').count() == parts && key.split('%').all(|p| !p.is_empty());
+    (ok && (key.starts_with("o%") || key.starts_with("w%"))).then_some(key)
+}
+
+/// The file in a staging area holding the pid of the `ljspawn` running in it.
+pub const PID_FILE: &str = "ljspawn.pid";
+
+/// Kills the `ljspawn` recorded in `staging/ljspawn.pid` if it is still running for this staging
+/// area (its command line names the staging path), and waits for it to go away.
+pub fn kill_orphan(staging: &Path) {
+    let Ok(text) = fs::read_to_string(staging.join(PID_FILE)) else { return };
+    let Ok(pid) = text.trim().parse::<i32>() else { return };
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let needle = staging.as_os_str().as_encoded_bytes();
+    let ours =
+        |d: &Path| fs::read(d.join("cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle));
+    if !ours(&proc_dir) {
+        return;
+    }
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
+    for _ in 0..500 {
+        // Gone, or a zombie waiting for its new parent (its cmdline is then empty).
+        if !ours(&proc_dir) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Names of the entries of `dir` (empty if it does not exist).
+pub fn read_dir_names(dir: &Path) -> Result<Vec<String>, StoreError> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("cannot list", dir)(e)),
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.map_err(StoreError::io("cannot list", dir))?;
+        if let Some(n) = e.file_name().to_str() {
+            out.push(n.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Removes a tree, also one with unreadable or unwritable directories (an overlay work
+/// directory holds a `work/` with mode 000 after a mount). A missing path is not an error.
+pub fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(m) if !m.is_dir() => return fs::remove_file(path),
+        Ok(_) => {}
+    }
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(_) => {
+            make_dirs_writable(path);
+            fs::remove_dir_all(path)
+        }
+    }
+}
+
+fn make_dirs_writable(dir: &Path) {
+    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                make_dirs_writable(&e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        let n = OverlayName { namespace: "lang".into(), name: "ruby".into() };
+        let k = Root::overlay_key(&n, "1.0-rc.1");
+        assert_eq!(k, "o%lang%ruby%1.0-rc.1");
+        assert_eq!(staging_key(&k), Some(k.as_str()));
+        assert_eq!(staging_key(&format!("{k}%old")), Some(k.as_str()));
+        assert_eq!(staging_key("w%busybox"), Some("w%busybox"));
+        assert_eq!(staging_key("w%busybox%trash"), Some("w%busybox"));
+        assert_eq!(staging_key("o%a%b"), None);
+        assert_eq!(staging_key("random"), None);
+    }
+
+    #[test]
+    fn root_location() {
+        assert_eq!(locate(Some(Path::new("/x")), Some("/y".into())), PathBuf::from("/x"));
+        assert_eq!(locate(None, Some("/y".into())), PathBuf::from("/y"));
+        assert_eq!(locate(None, Some("".into())), PathBuf::from(DEFAULT_ROOT));
+        assert_eq!(locate(None, None), PathBuf::from(DEFAULT_ROOT));
+    }
+
+    #[test]
+    fn remove_unwritable_tree() {
+        let base = std::env::temp_dir().join(format!("ljbuild-rm-{}", std::process::id()));
+        fs::create_dir_all(base.join("a/b/c")).unwrap();
+        fs::write(base.join("a/b/c/f"), "x").unwrap();
+        fs::set_permissions(base.join("a/b"), fs::Permissions::from_mode(0o000)).unwrap();
+        remove_tree(&base).unwrap();
+        assert!(!base.exists());
+        remove_tree(&base).unwrap();
+    }
+}
