@@ -1,0 +1,89 @@
+#!/bin/sh
+# Prepare the end-to-end tests: run as root from the repository root, after
+# `cargo build --release --workspace`, before `cargo nextest run -p lj-tests`.
+#
+#   LJ_TEST_DIR  where the tests find everything (default /tmp/lj-test); recreated
+#   LJ_BIN_SRC   where the built binaries are (default target/release, or
+#                $CARGO_TARGET_DIR/release when that is set)
+#
+# It makes, under LJ_TEST_DIR (0755, so the unprivileged test user can reach it):
+#   bin/ljspawn, bin/ljbuild   copies of the built binaries (tests never run binaries from the
+#                              repository, which may live under /root)
+#   setuid/ljspawn             a copy owned by root, mode 4755 (setuid-mode tests)
+#   worlds/busybox             the busybox world (worlds/busybox/make-world.sh)
+#   tmp/                       1777: the tests' temporary directories
+# and the unprivileged user `ljtest` (with /etc/subuid and /etc/subgid ranges) if missing.
+# Idempotent: running it again starts from scratch.
+set -eu
+
+say() { printf 'prepare: %s\n' "$*"; }
+die() { printf 'prepare: error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (it creates a user and a setuid binary)"
+[ -f worlds/busybox/make-world.sh ] || die "run me from the repository root"
+
+dir=${LJ_TEST_DIR:-/tmp/lj-test}
+case $dir in
+    /*) ;;
+    *) die "LJ_TEST_DIR must be an absolute path, not '$dir'" ;;
+esac
+case $dir in
+    / | /tmp | /tmp/ | /root | /home | /usr | /etc | /var) die "LJ_TEST_DIR=$dir: refusing to recreate that" ;;
+esac
+if [ -n "${LJ_BIN_SRC:-}" ]; then
+    src=$LJ_BIN_SRC
+elif [ -n "${CARGO_TARGET_DIR:-}" ]; then
+    src=$CARGO_TARGET_DIR/release
+else
+    src=target/release
+fi
+[ -x "$src/ljspawn" ] || die "$src/ljspawn not found: build first (cargo build --release --workspace)"
+
+# A fresh test directory. --one-file-system: never descend into something mounted there.
+if [ -e "$dir" ]; then
+    rm -rf --one-file-system "$dir" || die "cannot remove $dir (is something still mounted under it?)"
+fi
+mkdir -p "$dir"
+chmod 0755 "$dir"
+mkdir -m 0755 "$dir/bin" "$dir/setuid" "$dir/worlds"
+mkdir -m 1777 "$dir/tmp"
+
+install -m 0755 "$src/ljspawn" "$dir/bin/ljspawn"
+installed=ljspawn
+if [ -x "$src/ljbuild" ]; then
+    install -m 0755 "$src/ljbuild" "$dir/bin/ljbuild"
+    installed="$installed ljbuild"
+fi
+say "binaries from $src: $installed -> $dir/bin/"
+
+install -o root -g root -m 4755 "$src/ljspawn" "$dir/setuid/ljspawn"
+say "setuid copy: $dir/setuid/ljspawn (root, 4755)"
+
+worlds/busybox/make-world.sh "$dir/worlds/busybox"
+say "world: $dir/worlds/busybox ($(cat "$dir/worlds/busybox/etc/lj-world"))"
+
+user=ljtest
+if id -u "$user" >/dev/null 2>&1; then
+    say "user $user exists (uid $(id -u "$user"))"
+else
+    useradd --create-home --shell /bin/sh "$user"
+    say "created user $user (uid $(id -u "$user"))"
+fi
+# Subordinate id ranges for the setuid-mode tests: pick a free 65536 block above the
+# highest one in use (or 100000).
+for f in /etc/subuid /etc/subgid; do
+    [ -e "$f" ] || : > "$f"
+    if grep -q "^$user:" "$f"; then
+        say "$f already has a range for $user"
+    else
+        start=$(awk -F: 'BEGIN { m = 100000 } NF >= 3 && $2 + $3 > m { m = $2 + $3 } END { print m }' "$f")
+        echo "$user:$start:65536" >> "$f"
+        say "$f: $user:$start:65536"
+    fi
+done
+
+# The setuid tests need the setuid bit to take effect where LJ_TEST_DIR lives.
+if command -v findmnt >/dev/null 2>&1 && findmnt -n -o OPTIONS -T "$dir" | grep -qw nosuid; then
+    say "warning: $dir is on a nosuid mount: setuid-mode tests will skip"
+fi
+say "ready: LJ_TEST_DIR=$dir"
