@@ -414,6 +414,16 @@ impl Ctx {
         self.wrap_argv(v)
     }
 
+    /// A `Command` running `argv` as the caller of this mode (through setpriv when the tests run
+    /// as root and the mode is not `Root`), in `$LJ_TEST_DIR`.
+    pub fn command<I, S>(&self, argv: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.wrap_argv(argv.into_iter().map(|a| a.as_ref().to_owned()).collect())
+    }
+
     fn wrap_argv(&self, argv: Vec<OsString>) -> Command {
         let mut cmd = match (&self.run_as, &self.setpriv) {
             (Some(user), Some(setpriv)) => {
