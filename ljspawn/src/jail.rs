@@ -72,6 +72,9 @@ pub struct Handover {
     /// Write end of the exit pipe (close-on-exec): PID 1 writes the program's exit status
     /// here, one byte, once every process of the jail is gone.
     pub exit: OwnedFd,
+    /// Read end of the maps pipe: one byte once ljspawn wrote the maps (setuid mode) or
+    /// finished its own part; end-of-file if it failed.
+    pub maps: OwnedFd,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     /// The caller's own seccomp program (`--seccomp-fd`), installed after the built-in one.
@@ -101,12 +104,28 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
     if sys::pipe_reader_gone(h.status.as_fd()) {
         sys::exit_now(EXIT_SETUP as i32);
     }
-    if let Some(m) = &plan.userns {
-        std::fs::write("/proc/self/setgroups", "deny").ctx(|| "cannot deny setgroups".into())?;
-        std::fs::write("/proc/self/gid_map", format!("{} {} 1\n", m.gid_inside, m.gid_outside))
-            .ctx(|| "cannot write the gid map".into())?;
-        std::fs::write("/proc/self/uid_map", format!("{} {} 1\n", m.uid_inside, m.uid_outside))
-            .ctx(|| "cannot write the uid map".into())?;
+    match &plan.userns {
+        Some(m) if m.by_parent => {
+            // Setuid mode: this process still has host root's euid (and no capability outside
+            // its new user namespace). It touches nothing until ljspawn has written the maps,
+            // then becomes the caller inside the namespace before any path is looked up.
+            let mut b = [0u8; 1];
+            if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
+                sys::exit_now(EXIT_SETUP as i32);
+            }
+            sys::setresgid(plan.gid).ctx(|| "cannot become the caller's group in the jail".into())?;
+            sys::setresuid(plan.uid).ctx(|| "cannot become the caller in the jail".into())?;
+            if sys::getresids() != (plan.uid, plan.uid, plan.uid, plan.gid, plan.gid, plan.gid) {
+                return Err(Failure { code: EXIT_SETUP, msg: "the jail did not become the caller".into() });
+            }
+        }
+        Some(m) => {
+            let line = |r: &[crate::plan::IdRange]| format!("{} {} 1\n", r[0].inside, r[0].outside);
+            std::fs::write("/proc/self/setgroups", "deny").ctx(|| "cannot deny setgroups".into())?;
+            std::fs::write("/proc/self/gid_map", line(&m.gids)).ctx(|| "cannot write the gid map".into())?;
+            std::fs::write("/proc/self/uid_map", line(&m.uids)).ctx(|| "cannot write the uid map".into())?;
+        }
+        None => {}
     }
     // PID 1 holds capabilities in the jail's namespaces: keep the program from ptracing it.
     // (After the maps: an undumpable process cannot write its own /proc/self files.)
@@ -265,7 +284,12 @@ fn new_proc() -> Result<OwnedFd> {
 }
 
 fn bind_source(src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
-    let fd = sys::open_tree(None, src, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
+    // Looked up once, as the caller: what the caller cannot read is refused, not bound.
+    let path = sys::openat2(None, src, libc::O_PATH, 0, 0).ctx(|| format!("cannot bind {src}"))?;
+    let st = sys::fstat(path.as_fd()).ctx(|| format!("cannot bind {src}"))?;
+    let want = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { libc::R_OK | libc::X_OK } else { libc::R_OK };
+    sys::faccess_fd(path.as_fd(), want).ctx(|| format!("cannot bind {src}: you may not read it"))?;
+    let fd = sys::open_tree(Some(path.as_fd()), "", sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
         .ctx(|| format!("cannot bind {src}"))?;
     let mut attrs = sys::MOUNT_ATTR_NOSUID;
     if !dev {
@@ -444,8 +468,8 @@ fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
         }
     };
     // The program holds the status pipe until exec; ljspawn sees end-of-file then.
-    let Handover { status, exit, stdout, stderr, .. } = h;
-    drop((status, stdout, stderr));
+    let Handover { status, exit, maps, stdout, stderr, .. } = h;
+    drop((status, maps, stdout, stderr));
     let code = loop {
         match sys::wait_signal(None) {
             Ok(Some((libc::SIGCHLD, _))) | Ok(Some((0, _))) | Ok(None) => {
@@ -546,7 +570,15 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
     }
     // Supplementary groups: cleared where the kernel lets us (rootless namespaces deny
     // setgroups, and there the caller's groups show as the overflow gid).
-    if plan.userns.is_none() {
+    if plan.mode == crate::plan::Mode::Root && !plan.caps.is_empty() {
+        // Only root keeps capabilities: checked again here, where they would be kept.
+    } else if !plan.caps.is_empty() {
+        return Err(Failure {
+            code: EXIT_SETUP,
+            msg: format!("--cap-add is not allowed in {} mode", plan.mode),
+        });
+    }
+    if plan.userns.as_ref().is_none_or(|m| m.setgroups) {
         sys::setgroups_empty().ctx(|| "cannot clear supplementary groups".into())?;
     }
     if keep != 0 && plan.uid != 0 {

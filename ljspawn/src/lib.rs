@@ -14,6 +14,7 @@ pub mod jail;
 pub mod plan;
 pub mod seccomp;
 pub mod spawn;
+pub mod subids;
 #[allow(unsafe_code)]
 pub mod sys;
 

@@ -3,13 +3,22 @@
 use std::process::ExitCode;
 
 use ljspawn::plan::{self, Caller, Mode};
-use ljspawn::{cli, spawn, sys, EXIT_SETUP, EXIT_USAGE};
+use ljspawn::{cli, spawn, subids, sys, EXIT_SETUP, EXIT_USAGE};
 
 fn main() -> ExitCode {
-    // Installed setuid or setgid: refuse before reading anything the caller controls (the
-    // environment, the arguments). Setuid mode is not supported by this build.
-    if sys::getuid() != sys::geteuid() || sys::getgid() != sys::getegid() {
-        return fail(EXIT_SETUP, &plan::PlanError::SetuidUnsupported.to_string());
+    // Setuid mode (see `spawn` for the privilege phase): never dumpable, no environment read,
+    // no panic message that consults RUST_BACKTRACE. Setgid or setuid-to-non-root installs
+    // are refused before anything else.
+    let (ruid, euid, rgid, egid) = (sys::getuid(), sys::geteuid(), sys::getgid(), sys::getegid());
+    let mode = Mode::detect(ruid, euid);
+    if rgid != egid || (ruid != euid && euid != 0) {
+        return fail(EXIT_SETUP, &plan::PlanError::BadInstall.to_string());
+    }
+    if mode == Mode::Setuid {
+        if let Err(e) = sys::set_dumpable(false) {
+            return fail(EXIT_SETUP, &format!("cannot make ljspawn undumpable: {e}"));
+        }
+        std::panic::set_hook(Box::new(|info| eprintln!("ljspawn: internal error: {info}")));
     }
     let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
@@ -28,18 +37,27 @@ fn main() -> ExitCode {
         return fail(EXIT_SETUP, &format!("cannot close inherited descriptors: {e}"));
     }
 
+    let setuid = mode == Mode::Setuid;
     let caller = Caller {
-        mode: Mode::detect(sys::getuid(), sys::geteuid()),
-        uid: sys::getuid(),
-        gid: sys::getgid(),
+        mode,
+        uid: ruid,
+        gid: rgid,
         tty: (0..3).any(sys::isatty),
-        term: std::env::var("TERM").ok(),
+        // Setuid mode never reads the environment.
+        term: if setuid { None } else { std::env::var("TERM").ok() },
+        subuids: if setuid { subids::ranges("/etc/subuid", ruid) } else { Vec::new() },
+        subgids: if setuid { subids::ranges("/etc/subgid", ruid) } else { Vec::new() },
     };
     let plan = match plan::build(&req, &caller, &sys::fd_is_open) {
         Ok(p) => p,
         Err(e) => return fail(e.exit_code(), &e.to_string()),
     };
     if req.dry_run {
+        if setuid {
+            if let Err(e) = spawn::drop_privileges(ruid, rgid) {
+                return fail(e.code, &e.msg);
+            }
+        }
         print!("{plan}");
         return ExitCode::SUCCESS;
     }

@@ -48,6 +48,10 @@ pub struct Caller {
     pub tty: bool,
     /// `TERM` of the caller, passed on when a terminal is attached.
     pub term: Option<String>,
+    /// The caller's `/etc/subuid` and `/etc/subgid` ranges (start, count); read only in
+    /// setuid mode, from root-owned files.
+    pub subuids: Vec<(u32, u32)>,
+    pub subgids: Vec<(u32, u32)>,
 }
 
 /// What the user asked for, as parsed from the command line (see `cli`).
@@ -140,13 +144,54 @@ pub enum Net {
     Host,
 }
 
-/// uid/gid maps written for the jail's user namespace: one line each, `inside outside 1`.
+/// One line of a uid_map or gid_map: `inside outside count`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub inside: u32,
+    pub outside: u32,
+    pub count: u32,
+}
+
+/// The jail's user namespace maps. The first line of each maps the jail's user (or group)
+/// to the caller; in setuid mode, the caller's `/etc/subuid` and `/etc/subgid` ranges follow,
+/// filling the other ids from 0 up.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdMap {
-    pub uid_inside: u32,
-    pub uid_outside: u32,
-    pub gid_inside: u32,
-    pub gid_outside: u32,
+    pub uids: Vec<IdRange>,
+    pub gids: Vec<IdRange>,
+    /// `setgroups` stays allowed only when subgid ranges were granted (setuid mode).
+    pub setgroups: bool,
+    /// The maps are written by ljspawn's privileged parent (setuid mode), not by the jail.
+    pub by_parent: bool,
+}
+
+/// The kernel's limit on lines in one id map.
+const MAX_MAP_LINES: usize = 340;
+
+/// Map lines: `target` (inside) to `own` (outside), then the `sub` ranges (start, count) onto
+/// the inside ids from 0 up, skipping `target`.
+pub fn id_lines(target: u32, own: u32, sub: &[(u32, u32)]) -> Vec<IdRange> {
+    let mut lines = vec![IdRange { inside: target, outside: own, count: 1 }];
+    let mut next: u64 = 0;
+    for &(start, count) in sub {
+        let (mut outside, mut left) = (start as u64, count as u64);
+        while left > 0 && lines.len() < MAX_MAP_LINES {
+            if next == target as u64 {
+                next += 1;
+            }
+            // Inside ids stop below 2^32 - 1 (the invalid id).
+            let limit = if next < target as u64 { target as u64 } else { u32::MAX as u64 };
+            let n = left.min(limit.saturating_sub(next));
+            if n == 0 || outside + n > u32::MAX as u64 {
+                return lines;
+            }
+            lines.push(IdRange { inside: next as u32, outside: outside as u32, count: n as u32 });
+            next += n;
+            outside += n;
+            left -= n;
+        }
+    }
+    lines
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -190,20 +235,33 @@ pub enum PlanError {
     UpperWithoutLayers,
     UpperWorkPair,
     RwWithLayers,
-    NotAbsolute { what: &'static str, path: String },
-    DotDot { what: &'static str, path: String },
+    NotAbsolute {
+        what: &'static str,
+        path: String,
+    },
+    DotDot {
+        what: &'static str,
+        path: String,
+    },
     BadNet(String),
     BadHostname(String),
     BadEnvName(String),
     NulByte(&'static str),
     UnknownCap(String),
     CapsNotAllowed(Mode),
-    SetuidUnsupported,
+    /// Installed setuid to a user other than root, or setgid.
+    BadInstall,
     BadRlimit(String),
     BadSeccomp(String),
     SeccompNoneNotAllowed(Mode),
-    BadFd { what: &'static str, fd: i32 },
-    ReservedFd { what: &'static str, fd: i32 },
+    BadFd {
+        what: &'static str,
+        fd: i32,
+    },
+    ReservedFd {
+        what: &'static str,
+        fd: i32,
+    },
 }
 
 impl fmt::Display for PlanError {
@@ -226,7 +284,7 @@ impl fmt::Display for PlanError {
             CapsNotAllowed(m) => {
                 write!(f, "--cap-add is not allowed in {m} mode (only root may keep capabilities)")
             }
-            SetuidUnsupported => write!(f, "this ljspawn is installed setuid, which this build does not support yet: remove the setuid bit (rootless mode works where user namespaces are allowed)"),
+            BadInstall => write!(f, "ljspawn is installed setgid or setuid to a user other than root: install it 0755, or 4755 owned by root (make install-setuid)"),
             BadRlimit(r) => write!(
                 f,
                 "invalid --rlimit '{r}' (expected NAME=SOFT[:HARD], NAME one of {}, values a number or unlimited)",
@@ -249,9 +307,9 @@ impl PlanError {
     /// failures (125); everything else is a usage error (2).
     pub fn exit_code(&self) -> u8 {
         match self {
-            PlanError::CapsNotAllowed(_)
-            | PlanError::SeccompNoneNotAllowed(_)
-            | PlanError::SetuidUnsupported => crate::EXIT_SETUP,
+            PlanError::CapsNotAllowed(_) | PlanError::SeccompNoneNotAllowed(_) | PlanError::BadInstall => {
+                crate::EXIT_SETUP
+            }
             _ => crate::EXIT_USAGE,
         }
     }
@@ -358,9 +416,6 @@ fn valid_env_name(n: &str) -> bool {
 /// Turns a request into a plan, or says why it cannot be one. `open_fd` reports whether a
 /// descriptor number is open (a fact of the caller, passed in to keep this function pure).
 pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> Result<Plan, PlanError> {
-    if caller.mode == Mode::Setuid {
-        return Err(PlanError::SetuidUnsupported);
-    }
     if req.command.is_empty() {
         return Err(PlanError::NoCommand);
     }
@@ -409,9 +464,18 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
 
     let userns = match caller.mode {
         Mode::Root if !req.userns => None,
-        _ => {
-            Some(IdMap { uid_inside: uid, uid_outside: caller.uid, gid_inside: gid, gid_outside: caller.gid })
-        }
+        Mode::Root | Mode::Rootless => Some(IdMap {
+            uids: id_lines(uid, caller.uid, &[]),
+            gids: id_lines(gid, caller.gid, &[]),
+            setgroups: false,
+            by_parent: false,
+        }),
+        Mode::Setuid => Some(IdMap {
+            uids: id_lines(uid, caller.uid, &caller.subuids),
+            gids: id_lines(gid, caller.gid, &caller.subgids),
+            setgroups: !caller.subgids.is_empty(),
+            by_parent: true,
+        }),
     };
 
     let mut caps = Vec::new();
@@ -526,6 +590,43 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     })
 }
 
+/// What `/proc/sys` says about user namespaces (None: the file does not exist here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsernsSysctls {
+    /// `kernel.unprivileged_userns_clone` (Debian and Ubuntu kernels).
+    pub unprivileged_userns_clone: Option<u64>,
+    /// `user.max_user_namespaces`.
+    pub max_user_namespaces: Option<u64>,
+    /// `kernel.apparmor_restrict_unprivileged_userns` (Ubuntu 23.10 and later).
+    pub apparmor_restrict: Option<u64>,
+}
+
+/// Why creating the jail's user namespace failed with `errno`, and how to fix it, for a
+/// caller in `mode`. Pure: the sysctl values are read by the caller.
+pub fn userns_hint(errno: i32, mode: Mode, s: &UsernsSysctls) -> String {
+    let setuid = if mode == Mode::Setuid {
+        ""
+    } else {
+        ", or ask the administrator to install ljspawn setuid (make install-setuid)"
+    };
+    if s.max_user_namespaces == Some(0) {
+        return format!("user namespaces are disabled (user.max_user_namespaces = 0): ask the administrator to raise it{setuid}");
+    }
+    if errno == libc::ENOSPC {
+        return "the limit on user namespaces is reached (user.max_user_namespaces)".into();
+    }
+    if mode == Mode::Setuid {
+        return "the kernel refused a user namespace even to the privileged ljspawn".into();
+    }
+    if s.unprivileged_userns_clone == Some(0) {
+        return format!("unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0): ask the administrator to set it to 1{setuid}");
+    }
+    if s.apparmor_restrict == Some(1) {
+        return format!("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1): ask the administrator for an AppArmor profile that allows ljspawn `userns`{setuid}");
+    }
+    format!("the kernel does not allow this user to create user namespaces{setuid}")
+}
+
 /// One resource limit: `setrlimit(resource, soft, hard)`; `u64::MAX` is unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rlimit {
@@ -617,9 +718,17 @@ impl fmt::Display for Plan {
         writeln!(f, "namespaces: {}", self.namespace_names().join(" "))?;
         match &self.userns {
             Some(m) => {
-                writeln!(f, "uid map: {} {} 1", m.uid_inside, m.uid_outside)?;
-                writeln!(f, "gid map: {} {} 1", m.gid_inside, m.gid_outside)?;
-                writeln!(f, "setgroups: deny")?;
+                let who = if m.by_parent { "written by ljspawn (setuid)" } else { "written by the jail" };
+                for (name, lines) in [("uid", &m.uids), ("gid", &m.gids)] {
+                    let l: Vec<String> =
+                        lines.iter().map(|r| format!("{} {} {}", r.inside, r.outside, r.count)).collect();
+                    writeln!(f, "{name} map: {} ({who})", l.join(", "))?;
+                }
+                writeln!(
+                    f,
+                    "setgroups: {}",
+                    if m.setgroups { "allow (subgid ranges granted)" } else { "deny" }
+                )?;
             }
             None => writeln!(f, "uid map: none (no user namespace: jail ids are host ids)")?,
         }
@@ -745,7 +854,7 @@ mod tests {
 
     fn caller(mode: Mode) -> Caller {
         let uid = if mode == Mode::Root { 0 } else { 1000 };
-        Caller { mode, uid, gid: uid, tty: false, term: None }
+        Caller { mode, uid, gid: uid, tty: false, term: None, subuids: vec![], subgids: vec![] }
     }
 
     fn req(cmd: &[&str]) -> Request {
@@ -775,18 +884,28 @@ mod tests {
         let p = build(&req(&["true"]), &caller(Mode::Rootless), &none_open).unwrap();
         assert_eq!(
             p.userns,
-            Some(IdMap { uid_inside: 0, uid_outside: 1000, gid_inside: 0, gid_outside: 1000 })
+            Some(IdMap {
+                uids: vec![IdRange { inside: 0, outside: 1000, count: 1 }],
+                gids: vec![IdRange { inside: 0, outside: 1000, count: 1 }],
+                setgroups: false,
+                by_parent: false,
+            })
         );
         let mut r = req(&["true"]);
         r.user = Some((1234, None));
         let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
-        assert_eq!(p.userns.unwrap().uid_inside, 1234);
+        assert_eq!(p.userns.unwrap().uids[0], IdRange { inside: 1234, outside: 1000, count: 1 });
         assert_eq!((p.uid, p.gid), (1234, 1234));
         r.userns = true;
         let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
         assert_eq!(
             p.userns,
-            Some(IdMap { uid_inside: 1234, uid_outside: 0, gid_inside: 1234, gid_outside: 0 })
+            Some(IdMap {
+                uids: vec![IdRange { inside: 1234, outside: 0, count: 1 }],
+                gids: vec![IdRange { inside: 1234, outside: 0, count: 1 }],
+                setgroups: false,
+                by_parent: false,
+            })
         );
     }
 
@@ -914,6 +1033,34 @@ mod tests {
     }
 
     #[test]
+    fn userns_failures_say_why_and_how_to_fix() {
+        let off = |f: fn(&mut UsernsSysctls)| {
+            let mut s = UsernsSysctls {
+                unprivileged_userns_clone: Some(1),
+                max_user_namespaces: Some(1000),
+                apparmor_restrict: Some(0),
+            };
+            f(&mut s);
+            s
+        };
+        let h = userns_hint(libc::EPERM, Mode::Rootless, &off(|s| s.unprivileged_userns_clone = Some(0)));
+        assert!(
+            h.contains("kernel.unprivileged_userns_clone = 0") && h.contains("make install-setuid"),
+            "{h}"
+        );
+        let h = userns_hint(libc::EACCES, Mode::Rootless, &off(|s| s.apparmor_restrict = Some(1)));
+        assert!(h.contains("AppArmor") && h.contains("make install-setuid"), "{h}");
+        let h = userns_hint(libc::ENOSPC, Mode::Rootless, &off(|s| s.max_user_namespaces = Some(0)));
+        assert!(h.contains("user.max_user_namespaces = 0"), "{h}");
+        let h = userns_hint(libc::ENOSPC, Mode::Rootless, &off(|_| {}));
+        assert!(h.contains("limit"), "{h}");
+        // Setuid mode is the fix for the unprivileged restrictions: it must not suggest itself,
+        // and those restrictions do not apply to it.
+        let h = userns_hint(libc::EPERM, Mode::Setuid, &off(|s| s.unprivileged_userns_clone = Some(0)));
+        assert!(!h.contains("install-setuid") && h.contains("privileged"), "{h}");
+    }
+
+    #[test]
     fn seccomp_modes() {
         let mut r = req(&["true"]);
         assert_eq!(build(&r, &caller(Mode::Rootless), &none_open).unwrap().seccomp, Seccomp::Default);
@@ -936,10 +1083,37 @@ mod tests {
     }
 
     #[test]
-    fn setuid_installations_are_refused_until_supported() {
+    fn setuid_maps_add_subid_ranges_around_the_jail_user() {
+        let mut c = caller(Mode::Setuid);
+        c.subuids = vec![(100000, 65536)];
+        let p = build(&req(&["true"]), &c, &none_open).unwrap();
+        let m = p.userns.unwrap();
+        assert!(m.by_parent && !m.setgroups);
         assert_eq!(
-            build(&req(&["true"]), &caller(Mode::Setuid), &none_open),
-            Err(PlanError::SetuidUnsupported)
+            m.uids,
+            vec![
+                IdRange { inside: 0, outside: 1000, count: 1 },
+                IdRange { inside: 1, outside: 100000, count: 65536 }
+            ]
+        );
+        assert_eq!(m.gids, vec![IdRange { inside: 0, outside: 1000, count: 1 }]);
+        c.subgids = vec![(200000, 10)];
+        let mut r = req(&["true"]);
+        r.user = Some((5, Some(5)));
+        let m = build(&r, &c, &none_open).unwrap().userns.unwrap();
+        assert!(m.setgroups);
+        assert_eq!(
+            m.gids,
+            vec![
+                IdRange { inside: 5, outside: 1000, count: 1 },
+                IdRange { inside: 0, outside: 200000, count: 5 },
+                IdRange { inside: 6, outside: 200005, count: 5 },
+            ]
+        );
+        // Ranges that would overflow are cut, never wrapped.
+        assert_eq!(
+            id_lines(0, 1000, &[(u32::MAX - 1, 10)]),
+            vec![IdRange { inside: 0, outside: 1000, count: 1 }]
         );
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::jail::{self, Handover};
-use crate::plan::Plan;
+use crate::plan::{self, IdMap, IdRange, Mode, Plan, Seccomp, UsernsSysctls};
 use crate::sys::{self, WaitStatus};
 use crate::{EXIT_SETUP, EXIT_TIMEOUT};
 
@@ -43,35 +43,63 @@ fn open_output(p: &Path, flag: &str) -> Result<OwnedFd, SpawnError> {
 /// failures and the jail's setup failures, the one line to print.
 pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -> Result<u8, SpawnError> {
     let start = Instant::now();
+    let setuid = plan.mode == Mode::Setuid;
+    check_policy(plan)?;
+    let (ruid, rgid) = (sys::getuid(), sys::getgid());
+    // The caller's files are opened with the caller's filesystem ids.
+    if setuid {
+        sys::setfsids(ruid, rgid);
+        if sys::fsids() != (ruid, rgid) {
+            return Err(SpawnError { code: EXIT_SETUP, msg: "cannot switch to your filesystem ids".into() });
+        }
+    }
     let stdout = plan.stdout_file.as_deref().map(|p| open_output(p, "-O")).transpose()?;
     let stderr = plan.stderr_file.as_deref().map(|p| open_output(p, "-E")).transpose()?;
+    if setuid {
+        sys::setfsids(0, 0);
+    }
     let json = json.map(Json);
 
     sys::block_signals().map_err(|e| err("cannot block signals", e))?;
     let (status_r, status_w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
     let (exit_r, exit_w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
+    // Setuid mode: the jail waits on this pipe until its maps are written.
+    let (maps_r, maps_w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
     // PID 1 sets up with umask 0 (modes are given explicitly); the program gets ours back.
     let umask = sys::umask(0);
     let pid = match sys::clone_fork(plan.clone_flags()) {
         Ok(0) => {
-            drop((status_r, exit_r, json));
-            jail::pid1(
-                plan,
-                Handover { status: status_w, exit: exit_w, stdout, stderr, seccomp_extra },
-                umask,
-            )
+            drop((status_r, exit_r, maps_w, json));
+            let h = Handover { status: status_w, exit: exit_w, maps: maps_r, stdout, stderr, seccomp_extra };
+            jail::pid1(plan, h, umask)
         }
         Ok(pid) => pid,
         Err(e) => {
-            let mut f = err("cannot create the jail's namespaces", e);
-            if plan.userns.is_some() {
-                f.msg.push_str(" (are unprivileged user namespaces allowed? see sysctl user.max_user_namespaces and kernel.apparmor_restrict_unprivileged_userns)");
+            if plan.userns.is_some()
+                && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES | libc::ENOSPC))
+            {
+                let hint = plan::userns_hint(e.raw_os_error().unwrap_or(0), plan.mode, &userns_sysctls());
+                return Err(SpawnError {
+                    code: EXIT_SETUP,
+                    msg: format!("cannot create a user namespace: {hint}"),
+                });
             }
-            return Err(f);
+            return Err(err("cannot create the jail's namespaces", e));
         }
     };
     sys::umask(umask);
-    drop((status_w, exit_w, stdout, stderr));
+    drop((status_w, exit_w, maps_r, stdout, stderr));
+    if setuid {
+        // The privilege phase: write the jail's maps, then drop every privilege for good.
+        let written = plan.userns.as_ref().map_or(Ok(()), |m| write_maps(pid, m));
+        let dropped = drop_privileges(ruid, rgid);
+        if let Err(e) = written.and(dropped) {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            return Err(e);
+        }
+    }
+    let _ = sys::write_all(maps_w.as_fd(), b"m");
+    drop(maps_w);
     if let Some(j) = &json {
         j.started(pid, plan.userns.is_some());
     }
@@ -147,6 +175,68 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -
         return Err(SpawnError { code: c.parse().unwrap_or(EXIT_SETUP), msg: line.trim_end().to_string() });
     }
     Ok(code)
+}
+
+/// Refuses, here in the code that acts, what the caller's mode does not allow, whatever the
+/// plan says (the plan checks the same rules; this is the second look).
+fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
+    if plan.mode == Mode::Root {
+        return Ok(());
+    }
+    let refuse = |what: &str| {
+        Err(SpawnError { code: EXIT_SETUP, msg: format!("{what} is not allowed in {} mode", plan.mode) })
+    };
+    if plan.userns.is_none() {
+        return refuse("a jail without a user namespace");
+    }
+    if !plan.caps.is_empty() {
+        return refuse("--cap-add");
+    }
+    if plan.seccomp == Seccomp::None {
+        return refuse("--seccomp none");
+    }
+    if plan.mode == Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.by_parent) {
+        return refuse("privileged id maps");
+    }
+    Ok(())
+}
+
+/// Writes the user namespace maps of the jail `pid` (setuid mode, still privileged).
+fn write_maps(pid: i32, m: &IdMap) -> Result<(), SpawnError> {
+    let lines = |r: &[IdRange]| {
+        r.iter().map(|l| format!("{} {} {}\n", l.inside, l.outside, l.count)).collect::<String>()
+    };
+    let write = |file: &str, text: &str| {
+        std::fs::write(format!("/proc/{pid}/{file}"), text)
+            .map_err(|e| err(format!("cannot write the jail's {file}"), e))
+    };
+    write("setgroups", if m.setgroups { "allow" } else { "deny" })?;
+    write("gid_map", &lines(&m.gids))?;
+    write("uid_map", &lines(&m.uids))
+}
+
+/// Drops every privilege of a setuid ljspawn for good, and checks that they are gone.
+pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), SpawnError> {
+    let fail = |what: &str, e: io::Error| err(format!("cannot drop privileges ({what})"), e);
+    sys::setresgid(gid).map_err(|e| fail("gid", e))?;
+    sys::setresuid(uid).map_err(|e| fail("uid", e))?;
+    let caps = sys::capget().map_err(|e| fail("capabilities", e))?;
+    if sys::getresids() != (uid, uid, uid, gid, gid, gid) || caps != (0, 0, 0) || sys::setresuid(0).is_ok() {
+        return Err(SpawnError {
+            code: EXIT_SETUP,
+            msg: "privileges are still held after dropping them".into(),
+        });
+    }
+    Ok(())
+}
+
+fn userns_sysctls() -> UsernsSysctls {
+    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse().ok());
+    UsernsSysctls {
+        unprivileged_userns_clone: read("/proc/sys/kernel/unprivileged_userns_clone"),
+        max_user_namespaces: read("/proc/sys/user/max_user_namespaces"),
+        apparmor_restrict: read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns"),
+    }
 }
 
 /// `--json-status`: bwrap-compatible JSON lines.

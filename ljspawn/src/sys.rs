@@ -497,6 +497,40 @@ pub fn getresids() -> (u32, u32, u32, u32, u32, u32) {
     (r, e, s, rg, eg, sg)
 }
 
+/// Sets the filesystem uid and gid (file access checks) without touching the others.
+/// Returns nothing useful by design of the syscall; callers check with `fsids`.
+pub fn setfsids(uid: u32, gid: u32) {
+    // SAFETY: plain values: setfsgid/setfsuid take an id and cannot fail observably.
+    unsafe { libc::setfsgid(gid) };
+    // SAFETY: plain values, as above.
+    unsafe { libc::setfsuid(uid) };
+}
+
+/// The current filesystem uid and gid (setfs*id(-1) changes nothing and returns the current).
+pub fn fsids() -> (u32, u32) {
+    // SAFETY: plain values: an invalid id (-1) only queries.
+    let u = unsafe { libc::setfsuid(u32::MAX) } as u32;
+    // SAFETY: plain values, as above.
+    let g = unsafe { libc::setfsgid(u32::MAX) } as u32;
+    (u, g)
+}
+
+/// `faccessat2(fd, "", mode, AT_EMPTY_PATH | AT_EACCESS)`: may this process (its effective,
+/// i.e. filesystem, ids) access the object `fd` refers to?
+pub fn faccess_fd(fd: BorrowedFd<'_>, mode: c_int) -> io::Result<()> {
+    // SAFETY: borrowed fds and C strings: "" is a static literal, the rest are plain values.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            mode,
+            libc::AT_EMPTY_PATH | libc::AT_EACCESS,
+        )
+    })
+    .map(drop)
+}
+
 pub fn sethostname(name: &str) -> io::Result<()> {
     // SAFETY: `name` is a live slice and its exact length is passed; no NUL is needed.
     cvt_unit(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
