@@ -104,15 +104,18 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
     if sys::pipe_reader_gone(h.status.as_fd()) {
         sys::exit_now(EXIT_SETUP as i32);
     }
+    let by_parent = plan.userns.as_ref().is_some_and(|m| m.by_parent);
+    if by_parent || plan.json_status.is_some() {
+        let mut b = [0u8; 1];
+        if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
+            sys::exit_now(EXIT_SETUP as i32);
+        }
+    }
     match &plan.userns {
         Some(m) if m.by_parent => {
             // Setuid mode: this process still has host root's euid (and no capability outside
-            // its new user namespace). It touches nothing until ljspawn has written the maps,
-            // then becomes the caller inside the namespace before any path is looked up.
-            let mut b = [0u8; 1];
-            if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
-                sys::exit_now(EXIT_SETUP as i32);
-            }
+            // its new user namespace). It touched nothing until ljspawn wrote the maps above;
+            // it becomes the caller inside the namespace before any path is looked up.
             sys::setresgid(plan.gid).ctx(|| "cannot become the caller's group in the jail".into())?;
             sys::setresuid(plan.uid).ctx(|| "cannot become the caller in the jail".into())?;
             if sys::getresids() != (plan.uid, plan.uid, plan.uid, plan.gid, plan.gid, plan.gid) {

@@ -22,9 +22,16 @@ fn main() -> ExitCode {
     }
     let matches = match cli::command().try_get_matches() {
         Ok(m) => m,
-        Err(e) => {
+        // --help and --version print as clap renders them; usage errors are one line.
+        Err(e) if !e.use_stderr() => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { 0 });
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return fail(EXIT_USAGE, &format!("{first} (see ljspawn --help)"));
         }
     };
     let req = cli::request(&matches);

@@ -89,20 +89,26 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -
     };
     sys::umask(umask);
     drop((status_w, exit_w, maps_r, stdout, stderr));
+    // The jail waits for the go byte when the maps are ours to write (setuid) or when its
+    // namespace ids must be read before it makes itself undumpable (--json-status).
     if setuid {
         // The privilege phase: write the jail's maps, then drop every privilege for good.
-        let written = plan.userns.as_ref().map_or(Ok(()), |m| write_maps(pid, m));
-        let dropped = drop_privileges(ruid, rgid);
-        if let Err(e) = written.and(dropped) {
+        if let Err(e) = plan.userns.as_ref().map_or(Ok(()), |m| write_maps(pid, m)) {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            return Err(e);
+        }
+    }
+    if let Some(j) = &json {
+        j.started(pid, plan.userns.is_some());
+    }
+    if setuid {
+        if let Err(e) = drop_privileges(ruid, rgid) {
             let _ = sys::kill(pid, libc::SIGKILL);
             return Err(e);
         }
     }
     let _ = sys::write_all(maps_w.as_fd(), b"m");
     drop(maps_w);
-    if let Some(j) = &json {
-        j.started(pid, plan.userns.is_some());
-    }
 
     // The status pipe: empty at end-of-file when the program was executed; else one failure.
     let mut msg = Vec::new();
