@@ -261,7 +261,7 @@ fn miss_reason(root: &Root, plan: &Plan) -> Option<String> {
     let mut best: Option<Meta> = None;
     for v in root.versions(name).ok()? {
         if let Ok(Some(m)) = root.read_meta(name, &v) {
-            if best.as_ref().is_none_or(|b| m.built_at_unix > b.built_at_unix) {
+            if best.as_ref().is_none_or(|b| m.built_at_ns > b.built_at_ns) {
                 best = Some(m);
             }
         }
@@ -541,6 +541,7 @@ fn publish(
         parents: plan.chain.parents.clone(),
         built_at: humantime::format_rfc3339_seconds(now).to_string(),
         built_at_unix: now.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        built_at_ns: now.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0),
         build_seconds: started.elapsed().as_secs_f64(),
         log: dest.join("build.log"),
         net: opts.net.as_str().into(),

@@ -15,6 +15,12 @@ pub enum JailfileError {
         /// Why.
         source: std::io::Error,
     },
+    /// No JAILFILE argument and no `./Jailfile`.
+    #[error("cannot read Jailfile: {source} (no Jailfile in the current directory; give its path: ljbuild DIR/Jailfile)")]
+    NoJailfile {
+        /// Why.
+        source: std::io::Error,
+    },
     /// The file does not parse; the message names file, line and column.
     #[error("{0}")]
     Parse(String),
@@ -52,8 +58,13 @@ pub struct Recipe {
 
 /// Reads and parses the Jailfile at `path`. Messages name the file as `shown`.
 pub fn load(path: &Path, shown: &str) -> Result<Recipe, JailfileError> {
-    let bytes =
-        std::fs::read(path).map_err(|source| JailfileError::Read { path: path.to_path_buf(), source })?;
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound && path == Path::new("Jailfile") => {
+            return Err(JailfileError::NoJailfile { source });
+        }
+        Err(source) => return Err(JailfileError::Read { path: path.to_path_buf(), source }),
+    };
     parse(&bytes, shown)
 }
 

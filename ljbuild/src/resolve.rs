@@ -182,7 +182,7 @@ pub fn overlay(root: &Root, name: &OverlayName, prefix: Option<&str>) -> Result<
     let mut best: Option<(&String, u64)> = None;
     for v in candidates {
         let built = if version::is_derived(v) {
-            root.read_meta(name, v)?.map(|m| m.built_at_unix).unwrap_or(0)
+            root.read_meta(name, v)?.map(|m| m.built_at_ns).unwrap_or(0)
         } else {
             0
         };

@@ -179,6 +179,9 @@ pub struct Meta {
     pub built_at: String,
     /// The same, in seconds since the epoch.
     pub built_at_unix: u64,
+    /// The same, in nanoseconds since the epoch (orders builds made within one second).
+    #[serde(default)]
+    pub built_at_ns: u64,
     /// How long the build took, in seconds.
     pub build_seconds: f64,
     /// The build log.

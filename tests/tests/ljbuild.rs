@@ -1,0 +1,616 @@
+//! End-to-end tests of `ljbuild`, in root and rootless mode. Each test has its own
+//! `LIGHTJAIL_ROOT` (in a temporary directory owned by the caller) with a busybox world imported
+//! by `ljbuild world import`, and runs `$LJ_TEST_DIR/bin/ljbuild` as the caller (root, or the
+//! user `ljtest` through setpriv); ljbuild finds `ljspawn` next to itself.
+//! Needs `tests/prepare.sh` (as root) after a release build; see the harness in `tests/src/lib.rs`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lj_tests::{host_mountinfo, path_str, run_with_timeout, wait_until, which, Ctx, Mode, Output, TempDir};
+
+fn run(name: &str, mode: Mode, test: fn(&Lj)) {
+    let Some(cx) = Ctx::new(name, mode) else { return };
+    let Some(lj) = Lj::new(&cx) else { return };
+    test(&lj);
+}
+
+/// `tests! { name: root rootless; ... }` makes `mod name { #[test] fn root() ... }` calling
+/// `fn name(lj: &Lj)` once per mode.
+macro_rules! tests {
+    ($($name:ident: $($mode:ident)+;)*) => {$(
+        mod $name {
+            $(
+                #[test]
+                fn $mode() {
+                    super::run(
+                        concat!("ljbuild::", stringify!($name), "::", stringify!($mode)),
+                        lj_tests::Mode::from_name(stringify!($mode)),
+                        super::$name,
+                    );
+                }
+            )+
+        }
+    )*};
+}
+
+tests! {
+    chain_of_three: root rootless;
+    prefix_resolution: root rootless;
+    cache_hit_and_miss: root rootless;
+    immutable_versions: root rootless;
+    failed_build_publishes_nothing: root rootless;
+    sigkill_then_clean_rebuild: root rootless;
+    concurrent_builds_serialize: root rootless;
+    error_messages: root rootless;
+    dry_run_runs_nothing: root rootless;
+    rm_and_gc: root rootless;
+    worlds: root rootless;
+    copy_and_ljignore: root rootless;
+    net_none: root rootless;
+    root_layout_private: root rootless;
+}
+
+/// One test's lightjail root and Jailfile directories.
+struct Lj<'a> {
+    cx: &'a Ctx,
+    bin: PathBuf,
+    /// Owned by the caller: `root/` (LIGHTJAIL_ROOT), Jailfile directories, logs.
+    td: TempDir,
+}
+
+impl<'a> Lj<'a> {
+    fn new(cx: &'a Ctx) -> Option<Lj<'a>> {
+        let bin = cx.dir.join("bin/ljbuild");
+        if !bin.is_file() {
+            cx.skip(&format!(
+                "{} missing: cargo build --release --workspace, then tests/prepare.sh",
+                bin.display()
+            ));
+            return None;
+        }
+        if cx.run_as.is_some() && which("setpriv").is_none() {
+            cx.skip("setpriv (util-linux) not installed");
+            return None;
+        }
+        let lj = Lj { cx, bin, td: cx.tempdir() };
+        // The world: imported (copied) by the caller, so a rootless caller owns its files.
+        let src = if cx.caller_uid == lj_tests::current_uid() { None } else { Some(cx.world_copy()) };
+        let world = src.as_ref().map_or_else(|| cx.world(), |t| t.path().to_path_buf());
+        lj.ok(&["world", "import", "busybox", &path_str(&world)]);
+        Some(lj)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.td.join("root")
+    }
+
+    /// A command running ljbuild as the caller, with `LIGHTJAIL_ROOT` set and `extra_env`.
+    fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
+        let mut argv: Vec<OsString> =
+            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
+        for (k, v) in extra_env {
+            argv.push(format!("{k}={v}").into());
+        }
+        argv.push(self.bin.clone().into());
+        argv.extend(args.iter().map(OsString::from));
+        let mut cmd = match &self.cx.run_as {
+            Some(user) => {
+                let mut c = Command::new(which("setpriv").expect("setpriv"));
+                c.arg(format!("--reuid={}", user.uid))
+                    .arg(format!("--regid={}", user.gid))
+                    .arg("--init-groups")
+                    .arg("--reset-env")
+                    .arg("--")
+                    .args(&argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+        };
+        cmd.current_dir(self.td.path());
+        cmd
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let cmd = self.command(args, env);
+        let mut out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("run ljbuild");
+        out.command = format!("[{}] ljbuild {}", self.cx.mode, args.join(" "));
+        out
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> Output {
+        self.run(args).ok()
+    }
+
+    /// Runs ljbuild, expecting exit status `code` and a last stderr line `ljbuild: ...`
+    /// containing every string of `wants`.
+    #[track_caller]
+    fn fails(&self, args: &[&str], code: i32, wants: &[&str]) -> Output {
+        let out = self.run(args).expect_status(code);
+        let last = out.stderr.lines().last().unwrap_or("");
+        assert!(last.starts_with("ljbuild: "), "last stderr line is not 'ljbuild: ...'\n{}", out.report());
+        for w in wants {
+            assert!(last.contains(w), "stderr does not say {w:?}\n{}", out.report());
+        }
+        out
+    }
+
+    /// Writes `DIR/Jailfile` (and the directory) as the caller; returns `DIR/Jailfile`.
+    fn jailfile(&self, dir: &str, text: &str) -> String {
+        let d = self.td.join(dir);
+        if !d.is_dir() {
+            fs::create_dir_all(&d).expect("mkdir");
+            self.cx.chown_caller(&d);
+        }
+        self.file(&format!("{dir}/Jailfile"), text);
+        format!("{dir}/Jailfile")
+    }
+
+    /// Writes a file under the temporary directory as the caller.
+    fn file(&self, rel: &str, text: &str) {
+        self.cx.write_caller_file(&self.td.join(rel), text);
+    }
+
+    /// `ljbuild run NAME -- /bin/sh -c SCRIPT`, its stdout.
+    #[track_caller]
+    fn jail(&self, name: &str, script: &str) -> String {
+        self.ok(&["run", name, "--", "/bin/sh", "-c", script]).stdout
+    }
+
+    /// The published versions of `ns/name`, sorted.
+    fn versions(&self, name: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.root().join(name))
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Entries of `ROOT/.tmp`.
+    fn staging(&self) -> Vec<String> {
+        fs::read_dir(self.root().join(".tmp"))
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts ljbuild in the background, stdout/stderr to files `NAME.out`/`NAME.err`.
+    fn start(&self, args: &[&str], name: &str) -> Child {
+        let mut cmd = self.command(args, &[]);
+        let out = fs::File::create(self.td.join(format!("{name}.out"))).expect("create out");
+        let err = fs::File::create(self.td.join(format!("{name}.err"))).expect("create err");
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.spawn().expect("spawn ljbuild")
+    }
+
+    fn output_of(&self, name: &str) -> (String, String) {
+        (
+            fs::read_to_string(self.td.join(format!("{name}.out"))).unwrap_or_default(),
+            fs::read_to_string(self.td.join(format!("{name}.err"))).unwrap_or_default(),
+        )
+    }
+
+    /// Processes whose command line mentions this test's root.
+    fn procs_using_root(&self) -> Vec<String> {
+        let needle = path_str(&self.root());
+        let mut found = Vec::new();
+        for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
+            let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if text.contains(&needle) {
+                found.push(format!("{}: {text}", e.file_name().to_string_lossy()));
+            }
+        }
+        found
+    }
+}
+
+fn wait_child(mut child: Child, limit: Duration) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return st.code().unwrap_or(-1);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ljbuild did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Three overlays on the busybox world; a file deleted in the middle layer is gone there and in
+/// the top layer, and still present in the bottom one.
+fn chain_of_three(lj: &Lj) {
+    let a = lj.jailfile(
+        "a",
+        "name chain/a   # the bottom layer\nversion 1.0\n---\necho a > /etc/a\necho doomed > /etc/doomed\nmkdir -p /opt/keep\necho k > /opt/keep/k\n",
+    );
+    let b = lj.jailfile(
+        "b",
+        "name chain/b\nversion 2.0\nfrom chain/a\n---\ntest -f /etc/a\nrm /etc/doomed\nrm -r /opt/keep\necho b > /etc/b\n",
+    );
+    let c = lj.jailfile(
+        "c",
+        "name chain/c\nversion 3.0\nfrom chain/b 2\n---\ntest ! -e /etc/doomed\necho c > /etc/c\n",
+    );
+    for f in [&a, &b, &c] {
+        let out = lj.ok(&[f]);
+        assert!(out.stdout.contains("built chain/"), "{}", out.report());
+    }
+    assert_eq!(lj.jail("chain/a", "cat /etc/a /etc/doomed /opt/keep/k"), "a\ndoomed\nk\n");
+    assert_eq!(lj.jail("chain/b", "cat /etc/a /etc/b; ls /etc/doomed /opt/keep 2>&1 | wc -l"), "a\nb\n2\n");
+    let top = lj.jail(
+        "chain/c",
+        "cat /etc/a /etc/b /etc/c; test -e /etc/doomed || echo gone; test -e /opt/keep || echo gone",
+    );
+    assert_eq!(top, "a\nb\nc\ngone\ngone\n");
+    // The layers on disk: the deletion is a whiteout in b's upper, a's file is untouched.
+    assert!(lj.root().join("chain/a/1.0/root/etc/doomed").is_file());
+    assert!(fs::symlink_metadata(lj.root().join("chain/b/2.0/root/etc/doomed")).is_ok());
+    assert!(!lj.root().join("chain/c/3.0/root/etc/doomed").exists());
+    // Metadata: the chain, oldest first.
+    let meta = fs::read_to_string(lj.root().join("chain/c/3.0/meta.json")).expect("meta.json");
+    let ia = meta.find("\"a\"").expect("a in parents");
+    let ib = meta.find("\"b\"").expect("b in parents");
+    assert!(ia < ib, "parents not oldest first: {meta}");
+    for key in ["inputs_hash", "built_at", "world", "busybox", "build.log"] {
+        assert!(meta.contains(key), "meta.json lacks {key}: {meta}");
+    }
+    assert!(lj.root().join("chain/c/3.0/build.log").is_file());
+    let list = lj.ok(&["list"]).stdout;
+    for want in ["chain/a@1.0", "chain/b@2.0", "chain/c@3.0"] {
+        assert!(list.contains(want), "list lacks {want}: {list}");
+    }
+    let json = lj.ok(&["list", "--json"]).stdout;
+    assert!(json.trim_start().starts_with('[') && json.matches("\"format\"").count() == 3, "{json}");
+    // No mount of the builds is left on the host.
+    assert!(!host_mountinfo().contains(&path_str(&lj.root())), "a mount under the root is left on the host");
+}
+
+/// `from NAME PREFIX` picks the highest version on whole segments with numeric ordering.
+fn prefix_resolution(lj: &Lj) {
+    for v in ["1.9", "1.10", "1.10.1-rc1", "2.1", "2.1.5", "2.10"] {
+        let f = lj.jailfile(&format!("lib-{v}"), &format!("name x/lib\n---\necho {v} > /version\n"));
+        lj.ok(&["-v", v, &f]);
+    }
+    let cases = [
+        ("1", "1.10.1-rc1"),
+        ("1.9", "1.9"),
+        ("1.10", "1.10.1-rc1"),
+        ("2.1", "2.1.5"),
+        ("2", "2.10"),
+        ("", "2.10"),
+    ];
+    for (i, (prefix, want)) in cases.iter().enumerate() {
+        let from = if prefix.is_empty() { "from x/lib".to_string() } else { format!("from x/lib {prefix}") };
+        let f =
+            lj.jailfile(&format!("app{i}"), &format!("name x/app{i}\n{from}\n---\ncat /version > /picked\n"));
+        lj.ok(&[&f]);
+        let got = lj.jail(&format!("x/app{i}"), "cat /picked");
+        assert_eq!(got.trim(), *want, "from x/lib {prefix}");
+        // `run NAME@PREFIX` resolves the same way.
+        if !prefix.is_empty() {
+            assert_eq!(lj.jail(&format!("x/lib@{prefix}"), "cat /version").trim(), *want);
+        }
+    }
+    // No match: the error lists what exists.
+    let f = lj.jailfile("nomatch", "name x/nomatch\nfrom x/lib 3\n---\n");
+    lj.fails(&[&f], 4, &["x/lib", "'3'", "1.9, 1.10, 1.10.1-rc1, 2.1, 2.1.5, 2.10"]);
+    let f = lj.jailfile("noparent", "name x/orphan\nfrom x/nope\n---\n");
+    lj.fails(&[&f], 4, &["no overlay x/nope", "x/lib"]);
+}
+
+/// Same inputs: nothing runs, answer at once. A touched copied file: a new build, and the
+/// message says which input changed.
+fn cache_hit_and_miss(lj: &Lj) {
+    let f = lj.jailfile("app", "name c/app\ncopy /src\n---\ncat /src/data.txt > /copied\necho ran\n");
+    lj.file("app/data.txt", "one\n");
+    let first = lj.ok(&[&f]);
+    assert!(first.stdout.contains("ran"), "{}", first.report());
+    let v1 = lj.versions("c/app");
+    assert_eq!(v1.len(), 1);
+    assert!(v1[0].starts_with("0.0.0-h"), "default version is derived from the hash: {v1:?}");
+
+    let t = Instant::now();
+    let hit = lj.ok(&[&f]);
+    let took = t.elapsed();
+    assert!(hit.stdout.contains(&format!("cached c/app@{}", v1[0])), "{}", hit.report());
+    assert!(!hit.stdout.contains("ran"), "the script ran on a cache hit\n{}", hit.report());
+    assert!(took < Duration::from_secs(2), "cache hit took {took:?}");
+    eprintln!("cache hit: {took:?} (including setpriv/env)");
+
+    // Touching (rewriting with the same content) changes nothing; new content does.
+    lj.file("app/data.txt", "one\n");
+    assert!(lj.ok(&[&f]).stdout.contains("cached"));
+    lj.file("app/data.txt", "two\n");
+    let miss = lj.ok(&[&f]);
+    assert!(miss.stdout.contains("ran") && miss.stdout.contains("built c/app@"), "{}", miss.report());
+    assert!(miss.stderr.contains("copy: 1 file (data.txt)"), "miss reason not given\n{}", miss.report());
+    let v2 = lj.versions("c/app");
+    assert_eq!(v2.len(), 2, "{v2:?}");
+    let newest = v2.iter().find(|v| **v != v1[0]).expect("a new version");
+    assert_eq!(lj.jail(&format!("c/app@{newest}"), "cat /copied"), "two\n");
+    // `from c/app` picks the most recently built derived version.
+    let child = lj.jailfile("child", "name c/child\nfrom c/app\n---\ncp /copied /got\n");
+    lj.ok(&[&child]);
+    assert_eq!(lj.jail("c/child", "cat /got"), "two\n");
+    // A script change is named by line.
+    lj.jailfile("app", "name c/app\ncopy /src\n---\ncat /src/data.txt > /copied\necho ran again\n");
+    let miss = lj.ok(&[&f]);
+    assert!(miss.stderr.contains("script line 2"), "{}", miss.report());
+}
+
+/// An explicit version is immutable: other inputs are refused unless --force.
+fn immutable_versions(lj: &Lj) {
+    let f = lj.jailfile("p", "name i/p\nversion 1.0\n---\necho one > /v\n");
+    lj.ok(&[&f]);
+    lj.jailfile("p", "name i/p\nversion 1.0\n---\necho two > /v\n");
+    lj.fails(&[&f], 5, &["i/p@1.0", "immutable", "--force"]);
+    assert_eq!(lj.jail("i/p", "cat /v"), "one\n");
+    // -v overrides the Jailfile's version.
+    lj.ok(&["-v", "1.1", &f]);
+    assert_eq!(lj.jail("i/p@1.1", "cat /v"), "two\n");
+    let out = lj.ok(&["--force", &f]);
+    assert!(out.stdout.contains("built i/p@1.0"), "{}", out.report());
+    assert_eq!(lj.jail("i/p@1.0", "cat /v"), "two\n");
+    assert!(lj.staging().is_empty(), "staging left: {:?}", lj.staging());
+}
+
+/// A failing script: exit status 1, nothing published, the log kept and named.
+fn failed_build_publishes_nothing(lj: &Lj) {
+    let f = lj.jailfile(
+        "bad",
+        "name f/bad\nversion 1\n---\necho partial > /etc/partial\necho about to fail\nexit 3\n",
+    );
+    let out = lj.fails(
+        &[&f],
+        1,
+        &["f/bad@1", "step 'script'", "exited with status 3", "nothing was published", "log: "],
+    );
+    assert!(out.stdout.contains("about to fail"), "the script's output is streamed\n{}", out.report());
+    assert!(lj.versions("f/bad").is_empty(), "something was published: {:?}", lj.versions("f/bad"));
+    assert!(lj.staging().is_empty(), "staging left: {:?}", lj.staging());
+    let last = out.stderr.lines().last().unwrap_or_default();
+    let log = last.rsplit("log: ").next().unwrap_or_default().trim_end_matches(')');
+    let text = fs::read_to_string(log).unwrap_or_else(|e| panic!("log {log}: {e}\n{}", out.report()));
+    assert!(text.contains("about to fail"), "log: {text}");
+    assert!(lj.ok(&["list"]).stdout.is_empty());
+    // A killed script (signal) also fails the build.
+    let f = lj.jailfile("killed", "name f/killed\n---\nkill -9 $$\n");
+    lj.fails(&[&f], 1, &["f/killed", "killed by signal 9"]);
+    // gc removes the failed logs.
+    let gc = lj.ok(&["gc"]);
+    assert!(gc.stdout.contains("2 failed build log(s)"), "{}", gc.report());
+    assert!(!Path::new(log).exists());
+}
+
+/// ljbuild killed with SIGKILL in the middle of the script: nothing is published, no mount or
+/// process is left once the next build ran, and the next build of the same version is clean.
+fn sigkill_then_clean_rebuild(lj: &Lj) {
+    let f = lj.jailfile(
+        "s",
+        "name k/slow\nversion 1.0\ncopy /src\n---\nif [ -e /src/slow ]; then touch /started; sleep 60; fi\necho done > /result\n",
+    );
+    lj.file("s/slow", "");
+    let mut child = lj.start(&[&f], "killed");
+    let started = lj.root().join(".tmp/o%k%slow%1.0/root/started");
+    let ok =
+        wait_until(Duration::from_secs(30), || started.exists() || child.try_wait().ok().flatten().is_some());
+    assert!(ok && started.exists(), "the build did not start: {:?}", lj.output_of("killed"));
+    child.kill().expect("kill -9 ljbuild");
+    let _ = child.wait();
+    assert!(lj.versions("k/slow").is_empty(), "a killed build published something");
+
+    fs::remove_file(lj.td.join("s/slow")).expect("rm slow");
+    let out = lj.ok(&[&f]);
+    assert!(out.stdout.contains("built k/slow@1.0"), "{}", out.report());
+    assert_eq!(lj.jail("k/slow", "cat /result; test -e /started || echo clean"), "done\nclean\n");
+    assert!(lj.staging().is_empty(), "staging left: {:?}", lj.staging());
+    let left = lj.procs_using_root();
+    assert!(left.is_empty(), "processes of the killed build survive: {left:?}");
+    assert!(!host_mountinfo().contains(&path_str(&lj.root())), "a mount under the root is left on the host");
+}
+
+/// Two builds of one version at once: the second waits for the first's lock, then finds it
+/// published.
+fn concurrent_builds_serialize(lj: &Lj) {
+    let f = lj.jailfile("c", "name p/conc\nversion 1\n---\nsleep 1\necho built > /built\n");
+    let first = lj.start(&[&f], "first");
+    let staging = lj.root().join(".tmp/o%p%conc%1");
+    assert!(wait_until(Duration::from_secs(30), || staging.exists()), "first build did not start");
+    let second = lj.start(&[&f], "second");
+    assert_eq!(wait_child(first, Duration::from_secs(60)), 0, "first: {:?}", lj.output_of("first"));
+    assert_eq!(wait_child(second, Duration::from_secs(60)), 0, "second: {:?}", lj.output_of("second"));
+    let (out1, _) = lj.output_of("first");
+    let (out2, err2) = lj.output_of("second");
+    assert!(out1.contains("built p/conc@1"), "{out1}");
+    assert!(out2.contains("cached p/conc@1"), "second: {out2}\n{err2}");
+    assert!(err2.contains("waiting for another build of p/conc@1"), "second did not wait: {err2}");
+    assert_eq!(lj.versions("p/conc"), ["1"]);
+}
+
+/// Every error is one line `ljbuild: ...` with a distinct exit status.
+fn error_messages(lj: &Lj) {
+    let f = lj.jailfile("e1", "name e/x\nfrm e/y\n---\n");
+    lj.fails(&[&f], 3, &["e1/Jailfile:2:1:", "unknown directive 'frm'"]);
+    let f = lj.jailfile("e2", "name e/x\nname e/y\n---\n");
+    lj.fails(&[&f], 3, &["e2/Jailfile:2:", "duplicate 'name'"]);
+    let f = lj.jailfile("e3", "name e/x\n");
+    lj.fails(&[&f], 3, &["e3/Jailfile:", "missing '---'"]);
+    let f = lj.jailfile("e4", "name nonamespace\n---\n");
+    lj.fails(&[&f], 3, &["e4/Jailfile:1:", "no '/'"]);
+    let f = lj.jailfile("e5", "name worlds/x\n---\n");
+    lj.fails(&[&f], 3, &["reserved"]);
+    lj.fails(&["missing/Jailfile"], 3, &["cannot read missing/Jailfile"]);
+    let f = lj.jailfile("e6", "name e/x\nworld nope\n---\n");
+    lj.fails(&[&f], 4, &["world 'nope' not found", "available: busybox"]);
+    let f = lj.jailfile("e7", "name e/x\n---\n");
+    let out = lj.run_env(&[&f], &[("LIGHTJAIL_WORLD", "gone")]).expect_status(4);
+    assert!(out.stderr.contains("world 'gone' not found"), "{}", out.report());
+    lj.fails(&["-v", "-bad", &f], 2, &[]);
+    lj.fails(&["-v", "1/2", &f], 2, &["version"]);
+    lj.fails(&["rm", "e/x"], 2, &["no version"]);
+    lj.fails(&["rm", "e/x@1"], 4, &["e/x"]);
+    lj.fails(&["run", "e/none"], 4, &["no overlay e/none"]);
+    lj.fails(&["world", "use", "nope"], 4, &["world 'nope' not found"]);
+    lj.fails(&["world", "import", "busybox", "/"], 5, &["world 'busybox' exists"]);
+    // ljspawn missing: exit 7.
+    let out = lj.run_env(&[&f], &[("LJSPAWN", "/nonexistent/ljspawn")]).expect_status(7);
+    assert!(out.stderr.lines().last().unwrap_or("").contains("/nonexistent/ljspawn"), "{}", out.report());
+    // A world without /bin/sh: ljspawn cannot start the script.
+    let empty = lj.td.join("root/worlds/empty");
+    fs::create_dir(&empty).expect("mkdir empty world");
+    lj.cx.chown_caller(&empty);
+    let f = lj.jailfile("e8", "name e/y\nworld empty\n---\ntrue\n");
+    let out = lj.run(&[&f]);
+    assert!(matches!(out.status(), 1 | 7), "{}", out.report());
+    assert!(lj.versions("e/y").is_empty());
+}
+
+/// --dry-run prints the plan and runs nothing.
+fn dry_run_runs_nothing(lj: &Lj) {
+    let base = lj.jailfile("b", "name d/base\nversion 1\n---\ntouch /b\n");
+    lj.ok(&[&base]);
+    let f = lj.jailfile("d", "name d/x\nversion 2\nfrom d/base\ncopy /src\n---\ntouch /ran\n");
+    let out = lj.ok(&["--dry-run", &f]);
+    for want in [
+        "d/x@2",
+        "would build",
+        "world busybox > d/base@1",
+        "--layer",
+        "--upper",
+        "--net host",
+        "touch /ran",
+        "sha256:",
+    ] {
+        assert!(out.stdout.contains(want), "dry run lacks {want:?}\n{}", out.report());
+    }
+    assert!(lj.versions("d/x").is_empty());
+    assert!(lj.staging().is_empty());
+    let out = lj.ok(&["--dry-run", "--net", "none", &base]);
+    assert!(out.stdout.contains("cached") && out.stdout.contains("--net none"), "{}", out.report());
+    let out = lj.ok(&["run", "--dry-run", "d/base", "--", "ls"]);
+    assert!(out.stdout.contains("--layer") && out.stdout.contains("-- ls"), "{}", out.report());
+}
+
+/// rm refuses while a child depends on the overlay; gc cleans stale staging.
+fn rm_and_gc(lj: &Lj) {
+    let p = lj.jailfile("p", "name r/parent\nversion 1\n---\ntouch /p\n");
+    let c = lj.jailfile("c", "name r/child\nversion 1\nfrom r/parent\n---\ntouch /c\n");
+    lj.ok(&[&p]);
+    lj.ok(&[&c]);
+    lj.fails(&["rm", "r/parent@1"], 5, &["r/parent@1 is the parent of r/child@1"]);
+    lj.ok(&["rm", "r/child@1"]);
+    assert!(lj.versions("r/child").is_empty());
+    lj.ok(&["rm", "r/parent@1"]);
+    assert!(!lj.root().join("r").exists(), "empty namespace directories are removed");
+    // A stale staging area (its lock is free) is removed by gc.
+    let stale = lj.root().join(".tmp/o%r%gone%1");
+    for d in [stale.clone(), stale.join("root"), stale.join("root/work")] {
+        fs::create_dir(&d).expect("mkdir stale");
+        lj.cx.chown_caller(&d);
+    }
+    let out = lj.ok(&["gc"]);
+    assert!(out.stdout.contains("removed 1 stale staging area"), "{}", out.report());
+    assert!(lj.staging().is_empty());
+    // --force removes a parent anyway; its child then reports a broken chain.
+    lj.ok(&[&p]);
+    lj.ok(&[&c]);
+    lj.ok(&["rm", "--force", "r/parent@1"]);
+    lj.fails(&["run", "r/child", "--", "true"], 4, &["r/child@1 depends on r/parent@1, which is missing"]);
+}
+
+/// world list / use / import, and the default world.
+fn worlds(lj: &Lj) {
+    let out = lj.ok(&["world", "list"]);
+    assert!(out.stdout.contains("* busybox"), "{}", out.report());
+    // A second world from a tarball, made from the first.
+    let tar = lj.td.join("w.tar");
+    let mut cmd = Command::new("tar");
+    cmd.arg("-cf").arg(&tar).arg("-C").arg(lj.root().join("worlds/busybox")).arg(".");
+    let st = run_with_timeout(cmd, None, Duration::from_secs(60)).expect("tar");
+    assert_eq!(st.status(), 0, "{}", st.report());
+    lj.cx.chown_caller(&tar);
+    lj.ok(&["world", "import", "bb2", &path_str(&tar)]);
+    assert!(lj.root().join("worlds/bb2/bin/busybox").is_file());
+    let f = lj.jailfile("w", "name w/x\nworld bb2\n---\necho on-bb2 > /w\n");
+    lj.ok(&[&f]);
+    let meta =
+        fs::read_to_string(lj.root().join("w/x").join(&lj.versions("w/x")[0]).join("meta.json")).unwrap();
+    assert!(meta.contains("\"bb2\""), "{meta}");
+    lj.ok(&["world", "use", "bb2"]);
+    assert!(lj.ok(&["world", "list"]).stdout.contains("* bb2"));
+    assert_eq!(fs::read_link(lj.root().join("worlds/default")).unwrap(), PathBuf::from("bb2"));
+    // LIGHTJAIL_WORLD picks the world when the Jailfile does not.
+    let f = lj.jailfile("w2", "name w/y\n---\ntrue\n");
+    let out = lj.run_env(&[&f], &[("LIGHTJAIL_WORLD", "busybox")]).ok();
+    assert!(out.stderr.contains("world busybox"), "{}", out.report());
+    // A child names its parent's world or none.
+    let f = lj.jailfile("w3", "name w/z\nworld busybox\nfrom w/x\n---\n");
+    lj.fails(&[&f], 4, &["conflicts with the parent w/x"]);
+}
+
+/// copy: modes and symlinks kept, .ljignore honoured, the script runs in DEST.
+fn copy_and_ljignore(lj: &Lj) {
+    let f = lj.jailfile("src", "name cp/x\ncopy /app/src\n---\npwd > /pwd\nls -la /app/src > /listing\n");
+    lj.file("src/run.sh", "#!/bin/sh\necho hi\n");
+    fs::set_permissions(lj.td.join("src/run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o750))
+        .unwrap();
+    std::os::unix::fs::symlink("run.sh", lj.td.join("src/link")).unwrap();
+    lj.cx.chown_caller(&lj.td.join("src/link"));
+    fs::create_dir(lj.td.join("src/build")).unwrap();
+    lj.cx.chown_caller(&lj.td.join("src/build"));
+    lj.file("src/build/out.o", "junk");
+    lj.file("src/notes.tmp", "junk");
+    lj.file("src/.ljignore", "build/\n*.tmp\n");
+    lj.ok(&[&f]);
+    let got = lj.jail("cp/x", "cat /pwd; /app/src/link; readlink /app/src/link; stat -c %a /app/src/run.sh; ls /app/src/build /app/src/notes.tmp 2>&1 | grep -c 'No such'");
+    assert_eq!(got, "/app/src\nhi\nrun.sh\n750\n2\n");
+}
+
+/// --net none cuts the network of a build; the default is the host's.
+fn net_none(lj: &Lj) {
+    let f = lj.jailfile(
+        "n",
+        "name n/x\n---\ncat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort > /ifaces\n",
+    );
+    lj.ok(&["-v", "host", &f]);
+    lj.ok(&["-v", "none", "--net", "none", &f]);
+    assert_eq!(lj.jail("n/x@none", "cat /ifaces"), "lo\n");
+    let host = lj.jail("n/x@host", "cat /ifaces");
+    let host_ifaces = fs::read_to_string("/proc/net/dev").unwrap().lines().skip(2).count();
+    assert_eq!(host.lines().count(), host_ifaces, "host networking: {host}");
+}
+
+/// The root and what ljbuild creates in it are private (0700).
+fn root_layout_private(lj: &Lj) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let f = lj.jailfile("l", "name lay/x\nversion 1\n---\ntouch /x\n");
+    lj.ok(&[&f]);
+    for rel in ["", ".tmp", ".locks", ".logs", "worlds", "lay", "lay/x", "lay/x/1"] {
+        let m = fs::metadata(lj.root().join(rel)).unwrap();
+        assert_eq!(m.permissions().mode() & 0o777, 0o700, "{rel} is not 0700");
+        assert_eq!(m.uid(), lj.cx.caller_uid, "{rel} not owned by the caller");
+    }
+    // The overlay's own root keeps the world's mode (it is the jail's /).
+    let m = fs::metadata(lj.root().join("lay/x/1/root")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o755);
+    // LIGHTJAIL_ROOT empty means the default, --root wins over the variable.
+    let other = lj.td.join("other");
+    let out = lj.run(&["--root", &path_str(&other), "list"]);
+    assert_eq!(out.status(), 0, "{}", out.report());
+    assert!(other.join("worlds").is_dir());
+}
