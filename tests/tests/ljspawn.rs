@@ -767,7 +767,7 @@ fn symlink_dest_stays_inside(cx: &Ctx) {
         let out = cx
             .ljspawn()
             .args(&args)
-            .args(["--", "/bin/sh", "-c", &format!("ls -d /etc/{name} 2>/dev/null; true")])
+            .args(["--", "/bin/sh", "-c", &format!("grep -c '{name}' /proc/self/mountinfo; true")])
             .run();
         let exists = host_etc.exists();
         if exists {
@@ -785,7 +785,9 @@ fn symlink_dest_stays_inside(cx: &Ctx) {
                 out.expect_ljspawn_error(125);
             }
             0 => {
-                assert!(!out.pipes_held && !out.timed_out, "{}", out.report());
+                // Mounted inside the jail (at its /etc/NAME...), where the symlink points in it.
+                let n: u32 = out.stdout.trim().parse().unwrap_or(0);
+                assert!(n >= 1 && !out.pipes_held && !out.timed_out, "no mount made\n{}", out.report());
             }
             _ => panic!("expected 0 (mounted inside the jail) or 125 (refused)\n{}", out.report()),
         }
@@ -874,11 +876,22 @@ fn host_root_fd(cx: &Ctx) {
     let out = cx
         .ljspawn()
         .prelude("exec 8</")
-        .args(["--root", &world(cx), "--", "/bin/sh", "-c", "ls /proc/self/fd/8/ 2>/dev/null; echo rc=$?"])
+        .args([
+            "--root",
+            &world(cx),
+            "--",
+            "/bin/sh",
+            "-c",
+            "[ -d /proc/self/fd ] && echo proc; ls /proc/self/fd/8/ 2>/dev/null; echo rc=$?",
+        ])
         .run()
         .ok();
     let last = out.lines().last().cloned().unwrap_or_default();
-    assert!(last != "rc=0" && out.lines().len() == 1, "host / reachable through fd 8\n{}", out.report());
+    assert!(
+        last != "rc=0" && out.lines().len() == 2 && out.lines()[0] == "proc",
+        "host / reachable through fd 8\n{}",
+        out.report()
+    );
 }
 
 fn session(cx: &Ctx) {
@@ -931,10 +944,13 @@ fn cap_add_refused(cx: &Ctx) {
 }
 
 fn mknod_fails(cx: &Ctx) {
+    let n = unique("null");
     let out = sh_with(
         cx,
         &[],
-        "for d in /tmp /dev/shm /dev; do mknod $d/lj-null c 1 3 2>/dev/null && echo MADE-$d; done; echo end",
+        &format!(
+            "for d in /tmp /dev/shm /dev; do mknod $d/{n} c 1 3 2>/dev/null && echo MADE-$d; done; echo end"
+        ),
     )
     .ok();
     assert_lines(&out, &["end"]);
@@ -979,12 +995,22 @@ fn kill9_kills_jail(cx: &Ctx) {
 
 fn background_dies(cx: &Ctx) {
     let m = marker("bg");
-    let out = sh_with(cx, &["--setenv", "LJ_MARKER", &m], "sleep 1000 >/dev/null 2>&1 & exit 0").ok();
+    let out = sh_with(
+        cx,
+        &["--setenv", "LJ_MARKER", &m],
+        "[ -n \"$LJ_MARKER\" ] || exit 99; sleep 1000 >/dev/null 2>&1 & exit 0",
+    )
+    .ok();
     assert!(out.elapsed < Duration::from_secs(10), "{}", out.report());
     assert_no_procs_left(&m, "background process after the program exited");
     // Still holding ljspawn's stdout: must be killed too, so the pipe closes.
     let m = marker("bg2");
-    let out = sh_with(cx, &["--setenv", "LJ_MARKER", &m], "sleep 1000 & echo started").ok();
+    let out = sh_with(
+        cx,
+        &["--setenv", "LJ_MARKER", &m],
+        "[ -n \"$LJ_MARKER\" ] || exit 99; sleep 1000 & echo started",
+    )
+    .ok();
     assert_lines(&out, &["started"]);
     assert_no_procs_left(&m, "background process holding stdout");
 }
@@ -1104,7 +1130,7 @@ fn timeout(cx: &Ctx) {
             "/bin/sh",
             "-c",
         ])
-        .arg("trap '' TERM; sleep 100 & wait; sleep 100")
+        .arg("[ -n \"$LJ_MARKER\" ] || exit 99; trap '' TERM; sleep 100 & wait; sleep 100")
         .timeout(Duration::from_secs(40))
         .run()
         .expect_status(124);
@@ -1133,7 +1159,12 @@ fn kill_after(cx: &Ctx) {
             "--kill-after",
             "300ms",
         ])
-        .args(["--", "/bin/sh", "-c", "trap '' TERM; sleep 100 & wait; sleep 100"])
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "[ -n \"$LJ_MARKER\" ] || exit 99; trap '' TERM; sleep 100 & wait; sleep 100",
+        ])
         .timeout(Duration::from_secs(20))
         .run()
         .expect_status(124);
