@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lj_tests::{
-    host_mountinfo, host_ns, json_get, lookup_user, marker, net_dev_names, ns_inode, parse_flat_json,
-    parse_mountinfo, procs_with_env, status_field, wait_until, Ctx, Json, Mode, MountEntry, Output,
+    host_mountinfo, host_ns, json_get, marker, net_dev_names, ns_inode, parse_flat_json, parse_mountinfo,
+    procs_with_env, status_field, wait_until, Ctx, Json, Mode, MountEntry, Output,
 };
 
 const JAIL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,69 +41,69 @@ macro_rules! tests {
 }
 
 tests! {
-    cli_forms: root rootless;
-    options_end_at_command: root rootless;
-    namespaces: root rootless;
-    uid_map: root rootless;
+    cli_forms: root rootless setuid;
+    options_end_at_command: root rootless setuid;
+    namespaces: root rootless setuid;
+    uid_map: root rootless setuid;
     userns_as_root: root;
-    root_read_only: root rootless;
-    root_rw: root rootless;
-    overlay_layer: root rootless;
-    overlay_two_layers: root rootless;
-    overlay_upper_kept: root rootless;
-    proc_fresh: root rootless;
-    proc_read_only_paths: root rootless;
-    dev_minimal: root rootless;
-    tmp_tmpfs: root rootless;
-    hostname: root rootless;
-    chdir: root rootless;
-    env_clean: root rootless;
-    env_nobody_home: root rootless;
-    env_term_with_tty: root rootless;
-    user_option: root rootless;
-    nobody: root rootless;
-    bind_rw: root rootless;
-    bind_ro: root rootless;
+    root_read_only: root rootless setuid;
+    root_rw: root rootless setuid;
+    overlay_layer: root rootless setuid;
+    overlay_two_layers: root rootless setuid;
+    overlay_upper_kept: root rootless setuid;
+    proc_fresh: root rootless setuid;
+    proc_read_only_paths: root rootless setuid;
+    dev_minimal: root rootless setuid;
+    tmp_tmpfs: root rootless setuid;
+    hostname: root rootless setuid;
+    chdir: root rootless setuid;
+    env_clean: root rootless setuid;
+    env_nobody_home: root rootless setuid;
+    env_term_with_tty: root rootless setuid;
+    user_option: root rootless setuid;
+    nobody: root rootless setuid;
+    bind_rw: root rootless setuid;
+    bind_ro: root rootless setuid;
     bind_ro_submounts: root;
-    dev_bind_vs_bind: root rootless;
-    tmpfs_option: root rootless;
-    mounts_in_order: root rootless;
-    dest_created: root rootless;
-    ro_root_missing_dest: root rootless;
-    symlink_dest_stays_inside: root rootless;
-    mount_flags: root rootless;
-    fds_closed: root rootless;
-    pass_fd: root rootless;
-    host_root_fd: root rootless;
-    session: root rootless;
-    no_new_privs_no_caps: root rootless;
+    dev_bind_vs_bind: root rootless setuid;
+    tmpfs_option: root rootless setuid;
+    mounts_in_order: root rootless setuid;
+    dest_created: root rootless setuid;
+    ro_root_missing_dest: root rootless setuid;
+    symlink_dest_stays_inside: root rootless setuid;
+    mount_flags: root rootless setuid;
+    fds_closed: root rootless setuid;
+    pass_fd: root rootless setuid;
+    host_root_fd: root rootless setuid;
+    session: root rootless setuid;
+    no_new_privs_no_caps: root rootless setuid;
     cap_add: root;
-    cap_add_refused: rootless;
-    mknod_fails: root rootless;
-    kill9_kills_jail: root rootless;
-    background_dies: root rootless;
-    signal_forwarded: root rootless;
-    signals_sanitized: root rootless;
-    exit_codes: root rootless;
-    not_found_127: root rootless;
-    not_executable_126: root rootless;
-    missing_root_125: root rootless;
-    usage_errors_2: root rootless;
-    timeout: root rootless;
-    kill_after: root rootless;
-    rlimit: root rootless;
-    seccomp_nested_userns: root rootless;
-    seccomp_none_root_only: rootless;
-    dry_run: root rootless;
-    json_status: root rootless;
-    output_files: root rootless;
-    output_file_caller_credentials: rootless;
-    net_none: root rootless;
-    net_host: root rootless;
-    host_mounts_unchanged: root rootless;
-    pivot_root_old_root_gone: root rootless;
-    executable_named_like_option: root rootless;
-    root_only_file_not_readable: rootless;
+    cap_add_refused: rootless setuid;
+    mknod_fails: root rootless setuid;
+    kill9_kills_jail: root rootless setuid;
+    background_dies: root rootless setuid;
+    signal_forwarded: root rootless setuid;
+    signals_sanitized: root rootless setuid;
+    exit_codes: root rootless setuid;
+    not_found_127: root rootless setuid;
+    not_executable_126: root rootless setuid;
+    missing_root_125: root rootless setuid;
+    usage_errors_2: root rootless setuid;
+    timeout: root rootless setuid;
+    kill_after: root rootless setuid;
+    rlimit: root rootless setuid;
+    seccomp_nested_userns: root rootless setuid;
+    seccomp_none_root_only: rootless setuid;
+    dry_run: root rootless setuid;
+    json_status: root rootless setuid;
+    output_files: root rootless setuid;
+    output_file_caller_credentials: rootless setuid;
+    net_none: root rootless setuid;
+    net_host: root rootless setuid;
+    host_mounts_unchanged: root rootless setuid;
+    pivot_root_old_root_gone: root rootless setuid;
+    executable_named_like_option: root rootless setuid;
+    root_only_file_not_readable: rootless setuid;
     setuid_mode: setuid;
 }
 
@@ -235,7 +235,7 @@ fn uid_map(cx: &Ctx) {
         Mode::Root => {
             assert_eq!(map_lines(&uid.stdout), vec![vec![0, 0, 4294967295]], "{}", uid.report());
         }
-        _ => {
+        Mode::Rootless => {
             let u = u64::from(cx.caller_uid);
             let g = u64::from(cx.caller_gid);
             assert_eq!(
@@ -251,10 +251,43 @@ fn uid_map(cx: &Ctx) {
                 gid.report()
             );
         }
+        Mode::Setuid => {
+            // The caller's own id at 0, then nothing but the caller's subordinate ranges.
+            for (out, own, file) in
+                [(&uid, cx.caller_uid, "/etc/subuid"), (&gid, cx.caller_gid, "/etc/subgid")]
+            {
+                let lines = map_lines(&out.stdout);
+                assert_eq!(
+                    lines.first(),
+                    Some(&vec![0, u64::from(own), 1]),
+                    "0 must map to the caller\n{}",
+                    out.report()
+                );
+                let ranges = sub_ranges(file, lj_tests::TEST_USER);
+                for l in &lines[1..] {
+                    let ok = l.len() == 3
+                        && l[0] >= 1
+                        && ranges.iter().any(|&(start, count)| l[1] >= start && l[1] + l[2] <= start + count);
+                    assert!(ok, "{file}: map line {l:?} is not within {ranges:?}\n{}", out.report());
+                }
+            }
+        }
     }
     // Inside, the program is uid 0 / gid 0 by default.
     let out = sh_with(cx, &[], "id -u; id -g").ok();
     assert_lines(&out, &["0", "0"]);
+}
+
+/// `name`'s ranges `(start, count)` in /etc/subuid or /etc/subgid.
+fn sub_ranges(file: &str, name: &str) -> Vec<(u64, u64)> {
+    fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == name).then(|| Some((f[1].parse().ok()?, f[2].parse().ok()?)))?
+        })
+        .collect()
 }
 
 fn userns_as_root(cx: &Ctx) {
@@ -966,7 +999,21 @@ fn wait_for_procs(var: &str, m: &str, comm: &str, n: usize) -> bool {
 
 fn assert_no_procs_left(m: &str, what: &str) {
     let gone = wait_until(Duration::from_secs(5), || procs_with_env("LJ_MARKER", m).is_empty());
-    assert!(gone, "{what}: jail processes survived: {:?}", procs_with_env("LJ_MARKER", m));
+    if !gone {
+        let left = procs_with_env("LJ_MARKER", m);
+        // Do not leave the survivors (and the jail's PID 1 above them) running after the test.
+        let mut pids: BTreeSet<u32> = left.iter().map(|&(p, _)| p).collect();
+        for &(p, _) in &left {
+            if let Some(pp) = lj_tests::parent_pid(p) {
+                if fs::read_to_string(format!("/proc/{pp}/comm")).is_ok_and(|c| c.trim() == "ljspawn") {
+                    pids.insert(pp);
+                }
+            }
+        }
+        let _ =
+            std::process::Command::new("kill").arg("-KILL").args(pids.iter().map(u32::to_string)).status();
+        panic!("{what}: jail processes survived: {left:?}");
+    }
 }
 
 fn kill9_kills_jail(cx: &Ctx) {
@@ -1405,19 +1452,35 @@ fn root_only_file_not_readable(cx: &Ctx) {
 }
 
 fn setuid_mode(cx: &Ctx) {
-    // Not supported yet: a clear refusal (125). Once supported: a rootless-like jail.
-    let out = sh_with(cx, &[], "id -u; cat /proc/self/status");
-    if out.status() == 125 {
-        let out = out.expect_ljspawn_error(125);
-        assert!(out.stderr.contains("setuid"), "the refusal should say why\n{}", out.report());
-        return;
+    // While a setuid jail runs, no process of it (ljspawn included) holds root on the host:
+    // every uid (real, effective, saved, fs) is the caller's, and ljspawn has no capabilities.
+    let m = marker("setuid");
+    let running = cx
+        .ljspawn()
+        .args(["--root", &world(cx), "--setenv", "LJ_MARKER", &m, "--", "/bin/sleep", "1000"])
+        .timeout(Duration::from_secs(20))
+        .start();
+    assert!(wait_for_procs("LJ_MARKER", &m, "sleep", 1), "the jail's sleep never appeared");
+    let tree = lj_tests::process_tree(running.pid());
+    assert!(tree.len() >= 3, "ljspawn, its PID 1 and the program: {tree:?}");
+    for pid in &tree {
+        let Ok(status) = fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        let uids = status_field(&status, "Uid").unwrap_or_default();
+        let want = format!("{0}\t{0}\t{0}\t{0}", cx.caller_uid);
+        assert_eq!(uids, want, "pid {pid} of the setuid jail keeps another uid:\n{status}");
+        if *pid == running.pid() {
+            assert_eq!(status_field(&status, "CapEff").as_deref(), Some("0000000000000000"), "{status}");
+            assert_eq!(status_field(&status, "CapPrm").as_deref(), Some("0000000000000000"), "{status}");
+        }
     }
-    let out = out.ok();
-    assert_eq!(out.lines().first().map(String::as_str), Some("0"), "{}", out.report());
-    assert_eq!(status_field(&out.stdout, "CapEff").as_deref(), Some("0000000000000000"), "{}", out.report());
-    let user = lookup_user(lj_tests::TEST_USER).expect("test user");
+    running.signal("TERM");
+    let out = running.wait();
+    assert_eq!(out.status(), 143, "{}", out.report());
+    assert_no_procs_left(&m, "setuid jail after SIGTERM");
+    // And the jail itself is an ordinary rootless-style one.
+    let out = sh_with(cx, &[], "id -u; grep CapEff /proc/self/status").ok();
+    assert_eq!(out.lines(), ["0", "CapEff:\t0000000000000000"], "{}", out.report());
     let inside = jail_ns(cx, &[]);
     let userns = inside.iter().find(|(n, _)| n == "user").map(|(_, l)| l.clone()).unwrap_or_default();
     assert_ne!(userns, host_ns("user"), "setuid mode must use a user namespace");
-    let _ = user;
 }
