@@ -43,6 +43,10 @@ const ENOSYS: i32 = 38;
 fn filter(allow_userns: bool) -> ScmpFilterContext {
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).expect("seccomp_init");
     f.set_act_badarch(ScmpAction::KillProcess).expect("bad-arch action");
+    // A binary tree over syscall numbers instead of a linear list: the kernel emulates the
+    // filter for every syscall of every ABI when it is installed (to cache the always-allowed
+    // ones), so a short path for allowed calls makes installing it, and every call, cheaper.
+    f.set_ctl_optimize(2).expect("binary tree optimization");
     // Arches first: rules added afterwards apply to every arch in the filter.
     let extra: &[ScmpArch] = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => &[ScmpArch::X86, ScmpArch::X32],

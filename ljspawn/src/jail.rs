@@ -557,18 +557,18 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
 
 fn drop_privileges(plan: &Plan) -> Result<()> {
     let keep: u64 = plan.caps.iter().fold(0, |m, &c| m | (1u64 << c));
-    let mut cap = 0u32;
-    loop {
-        match sys::capbset_read(cap) {
-            Ok(_) if keep & (1u64 << cap) == 0 => sys::capbset_drop(cap)
-                .ctx(|| format!("cannot drop capability {cap} from the bounding set"))?,
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-            Err(e) => return Err(setup_err("cannot read the bounding set", e)),
+    // Empty the bounding set (but for kept capabilities) up to the kernel's last capability,
+    // where PR_CAPBSET_DROP answers EINVAL.
+    for cap in 0..64u32 {
+        if keep & (1u64 << cap) != 0 {
+            continue;
         }
-        cap += 1;
-        if cap >= 64 {
-            break;
+        match sys::capbset_drop(cap) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+            Err(e) => {
+                return Err(setup_err(format!("cannot drop capability {cap} from the bounding set"), e))
+            }
         }
     }
     // Supplementary groups: cleared where the kernel lets us (rootless namespaces deny
