@@ -28,6 +28,9 @@ const MAX_INLINE_SCRIPT: usize = 100 * 1024;
 /// Errors of the build step itself.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// The host cannot run builds as configured.
+    #[error("{0}")]
+    Host(String),
     /// ljspawn cannot be found.
     #[error("cannot find ljspawn (set LJSPAWN, or install ljspawn next to ljbuild or on PATH)")]
     NoLjspawn,
@@ -374,6 +377,8 @@ fn stage_and_run(
         let p = staging.join("script.sh");
         fs::write(&p, &plan.recipe.script).map_err(StoreError::io("cannot write", &p))?;
     }
+    preflight(root)?;
+    warn_foreign_layers(ui, &layers);
     let resolv_missing = !exists_in_layers(&layers, "etc/resolv.conf");
     let args = jail_args(root, plan, opts, staging, script_file).to_args();
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;
@@ -408,6 +413,7 @@ fn stage_and_run(
         let p = upper.join("etc/resolv.conf");
         if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
             let _ = fs::remove_file(&p);
+            remove_if_unchanged_dir(&upper, &layers, "etc");
         }
     }
     if script_file.is_some() {
@@ -417,6 +423,67 @@ fn stage_and_run(
         }
     }
     Ok(started)
+}
+
+/// What the host forbids, said in one line with the fix, before anything runs.
+fn preflight(root: &Root) -> Result<(), BuildError> {
+    const OVERLAYFS_SUPER_MAGIC: u64 = 0x794c_7630;
+    if let Ok(st) = rustix::fs::statfs(&root.path) {
+        if st.f_type as u64 == OVERLAYFS_SUPER_MAGIC {
+            return Err(BuildError::Host(format!(
+                "{} is on overlayfs, which cannot hold a build's upper directory (e.g. inside a container); \
+                 put the root on another file system: --root DIR or LIGHTJAIL_ROOT on a volume or tmpfs",
+                root.path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Rootless: layers owned by someone else (e.g. a world root built) show as `nobody` in the
+/// jail, and nothing in them can be changed (copy-up fails). Say so before the script fails.
+fn warn_foreign_layers(ui: &Ui, layers: &[PathBuf]) {
+    let uid = rustix::process::getuid().as_raw();
+    if uid == 0 {
+        return;
+    }
+    for l in layers {
+        if let Ok(md) = fs::metadata(l) {
+            if md.uid() != uid {
+                ui.warn(&format!(
+                    "layer {} is owned by uid {}, not by you ({uid}): in a rootless jail its files show as \
+                     nobody:nogroup and cannot be modified; use a world or overlay you built or imported yourself",
+                    l.display(),
+                    md.uid()
+                ));
+            }
+        }
+    }
+}
+
+/// Removes `upper/rel` if it is an empty directory that only mirrors the lower one (a copy-up
+/// made for a mount point): same mode and owner, not opaque, not redirected.
+fn remove_if_unchanged_dir(upper: &Path, layers: &[PathBuf], rel: &str) {
+    let p = upper.join(rel);
+    let Ok(md) = fs::symlink_metadata(&p) else { return };
+    let Some(lower) = layers.iter().rev().find_map(|l| fs::symlink_metadata(l.join(rel)).ok()) else {
+        return;
+    };
+    let same = md.is_dir()
+        && lower.is_dir()
+        && md.mode() == lower.mode()
+        && md.uid() == lower.uid()
+        && md.gid() == lower.gid();
+    let mut names = vec![0u8; 4096];
+    let xattrs = match rustix::fs::llistxattr(&p, &mut names) {
+        Ok(n) => names[..n]
+            .split(|&b| b == 0)
+            .any(|name| name.ends_with(b"overlay.opaque") || name.ends_with(b"overlay.redirect")),
+        Err(_) => true,
+    };
+    if same && !xattrs {
+        let _ = fs::remove_dir(&p); // fails, as it should, unless empty
+    }
 }
 
 /// `exited with status 3`, `killed by signal 9`, `timed out`.

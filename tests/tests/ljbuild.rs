@@ -52,6 +52,8 @@ tests! {
     copy_and_ljignore: root rootless;
     net_none: root rootless;
     root_layout_private: root rootless;
+    big_script_no_artifacts: root rootless;
+    rootless_on_root_built_world: rootless;
 }
 
 /// One test's lightjail root and Jailfile directories.
@@ -613,4 +615,49 @@ fn root_layout_private(lj: &Lj) {
     let out = lj.run(&["--root", &path_str(&other), "list"]);
     assert_eq!(out.status(), 0, "{}", out.report());
     assert!(other.join("worlds").is_dir());
+}
+
+/// A script too long for one argument runs from a file; neither it nor the resolv.conf mount
+/// point leaves anything in the published layer.
+fn big_script_no_artifacts(lj: &Lj) {
+    let mut text = String::from("name big/x\n---\n");
+    for i in 0..3000 {
+        text.push_str(&format!("echo line {i} with some padding to make the script long > /dev/null\n"));
+    }
+    text.push_str("echo last > /last\n");
+    assert!(text.len() > 150 * 1024);
+    let f = lj.jailfile("big", &text);
+    lj.ok(&[&f]);
+    let v = &lj.versions("big/x")[0];
+    let mut top: Vec<String> = fs::read_dir(lj.root().join("big/x").join(v).join("root"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["last"], "the layer holds more than the script wrote");
+    assert_eq!(lj.jail("big/x", "cat /last"), "last\n");
+}
+
+/// Rootless on a world root built (what lightjail could not do at all): the build runs; the
+/// jail sees the root-owned files as nobody:nogroup, can read them and add new directories, but
+/// cannot modify them (copy-up of a file it does not own fails). ljbuild warns up front.
+fn rootless_on_root_built_world(lj: &Lj) {
+    if lj.cx.run_as.is_none() {
+        lj.cx.skip("needs the tests to run as root (a root-owned world for the rootless user)");
+        return;
+    }
+    std::os::unix::fs::symlink(lj.cx.world(), lj.root().join("worlds/rootworld")).unwrap();
+    lj.cx.chown_caller(&lj.root().join("worlds/rootworld"));
+    let f = lj.jailfile(
+        "r",
+        "name rw/x\nworld rootworld\n---\nmkdir /opt && echo mine > /opt/mine\nstat -c '%U:%G' /etc/passwd > /opt/owner\n\
+         if echo x >> /etc/passwd 2>/dev/null; then echo yes > /opt/wrote; else echo no > /opt/wrote; fi\n",
+    );
+    let out = lj.run(&["--net", "none", &f]).ok();
+    assert!(out.stderr.contains("owned by uid 0") && out.stderr.contains("nobody"), "{}", out.report());
+    assert_eq!(
+        lj.jail("rw/x", "cat /opt/owner /opt/wrote /opt/mine; stat -c '%U' /opt/mine"),
+        "nobody:nogroup\nno\nmine\nroot\n"
+    );
 }
