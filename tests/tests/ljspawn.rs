@@ -104,6 +104,7 @@ tests! {
     pivot_root_old_root_gone: root rootless setuid;
     executable_named_like_option: root rootless setuid;
     root_only_file_not_readable: rootless setuid;
+    caller_cannot_reach_root_dir: rootless setuid;
     setuid_mode: setuid;
 }
 
@@ -1340,6 +1341,32 @@ fn output_file_caller_credentials(cx: &Ctx) {
     let out = sh_with(cx, &["-O", &o], "echo RAN");
     assert!(!rd.join("out").exists(), "-O created a file where the caller cannot\n{}", out.report());
     out.expect_ljspawn_error(125);
+    // An existing root-owned file is not truncated.
+    let f = rd.join("victim");
+    fs::write(&f, "intact\n").unwrap();
+    chmod(&f, 0o644);
+    let out = sh_with(cx, &["-O", &lj_tests::path_str(&f), "-E", &lj_tests::path_str(&f)], "echo RAN");
+    assert_eq!(read(&f).as_deref(), Some("intact\n"), "-O/-E truncated a root-owned file\n{}", out.report());
+    out.expect_ljspawn_error(125);
+}
+
+fn caller_cannot_reach_root_dir(cx: &Ctx) {
+    // A root directory the caller cannot reach (behind a 0700 root-owned directory) is refused.
+    if lj_tests::current_uid() != 0 {
+        cx.skip("needs root to make a directory the caller cannot reach");
+        return;
+    }
+    let hidden = cx.root_tempdir();
+    let mut cp = std::process::Command::new("cp");
+    cp.arg("-a").arg(world(cx)).arg(hidden.join("w"));
+    assert_eq!(lj_tests::run_with_timeout(cp, None, Duration::from_secs(60)).unwrap().status(), 0);
+    chmod(hidden.path(), 0o700);
+    let w = cx_path(&hidden, "w");
+    for args in [vec!["--root", &w], vec!["--layer", &w]] {
+        let out = cx.ljspawn().args(&args).args(["--", "/bin/echo", "RAN"]).run();
+        assert!(!out.stdout.contains("RAN"), "ran in a root the caller cannot reach\n{}", out.report());
+        out.expect_ljspawn_error(125);
+    }
 }
 
 // ---------------------------------------------------------------- network
