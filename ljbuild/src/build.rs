@@ -127,14 +127,17 @@ pub enum Outcome {
 }
 
 fn plan(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Plan, Error> {
-    let shown = opts.jailfile.display().to_string();
-    let recipe = recipe::load(&opts.jailfile, &shown)?;
-    let path = if opts.jailfile.is_absolute() {
-        opts.jailfile.clone()
+    // A directory means its Jailfile.
+    let jailfile =
+        if opts.jailfile.is_dir() { opts.jailfile.join("Jailfile") } else { opts.jailfile.clone() };
+    let shown = jailfile.display().to_string();
+    let recipe = recipe::load(&jailfile, &shown)?;
+    let path = if jailfile.is_absolute() {
+        jailfile.clone()
     } else {
         std::env::current_dir()
             .map_err(StoreError::io("cannot get the current directory", "."))?
-            .join(&opts.jailfile)
+            .join(&jailfile)
     };
     let src_dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
     let chain = match &recipe.from {

@@ -125,7 +125,7 @@ pub enum WorldCmd {
     Import {
         /// The new world's name.
         name: String,
-        /// A directory (copied with cp -a) or a tarball (extracted with tar).
+        /// A directory or a tarball, copied with tar (as root with owners and xattrs; /dev's contents skipped).
         #[arg(value_name = "DIR-OR-TARBALL")]
         source: PathBuf,
     },

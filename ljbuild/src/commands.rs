@@ -236,6 +236,40 @@ fn set_default_world(root: &Root, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// tar options for an import: as root keep owners and extended attributes (file capabilities);
+/// everyone skips the contents of `/dev` (device nodes cannot be made rootless, and every jail
+/// gets its own minimal `/dev` anyway).
+fn tar_extract_args(dest: &Path) -> Vec<OsString> {
+    let mut a: Vec<OsString> = vec!["-x".into(), "-p".into(), "-C".into(), dest.into()];
+    if rustix::process::geteuid().is_root() {
+        a.extend(["--same-owner".into(), "--xattrs".into(), "--xattrs-include=*".into()]);
+    } else {
+        a.push("--no-same-owner".into());
+    }
+    a.extend(["--exclude=./dev/*".into(), "--exclude=dev/*".into()]);
+    a
+}
+
+/// Copies directory `src` into `dest` with `tar -c | tar -x`.
+fn import_dir(src: &Path, dest: &Path) -> std::io::Result<bool> {
+    let mut create = Command::new("tar");
+    create.arg("-c").arg("-f").arg("-").arg("-C").arg(src);
+    if rustix::process::geteuid().is_root() {
+        create.args(["--xattrs", "--xattrs-include=*"]);
+    }
+    create.args(["--exclude=./dev/*", "."]).stdout(std::process::Stdio::piped());
+    let mut producer = create.spawn()?;
+    let pipe = producer.stdout.take().expect("piped stdout");
+    let consumed = Command::new("tar").args(tar_extract_args(dest)).arg("-f").arg("-").stdin(pipe).status();
+    let produced = producer.wait()?;
+    Ok(consumed?.success() && produced.success())
+}
+
+/// Extracts a tarball (any compression GNU tar recognizes) into `dest`.
+fn import_tarball(src: &Path, dest: &Path) -> std::io::Result<bool> {
+    Ok(Command::new("tar").args(tar_extract_args(dest)).arg("-f").arg(src).status()?.success())
+}
+
 /// `ljbuild world import NAME DIR-or-TARBALL`.
 pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(), Error> {
     check_world_name(name)?;
@@ -251,26 +285,22 @@ pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(
     store::remove_tree(&staging).map_err(StoreError::io("cannot remove", &staging))?;
     store::mkdir_private(&staging)?;
     let t = std::time::Instant::now();
-    let mut cmd = if md.is_dir() {
-        let mut c = Command::new("cp");
-        c.arg("-a").arg("--").arg(source.join(".")).arg(&staging);
-        c
-    } else {
-        let mut c = Command::new("tar");
-        c.arg("-x").arg("-f").arg(source).arg("-C").arg(&staging);
-        c
-    };
-    let status = cmd.status().map_err(StoreError::io("cannot run cp/tar for", source));
-    let ok = matches!(status, Ok(s) if s.success());
-    if !ok {
+    let ok = if md.is_dir() { import_dir(source, &staging) } else { import_tarball(source, &staging) };
+    let ok = ok.map_err(StoreError::io("cannot run tar for", source));
+    if !matches!(ok, Ok(true)) {
         let _ = store::remove_tree(&staging);
-        status?;
+        ok?;
         return Err(StoreError::Io {
             what: "cannot import",
             path: source.to_path_buf(),
-            source: std::io::Error::other("cp/tar failed (see its message above)"),
+            source: std::io::Error::other("tar failed (see its message above)"),
         }
         .into());
+    }
+    // The jail always gets a fresh /dev; only the mount point is kept.
+    let dev = staging.join("dev");
+    if !dev.exists() {
+        let _ = fs::create_dir(&dev);
     }
     if !staging.join("bin/sh").exists() {
         ui.warn(&format!("world '{name}' has no /bin/sh; builds on it will fail"));

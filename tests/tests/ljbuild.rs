@@ -54,6 +54,7 @@ tests! {
     root_layout_private: root rootless;
     big_script_no_artifacts: root rootless;
     rootless_on_root_built_world: rootless;
+    debian_apt_get: root rootless;
 }
 
 /// One test's lightjail root and Jailfile directories.
@@ -660,4 +661,58 @@ fn rootless_on_root_built_world(lj: &Lj) {
         lj.jail("rw/x", "cat /opt/owner /opt/wrote /opt/mine; stat -c '%U' /opt/mine"),
         "nobody:nogroup\nno\nmine\nroot\n"
     );
+}
+
+/// A real distribution: a Debian world (`debootstrap --variant=minbase bookworm`, at
+/// `$LJ_DEBIAN_WORLD` or `$LJ_TEST_DIR/worlds/debian`), a Jailfile that runs `apt-get update`
+/// and installs a small package over the host's network, then `ljbuild run` uses it.
+/// Rootless, apt cannot switch to its `_apt` sandbox user (only root is mapped), so the
+/// Jailfile tells it to stay root.
+fn debian_apt_get(lj: &Lj) {
+    let world = std::env::var_os("LJ_DEBIAN_WORLD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| lj.cx.dir.join("worlds/debian"));
+    if !world.join("usr/bin/apt-get").is_file() {
+        lj.cx.skip(&format!(
+            "no Debian world at {} (make one: debootstrap --variant=minbase bookworm DIR, then set LJ_DEBIAN_WORLD=DIR)",
+            world.display()
+        ));
+        return;
+    }
+    if lj.cx.run_as.is_none() {
+        // Root (or the tests run unprivileged and own the world): use it in place.
+        std::os::unix::fs::symlink(&world, lj.root().join("worlds/debian")).unwrap();
+    } else {
+        // The rootless caller must own its world: a private copy.
+        let copy = lj.td.join("debian-copy");
+        let mut cp = Command::new("cp");
+        cp.arg("-a").arg(&world).arg(&copy);
+        let out = run_with_timeout(cp, None, Duration::from_secs(300)).expect("cp");
+        assert_eq!(out.status(), 0, "{}", out.report());
+        let mut chown = Command::new("chown");
+        chown.arg("-R").arg(format!("{}:{}", lj.cx.caller_uid, lj.cx.caller_gid)).arg(&copy);
+        let out = run_with_timeout(chown, None, Duration::from_secs(300)).expect("chown");
+        assert_eq!(out.status(), 0, "{}", out.report());
+        lj.ok(&["world", "import", "debian", &path_str(&copy)]);
+    }
+    let f = lj.jailfile(
+        "deb",
+        "name deb/hello\nworld debian\n---\napt-get -o APT::Sandbox::User=root -q update\n\
+         DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root -q install -y --no-install-recommends hello\n\
+         apt-get clean\n",
+    );
+    let t = Instant::now();
+    let out = lj.run(&[&f]);
+    if out.status() == 1
+        && (out.stdout.contains("Temporary failure resolving") || out.stdout.contains("Could not resolve"))
+    {
+        lj.cx.skip("no network to the Debian mirror");
+        return;
+    }
+    let out = out.ok();
+    eprintln!("debian build: {:?}", t.elapsed());
+    assert!(out.stdout.contains("Setting up hello"), "{}", out.report());
+    assert_eq!(lj.jail("deb/hello", "hello"), "Hello, world!\n");
+    // The second time nothing runs.
+    assert!(lj.ok(&[&f]).stdout.contains("cached deb/hello@"));
 }
