@@ -94,7 +94,27 @@ pub fn command() -> Command {
                 .action(ArgAction::SetTrue)
                 .help("Also make a user namespace when run as root (always made for other users)"),
         )
-        .arg(Arg::new("net").long("net").value_name("MODE").help("Network: none (own namespace, loopback) or host [default: none]"))
+        .arg(
+            Arg::new("net")
+                .long("net")
+                .value_name("MODE")
+                .conflicts_with("iface")
+                .help("Network: none (own namespace, loopback), host, bridge:BR or macvlan:IFACE [default: none]"),
+        )
+        .arg(
+            Arg::new("ip")
+                .long("ip")
+                .short('i')
+                .value_name("ADDR[/PREFIX]")
+                .help("The jail's IPv4 address on eth0 (bridge and macvlan; prefix default 24)"),
+        )
+        .arg(Arg::new("gateway").long("gateway").value_name("GW").help("Default route of the jail (bridge and macvlan)"))
+        .arg(
+            Arg::new("iface")
+                .short('f')
+                .value_name("IFACE")
+                .help("lightjail's form of --net macvlan:IFACE"),
+        )
         .arg(
             Arg::new("cap-add")
                 .long("cap-add")
@@ -266,7 +286,12 @@ pub fn request(m: &ArgMatches) -> Request {
         hostname: m.get_one::<String>("hostname").cloned(),
         user,
         userns: m.get_flag("userns"),
-        net: m.get_one::<String>("net").cloned(),
+        net: m
+            .get_one::<String>("iface")
+            .map(|i| format!("macvlan:{i}"))
+            .or_else(|| m.get_one::<String>("net").cloned()),
+        ip: m.get_one::<String>("ip").cloned(),
+        gateway: m.get_one::<String>("gateway").cloned(),
         cap_add: m.get_many::<String>("cap-add").map(|v| v.cloned().collect()).unwrap_or_default(),
         pass_fds: m.get_many::<i32>("pass-fd").map(|v| v.copied().collect()).unwrap_or_default(),
         json_status: m.get_one::<i32>("json-status").copied(),

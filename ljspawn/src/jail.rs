@@ -22,8 +22,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::plan::{Mount, Net, Plan, RootFs, Seccomp};
-use crate::seccomp;
 use crate::sys::{self, FsContext, WaitStatus};
+use crate::{net, seccomp};
 use crate::{EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
 
 /// A failure inside the jail: the exit code and one line for ljspawn to print.
@@ -105,11 +105,17 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
         sys::exit_now(EXIT_SETUP as i32);
     }
     let by_parent = plan.userns.as_ref().is_some_and(|m| m.by_parent);
-    if by_parent || plan.json_status.is_some() {
+    let linked = matches!(plan.net, Net::Bridge { .. } | Net::Macvlan { .. });
+    if by_parent || linked || plan.json_status.is_some() {
         let mut b = [0u8; 1];
         if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
             sys::exit_now(EXIT_SETUP as i32);
         }
+    }
+    if linked {
+        // Still the host's /proc, but /proc/sys/net is this (new) network namespace's.
+        std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
+            .ctx(|| "cannot allow ping in the jail".into())?;
     }
     match &plan.userns {
         Some(m) if m.by_parent => {
@@ -120,6 +126,12 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
             sys::setresuid(plan.uid).ctx(|| "cannot become the caller in the jail".into())?;
             if sys::getresids() != (plan.uid, plan.uid, plan.uid, plan.gid, plan.gid, plan.gid) {
                 return Err(Failure { code: EXIT_SETUP, msg: "the jail did not become the caller".into() });
+            }
+            // A credential change clears the parent-death signal: set it again, then check
+            // that ljspawn did not die in between.
+            sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
+            if sys::pipe_reader_gone(h.status.as_fd()) {
+                sys::exit_now(EXIT_SETUP as i32);
             }
         }
         Some(m) => {
@@ -196,8 +208,20 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
 
     // Step 7.
     sys::sethostname(&plan.hostname).ctx(|| "cannot set the host name".into())?;
-    if plan.net == Net::None {
+    if plan.net != Net::Host {
         sys::loopback_up().ctx(|| "cannot bring up the loopback interface".into())?;
+    }
+    if let Net::Bridge { addr, prefix, gateway, .. } | Net::Macvlan { addr, prefix, gateway, .. } = &plan.net
+    {
+        // ljspawn created eth0 in this namespace before sending the go byte.
+        let idx = sys::ifindex("eth0").ctx(|| "the jail has no eth0".into())?;
+        net::request(&net::addr_msg(idx, *addr, *prefix))
+            .ctx(|| format!("cannot give eth0 the address {addr}/{prefix}"))?;
+        net::request(&net::link_up_msg(idx)).ctx(|| "cannot bring eth0 up".into())?;
+        if let Some(gw) = gateway {
+            net::request(&net::default_route_msg(idx, *gw))
+                .ctx(|| format!("cannot add the default route via {gw}"))?;
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@
 
 pub mod cli;
 pub mod jail;
+pub mod net;
 pub mod plan;
 pub mod seccomp;
 pub mod spawn;

@@ -3,6 +3,7 @@
 //! it observed (ids, mode, terminal), so every rule here is unit-tested without root.
 
 use std::fmt;
+use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -69,6 +70,9 @@ pub struct Request {
     pub user: Option<(u32, Option<u32>)>,
     pub userns: bool,
     pub net: Option<String>,
+    /// `--ip ADDR[/PREFIX]` (lightjail `-i`).
+    pub ip: Option<String>,
+    pub gateway: Option<String>,
     pub cap_add: Vec<String>,
     pub pass_fds: Vec<i32>,
     pub json_status: Option<i32>,
@@ -136,12 +140,16 @@ pub enum Seccomp {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Net {
     /// A new network namespace with only loopback, up.
     None,
     /// The host's network namespace.
     Host,
+    /// `bridge:BR`: a veth pair, the host end on bridge BR, `eth0` in the jail.
+    Bridge { bridge: String, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr> },
+    /// `macvlan:IFACE` (lightjail's `-f IFACE -i IP`): a macvlan on IFACE as `eth0`.
+    Macvlan { parent: String, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr> },
 }
 
 /// One line of a uid_map or gid_map: `inside outside count`.
@@ -244,6 +252,11 @@ pub enum PlanError {
         path: String,
     },
     BadNet(String),
+    BadInterface(String),
+    NeedsIp(String),
+    BadIp(String),
+    IpWithoutLink,
+    NetNotAllowed(Mode),
     BadHostname(String),
     BadEnvName(String),
     NulByte(&'static str),
@@ -276,7 +289,15 @@ impl fmt::Display for PlanError {
             RwWithLayers => write!(f, "--rw applies to --root; an overlay root is always writable"),
             NotAbsolute { what, path } => write!(f, "{what} '{path}' must be an absolute path"),
             DotDot { what, path } => write!(f, "{what} '{path}' must not contain '..' or '.' components"),
-            BadNet(m) => write!(f, "unknown network mode '{m}' (expected none or host)"),
+            BadNet(m) => write!(f, "unknown network mode '{m}' (expected none, host, bridge:BR or macvlan:IFACE)"),
+            BadInterface(n) => write!(f, "invalid interface name '{n}' (1-15 characters, no '/', ':' or spaces)"),
+            NeedsIp(m) => write!(f, "--net {m} needs --ip ADDR/PREFIX (lightjail: -i IP)"),
+            BadIp(a) => write!(f, "invalid address '{a}' (expected IPv4 ADDR[/PREFIX], e.g. 10.0.0.2/24)"),
+            IpWithoutLink => write!(f, "--ip and --gateway need --net bridge:BR or macvlan:IFACE (lightjail: -f IFACE)"),
+            NetNotAllowed(m) => write!(
+                f,
+                "bridge and macvlan networking are not allowed in {m} mode (root only; setuid needs a grant in /etc/lightjail.conf)"
+            ),
             BadHostname(h) => write!(f, "invalid hostname '{h}' (letters, digits, '-' and '.', at most 64)"),
             BadEnvName(n) => write!(f, "invalid environment variable name '{n}'"),
             NulByte(what) => write!(f, "{what} contains a NUL byte"),
@@ -446,11 +467,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         }
     };
 
-    let net = match req.net.as_deref() {
-        None | Some("none") => Net::None,
-        Some("host") => Net::Host,
-        Some(other) => return Err(PlanError::BadNet(other.into())),
-    };
+    let net = parse_net(req, caller)?;
 
     let hostname = req.hostname.clone().unwrap_or_else(|| "lj".into());
     if !valid_hostname(&hostname) {
@@ -671,6 +688,54 @@ fn parse_rlimit(s: &str) -> Result<Rlimit, PlanError> {
     Ok(Rlimit { name, resource, soft, hard })
 }
 
+fn parse_net(req: &Request, caller: &Caller) -> Result<Net, PlanError> {
+    let mode = req.net.as_deref().unwrap_or("none");
+    let link = |name: &str| {
+        let ok = !name.is_empty()
+            && name.len() <= 15
+            && name != "."
+            && name != ".."
+            && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+        if ok {
+            Ok(name.to_string())
+        } else {
+            Err(PlanError::BadInterface(name.into()))
+        }
+    };
+    let (kind, iface) = match mode {
+        "none" | "host" => {
+            if req.ip.is_some() || req.gateway.is_some() {
+                return Err(PlanError::IpWithoutLink);
+            }
+            return Ok(if mode == "none" { Net::None } else { Net::Host });
+        }
+        m => match m.split_once(':') {
+            Some(("bridge", i)) => ("bridge", link(i)?),
+            Some(("macvlan", i)) => ("macvlan", link(i)?),
+            _ => return Err(PlanError::BadNet(m.into())),
+        },
+    };
+    if caller.mode != Mode::Root {
+        return Err(PlanError::NetNotAllowed(caller.mode));
+    }
+    let ip = req.ip.as_deref().ok_or_else(|| PlanError::NeedsIp(mode.into()))?;
+    let (addr, prefix) = match ip.split_once('/') {
+        Some((a, p)) => (a, p.parse::<u8>().ok().filter(|p| (1..=32).contains(p))),
+        None => (ip, Some(24)),
+    };
+    let (Ok(addr), Some(prefix)) = (addr.parse::<Ipv4Addr>(), prefix) else {
+        return Err(PlanError::BadIp(ip.into()));
+    };
+    let gateway = match req.gateway.as_deref() {
+        Some(g) => Some(g.parse::<Ipv4Addr>().map_err(|_| PlanError::BadIp(g.into()))?),
+        None => None,
+    };
+    Ok(match kind {
+        "bridge" => Net::Bridge { bridge: iface, addr, prefix, gateway },
+        _ => Net::Macvlan { parent: iface, addr, prefix, gateway },
+    })
+}
+
 fn check_fd(what: &'static str, fd: i32, open_fd: &dyn Fn(i32) -> bool) -> Result<(), PlanError> {
     if (0..=2).contains(&fd) {
         return Err(PlanError::ReservedFd { what, fd });
@@ -692,7 +757,7 @@ impl Plan {
         if self.userns.is_some() {
             f |= libc::CLONE_NEWUSER;
         }
-        if self.net == Net::None {
+        if self.net != Net::Host {
             f |= libc::CLONE_NEWNET;
         }
         f as u64
@@ -704,7 +769,7 @@ impl Plan {
             v.push("user");
         }
         v.extend(["mount", "pid", "uts", "ipc", "cgroup"]);
-        if self.net == Net::None {
+        if self.net != Net::Host {
             v.push("net");
         }
         v
@@ -778,14 +843,21 @@ impl fmt::Display for Plan {
             }
         }
         writeln!(f, "hostname: {}", self.hostname)?;
-        writeln!(
-            f,
-            "network: {}",
-            match self.net {
-                Net::None => "none (own namespace, loopback up)",
-                Net::Host => "host",
-            }
-        )?;
+        let gw = |g: &Option<Ipv4Addr>| g.map_or(String::new(), |g| format!(", default route via {g}"));
+        match &self.net {
+            Net::None => writeln!(f, "network: none (own namespace, loopback up)")?,
+            Net::Host => writeln!(f, "network: host")?,
+            Net::Bridge { bridge, addr, prefix, gateway } => writeln!(
+                f,
+                "network: veth lj<PID> on bridge {bridge}, eth0 {addr}/{prefix}{} in the jail, loopback up",
+                gw(gateway)
+            )?,
+            Net::Macvlan { parent, addr, prefix, gateway } => writeln!(
+                f,
+                "network: macvlan (bridge mode) on {parent}, eth0 {addr}/{prefix}{} in the jail, loopback up",
+                gw(gateway)
+            )?,
+        }
         writeln!(f, "user: uid {} gid {} (supplementary groups cleared)", self.uid, self.gid)?;
         if self.caps.is_empty() {
             writeln!(f, "capabilities: none (bounding set emptied), no_new_privs")?;
@@ -919,6 +991,45 @@ mod tests {
         assert_eq!(p.namespace_names(), ["mount", "pid", "uts", "ipc", "cgroup"]);
         r.net = Some("bridge".into());
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadNet("bridge".into())));
+    }
+
+    #[test]
+    fn bridged_and_macvlan_networks() {
+        let mut r = req(&["true"]);
+        r.net = Some("bridge:br0".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::NeedsIp("bridge:br0".into())));
+        r.ip = Some("10.0.0.2/16".into());
+        r.gateway = Some("10.0.0.1".into());
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        assert_eq!(
+            p.net,
+            Net::Bridge {
+                bridge: "br0".into(),
+                addr: Ipv4Addr::new(10, 0, 0, 2),
+                prefix: 16,
+                gateway: Some(Ipv4Addr::new(10, 0, 0, 1))
+            }
+        );
+        assert!(p.namespace_names().contains(&"net"));
+        assert_eq!(
+            build(&r, &caller(Mode::Rootless), &none_open),
+            Err(PlanError::NetNotAllowed(Mode::Rootless))
+        );
+        assert_eq!(build(&r, &caller(Mode::Setuid), &none_open), Err(PlanError::NetNotAllowed(Mode::Setuid)));
+        r.net = Some("macvlan:eth0".into());
+        r.ip = Some("192.168.1.9".into());
+        r.gateway = None;
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        assert!(matches!(p.net, Net::Macvlan { prefix: 24, gateway: None, .. }));
+        for bad in ["10.0.0.300", "10.0.0.1/33", "10.0.0.1/0", "::1"] {
+            r.ip = Some(bad.into());
+            assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadIp(bad.into())));
+        }
+        r.net = Some("macvlan:../x".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadInterface("../x".into())));
+        r.net = Some("host".into());
+        r.ip = Some("10.0.0.2".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::IpWithoutLink));
     }
 
     #[test]

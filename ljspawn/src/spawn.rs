@@ -9,7 +9,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::jail::{self, Handover};
-use crate::plan::{self, IdMap, IdRange, Mode, Plan, Seccomp, UsernsSysctls};
+use crate::net;
+use crate::plan::{self, IdMap, IdRange, Mode, Net, Plan, Seccomp, UsernsSysctls};
 use crate::sys::{self, WaitStatus};
 use crate::{EXIT_SETUP, EXIT_TIMEOUT};
 
@@ -98,6 +99,10 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -
             return Err(e);
         }
     }
+    if let Err(e) = plumb(plan, pid) {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        return Err(e);
+    }
     if let Some(j) = &json {
         j.started(pid, plan.userns.is_some());
     }
@@ -167,6 +172,10 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -
         }
     };
     let code = if timed_out { EXIT_TIMEOUT } else { code };
+    if let Net::Bridge { .. } = plan.net {
+        // Gone already if the kernel destroyed the jail's namespace first.
+        let _ = net::request(&net::del_link_msg(&format!("lj{pid}")));
+    }
     if timed_out && msg.is_empty() {
         let t = plan.timeout.unwrap_or_default();
         msg = format!("{EXIT_TIMEOUT}\ttimed out after {t:?}: the jail was sent SIGTERM (SIGKILL after a {:?} grace period)", plan.kill_after)
@@ -201,10 +210,36 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     if plan.seccomp == Seccomp::None {
         return refuse("--seccomp none");
     }
+    if matches!(plan.net, Net::Bridge { .. } | Net::Macvlan { .. }) {
+        return refuse("bridge or macvlan networking");
+    }
     if plan.mode == Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.by_parent) {
         return refuse("privileged id maps");
     }
     Ok(())
+}
+
+/// Creates the jail's eth0 from the host side (bridge: veth pair; macvlan), root only.
+fn plumb(plan: &Plan, pid: i32) -> Result<(), SpawnError> {
+    match &plan.net {
+        Net::Bridge { bridge, .. } => {
+            if !net::is_bridge(bridge) {
+                return Err(SpawnError {
+                    code: EXIT_SETUP,
+                    msg: format!("--net bridge:{bridge}: no such bridge"),
+                });
+            }
+            let idx = net::host_ifindex(bridge).map_err(|e| err(format!("bridge {bridge}"), e))?;
+            net::request(&net::veth_msg(&format!("lj{pid}"), idx, pid))
+                .map_err(|e| err(format!("cannot plug the jail into bridge {bridge}"), e))
+        }
+        Net::Macvlan { parent, .. } => {
+            let idx = net::host_ifindex(parent).map_err(|e| err(format!("--net macvlan:{parent}"), e))?;
+            net::request(&net::macvlan_msg(idx, pid))
+                .map_err(|e| err(format!("cannot make a macvlan on {parent}"), e))
+        }
+        Net::None | Net::Host => Ok(()),
+    }
 }
 
 /// Writes the user namespace maps of the jail `pid` (setuid mode, still privileged).

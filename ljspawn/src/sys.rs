@@ -304,7 +304,7 @@ pub fn block_signals() -> io::Result<()> {
 
 /// Unblocks every signal and restores every disposition to default (before exec).
 pub fn reset_signals() -> io::Result<()> {
-    for sig in 1..libc::SIGRTMAX() {
+    for sig in 1..=libc::SIGRTMAX() {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
@@ -777,6 +777,35 @@ pub fn pivot_root_cwd() -> io::Result<()> {
 }
 
 // ---- network ------------------------------------------------------------------------
+
+/// A socket for rtnetlink requests (see `net`).
+pub fn netlink_route_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain values.
+    cvt_fd(
+        unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) }
+            as c_long,
+    )
+}
+
+/// The index of interface `name` in this process's network namespace.
+pub fn ifindex(name: &str) -> io::Result<i32> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    // SAFETY: plain values.
+    let s =
+        cvt_fd(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) } as c_long)?;
+    // SAFETY: out-parameters: ifreq is plain data; zeroed is valid.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, b) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = b as libc::c_char;
+    }
+    // SAFETY: borrowed fds and out-parameters: `ifr` is a live ifreq with a NUL-terminated name
+    // (the name is shorter than IFNAMSIZ and the rest is zero).
+    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFINDEX, &mut ifr) })?;
+    // SAFETY: reading the union member that SIOCGIFINDEX just filled.
+    Ok(unsafe { ifr.ifr_ifru.ifru_ifindex })
+}
 
 /// Sets IFF_UP on the loopback interface of the current network namespace.
 pub fn loopback_up() -> io::Result<()> {
