@@ -112,11 +112,6 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
             sys::exit_now(EXIT_SETUP as i32);
         }
     }
-    if linked {
-        // Still the host's /proc, but /proc/sys/net is this (new) network namespace's.
-        std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
-            .ctx(|| "cannot allow ping in the jail".into())?;
-    }
     match &plan.userns {
         Some(m) if m.by_parent => {
             // Setuid mode: this process still has host root's euid (and no capability outside
@@ -141,6 +136,14 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
             std::fs::write("/proc/self/uid_map", line(&m.uids)).ctx(|| "cannot write the uid map".into())?;
         }
         None => {}
+    }
+    if linked {
+        // Still the host's /proc, but /proc/sys/net is this (new) network namespace's.
+        // Every group where the ids are the host's; else the jail's own group (the kernel
+        // accepts only groups mapped in the jail's user namespace).
+        let range = if plan.userns.is_some() { format!("{0} {0}", plan.gid) } else { "0 2147483647".into() };
+        std::fs::write("/proc/sys/net/ipv4/ping_group_range", range)
+            .ctx(|| "cannot allow ping in the jail".into())?;
     }
     // PID 1 holds capabilities in the jail's namespaces: keep the program from ptracing it.
     // (After the maps: an undumpable process cannot write its own /proc/self files.)

@@ -10,6 +10,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod conf;
 pub mod jail;
 pub mod net;
 pub mod plan;

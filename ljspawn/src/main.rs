@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use ljspawn::plan::{self, Caller, Mode};
-use ljspawn::{cli, spawn, subids, sys, EXIT_SETUP, EXIT_USAGE};
+use ljspawn::{cli, conf, spawn, subids, sys, EXIT_SETUP, EXIT_USAGE};
 
 fn main() -> ExitCode {
     // Setuid mode (see `spawn` for the privilege phase): never dumpable, no environment read,
@@ -54,6 +54,14 @@ fn main() -> ExitCode {
         term: if setuid { None } else { std::env::var("TERM").ok() },
         subuids: if setuid { subids::ranges("/etc/subuid", ruid) } else { Vec::new() },
         subgids: if setuid { subids::ranges("/etc/subgid", ruid) } else { Vec::new() },
+        grants: if setuid {
+            match read_grants(ruid, rgid) {
+                Ok(g) => g,
+                Err(e) => return fail(EXIT_SETUP, &e),
+            }
+        } else {
+            conf::Grants::default()
+        },
     };
     let plan = match plan::build(&req, &caller, &sys::fd_is_open) {
         Ok(p) => p,
@@ -98,4 +106,19 @@ fn read_seccomp_program(fd: i32) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read --seccomp-fd: {e}"))?;
     ljspawn::seccomp::check_program(&bpf)?;
     Ok(bpf)
+}
+
+/// What `/etc/lightjail.conf` grants the caller (setuid mode). A missing file grants
+/// nothing; a file that is not root's alone, or is malformed, is an error.
+fn read_grants(uid: u32, gid: u32) -> Result<conf::Grants, String> {
+    if std::fs::symlink_metadata(conf::PATH).is_err() {
+        return Ok(conf::Grants::default());
+    }
+    let text = subids::read_trusted(conf::PATH).ok_or_else(|| {
+        format!("{}: not a regular file owned by root and writable only by root", conf::PATH)
+    })?;
+    let mut gids = sys::getgroups().map_err(|e| format!("cannot read your groups: {e}"))?;
+    gids.push(gid);
+    let who = conf::Who { user: subids::login_name(uid), groups: subids::group_names(&gids) };
+    conf::grants(&text, &who).map_err(|e| e.to_string())
 }

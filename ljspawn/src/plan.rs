@@ -7,6 +7,8 @@ use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use crate::conf::Grants;
+
 /// How ljspawn was invoked. Detected from the real and effective ids, never from the
 /// environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,8 @@ pub struct Caller {
     /// setuid mode, from root-owned files.
     pub subuids: Vec<(u32, u32)>,
     pub subgids: Vec<(u32, u32)>,
+    /// What `/etc/lightjail.conf` grants this caller (setuid mode only).
+    pub grants: Grants,
 }
 
 /// What the user asked for, as parsed from the command line (see `cli`).
@@ -232,6 +236,9 @@ pub struct Plan {
     pub seccomp: Seccomp,
     /// A caller's own BPF program, read from this fd and installed after the built-in one.
     pub seccomp_fd: Option<i32>,
+    /// The administrator's grants this plan relies on (setuid mode), kept for the second
+    /// look at the policy before acting.
+    pub grants: Grants,
 }
 
 /// Why a request cannot become a plan. Every message is one line, lower case.
@@ -256,7 +263,7 @@ pub enum PlanError {
     NeedsIp(String),
     BadIp(String),
     IpWithoutLink,
-    NetNotAllowed(Mode),
+    NetNotAllowed(Mode, String),
     BadHostname(String),
     BadEnvName(String),
     NulByte(&'static str),
@@ -294,10 +301,14 @@ impl fmt::Display for PlanError {
             NeedsIp(m) => write!(f, "--net {m} needs --ip ADDR/PREFIX (lightjail: -i IP)"),
             BadIp(a) => write!(f, "invalid address '{a}' (expected IPv4 ADDR[/PREFIX], e.g. 10.0.0.2/24)"),
             IpWithoutLink => write!(f, "--ip and --gateway need --net bridge:BR or macvlan:IFACE (lightjail: -f IFACE)"),
-            NetNotAllowed(m) => write!(
+            NetNotAllowed(Mode::Setuid, n) => write!(
                 f,
-                "bridge and macvlan networking are not allowed in {m} mode (root only; setuid needs a grant in /etc/lightjail.conf)"
+                "--net {n} is not granted to you in /etc/lightjail.conf (a line like '{} allow USER' is missing)",
+                n.replacen(':', " ", 1)
             ),
+            NetNotAllowed(m, n) => {
+                write!(f, "--net {n} is not allowed in {m} mode (root, or setuid with a grant in /etc/lightjail.conf)")
+            }
             BadHostname(h) => write!(f, "invalid hostname '{h}' (letters, digits, '-' and '.', at most 64)"),
             BadEnvName(n) => write!(f, "invalid environment variable name '{n}'"),
             NulByte(what) => write!(f, "{what} contains a NUL byte"),
@@ -328,9 +339,10 @@ impl PlanError {
     /// failures (125); everything else is a usage error (2).
     pub fn exit_code(&self) -> u8 {
         match self {
-            PlanError::CapsNotAllowed(_) | PlanError::SeccompNoneNotAllowed(_) | PlanError::BadInstall => {
-                crate::EXIT_SETUP
-            }
+            PlanError::CapsNotAllowed(_)
+            | PlanError::SeccompNoneNotAllowed(_)
+            | PlanError::NetNotAllowed(..)
+            | PlanError::BadInstall => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
         }
     }
@@ -604,6 +616,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         rlimits: req.rlimits.iter().map(|r| parse_rlimit(r)).collect::<Result<_, _>>()?,
         seccomp,
         seccomp_fd: req.seccomp_fd,
+        grants: caller.grants.clone(),
     })
 }
 
@@ -715,8 +728,13 @@ fn parse_net(req: &Request, caller: &Caller) -> Result<Net, PlanError> {
             _ => return Err(PlanError::BadNet(m.into())),
         },
     };
-    if caller.mode != Mode::Root {
-        return Err(PlanError::NetNotAllowed(caller.mode));
+    let granted = match kind {
+        "bridge" => &caller.grants.bridges,
+        _ => &caller.grants.macvlans,
+    };
+    let allowed = caller.mode == Mode::Root || (caller.mode == Mode::Setuid && granted.contains(&iface));
+    if !allowed {
+        return Err(PlanError::NetNotAllowed(caller.mode, mode.into()));
     }
     let ip = req.ip.as_deref().ok_or_else(|| PlanError::NeedsIp(mode.into()))?;
     let (addr, prefix) = match ip.split_once('/') {
@@ -926,7 +944,16 @@ mod tests {
 
     fn caller(mode: Mode) -> Caller {
         let uid = if mode == Mode::Root { 0 } else { 1000 };
-        Caller { mode, uid, gid: uid, tty: false, term: None, subuids: vec![], subgids: vec![] }
+        Caller {
+            mode,
+            uid,
+            gid: uid,
+            tty: false,
+            term: None,
+            subuids: vec![],
+            subgids: vec![],
+            grants: Grants::default(),
+        }
     }
 
     fn req(cmd: &[&str]) -> Request {
@@ -1011,11 +1038,18 @@ mod tests {
             }
         );
         assert!(p.namespace_names().contains(&"net"));
-        assert_eq!(
-            build(&r, &caller(Mode::Rootless), &none_open),
-            Err(PlanError::NetNotAllowed(Mode::Rootless))
-        );
-        assert_eq!(build(&r, &caller(Mode::Setuid), &none_open), Err(PlanError::NetNotAllowed(Mode::Setuid)));
+        let refused = |m| Err(PlanError::NetNotAllowed(m, "bridge:br0".into()));
+        assert_eq!(PlanError::NetNotAllowed(Mode::Setuid, "x".into()).exit_code(), crate::EXIT_SETUP);
+        assert_eq!(build(&r, &caller(Mode::Rootless), &none_open), refused(Mode::Rootless));
+        assert_eq!(build(&r, &caller(Mode::Setuid), &none_open), refused(Mode::Setuid));
+        let mut granted = caller(Mode::Setuid);
+        granted.grants.bridges = vec!["br0".into()];
+        assert!(build(&r, &granted, &none_open).is_ok());
+        granted.grants = Grants { macvlans: vec!["br0".into()], ..Grants::default() };
+        assert_eq!(build(&r, &granted, &none_open), refused(Mode::Setuid));
+        let mut rootless = caller(Mode::Rootless);
+        rootless.grants.bridges = vec!["br0".into()];
+        assert_eq!(build(&r, &rootless, &none_open), refused(Mode::Rootless));
         r.net = Some("macvlan:eth0".into());
         r.ip = Some("192.168.1.9".into());
         r.gateway = None;

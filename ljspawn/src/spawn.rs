@@ -210,8 +210,13 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     if plan.seccomp == Seccomp::None {
         return refuse("--seccomp none");
     }
-    if matches!(plan.net, Net::Bridge { .. } | Net::Macvlan { .. }) {
-        return refuse("bridge or macvlan networking");
+    let granted = match &plan.net {
+        Net::Bridge { bridge, .. } => Some(plan.grants.bridges.contains(bridge)),
+        Net::Macvlan { parent, .. } => Some(plan.grants.macvlans.contains(parent)),
+        Net::None | Net::Host => None,
+    };
+    if granted == Some(false) || (granted.is_some() && plan.mode != Mode::Setuid) {
+        return refuse("this network mode");
     }
     if plan.mode == Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.by_parent) {
         return refuse("privileged id maps");

@@ -17,7 +17,8 @@ pub fn ranges(path: &str, uid: u32) -> Vec<(u32, u32)> {
     parse(&text, uid, name.as_deref())
 }
 
-fn read_trusted(path: &str) -> Option<String> {
+/// Reads `path` if it is a regular, root-owned file that only root may write.
+pub fn read_trusted(path: &str) -> Option<String> {
     let mut f = File::open(path).ok()?;
     let m = f.metadata().ok()?;
     if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 || m.len() > 1 << 20 {
@@ -29,7 +30,7 @@ fn read_trusted(path: &str) -> Option<String> {
 }
 
 /// The login name of `uid` from `/etc/passwd` (no NSS: a setuid program loads no modules).
-fn login_name(uid: u32) -> Option<String> {
+pub fn login_name(uid: u32) -> Option<String> {
     let text = read_trusted("/etc/passwd")?;
     text.lines().find_map(|l| {
         let mut it = l.split(':');
@@ -63,6 +64,19 @@ pub fn parse(text: &str, uid: u32, name: Option<&str>) -> Vec<(u32, u32)> {
         }
     }
     out
+}
+
+/// The names of the groups `gids` from `/etc/group` (no NSS, as above).
+pub fn group_names(gids: &[u32]) -> Vec<String> {
+    let Some(text) = read_trusted("/etc/group") else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split(':');
+            let name = it.next()?;
+            let id: u32 = it.nth(1)?.parse().ok()?;
+            gids.contains(&id).then(|| name.to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]

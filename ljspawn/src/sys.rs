@@ -475,6 +475,17 @@ pub fn capget() -> io::Result<(u64, u64, u64)> {
     ))
 }
 
+/// The supplementary groups of this process.
+pub fn getgroups() -> io::Result<Vec<u32>> {
+    let mut v = vec![0 as libc::gid_t; 1024];
+    // SAFETY: out-parameters: `v` is a live buffer of `v.len()` gid_t, and that length is
+    // passed with it.
+    let n = unsafe { libc::getgroups(v.len() as c_int, v.as_mut_ptr()) };
+    cvt_unit(n)?;
+    v.truncate(n as usize);
+    Ok(v)
+}
+
 pub fn setgroups_empty() -> io::Result<()> {
     // SAFETY: plain values: a zero-length list with a NULL pointer is never dereferenced.
     cvt_unit(unsafe { libc::setgroups(0, std::ptr::null()) })
