@@ -325,6 +325,7 @@ fn jail_args(
         chdir: plan.recipe.copy.clone(),
         timeout: opts.timeout.clone(),
         command,
+        die_with_parent: true,
     }
 }
 

@@ -169,6 +169,8 @@ pub fn run(
         chdir: None,
         timeout,
         command: if command.is_empty() { vec!["/bin/sh".into()] } else { command },
+        // `run` execs ljspawn: it is the process the caller waits for.
+        die_with_parent: false,
     }
     .to_args();
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;

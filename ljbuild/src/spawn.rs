@@ -56,6 +56,8 @@ pub struct JailArgs {
     pub timeout: Option<String>,
     /// The command and its arguments.
     pub command: Vec<OsString>,
+    /// `--die-with-parent`: the jail dies with ljbuild (a SIGKILLed build leaves nothing running).
+    pub die_with_parent: bool,
 }
 
 impl JailArgs {
@@ -80,6 +82,9 @@ impl JailArgs {
         }
         if let Some(t) = &self.timeout {
             a.extend(["--timeout".into(), t.into()]);
+        }
+        if self.die_with_parent {
+            a.push("--die-with-parent".into());
         }
         a.push("--".into());
         a.extend(self.command.iter().cloned());
@@ -120,12 +125,13 @@ mod tests {
             chdir: Some("/src".into()),
             timeout: None,
             command: vec!["/bin/sh".into(), "-c".into(), "echo 'hi'".into()],
+            die_with_parent: true,
         };
         let line = command_line(Path::new("ljspawn"), &j.to_args());
         assert_eq!(
             line,
             "ljspawn --layer /w --layer /p --upper /u --work /k --net host --ro-bind /etc/resolv.conf \
-             /etc/resolv.conf --chdir /src -- /bin/sh -c 'echo '\\''hi'\\'''"
+             /etc/resolv.conf --chdir /src --die-with-parent -- /bin/sh -c 'echo '\\''hi'\\'''"
         );
     }
 }

@@ -200,6 +200,12 @@ pub fn command() -> Command {
                 .help("Also install the BPF program (struct sock_filter array) read from FD"),
         )
         .arg(
+            Arg::new("die-with-parent")
+                .long("die-with-parent")
+                .action(ArgAction::SetTrue)
+                .help("Kill the jail when the process that started ljspawn dies"),
+        )
+        .arg(
             Arg::new("dry-run")
                 .long("dry-run")
                 .action(ArgAction::SetTrue)
@@ -303,6 +309,7 @@ pub fn request(m: &ArgMatches) -> Request {
         seccomp: m.get_one::<String>("seccomp").cloned(),
         allow_userns: m.get_flag("allow-userns"),
         seccomp_fd: m.get_one::<i32>("seccomp-fd").copied(),
+        die_with_parent: m.get_flag("die-with-parent"),
         dry_run: m.get_flag("dry-run"),
         command,
     }

@@ -35,6 +35,12 @@ fn main() -> ExitCode {
         }
     };
     let req = cli::request(&matches);
+    let parent = sys::getppid();
+    if req.die_with_parent {
+        if let Err(e) = die_with(parent) {
+            return fail(EXIT_SETUP, &e);
+        }
+    }
 
     // Only 0-2 and the descriptors asked for survive, before anything else is opened.
     let mut keep = req.pass_fds.clone();
@@ -84,7 +90,9 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(EXIT_USAGE, &e),
     };
-    match spawn::run(&plan, json, seccomp_extra) {
+    // Dropping privileges (setuid mode) clears the parent-death signal: spawn sets it again.
+    let die_with_parent = req.die_with_parent.then_some(parent);
+    match spawn::run(&plan, json, seccomp_extra, die_with_parent) {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(e.code, &e.msg),
     }
@@ -121,4 +129,13 @@ fn read_grants(uid: u32, gid: u32) -> Result<conf::Grants, String> {
     gids.push(gid);
     let who = conf::Who { user: subids::login_name(uid), groups: subids::group_names(&gids) };
     conf::grants(&text, &who).map_err(|e| e.to_string())
+}
+
+/// `--die-with-parent`: SIGKILL when the parent dies, and make sure it has not already.
+fn die_with(parent: i32) -> Result<(), String> {
+    sys::set_pdeathsig(libc::SIGKILL).map_err(|e| format!("cannot tie ljspawn to its parent: {e}"))?;
+    if sys::getppid() != parent {
+        return Err("the parent process is already gone".into());
+    }
+    Ok(())
 }

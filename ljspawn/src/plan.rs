@@ -90,6 +90,8 @@ pub struct Request {
     pub seccomp: Option<String>,
     pub allow_userns: bool,
     pub seccomp_fd: Option<i32>,
+    /// `--die-with-parent`: ljspawn (and with it the jail) dies with its own parent.
+    pub die_with_parent: bool,
     pub dry_run: bool,
     pub command: Vec<String>,
 }

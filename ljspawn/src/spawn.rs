@@ -42,7 +42,12 @@ fn open_output(p: &Path, flag: &str) -> Result<OwnedFd, SpawnError> {
 
 /// Runs the plan. Returns the exit status ljspawn should exit with and, for ljspawn's own
 /// failures and the jail's setup failures, the one line to print.
-pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -> Result<u8, SpawnError> {
+pub fn run(
+    plan: &Plan,
+    json: Option<OwnedFd>,
+    seccomp_extra: Option<Vec<u8>>,
+    die_with_parent: Option<i32>,
+) -> Result<u8, SpawnError> {
     let start = Instant::now();
     let setuid = plan.mode == Mode::Setuid;
     check_policy(plan)?;
@@ -110,6 +115,13 @@ pub fn run(plan: &Plan, json: Option<OwnedFd>, seccomp_extra: Option<Vec<u8>>) -
         if let Err(e) = drop_privileges(ruid, rgid) {
             let _ = sys::kill(pid, libc::SIGKILL);
             return Err(e);
+        }
+        if let Some(parent) = die_with_parent {
+            let again = sys::set_pdeathsig(libc::SIGKILL);
+            if again.is_err() || sys::getppid() != parent {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                return Err(SpawnError { code: EXIT_SETUP, msg: "the parent process is gone".into() });
+            }
         }
     }
     let _ = sys::write_all(maps_w.as_fd(), b"m");

@@ -92,6 +92,11 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+pub fn getppid() -> i32 {
+    // SAFETY: plain values: getppid takes nothing and cannot fail.
+    unsafe { libc::getppid() }
+}
+
 pub fn isatty(fd: RawFd) -> bool {
     // SAFETY: plain values: isatty only inspects the descriptor number; a closed or foreign
     // descriptor yields 0 and EBADF/ENOTTY, never touches our memory.
