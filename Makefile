@@ -4,6 +4,7 @@
 PREFIX      ?= /usr/local
 DESTDIR     ?=
 LJ_TEST_DIR ?= /tmp/lj-test
+LJ_DEBIAN_WORLD ?= /var/tmp/lj-debian-world
 CARGO       ?= cargo
 TRIPLE      := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 BIN         := target/release
@@ -46,8 +47,8 @@ build: deps
 test: build
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/prepare.sh
-	LJ_TEST_DIR=$(LJ_TEST_DIR) $(CARGO) nextest run --workspace --locked --no-fail-fast
+	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/prepare.sh
+	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) $(CARGO) nextest run --workspace --locked --no-fail-fast
 
 # Build, make a busybox world in a temporary root, build a sample Jailfile on it, and spawn
 # commands in jails. Leaves nothing behind.

@@ -12,6 +12,7 @@
 #   setuid/ljspawn             a copy owned by root, mode 4755 (setuid-mode tests)
 #   worlds/busybox             the busybox world (worlds/busybox/make-world.sh)
 #   tmp/                       1777: the tests' temporary directories
+# and, once, a Debian world at LJ_DEBIAN_WORLD (default /var/tmp/lj-debian-world).
 # and the unprivileged user `ljtest` (with /etc/subuid and /etc/subgid ranges) if missing.
 # Idempotent: running it again starts from scratch.
 set -eu
@@ -61,6 +62,23 @@ say "setuid copy: $dir/setuid/ljspawn (root, 4755)"
 
 worlds/busybox/make-world.sh "$dir/worlds/busybox"
 say "world: $dir/worlds/busybox ($(cat "$dir/worlds/busybox/etc/lj-world"))"
+
+# The Debian world of ljbuild's real-distribution test: made once with debootstrap
+# (a minute or two, from the Debian mirror) and kept across runs at LJ_DEBIAN_WORLD.
+deb=${LJ_DEBIAN_WORLD:-/var/tmp/lj-debian-world}
+if [ -x "$deb/usr/bin/apt-get" ]; then
+    say "Debian world: $deb (kept from an earlier run)"
+elif command -v debootstrap >/dev/null 2>&1; then
+    say "Debian world: making $deb with debootstrap (log: $dir/debootstrap.log)"
+    rm -rf --one-file-system "$deb"
+    if ! worlds/debian/make-world.sh "$deb" >"$dir/debootstrap.log" 2>&1; then
+        tail -n 5 "$dir/debootstrap.log" >&2
+        rm -rf --one-file-system "$deb"
+        say "Debian world: debootstrap failed; the Debian test will skip (or fail with LJ_MUST_WORK=1)"
+    fi
+else
+    say "Debian world: debootstrap missing; the Debian test will skip (or fail with LJ_MUST_WORK=1)"
+fi
 
 user=ljtest
 if id -u "$user" >/dev/null 2>&1; then
