@@ -8,6 +8,8 @@ LJ_DEBIAN_WORLD ?= /var/tmp/lj-debian-world
 CARGO       ?= cargo
 TRIPLE      := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 BIN         := target/release
+# The recipes use ./target (tests/prepare.sh is told so); a CARGO_TARGET_DIR would hide it.
+unexport CARGO_TARGET_DIR
 
 # What the builds, tests, demo and benchmarks use from Debian.
 APT_PACKAGES := busybox-static uidmap bubblewrap hyperfine iproute2 debootstrap buildah \
@@ -34,6 +36,8 @@ deps:
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@command -v cargo-nextest >/dev/null 2>&1 || $(CARGO) install --locked cargo-nextest
+	@$(CARGO) fmt --version >/dev/null 2>&1 && $(CARGO) clippy --version >/dev/null 2>&1 || \
+	    rustup component add rustfmt clippy
 
 # Release binaries in target/release. ljspawn is linked statically: no dynamic loader runs
 # at every spawn (about 0.3 ms of a 3 ms jail).
@@ -53,11 +57,15 @@ test: build
 # Build, make a busybox world in a temporary root, build a sample Jailfile on it, and spawn
 # commands in jails. Leaves nothing behind.
 demo: build
-	@set -e; tmp=$$(mktemp -d /tmp/lj-demo.XXXXXX); trap 'rm -rf "$$tmp"' EXIT; \
-	export LIGHTJAIL_ROOT=$$tmp/root; run() { echo "+ $$*"; "$$@"; }; \
+	@set -e; tmp=$$(mktemp -d /tmp/lj-demo.XXXXXX); trap 'rm -rf --one-file-system "$$tmp"' EXIT; \
+	export LIGHTJAIL_ROOT=$$tmp/root; \
+	run() { printf '+'; for a in "$$@"; do case $$a in \
+	    *[!A-Za-z0-9_./:=@%+-]*) printf " '%s'" "$$a";; *) printf ' %s' "$$a";; esac; done; echo; "$$@"; }; \
 	run worlds/busybox/make-world.sh $$tmp/busybox; \
 	run $(BIN)/ljspawn --root $$tmp/busybox --hostname demo -- /bin/sh -c 'echo "hello from $$(hostname): $$(id)"; ls /'; \
 	run $(BIN)/ljspawn --layer $$tmp/busybox -- /bin/sh -c 'echo scratch > /etc/motd && cat /etc/motd'; \
+	run $(BIN)/ljspawn -d $$tmp/busybox -n old-style -0 -p 'echo "$$(id -un) on $$(hostname)"'; \
+	run $(BIN)/ljspawn --root $$tmp/busybox -- /bin/sh -c 'exit 3' || echo "exit status $$?"; \
 	run $(BIN)/ljbuild world import busybox $$tmp/busybox; \
 	mkdir -p $$tmp/hello; \
 	printf '%s\n' 'name demo/hello' 'version 1.0' '---' 'echo "built on $$(date)" > /hello' > $$tmp/hello/Jailfile; \
