@@ -174,6 +174,34 @@ pub fn command() -> Command {
                 .help("Grace period between SIGTERM and SIGKILL on timeout [default: 5s]"),
         )
         .arg(
+            Arg::new("memory")
+                .long("memory")
+                .value_name("SIZE")
+                .conflicts_with("memory-mb")
+                .help("Memory limit of the whole jail, through its cgroup (e.g. 512M, 2G)"),
+        )
+        .arg(
+            Arg::new("memory-mb")
+                .short('m')
+                .value_name("MB")
+                .value_parser(clap::value_parser!(u64).range(1..))
+                .help("lightjail's form of --memory, in MiB"),
+        )
+        .arg(
+            Arg::new("pids")
+                .long("pids")
+                .value_name("N")
+                .value_parser(clap::value_parser!(u64).range(1..))
+                .help("At most N processes and threads in the jail, through its cgroup"),
+        )
+        .arg(
+            Arg::new("cpus")
+                .long("cpus")
+                .value_name("FRACTION")
+                .value_parser(parse_cpus)
+                .help("CPU time of the jail, in CPUs (0.5 is half a core), through its cgroup"),
+        )
+        .arg(
             Arg::new("rlimit")
                 .long("rlimit")
                 .value_name("NAME=SOFT[:HARD]")
@@ -218,6 +246,13 @@ pub fn command() -> Command {
                 .trailing_var_arg(true)
                 .help("The program and its arguments (searched in the jail's PATH)"),
         )
+}
+
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if (0.01..=4096.0).contains(&c) => Ok(c),
+        _ => Err(format!("'{s}' is not a number of CPUs (e.g. 0.5 or 2)")),
+    }
 }
 
 fn parse_user(s: &str) -> Result<(u32, Option<u32>), String> {
@@ -305,6 +340,12 @@ pub fn request(m: &ArgMatches) -> Request {
         stderr_file: m.get_one::<PathBuf>("stderr").cloned(),
         timeout: m.get_one::<Duration>("timeout").copied(),
         kill_after: m.get_one::<Duration>("kill-after").copied(),
+        memory: m
+            .get_one::<String>("memory")
+            .cloned()
+            .or_else(|| m.get_one::<u64>("memory-mb").map(|mb| format!("{mb}M"))),
+        pids: m.get_one::<u64>("pids").copied(),
+        cpus: m.get_one::<f64>("cpus").copied(),
         rlimits: m.get_many::<String>("rlimit").map(|v| v.cloned().collect()).unwrap_or_default(),
         seccomp: m.get_one::<String>("seccomp").cloned(),
         allow_userns: m.get_flag("allow-userns"),

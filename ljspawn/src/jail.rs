@@ -106,7 +106,7 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
     }
     let by_parent = plan.userns.as_ref().is_some_and(|m| m.by_parent);
     let linked = matches!(plan.net, Net::Bridge { .. } | Net::Macvlan { .. });
-    if by_parent || linked || plan.json_status.is_some() {
+    if by_parent || linked || plan.json_status.is_some() || !plan.limits.is_empty() {
         let mut b = [0u8; 1];
         if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
             sys::exit_now(EXIT_SETUP as i32);

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod conf;
 pub mod jail;
+pub mod limits;
 pub mod net;
 pub mod plan;
 pub mod seccomp;

@@ -7,7 +7,8 @@ use std::net::Ipv4Addr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use crate::conf::Grants;
+use crate::conf::{self, Grants};
+use crate::limits::Limits;
 
 /// How ljspawn was invoked. Detected from the real and effective ids, never from the
 /// environment.
@@ -84,6 +85,10 @@ pub struct Request {
     pub stderr_file: Option<PathBuf>,
     pub timeout: Option<Duration>,
     pub kill_after: Option<Duration>,
+    /// `--memory SIZE` (or lightjail's `-m MB`, as `MBM`), `--pids`, `--cpus`.
+    pub memory: Option<String>,
+    pub pids: Option<u64>,
+    pub cpus: Option<f64>,
     /// `--rlimit NAME=SOFT[:HARD]`, as given.
     pub rlimits: Vec<String>,
     /// `--seccomp default|none`.
@@ -232,6 +237,8 @@ pub struct Plan {
     pub stderr_file: Option<PathBuf>,
     pub timeout: Option<Duration>,
     pub kill_after: Duration,
+    /// Cgroup limits of the whole jail.
+    pub limits: Limits,
     /// Resource limits set on the program before exec, in command-line order.
     pub rlimits: Vec<Rlimit>,
     /// The built-in seccomp filter installed last before exec.
@@ -274,6 +281,9 @@ pub enum PlanError {
     /// Installed setuid to a user other than root, or setgid.
     BadInstall,
     BadRlimit(String),
+    BadSize(String),
+    LimitsNotGranted,
+    LimitAboveGrant(&'static str, String),
     BadSeccomp(String),
     SeccompNoneNotAllowed(Mode),
     BadFd {
@@ -324,6 +334,14 @@ impl fmt::Display for PlanError {
                 "invalid --rlimit '{r}' (expected NAME=SOFT[:HARD], NAME one of {}, values a number or unlimited)",
                 RLIMITS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
             ),
+            BadSize(v) => write!(f, "invalid --memory '{v}' (expected a size such as 512M or 2G)"),
+            LimitsNotGranted => write!(
+                f,
+                "cgroup limits are not granted to you in /etc/lightjail.conf (a line like 'limits allow USER' is missing)"
+            ),
+            LimitAboveGrant(what, max) => {
+                write!(f, "--{what} is above what /etc/lightjail.conf grants you ({what}={max})")
+            }
             BadSeccomp(m) => write!(f, "unknown --seccomp mode '{m}' (expected default or none)"),
             SeccompNoneNotAllowed(m) => {
                 write!(f, "--seccomp none is not allowed in {m} mode (only root may run without the filter)")
@@ -344,6 +362,8 @@ impl PlanError {
             PlanError::CapsNotAllowed(_)
             | PlanError::SeccompNoneNotAllowed(_)
             | PlanError::NetNotAllowed(..)
+            | PlanError::LimitsNotGranted
+            | PlanError::LimitAboveGrant(..)
             | PlanError::BadInstall => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
         }
@@ -482,6 +502,28 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     };
 
     let net = parse_net(req, caller)?;
+    let limits = Limits {
+        memory: match &req.memory {
+            Some(m) => Some(conf::parse_size(m).ok_or_else(|| PlanError::BadSize(m.clone()))?),
+            None => None,
+        },
+        pids: req.pids,
+        cpus: req.cpus,
+    };
+    if caller.mode == Mode::Setuid && !limits.is_empty() {
+        let max = caller.grants.limits.ok_or(PlanError::LimitsNotGranted)?;
+        let above = |v: Option<f64>, m: Option<f64>| matches!((v, m), (Some(v), Some(m)) if v > m);
+        let f = |v: Option<u64>| v.map(|v| v as f64);
+        if above(f(limits.memory), f(max.memory)) {
+            return Err(PlanError::LimitAboveGrant("memory", max.memory.unwrap_or(0).to_string()));
+        }
+        if above(f(limits.pids), f(max.pids)) {
+            return Err(PlanError::LimitAboveGrant("pids", max.pids.unwrap_or(0).to_string()));
+        }
+        if above(limits.cpus, max.cpus) {
+            return Err(PlanError::LimitAboveGrant("cpus", max.cpus.unwrap_or(0.0).to_string()));
+        }
+    }
 
     let hostname = req.hostname.clone().unwrap_or_else(|| "lj".into());
     if !valid_hostname(&hostname) {
@@ -615,6 +657,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         stderr_file: req.stderr_file.clone(),
         timeout: req.timeout,
         kill_after: req.kill_after.unwrap_or(Duration::from_secs(5)),
+        limits,
         rlimits: req.rlimits.iter().map(|r| parse_rlimit(r)).collect::<Result<_, _>>()?,
         seccomp,
         seccomp_fd: req.seccomp_fd,
@@ -912,6 +955,15 @@ impl fmt::Display for Plan {
         if let Some(p) = &self.stderr_file {
             writeln!(f, "stderr: {}", p.display())?;
         }
+        if let Some(m) = self.limits.memory {
+            writeln!(f, "cgroup: memory.max {m} bytes (swap 0)")?;
+        }
+        if let Some(p) = self.limits.pids {
+            writeln!(f, "cgroup: pids.max {p}")?;
+        }
+        if let Some(c) = self.limits.cpus {
+            writeln!(f, "cgroup: cpu {c} CPUs (quota per 100 ms period)")?;
+        }
         for r in &self.rlimits {
             let v = |n: u64| if n == u64::MAX { "unlimited".to_string() } else { n.to_string() };
             writeln!(f, "rlimit: {} soft {} hard {}", r.name, v(r.soft), v(r.hard))?;
@@ -1205,6 +1257,23 @@ mod tests {
         // and those restrictions do not apply to it.
         let h = userns_hint(libc::EPERM, Mode::Setuid, &off(|s| s.unprivileged_userns_clone = Some(0)));
         assert!(!h.contains("install-setuid") && h.contains("privileged"), "{h}");
+    }
+
+    #[test]
+    fn cgroup_limits_and_setuid_grants() {
+        let mut r = req(&["true"]);
+        r.memory = Some("64M".into());
+        r.pids = Some(32);
+        let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        assert_eq!(p.limits, Limits { memory: Some(64 << 20), pids: Some(32), cpus: None });
+        assert_eq!(build(&r, &caller(Mode::Setuid), &none_open), Err(PlanError::LimitsNotGranted));
+        let mut c = caller(Mode::Setuid);
+        c.grants.limits = Some(conf::MaxLimits { memory: Some(1 << 30), pids: Some(16), cpus: None });
+        assert_eq!(build(&r, &c, &none_open), Err(PlanError::LimitAboveGrant("pids", "16".into())));
+        r.pids = Some(16);
+        assert!(build(&r, &c, &none_open).is_ok());
+        r.memory = Some("lots".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSize("lots".into())));
     }
 
     #[test]

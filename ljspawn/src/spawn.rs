@@ -3,12 +3,13 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Instant;
 
 use crate::jail::{self, Handover};
+use crate::limits::{self, Cgroup, Tree};
 use crate::net;
 use crate::plan::{self, IdMap, IdRange, Mode, Net, Plan, Seccomp, UsernsSysctls};
 use crate::sys::{self, WaitStatus};
@@ -65,6 +66,9 @@ pub fn run(
         sys::setfsids(0, 0);
     }
     let json = json.map(Json);
+    // The jail's cgroup is made before the jail, and its PID 1 is moved in before it starts
+    // the program (it waits for the go byte).
+    let cgroup = if plan.limits.is_empty() { None } else { Some(make_cgroup(plan)?) };
 
     sys::block_signals().map_err(|e| err("cannot block signals", e))?;
     let (status_r, status_w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
@@ -107,6 +111,17 @@ pub fn run(
     if let Err(e) = plumb(plan, pid) {
         let _ = sys::kill(pid, libc::SIGKILL);
         return Err(e);
+    }
+    if let Some(cg) = &cgroup {
+        let added = cg.add(pid).map_err(|e| SpawnError { code: EXIT_SETUP, msg: e.to_string() });
+        // Setuid: only root may remove the cgroup, and ljspawn is about to stop being root.
+        let reaper = if setuid { spawn_reaper(cg) } else { Ok(()) };
+        if let Err(e) = added.and(reaper) {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait_blocking(pid);
+            let _ = cg.remove();
+            return Err(e);
+        }
     }
     if let Some(j) = &json {
         j.started(pid, plan.userns.is_some());
@@ -184,6 +199,20 @@ pub fn run(
         }
     };
     let code = if timed_out { EXIT_TIMEOUT } else { code };
+    if let Some(cg) = &cgroup {
+        // The cgroup can go once PID 1 is gone (the program and the rest already are).
+        let _ = sys::wait_blocking(pid);
+        if cg.oom_killed() {
+            eprintln!(
+                "ljspawn: note: the jail reached its memory limit and the OOM killer killed a process in it"
+            );
+        }
+        if !setuid {
+            if let Err(e) = cg.remove() {
+                eprintln!("ljspawn: {e}");
+            }
+        }
+    }
     if let Net::Bridge { .. } = plan.net {
         // Gone already if the kernel destroyed the jail's namespace first.
         let _ = net::request(&net::del_link_msg(&format!("lj{pid}")));
@@ -234,6 +263,47 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
         return refuse("privileged id maps");
     }
     Ok(())
+}
+
+/// Finds the cgroup hierarchies, removes cgroups of ljspawns that died without cleaning up
+/// (root and setuid), and makes this jail's.
+fn make_cgroup(plan: &Plan) -> Result<Cgroup, SpawnError> {
+    let fail = |e: limits::LimitError| SpawnError { code: EXIT_SETUP, msg: e.to_string() };
+    let read = |p: &str| std::fs::read_to_string(p).map_err(|e| err(format!("cannot read {p}"), e));
+    let tree = Tree::real();
+    let layout =
+        limits::detect(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?, &tree, &plan.limits)
+            .map_err(fail)?;
+    let rootless = plan.mode == Mode::Rootless;
+    if !rootless {
+        limits::reap_stale(&layout, &tree, Path::new("/proc"));
+    }
+    Cgroup::create(&layout, &tree, &format!("lightjail-{}", sys::getpid()), &plan.limits, rootless)
+        .map_err(fail)
+}
+
+/// Setuid mode: a process that stays root, takes nothing from anyone, and removes the jail's
+/// cgroup once ljspawn (about to drop its privileges) has exited. Its real uid is root, so the
+/// caller cannot signal it.
+fn spawn_reaper(cg: &Cgroup) -> Result<(), SpawnError> {
+    let (r, w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
+    match sys::fork().map_err(|e| err("cannot start the cgroup reaper", e))? {
+        0 => {
+            let _ = sys::setresgid(0);
+            let _ = sys::setresuid(0);
+            let _ = sys::close_fds_except(&[r.as_raw_fd()]);
+            // End of file: every copy of the write end is closed, so ljspawn has exited.
+            let mut b = [0u8; 1];
+            while matches!(sys::read(r.as_fd(), &mut b), Ok(n) if n > 0) {}
+            let _ = cg.remove();
+            sys::exit_now(0)
+        }
+        _ => {
+            // Kept open, never written, until ljspawn exits.
+            std::mem::forget(w);
+            Ok(())
+        }
+    }
 }
 
 /// Creates the jail's eth0 from the host side (bridge: veth pair; macvlan), root only.

@@ -1,0 +1,491 @@
+//! Cgroup limits (`--memory`, `--pids`, `--cpus`): one cgroup per jail, named
+//! `lightjail-<ljspawn pid>`, removed when the jail ends (and by the next run if ljspawn was
+//! killed first).
+//!
+//! Where: cgroup v2 (`memory.max`, `pids.max`, `cpu.max`, `cgroup.kill`) when the v2 hierarchy
+//! has every controller the limits need; else the v1 hierarchies that are mounted (hybrid
+//! hosts: `memory.limit_in_bytes`, `pids.max`, `cpu.cfs_quota_us`). Root and setuid (as far as
+//! `/etc/lightjail.conf` grants) create it under `lightjail/` at the top of each hierarchy;
+//! rootless callers only in a v2 subtree delegated to them (their own cgroup, with the
+//! controllers enabled), since v1 cannot be delegated safely.
+//!
+//! No unsafe code: everything is a file under the cgroup file systems. `Tree` is the seam
+//! the unit tests use to run the same code against a fake hierarchy in a temporary directory.
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Limits asked for on the command line.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Limits {
+    /// Bytes.
+    pub memory: Option<u64>,
+    pub pids: Option<u64>,
+    /// A fraction of one CPU's time (0.5 is half a core), enforced per 100 ms period.
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.pids.is_none() && self.cpus.is_none()
+    }
+
+    /// The controllers these limits need, by their v1/v2 names.
+    fn controllers(&self) -> Vec<&'static str> {
+        let mut c = Vec::new();
+        if self.memory.is_some() {
+            c.push("memory");
+        }
+        if self.pids.is_some() {
+            c.push("pids");
+        }
+        if self.cpus.is_some() {
+            c.push("cpu");
+        }
+        c
+    }
+}
+
+/// A failure, in one line naming the path and why.
+#[derive(Debug)]
+pub struct LimitError(pub String);
+
+impl fmt::Display for LimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn io_err(what: impl fmt::Display, e: io::Error) -> LimitError {
+    let s = e.to_string();
+    let why = s.find(" (os error").map_or(s.clone(), |i| s[..i].to_lowercase());
+    LimitError(format!("{what}: {why}"))
+}
+
+/// Where the cgroup file systems are and how files are written: the real thing, or (tests)
+/// a directory that stands in for `/` and a flag telling writes to create the files the
+/// kernel would have created.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    pub prefix: PathBuf,
+    pub fake: bool,
+}
+
+impl Tree {
+    pub fn real() -> Tree {
+        Tree { prefix: PathBuf::from("/"), fake: false }
+    }
+
+    fn path(&self, p: &Path) -> PathBuf {
+        self.prefix.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    fn write(&self, file: &Path, value: &str) -> Result<(), LimitError> {
+        let mut o = fs::OpenOptions::new();
+        o.write(true).create(self.fake).truncate(self.fake);
+        let mut f = o.open(file).map_err(|e| io_err(format!("cannot open {}", file.display()), e))?;
+        io::Write::write_all(&mut f, value.as_bytes())
+            .map_err(|e| io_err(format!("cannot write '{}' to {}", value.trim(), file.display()), e))
+    }
+}
+
+/// The hierarchies found on this host.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layout {
+    /// cgroup v2, mounted at `mount`; `own` is this process's cgroup (relative).
+    V2 { mount: PathBuf, own: PathBuf },
+    /// cgroup v1: (controller, mount point) for each controller the limits need.
+    V1 { controllers: Vec<(String, PathBuf)> },
+}
+
+/// Finds where the controllers `limits` needs live, from the text of `/proc/self/mountinfo`
+/// and `/proc/self/cgroup`.
+pub fn detect(
+    mountinfo: &str,
+    self_cgroup: &str,
+    tree: &Tree,
+    limits: &Limits,
+) -> Result<Layout, LimitError> {
+    let need = limits.controllers();
+    let mut v2 = None;
+    let mut v1: Vec<(String, PathBuf)> = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let mount = left.split(' ').nth(4).unwrap_or("");
+        let mut r = right.split(' ');
+        let (fstype, opts) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
+        match fstype {
+            "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mount)),
+            "cgroup" => {
+                for c in opts.split(',').filter(|o| need.contains(o)) {
+                    if !v1.iter().any(|(n, _)| n == c) {
+                        v1.push((c.to_string(), PathBuf::from(mount)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(mount) = v2 {
+        let own = self_cgroup
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|p| PathBuf::from(p.trim()))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let available = fs::read_to_string(tree.path(&mount).join("cgroup.controllers")).unwrap_or_default();
+        if need.iter().all(|c| available.split_whitespace().any(|a| a == *c)) {
+            return Ok(Layout::V2 { mount, own });
+        }
+    }
+    if let Some(missing) = need.iter().find(|c| !v1.iter().any(|(n, _)| n == *c)) {
+        return Err(LimitError(format!(
+            "no cgroup {missing} controller on this host (neither cgroup v2 nor a v1 hierarchy has it)"
+        )));
+    }
+    Ok(Layout::V1 { controllers: v1 })
+}
+
+/// One jail's cgroup: the directories made (one per v1 hierarchy, or one v2 cgroup).
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    tree: Tree,
+    dirs: Vec<PathBuf>,
+    v2: bool,
+    memory_dir: Option<PathBuf>,
+}
+
+const PERIOD_US: u64 = 100_000;
+
+impl Cgroup {
+    /// Makes the jail's cgroup `name` and writes the limits. `rootless`: the caller is an
+    /// ordinary user without privileges (v2 delegation only); otherwise root, or a setuid
+    /// ljspawn acting for a caller the administrator granted limits.
+    pub fn create(
+        layout: &Layout,
+        tree: &Tree,
+        name: &str,
+        limits: &Limits,
+        rootless: bool,
+    ) -> Result<Cgroup, LimitError> {
+        let mut cg = Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None };
+        let result = cg.make(layout, name, limits, rootless);
+        if result.is_err() {
+            let _ = cg.remove();
+        }
+        result.map(|()| cg)
+    }
+
+    fn make(
+        &mut self,
+        layout: &Layout,
+        name: &str,
+        limits: &Limits,
+        rootless: bool,
+    ) -> Result<(), LimitError> {
+        let t = self.tree.clone();
+        match layout {
+            Layout::V2 { mount, own } => {
+                self.v2 = true;
+                let base = if rootless {
+                    // A delegated subtree: the caller's own cgroup, controllers already enabled.
+                    let base = t.path(mount).join(own.strip_prefix("/").unwrap_or(own));
+                    let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+                    if let Some(c) =
+                        limits.controllers().iter().find(|c| !enabled.split_whitespace().any(|e| e == **c))
+                    {
+                        return Err(LimitError(format!(
+                            "cgroup limits need a cgroup v2 subtree delegated to you with the {c} controller enabled; {} has not (run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
+                            base.display()
+                        )));
+                    }
+                    base
+                } else {
+                    let top = t.path(mount);
+                    let base = top.join("lightjail");
+                    mkdir(&base)?;
+                    let enable: String = limits.controllers().iter().map(|c| format!("+{c} ")).collect();
+                    t.write(&top.join("cgroup.subtree_control"), enable.trim())?;
+                    t.write(&base.join("cgroup.subtree_control"), enable.trim())?;
+                    base
+                };
+                let dir = base.join(name);
+                mkdir(&dir)?;
+                self.dirs.push(dir.clone());
+                if let Some(m) = limits.memory {
+                    t.write(&dir.join("memory.max"), &m.to_string())?;
+                    if t.fake || dir.join("memory.swap.max").exists() {
+                        t.write(&dir.join("memory.swap.max"), "0")?;
+                    }
+                    self.memory_dir = Some(dir.clone());
+                }
+                if let Some(p) = limits.pids {
+                    t.write(&dir.join("pids.max"), &p.to_string())?;
+                }
+                if let Some(c) = limits.cpus {
+                    t.write(&dir.join("cpu.max"), &format!("{} {PERIOD_US}", quota(c)))?;
+                }
+            }
+            Layout::V1 { controllers } => {
+                if rootless {
+                    return Err(LimitError(
+                        "cgroup limits are not available rootless on this host: its memory, pids and cpu controllers are cgroup v1, which cannot be delegated (run as root, or use a cgroup v2 host)".into(),
+                    ));
+                }
+                for (c, mount) in controllers {
+                    let base = t.path(mount).join("lightjail");
+                    mkdir(&base)?;
+                    let dir = base.join(name);
+                    mkdir(&dir)?;
+                    if !self.dirs.contains(&dir) {
+                        self.dirs.push(dir.clone());
+                    }
+                    match (c.as_str(), limits) {
+                        ("memory", Limits { memory: Some(m), .. }) => {
+                            t.write(&dir.join("memory.limit_in_bytes"), &m.to_string())?;
+                            if t.fake || dir.join("memory.memsw.limit_in_bytes").exists() {
+                                t.write(&dir.join("memory.memsw.limit_in_bytes"), &m.to_string())?;
+                            }
+                            self.memory_dir = Some(dir.clone());
+                        }
+                        ("pids", Limits { pids: Some(p), .. }) => {
+                            t.write(&dir.join("pids.max"), &p.to_string())?
+                        }
+                        ("cpu", Limits { cpus: Some(c), .. }) => {
+                            t.write(&dir.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
+                            t.write(&dir.join("cpu.cfs_quota_us"), &quota(*c).to_string())?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves process `pid` (the jail's PID 1, before it starts the program) in.
+    pub fn add(&self, pid: i32) -> Result<(), LimitError> {
+        for d in &self.dirs {
+            self.tree.write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// True when the OOM killer killed something in the jail.
+    pub fn oom_killed(&self) -> bool {
+        let Some(d) = &self.memory_dir else { return false };
+        let file = if self.v2 { "memory.events" } else { "memory.oom_control" };
+        let text = fs::read_to_string(d.join(file)).unwrap_or_default();
+        text.lines()
+            .any(|l| l.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).unwrap_or(0) > 0)
+    }
+
+    /// Kills whatever is left and removes the directories. Idempotent.
+    pub fn remove(&self) -> Result<(), LimitError> {
+        for d in &self.dirs {
+            if !d.exists() {
+                continue;
+            }
+            if self.tree.fake {
+                fs::remove_dir_all(d).map_err(|e| io_err(format!("cannot remove {}", d.display()), e))?;
+                continue;
+            }
+            kill_all(d, self.v2);
+            let mut last = None;
+            for _ in 0..100 {
+                match fs::remove_dir(d) {
+                    Ok(()) => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        last = None;
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            if let Some(e) = last {
+                return Err(io_err(format!("cannot remove cgroup {}", d.display()), e));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn quota(cpus: f64) -> u64 {
+    ((cpus * PERIOD_US as f64).round() as u64).max(1000)
+}
+
+fn mkdir(d: &Path) -> Result<(), LimitError> {
+    match fs::create_dir(d) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io_err(format!("cannot create cgroup {}", d.display()), e)),
+    }
+}
+
+/// SIGKILL for every process in the cgroup at `d` (v2: `cgroup.kill`, one write).
+fn kill_all(d: &Path, v2: bool) {
+    if v2 && fs::write(d.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    for _ in 0..50 {
+        let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            return;
+        }
+        for p in pids {
+            let _ = crate::sys::kill(p, libc::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// Removes `lightjail-<pid>` cgroups left by an ljspawn that no longer runs (killed before
+/// it could clean up). Returns how many were removed.
+pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
+    let bases: Vec<(PathBuf, bool)> = match layout {
+        Layout::V2 { mount, .. } => vec![(tree.path(mount).join("lightjail"), true)],
+        Layout::V1 { controllers } => {
+            controllers.iter().map(|(_, m)| (tree.path(m).join("lightjail"), false)).collect()
+        }
+    };
+    let mut n = 0;
+    for (base, v2) in bases {
+        let Ok(entries) = fs::read_dir(&base) else { continue };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) =
+                name.to_str().and_then(|s| s.strip_prefix("lightjail-")).and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if proc_root.join(pid.to_string()).exists() {
+                continue;
+            }
+            let cg = Cgroup { tree: tree.clone(), dirs: vec![e.path()], v2, memory_dir: None };
+            if cg.remove().is_ok() {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This machine: v1 memory, pids and cpu; an empty v2 at /sys/fs/cgroup/unified.
+    const HYBRID: &str = "\
+35 28 0:30 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+39 35 0:34 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:13 - cgroup cgroup rw,memory
+40 35 0:35 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,pids
+41 35 0:36 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,cpu,cpuacct
+";
+    const PURE_V2: &str =
+        "30 1 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw\n";
+    const ALL: Limits = Limits { memory: Some(64 << 20), pids: Some(64), cpus: Some(0.5) };
+
+    fn fake(v2_controllers: Option<&str>) -> (PathBuf, Tree) {
+        let dir = std::env::temp_dir().join(format!(
+            "lj-cgroup-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        for d in [
+            "sys/fs/cgroup/unified",
+            "sys/fs/cgroup/memory",
+            "sys/fs/cgroup/pids",
+            "sys/fs/cgroup/cpu,cpuacct",
+        ] {
+            fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        if let Some(c) = v2_controllers {
+            fs::write(dir.join("sys/fs/cgroup/cgroup.controllers"), c).unwrap();
+        }
+        let tree = Tree { prefix: dir.clone(), fake: true };
+        (dir, tree)
+    }
+
+    fn read(p: PathBuf) -> String {
+        fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn hybrid_host_uses_v1_and_writes_v1_files() {
+        let (dir, tree) = fake(None);
+        let layout = detect(HYBRID, "0::/\n4:memory:/\n", &tree, &ALL).unwrap();
+        assert_eq!(
+            layout,
+            Layout::V1 {
+                controllers: vec![
+                    ("memory".into(), "/sys/fs/cgroup/memory".into()),
+                    ("pids".into(), "/sys/fs/cgroup/pids".into()),
+                    ("cpu".into(), "/sys/fs/cgroup/cpu,cpuacct".into()),
+                ]
+            }
+        );
+        let cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, false).unwrap();
+        let j = |c: &str, f: &str| dir.join(format!("sys/fs/cgroup/{c}/lightjail/lightjail-7/{f}"));
+        assert_eq!(read(j("memory", "memory.limit_in_bytes")), (64u64 << 20).to_string());
+        assert_eq!(read(j("pids", "pids.max")), "64");
+        assert_eq!(read(j("cpu,cpuacct", "cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(j("cpu,cpuacct", "cpu.cfs_period_us")), "100000");
+        cg.add(42).unwrap();
+        assert_eq!(read(j("pids", "cgroup.procs")), "42");
+        assert!(Cgroup::create(&layout, &tree, "lightjail-8", &ALL, true)
+            .unwrap_err()
+            .0
+            .contains("cgroup v1"));
+        cg.remove().unwrap();
+        assert!(!j("memory", "").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn pure_v2_host_enables_controllers_and_writes_v2_files() {
+        let (dir, tree) = fake(Some("cpuset cpu io memory pids\n"));
+        let layout = detect(PURE_V2, "0::/user.slice/x.scope\n", &tree, &ALL).unwrap();
+        assert_eq!(layout, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "/user.slice/x.scope".into() });
+        let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, false).unwrap();
+        let top = dir.join("sys/fs/cgroup");
+        assert_eq!(read(top.join("cgroup.subtree_control")), "+memory +pids +cpu");
+        assert_eq!(read(top.join("lightjail/cgroup.subtree_control")), "+memory +pids +cpu");
+        let j = top.join("lightjail/lightjail-9");
+        assert_eq!(read(j.join("memory.max")), (64u64 << 20).to_string());
+        assert_eq!(read(j.join("memory.swap.max")), "0");
+        assert_eq!(read(j.join("pids.max")), "64");
+        assert_eq!(read(j.join("cpu.max")), "50000 100000");
+        fs::write(j.join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n").unwrap();
+        assert!(cg.oom_killed());
+        // Stale: pid 9 has no /proc entry in the fake proc root, so it is reaped.
+        fs::create_dir_all(dir.join("proc/1")).unwrap();
+        assert_eq!(reap_stale(&layout, &tree, &dir.join("proc")), 1);
+        assert!(!j.exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rootless_needs_a_delegated_subtree_and_missing_controllers_are_named() {
+        let (dir, tree) = fake(Some("cpu pids\n"));
+        let e = detect(PURE_V2, "0::/\n", &tree, &ALL).unwrap_err();
+        assert!(e.0.contains("memory"), "{e}");
+        let pids = Limits { pids: Some(10), ..Limits::default() };
+        let layout = detect(PURE_V2, "0::/user.slice/me\n", &tree, &pids).unwrap();
+        let own = dir.join("sys/fs/cgroup/user.slice/me");
+        fs::create_dir_all(&own).unwrap();
+        let e = Cgroup::create(&layout, &tree, "lightjail-3", &pids, true).unwrap_err();
+        assert!(e.0.contains("delegated") && e.0.contains("pids"), "{e}");
+        fs::write(own.join("cgroup.subtree_control"), "pids").unwrap();
+        Cgroup::create(&layout, &tree, "lightjail-3", &pids, true).unwrap();
+        assert_eq!(read(own.join("lightjail-3/pids.max")), "10");
+        fs::remove_dir_all(dir).unwrap();
+    }
+}
