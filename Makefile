@@ -30,7 +30,7 @@ deps:
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	    if [ "$$(id -u)" != 0 ]; then echo "make: missing Debian packages:$$missing (install them as root)"; exit 1; fi; \
+	    if [ "$$(id -u)" != 0 ]; then echo "make: missing Debian packages; as root: apt-get install$$missing"; exit 1; fi; \
 	    echo "make: installing$$missing"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
