@@ -583,7 +583,21 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
 }
 
 fn drop_privileges(plan: &Plan) -> Result<()> {
-    let keep: u64 = plan.caps.iter().fold(0, |m, &c| m | (1u64 << c));
+    // A capability can only be kept if it is held: `ALL` means all that are; a named one
+    // that is not is an error naming it.
+    let (_, permitted, _) = sys::capget().ctx(|| "cannot read capabilities".into())?;
+    let mut keep: u64 = plan.caps.iter().fold(0, |m, &c| m | (1u64 << c));
+    if plan.caps_all {
+        keep &= permitted;
+    }
+    let kept: Vec<u32> = plan.caps.iter().copied().filter(|&c| keep & (1u64 << c) != 0).collect();
+    if let Some(&c) = plan.caps.iter().find(|&&c| !plan.caps_all && permitted & (1u64 << c) == 0) {
+        let name = crate::plan::CAP_NAMES.get(c as usize).copied().unwrap_or("?");
+        return Err(Failure {
+            code: EXIT_SETUP,
+            msg: format!("--cap-add cap_{name}: ljspawn does not hold it, so the jail cannot keep it"),
+        });
+    }
     // Empty the bounding set (but for kept capabilities) up to the kernel's last capability,
     // where PR_CAPBSET_DROP answers EINVAL.
     for cap in 0..64u32 {
@@ -619,7 +633,7 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
     sys::capset(keep).ctx(|| "cannot set capabilities".into())?;
     sys::ambient_clear().ctx(|| "cannot clear ambient capabilities".into())?;
     if plan.uid != 0 {
-        for &c in &plan.caps {
+        for &c in &kept {
             sys::ambient_raise(c).ctx(|| format!("cannot raise ambient capability {c}"))?;
         }
     }

@@ -228,6 +228,8 @@ pub struct Plan {
     pub gid: u32,
     /// Capabilities (numbers) the program keeps; empty for everyone but root's `--cap-add`.
     pub caps: Vec<u32>,
+    /// `--cap-add ALL`: every capability ljspawn itself holds (those it lacks are skipped).
+    pub caps_all: bool,
     pub env: Vec<(String, String)>,
     pub cwd: String,
     pub argv: Vec<String>,
@@ -552,6 +554,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     };
 
     let mut caps = Vec::new();
+    let caps_all = req.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all"));
     for c in &req.cap_add {
         if caller.mode != Mode::Root {
             return Err(PlanError::CapsNotAllowed(caller.mode));
@@ -648,6 +651,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         uid,
         gid,
         caps,
+        caps_all,
         env,
         cwd,
         argv: req.command.clone(),
