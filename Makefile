@@ -22,6 +22,7 @@ endif
 
 .PHONY: all deps build test demo install install-setuid bench clean
 
+# The default: the release binaries.
 all: build
 
 # Install the Debian packages that are missing (nothing when all are there).
@@ -94,10 +95,12 @@ install-setuid: install
 	chown root:root $(DESTDIR)$(PREFIX)/bin/ljspawn
 	chmod 4755 $(DESTDIR)$(PREFIX)/bin/ljspawn
 
-# Side-by-side benchmarks against bwrap and buildah, in one run each; prints ratios.
+# Side-by-side benchmarks, root and rootless, printing ratios against the targets: spawning
+# (ljspawn, bwrap, a namespaces+exec floor) and building (ljbuild, buildah). See bench/README.md.
 bench: build
 	sh bench/spawn.sh
 	@if [ -x bench/build.sh ]; then sh bench/build.sh; fi
 
+# Remove the build products (target/, benchmark results included).
 clean:
 	$(CARGO) clean
