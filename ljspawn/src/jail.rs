@@ -79,6 +79,11 @@ pub struct Handover {
     pub stderr: Option<OwnedFd>,
     /// The caller's own seccomp program (`--seccomp-fd`), installed after the built-in one.
     pub seccomp_extra: Option<Vec<u8>>,
+    /// ljspawn entered the jail's user namespace itself and wrote its maps (see `spawn`).
+    pub maps_written: bool,
+    /// ljspawn makes the jail's network namespace in parallel with this setup: a pidfd of
+    /// ljspawn, and the pipe that says the namespace is ready (loopback up) to be joined.
+    pub net_join: Option<(OwnedFd, OwnedFd)>,
 }
 
 /// PID 1 of the jail. Never returns.
@@ -129,6 +134,7 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
                 sys::exit_now(EXIT_SETUP as i32);
             }
         }
+        Some(_) if h.maps_written => {}
         Some(m) => {
             let line = |r: &[crate::plan::IdRange]| format!("{} {} 1\n", r[0].inside, r[0].outside);
             std::fs::write("/proc/self/setgroups", "deny").ctx(|| "cannot deny setgroups".into())?;
@@ -211,7 +217,14 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
 
     // Step 7.
     sys::sethostname(&plan.hostname).ctx(|| "cannot set the host name".into())?;
-    if plan.net != Net::Host {
+    if let Some((ljspawn, ready)) = &h.net_join {
+        let mut b = [0u8; 1];
+        if !matches!(sys::read(ready.as_fd(), &mut b), Ok(1)) {
+            sys::exit_now(EXIT_SETUP as i32);
+        }
+        sys::setns(ljspawn.as_fd(), libc::CLONE_NEWNET)
+            .ctx(|| "cannot join the jail's network namespace".into())?;
+    } else if plan.net != Net::Host {
         sys::loopback_up().ctx(|| "cannot bring up the loopback interface".into())?;
     }
     if let Net::Bridge { addr, prefix, gateway, .. } | Net::Macvlan { addr, prefix, gateway, .. } = &plan.net
@@ -498,8 +511,8 @@ fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
         }
     };
     // The program holds the status pipe until exec; ljspawn sees end-of-file then.
-    let Handover { status, exit, maps, stdout, stderr, .. } = h;
-    drop((status, maps, stdout, stderr));
+    let Handover { status, exit, maps, stdout, stderr, net_join, .. } = h;
+    drop((status, maps, stdout, stderr, net_join));
     let code = loop {
         match sys::wait_signal(None) {
             Ok(Some((libc::SIGCHLD, _))) | Ok(Some((0, _))) | Ok(None) => {

@@ -268,6 +268,24 @@ pub fn wait_blocking(pid: i32) -> io::Result<(i32, WaitStatus)> {
     }
 }
 
+/// `unshare(2)`: moves this process into new namespaces (`CLONE_NEW*` flags).
+pub fn unshare(flags: c_int) -> io::Result<()> {
+    // SAFETY: plain values.
+    cvt_unit(unsafe { libc::unshare(flags) })
+}
+
+/// `setns(2)`: joins the namespaces `nstype` of the process or namespace `fd` refers to.
+pub fn setns(fd: BorrowedFd<'_>, nstype: c_int) -> io::Result<()> {
+    // SAFETY: borrowed fds; the rest are plain values.
+    cvt_unit(unsafe { libc::setns(fd.as_raw_fd(), nstype) })
+}
+
+/// `pidfd_open(2)`: a descriptor for process `pid` (e.g. to join its namespaces later).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain values.
+    cvt_fd(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as c_long, 0 as c_long) })
+}
+
 pub fn setsid() -> io::Result<()> {
     // SAFETY: plain values.
     cvt_unit(unsafe { libc::setsid() })
