@@ -501,8 +501,10 @@ fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd> 
 /// PID 1 after setup: start the program, then reap every child and forward signals until the
 /// program exits. Returns the program's exit code (128+N for signal N).
 fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
-    let pid = match sys::fork() {
-        Ok(0) => program(plan, h, umask),
+    // The program's process shares PID 1's memory until it execs (see `sys::vfork_run`):
+    // `program` only borrows.
+    let mut run = || program(plan, &h, umask);
+    let pid = match sys::vfork_run(&mut run) {
         Ok(pid) => pid,
         Err(e) => {
             let f = setup_err("cannot start the program", e);
@@ -553,14 +555,15 @@ fn reap(program: i32) -> Option<u8> {
     }
 }
 
-/// The program's process: drop everything, then exec. Never returns.
-fn program(plan: &Plan, h: Handover, umask: u32) -> ! {
-    let f = match prepare_and_exec(plan, &h, umask) {
+/// The program's process: drop everything, then exec. Returns only on failure (reported),
+/// with the exit code.
+fn program(plan: &Plan, h: &Handover, umask: u32) -> i32 {
+    let f = match prepare_and_exec(plan, h, umask) {
         Ok(never) => match never {},
         Err(f) => f,
     };
     report(h.status.as_fd(), &f);
-    sys::exit_now(f.code as i32)
+    f.code as i32
 }
 
 enum Never {}

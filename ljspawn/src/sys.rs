@@ -206,6 +206,41 @@ pub fn clone_fork(flags: u64) -> io::Result<i32> {
     cvt(ret).map(|p| p as i32)
 }
 
+/// Runs `child` in a new process that shares this one's memory until it execs or exits
+/// (`CLONE_VM | CLONE_VFORK`, as posix_spawn does): no page tables are copied, and this
+/// process is suspended until then. Returns the child's pid. `child` returns only when it
+/// failed, with the exit code; the child then exits.
+///
+/// Rules for `child`, which runs on its own stack in the caller's memory: make system calls,
+/// allocate if it must (the suspended caller holds no lock, ljspawn has one thread, and the
+/// allocations simply stay), but never free or modify anything the caller uses afterwards.
+pub fn vfork_run(child: &mut dyn FnMut() -> i32) -> io::Result<i32> {
+    extern "C" fn trampoline(arg: *mut c_void) -> c_int {
+        // SAFETY: `arg` points to `f` in `vfork_run`, whose frame outlives the child: that
+        // frame's thread is suspended (CLONE_VFORK) until the child execs or exits.
+        let f = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> i32) };
+        exit_now(f())
+    }
+    let mut stack = vec![0u8; 256 << 10];
+    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let mut f: &mut dyn FnMut() -> i32 = child;
+    let arg = &mut f as *mut &mut dyn FnMut() -> i32;
+    // SAFETY: out-parameters: `top` is the 16-byte aligned end of `stack`, a live 256 KiB
+    // buffer that stays allocated while the child runs (this frame is suspended until it
+    // execs or exits); `arg` points to the live `f`; the trampoline never returns into
+    // clone's caller (it exits). Single-threaded caller, so no lock is held by anyone.
+    let pid = unsafe {
+        libc::clone(
+            trampoline,
+            top as *mut c_void,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            arg.cast(),
+        )
+    };
+    drop(stack);
+    cvt(pid as c_long).map(|p| p as i32)
+}
+
 pub fn fork() -> io::Result<i32> {
     clone_fork(0)
 }
