@@ -191,7 +191,7 @@ pub fn command() -> Command {
             Arg::new("pids")
                 .long("pids")
                 .value_name("N")
-                .value_parser(clap::value_parser!(u64).range(1..))
+                .value_parser(clap::value_parser!(u64).range(1..=4_194_304))
                 .help("At most N processes and threads in the jail, through its cgroup"),
         )
         .arg(

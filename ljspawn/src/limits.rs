@@ -159,15 +159,15 @@ pub struct Cgroup {
 const PERIOD_US: u64 = 100_000;
 
 impl Cgroup {
-    /// Makes the jail's cgroup `name` and writes the limits. `rootless`: the caller is an
-    /// ordinary user without privileges (v2 delegation only); otherwise root, or a setuid
+    /// Makes the jail's cgroup `name` and writes the limits. `rootless`: the uid of an
+    /// ordinary caller without privileges (v2 delegation only); None for root, or a setuid
     /// ljspawn acting for a caller the administrator granted limits.
     pub fn create(
         layout: &Layout,
         tree: &Tree,
         name: &str,
         limits: &Limits,
-        rootless: bool,
+        rootless: Option<u32>,
     ) -> Result<Cgroup, LimitError> {
         let mut cg = Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None };
         let result = cg.make(layout, name, limits, rootless);
@@ -182,15 +182,25 @@ impl Cgroup {
         layout: &Layout,
         name: &str,
         limits: &Limits,
-        rootless: bool,
+        rootless: Option<u32>,
     ) -> Result<(), LimitError> {
         let t = self.tree.clone();
         match layout {
             Layout::V2 { mount, own } => {
                 self.v2 = true;
-                let base = if rootless {
-                    // A delegated subtree: the caller's own cgroup, controllers already enabled.
-                    let base = t.path(mount).join(own.strip_prefix("/").unwrap_or(own));
+                let base = if let Some(uid) = rootless {
+                    // A delegated subtree: the parent of the caller's own cgroup (a cgroup with
+                    // processes in it cannot have children with controllers), owned by the
+                    // caller, with the controllers enabled for its children.
+                    let own_dir = t.path(mount).join(own.strip_prefix("/").unwrap_or(own));
+                    let base = own_dir.parent().unwrap_or(&own_dir).to_path_buf();
+                    let owner = fs::metadata(&base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+                    if !t.fake && owner.ok() != Some(uid) {
+                        return Err(LimitError(format!(
+                            "cgroup limits need a cgroup v2 subtree delegated to you; {} is not yours (run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
+                            base.display()
+                        )));
+                    }
                     let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
                     if let Some(c) =
                         limits.controllers().iter().find(|c| !enabled.split_whitespace().any(|e| e == **c))
@@ -228,7 +238,7 @@ impl Cgroup {
                 }
             }
             Layout::V1 { controllers } => {
-                if rootless {
+                if rootless.is_some() {
                     return Err(LimitError(
                         "cgroup limits are not available rootless on this host: its memory, pids and cpu controllers are cgroup v1, which cannot be delegated (run as root, or use a cgroup v2 host)".into(),
                     ));
@@ -334,7 +344,11 @@ fn kill_all(d: &Path, v2: bool) {
     }
     for _ in 0..50 {
         let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        // 0 is a process in another pid namespace (v2 shows it so): kill(0) would hit our
+        // own process group. Never ourselves either.
+        let me = crate::sys::getpid();
+        let pids: Vec<i32> =
+            procs.lines().filter_map(|l| l.trim().parse().ok()).filter(|&p| p > 0 && p != me).collect();
         if pids.is_empty() {
             return;
         }
@@ -367,8 +381,11 @@ pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
             if proc_root.join(pid.to_string()).exists() {
                 continue;
             }
-            let cg = Cgroup { tree: tree.clone(), dirs: vec![e.path()], v2, memory_dir: None };
-            if cg.remove().is_ok() {
+            // Only an empty one is removed: the pid in the name may be from another pid
+            // namespace, so nothing in it is ever killed (rmdir fails on a busy cgroup).
+            let _ = v2;
+            let gone = if tree.fake { fs::remove_dir_all(e.path()) } else { fs::remove_dir(e.path()) };
+            if gone.is_ok() {
                 n += 1;
             }
         }
@@ -432,7 +449,7 @@ mod tests {
                 ]
             }
         );
-        let cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, false).unwrap();
+        let cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, None).unwrap();
         let j = |c: &str, f: &str| dir.join(format!("sys/fs/cgroup/{c}/lightjail/lightjail-7/{f}"));
         assert_eq!(read(j("memory", "memory.limit_in_bytes")), (64u64 << 20).to_string());
         assert_eq!(read(j("pids", "pids.max")), "64");
@@ -440,7 +457,7 @@ mod tests {
         assert_eq!(read(j("cpu,cpuacct", "cpu.cfs_period_us")), "100000");
         cg.add(42).unwrap();
         assert_eq!(read(j("pids", "cgroup.procs")), "42");
-        assert!(Cgroup::create(&layout, &tree, "lightjail-8", &ALL, true)
+        assert!(Cgroup::create(&layout, &tree, "lightjail-8", &ALL, Some(1000))
             .unwrap_err()
             .0
             .contains("cgroup v1"));
@@ -454,7 +471,7 @@ mod tests {
         let (dir, tree) = fake(Some("cpuset cpu io memory pids\n"));
         let layout = detect(PURE_V2, "0::/user.slice/x.scope\n", &tree, &ALL).unwrap();
         assert_eq!(layout, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "/user.slice/x.scope".into() });
-        let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, false).unwrap();
+        let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, None).unwrap();
         let top = dir.join("sys/fs/cgroup");
         assert_eq!(read(top.join("cgroup.subtree_control")), "+memory +pids +cpu");
         assert_eq!(read(top.join("lightjail/cgroup.subtree_control")), "+memory +pids +cpu");
@@ -478,14 +495,14 @@ mod tests {
         let e = detect(PURE_V2, "0::/\n", &tree, &ALL).unwrap_err();
         assert!(e.0.contains("memory"), "{e}");
         let pids = Limits { pids: Some(10), ..Limits::default() };
-        let layout = detect(PURE_V2, "0::/user.slice/me\n", &tree, &pids).unwrap();
-        let own = dir.join("sys/fs/cgroup/user.slice/me");
-        fs::create_dir_all(&own).unwrap();
-        let e = Cgroup::create(&layout, &tree, "lightjail-3", &pids, true).unwrap_err();
+        let layout = detect(PURE_V2, "0::/user.slice/me/ljspawn.scope\n", &tree, &pids).unwrap();
+        let parent = dir.join("sys/fs/cgroup/user.slice/me");
+        fs::create_dir_all(parent.join("ljspawn.scope")).unwrap();
+        let e = Cgroup::create(&layout, &tree, "lightjail-3", &pids, Some(1000)).unwrap_err();
         assert!(e.0.contains("delegated") && e.0.contains("pids"), "{e}");
-        fs::write(own.join("cgroup.subtree_control"), "pids").unwrap();
-        Cgroup::create(&layout, &tree, "lightjail-3", &pids, true).unwrap();
-        assert_eq!(read(own.join("lightjail-3/pids.max")), "10");
+        fs::write(parent.join("cgroup.subtree_control"), "pids").unwrap();
+        Cgroup::create(&layout, &tree, "lightjail-3", &pids, Some(1000)).unwrap();
+        assert_eq!(read(parent.join("lightjail-3/pids.max")), "10");
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -333,8 +333,8 @@ fn make_cgroup(plan: &Plan) -> Result<Cgroup, SpawnError> {
     let layout =
         limits::detect(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?, &tree, &plan.limits)
             .map_err(fail)?;
-    let rootless = plan.mode == Mode::Rootless;
-    if !rootless {
+    let rootless = (plan.mode == Mode::Rootless).then(sys::getuid);
+    if rootless.is_none() {
         limits::reap_stale(&layout, &tree, Path::new("/proc"));
     }
     Cgroup::create(&layout, &tree, &format!("lightjail-{}", sys::getpid()), &plan.limits, rootless)
