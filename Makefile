@@ -99,7 +99,8 @@ install-setuid: install
 # (ljspawn, bwrap, a namespaces+exec floor) and building (ljbuild, buildah). See bench/README.md.
 bench: build
 	sh bench/spawn.sh
-	@if [ -x bench/build.sh ]; then sh bench/build.sh; fi
+	sh bench/build.sh
+	sh bench/chain.sh
 
 # Remove the build products (target/, benchmark results included).
 clean:
