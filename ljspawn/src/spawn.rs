@@ -246,10 +246,6 @@ pub fn run(
             }
         }
     }
-    if let Net::Bridge { .. } = plan.net {
-        // Gone already if the kernel destroyed the jail's namespace first.
-        let _ = net::request(&net::del_link_msg(&format!("lj{pid}")));
-    }
     if timed_out && msg.is_empty() {
         let t = plan.timeout.unwrap_or_default();
         msg = format!("{EXIT_TIMEOUT}\ttimed out after {t:?}: the jail was sent SIGTERM (SIGKILL after a {:?} grace period)", plan.kill_after)
@@ -369,15 +365,17 @@ fn spawn_reaper(cg: &Cgroup) -> Result<(), SpawnError> {
 fn plumb(plan: &Plan, pid: i32) -> Result<(), SpawnError> {
     match &plan.net {
         Net::Bridge { bridge, .. } => {
-            if !net::is_bridge(bridge) {
-                return Err(SpawnError {
+            let no_bridge =
+                || SpawnError { code: EXIT_SETUP, msg: format!("--net bridge:{bridge}: no such bridge") };
+            let idx = net::host_ifindex(bridge).map_err(|_| no_bridge())?;
+            net::request(&net::veth_msg(&format!("lj{pid}"), idx, pid)).map_err(|e| match e.raw_os_error() {
+                // Enslaving to something that is not a bridge (or another master kind).
+                Some(libc::EOPNOTSUPP | libc::EINVAL) => SpawnError {
                     code: EXIT_SETUP,
-                    msg: format!("--net bridge:{bridge}: no such bridge"),
-                });
-            }
-            let idx = net::host_ifindex(bridge).map_err(|e| err(format!("bridge {bridge}"), e))?;
-            net::request(&net::veth_msg(&format!("lj{pid}"), idx, pid))
-                .map_err(|e| err(format!("cannot plug the jail into bridge {bridge}"), e))
+                    msg: format!("--net bridge:{bridge}: {bridge} is not a bridge"),
+                },
+                _ => err(format!("cannot plug the jail into bridge {bridge}"), e),
+            })
         }
         Net::Macvlan { parent, .. } => {
             let idx = net::host_ifindex(parent).map_err(|e| err(format!("--net macvlan:{parent}"), e))?;
