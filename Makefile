@@ -101,6 +101,7 @@ bench: build
 	sh bench/spawn.sh
 	sh bench/build.sh
 	sh bench/chain.sh
+	sh bench/limits.sh
 
 # Remove the build products (target/, benchmark results included).
 clean:
