@@ -81,6 +81,9 @@ pub struct Handover {
     pub seccomp_extra: Option<Vec<u8>>,
     /// ljspawn entered the jail's user namespace itself and wrote its maps (see `spawn`).
     pub maps_written: bool,
+    /// Make the cgroup namespace after the go byte, once ljspawn moved us into the jail's
+    /// cgroup (it was left out of the clone).
+    pub cgroupns_late: bool,
     /// ljspawn makes the jail's network namespace in parallel with this setup: a pidfd of
     /// ljspawn, and the pipe that says the namespace is ready (loopback up) to be joined.
     pub net_join: Option<(OwnedFd, OwnedFd)>,
@@ -116,6 +119,9 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
         if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
             sys::exit_now(EXIT_SETUP as i32);
         }
+    }
+    if h.cgroupns_late {
+        sys::unshare(libc::CLONE_NEWCGROUP).ctx(|| "cannot make the jail's cgroup namespace".into())?;
     }
     match &plan.userns {
         Some(m) if m.by_parent => {

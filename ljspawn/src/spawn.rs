@@ -84,6 +84,11 @@ pub fn run(
         && plan.json_status.is_none()
         && plan.limits.is_empty();
     let mut flags = plan.clone_flags();
+    // With a cgroup, the jail makes its cgroup namespace once it is in that cgroup (after the
+    // go byte), so the jail sees its own cgroup as `/`.
+    if cgroup.is_some() {
+        flags &= !(libc::CLONE_NEWCGROUP as u64);
+    }
     let mut net_join = None;
     let mut net_ready = None;
     if parallel_net {
@@ -111,6 +116,7 @@ pub fn run(
                 stderr,
                 seccomp_extra,
                 maps_written: parallel_net && plan.userns.is_some(),
+                cgroupns_late: cgroup.is_some(),
                 net_join,
             };
             jail::pid1(plan, h, umask)
