@@ -60,6 +60,7 @@ mod limits {
         setuid_grants: setuid;
         rlimits: root rootless setuid;
         dry_run_lists_limits: root rootless;
+        jail_sees_its_cgroup_as_root: root;
     }
 }
 
@@ -794,4 +795,20 @@ fn dry_run_lists_limits(cx: &Ctx) {
     // No limits: no cgroup lines.
     let out = cx.ljspawn().args(["--dry-run", "--root", &cx.world_str(), "--", "true"]).run().ok();
     assert!(!out.stdout.contains("cgroup:"), "{}", out.report());
+}
+
+/// With limits, the jail's cgroup namespace is rooted at the jail's own cgroup: every line of
+/// its /proc/self/cgroup for the limited controllers ends in `:/` (and so does the v2 line),
+/// while the host sees the jail under `lightjail/lightjail-<pid>`.
+fn jail_sees_its_cgroup_as_root(cx: &Ctx) {
+    let out = sh_with(cx, &["--pids", "20", "--memory", "64M"], "cat /proc/self/cgroup").ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let limited: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("0::") || l.contains(":pids:") || l.contains(":memory:"))
+        .collect();
+    assert!(!limited.is_empty(), "no cgroup lines\n{}", out.report());
+    for l in limited {
+        assert!(l.ends_with(":/"), "the jail sees {l:?}, not its own cgroup as /\n{}", out.report());
+    }
 }
