@@ -138,6 +138,13 @@ pub fn command() -> Command {
                 .help("Write JSON lines (child pid, namespace ids, exit code) to FD"),
         )
         .arg(
+            Arg::new("json-log")
+                .short('j')
+                .action(ArgAction::SetTrue)
+                .conflicts_with("json-status")
+                .help("lightjail's form: the --json-status lines on stderr"),
+        )
+        .arg(
             Arg::new("stdout")
                 .short('O')
                 .value_name("FILE")
@@ -336,6 +343,7 @@ pub fn request(m: &ArgMatches) -> Request {
         cap_add: m.get_many::<String>("cap-add").map(|v| v.cloned().collect()).unwrap_or_default(),
         pass_fds: m.get_many::<i32>("pass-fd").map(|v| v.copied().collect()).unwrap_or_default(),
         json_status: m.get_one::<i32>("json-status").copied(),
+        json_log: m.get_flag("json-log"),
         stdout_file: m.get_one::<PathBuf>("stdout").cloned(),
         stderr_file: m.get_one::<PathBuf>("stderr").cloned(),
         timeout: m.get_one::<Duration>("timeout").copied(),
@@ -401,6 +409,12 @@ mod tests {
         assert_eq!(r.command, ["/bin/sh", "-c", "echo hi"]);
         assert_eq!(r.hostname.as_deref(), Some("box"));
         assert_eq!(r.user, Some((65534, Some(65534))));
+    }
+
+    #[test]
+    fn lightjail_j_is_json_on_stderr() {
+        assert!(req(&["-d", "/w", "-j", "-p", "true"]).json_log);
+        assert!(command().try_get_matches_from(["ljspawn", "-j", "--json-status", "5", "true"]).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `ljspawn [OPTIONS] [--] COMMAND [ARGS...]`: see `ljspawn --help` and the crate docs.
 
+use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use ljspawn::plan::{self, Caller, Mode};
@@ -82,7 +83,15 @@ fn main() -> ExitCode {
         print!("{plan}");
         return ExitCode::SUCCESS;
     }
-    let json = match plan.json_status.map(sys::take_inherited_fd).transpose() {
+    let json = match plan
+        .json_status
+        .map(|fd| match fd {
+            // -j: a copy of stderr, so the status lines interleave with ljspawn's messages.
+            2 => std::io::stderr().as_fd().try_clone_to_owned(),
+            fd => sys::take_inherited_fd(fd),
+        })
+        .transpose()
+    {
         Ok(j) => j,
         Err(e) => return fail(EXIT_USAGE, &format!("--json-status: {e}")),
     };

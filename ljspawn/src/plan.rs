@@ -81,6 +81,8 @@ pub struct Request {
     pub cap_add: Vec<String>,
     pub pass_fds: Vec<i32>,
     pub json_status: Option<i32>,
+    /// `-j`: the status lines on stderr (lightjail's form).
+    pub json_log: bool,
     pub stdout_file: Option<PathBuf>,
     pub stderr_file: Option<PathBuf>,
     pub timeout: Option<Duration>,
@@ -656,7 +658,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         cwd,
         argv: req.command.clone(),
         pass_fds,
-        json_status: req.json_status,
+        json_status: if req.json_log { Some(2) } else { req.json_status },
         stdout_file: req.stdout_file.clone(),
         stderr_file: req.stderr_file.clone(),
         timeout: req.timeout,

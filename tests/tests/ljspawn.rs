@@ -96,6 +96,7 @@ tests! {
     seccomp_none_root_only: rootless setuid;
     dry_run: root rootless setuid;
     json_status: root rootless setuid;
+    json_log_lightjail_j: root rootless;
     output_files: root rootless setuid;
     output_file_caller_credentials: rootless setuid;
     net_none: root rootless setuid;
@@ -1287,6 +1288,18 @@ fn json_status(cx: &Ctx) {
     for _ in 0..10 {
         json_status_once(cx);
     }
+}
+
+/// lightjail's `-j`: the same JSON lines, on stderr.
+fn json_log_lightjail_j(cx: &Ctx) {
+    let out = cx.ljspawn().args(["-d", &world(cx), "-j", "-p", "exit 5"]).run().expect_status(5);
+    let lines: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(lines.len(), 2, "-j wrote {:?}\n{}", out.stderr, out.report());
+    let first = parse_flat_json(lines[0]).unwrap_or_else(|e| panic!("{:?}: {e}", lines[0]));
+    assert!(json_get(&first, "child-pid").and_then(Json::as_i64).is_some_and(|p| p > 0), "{}", lines[0]);
+    assert!(json_get(&first, "pid-namespace").is_some(), "{}", lines[0]);
+    let last = parse_flat_json(lines[1]).unwrap_or_else(|e| panic!("{:?}: {e}", lines[1]));
+    assert_eq!(json_get(&last, "exit-code").and_then(Json::as_i64), Some(5), "{}", lines[1]);
 }
 
 fn json_status_once(cx: &Ctx) {
