@@ -9,7 +9,8 @@ use clap::{Arg, ArgAction, ArgMatches, Command};
 use crate::plan::{MountReq, Request};
 
 const AFTER_HELP: &str = "\
-Lightjail's form keeps working: ljspawn -d DIR -p 'SHELL COMMAND' [-n NAME] [-0] [-O FILE] [-E FILE]
+Lightjail's form keeps working:
+  ljspawn -d DIR -p 'SHELL COMMAND' [-n NAME] [-0] [-i IP -f IFACE] [-m MB] [-O FILE] [-E FILE] [-j]
 
 Exit status: the program's own; 128+N if it was killed by signal N; ljspawn's own failures:
   2   usage error
