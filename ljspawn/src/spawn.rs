@@ -122,8 +122,26 @@ pub fn run(
             jail::pid1(plan, h, umask)
         }
         Ok(pid) => pid,
-        Err(e) if plan.userns.is_some() && !parallel_net => return Err(userns_failure(plan, e)),
-        Err(e) => return Err(err("cannot create the jail's namespaces", e)),
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            return Err(if plan.userns.is_some() && !parallel_net {
+                userns_failure(plan, e)
+            } else {
+                err("cannot create the jail's namespaces", e)
+            });
+        }
+    };
+    // A failure from here on kills the jail (and, unless a setuid reaper owns it, removes its
+    // cgroup once the jail is gone).
+    let abort = |e: SpawnError, reaped: bool| {
+        let _ = sys::kill(pid, libc::SIGKILL);
+        if let (Some(cg), false) = (&cgroup, reaped) {
+            let _ = sys::wait_blocking(pid);
+            let _ = cg.remove();
+        }
+        e
     };
     drop(net_join);
     if let Some(ready) = net_ready {
@@ -131,8 +149,7 @@ pub fn run(
             .map_err(|e| err("cannot create the jail's network namespace", e))
             .and_then(|()| sys::loopback_up().map_err(|e| err("cannot bring up the loopback interface", e)));
         if let Err(e) = made {
-            let _ = sys::kill(pid, libc::SIGKILL);
-            return Err(e);
+            return Err(abort(e, false));
         }
         let _ = sys::write_all(ready.as_fd(), b"n");
     }
@@ -143,38 +160,33 @@ pub fn run(
     if setuid {
         // The privilege phase: write the jail's maps, then drop every privilege for good.
         if let Err(e) = plan.userns.as_ref().map_or(Ok(()), |m| write_maps(pid, m)) {
-            let _ = sys::kill(pid, libc::SIGKILL);
-            return Err(e);
+            return Err(abort(e, false));
         }
     }
     if let Err(e) = plumb(plan, pid) {
-        let _ = sys::kill(pid, libc::SIGKILL);
-        return Err(e);
+        return Err(abort(e, false));
     }
     if let Some(cg) = &cgroup {
         let added = cg.add(pid).map_err(|e| SpawnError { code: EXIT_SETUP, msg: e.to_string() });
         // Setuid: only root may remove the cgroup, and ljspawn is about to stop being root.
         let reaper = if setuid { spawn_reaper(cg) } else { Ok(()) };
         if let Err(e) = added.and(reaper) {
-            let _ = sys::kill(pid, libc::SIGKILL);
-            let _ = sys::wait_blocking(pid);
-            let _ = cg.remove();
-            return Err(e);
+            return Err(abort(e, false));
         }
     }
     if let Some(j) = &json {
         j.started(pid, plan.userns.is_some());
     }
     if setuid {
+        // From here on the reaper (if any) removes the cgroup: ljspawn cannot any more.
         if let Err(e) = drop_privileges(ruid, rgid) {
-            let _ = sys::kill(pid, libc::SIGKILL);
-            return Err(e);
+            return Err(abort(e, true));
         }
         if let Some(parent) = die_with_parent {
             let again = sys::set_pdeathsig(libc::SIGKILL);
             if again.is_err() || sys::getppid() != parent {
-                let _ = sys::kill(pid, libc::SIGKILL);
-                return Err(SpawnError { code: EXIT_SETUP, msg: "the parent process is gone".into() });
+                let gone = SpawnError { code: EXIT_SETUP, msg: "the parent process is gone".into() };
+                return Err(abort(gone, true));
             }
         }
     }
