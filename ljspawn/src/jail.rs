@@ -21,10 +21,10 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::plan::{Mount, Net, Plan, RootFs, Seccomp};
+use crate::plan::{IdMap, IdRange, Mount, Net, Plan, RootFs, Seccomp};
 use crate::sys::{self, FsContext, WaitStatus};
+use crate::{describe, EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
 use crate::{net, seccomp};
-use crate::{EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
 
 /// A failure inside the jail: the exit code and one line for ljspawn to print.
 #[derive(Debug)]
@@ -43,15 +43,6 @@ type Result<T> = std::result::Result<T, Failure>;
 
 fn setup_err(what: impl fmt::Display, e: io::Error) -> Failure {
     Failure { code: EXIT_SETUP, msg: format!("{what}: {}", describe(&e)) }
-}
-
-/// `io::Error` without the " (os error N)" suffix std adds.
-fn describe(e: &io::Error) -> String {
-    let s = e.to_string();
-    match s.find(" (os error") {
-        Some(i) => s[..i].to_lowercase(),
-        None => s,
-    }
 }
 
 trait Ctx<T> {
@@ -107,6 +98,22 @@ fn report(status: BorrowedFd<'_>, f: &Failure) {
     let _ = sys::write_all(status, line.as_bytes());
 }
 
+/// Writes a user namespace's `setgroups`, `gid_map` and `uid_map` under `proc` (`/proc/self`
+/// for the jail's own, `/proc/PID` for ljspawn writing the jail's). On failure, which file.
+pub(crate) fn write_maps(proc: &str, m: &IdMap) -> std::result::Result<(), (&'static str, io::Error)> {
+    let lines =
+        |r: &[IdRange]| r.iter().map(|l| format!("{} {} {}\n", l.inside, l.outside, l.count)).collect();
+    let files: [(&'static str, String); 3] = [
+        ("setgroups", if m.setgroups { "allow" } else { "deny" }.into()),
+        ("gid_map", lines(&m.gids)),
+        ("uid_map", lines(&m.uids)),
+    ];
+    for (file, text) in files {
+        std::fs::write(format!("{proc}/{file}"), text).map_err(|e| (file, e))?;
+    }
+    Ok(())
+}
+
 fn setup(plan: &Plan, h: &Handover) -> Result<()> {
     sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
     if sys::pipe_reader_gone(h.status.as_fd()) {
@@ -142,10 +149,7 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
         }
         Some(_) if h.maps_written => {}
         Some(m) => {
-            let line = |r: &[crate::plan::IdRange]| format!("{} {} 1\n", r[0].inside, r[0].outside);
-            std::fs::write("/proc/self/setgroups", "deny").ctx(|| "cannot deny setgroups".into())?;
-            std::fs::write("/proc/self/gid_map", line(&m.gids)).ctx(|| "cannot write the gid map".into())?;
-            std::fs::write("/proc/self/uid_map", line(&m.uids)).ctx(|| "cannot write the uid map".into())?;
+            write_maps("/proc/self", m).map_err(|(file, e)| setup_err(format!("cannot write {file}"), e))?
         }
         None => {}
     }

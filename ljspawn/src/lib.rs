@@ -21,6 +21,15 @@ pub mod subids;
 #[allow(unsafe_code)]
 pub mod sys;
 
+/// `io::Error` as one lower-case phrase, without the " (os error N)" std appends.
+pub(crate) fn describe(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_lowercase(),
+        None => s,
+    }
+}
+
 /// Exit status for a usage error (bad option or argument).
 pub const EXIT_USAGE: u8 = 2;
 /// Exit status when `--timeout` expired.

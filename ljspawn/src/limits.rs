@@ -59,9 +59,7 @@ impl fmt::Display for LimitError {
 }
 
 fn io_err(what: impl fmt::Display, e: io::Error) -> LimitError {
-    let s = e.to_string();
-    let why = s.find(" (os error").map_or(s.clone(), |i| s[..i].to_lowercase());
-    LimitError(format!("{what}: {why}"))
+    LimitError(format!("{what}: {}", crate::describe(&e)))
 }
 
 /// Where the cgroup file systems are and how files are written: the real thing, or (tests)

@@ -11,9 +11,9 @@ use std::time::Instant;
 use crate::jail::{self, Handover};
 use crate::limits::{self, Cgroup, Tree};
 use crate::net;
-use crate::plan::{self, IdMap, IdRange, Mode, Net, Plan, Seccomp, UsernsSysctls};
+use crate::plan::{self, Mode, Net, Plan, Seccomp, UsernsSysctls};
 use crate::sys::{self, WaitStatus};
-use crate::{EXIT_SETUP, EXIT_TIMEOUT};
+use crate::{describe, EXIT_SETUP, EXIT_TIMEOUT};
 
 /// A failure of ljspawn's own process: one line, and the exit status.
 #[derive(Debug)]
@@ -23,9 +23,7 @@ pub struct SpawnError {
 }
 
 fn err(what: impl std::fmt::Display, e: io::Error) -> SpawnError {
-    let s = e.to_string();
-    let why = s.find(" (os error").map_or(s.clone(), |i| s[..i].to_lowercase());
-    SpawnError { code: EXIT_SETUP, msg: format!("{what}: {why}") }
+    SpawnError { code: EXIT_SETUP, msg: format!("{what}: {}", describe(&e)) }
 }
 
 /// Opens `-O`/`-E` files as the caller, before any namespace exists.
@@ -96,7 +94,7 @@ pub fn run(
         if let Some(m) = &plan.userns {
             flags &= !(libc::CLONE_NEWUSER as u64);
             sys::unshare(libc::CLONE_NEWUSER).map_err(|e| userns_failure(plan, e))?;
-            enter_maps(m)?;
+            jail::write_maps("/proc/self", m).map_err(|(file, e)| err(format!("cannot write {file}"), e))?;
         }
         let me = sys::pidfd_open(sys::getpid()).map_err(|e| err("cannot open a pidfd", e))?;
         let (r, w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
@@ -159,7 +157,8 @@ pub fn run(
     // namespace ids must be read before it makes itself undumpable (--json-status).
     if setuid {
         // The privilege phase: write the jail's maps, then drop every privilege for good.
-        if let Err(e) = plan.userns.as_ref().map_or(Ok(()), |m| write_maps(pid, m)) {
+        let written = plan.userns.as_ref().map_or(Ok(()), |m| jail::write_maps(&format!("/proc/{pid}"), m));
+        if let Err(e) = written.map_err(|(file, e)| err(format!("cannot write the jail's {file}"), e)) {
             return Err(abort(e, false));
         }
     }
@@ -294,18 +293,6 @@ fn userns_failure(plan: &Plan, e: io::Error) -> SpawnError {
     }
 }
 
-/// Writes the maps of the user namespace ljspawn itself just entered (one line each: the
-/// jail's user is the caller), as the jail would have.
-fn enter_maps(m: &IdMap) -> Result<(), SpawnError> {
-    let line = |r: &[IdRange]| format!("{} {} 1\n", r[0].inside, r[0].outside);
-    let write = |file: &str, text: &str| {
-        std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| err(format!("cannot write {file}"), e))
-    };
-    write("setgroups", "deny")?;
-    write("gid_map", &line(&m.gids))?;
-    write("uid_map", &line(&m.uids))
-}
-
 /// Refuses, here in the code that acts, what the caller's mode does not allow, whatever the
 /// plan says (the plan checks the same rules; this is the second look).
 fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
@@ -402,20 +389,6 @@ fn plumb(plan: &Plan, pid: i32) -> Result<(), SpawnError> {
         }
         Net::None | Net::Host => Ok(()),
     }
-}
-
-/// Writes the user namespace maps of the jail `pid` (setuid mode, still privileged).
-fn write_maps(pid: i32, m: &IdMap) -> Result<(), SpawnError> {
-    let lines = |r: &[IdRange]| {
-        r.iter().map(|l| format!("{} {} {}\n", l.inside, l.outside, l.count)).collect::<String>()
-    };
-    let write = |file: &str, text: &str| {
-        std::fs::write(format!("/proc/{pid}/{file}"), text)
-            .map_err(|e| err(format!("cannot write the jail's {file}"), e))
-    };
-    write("setgroups", if m.setgroups { "allow" } else { "deny" })?;
-    write("gid_map", &lines(&m.gids))?;
-    write("uid_map", &lines(&m.uids))
 }
 
 /// Drops every privilege of a setuid ljspawn for good, and checks that they are gone.
