@@ -611,7 +611,9 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
 fn drop_privileges(plan: &Plan) -> Result<()> {
     // A capability can only be kept if it is held: `ALL` means all that are; a named one
     // that is not is an error naming it.
-    let (_, permitted, _) = sys::capget().ctx(|| "cannot read capabilities".into())?;
+    // (No capability kept, the common case: nothing to ask the kernel.)
+    let permitted =
+        if plan.caps.is_empty() { 0 } else { sys::capget().ctx(|| "cannot read capabilities".into())?.1 };
     let mut keep: u64 = plan.caps.iter().fold(0, |m, &c| m | (1u64 << c));
     if plan.caps_all {
         keep &= permitted;

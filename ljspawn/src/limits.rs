@@ -360,14 +360,14 @@ fn kill_all(d: &Path, v2: bool) {
 /// Removes `lightjail-<pid>` cgroups left by an ljspawn that no longer runs (killed before
 /// it could clean up). Returns how many were removed.
 pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
-    let bases: Vec<(PathBuf, bool)> = match layout {
-        Layout::V2 { mount, .. } => vec![(tree.path(mount).join("lightjail"), true)],
+    let bases: Vec<PathBuf> = match layout {
+        Layout::V2 { mount, .. } => vec![tree.path(mount).join("lightjail")],
         Layout::V1 { controllers } => {
-            controllers.iter().map(|(_, m)| (tree.path(m).join("lightjail"), false)).collect()
+            controllers.iter().map(|(_, m)| tree.path(m).join("lightjail")).collect()
         }
     };
     let mut n = 0;
-    for (base, v2) in bases {
+    for base in bases {
         let Ok(entries) = fs::read_dir(&base) else { continue };
         for e in entries.flatten() {
             let name = e.file_name();
@@ -381,7 +381,6 @@ pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
             }
             // Only an empty one is removed: the pid in the name may be from another pid
             // namespace, so nothing in it is ever killed (rmdir fails on a busy cgroup).
-            let _ = v2;
             let gone = if tree.fake { fs::remove_dir_all(e.path()) } else { fs::remove_dir(e.path()) };
             if gone.is_ok() {
                 n += 1;

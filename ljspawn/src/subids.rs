@@ -17,16 +17,26 @@ pub fn ranges(path: &str, uid: u32) -> Vec<(u32, u32)> {
     parse(&text, uid, name.as_deref())
 }
 
-/// Reads `path` if it is a regular, root-owned file that only root may write.
-pub fn read_trusted(path: &str) -> Option<String> {
-    let mut f = File::open(path).ok()?;
-    let m = f.metadata().ok()?;
+/// Reads `path` if it is a regular, root-owned file that only root may write (checked on the
+/// opened file, not on the name). `Ok(None)`: there is no such file.
+pub fn read_trusted_file(path: &str) -> Result<Option<String>, String> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{path}: {e}")),
+    };
+    let m = f.metadata().map_err(|e| format!("{path}: {e}"))?;
     if !m.is_file() || m.uid() != 0 || m.mode() & 0o022 != 0 || m.len() > 1 << 20 {
-        return None;
+        return Err(format!("{path}: not a regular file owned by root and writable only by root"));
     }
     let mut s = String::new();
-    f.read_to_string(&mut s).ok()?;
-    Some(s)
+    f.read_to_string(&mut s).map_err(|e| format!("{path}: {e}"))?;
+    Ok(Some(s))
+}
+
+/// `read_trusted_file`, any doubt meaning "nothing".
+pub fn read_trusted(path: &str) -> Option<String> {
+    read_trusted_file(path).ok().flatten()
 }
 
 /// The login name of `uid` from `/etc/passwd` (no NSS: a setuid program loads no modules).

@@ -476,10 +476,7 @@ pub fn set_keepcaps(on: bool) -> io::Result<()> {
 pub fn set_securebits(bits: u64) -> io::Result<()> {
     prctl(libc::PR_SET_SECUREBITS, bits, 0).map(drop)
 }
-/// `Ok(true)` when capability `cap` is in the bounding set; `Err(EINVAL)` past the last cap.
-pub fn capbset_read(cap: u32) -> io::Result<bool> {
-    prctl(libc::PR_CAPBSET_READ, cap as u64, 0).map(|r| r == 1)
-}
+/// `Err(EINVAL)` past the kernel's last capability.
 pub fn capbset_drop(cap: u32) -> io::Result<()> {
     prctl(libc::PR_CAPBSET_DROP, cap as u64, 0).map(drop)
 }
