@@ -70,6 +70,36 @@ impl Mode {
 }
 
 /// `$LJ_TEST_DIR`, default `/tmp/lj-test`.
+/// Runs `test` with a context for `mode`, unless the test must skip (see `Ctx::new`).
+pub fn run_ctx(name: &str, mode: Mode, test: fn(&Ctx)) {
+    if let Some(cx) = Ctx::new(name, mode) {
+        test(&cx);
+    }
+}
+
+/// `mode_tests! { prefix = "net::", run = crate::run; name: root rootless; ... }` makes
+/// `mod name { #[test] fn root() ... }`, each calling `run("net::name::root", Mode::Root,
+/// crate::name)`: one test per mode, named so a failure says the mode.
+// `crate::$name` is meant: the test functions live in the test file that calls the macro.
+#[allow(clippy::crate_in_macro_def)]
+#[macro_export]
+macro_rules! mode_tests {
+    (prefix = $prefix:literal, run = $run:path; $($name:ident: $($mode:ident)+;)*) => {$(
+        mod $name {
+            $(
+                #[test]
+                fn $mode() {
+                    $run(
+                        concat!($prefix, stringify!($name), "::", stringify!($mode)),
+                        $crate::Mode::from_name(stringify!($mode)),
+                        crate::$name,
+                    );
+                }
+            )+
+        }
+    )*};
+}
+
 pub fn test_dir() -> PathBuf {
     match std::env::var_os("LJ_TEST_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),

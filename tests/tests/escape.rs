@@ -23,32 +23,8 @@ use lj_tests::{
     Ctx, Mode, Output, TempDir, TEST_USER,
 };
 
-fn run(name: &str, mode: Mode, test: fn(&Ctx)) {
-    if let Some(cx) = Ctx::new(name, mode) {
-        test(&cx);
-    }
-}
-
-/// `tests! { name: root rootless; ... }` makes `mod name { #[test] fn root() ... }` calling
-/// `fn name(cx: &Ctx)` once per mode.
-macro_rules! tests {
-    ($($name:ident: $($mode:ident)+;)*) => {$(
-        mod $name {
-            $(
-                #[test]
-                fn $mode() {
-                    super::run(
-                        concat!(stringify!($name), "::", stringify!($mode)),
-                        lj_tests::Mode::from_name(stringify!($mode)),
-                        super::$name,
-                    );
-                }
-            )+
-        }
-    )*};
-}
-
-tests! {
+lj_tests::mode_tests! {
+    prefix = "", run = lj_tests::run_ctx;
     seccomp_denied_syscalls: root rootless setuid;
     seccomp_allow_userns: root rootless setuid;
     seccomp_none_root_only: root rootless setuid;

@@ -21,34 +21,10 @@ use std::time::{Duration, Instant};
 
 use lj_tests::{current_uid, host_mountinfo, parse_mountinfo, process_tree, wait_until, Ctx, Mode, Output};
 
-fn run(name: &str, mode: Mode, test: fn(&Ctx)) {
-    if let Some(cx) = Ctx::new(name, mode) {
-        test(&cx);
-    }
-}
-
-/// `tests! { name: root rootless; ... }` makes `mod name { #[test] fn root() ... }` calling
-/// `crate::name(cx: &Ctx)` once per mode.
-macro_rules! tests {
-    ($($name:ident: $($mode:ident)+;)*) => {$(
-        mod $name {
-            $(
-                #[test]
-                fn $mode() {
-                    crate::run(
-                        concat!("limits::", stringify!($name), "::", stringify!($mode)),
-                        lj_tests::Mode::from_name(stringify!($mode)),
-                        crate::$name,
-                    );
-                }
-            )+
-        }
-    )*};
-}
-
 /// Every test is under `limits::`, so `cargo nextest run -p lj-tests limits` selects them.
 mod limits {
-    tests! {
+    lj_tests::mode_tests! {
+    prefix = "limits::", run = lj_tests::run_ctx;
         fork_bomb_contained: root;
         memory_hog_oom_killed: root;
         cpu_quota_half_core: root;

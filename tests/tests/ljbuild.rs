@@ -18,26 +18,8 @@ fn run(name: &str, mode: Mode, test: fn(&Lj)) {
     test(&lj);
 }
 
-/// `tests! { name: root rootless; ... }` makes `mod name { #[test] fn root() ... }` calling
-/// `fn name(lj: &Lj)` once per mode.
-macro_rules! tests {
-    ($($name:ident: $($mode:ident)+;)*) => {$(
-        mod $name {
-            $(
-                #[test]
-                fn $mode() {
-                    super::run(
-                        concat!("ljbuild::", stringify!($name), "::", stringify!($mode)),
-                        lj_tests::Mode::from_name(stringify!($mode)),
-                        super::$name,
-                    );
-                }
-            )+
-        }
-    )*};
-}
-
-tests! {
+lj_tests::mode_tests! {
+    prefix = "ljbuild::", run = crate::run;
     chain_of_three: root rootless;
     prefix_resolution: root rootless;
     cache_hit_and_miss: root rootless;

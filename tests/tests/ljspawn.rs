@@ -15,32 +15,8 @@ use lj_tests::{
 
 const JAIL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-fn run(name: &str, mode: Mode, test: fn(&Ctx)) {
-    if let Some(cx) = Ctx::new(name, mode) {
-        test(&cx);
-    }
-}
-
-/// `tests! { name: root rootless; ... }` makes `mod name { #[test] fn root() ... }` calling
-/// `fn name(cx: &Ctx)` once per mode.
-macro_rules! tests {
-    ($($name:ident: $($mode:ident)+;)*) => {$(
-        mod $name {
-            $(
-                #[test]
-                fn $mode() {
-                    super::run(
-                        concat!(stringify!($name), "::", stringify!($mode)),
-                        lj_tests::Mode::from_name(stringify!($mode)),
-                        super::$name,
-                    );
-                }
-            )+
-        }
-    )*};
-}
-
-tests! {
+lj_tests::mode_tests! {
+    prefix = "", run = lj_tests::run_ctx;
     cli_forms: root rootless setuid;
     options_end_at_command: root rootless setuid;
     namespaces: root rootless setuid;

@@ -27,50 +27,26 @@ use lj_tests::{
     shell_quote, wait_until, which, Ctx, Json, Mode, Output,
 };
 
-fn run(name: &str, mode: Mode, test: fn(&Ctx)) {
-    if let Some(cx) = Ctx::new(name, mode) {
-        test(&cx);
+/// Every test is under `net::`, so that `cargo nextest run -p lj-tests net` selects them all.
+mod net {
+    lj_tests::mode_tests! {
+        prefix = "net::", run = lj_tests::run_ctx;
+        two_jails_on_a_bridge: root;
+        net_none_reaches_nothing: root rootless setuid;
+        macvlan_uplink: root;
+        server_in_jail_answers_host: root;
+        icmp_echo: root setuid;
+        links_removed_on_exit: root;
+        links_removed_after_kill: root;
+        net_usage_errors: root rootless setuid;
+        missing_link_125: root;
+        rootless_refused: rootless;
+        setuid_without_grant_refused: setuid;
+        setuid_with_grant: setuid;
+        conf_malformed: setuid;
+        conf_not_root_only: setuid;
+        dry_run_network: root setuid;
     }
-}
-
-/// `tests! { name: root setuid; ... }` makes `mod net::name { #[test] fn root() ... }` calling
-/// `fn name(cx: &Ctx)` once per mode. Every test is under `net::`, so that `cargo nextest run
-/// -p lj-tests net` selects them all.
-macro_rules! tests {
-    ($($name:ident: $($mode:ident)+;)*) => {
-        mod net {$(
-            mod $name {
-                $(
-                    #[test]
-                    fn $mode() {
-                        crate::run(
-                            concat!("net::", stringify!($name), "::", stringify!($mode)),
-                            lj_tests::Mode::from_name(stringify!($mode)),
-                            crate::$name,
-                        );
-                    }
-                )+
-            }
-        )*}
-    };
-}
-
-tests! {
-    two_jails_on_a_bridge: root;
-    net_none_reaches_nothing: root rootless setuid;
-    macvlan_uplink: root;
-    server_in_jail_answers_host: root;
-    icmp_echo: root setuid;
-    links_removed_on_exit: root;
-    links_removed_after_kill: root;
-    net_usage_errors: root rootless setuid;
-    missing_link_125: root;
-    rootless_refused: rootless;
-    setuid_without_grant_refused: setuid;
-    setuid_with_grant: setuid;
-    conf_malformed: setuid;
-    conf_not_root_only: setuid;
-    dry_run_network: root setuid;
 }
 
 // ---------------------------------------------------------------- helpers
