@@ -82,23 +82,7 @@ impl<'a> Lj<'a> {
         }
         argv.push(self.bin.clone().into());
         argv.extend(args.iter().map(OsString::from));
-        let mut cmd = match &self.cx.run_as {
-            Some(user) => {
-                let mut c = Command::new(which("setpriv").expect("setpriv"));
-                c.arg(format!("--reuid={}", user.uid))
-                    .arg(format!("--regid={}", user.gid))
-                    .arg("--init-groups")
-                    .arg("--reset-env")
-                    .arg("--")
-                    .args(&argv);
-                c
-            }
-            None => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
-            }
-        };
+        let mut cmd = self.cx.command(argv);
         cmd.current_dir(self.td.path());
         cmd
     }
