@@ -3,7 +3,10 @@
 //! The crate is split so that it can be audited in one sitting:
 //! - [`cli`]: the command line (clap), translated into a [`plan::Request`];
 //! - [`plan`]: pure validation of a request into a [`plan::Plan`] (unit-tested, no syscalls);
-//! - [`spawn`]: ljspawn's own process: clone into the namespaces, forward signals, wait;
+//! - [`spawn`]: ljspawn's own process, one call per phase of the operation order: clone into
+//!   the namespaces, forward signals, wait, report;
+//! - [`privileged`]: the privileged window: everything a setuid ljspawn does as root (maps,
+//!   cgroup, network plumbing, the reaper) and the drop that ends it, with its checks;
 //! - [`jail`]: PID 1 of the jail: mounts, pivot_root, privileges dropped, exec;
 //! - [`sys`]: every system call std does not wrap; the only module with `unsafe`.
 
@@ -15,6 +18,7 @@ pub mod jail;
 pub mod limits;
 pub mod net;
 pub mod plan;
+pub mod privileged;
 pub mod seccomp;
 pub mod spawn;
 pub mod subids;

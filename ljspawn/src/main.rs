@@ -4,7 +4,7 @@ use std::os::fd::AsFd;
 use std::process::ExitCode;
 
 use ljspawn::plan::{self, Caller, Mode};
-use ljspawn::{cli, conf, spawn, subids, sys, EXIT_SETUP, EXIT_USAGE};
+use ljspawn::{cli, conf, privileged, spawn, subids, sys, EXIT_SETUP, EXIT_USAGE};
 
 fn main() -> ExitCode {
     // Setuid mode (see `spawn` for the privilege phase): never dumpable, no environment read,
@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     };
     if req.dry_run {
         if setuid {
-            if let Err(e) = spawn::drop_privileges(ruid, rgid) {
+            if let Err(e) = privileged::drop_privileges(ruid, rgid) {
                 return fail(e.code, &e.msg);
             }
         }

@@ -1,0 +1,241 @@
+//! The privileged window: everything ljspawn does with privileges it will not keep.
+//!
+//! A setuid ljspawn is host root from `exec` until [`Privileged::drop`]. Between the two it
+//! does exactly this, in this order, and nothing else as root:
+//! 1. the second look at the plan ([`Privileged::enter`]): what the caller's mode does not
+//!    allow is refused here, in the code that acts, whatever the parser said;
+//! 2. `-O`/`-E` opened with the caller's filesystem ids ([`Privileged::open_outputs`]);
+//! 3. the jail's cgroup made under the granted limits ([`Privileged::make_cgroup`]);
+//! 4. once the jail is cloned ([`Privileged::setup_jail`]): its user namespace maps written
+//!    (the caller's id and its `/etc/subuid`/`/etc/subgid` ranges), its network device
+//!    plumbed (a granted bridge or macvlan), its PID 1 moved into the cgroup, and the reaper
+//!    started (a root process that removes the cgroup once ljspawn is gone);
+//! 5. [`Privileged::drop`]: every id set to the caller's, capabilities read back as empty,
+//!    and `setresuid(0)` seen to fail.
+//!
+//! Root and rootless callers go through the same calls (root uses the same cgroup and
+//! network code; rootless has nothing to drop), so the order is one for every mode.
+
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use crate::jail;
+use crate::limits::{self, Cgroup, Tree};
+use crate::net;
+use crate::plan::{Mode, Net, Plan, Seccomp};
+use crate::spawn::{err, SpawnError};
+use crate::sys;
+use crate::EXIT_SETUP;
+
+/// The privileges ljspawn holds until [`Privileged::drop`] consumes this token.
+#[derive(Debug)]
+#[must_use = "privileges are held until Privileged::drop"]
+pub struct Privileged {
+    setuid: bool,
+    uid: u32,
+    gid: u32,
+}
+
+/// `-O` and `-E`, opened as the caller.
+#[derive(Debug)]
+pub struct Outputs {
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Privileged {
+    /// The second look: refuses what the caller's mode does not allow (see `check_policy`).
+    pub fn enter(plan: &Plan) -> Result<Privileged, SpawnError> {
+        check_policy(plan)?;
+        Ok(Privileged { setuid: plan.mode == Mode::Setuid, uid: sys::getuid(), gid: sys::getgid() })
+    }
+
+    /// Opens `-O`/`-E` files with the caller's filesystem ids, before any namespace exists.
+    pub fn open_outputs(&self, plan: &Plan) -> Result<Outputs, SpawnError> {
+        if self.setuid {
+            sys::setfsids(self.uid, self.gid);
+            if sys::fsids() != (self.uid, self.gid) {
+                return Err(SpawnError {
+                    code: EXIT_SETUP,
+                    msg: "cannot switch to your filesystem ids".into(),
+                });
+            }
+        }
+        let opened = (|| {
+            let stdout = plan.stdout_file.as_deref().map(|p| open_output(p, "-O")).transpose()?;
+            let stderr = plan.stderr_file.as_deref().map(|p| open_output(p, "-E")).transpose()?;
+            Ok(Outputs { stdout, stderr })
+        })();
+        if self.setuid {
+            sys::setfsids(0, 0);
+        }
+        opened
+    }
+
+    /// Finds the cgroup hierarchies, removes cgroups of ljspawns that died without cleaning
+    /// up (root and setuid), and makes this jail's. None without limits.
+    pub fn make_cgroup(&self, plan: &Plan) -> Result<Option<Cgroup>, SpawnError> {
+        if plan.limits.is_empty() {
+            return Ok(None);
+        }
+        let fail = |e: limits::LimitError| SpawnError { code: EXIT_SETUP, msg: e.to_string() };
+        let read = |p: &str| std::fs::read_to_string(p).map_err(|e| err(format!("cannot read {p}"), e));
+        let tree = Tree::real();
+        let layout =
+            limits::detect(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?, &tree, &plan.limits)
+                .map_err(fail)?;
+        let rootless = (plan.mode == Mode::Rootless).then(sys::getuid);
+        if rootless.is_none() {
+            limits::reap_stale(&layout, &tree, Path::new("/proc"));
+        }
+        Cgroup::create(&layout, &tree, &format!("lightjail-{}", sys::getpid()), &plan.limits, rootless)
+            .map(Some)
+            .map_err(fail)
+    }
+
+    /// The jail `pid` is cloned and waits for the go byte: writes its maps (setuid), plumbs
+    /// its network device, moves it into its cgroup and (setuid) starts the reaper.
+    pub fn setup_jail(&self, plan: &Plan, pid: i32, cgroup: Option<&Cgroup>) -> Result<(), SpawnError> {
+        if self.setuid {
+            let written =
+                plan.userns.as_ref().map_or(Ok(()), |m| jail::write_maps(&format!("/proc/{pid}"), m));
+            written.map_err(|(file, e)| err(format!("cannot write the jail's {file}"), e))?;
+        }
+        plumb(plan, pid)?;
+        if let Some(cg) = cgroup {
+            let added = cg.add(pid).map_err(|e| SpawnError { code: EXIT_SETUP, msg: e.to_string() });
+            // Setuid: only root may remove the cgroup, and ljspawn is about to stop being root.
+            let reaper = if self.setuid { spawn_reaper(cg) } else { Ok(()) };
+            added.and(reaper)?;
+        }
+        Ok(())
+    }
+
+    /// Ends the window: a setuid ljspawn drops every privilege for good and checks that they
+    /// are gone (dropping clears the parent-death signal: `die_with_parent` sets it again).
+    pub fn drop(self, die_with_parent: Option<i32>) -> Result<(), SpawnError> {
+        if !self.setuid {
+            return Ok(());
+        }
+        drop_privileges(self.uid, self.gid)?;
+        if let Some(parent) = die_with_parent {
+            let again = sys::set_pdeathsig(libc::SIGKILL);
+            if again.is_err() || sys::getppid() != parent {
+                return Err(SpawnError { code: EXIT_SETUP, msg: "the parent process is gone".into() });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Opens one `-O`/`-E` file.
+fn open_output(p: &Path, flag: &str) -> Result<OwnedFd, SpawnError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOCTTY)
+        .open(p)
+        .map(OwnedFd::from)
+        .map_err(|e| err(format!("cannot open {flag} {}", p.display()), e))
+}
+
+/// Refuses, here in the code that acts, what the caller's mode does not allow, whatever the
+/// plan says (the plan checks the same rules; this is the second look).
+fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
+    if plan.mode == Mode::Root {
+        return Ok(());
+    }
+    let refuse = |what: &str| {
+        Err(SpawnError { code: EXIT_SETUP, msg: format!("{what} is not allowed in {} mode", plan.mode) })
+    };
+    if plan.userns.is_none() {
+        return refuse("a jail without a user namespace");
+    }
+    if !plan.caps.is_empty() {
+        return refuse("--cap-add");
+    }
+    if plan.seccomp == Seccomp::None {
+        return refuse("--seccomp none");
+    }
+    let granted = match &plan.net {
+        Net::Bridge { bridge, .. } => Some(plan.grants.bridges.contains(bridge)),
+        Net::Macvlan { parent, .. } => Some(plan.grants.macvlans.contains(parent)),
+        Net::None | Net::Host => None,
+    };
+    if granted == Some(false) || (granted.is_some() && plan.mode != Mode::Setuid) {
+        return refuse("this network mode");
+    }
+    if plan.mode == Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.by_parent) {
+        return refuse("privileged id maps");
+    }
+    Ok(())
+}
+
+/// Setuid mode: a process that stays root, takes nothing from anyone, and removes the jail's
+/// cgroup once ljspawn (about to drop its privileges) has exited. Its real uid is root, so the
+/// caller cannot signal it.
+fn spawn_reaper(cg: &Cgroup) -> Result<(), SpawnError> {
+    let (r, w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
+    match sys::fork().map_err(|e| err("cannot start the cgroup reaper", e))? {
+        0 => {
+            let _ = sys::setresgid(0);
+            let _ = sys::setresuid(0);
+            let _ = sys::close_fds_except(&[r.as_raw_fd()]);
+            // End of file: every copy of the write end is closed, so ljspawn has exited.
+            let mut b = [0u8; 1];
+            while matches!(sys::read(r.as_fd(), &mut b), Ok(n) if n > 0) {}
+            let _ = cg.remove();
+            sys::exit_now(0)
+        }
+        _ => {
+            // Kept open, never written, until ljspawn exits.
+            std::mem::forget(w);
+            Ok(())
+        }
+    }
+}
+
+/// Creates the jail's eth0 from the host side (bridge: veth pair; macvlan), root only.
+fn plumb(plan: &Plan, pid: i32) -> Result<(), SpawnError> {
+    match &plan.net {
+        Net::Bridge { bridge, .. } => {
+            let no_bridge =
+                || SpawnError { code: EXIT_SETUP, msg: format!("--net bridge:{bridge}: no such bridge") };
+            let idx = net::host_ifindex(bridge).map_err(|_| no_bridge())?;
+            net::request(&net::veth_msg(&format!("lj{pid}"), idx, pid)).map_err(|e| match e.raw_os_error() {
+                // Enslaving to something that is not a bridge (or another master kind).
+                Some(libc::EOPNOTSUPP | libc::EINVAL) => SpawnError {
+                    code: EXIT_SETUP,
+                    msg: format!("--net bridge:{bridge}: {bridge} is not a bridge"),
+                },
+                _ => err(format!("cannot plug the jail into bridge {bridge}"), e),
+            })
+        }
+        Net::Macvlan { parent, .. } => {
+            let idx = net::host_ifindex(parent).map_err(|e| err(format!("--net macvlan:{parent}"), e))?;
+            net::request(&net::macvlan_msg(idx, pid))
+                .map_err(|e| err(format!("cannot make a macvlan on {parent}"), e))
+        }
+        Net::None | Net::Host => Ok(()),
+    }
+}
+
+/// Drops every privilege of a setuid ljspawn for good, and checks that they are gone.
+pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), SpawnError> {
+    let fail = |what: &str, e: io::Error| err(format!("cannot drop privileges ({what})"), e);
+    sys::setresgid(gid).map_err(|e| fail("gid", e))?;
+    sys::setresuid(uid).map_err(|e| fail("uid", e))?;
+    let caps = sys::capget().map_err(|e| fail("capabilities", e))?;
+    if sys::getresids() != (uid, uid, uid, gid, gid, gid) || caps != (0, 0, 0) || sys::setresuid(0).is_ok() {
+        return Err(SpawnError {
+            code: EXIT_SETUP,
+            msg: "privileges are still held after dropping them".into(),
+        });
+    }
+    Ok(())
+}
