@@ -21,10 +21,6 @@ use crate::ui::{fmt_duration, Ui};
 use crate::version;
 use crate::Error;
 
-/// Scripts longer than this are run from a file instead of `sh -c` (the kernel limits one
-/// argument to 128 KiB).
-const MAX_INLINE_SCRIPT: usize = 100 * 1024;
-
 /// Errors of the build step itself.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -55,12 +51,13 @@ pub enum BuildError {
         log: PathBuf,
     },
     /// The script failed.
-    #[error("build of {overlay} failed in step 'script' (Jailfile line {script_line} on): {how}; nothing was published (log: {})", .log.display())]
+    #[error("build of {overlay} failed in step 'script' ({where_}): {how}; nothing was published (log: {})", .log.display())]
     Script {
         /// `ns/name@version`.
         overlay: String,
-        /// The Jailfile line the script starts on.
-        script_line: usize,
+        /// `Jailfile line 6: nosuchcmd: not found` (the shell's last report of a line, which is
+        /// the Jailfile's own line number), else `Jailfile lines 4-9` (the whole script).
+        where_: String,
         /// `exited with status 3`, `killed by signal 9`, `timed out`.
         how: String,
         /// The log.
@@ -297,26 +294,17 @@ fn layer_dir_mode(layers: &[PathBuf], rel: &Path) -> u32 {
         .map_or(0o755, |m| m.mode() & 0o7777)
 }
 
-fn jail_args(
-    root: &Root,
-    plan: &Plan,
-    opts: &BuildOpts,
-    staging: &Path,
-    script_file: Option<&str>,
-) -> JailArgs {
+fn jail_args(root: &Root, plan: &Plan, opts: &BuildOpts, staging: &Path) -> JailArgs {
     let layers = plan.chain.layers(root);
     let mut ro_binds = Vec::new();
     if opts.net == Net::Host && Path::new("/etc/resolv.conf").exists() {
         ro_binds.push((PathBuf::from("/etc/resolv.conf"), "/etc/resolv.conf".to_string()));
     }
     let mut command: Vec<OsString> = vec!["/bin/sh".into(), "-e".into()];
-    match script_file {
-        Some(f) => {
-            ro_binds.push((staging.join("script.sh"), f.to_string()));
-            command.push(f.into());
-        }
-        None => command.extend(["-c".into(), plan.recipe.script.clone().into(), "Jailfile".into()]),
-    }
+    // From a file, not `sh -c`: no limit on its length (one argument is at most 128 KiB), and
+    // busybox's shell counts `-c` lines from 0 but a file's from 1, as every shell does.
+    ro_binds.push((staging.join("script.sh"), SCRIPT_IN_JAIL.to_string()));
+    command.push(SCRIPT_IN_JAIL.into());
     JailArgs {
         layers,
         upper: Some((staging.join("root"), staging.join("work"))),
@@ -329,7 +317,30 @@ fn jail_args(
     }
 }
 
-const SCRIPT_IN_JAIL: &str = "/tmp/.ljbuild-script";
+/// Where the script is bound in the jail (read-only; /tmp is the jail's own tmpfs). The shell
+/// names it in its messages: `/tmp/.ljbuild/Jailfile: 6: nosuchcmd: not found`.
+const SCRIPT_IN_JAIL: &str = "/tmp/.ljbuild/Jailfile";
+
+/// The script as the shell gets it: preceded by one empty line per header line, so the shell's
+/// line N (in its error messages and `$LINENO`) is the Jailfile's line N.
+fn aligned_script(recipe: &Recipe) -> String {
+    let mut s = "\n".repeat(recipe.script_line.saturating_sub(1));
+    s.push_str(&recipe.script);
+    s
+}
+
+/// The line number in a shell's report about a line of the script (`Jailfile: 6: ...` from dash,
+/// `Jailfile: line 6: ...` from bash and busybox; the same with the script file's name).
+fn shell_report_line(line: &str) -> Option<(usize, &str)> {
+    let i = line.find("Jailfile: ")?;
+    let rest = &line[i + "Jailfile: ".len()..];
+    let rest = rest.strip_prefix("line ").unwrap_or(rest);
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || !rest[digits..].starts_with(": ") {
+        return None;
+    }
+    Some((rest[..digits].parse().ok()?, rest[digits + 2..].trim_end()))
+}
 
 fn stage_and_run(
     root: &Root,
@@ -376,40 +387,53 @@ fn stage_and_run(
         );
     }
 
-    let script_file = (plan.recipe.script.len() > MAX_INLINE_SCRIPT).then_some(SCRIPT_IN_JAIL);
-    if script_file.is_some() {
-        let p = staging.join("script.sh");
-        fs::write(&p, &plan.recipe.script).map_err(StoreError::io("cannot write", &p))?;
-    }
+    let p = staging.join("script.sh");
+    fs::write(&p, aligned_script(&plan.recipe)).map_err(StoreError::io("cannot write", &p))?;
     preflight(root)?;
     warn_foreign_layers(ui, &layers);
     let resolv_missing = !exists_in_layers(&layers, "etc/resolv.conf");
-    let args = jail_args(root, plan, opts, staging, script_file).to_args();
+    let args = jail_args(root, plan, opts, staging).to_args();
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;
     let log = staging.join("build.log");
     ui.step("script", &format!("running {overlay} (net {})", opts.net.as_str()), None);
     let t = Instant::now();
-    let run = run_logged(&ljspawn, &args, &log, Some(&staging.join(store::PID_FILE)));
-    let (status, ljspawn_line) = run.map_err(|e| match e {
+    let status_line = ui.status_line("script");
+    let run = run_logged(&ljspawn, &args, &log, Some(&staging.join(store::PID_FILE)), status_line.as_ref());
+    drop(status_line);
+    let (status, tail) = run.map_err(|e| match e {
         RunError::Exec(source) => Error::from(BuildError::Exec { path: ljspawn.clone(), source }),
         RunError::Log(source) => StoreError::Io { what: "cannot write", path: log.clone(), source }.into(),
     })?;
     if !status.success() {
+        if ui.live() {
+            // The output was not streamed: show its end.
+            let text = fs::read(&log).unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            let lines: Vec<&str> = text.lines().collect();
+            for l in &lines[lines.len().saturating_sub(20)..] {
+                println!("{l}");
+            }
+        }
         let kept = keep_failed_log(root, plan, &log);
         let how = describe_status(status);
         let code = status.code();
-        if matches!(code, Some(125..=127)) && ljspawn_line.is_some() {
+        if matches!(code, Some(125..=127)) && tail.ljspawn.is_some() {
             return Err(BuildError::Jail {
                 step: "build",
                 overlay,
-                message: ljspawn_line.unwrap_or_default(),
+                message: tail.ljspawn.unwrap_or_default(),
                 log: kept,
             }
             .into());
         }
-        return Err(
-            BuildError::Script { overlay, script_line: plan.recipe.script_line, how, log: kept }.into()
-        );
+        let first = plan.recipe.script_line;
+        let last = first + plan.recipe.script.lines().count().saturating_sub(1);
+        let where_ = match tail.shell.as_deref().and_then(shell_report_line) {
+            Some((n, msg)) if (first..=last).contains(&n) => format!("Jailfile line {n}: {msg}"),
+            _ if last > first => format!("Jailfile lines {first}-{last}"),
+            _ => format!("Jailfile line {first}"),
+        };
+        return Err(BuildError::Script { overlay, where_, how, log: kept }.into());
     }
     ui.step("script", "ok", Some(t.elapsed()));
     if resolv_missing {
@@ -420,11 +444,11 @@ fn stage_and_run(
             remove_if_unchanged_dir(&upper, &layers, "etc");
         }
     }
-    if script_file.is_some() {
-        let p = upper.join(SCRIPT_IN_JAIL.trim_start_matches('/'));
-        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
-            let _ = fs::remove_file(&p);
-        }
+    // The script's mount point is on the jail's /tmp tmpfs; should a world lack /tmp, drop it.
+    let p = upper.join(SCRIPT_IN_JAIL.trim_start_matches('/'));
+    if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        let _ = fs::remove_file(&p);
+        let _ = p.parent().map(fs::remove_dir);
     }
     Ok(started)
 }
@@ -528,14 +552,24 @@ pub enum RunError {
     Log(io::Error),
 }
 
+/// The end of a jail's output, as [`run_logged`] saw it.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The last line starting with `ljspawn: ` (without it).
+    pub ljspawn: Option<String>,
+    /// The last line in which the shell reports a script line (see `shell_report_line`).
+    pub shell: Option<String>,
+}
+
 /// Runs `program args` with stdin from /dev/null and stdout+stderr through one pipe, copied to
-/// our stdout and to `log`. Returns its status and the last line starting with `ljspawn:`.
+/// `log` and to our stdout (or, with a live `status` line, shown there one line at a time).
 pub fn run_logged(
     program: &Path,
     args: &[OsString],
     log: &Path,
     pid_file: Option<&Path>,
-) -> Result<(std::process::ExitStatus, Option<String>), RunError> {
+    status: Option<&crate::ui::StatusLine>,
+) -> Result<(std::process::ExitStatus, Tail), RunError> {
     let mut logf = File::create(log).map_err(RunError::Log)?;
     let (r, w) =
         rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| RunError::Exec(e.into()))?;
@@ -552,7 +586,19 @@ pub fn run_logged(
     let mut out = io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
     let mut line = Vec::new();
-    let mut ljspawn_line = None;
+    let mut tail = Tail::default();
+    let end_line = |line: &[u8], tail: &mut Tail| {
+        if let Some(rest) = line.strip_prefix(b"ljspawn: ") {
+            tail.ljspawn = Some(String::from_utf8_lossy(rest).into_owned());
+        }
+        let text = String::from_utf8_lossy(line);
+        if shell_report_line(&text).is_some() {
+            tail.shell = Some(text.into_owned());
+        }
+        if let Some(s) = status {
+            s.line(line);
+        }
+    };
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -561,22 +607,22 @@ pub fn run_logged(
             Err(_) => break,
         };
         let chunk = &buf[..n];
-        let _ = out.write_all(chunk);
-        let _ = out.flush();
+        if status.is_none() {
+            let _ = out.write_all(chunk);
+            let _ = out.flush();
+        }
         logf.write_all(chunk).map_err(RunError::Log)?;
         for &b in chunk {
             if b == b'\n' {
-                if line.starts_with(b"ljspawn: ") {
-                    ljspawn_line = Some(String::from_utf8_lossy(&line[9..]).into_owned());
-                }
+                end_line(&line, &mut tail);
                 line.clear();
             } else if line.len() < 4096 {
                 line.push(b);
             }
         }
     }
-    if line.starts_with(b"ljspawn: ") {
-        ljspawn_line = Some(String::from_utf8_lossy(&line[9..]).into_owned());
+    if !line.is_empty() {
+        end_line(&line, &mut tail);
     }
     let status = loop {
         match child.wait() {
@@ -585,7 +631,7 @@ pub fn run_logged(
             Err(e) => return Err(RunError::Exec(e)),
         }
     };
-    Ok((status, ljspawn_line))
+    Ok((status, tail))
 }
 
 fn publish(
@@ -646,8 +692,7 @@ fn print_dry_run(root: &Root, opts: &BuildOpts, plan: &Plan, state: Option<bool>
     let name = &plan.recipe.name;
     let key = Root::overlay_key(name, &plan.version);
     let staging = root.staging(&key);
-    let script_file = (plan.recipe.script.len() > MAX_INLINE_SCRIPT).then_some(SCRIPT_IN_JAIL);
-    let args = jail_args(root, plan, opts, &staging, script_file).to_args();
+    let args = jail_args(root, plan, opts, &staging).to_args();
     let ljspawn = spawn::find_ljspawn().unwrap_or_else(|| PathBuf::from("ljspawn"));
     let status = match state {
         Some(true) => "cached (same inputs published; nothing would run)",
@@ -679,4 +724,28 @@ fn print_dry_run(root: &Root, opts: &BuildOpts, plan: &Plan, state: Option<bool>
     }
     print!("{o}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_reports() {
+        assert_eq!(shell_report_line("Jailfile: 6: nosuchcmd: not found"), Some((6, "nosuchcmd: not found")));
+        assert_eq!(
+            shell_report_line("Jailfile: line 12: nosuchcmd: command not found"),
+            Some((12, "nosuchcmd: command not found"))
+        );
+        assert_eq!(shell_report_line("/tmp/.ljbuild/Jailfile: 7: x: not found"), Some((7, "x: not found")));
+        assert_eq!(shell_report_line("Jailfile: x: 6: no"), None);
+        assert_eq!(shell_report_line("hello"), None);
+    }
+
+    #[test]
+    fn script_lines_align() {
+        let r = crate::recipe::parse(b"name a/b\n# c\n\n---\nfalse\n", "J").unwrap();
+        assert_eq!(aligned_script(&r), "\n\n\n\nfalse\n");
+        assert_eq!(aligned_script(&r).lines().nth(r.script_line - 1), Some("false"));
+    }
 }

@@ -22,7 +22,8 @@ use crate::spawn::Net;
     subcommand_precedence_over_arg = true
 )]
 pub struct Cli {
-    /// The lightjail root [default: $LIGHTJAIL_ROOT, else /usr/local/lj].
+    /// The lightjail root [default: $LIGHTJAIL_ROOT; else /usr/local/lj for root,
+    /// $XDG_DATA_HOME/lightjail or ~/.local/share/lightjail for other users].
     #[arg(long, global = true, value_name = "DIR")]
     pub root: Option<PathBuf>,
 
@@ -61,8 +62,68 @@ pub struct BuildArgs {
     #[arg(short = 'n', long)]
     pub dry_run: bool,
 
-    /// Stop the build script after this long (e.g. 10m), passed to ljspawn --timeout.
-    #[arg(long, value_name = "DURATION")]
+    /// Stop the build script after this long (e.g. 500ms, 30s, 10m, 1h), passed to ljspawn --timeout.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<String>,
+}
+
+/// Checks a duration as ljspawn reads it (`500ms`, `30s`, `5m`, `1h`, or plain seconds), so a
+/// bad one is a usage error here rather than a failed jail.
+pub fn parse_duration(s: &str) -> Result<String, String> {
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit '{unit}' (expected ms, s, m or h)")),
+    };
+    let n: f64 = num.parse().map_err(|_| format!("'{s}' is not a duration (e.g. 500ms, 30s, 5m)"))?;
+    if !n.is_finite() || n < 0.0 || n * scale > 1e9 {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(s.to_string())
+}
+
+/// The jail options of `ljbuild run`, spelled as ljspawn spells them and passed to it.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunJailArgs {
+    /// Bind SRC (host; relative to the current directory) at DEST in the jail, read-write.
+    #[arg(long, num_args = 2, value_names = ["SRC", "DEST"], action = clap::ArgAction::Append, allow_hyphen_values = true)]
+    pub bind: Vec<String>,
+    /// Bind SRC at DEST read-only.
+    #[arg(long = "ro-bind", num_args = 2, value_names = ["SRC", "DEST"], action = clap::ArgAction::Append, allow_hyphen_values = true)]
+    pub ro_bind: Vec<String>,
+    /// Mount a fresh tmpfs at DEST.
+    #[arg(long, value_name = "DEST")]
+    pub tmpfs: Vec<String>,
+    /// Set VAR=VALUE in the jail's (otherwise clean) environment.
+    #[arg(long, num_args = 2, value_names = ["VAR", "VALUE"], action = clap::ArgAction::Append, allow_hyphen_values = true)]
+    pub setenv: Vec<String>,
+    /// Working directory in the jail [default: /].
+    #[arg(long, value_name = "DIR")]
+    pub chdir: Option<String>,
+    /// Run the command as UID (and GID) in the jail [default: 0:0].
+    #[arg(long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Network: none (own namespace, loopback), host (with the host's /etc/resolv.conf), or
+    /// ljspawn's bridge:BR / macvlan:IFACE.
+    #[arg(long, value_name = "MODE", default_value = "none")]
+    pub net: String,
+    /// Memory limit of the jail (e.g. 512M, 2G).
+    #[arg(long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// At most N processes and threads in the jail.
+    #[arg(long, value_name = "N")]
+    pub pids: Option<String>,
+    /// CPU time of the jail, in CPUs (0.5 is half a core).
+    #[arg(long, value_name = "FRACTION")]
+    pub cpus: Option<String>,
+    /// Stop the command after this long (e.g. 30s, 10m); the status is then 124.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<String>,
 }
 
@@ -86,17 +147,16 @@ pub enum Cmd {
     },
     /// Remove stale staging areas (of builds that died) and logs of failed builds.
     Gc,
-    /// Run a command in an ephemeral jail on a published overlay (writes are discarded).
+    /// Run a command in an ephemeral jail on a published overlay (writes are discarded) and exit
+    /// with its status. Says on stderr which version it picked (unless -q).
     Run {
-        /// NAMESPACE/NAME, optionally @VERSION-PREFIX (default: the newest version).
+        /// NAMESPACE/NAME, optionally @VERSION-PREFIX [default: the most recently built version;
+        /// a prefix picks the highest version matching it; 0.0.0-h + a few hex digits picks the
+        /// derived version with that hash prefix].
         #[arg(value_name = "NAME[@VERSION]")]
         overlay: String,
-        /// Network of the jail.
-        #[arg(long, value_enum, default_value = "none")]
-        net: Net,
-        /// Stop the command after this long, passed to ljspawn --timeout.
-        #[arg(long, value_name = "DURATION")]
-        timeout: Option<String>,
+        #[command(flatten)]
+        jail: Box<RunJailArgs>,
         /// Print the ljspawn command line instead of running it.
         #[arg(short = 'n', long)]
         dry_run: bool,
@@ -155,6 +215,40 @@ mod tests {
             }
             _ => panic!("not run"),
         }
+        let c = Cli::try_parse_from([
+            "ljbuild",
+            "run",
+            "a/b",
+            "--bind",
+            ".",
+            "/src",
+            "--setenv",
+            "A",
+            "-x",
+            "--chdir",
+            "/src",
+            "--net",
+            "host",
+            "--timeout",
+            "5m",
+            "--",
+            "make",
+        ])
+        .unwrap();
+        match c.command {
+            Some(Cmd::Run { jail, .. }) => {
+                assert_eq!(jail.bind, [".", "/src"]);
+                assert_eq!(jail.setenv, ["A", "-x"]);
+                assert_eq!(jail.net, "host");
+                assert_eq!(jail.timeout.as_deref(), Some("5m"));
+            }
+            _ => panic!("not run"),
+        }
+        let e = Cli::try_parse_from(["ljbuild", "--timeout", "5y", "J"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(
+            parse_duration("1.5m").is_ok() && parse_duration("-1s").is_err() && parse_duration("s").is_err()
+        );
         let c = Cli::try_parse_from(["ljbuild", "--root", "/r", "world", "import", "bb", "/x"]).unwrap();
         assert!(matches!(c.command, Some(Cmd::World { command: WorldCmd::Import { .. } })));
         let c = Cli::try_parse_from(["ljbuild", "list", "--json", "--root", "/r"]).unwrap();

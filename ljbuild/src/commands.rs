@@ -2,13 +2,15 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::build::BuildError;
+use crate::cli::RunJailArgs;
 use crate::resolve;
-use crate::spawn::{self, JailArgs, Net};
+use crate::spawn;
 use crate::store::{self, Meta, OverlayName, Root, StoreError};
 use crate::ui::Ui;
 use crate::version;
@@ -136,50 +138,96 @@ pub fn gc(root: &Root) -> Result<(), Error> {
 }
 
 /// Resolves `NAME[@PREFIX]` and its chain.
-fn chain_for(root: &Root, spec: &str, ui: &Ui) -> Result<(Meta, resolve::Chain), Error> {
+fn chain_for(root: &Root, spec: &str, ui: &Ui) -> Result<(Meta, resolve::Picked, resolve::Chain), Error> {
     let (name, prefix) = parse_ref(spec, false)?;
-    let meta = resolve::overlay(root, &name, prefix.as_deref())?;
+    let (meta, picked) = resolve::overlay_picked(root, &name, prefix.as_deref())?;
     let (chain, warning) = resolve::chain_of(root, &meta)?;
     if let Some(w) = warning {
         ui.warn(&w);
     }
-    Ok((meta, chain))
+    Ok((meta, picked, chain))
 }
 
-/// `ljbuild run NAME[@PREFIX] [-- CMD...]`: replaces ljbuild with ljspawn.
+/// A host path given on the command line, made absolute against the current directory.
+fn host_path(p: &str) -> Result<OsString, Error> {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        return Ok(path.into());
+    }
+    let cwd = std::env::current_dir().map_err(StoreError::io("cannot get the current directory", "."))?;
+    let joined = cwd.join(path);
+    // `.` and `./x` read better without the `/.` in the middle.
+    Ok(fs::canonicalize(&joined).unwrap_or(joined).into())
+}
+
+/// The ljspawn arguments for `run`'s jail options. Mounts go parents first (by the depth of
+/// the destination), in command-line order among equals.
+fn run_jail_args(j: &RunJailArgs) -> Result<Vec<OsString>, Error> {
+    let mut mounts: Vec<(usize, Vec<OsString>)> = Vec::new();
+    let depth = |d: &str| d.split('/').filter(|c| !c.is_empty()).count();
+    for (flag, pairs) in [("--bind", &j.bind), ("--ro-bind", &j.ro_bind)] {
+        for p in pairs.chunks(2) {
+            mounts.push((depth(&p[1]), vec![flag.into(), host_path(&p[0])?, p[1].clone().into()]));
+        }
+    }
+    for d in &j.tmpfs {
+        mounts.push((depth(d), vec!["--tmpfs".into(), d.into()]));
+    }
+    if j.net == "host" && Path::new("/etc/resolv.conf").exists() {
+        mounts.push((2, ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"].map(OsString::from).to_vec()));
+    }
+    mounts.sort_by_key(|(d, _)| *d);
+    let mut a: Vec<OsString> = mounts.into_iter().flat_map(|(_, m)| m).collect();
+    for kv in j.setenv.chunks(2) {
+        a.extend(["--setenv".into(), kv[0].clone().into(), kv[1].clone().into()]);
+    }
+    let opts = [
+        ("--chdir", &j.chdir),
+        ("--user", &j.user),
+        ("--memory", &j.memory),
+        ("--pids", &j.pids),
+        ("--cpus", &j.cpus),
+        ("--timeout", &j.timeout),
+    ];
+    for (flag, v) in opts {
+        if let Some(v) = v {
+            a.extend([flag.into(), v.into()]);
+        }
+    }
+    a.extend(["--net".into(), j.net.clone().into()]);
+    Ok(a)
+}
+
+/// `ljbuild run NAME[@PREFIX] [OPTIONS] [-- CMD...]`: says what it picked, then replaces ljbuild
+/// with ljspawn (so the exit status is the command's, or ljspawn's own).
 pub fn run(
     root: &Root,
     spec: &str,
-    net: Net,
-    timeout: Option<String>,
+    jail: &RunJailArgs,
     command: Vec<OsString>,
     dry_run: bool,
     ui: &Ui,
 ) -> Result<u8, Error> {
-    let (meta, chain) = chain_for(root, spec, ui)?;
-    let mut ro_binds = Vec::new();
-    if net == Net::Host && Path::new("/etc/resolv.conf").exists() {
-        ro_binds.push((PathBuf::from("/etc/resolv.conf"), "/etc/resolv.conf".to_string()));
+    let (meta, picked, chain) = chain_for(root, spec, ui)?;
+    let mut args: Vec<OsString> = Vec::new();
+    for l in chain.layers(root) {
+        args.extend(["--layer".into(), l.into()]);
     }
-    let args = JailArgs {
-        layers: chain.layers(root),
-        upper: None,
-        net: Some(net),
-        ro_binds,
-        chdir: None,
-        timeout,
-        command: if command.is_empty() { vec!["/bin/sh".into()] } else { command },
-        // `run` execs ljspawn: it is the process the caller waits for.
-        die_with_parent: false,
+    args.extend(run_jail_args(jail)?);
+    args.push("--".into());
+    if command.is_empty() {
+        args.push("/bin/sh".into());
+    } else {
+        args.extend(command);
     }
-    .to_args();
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;
     if dry_run {
-        println!("overlay  {}@{}", meta.name, meta.version);
+        println!("overlay  {}@{} ({picked})", meta.name, meta.version);
         println!("chain    {}", chain.describe());
         println!("ljspawn  {}", spawn::command_line(&ljspawn, &args));
         return Ok(0);
     }
+    ui.step("run", &format!("{}@{} ({picked})", meta.name, meta.version), None);
     let err = Command::new(&ljspawn).args(&args).exec();
     Err(BuildError::Exec { path: ljspawn, source: err }.into())
 }
@@ -286,6 +334,10 @@ pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(
     let staging = root.staging(&key);
     store::remove_tree(&staging).map_err(StoreError::io("cannot remove", &staging))?;
     store::mkdir_private(&staging)?;
+    // The world's `/`: 0755 unless the source says otherwise (a directory's `.`, a tarball's `./`
+    // entry; layer tarballs from buildah and OCI images have none).
+    fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))
+        .map_err(StoreError::io("cannot chmod", &staging))?;
     let t = std::time::Instant::now();
     let ok = if md.is_dir() { import_dir(source, &staging) } else { import_tarball(source, &staging) };
     let ok = ok.map_err(StoreError::io("cannot run tar for", source));

@@ -26,8 +26,8 @@ use cli::{Cli, Cmd, WorldCmd};
 /// Runs ljbuild with parsed arguments; returns the exit status.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let ui = ui::Ui::new(cli.quiet);
-    let root_path = store::locate(cli.root.as_deref(), std::env::var_os("LIGHTJAIL_ROOT"));
-    let root = store::Root::open(root_path)?;
+    let (root_path, source_of) = store::locate(cli.root.as_deref(), &store::RootEnv::current())?;
+    let root = store::Root::open(root_path, source_of)?;
     match cli.command {
         None => {
             let b = cli.build;
@@ -46,8 +46,8 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Some(Cmd::List { json }) => commands::list(&root, json).map(|()| 0),
         Some(Cmd::Rm { overlay, force }) => commands::rm(&root, &overlay, force, &ui).map(|()| 0),
         Some(Cmd::Gc) => commands::gc(&root).map(|()| 0),
-        Some(Cmd::Run { overlay, net, timeout, dry_run, command }) => {
-            commands::run(&root, &overlay, net, timeout, command, dry_run, &ui)
+        Some(Cmd::Run { overlay, jail, dry_run, command }) => {
+            commands::run(&root, &overlay, &jail, command, dry_run, &ui)
         }
         Some(Cmd::World { command }) => match command {
             WorldCmd::List => commands::world_list(&root).map(|()| 0),

@@ -68,9 +68,29 @@ pub fn load(path: &Path, shown: &str) -> Result<Recipe, JailfileError> {
     parse(&bytes, shown)
 }
 
-/// Parses Jailfile text. Messages name the file as `shown`.
+/// CRLF line ends read as LF, in the header and the script alike (a Jailfile saved on Windows
+/// builds, with the same inputs hash, as the same file with LF line ends). A lone CR is content.
+pub fn normalize_line_ends(bytes: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !bytes.windows(2).any(|w| w == b"\r\n") {
+        return std::borrow::Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Parses Jailfile text (CRLF read as LF). Messages name the file as `shown`.
 pub fn parse(bytes: &[u8], shown: &str) -> Result<Recipe, JailfileError> {
-    let mut jf = jailfile_grammar::parse_bytes(bytes)
+    let bytes = normalize_line_ends(bytes);
+    let mut jf = jailfile_grammar::parse_bytes(&bytes)
         .map_err(|e| JailfileError::Parse(e.display_with_file(shown).to_string()))?;
     let name = OverlayName { namespace: jf.name.value.namespace.clone(), name: jf.name.value.name.clone() };
     name.check_reserved().map_err(|msg| JailfileError::Reserved {
@@ -93,4 +113,20 @@ pub fn parse(bytes: &[u8], shown: &str) -> Result<Recipe, JailfileError> {
         script_line: jf.script_line,
         canonical: jf.to_canonical(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_reads_as_lf() {
+        let lf = parse(b"name a/b\ncopy /src\n---\ntrue\necho x\n", "J").unwrap();
+        let crlf = parse(b"name a/b\r\ncopy /src\r\n---\r\ntrue\r\necho x\r\n", "J").unwrap();
+        assert_eq!(crlf.script, "true\necho x\n");
+        assert_eq!(crlf.script, lf.script);
+        assert_eq!(crlf.canonical, lf.canonical);
+        assert_eq!(crlf.script_line, 4);
+        assert_eq!(normalize_line_ends(b"a\rb\r"), &b"a\rb\r"[..]);
+    }
 }

@@ -46,6 +46,16 @@ pub enum ResolveError {
         /// The root.
         root: PathBuf,
     },
+    /// A prefix of a derived version's hash that matches several.
+    #[error("'{prefix}' matches more than one version of {name} ({}): give more of the hash", .matches.join(", "))]
+    Ambiguous {
+        /// The overlay.
+        name: OverlayName,
+        /// The prefix asked for.
+        prefix: String,
+        /// What it matches.
+        matches: Vec<String>,
+    },
     /// The Jailfile's world is not the parent's.
     #[error("world '{world}' conflicts with the parent {parent}, built on world '{parent_world}' (drop the 'world' line; a child is built on its parent's world)")]
     WorldMismatch {
@@ -173,31 +183,96 @@ pub fn build_world(root: &Root, jailfile: Option<&str>, env: Option<&str>) -> Re
     Ok(Chain { world: WorldRef { name, identity }, world_dir: dir, parents: Vec::new() })
 }
 
-/// Picks the highest published version of `name` matching `prefix`. Derived versions
-/// (`0.0.0-h...`) sort below all others; among themselves the most recently built wins.
-pub fn overlay(root: &Root, name: &OverlayName, prefix: Option<&str>) -> Result<Meta, Error> {
-    let versions = root.versions(name)?;
-    let candidates: Vec<&String> =
-        versions.iter().filter(|v| version::matches_prefix(v, prefix.unwrap_or(""))).collect();
-    let mut best: Option<(&String, u64)> = None;
-    for v in candidates {
-        let built = if version::is_derived(v) {
-            root.read_meta(name, v)?.map(|m| m.built_at_ns).unwrap_or(0)
-        } else {
-            0
-        };
-        let better = match best {
-            None => true,
-            Some((b, bt)) => match (version::is_derived(v), version::is_derived(b)) {
-                (true, true) => (built, v.as_str()) > (bt, b.as_str()),
-                _ => version::compare(v, b) == Ordering::Greater,
-            },
-        };
-        if better {
-            best = Some((v, built));
+/// How [`overlay`] picked a version (`run` says it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Picked {
+    /// No version given: the most recently built one.
+    Newest,
+    /// A version prefix: the highest matching version.
+    Highest(String),
+    /// A prefix of a derived version's hash: the one version it matches.
+    Derived(String),
+}
+
+impl std::fmt::Display for Picked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Picked::Newest => f.write_str("the most recently built version"),
+            Picked::Highest(p) if p.is_empty() => f.write_str("the highest version"),
+            Picked::Highest(p) => write!(f, "the highest version matching '{p}'"),
+            Picked::Derived(p) => write!(f, "the only derived version starting with '{p}'"),
         }
     }
-    let Some((v, _)) = best else {
+}
+
+/// Picks a published version of `name` (the rule `run` and `from` share):
+/// * no version: the most recently built version, whatever its number;
+/// * `0.0.0-h` and up to 12 hex digits: the derived version whose hash starts with them (an
+///   error when more than one does);
+/// * any other prefix: the highest version matching it on whole segments (version order;
+///   derived versions sort below all others, the most recently built first).
+pub fn overlay(root: &Root, name: &OverlayName, prefix: Option<&str>) -> Result<Meta, Error> {
+    overlay_picked(root, name, prefix).map(|(m, _)| m)
+}
+
+/// [`overlay`], also saying how it picked.
+pub fn overlay_picked(
+    root: &Root,
+    name: &OverlayName,
+    prefix: Option<&str>,
+) -> Result<(Meta, Picked), Error> {
+    let versions = root.versions(name)?;
+    let built =
+        |v: &str| -> Result<u64, Error> { Ok(root.read_meta(name, v)?.map(|m| m.built_at_ns).unwrap_or(0)) };
+    let derived_prefix = prefix.filter(|p| {
+        p.strip_prefix(version::DERIVED_PREFIX)
+            .is_some_and(|h| h.len() <= 12 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    let mut best: Option<(&String, u64)> = None;
+    let picked = match (prefix, derived_prefix) {
+        (None, _) => {
+            for v in &versions {
+                let t = built(v)?;
+                if best.is_none_or(|(b, bt)| (t, v.as_str()) > (bt, b.as_str())) {
+                    best = Some((v, t));
+                }
+            }
+            Picked::Newest
+        }
+        (Some(_), Some(p)) => {
+            let hits: Vec<&String> =
+                versions.iter().filter(|v| version::is_derived(v) && v.starts_with(p)).collect();
+            if hits.len() > 1 {
+                let mut hits: Vec<String> = hits.into_iter().cloned().collect();
+                hits.sort();
+                return Err(ResolveError::Ambiguous {
+                    name: name.clone(),
+                    prefix: p.to_string(),
+                    matches: hits,
+                }
+                .into());
+            }
+            best = hits.first().map(|v| (*v, 0));
+            Picked::Derived(p.to_string())
+        }
+        (Some(p), None) => {
+            for v in versions.iter().filter(|v| version::matches_prefix(v, p)) {
+                let t = if version::is_derived(v) { built(v)? } else { 0 };
+                let better = match best {
+                    None => true,
+                    Some((b, bt)) => match (version::is_derived(v), version::is_derived(b)) {
+                        (true, true) => (t, v.as_str()) > (bt, b.as_str()),
+                        _ => version::compare(v, b) == Ordering::Greater,
+                    },
+                };
+                if better {
+                    best = Some((v, t));
+                }
+            }
+            Picked::Highest(p.to_string())
+        }
+    };
+    let no_match = |versions: Vec<String>| -> Result<Error, Error> {
         let mut versions = versions;
         versions.sort_by(|a, b| version::compare(a, b));
         let names = if versions.is_empty() {
@@ -205,25 +280,22 @@ pub fn overlay(root: &Root, name: &OverlayName, prefix: Option<&str>) -> Result<
         } else {
             Vec::new()
         };
-        return Err(ResolveError::NoOverlay {
+        Ok(ResolveError::NoOverlay {
             name: name.clone(),
             prefix: prefix.map(Into::into),
             versions,
             names,
             root: root.path.clone(),
         }
-        .into());
+        .into())
     };
-    root.read_meta(name, v)?.ok_or_else(|| {
-        ResolveError::NoOverlay {
-            name: name.clone(),
-            prefix: prefix.map(Into::into),
-            versions: Vec::new(),
-            names: Vec::new(),
-            root: root.path.clone(),
-        }
-        .into()
-    })
+    let Some((v, _)) = best else {
+        return Err(no_match(versions)?);
+    };
+    match root.read_meta(name, v)? {
+        Some(m) => Ok((m, picked)),
+        None => Err(no_match(Vec::new())?),
+    }
 }
 
 /// The chain under and including the published overlay `meta`: its world and its parents,

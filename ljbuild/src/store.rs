@@ -71,6 +71,19 @@ pub enum StoreError {
     /// Something exists already.
     #[error("{0}")]
     Exists(String),
+    /// No root given and no home directory to put the default in.
+    #[error("no lightjail root: set --root or LIGHTJAIL_ROOT (HOME and XDG_DATA_HOME are unset, so there is no default ~/.local/share/lightjail)")]
+    NoRoot,
+    /// The root cannot be created or used.
+    #[error("cannot use the lightjail root {} ({source_of}): {reason}", .path.display())]
+    Unusable {
+        /// The root.
+        path: PathBuf,
+        /// Where it came from.
+        source_of: RootSource,
+        /// What failed.
+        reason: Box<StoreError>,
+    },
 }
 
 impl StoreError {
@@ -203,14 +216,77 @@ pub struct Root {
     pub path: PathBuf,
 }
 
-/// Picks the root: `--root`, else `LIGHTJAIL_ROOT` unless empty, else [`DEFAULT_ROOT`].
-pub fn locate(cli: Option<&Path>, env: Option<std::ffi::OsString>) -> PathBuf {
-    if let Some(p) = cli {
-        return p.to_path_buf();
+/// Where the root came from (named in errors about it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootSource {
+    /// `--root DIR`.
+    Flag,
+    /// `LIGHTJAIL_ROOT`.
+    Env,
+    /// [`DEFAULT_ROOT`], the default for root.
+    SystemDefault,
+    /// `$XDG_DATA_HOME/lightjail`, else `~/.local/share/lightjail`: the default for other users.
+    UserDefault,
+}
+
+impl fmt::Display for RootSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RootSource::Flag => "--root",
+            RootSource::Env => "LIGHTJAIL_ROOT",
+            RootSource::SystemDefault => "the default for root; set --root or LIGHTJAIL_ROOT",
+            RootSource::UserDefault => {
+                "the default for non-root users: $XDG_DATA_HOME/lightjail, else ~/.local/share/lightjail; set --root or LIGHTJAIL_ROOT"
+            }
+        })
     }
-    match env {
-        Some(v) if !v.is_empty() => PathBuf::from(v),
-        _ => PathBuf::from(DEFAULT_ROOT),
+}
+
+/// The environment [`locate`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct RootEnv {
+    /// `LIGHTJAIL_ROOT`.
+    pub lightjail_root: Option<std::ffi::OsString>,
+    /// `XDG_DATA_HOME`.
+    pub xdg_data_home: Option<std::ffi::OsString>,
+    /// `HOME`.
+    pub home: Option<std::ffi::OsString>,
+    /// Whether the caller is root (effective uid 0).
+    pub is_root: bool,
+}
+
+impl RootEnv {
+    /// The process's own environment and effective uid.
+    pub fn current() -> RootEnv {
+        RootEnv {
+            lightjail_root: std::env::var_os("LIGHTJAIL_ROOT"),
+            xdg_data_home: std::env::var_os("XDG_DATA_HOME"),
+            home: std::env::var_os("HOME"),
+            is_root: rustix::process::geteuid().is_root(),
+        }
+    }
+}
+
+/// Picks the root: `--root`, else `LIGHTJAIL_ROOT` unless empty, else [`DEFAULT_ROOT`] for root,
+/// and for everyone else `$XDG_DATA_HOME/lightjail` (an absolute `XDG_DATA_HOME`, as the XDG
+/// base directory specification says), else `$HOME/.local/share/lightjail`.
+pub fn locate(cli: Option<&Path>, env: &RootEnv) -> Result<(PathBuf, RootSource), StoreError> {
+    if let Some(p) = cli {
+        return Ok((p.to_path_buf(), RootSource::Flag));
+    }
+    let set = |v: &Option<std::ffi::OsString>| v.as_ref().filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(p) = set(&env.lightjail_root) {
+        return Ok((p, RootSource::Env));
+    }
+    if env.is_root {
+        return Ok((PathBuf::from(DEFAULT_ROOT), RootSource::SystemDefault));
+    }
+    if let Some(x) = set(&env.xdg_data_home).filter(|p| p.is_absolute()) {
+        return Ok((x.join("lightjail"), RootSource::UserDefault));
+    }
+    match set(&env.home).filter(|p| p.is_absolute()) {
+        Some(h) => Ok((h.join(".local/share/lightjail"), RootSource::UserDefault)),
+        None => Err(StoreError::NoRoot),
     }
 }
 
@@ -230,8 +306,9 @@ pub struct Lock {
 }
 
 impl Root {
-    /// Opens (creating it 0700 when missing) the root at `path`.
-    pub fn open(path: PathBuf) -> Result<Root, StoreError> {
+    /// Opens (creating it 0700 when missing) the root at `path`; an error names the root and
+    /// where it came from.
+    pub fn open(path: PathBuf, source_of: RootSource) -> Result<Root, StoreError> {
         let path = if path.is_relative() {
             std::env::current_dir()
                 .map_err(StoreError::io("cannot get the current directory", "."))?
@@ -239,16 +316,24 @@ impl Root {
         } else {
             path
         };
-        if !path.exists() {
-            mkdir_private(&path)?;
-        }
         let root = Root { path };
-        for d in [".tmp", ".locks", ".logs", "worlds"] {
-            let p = root.path.join(d);
-            if !p.is_dir() {
-                mkdir_private(&p)?;
+        let check = || -> Result<(), StoreError> {
+            if !root.path.exists() {
+                mkdir_private(&root.path)?;
             }
-        }
+            for d in [".tmp", ".locks", ".logs", "worlds"] {
+                let p = root.path.join(d);
+                if !p.is_dir() {
+                    mkdir_private(&p)?;
+                }
+            }
+            Ok(())
+        };
+        check().map_err(|e| StoreError::Unusable {
+            path: root.path.clone(),
+            source_of,
+            reason: Box::new(e),
+        })?;
         Ok(root)
     }
 
@@ -549,10 +634,33 @@ mod tests {
 
     #[test]
     fn root_location() {
-        assert_eq!(locate(Some(Path::new("/x")), Some("/y".into())), PathBuf::from("/x"));
-        assert_eq!(locate(None, Some("/y".into())), PathBuf::from("/y"));
-        assert_eq!(locate(None, Some("".into())), PathBuf::from(DEFAULT_ROOT));
-        assert_eq!(locate(None, None), PathBuf::from(DEFAULT_ROOT));
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        let user = RootEnv { home: os("/home/u"), ..RootEnv::default() };
+        let root = RootEnv { is_root: true, home: os("/root"), ..RootEnv::default() };
+        let got = |cli: Option<&str>, env: &RootEnv| locate(cli.map(Path::new), env).unwrap();
+        assert_eq!(
+            got(Some("/x"), &RootEnv { lightjail_root: os("/y"), ..root.clone() }).0,
+            PathBuf::from("/x")
+        );
+        assert_eq!(
+            got(None, &RootEnv { lightjail_root: os("/y"), ..user.clone() }),
+            (PathBuf::from("/y"), RootSource::Env)
+        );
+        assert_eq!(
+            got(None, &RootEnv { lightjail_root: os(""), ..root.clone() }).0,
+            PathBuf::from(DEFAULT_ROOT)
+        );
+        assert_eq!(got(None, &root), (PathBuf::from(DEFAULT_ROOT), RootSource::SystemDefault));
+        assert_eq!(
+            got(None, &user),
+            (PathBuf::from("/home/u/.local/share/lightjail"), RootSource::UserDefault)
+        );
+        let xdg = RootEnv { xdg_data_home: os("/data"), ..user.clone() };
+        assert_eq!(got(None, &xdg).0, PathBuf::from("/data/lightjail"));
+        // A relative XDG_DATA_HOME is ignored (the specification says so).
+        let rel = RootEnv { xdg_data_home: os("data"), ..user.clone() };
+        assert_eq!(got(None, &rel).0, PathBuf::from("/home/u/.local/share/lightjail"));
+        assert!(matches!(locate(None, &RootEnv::default()), Err(StoreError::NoRoot)));
     }
 
     #[test]

@@ -37,6 +37,13 @@ lj_tests::mode_tests! {
     big_script_no_artifacts: root rootless;
     rootless_on_root_built_world: rootless;
     debian_apt_get: root rootless;
+    default_root_per_user: root rootless;
+    script_line_numbers_and_crlf: root rootless;
+    version_rules: root rootless;
+    run_ci_recipe: root rootless;
+    usage_errors: root rootless;
+    tarball_without_dot_entry: root rootless;
+    output_styles: root rootless;
 }
 
 /// One test's lightjail root and Jailfile directories.
@@ -85,6 +92,27 @@ impl<'a> Lj<'a> {
         let mut cmd = self.cx.command(argv);
         cmd.current_dir(self.td.path());
         cmd
+    }
+
+    /// ljbuild as the caller with only `env` (`-i`: no LIGHTJAIL_ROOT, HOME, CI, ... unless given).
+    fn run_bare(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut argv: Vec<OsString> = vec!["/usr/bin/env".into(), "-i".into(), "PATH=/usr/bin:/bin".into()];
+        argv.extend(env.iter().map(|(k, v)| OsString::from(format!("{k}={v}"))));
+        argv.push(self.bin.clone().into());
+        argv.extend(args.iter().map(OsString::from));
+        let mut cmd = self.cx.command(argv);
+        cmd.current_dir(self.td.path());
+        let mut out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("run ljbuild");
+        out.command = format!("[{}] env -i {env:?} ljbuild {}", self.cx.mode, args.join(" "));
+        out
+    }
+
+    /// A directory under the temporary directory, owned by the caller.
+    fn dir(&self, rel: &str) -> PathBuf {
+        let d = self.td.join(rel);
+        fs::create_dir_all(&d).expect("mkdir");
+        self.cx.chown_caller(&d);
+        d
     }
 
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -681,4 +709,325 @@ fn debian_apt_get(lj: &Lj) {
     assert_eq!(lj.jail("deb/hello", "hello"), "Hello, world!\n");
     // The second time nothing runs.
     assert!(lj.ok(&[&f]).stdout.contains("cached deb/hello@"));
+}
+
+/// The last stderr line, which must be the only `ljbuild: ` error line.
+#[track_caller]
+fn last_line(out: &Output) -> String {
+    out.stderr.lines().last().unwrap_or_default().to_string()
+}
+
+/// Without --root and LIGHTJAIL_ROOT: root uses /usr/local/lj, everyone else
+/// $XDG_DATA_HOME/lightjail, else ~/.local/share/lightjail. An unusable root is named, with
+/// where it came from.
+fn default_root_per_user(lj: &Lj) {
+    let home = lj.dir("home");
+    let h = path_str(&home);
+    let file = lj.td.join("plainfile");
+    lj.file("plainfile", "");
+    let bad = format!("{}/root", path_str(&file));
+    let out = lj.run_bare(&["list"], &[("LIGHTJAIL_ROOT", &bad), ("HOME", &h)]).expect_status(6);
+    assert_eq!(
+        last_line(&out),
+        format!(
+            "ljbuild: cannot use the lightjail root {bad} (LIGHTJAIL_ROOT): cannot create {bad}: Not a directory (os error 20)"
+        ),
+        "{}",
+        out.report()
+    );
+    let out = lj.run_bare(&["--root", &bad, "list"], &[]).expect_status(6);
+    assert!(
+        last_line(&out).starts_with(&format!("ljbuild: cannot use the lightjail root {bad} (--root): ")),
+        "{}",
+        out.report()
+    );
+    if lj.cx.caller_uid == 0 {
+        // The default itself is not touched (it is the host's); its error names it.
+        let out = lj.run_bare(&["--help"], &[]).ok();
+        assert!(out.stdout.contains("/usr/local/lj for root"), "{}", out.report());
+        assert!(out.stdout.contains("~/.local/share/lightjail"), "{}", out.report());
+        return;
+    }
+    let out = lj.run_bare(&["list"], &[("HOME", &h)]).ok();
+    assert!(out.stderr.contains(&format!("no overlays in {h}/.local/share/lightjail")), "{}", out.report());
+    assert!(home.join(".local/share/lightjail/worlds").is_dir());
+    let xdg = lj.dir("xdg");
+    let out = lj.run_bare(&["list"], &[("HOME", &h), ("XDG_DATA_HOME", &path_str(&xdg))]).ok();
+    assert!(out.stderr.contains(&format!("no overlays in {}/lightjail", path_str(&xdg))), "{}", out.report());
+    let out = lj.run_bare(&["list"], &[]).expect_status(6);
+    assert_eq!(
+        last_line(&out),
+        "ljbuild: no lightjail root: set --root or LIGHTJAIL_ROOT (HOME and XDG_DATA_HOME are unset, so there is no default ~/.local/share/lightjail)"
+    );
+}
+
+/// The shell's line numbers are the Jailfile's; a CRLF Jailfile reads as the same file with LF.
+fn script_line_numbers_and_crlf(lj: &Lj) {
+    let text = "name e/lines\n# a comment\nversion 1\n---\ntrue\nnosuchcmd\necho never\n";
+    let f = lj.jailfile("l1", text);
+    let out = lj.run(&[&f]).expect_status(1);
+    let last = last_line(&out);
+    assert!(
+        last.starts_with("ljbuild: build of e/lines@1 failed in step 'script' (Jailfile line 6: nosuchcmd: not found): exited with status 127; nothing was published (log: "),
+        "{}",
+        out.report()
+    );
+    // No report from the shell: the script's lines.
+    let f = lj.jailfile("l2", "name e/lines2\nversion 1\n---\ntrue\nfalse\n");
+    let out = lj.run(&[&f]).expect_status(1);
+    assert!(
+        last_line(&out).starts_with("ljbuild: build of e/lines2@1 failed in step 'script' (Jailfile lines 4-5): exited with status 1;"),
+        "{}",
+        out.report()
+    );
+    // $LINENO agrees.
+    let f = lj.jailfile("l3", "name e/lineno\n\n---\n\necho $LINENO > /lineno\n");
+    lj.ok(&[&f]);
+    assert_eq!(lj.jail("e/lineno", "cat /lineno"), "5\n");
+    // CRLF: accepted, read as LF: it runs, and it is the same build (same inputs hash).
+    let crlf_dir = lj.jailfile("c3", "name e/crlf3\r\nversion 1\r\n---\r\ntrue\r\necho ok > /ok\r\n");
+    lj.ok(&[&crlf_dir]);
+    assert_eq!(lj.jail("e/crlf3", "od -c /ok | head -1"), "0000000   o   k  \\n\n");
+    let lf3 = lj.jailfile("c4", "name e/crlf3\nversion 1\n---\ntrue\necho ok > /ok\n");
+    let out = lj.ok(&[&lf3]);
+    assert!(
+        out.stdout.contains("cached e/crlf3@1"),
+        "CRLF and LF Jailfiles differ in inputs\n{}",
+        out.report()
+    );
+}
+
+/// `run` and `from` without a version pick the most recently built version; a prefix picks the
+/// highest match; `0.0.0-h` + hex digits picks the derived version with that hash prefix; `run`
+/// says what it picked on stderr (not with -q).
+fn version_rules(lj: &Lj) {
+    let f = lj.jailfile("app", "name v/app\nversion 0.2\n---\necho release > /which\n");
+    lj.ok(&[&f]);
+    lj.jailfile("app", "name v/app\n---\necho edited > /which\n");
+    lj.ok(&[&f]);
+    let derived =
+        lj.versions("v/app").into_iter().find(|v| v.starts_with("0.0.0-h")).expect("a derived version");
+    let out = lj.ok(&["run", "v/app", "--", "cat", "/which"]);
+    assert_eq!(out.stdout, "edited\n");
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.contains("run")).collect::<Vec<_>>(),
+        [format!("ljbuild: run: v/app@{derived} (the most recently built version)")],
+        "{}",
+        out.report()
+    );
+    let out = lj.ok(&["-q", "run", "v/app", "--", "true"]);
+    assert_eq!(out.stderr, "", "-q still printed\n{}", out.report());
+    // from without a version: the same rule.
+    let c = lj.jailfile("child", "name v/child\nfrom v/app\n---\ncp /which /got\n");
+    lj.ok(&[&c]);
+    assert_eq!(lj.jail("v/child", "cat /got"), "edited\n");
+    // A prefix: the highest version matching it.
+    let out = lj.ok(&["run", "v/app@0", "--", "cat", "/which"]);
+    assert_eq!(out.stdout, "release\n");
+    assert!(
+        out.stderr.contains("ljbuild: run: v/app@0.2 (the highest version matching '0')"),
+        "{}",
+        out.report()
+    );
+    // A short prefix of the derived hash.
+    let short = &derived[..9];
+    let out = lj.ok(&["run", &format!("v/app@{short}"), "--", "cat", "/which"]);
+    assert_eq!(out.stdout, "edited\n");
+    assert!(
+        out.stderr.contains(&format!(
+            "ljbuild: run: v/app@{derived} (the only derived version starting with '{short}')"
+        )),
+        "{}",
+        out.report()
+    );
+    // Two derived versions and the bare derived prefix: ambiguous, named.
+    lj.jailfile("app", "name v/app\n---\necho again > /which\n");
+    lj.ok(&[&f]);
+    let mut ds: Vec<String> = lj.versions("v/app").into_iter().filter(|v| v.starts_with("0.0.0-h")).collect();
+    ds.sort();
+    let out = lj.run(&["run", "v/app@0.0.0-h", "--", "true"]).expect_status(4);
+    assert_eq!(
+        last_line(&out),
+        format!(
+            "ljbuild: '0.0.0-h' matches more than one version of v/app ({}): give more of the hash",
+            ds.join(", ")
+        )
+    );
+    let out = lj.run(&["run", "v/app@0.0.0-hzz", "--", "true"]).expect_status(4);
+    assert!(
+        last_line(&out).starts_with("ljbuild: no version of v/app matches '0.0.0-hzz' (available: "),
+        "{}",
+        out.report()
+    );
+}
+
+/// The README's CI recipe: build the image once, run the checkout's tests in it with the
+/// checkout bound read-write; the job's status is the tests' status.
+fn run_ci_recipe(lj: &Lj) {
+    let img = lj.jailfile(
+        "img",
+        "name ci/img\nversion 1\n---\nmkdir -p /opt/tool && echo 'echo tool ran' > /opt/tool/run\n",
+    );
+    lj.ok(&[&img]);
+    let checkout = lj.dir("checkout");
+    lj.file(
+        "checkout/test.sh",
+        "sh /opt/tool/run\necho \"$MODE in $(pwd) as $(id -u)\" > result\n[ \"$MODE\" = pass ] || exit 3\n",
+    );
+    let co = path_str(&checkout);
+    let job = |mode: &str| {
+        lj.run(&[
+            "run",
+            "ci/img",
+            "--bind",
+            &co,
+            "/src",
+            "--chdir",
+            "/src",
+            "--setenv",
+            "MODE",
+            mode,
+            "--tmpfs",
+            "/src/scratch",
+            "--timeout",
+            "60s",
+            "--",
+            "/bin/sh",
+            "test.sh",
+        ])
+    };
+    let out = job("pass").ok();
+    assert_eq!(out.stdout, "tool ran\n");
+    assert!(
+        out.stderr.contains("ljbuild: run: ci/img@1 (the most recently built version)"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(fs::read_to_string(checkout.join("result")).unwrap(), "pass in /src as 0\n");
+    let out = job("fail").expect_status(3);
+    assert_eq!(
+        fs::read_to_string(checkout.join("result")).unwrap(),
+        "fail in /src as 0\n",
+        "{}",
+        out.report()
+    );
+    // A relative SRC is the caller's current directory's; --user runs as another jail user.
+    let out = lj
+        .run(&[
+            "run",
+            "ci/img",
+            "--ro-bind",
+            "checkout",
+            "/src",
+            "--user",
+            "1000:1000",
+            "--",
+            "/bin/sh",
+            "-c",
+            "id -u; cat /src/result; touch /src/x 2>/dev/null || echo ro",
+        ])
+        .ok();
+    assert_eq!(out.stdout, "1000\nfail in /src as 0\nro\n", "{}", out.report());
+    // The limits are ljspawn's own options, passed on as spelled.
+    let out = lj.ok(&[
+        "run",
+        "--dry-run",
+        "ci/img",
+        "--memory",
+        "256M",
+        "--pids",
+        "64",
+        "--cpus",
+        "0.5",
+        "--net",
+        "host",
+        "--",
+        "true",
+    ]);
+    assert!(
+        out.stdout.contains("--memory 256M --pids 64 --cpus 0.5 --net host -- true")
+            && out.stdout.contains("--ro-bind /etc/resolv.conf /etc/resolv.conf"),
+        "{}",
+        out.report()
+    );
+}
+
+/// Bad values are usage errors (exit 2), said in one line.
+fn usage_errors(lj: &Lj) {
+    let f = lj.jailfile("u", "name u/x\n---\ntrue\n");
+    let out = lj.run(&["--timeout", "5y", &f]).expect_status(2);
+    assert_eq!(
+        last_line(&out),
+        "ljbuild: invalid value '5y' for '--timeout <DURATION>': unknown unit 'y' (expected ms, s, m or h) (see ljbuild --help)"
+    );
+    assert!(lj.versions("u/x").is_empty());
+    let out = lj.run(&["run", "u/x", "--timeout", "soon", "--", "true"]).expect_status(2);
+    assert!(
+        last_line(&out).starts_with("ljbuild: invalid value 'soon' for '--timeout <DURATION>'"),
+        "{}",
+        out.report()
+    );
+}
+
+/// A tarball without a `./` entry (every buildah/OCI layer blob) imports as a world whose `/`
+/// is 0755, so an unprivileged jail user can enter it.
+fn tarball_without_dot_entry(lj: &Lj) {
+    use std::os::unix::fs::PermissionsExt;
+    let world = lj.root().join("worlds/busybox");
+    let tar = lj.td.join("layer.tar");
+    let mut names: Vec<String> = fs::read_dir(&world)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut cmd = Command::new("tar");
+    cmd.arg("-cf").arg(&tar).arg("-C").arg(&world).args(&names);
+    let st = run_with_timeout(cmd, None, Duration::from_secs(60)).expect("tar");
+    assert_eq!(st.status(), 0, "{}", st.report());
+    lj.cx.chown_caller(&tar);
+    lj.ok(&["world", "import", "layer", &path_str(&tar)]);
+    let mode = fs::metadata(lj.root().join("worlds/layer")).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o755);
+    let f = lj.jailfile("t", "name t/x\nworld layer\n---\ntrue\n");
+    lj.ok(&[&f]);
+    let out =
+        lj.ok(&["run", "t/x", "--user", "65534:65534", "--", "/bin/sh", "-c", "id -u; ls / | grep -cx bin"]);
+    assert_eq!(out.stdout, "65534\n1\n");
+}
+
+/// Plain lines without escapes in CI and pipes; on a terminal styled lines and a live status,
+/// without escapes when NO_COLOR is set.
+fn output_styles(lj: &Lj) {
+    let f = lj.jailfile("s", "name s/x\ncopy /src\n---\necho first line\nsleep 1\necho second\n");
+    let root = path_str(&lj.root());
+    let out = lj.run_env(&[&f], &[("CI", "true")]).ok();
+    assert!(!out.stderr.contains('\x1b') && !out.stdout.contains('\x1b'), "escapes in CI\n{}", out.report());
+    assert!(out.stderr.contains("ljbuild: script: running s/x@"), "{}", out.report());
+    assert!(out.stdout.contains("first line\nsecond\n"), "{}", out.report());
+    let Some(script) = which("script") else {
+        lj.cx.skip("script (util-linux) not installed: no terminal to test on");
+        return;
+    };
+    let on_tty = |file: &str, no_color: bool| {
+        lj.file(&format!("s/{file}"), &format!("{file}\n")); // a new input: a new build
+        let cmdline = format!(
+            "env -u CI {} LIGHTJAIL_ROOT={root} {} {f}",
+            if no_color { "NO_COLOR=1" } else { "" },
+            path_str(&lj.bin)
+        );
+        let mut cmd = lj.cx.command([path_str(&script), "-qec".into(), cmdline, "/dev/null".into()]);
+        cmd.current_dir(lj.td.path());
+        run_with_timeout(cmd, None, Duration::from_secs(120)).expect("script").ok()
+    };
+    let out = on_tty("a", false);
+    assert!(
+        out.stdout.contains("\x1b[") && out.stdout.contains("==>"),
+        "no styles on a terminal\n{}",
+        out.report()
+    );
+    assert!(out.stdout.contains("  script 0 s  first line"), "no live status line\n{}", out.report());
+    let out = on_tty("b", true);
+    assert!(!out.stdout.contains('\x1b'), "NO_COLOR not honoured\n{}", out.report());
+    assert!(out.stdout.contains("==> script") && out.stdout.contains("built s/x@"), "{}", out.report());
 }
