@@ -181,12 +181,20 @@ pub enum WorldCmd {
         /// The world.
         name: String,
     },
-    /// Import a directory or a tarball as world NAME (the first world becomes the default).
+    /// Import a directory, a tarball or a container image as world NAME (the first world becomes
+    /// the default).
+    ///
+    /// Images: `oci:DIR[:TAG]` (an OCI image layout), `oci-archive:FILE[:TAG]`,
+    /// `docker-archive:FILE[:TAG]` (`docker save`); a directory holding `oci-layout` or a tar
+    /// file holding `index.json` or `manifest.json` is recognized without the prefix. Layers are
+    /// applied in order (whiteouts and opaque directories honoured), every digest is checked,
+    /// and the config's Env, WorkingDir, User and Entrypoint/Cmd become `ljbuild run`'s defaults.
     Import {
         /// The new world's name.
         name: String,
-        /// A directory or a tarball, copied with tar (as root with owners and xattrs; /dev's contents skipped).
-        #[arg(value_name = "DIR-OR-TARBALL")]
+        /// A directory or a tarball, copied with tar (as root with owners and xattrs; /dev's
+        /// contents skipped), or an image reference.
+        #[arg(value_name = "DIR-OR-TARBALL-OR-IMAGE")]
         source: PathBuf,
     },
 }

@@ -213,13 +213,27 @@ pub fn run(
     for l in chain.layers(root) {
         args.extend(["--layer".into(), l.into()]);
     }
+    // A world imported from an image brings its config's defaults (Env, WorkingDir, User,
+    // Entrypoint/Cmd); the caller's options win.
+    let defaults = crate::oci::world_image(&chain.world_dir).map(|w| w.defaults).unwrap_or_default();
+    let top_first: Vec<std::path::PathBuf> = chain.layers(root).into_iter().rev().collect();
+    let user_vars: Vec<&String> = jail.setenv.iter().step_by(2).collect();
+    for (k, v) in defaults.env_pairs() {
+        if !user_vars.contains(&&k) {
+            args.extend(["--setenv".into(), k.into(), v.into()]);
+        }
+    }
+    if let (None, Some(d)) = (&jail.chdir, &defaults.working_dir) {
+        args.extend(["--chdir".into(), d.into()]);
+    }
+    if jail.user.is_none() {
+        if let Some(u) = defaults.numeric_user(&top_first)? {
+            args.extend(["--user".into(), u.into()]);
+        }
+    }
     args.extend(run_jail_args(jail)?);
     args.push("--".into());
-    if command.is_empty() {
-        args.push("/bin/sh".into());
-    } else {
-        args.extend(command);
-    }
+    args.extend(defaults.command(command));
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;
     if dry_run {
         println!("overlay  {}@{} ({picked})", meta.name, meta.version);
@@ -330,7 +344,12 @@ pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(
     if fs::symlink_metadata(&dest).is_ok() {
         return Err(StoreError::Exists(format!("world '{name}' exists ({})", dest.display())).into());
     }
-    let md = fs::metadata(source).map_err(StoreError::io("cannot read", source))?;
+    let image = crate::oci::ImageRef::detect(source)?;
+    let md = if image.is_none() {
+        Some(fs::metadata(source).map_err(StoreError::io("cannot read", source))?)
+    } else {
+        None
+    };
     let staging = root.staging(&key);
     store::remove_tree(&staging).map_err(StoreError::io("cannot remove", &staging))?;
     store::mkdir_private(&staging)?;
@@ -339,7 +358,22 @@ pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(
     fs::set_permissions(&staging, fs::Permissions::from_mode(0o755))
         .map_err(StoreError::io("cannot chmod", &staging))?;
     let t = std::time::Instant::now();
-    let ok = if md.is_dir() { import_dir(source, &staging) } else { import_tarball(source, &staging) };
+    if let Some(image) = image {
+        if let Err(e) = crate::oci::import::world_from_image(root, name, &image, &staging, ui) {
+            let _ = store::remove_tree(&staging);
+            return Err(e);
+        }
+        return publish_world(root, name, source, &staging, t, ui);
+    }
+    if let Some(side) = crate::oci::sidecar(&dest) {
+        // A stale image record of an earlier world of this name.
+        let _ = fs::remove_file(side);
+    }
+    let ok = if md.is_some_and(|m| m.is_dir()) {
+        import_dir(source, &staging)
+    } else {
+        import_tarball(source, &staging)
+    };
     let ok = ok.map_err(StoreError::io("cannot run tar for", source));
     if !matches!(ok, Ok(true)) {
         let _ = store::remove_tree(&staging);
@@ -356,10 +390,23 @@ pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(
     if !dev.exists() {
         let _ = fs::create_dir(&dev);
     }
-    if !staging.join("bin/sh").exists() {
+    publish_world(root, name, source, &staging, t, ui)
+}
+
+/// Moves an imported world's staging area into place (the first world becomes the default).
+fn publish_world(
+    root: &Root,
+    name: &str,
+    source: &Path,
+    staging: &Path,
+    t: std::time::Instant,
+    ui: &Ui,
+) -> Result<(), Error> {
+    let dest = root.world_dir(name);
+    if fs::symlink_metadata(staging.join("bin/sh")).is_err() {
         ui.warn(&format!("world '{name}' has no /bin/sh; builds on it will fail"));
     }
-    fs::rename(&staging, &dest).map_err(StoreError::io("cannot move into place", &dest))?;
+    fs::rename(staging, &dest).map_err(StoreError::io("cannot move into place", &dest))?;
     ui.step("import", &format!("world {name} from {}", source.display()), Some(t.elapsed()));
     if !root.world_dir("default").exists() {
         set_default_world(root, name)?;

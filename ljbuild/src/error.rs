@@ -2,6 +2,7 @@
 
 use crate::build::BuildError;
 use crate::copy::CopyError;
+use crate::oci::OciError;
 use crate::recipe::JailfileError;
 use crate::resolve::ResolveError;
 use crate::store::StoreError;
@@ -20,6 +21,9 @@ pub const EXIT_CONFLICT: u8 = 5;
 pub const EXIT_IO: u8 = 6;
 /// Exit status: the jail could not be started (ljspawn missing, or ljspawn's own failure).
 pub const EXIT_JAIL: u8 = 7;
+/// Exit status: an image or registry error (corrupt or malformed image, unsupported format,
+/// transfer or authentication failure); nothing was published.
+pub const EXIT_IMAGE: u8 = 8;
 
 /// The exit status table, for `--help`.
 pub const EXIT_CODES_HELP: &str = "\
@@ -33,6 +37,8 @@ Exit status:
      or rm of an overlay that has children
   6  file system, lock or store error
   7  the jail could not be started (ljspawn not found, or ljspawn failed to set it up)
+  8  image or registry error (corrupt or malformed image, transfer or authentication
+     failure); nothing was published
 `ljbuild run` exits with the jailed program's status (ljspawn's codes: 124 timeout,
 125 jail setup failed, 126/127 cannot execute/not found, 128+N killed by signal N).";
 
@@ -55,6 +61,9 @@ pub enum Error {
     /// Build errors.
     #[error(transparent)]
     Build(Box<BuildError>),
+    /// Image import, export and registry errors.
+    #[error(transparent)]
+    Oci(Box<OciError>),
     /// A bad argument.
     #[error("{0}")]
     Usage(String),
@@ -70,7 +79,7 @@ macro_rules! boxed_from {
     )*};
 }
 boxed_from!(JailfileError => Jailfile, ResolveError => Resolve, StoreError => Store, CopyError => Copy,
-    BuildError => Build);
+    BuildError => Build, OciError => Oci);
 
 impl Error {
     /// The exit status for this error.
@@ -87,6 +96,7 @@ impl Error {
                 EXIT_CONFLICT
             }
             Error::Store(_) | Error::Copy(_) => EXIT_IO,
+            Error::Oci(e) => e.exit_code(),
             Error::Build(e) => e.exit_code(),
             Error::Usage(_) => EXIT_USAGE,
         }

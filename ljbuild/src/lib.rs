@@ -4,7 +4,8 @@
 //! Modules: [`store`] (the layout of `LIGHTJAIL_ROOT`, metadata, locks), [`version`]
 //! (ordering and prefixes), [`recipe`] (the Jailfile), [`resolve`] (worlds and parent
 //! chains), [`copy`] and [`inputs`] (the inputs hash), [`spawn`] (the ljspawn command line),
-//! [`build`] (the pipeline), [`commands`] (subcommands), [`cli`], [`ui`].
+//! [`build`] (the pipeline), [`commands`] (subcommands), [`cli`], [`ui`], [`oci`] (OCI images:
+//! import, export, registries).
 
 pub mod build;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod commands;
 pub mod copy;
 pub mod error;
 pub mod inputs;
+pub mod oci;
 pub mod recipe;
 pub mod resolve;
 pub mod spawn;

@@ -135,7 +135,12 @@ impl Chain {
 
 /// The identity of a world: sha256 over its `etc/lj-world` (if any) and the device, inode and
 /// modification time of its directory. Re-creating or re-importing a world changes it.
+/// A world imported from an image is identified by its layers' digests instead
+/// ([`crate::oci::world_identity`]).
 pub fn world_identity(dir: &Path) -> Result<String, StoreError> {
+    if let Some(id) = crate::oci::world_identity(dir) {
+        return Ok(id);
+    }
     let md = fs::metadata(dir).map_err(StoreError::io("cannot stat world", dir))?;
     let tag = fs::read(dir.join("etc/lj-world")).unwrap_or_default();
     let mut h = Sha256::new();

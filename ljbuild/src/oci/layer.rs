@@ -1,0 +1,491 @@
+//! Applying OCI layers (tar streams) to a directory, and writing a directory as a layer.
+//!
+//! Applying: every path is resolved inside the target (`openat2` with `RESOLVE_IN_ROOT`), so a
+//! symlink in an earlier layer cannot send a later entry outside it, and `..` components are
+//! refused. `.wh.NAME` removes NAME from the layers below; `.wh..wh..opq` empties its directory of
+//! what the layers below put there. Directory modes and times are applied after the last layer
+//! (a rootless caller must keep writing into directories an image marks read-only). As root,
+//! owners, every extended attribute and device nodes are kept; rootless, files belong to the
+//! caller (jail root) and only `user.*` attributes can be set. The contents of `/dev` are skipped:
+//! every jail gets a fresh `/dev`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use super::OciError;
+
+/// A whiteout's name prefix.
+pub const WH_PREFIX: &str = ".wh.";
+/// The opaque-directory marker.
+pub const WH_OPAQUE: &str = ".wh..wh..opq";
+
+/// Splits a tar path into checked components: `.` and empty ones dropped, `..` refused.
+/// `None` for the root itself.
+pub fn normalize(raw: &[u8]) -> Result<Option<PathBuf>, OciError> {
+    let mut out = PathBuf::new();
+    for c in raw.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(OciError::Malformed(format!(
+                    "layer entry '{}' has a '..' component",
+                    String::from_utf8_lossy(raw)
+                )))
+            }
+            c => out.push(OsStr::from_bytes(c)),
+        }
+    }
+    Ok((!out.as_os_str().is_empty()).then_some(out))
+}
+
+/// What applying layers skipped (reported as warnings).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Skipped {
+    /// Device nodes (rootless cannot make them; `/dev`'s contents are always skipped).
+    pub devices: u64,
+    /// Extended attributes that could not be set (rootless: all but `user.*`).
+    pub xattrs: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DirAttrs {
+    mode: u32,
+    mtime: u64,
+}
+
+/// Applies layers, bottom first, to one directory.
+#[derive(Debug)]
+pub struct Applier {
+    root: OwnedFd,
+    root_path: PathBuf,
+    as_root: bool,
+    dirs: BTreeMap<PathBuf, DirAttrs>,
+    /// What was skipped so far.
+    pub skipped: Skipped,
+}
+
+fn io_err(what: &'static str, path: &Path, e: impl Into<io::Error>) -> OciError {
+    OciError::Io { what, path: path.to_path_buf(), source: e.into() }
+}
+
+/// The extended attributes and numeric ids a PAX header carries.
+#[derive(Default)]
+struct Pax {
+    xattrs: Vec<(OsString, Vec<u8>)>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+}
+
+fn read_pax<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
+    let mut p = Pax::default();
+    if let Some(exts) = e.pax_extensions()? {
+        for ext in exts {
+            let ext = ext?;
+            let key = ext.key_bytes();
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                p.xattrs.push((OsStr::from_bytes(name).to_os_string(), ext.value_bytes().to_vec()));
+            } else if key == b"uid" {
+                p.uid = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok());
+            } else if key == b"gid" {
+                p.gid = std::str::from_utf8(ext.value_bytes()).ok().and_then(|v| v.parse().ok());
+            }
+        }
+    }
+    Ok(p)
+}
+
+impl Applier {
+    /// Applies into the existing, empty directory `dir`.
+    pub fn new(dir: &Path, as_root: bool) -> Result<Applier, OciError> {
+        let root = rfs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| io_err("cannot open", dir, e))?;
+        Ok(Applier {
+            root,
+            root_path: dir.to_path_buf(),
+            as_root,
+            dirs: BTreeMap::new(),
+            skipped: Skipped::default(),
+        })
+    }
+
+    fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+        rfs::openat2(
+            &self.root,
+            rel,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        )
+    }
+
+    /// The directory `rel` (resolved inside the target), created with its missing parents.
+    fn dir(&self, rel: &Path) -> Result<OwnedFd, OciError> {
+        match self.resolve(rel, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(io_err("cannot open directory", &self.root_path.join(rel), e)),
+        }
+        let mut prefix = PathBuf::new();
+        let mut cur = self
+            .resolve(Path::new(""), OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| io_err("cannot open", &self.root_path, e))?;
+        for c in rel.components() {
+            prefix.push(c);
+            cur = match self.resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    match rfs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => {
+                            return Err(io_err("cannot create directory", &self.root_path.join(&prefix), e))
+                        }
+                    }
+                    self.resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY)
+                        .map_err(|e| io_err("cannot open directory", &self.root_path.join(&prefix), e))?
+                }
+                Err(e) => return Err(io_err("cannot open directory", &self.root_path.join(&prefix), e)),
+            };
+        }
+        Ok(cur)
+    }
+
+    /// Removes `name` in `dir` (a whole tree for a directory); absent is fine.
+    fn remove_at(&self, dir: impl AsFd, name: &OsStr, shown: &Path) -> Result<(), OciError> {
+        match rfs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => return Ok(()),
+            Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+            Err(e) => return Err(io_err("cannot remove", shown, e)),
+        }
+        let fd = rfs::openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("cannot open", shown, e))?;
+        if !self.as_root {
+            // Our own directory: make it writable so its entries can go.
+            let _ = rfs::fchmod(&fd, Mode::from_raw_mode(0o700));
+        }
+        for name in list_dir(&fd).map_err(|e| io_err("cannot read directory", shown, e))? {
+            self.remove_at(&fd, &name, &shown.join(&name))?;
+        }
+        rfs::unlinkat(&dir, name, AtFlags::REMOVEDIR).map_err(|e| io_err("cannot remove", shown, e))
+    }
+
+    /// Forgets the deferred attributes of `rel` and everything below it.
+    fn forget(&mut self, rel: &Path) {
+        let gone: Vec<PathBuf> = self
+            .dirs
+            .range(rel.to_path_buf()..)
+            .take_while(|(p, _)| p.starts_with(rel))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in gone {
+            self.dirs.remove(&p);
+        }
+    }
+
+    /// Removes `rel` if it exists.
+    fn remove(&mut self, rel: &Path) -> Result<(), OciError> {
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else { return Ok(()) };
+        let pfd = match self.resolve(parent, OFlags::PATH | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) | Err(Errno::NOTDIR) => return Ok(()),
+            Err(e) => return Err(io_err("cannot open directory", &self.root_path.join(parent), e)),
+        };
+        self.forget(rel);
+        self.remove_at(&pfd, name, &self.root_path.join(rel))
+    }
+
+    /// Empties directory `rel` of what this layer did not put there.
+    fn opaque(&mut self, rel: &Path, this_layer: &HashSet<PathBuf>) -> Result<(), OciError> {
+        let fd = match self.resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(io_err("cannot open directory", &self.root_path.join(rel), e)),
+        };
+        for name in
+            list_dir(&fd).map_err(|e| io_err("cannot read directory", &self.root_path.join(rel), e))?
+        {
+            let child = rel.join(&name);
+            if !this_layer.contains(&child) {
+                self.forget(&child);
+                self.remove_at(&fd, &name, &self.root_path.join(&child))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what is at `name` in `pfd` unless it is a directory and `keep_dir`.
+    fn clear(&mut self, pfd: &OwnedFd, rel: &Path, name: &OsStr, keep_dir: bool) -> Result<bool, OciError> {
+        match rfs::statat(pfd, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if keep_dir && FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(true),
+            Ok(_) => {
+                self.forget(rel);
+                self.remove_at(pfd, name, &self.root_path.join(rel))?;
+                Ok(false)
+            }
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(io_err("cannot stat", &self.root_path.join(rel), e)),
+        }
+    }
+
+    fn set_xattrs(
+        &mut self,
+        fd: impl AsFd,
+        xattrs: &[(OsString, Vec<u8>)],
+        rel: &Path,
+    ) -> Result<(), OciError> {
+        for (k, v) in xattrs {
+            if !self.as_root && !k.as_bytes().starts_with(b"user.") {
+                self.skipped.xattrs += 1;
+                continue;
+            }
+            match rfs::fsetxattr(&fd, k.as_os_str(), v, rfs::XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(Errno::NOTSUP) | Err(Errno::PERM) => self.skipped.xattrs += 1,
+                Err(e) => {
+                    return Err(io_err("cannot set an extended attribute on", &self.root_path.join(rel), e))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn owner(&self, fd: impl AsFd, uid: u32, gid: u32, rel: &Path) -> Result<(), OciError> {
+        if self.as_root {
+            rfs::fchown(&fd, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))
+                .map_err(|e| io_err("cannot chown", &self.root_path.join(rel), e))?;
+        }
+        Ok(())
+    }
+
+    /// Applies one layer (an uncompressed tar stream). The stream is not read past the end of
+    /// the archive; the caller drains it (to finish its digests).
+    pub fn apply<R: Read>(&mut self, reader: R) -> Result<(), OciError> {
+        let mut ar = tar::Archive::new(reader);
+        let mut this_layer: HashSet<PathBuf> = HashSet::new();
+        let layer_err = |e: io::Error| OciError::Layer(e.to_string());
+        for e in ar.entries().map_err(layer_err)? {
+            let mut e = e.map_err(layer_err)?;
+            let kind = e.header().entry_type();
+            if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
+                continue;
+            }
+            let Some(rel) = normalize(&e.path_bytes())? else { continue };
+            let parent = rel.parent().unwrap_or(Path::new("")).to_path_buf();
+            let name = rel.file_name().expect("a normalized path has a last component").to_os_string();
+            let name_b = name.as_bytes();
+            if name_b == WH_OPAQUE.as_bytes() {
+                self.opaque(&parent, &this_layer)?;
+                continue;
+            }
+            if let Some(victim) = name_b.strip_prefix(WH_PREFIX.as_bytes()) {
+                self.remove(&parent.join(OsStr::from_bytes(victim)))?;
+                continue;
+            }
+            if rel.starts_with("dev") && rel.components().count() > 1 {
+                self.skipped.devices +=
+                    u64::from(matches!(kind, tar::EntryType::Char | tar::EntryType::Block));
+                continue;
+            }
+            for a in rel.ancestors() {
+                if !this_layer.insert(a.to_path_buf()) {
+                    break;
+                }
+            }
+            let pax = read_pax(&mut e).map_err(layer_err)?;
+            let h = e.header();
+            let uid = pax.uid.unwrap_or(h.uid().map_err(layer_err)? as u32);
+            let gid = pax.gid.unwrap_or(h.gid().map_err(layer_err)? as u32);
+            let mode = h.mode().map_err(layer_err)? & 0o7777;
+            let mtime = h.mtime().unwrap_or(0);
+            let ts = Timestamps {
+                last_access: Timespec { tv_sec: mtime as i64, tv_nsec: 0 },
+                last_modification: Timespec { tv_sec: mtime as i64, tv_nsec: 0 },
+            };
+            let pfd = self.dir(&parent)?;
+            let shown = self.root_path.join(&rel);
+            match kind {
+                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                    self.clear(&pfd, &rel, &name, false)?;
+                    let fd = rfs::openat(
+                        &pfd,
+                        &name,
+                        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                    .map_err(|err| io_err("cannot create", &shown, err))?;
+                    let mut f = File::from(fd);
+                    copy_big(&mut e, &mut f).map_err(|err| io_err("cannot write", &shown, err))?;
+                    self.owner(&f, uid, gid, &rel)?;
+                    rfs::fchmod(&f, Mode::from_raw_mode(mode))
+                        .map_err(|err| io_err("cannot chmod", &shown, err))?;
+                    self.set_xattrs(&f, &pax.xattrs, &rel)?;
+                    rfs::futimens(&f, &ts).map_err(|err| io_err("cannot set times of", &shown, err))?;
+                }
+                tar::EntryType::Directory => {
+                    if !self.clear(&pfd, &rel, &name, true)? {
+                        rfs::mkdirat(&pfd, &name, Mode::from_raw_mode(0o700))
+                            .map_err(|err| io_err("cannot create directory", &shown, err))?;
+                    }
+                    let fd = rfs::openat(
+                        &pfd,
+                        &name,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|err| io_err("cannot open", &shown, err))?;
+                    self.owner(&fd, uid, gid, &rel)?;
+                    self.set_xattrs(&fd, &pax.xattrs, &rel)?;
+                    if !self.as_root {
+                        let _ = rfs::fchmod(&fd, Mode::from_raw_mode(0o700 | mode));
+                    }
+                    self.dirs.insert(rel.clone(), DirAttrs { mode, mtime });
+                }
+                tar::EntryType::Symlink => {
+                    let target = e
+                        .link_name_bytes()
+                        .ok_or_else(|| OciError::Layer(format!("symlink {} has no target", rel.display())))?;
+                    self.clear(&pfd, &rel, &name, false)?;
+                    rfs::symlinkat(OsStr::from_bytes(&target), &pfd, &name)
+                        .map_err(|err| io_err("cannot create symlink", &shown, err))?;
+                    if self.as_root {
+                        rfs::chownat(
+                            &pfd,
+                            &name,
+                            Some(rfs::Uid::from_raw(uid)),
+                            Some(rfs::Gid::from_raw(gid)),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        )
+                        .map_err(|err| io_err("cannot chown", &shown, err))?;
+                    }
+                    self.skipped.xattrs += pax.xattrs.len() as u64;
+                    let _ = rfs::utimensat(&pfd, &name, &ts, AtFlags::SYMLINK_NOFOLLOW);
+                }
+                tar::EntryType::Link => {
+                    let target = e.link_name_bytes().ok_or_else(|| {
+                        OciError::Layer(format!("hard link {} has no target", rel.display()))
+                    })?;
+                    let target = normalize(&target)?
+                        .ok_or_else(|| OciError::Layer(format!("hard link {} to the root", rel.display())))?;
+                    let tparent = target.parent().unwrap_or(Path::new(""));
+                    let tname = target.file_name().expect("normalized");
+                    let tfd = self.resolve(tparent, OFlags::PATH | OFlags::DIRECTORY).map_err(|err| {
+                        io_err("cannot open the target of hard link", &self.root_path.join(&target), err)
+                    })?;
+                    self.clear(&pfd, &rel, &name, false)?;
+                    rfs::linkat(&tfd, tname, &pfd, &name, AtFlags::empty())
+                        .map_err(|err| io_err("cannot create hard link", &shown, err))?;
+                }
+                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                    let ft = match kind {
+                        tar::EntryType::Char => FileType::CharacterDevice,
+                        tar::EntryType::Block => FileType::BlockDevice,
+                        _ => FileType::Fifo,
+                    };
+                    if ft != FileType::Fifo && !self.as_root {
+                        self.skipped.devices += 1;
+                        continue;
+                    }
+                    let dev = rfs::makedev(
+                        h.device_major().ok().flatten().unwrap_or(0),
+                        h.device_minor().ok().flatten().unwrap_or(0),
+                    );
+                    self.clear(&pfd, &rel, &name, false)?;
+                    rfs::mknodat(&pfd, &name, ft, Mode::from_raw_mode(mode), dev)
+                        .map_err(|err| io_err("cannot create node", &shown, err))?;
+                    if self.as_root {
+                        rfs::chownat(
+                            &pfd,
+                            &name,
+                            Some(rfs::Uid::from_raw(uid)),
+                            Some(rfs::Gid::from_raw(gid)),
+                            AtFlags::SYMLINK_NOFOLLOW,
+                        )
+                        .map_err(|err| io_err("cannot chown", &shown, err))?;
+                    }
+                }
+                other => {
+                    return Err(OciError::Layer(format!(
+                        "entry {} has unsupported tar type {other:?}",
+                        rel.display()
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the deferred directory modes and times (deepest first).
+    pub fn finish(mut self) -> Result<Skipped, OciError> {
+        let dirs = std::mem::take(&mut self.dirs);
+        for (rel, a) in dirs.iter().rev() {
+            let shown = self.root_path.join(rel);
+            let fd = self
+                .resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)
+                .map_err(|e| io_err("cannot open", &shown, e))?;
+            rfs::fchmod(&fd, Mode::from_raw_mode(a.mode)).map_err(|e| io_err("cannot chmod", &shown, e))?;
+            let t = Timespec { tv_sec: a.mtime as i64, tv_nsec: 0 };
+            let _ = rfs::futimens(&fd, &Timestamps { last_access: t, last_modification: t });
+        }
+        Ok(self.skipped)
+    }
+}
+
+/// The names in a directory, without `.` and `..`.
+pub fn list_dir(fd: impl AsFd) -> Result<Vec<OsString>, Errno> {
+    let mut dir = rfs::Dir::read_from(fd)?;
+    let mut out = Vec::new();
+    while let Some(ent) = dir.read() {
+        let ent = ent?;
+        let n = ent.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            out.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    Ok(out)
+}
+
+/// `io::copy` with a 1 MiB buffer.
+pub fn copy_big(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = match r.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        w.write_all(&buf[..k])?;
+        n += k as u64;
+    }
+}
+
+/// The path components of `p` as one string with `/` (for tar names).
+pub fn tar_name(p: &Path) -> PathBuf {
+    p.components().filter(|c| matches!(c, Component::Normal(_))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(normalize(b"./a//b/").unwrap(), Some(PathBuf::from("a/b")));
+        assert_eq!(normalize(b"/").unwrap(), None);
+        assert!(normalize(b"a/../../etc").is_err());
+    }
+}

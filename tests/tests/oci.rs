@@ -1,0 +1,300 @@
+//! End-to-end tests of OCI images in `ljbuild`: import of image layouts, OCI and docker
+//! archives (whiteouts, opaque directories, hard links, modes, owners, xattrs, digests), the
+//! image config as `ljbuild run`'s defaults, export, and the real tools on the other side
+//! (buildah, skopeo, umoci, podman). Images are made offline by `tests/probes/mkimage.py` or by
+//! buildah. Needs `tests/prepare.sh` (as root) after a build; see `tests/src/lib.rs`.
+
+use std::ffi::OsString;
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use lj_tests::{path_str, run_with_timeout, which, Ctx, Mode, Output, TempDir};
+
+fn run(name: &str, mode: Mode, test: fn(&Lj)) {
+    let Some(cx) = Ctx::new(name, mode) else { return };
+    let Some(lj) = Lj::new(&cx) else { return };
+    test(&lj);
+}
+
+lj_tests::mode_tests! {
+    prefix = "oci::", run = crate::run;
+    import_layout_whiteouts_links_modes: root rootless;
+    import_archives: root rootless;
+    corrupt_blob_publishes_nothing: root rootless;
+    not_an_image_is_refused: root rootless;
+    run_defaults_from_config: root rootless;
+}
+
+/// One test's lightjail root, as the caller of its mode.
+struct Lj<'a> {
+    cx: &'a Ctx,
+    bin: PathBuf,
+    td: TempDir,
+}
+
+impl<'a> Lj<'a> {
+    fn new(cx: &'a Ctx) -> Option<Lj<'a>> {
+        let bin = cx.dir.join("bin/ljbuild");
+        if !bin.is_file() {
+            cx.skip(&format!("{} missing: build, then tests/prepare.sh", bin.display()));
+            return None;
+        }
+        if which("python3").is_none() {
+            cx.skip("python3 not installed (tests/probes/mkimage.py makes the test images)");
+            return None;
+        }
+        Some(Lj { cx, bin, td: cx.tempdir() })
+    }
+
+    fn root(&self) -> PathBuf {
+        self.td.join("root")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut argv: Vec<OsString> =
+            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
+        argv.push(self.bin.clone().into());
+        argv.extend(args.iter().map(OsString::from));
+        let mut cmd = self.cx.command(argv);
+        cmd.current_dir(self.td.path());
+        let mut out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("run ljbuild");
+        out.command = format!("[{}] ljbuild {}", self.cx.mode, args.join(" "));
+        out
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> Output {
+        self.run(args).ok()
+    }
+
+    /// Expects exit status `code` and a last stderr line `ljbuild: ...` saying every `wants`.
+    #[track_caller]
+    fn fails(&self, args: &[&str], code: i32, wants: &[&str]) -> Output {
+        let out = self.run(args).expect_status(code);
+        let last = out.stderr.lines().last().unwrap_or("");
+        assert!(last.starts_with("ljbuild: "), "last stderr line is not 'ljbuild: ...'\n{}", out.report());
+        for w in wants {
+            assert!(last.contains(w), "stderr does not say {w:?}\n{}", out.report());
+        }
+        out
+    }
+
+    /// Writes an image from `spec` (JSON, see mkimage.py) at `out` (`kind`: layout,
+    /// oci-archive, docker-archive), readable by the caller.
+    fn image(&self, spec: &str, out: &str, kind: &str) -> PathBuf {
+        let spec_file = self.td.join(format!("{out}.spec.json"));
+        fs::write(&spec_file, spec).expect("write spec");
+        let dest = self.td.join(out);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/mkimage.py");
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script).arg(&spec_file).arg(&dest).arg(kind);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(60)).expect("run mkimage.py");
+        assert_eq!(out.status(), 0, "mkimage.py: {}", out.report());
+        let mut chown = Command::new("chown");
+        chown.arg("-R").arg(format!("{}:{}", self.cx.caller_uid, self.cx.caller_gid)).arg(&dest);
+        if self.cx.caller_uid != lj_tests::current_uid() {
+            assert_eq!(run_with_timeout(chown, None, Duration::from_secs(60)).unwrap().status(), 0);
+        }
+        dest
+    }
+
+    fn world(&self, name: &str) -> PathBuf {
+        self.root().join("worlds").join(name)
+    }
+
+    /// Builds `name` on `world` with `script`; returns `ns/name`.
+    fn build_on(&self, world: &str, name: &str, script: &str) {
+        let dir = self.td.join(format!("jf-{}", name.replace('/', "-")));
+        fs::create_dir_all(&dir).unwrap();
+        self.cx.chown_caller(&dir);
+        let jf = dir.join("Jailfile");
+        self.cx.write_caller_file(&jf, &format!("name {name}\nworld {world}\n---\n{script}\n"));
+        self.ok(&[&path_str(&jf)]);
+    }
+}
+
+fn busybox(cx: &Ctx) -> String {
+    path_str(&cx.world().join("bin/busybox"))
+}
+
+/// The main test image: layer 1 a small busybox system with the cases, layer 2 whiteouts, an
+/// opaque directory, a file replaced by a directory, writes into a read-only directory and
+/// through a symlink that points outside.
+fn main_spec(cx: &Ctx, planted: &str, gzip: bool) -> String {
+    format!(
+        r#"{{"tag": "v1", "gzip": {gzip},
+  "config": {{"Env": ["FOO=bar", "PATH=/bin"], "WorkingDir": "/data", "Cmd": ["/bin/cat", "hello"]}},
+  "layers": [[
+    {{"path": "bin", "type": "dir"}},
+    {{"path": "bin/busybox", "src": "{bb}", "mode": 493}},
+    {{"path": "bin/sh", "type": "symlink", "target": "busybox"}},
+    {{"path": "bin/cat", "type": "symlink", "target": "busybox"}},
+    {{"path": "bin/ls", "type": "symlink", "target": "busybox"}},
+    {{"path": "bin/stat", "type": "symlink", "target": "busybox"}},
+    {{"path": "etc", "type": "dir"}},
+    {{"path": "etc/passwd", "data": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/data:/bin/sh\n"}},
+    {{"path": "etc/group", "data": "root:x:0:\napp:x:1001:\n"}},
+    {{"path": "tmp", "type": "dir", "mode": 1023}},
+    {{"path": "data", "type": "dir"}},
+    {{"path": "data/gone", "data": "g"}},
+    {{"path": "data/keep", "data": "k"}},
+    {{"path": "data/hello", "data": "hello\n"}},
+    {{"path": "data/hello2", "type": "link", "target": "data/hello"}},
+    {{"path": "data/suid", "data": "s", "mode": 2541, "uid": 1000, "gid": 1001}},
+    {{"path": "data/attr", "data": "a", "xattrs": {{"user.lj.test": "v1"}}}},
+    {{"path": "data/fifo", "type": "fifo"}},
+    {{"path": "replaced", "type": "dir"}},
+    {{"path": "replaced/old", "data": "old"}},
+    {{"path": "replaced/sub", "type": "dir"}},
+    {{"path": "replaced/sub/deep", "data": "d"}},
+    {{"path": "ro", "type": "dir", "mode": 365}},
+    {{"path": "ro/inner", "data": "i"}},
+    {{"path": "esc", "type": "symlink", "target": "/tmp"}},
+    {{"path": "dev", "type": "dir"}},
+    {{"path": "dev/zero-file", "data": "never"}}
+  ], [
+    {{"path": "data/.wh.gone"}},
+    {{"path": "replaced", "type": "dir"}},
+    {{"path": "replaced/new", "data": "new"}},
+    {{"path": "replaced/.wh..wh..opq"}},
+    {{"path": "ro/added", "data": "a"}},
+    {{"path": "esc/{planted}", "data": "p"}},
+    {{"path": "data/keep", "type": "dir"}},
+    {{"path": "data/keep/inside", "data": "in"}}
+  ]]}}"#,
+        bb = busybox(cx)
+    )
+}
+
+fn planted_name() -> String {
+    format!("lj-oci-planted-{}", std::process::id())
+}
+
+fn xattr(p: &Path, name: &str) -> String {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c")
+        .arg(format!("import os,sys;sys.stdout.write(os.getxattr({:?},{name:?}).decode())", path_str(p)));
+    run_with_timeout(cmd, None, Duration::from_secs(20)).unwrap().ok().stdout
+}
+
+/// Checks the main image's world at `w`.
+fn check_main_world(lj: &Lj, w: &Path, planted: &str) {
+    let caller = (lj.cx.caller_uid, lj.cx.caller_gid);
+    assert!(!w.join("data/gone").exists(), "whiteout .wh.gone not applied");
+    assert!(w.join("data/keep").is_dir() && fs::read_to_string(w.join("data/keep/inside")).unwrap() == "in");
+    assert!(
+        !w.join("replaced/old").exists() && !w.join("replaced/sub").exists(),
+        "opaque dir kept lower entries"
+    );
+    assert_eq!(
+        fs::read_to_string(w.join("replaced/new")).unwrap(),
+        "new",
+        "opaque dir lost this layer's entry"
+    );
+    let (h1, h2) =
+        (fs::metadata(w.join("data/hello")).unwrap(), fs::metadata(w.join("data/hello2")).unwrap());
+    assert_eq!((h1.ino(), h1.nlink()), (h2.ino(), 2), "hard link not kept");
+    let suid = fs::metadata(w.join("data/suid")).unwrap();
+    assert_eq!(suid.mode() & 0o7777, 0o4755, "mode not kept");
+    let want_owner = if lj.cx.mode == Mode::Root { (1000, 1001) } else { caller };
+    assert_eq!((suid.uid(), suid.gid()), want_owner, "owner (root: kept; rootless: the caller)");
+    assert_eq!(fs::metadata(w.join("ro")).unwrap().permissions().mode() & 0o7777, 0o555);
+    assert!(w.join("ro/inner").is_file() && w.join("ro/added").is_file(), "writes into a read-only dir");
+    assert_eq!(fs::metadata(w.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
+    assert!(fs::symlink_metadata(w.join("data/fifo")).unwrap().file_type().is_fifo());
+    assert_eq!(xattr(&w.join("data/attr"), "user.lj.test"), "v1", "user xattr not kept");
+    assert!(w.join("tmp").join(planted).is_file(), "a write through a symlink must land inside the world");
+    assert!(!Path::new("/tmp").join(planted).exists(), "a layer wrote outside the world through a symlink");
+    assert!(!w.join("dev/zero-file").exists(), "/dev's contents must be skipped");
+    assert_eq!(fs::read_link(w.join("esc")).unwrap(), Path::new("/tmp"));
+}
+
+fn no_staging_left(lj: &Lj) {
+    let left: Vec<_> =
+        fs::read_dir(lj.root().join(".tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "staging left behind: {left:?}");
+}
+
+fn import_layout_whiteouts_links_modes(lj: &Lj) {
+    let planted = planted_name();
+    let img = lj.image(&main_spec(lj.cx, &planted, true), "layout", "layout");
+    let out = lj.ok(&["world", "import", "img", &format!("oci:{}:v1", path_str(&img))]);
+    assert!(out.stdout.contains("imported world img"), "{}", out.report());
+    check_main_world(lj, &lj.world("img"), &planted);
+    let side: serde_json::Value =
+        serde_json::from_slice(&fs::read(lj.root().join("worlds/.img.image.json")).unwrap()).unwrap();
+    assert_eq!(side["diff_ids"].as_array().map(Vec::len), Some(2), "the sidecar records both layers");
+    assert_eq!(side["defaults"]["working_dir"], "/data");
+    // A plain directory holding a layout is recognized too; an unknown tag lists the tags.
+    lj.ok(&["world", "import", "img-again", &path_str(&img)]);
+    lj.fails(&["world", "import", "x", &format!("oci:{}:nope", path_str(&img))], 8, &["no tag 'nope'", "v1"]);
+    no_staging_left(lj);
+}
+
+fn import_archives(lj: &Lj) {
+    let planted = planted_name();
+    let oa = lj.image(&main_spec(lj.cx, &planted, true), "img.oci.tar", "oci-archive");
+    lj.ok(&["world", "import", "from-oci-archive", &format!("oci-archive:{}", path_str(&oa))]);
+    check_main_world(lj, &lj.world("from-oci-archive"), &planted);
+    let da = lj.image(&main_spec(lj.cx, &planted, false), "img.docker.tar", "docker-archive");
+    // Detected without a prefix, too.
+    lj.ok(&["world", "import", "from-docker", &path_str(&da)]);
+    check_main_world(lj, &lj.world("from-docker"), &planted);
+    no_staging_left(lj);
+}
+
+fn corrupt_blob_publishes_nothing(lj: &Lj) {
+    let spec = format!(
+        r#"{{"gzip": false, "layers": [[{{"path": "bin", "type": "dir"}}, {{"path": "bin/busybox", "src": "{}", "mode": 493}}],
+            [{{"path": "payload", "data": "lj-payload-lj-payload-lj-payload"}}]]}}"#,
+        busybox(lj.cx)
+    );
+    let img = lj.image(&spec, "layout", "layout");
+    // Flip one byte of the payload in the second layer's blob (same size, other digest).
+    let mut flipped = 0;
+    for e in fs::read_dir(img.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let mut data = fs::read(&p).unwrap();
+        if let Some(i) = data.windows(8).position(|w| w == b"lj-paylo") {
+            data[i + 3] = b'B';
+            fs::write(&p, &data).unwrap();
+            flipped += 1;
+        }
+    }
+    assert_eq!(flipped, 1, "the payload is in exactly one blob");
+    lj.fails(
+        &["world", "import", "bad", &format!("oci:{}", path_str(&img))],
+        8,
+        &["digest mismatch", "nothing imported"],
+    );
+    assert!(fs::symlink_metadata(lj.world("bad")).is_err(), "a corrupt image was published");
+    assert!(!lj.root().join("worlds/.bad.image.json").exists());
+    no_staging_left(lj);
+}
+
+fn not_an_image_is_refused(lj: &Lj) {
+    // Looks like a layout, is not one: it must not "succeed" as a world of blobs/.
+    let d = lj.td.join("fake");
+    fs::create_dir_all(d.join("blobs/sha256")).unwrap();
+    fs::write(d.join("index.json"), "{\"schemaVersion\": 2}").unwrap();
+    fs::write(d.join("oci-layout"), "{\"imageLayoutVersion\":\"1.0.0\"}").unwrap();
+    let o = Command::new("chown").arg("-R").arg(format!("{}", lj.cx.caller_uid)).arg(&d).status().unwrap();
+    assert!(o.success());
+    lj.fails(&["world", "import", "fake", &path_str(&d)], 8, &["malformed image", "index.json"]);
+    assert!(fs::symlink_metadata(lj.world("fake")).is_err());
+    no_staging_left(lj);
+}
+
+fn run_defaults_from_config(lj: &Lj) {
+    let planted = planted_name();
+    let img = lj.image(&main_spec(lj.cx, &planted, true), "layout", "layout");
+    lj.ok(&["world", "import", "img", &format!("oci:{}", path_str(&img))]);
+    lj.build_on("img", "t/app", "echo built > /data/b");
+    // Cmd, WorkingDir and Env of the image config.
+    assert_eq!(lj.ok(&["run", "t/app"]).stdout, "hello\n");
+    let out = lj.ok(&["run", "t/app", "--", "/bin/sh", "-c", "pwd; echo $FOO; cat b; echo $PATH"]);
+    assert_eq!(out.stdout, "/data\nbar\nbuilt\n/bin\n", "{}", out.report());
+}
