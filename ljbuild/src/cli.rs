@@ -145,8 +145,23 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Remove stale staging areas (of builds that died) and logs of failed builds.
-    Gc,
+    /// Remove stale staging areas (of builds that died), logs of failed builds, and derived
+    /// versions (0.0.0-h...) that no overlay is built on and that are not the newest of their name.
+    Gc {
+        /// Print what would be removed; remove nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Show a published overlay: world, parents, inputs, sizes, build log, and what its layer adds,
+    /// changes and deletes (whiteouts are deletions).
+    Inspect {
+        /// NAMESPACE/NAME@VERSION (or a prefix, picked as `run` picks).
+        #[arg(value_name = "NAME[@VERSION]")]
+        overlay: String,
+        /// One JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a command in an ephemeral jail on a published overlay (writes are discarded) and exit
     /// with its status. Says on stderr which version it picked (unless -q).
     Run {
@@ -175,7 +190,19 @@ pub enum Cmd {
 #[derive(Debug, Subcommand)]
 pub enum WorldCmd {
     /// List worlds (* marks the default).
-    List,
+    List {
+        /// One JSON array: name, path, default, tag, overlays built on it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove world NAME (refused while overlays are built on it, unless --force).
+    Rm {
+        /// The world.
+        name: String,
+        /// Remove it even if overlays are built on it.
+        #[arg(long)]
+        force: bool,
+    },
     /// Make NAME the default world (the worlds/default symlink).
     Use {
         /// The world.

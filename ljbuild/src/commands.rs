@@ -104,17 +104,7 @@ pub fn rm(root: &Root, spec: &str, force: bool, ui: &Ui) -> Result<(), Error> {
     if !kids.is_empty() && !force {
         return Err(StoreError::HasChildren { name, version: v, children: kids }.into());
     }
-    let dir = root.overlay_dir(&name, &v);
-    let trash = root.staging(&format!("{key}%rm"));
-    store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
-    fs::rename(&dir, &trash).map_err(StoreError::io("cannot move away", &dir))?;
-    store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
-    // Drop empty NAME and NAMESPACE directories.
-    if let Some(p) = dir.parent() {
-        if fs::remove_dir(p).is_ok() {
-            let _ = p.parent().map(fs::remove_dir);
-        }
-    }
+    remove_overlay(root, &name, &v, &key)?;
     if !kids.is_empty() {
         ui.warn(&format!("{} now depend on a removed overlay", kids.join(", ")));
     }
@@ -122,18 +112,173 @@ pub fn rm(root: &Root, spec: &str, force: bool, ui: &Ui) -> Result<(), Error> {
     Ok(())
 }
 
-/// `ljbuild gc`.
-pub fn gc(root: &Root) -> Result<(), Error> {
-    let staged = root.clean_stale(&[])?;
+/// Removes a published overlay (the caller holds its lock): moved away, then deleted; empty NAME
+/// and NAMESPACE directories go too.
+fn remove_overlay(root: &Root, name: &OverlayName, v: &str, key: &str) -> Result<(), Error> {
+    let dir = root.overlay_dir(name, v);
+    let trash = root.staging(&format!("{key}%rm"));
+    store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
+    fs::rename(&dir, &trash).map_err(StoreError::io("cannot move away", &dir))?;
+    store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
+    if let Some(p) = dir.parent() {
+        if fs::remove_dir(p).is_ok() {
+            let _ = p.parent().map(fs::remove_dir);
+        }
+    }
+    Ok(())
+}
+
+/// `ljbuild gc [--dry-run]`.
+pub fn gc(root: &Root, dry_run: bool) -> Result<(), Error> {
+    // Derived versions nothing is built on, other than the newest of their name.
+    let mut metas = Vec::new();
+    for (n, v) in root.overlays()? {
+        if let Some(m) = root.read_meta(&n, &v)? {
+            metas.push(m);
+        }
+    }
+    let used: std::collections::BTreeSet<(OverlayName, String)> =
+        metas.iter().flat_map(|m| m.parents.iter().map(|p| (p.name.clone(), p.version.clone()))).collect();
+    let mut newest: std::collections::BTreeMap<OverlayName, (u64, String)> = Default::default();
+    for m in &metas {
+        let e = newest.entry(m.name.clone()).or_insert((0, String::new()));
+        if (m.built_at_ns, m.version.as_str()) > (e.0, e.1.as_str()) {
+            *e = (m.built_at_ns, m.version.clone());
+        }
+    }
+    let doomed: Vec<&Meta> = metas
+        .iter()
+        .filter(|m| version::is_derived(&m.version))
+        .filter(|m| !used.contains(&(m.name.clone(), m.version.clone())))
+        .filter(|m| newest.get(&m.name).is_some_and(|(_, v)| *v != m.version))
+        .collect();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut removed = 0;
+    for m in &doomed {
+        let key = Root::overlay_key(&m.name, &m.version);
+        if dry_run {
+            println!("{verb} {}@{}", m.name, m.version);
+            continue;
+        }
+        // A build or rm holding it: leave it for the next gc.
+        let Some(_lock) = root.try_lock(&key)? else { continue };
+        if root.read_meta(&m.name, &m.version)?.is_none() {
+            continue;
+        }
+        remove_overlay(root, &m.name, &m.version, &key)?;
+        println!("{verb} {}@{}", m.name, m.version);
+        removed += 1;
+    }
+    let staged = if dry_run { Vec::new() } else { root.clean_stale(&[])? };
     let mut logs = 0;
     let dir = root.logs_dir();
     for f in store::read_dir_names(&dir)? {
         let p = dir.join(&f);
-        if f.ends_with(".log") && fs::remove_file(&p).is_ok() {
+        if f.ends_with(".log") && (dry_run || fs::remove_file(&p).is_ok()) {
             logs += 1;
         }
     }
-    println!("removed {} stale staging area(s), {logs} failed build log(s)", staged.len());
+    if dry_run {
+        println!("{verb} {} unused derived version(s), {logs} failed build log(s)", doomed.len());
+    } else {
+        println!(
+            "{verb} {} stale staging area(s), {logs} failed build log(s), {removed} unused derived version(s)",
+            staged.len()
+        );
+    }
+    Ok(())
+}
+
+/// `ljbuild inspect NAME[@VERSION] [--json]`.
+pub fn inspect(root: &Root, spec: &str, json: bool, ui: &Ui) -> Result<(), Error> {
+    let (meta, _picked, chain) = chain_for(root, spec, ui)?;
+    let layers = chain.layers(root);
+    let (below, top) = layers.split_at(layers.len() - 1);
+    let diff = crate::inspect::diff(&top[0], below)?;
+    let dir = root.overlay_dir(&meta.name, &meta.version);
+    if json {
+        let v = serde_json::json!({
+            "name": meta.name.to_string(),
+            "version": meta.version,
+            "path": dir,
+            "layer": top[0],
+            "world": meta.world,
+            "parents": meta.parents,
+            "inputs_hash": meta.inputs_hash,
+            "inputs": meta.inputs,
+            "built_at": meta.built_at,
+            "build_seconds": meta.build_seconds,
+            "builder_uid": meta.builder_uid,
+            "net": meta.net,
+            "copy": meta.copy,
+            "log": meta.log,
+            "size": { "files": diff.files, "bytes": diff.bytes },
+            "adds": diff.adds,
+            "changes": diff.changes,
+            "deletes": diff.deletes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
+    }
+    let mut o = String::new();
+    o.push_str(&format!("overlay  {}@{}\n", meta.name, meta.version));
+    o.push_str(&format!("chain    {}\n", chain.describe()));
+    o.push_str(&format!(
+        "world    {} (identity {})\n",
+        meta.world.name,
+        &meta.world.identity[..12.min(meta.world.identity.len())]
+    ));
+    for p in &meta.parents {
+        o.push_str(&format!(
+            "parent   {}@{} (inputs {})\n",
+            p.name,
+            p.version,
+            &p.inputs_hash[..12.min(p.inputs_hash.len())]
+        ));
+    }
+    o.push_str(&format!("inputs   sha256:{}\n", meta.inputs_hash));
+    // The script's lines are hashed one by one; a final newline leaves an empty last line.
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let lines = &meta.inputs.script_lines;
+    let n = lines.len() - usize::from(lines.last().is_some_and(|l| l == EMPTY_SHA256));
+    o.push_str(&format!("script   {n} line(s)\n"));
+    if let Some(c) = &meta.copy {
+        o.push_str(&format!(
+            "copy     {} entr{} to {c}\n",
+            meta.inputs.copy.len(),
+            if meta.inputs.copy.len() == 1 { "y" } else { "ies" }
+        ));
+    }
+    o.push_str(&format!(
+        "built    {} in {:.2} s by uid {} (net {})\n",
+        meta.built_at, meta.build_seconds, meta.builder_uid, meta.net
+    ));
+    o.push_str(&format!("size     {} file(s), {} byte(s)\n", diff.files, diff.bytes));
+    o.push_str(&format!("layer    {}\n", top[0].display()));
+    o.push_str(&format!("log      {}\n", meta.log.display()));
+    let show = |o: &mut String, what: &str, items: Vec<String>| {
+        o.push_str(&format!("{what:<8} {}\n", items.len()));
+        for i in items.iter().take(50) {
+            o.push_str(&format!("  {i}\n"));
+        }
+        if items.len() > 50 {
+            o.push_str(&format!("  ... {} more (--json lists all)\n", items.len() - 50));
+        }
+    };
+    let fmt = |e: &crate::inspect::Entry| {
+        let suffix = if e.kind == "dir" {
+            "/"
+        } else if e.kind == "symlink" {
+            " (symlink)"
+        } else {
+            ""
+        };
+        format!("{:04o} {}{suffix}", e.mode, e.path)
+    };
+    show(&mut o, "adds", diff.adds.iter().map(fmt).collect());
+    show(&mut o, "changes", diff.changes.iter().map(fmt).collect());
+    show(&mut o, "deletes", diff.deletes.clone());
+    print!("{o}");
     Ok(())
 }
 
@@ -256,10 +401,36 @@ fn check_world_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `ljbuild world list`.
-pub fn world_list(root: &Root) -> Result<(), Error> {
+/// `ljbuild world list [--json]`.
+pub fn world_list(root: &Root, json: bool) -> Result<(), Error> {
     let default = root.default_world();
     let worlds = root.worlds()?;
+    let mut users: std::collections::BTreeMap<String, usize> = Default::default();
+    for (n, v) in root.overlays()? {
+        if let Some(m) = root.read_meta(&n, &v)? {
+            *users.entry(m.world.name).or_default() += 1;
+        }
+    }
+    let tag_of = |w: &str| {
+        let tag = fs::read_to_string(root.world_dir(w).join("etc/lj-world")).unwrap_or_default();
+        tag.lines().next().unwrap_or("").trim().to_string()
+    };
+    if json {
+        let v: Vec<serde_json::Value> = worlds
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "name": w,
+                    "path": root.world_dir(w),
+                    "default": default.as_deref() == Some(w.as_str()),
+                    "tag": tag_of(w),
+                    "overlays": users.get(w).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        return Ok(());
+    }
     if worlds.is_empty() {
         eprintln!(
             "ljbuild: no worlds in {} (add one with `ljbuild world import NAME DIR`)",
@@ -268,10 +439,55 @@ pub fn world_list(root: &Root) -> Result<(), Error> {
     }
     for w in worlds {
         let mark = if default.as_deref() == Some(w.as_str()) { "*" } else { " " };
-        let tag = fs::read_to_string(root.world_dir(&w).join("etc/lj-world")).unwrap_or_default();
-        let tag = tag.lines().next().unwrap_or("").trim().to_string();
+        let tag = tag_of(&w);
         println!("{mark} {w}{}", if tag.is_empty() { String::new() } else { format!("  ({tag})") });
     }
+    Ok(())
+}
+
+/// `ljbuild world rm NAME [--force]`: a world that is a symlink loses only the link.
+pub fn world_rm(root: &Root, name: &str, force: bool, ui: &Ui) -> Result<(), Error> {
+    check_world_name(name)?;
+    let key = Root::world_key(name);
+    let _lock =
+        root.lock(&key, || ui.step("lock", &format!("waiting for an import of world {name}"), None))?;
+    let dir = root.world_dir(name);
+    resolve::world(root, name)?;
+    let mut users = Vec::new();
+    for (n, v) in root.overlays()? {
+        if root.read_meta(&n, &v)?.is_some_and(|m| m.world.name == name) {
+            users.push(format!("{n}@{v}"));
+        }
+    }
+    if !users.is_empty() && !force {
+        let mut shown: Vec<String> = users.iter().take(10).cloned().collect();
+        if users.len() > 10 {
+            shown.push(format!("... {} more", users.len() - 10));
+        }
+        return Err(StoreError::InUse(format!(
+            "world '{name}' has overlays built on it: {} (remove those first, or use --force)",
+            shown.join(", ")
+        ))
+        .into());
+    }
+    if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(&dir).map_err(StoreError::io("cannot remove", &dir))?;
+    } else {
+        let trash = root.staging(&format!("{key}%rm"));
+        store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
+        fs::rename(&dir, &trash).map_err(StoreError::io("cannot move away", &dir))?;
+        store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
+    }
+    let mut note = String::new();
+    if root.default_world().as_deref() == Some(name) {
+        let link = root.world_dir("default");
+        fs::remove_file(&link).map_err(StoreError::io("cannot remove", &link))?;
+        note = " (it was the default; pick another with `ljbuild world use NAME`)".into();
+    }
+    if !users.is_empty() {
+        ui.warn(&format!("{} overlay(s) were built on world '{name}' and cannot run now", users.len()));
+    }
+    println!("removed world {name}{note}");
     Ok(())
 }
 

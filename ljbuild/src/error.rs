@@ -34,7 +34,7 @@ Exit status:
   3  the Jailfile cannot be read or parsed
   4  a world, parent or overlay does not exist
   5  refused: the version exists with other inputs (immutable; --force replaces it),
-     or rm of an overlay that has children
+     or rm of an overlay that has children, or of a world overlays are built on
   6  file system, lock or store error
   7  the jail could not be started (ljspawn not found, or ljspawn failed to set it up)
   8  image or registry error (corrupt or malformed image, transfer or authentication
@@ -90,7 +90,10 @@ impl Error {
             Error::Store(e)
                 if matches!(
                     **e,
-                    StoreError::Immutable { .. } | StoreError::HasChildren { .. } | StoreError::Exists(_)
+                    StoreError::Immutable { .. }
+                        | StoreError::HasChildren { .. }
+                        | StoreError::Exists(_)
+                        | StoreError::InUse(_)
                 ) =>
             {
                 EXIT_CONFLICT

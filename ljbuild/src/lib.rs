@@ -13,6 +13,7 @@ pub mod commands;
 pub mod copy;
 pub mod error;
 pub mod inputs;
+pub mod inspect;
 pub mod oci;
 pub mod recipe;
 pub mod resolve;
@@ -47,12 +48,14 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         }
         Some(Cmd::List { json }) => commands::list(&root, json).map(|()| 0),
         Some(Cmd::Rm { overlay, force }) => commands::rm(&root, &overlay, force, &ui).map(|()| 0),
-        Some(Cmd::Gc) => commands::gc(&root).map(|()| 0),
+        Some(Cmd::Gc { dry_run }) => commands::gc(&root, dry_run).map(|()| 0),
+        Some(Cmd::Inspect { overlay, json }) => commands::inspect(&root, &overlay, json, &ui).map(|()| 0),
         Some(Cmd::Run { overlay, jail, dry_run, command }) => {
             commands::run(&root, &overlay, &jail, command, dry_run, &ui)
         }
         Some(Cmd::World { command }) => match command {
-            WorldCmd::List => commands::world_list(&root).map(|()| 0),
+            WorldCmd::List { json } => commands::world_list(&root, json).map(|()| 0),
+            WorldCmd::Rm { name, force } => commands::world_rm(&root, &name, force, &ui).map(|()| 0),
             WorldCmd::Use { name } => commands::world_use(&root, &name).map(|()| 0),
             WorldCmd::Import { name, source } => {
                 commands::world_import(&root, &name, &source, &ui).map(|()| 0)

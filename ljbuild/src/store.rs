@@ -71,6 +71,9 @@ pub enum StoreError {
     /// Something exists already.
     #[error("{0}")]
     Exists(String),
+    /// Something others depend on.
+    #[error("{0}")]
+    InUse(String),
     /// No root given and no home directory to put the default in.
     #[error("no lightjail root: set --root or LIGHTJAIL_ROOT (HOME and XDG_DATA_HOME are unset, so there is no default ~/.local/share/lightjail)")]
     NoRoot,

@@ -44,6 +44,9 @@ lj_tests::mode_tests! {
     usage_errors: root rootless;
     tarball_without_dot_entry: root rootless;
     output_styles: root rootless;
+    world_rm_and_json: root rootless;
+    inspect_layer: root rootless;
+    gc_unused_derived: root rootless;
 }
 
 /// One test's lightjail root and Jailfile directories.
@@ -1030,4 +1033,125 @@ fn output_styles(lj: &Lj) {
     let out = on_tty("b", true);
     assert!(!out.stdout.contains('\x1b'), "NO_COLOR not honoured\n{}", out.report());
     assert!(out.stdout.contains("==> script") && out.stdout.contains("built s/x@"), "{}", out.report());
+}
+
+/// world rm refuses while overlays stand on the world; world list --json.
+fn world_rm_and_json(lj: &Lj) {
+    let tar = lj.td.join("w.tar");
+    let mut cmd = Command::new("tar");
+    cmd.arg("-cf").arg(&tar).arg("-C").arg(lj.root().join("worlds/busybox")).arg(".");
+    assert_eq!(run_with_timeout(cmd, None, Duration::from_secs(60)).expect("tar").status(), 0);
+    lj.cx.chown_caller(&tar);
+    lj.ok(&["world", "import", "bb2", &path_str(&tar)]);
+    let f = lj.jailfile("w", "name w/x\nversion 1\nworld bb2\n---\ntrue\n");
+    lj.ok(&[&f]);
+    let out = lj.ok(&["world", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("world list --json");
+    let worlds = v.as_array().expect("an array");
+    assert_eq!(worlds.len(), 2, "{v}");
+    assert_eq!(worlds[0]["name"], "bb2");
+    assert_eq!(worlds[0]["default"], false);
+    assert_eq!(worlds[0]["overlays"], 1);
+    assert_eq!(worlds[1]["name"], "busybox");
+    assert_eq!(worlds[1]["default"], true);
+    assert_eq!(worlds[1]["path"], path_str(&lj.root().join("worlds/busybox")));
+    let out = lj.run(&["world", "rm", "bb2"]).expect_status(5);
+    assert_eq!(
+        last_line(&out),
+        "ljbuild: world 'bb2' has overlays built on it: w/x@1 (remove those first, or use --force)"
+    );
+    assert!(lj.root().join("worlds/bb2/bin").is_dir());
+    lj.ok(&["rm", "w/x@1"]);
+    let out = lj.ok(&["world", "rm", "bb2"]);
+    assert_eq!(out.stdout, "removed world bb2\n");
+    assert!(!lj.root().join("worlds/bb2").exists());
+    lj.fails(&["world", "rm", "bb2"], 4, &["world 'bb2' not found", "available: busybox"]);
+    // The default world: removed with --force, the default link goes too.
+    let f = lj.jailfile("w2", "name w/y\nversion 1\n---\ntrue\n");
+    lj.ok(&[&f]);
+    let out = lj.ok(&["world", "rm", "--force", "busybox"]);
+    assert!(out.stdout.contains("removed world busybox (it was the default"), "{}", out.report());
+    assert!(out.stderr.contains("1 overlay(s) were built on world 'busybox'"), "{}", out.report());
+    assert!(fs::symlink_metadata(lj.root().join("worlds/default")).is_err());
+    assert!(lj.ok(&["world", "list", "--json"]).stdout.trim() == "[]");
+}
+
+/// inspect: world, parents, inputs, sizes, log, and the layer's adds, changes and deletes
+/// (whiteouts read as deletions).
+fn inspect_layer(lj: &Lj) {
+    let base = lj.jailfile(
+        "b",
+        "name in/base\nversion 1\n---\nmkdir -p /opt/old && echo x > /opt/old/f\necho keep > /etc/keep\n",
+    );
+    lj.ok(&[&base]);
+    let f = lj.jailfile(
+        "t",
+        "name in/top\nversion 2\nfrom in/base\ncopy /src\n---\necho new > /etc/new\necho more >> /etc/passwd\nrm /etc/group\nrm -r /opt/old\nchmod 700 /etc\nln -s new /etc/link\n",
+    );
+    lj.ok(&[&f]);
+    let out = lj.ok(&["inspect", "in/top@2"]);
+    let text = &out.stdout;
+    for want in [
+        "overlay  in/top@2\n",
+        "chain    world busybox > in/base@1 > in/top@2\n",
+        "parent   in/base@1 (inputs ",
+        "inputs   sha256:",
+        "script   6 line(s)\n",
+        "copy     2 entries to /src\n",
+        "adds     4\n",
+        "  0644 /etc/new\n",
+        "  0777 /etc/link (symlink)\n",
+        "  0755 /src/\n",
+        "  0644 /src/Jailfile\n",
+        "changes  2\n  0700 /etc/\n  0644 /etc/passwd\n",
+        "deletes  2\n  /etc/group\n  /opt/old\n",
+        "log      ",
+    ] {
+        assert!(text.contains(want), "inspect lacks {want:?}\n{}", out.report());
+    }
+    let out = lj.ok(&["inspect", "in/top", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("inspect --json");
+    assert_eq!(v["name"], "in/top");
+    assert_eq!(v["version"], "2");
+    assert_eq!(v["world"]["name"], "busybox");
+    assert_eq!(v["parents"][0]["name"]["name"], "base");
+    assert_eq!(v["deletes"], serde_json::json!(["/etc/group", "/opt/old"]));
+    let adds: Vec<&str> = v["adds"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(adds, ["/etc/link", "/etc/new", "/src", "/src/Jailfile"]);
+    assert!(v["size"]["files"].as_u64().unwrap() >= 3 && v["size"]["bytes"].as_u64().unwrap() > 0, "{v}");
+    let log = v["log"].as_str().unwrap();
+    assert!(Path::new(log).is_file(), "{log}");
+    lj.fails(&["inspect", "in/none"], 4, &["no overlay in/none"]);
+}
+
+/// gc removes derived versions that nothing is built on and that are not the newest of their
+/// name; --dry-run only says so.
+fn gc_unused_derived(lj: &Lj) {
+    let f = lj.jailfile("g", "name g/app\n---\necho one > /v\n");
+    lj.ok(&[&f]);
+    let first = lj.versions("g/app")[0].clone();
+    let child = lj.jailfile("c", &format!("name g/child\nversion 1\nfrom g/app {first}\n---\ntrue\n"));
+    lj.ok(&[&child]);
+    lj.jailfile("g", "name g/app\n---\necho two > /v\n");
+    lj.ok(&[&f]);
+    let second = lj.versions("g/app").into_iter().find(|v| *v != first).unwrap();
+    lj.jailfile("g", "name g/app\n---\necho three > /v\n");
+    lj.ok(&[&f]);
+    assert_eq!(lj.versions("g/app").len(), 3);
+    let out = lj.ok(&["gc", "--dry-run"]);
+    assert_eq!(
+        out.stdout,
+        format!(
+            "would remove g/app@{second}\nwould remove 1 unused derived version(s), 0 failed build log(s)\n"
+        )
+    );
+    assert_eq!(lj.versions("g/app").len(), 3);
+    let out = lj.ok(&["gc"]);
+    assert!(out.stdout.starts_with(&format!("removed g/app@{second}\n")), "{}", out.report());
+    assert!(out.stdout.contains("1 unused derived version(s)"), "{}", out.report());
+    let left = lj.versions("g/app");
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&first) && !left.contains(&second), "{left:?}");
+    assert_eq!(lj.jail("g/app", "cat /v"), "three\n");
+    assert!(lj.ok(&["gc"]).stdout.contains("0 unused derived version(s)"));
 }
