@@ -179,6 +179,22 @@ pub enum Cmd {
         #[arg(last = true, value_name = "CMD")]
         command: Vec<OsString>,
     },
+    /// Write a published overlay as an OCI image: one layer for the world and one per overlay
+    /// of its chain (overlay whiteouts and opaque directories become OCI whiteouts), with a
+    /// config carrying the world's image defaults (Env, WorkingDir, User, Entrypoint/Cmd).
+    Export {
+        /// NAMESPACE/NAME, optionally @VERSION-PREFIX (picked as `run` picks).
+        #[arg(value_name = "NAME[@VERSION]")]
+        overlay: String,
+        /// `oci:DIR[:TAG]` (an image layout; other tags in it are kept),
+        /// `oci-archive:FILE[:TAG]`, or a plain path (`*.tar`: an archive, else a layout)
+        /// [default TAG: the version].
+        #[arg(value_name = "DEST")]
+        dest: String,
+        /// Compress layers with gzip (default: uncompressed tar, faster; both are standard).
+        #[arg(long)]
+        gzip: bool,
+    },
     /// Manage worlds (base systems under ROOT/worlds).
     World {
         #[command(subcommand)]

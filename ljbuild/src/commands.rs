@@ -283,7 +283,11 @@ pub fn inspect(root: &Root, spec: &str, json: bool, ui: &Ui) -> Result<(), Error
 }
 
 /// Resolves `NAME[@PREFIX]` and its chain.
-fn chain_for(root: &Root, spec: &str, ui: &Ui) -> Result<(Meta, resolve::Picked, resolve::Chain), Error> {
+pub(crate) fn chain_for(
+    root: &Root,
+    spec: &str,
+    ui: &Ui,
+) -> Result<(Meta, resolve::Picked, resolve::Chain), Error> {
     let (name, prefix) = parse_ref(spec, false)?;
     let (meta, picked) = resolve::overlay_picked(root, &name, prefix.as_deref())?;
     let (chain, warning) = resolve::chain_of(root, &meta)?;
@@ -477,6 +481,10 @@ pub fn world_rm(root: &Root, name: &str, force: bool, ui: &Ui) -> Result<(), Err
         store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
         fs::rename(&dir, &trash).map_err(StoreError::io("cannot move away", &dir))?;
         store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
+    }
+    if let Some(side) = crate::oci::sidecar(&dir) {
+        // What an image import kept of the image (its run defaults).
+        let _ = fs::remove_file(side);
     }
     let mut note = String::new();
     if root.default_world().as_deref() == Some(name) {

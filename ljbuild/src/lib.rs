@@ -53,6 +53,9 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Some(Cmd::Run { overlay, jail, dry_run, command }) => {
             commands::run(&root, &overlay, &jail, command, dry_run, &ui)
         }
+        Some(Cmd::Export { overlay, dest, gzip }) => {
+            oci::export::export(&root, &overlay, &dest, gzip, &ui).map(|()| 0)
+        }
         Some(Cmd::World { command }) => match command {
             WorldCmd::List { json } => commands::world_list(&root, json).map(|()| 0),
             WorldCmd::Rm { name, force } => commands::world_rm(&root, &name, force, &ui).map(|()| 0),

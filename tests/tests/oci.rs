@@ -26,6 +26,7 @@ lj_tests::mode_tests! {
     corrupt_blob_publishes_nothing: root rootless;
     not_an_image_is_refused: root rootless;
     run_defaults_from_config: root rootless;
+    export_round_trip: root rootless;
 }
 
 /// One test's lightjail root, as the caller of its mode.
@@ -105,13 +106,18 @@ impl<'a> Lj<'a> {
         self.root().join("worlds").join(name)
     }
 
-    /// Builds `name` on `world` with `script`; returns `ns/name`.
+    /// Builds `name` on `world` with `script`.
     fn build_on(&self, world: &str, name: &str, script: &str) {
+        self.build(name, &format!("world {world}"), script);
+    }
+
+    /// Builds `name` with the header line `head` (`world W`, `from P`) and `script`.
+    fn build(&self, name: &str, head: &str, script: &str) {
         let dir = self.td.join(format!("jf-{}", name.replace('/', "-")));
         fs::create_dir_all(&dir).unwrap();
         self.cx.chown_caller(&dir);
         let jf = dir.join("Jailfile");
-        self.cx.write_caller_file(&jf, &format!("name {name}\nworld {world}\n---\n{script}\n"));
+        self.cx.write_caller_file(&jf, &format!("name {name}\n{head}\n---\n{script}\n"));
         self.ok(&[&path_str(&jf)]);
     }
 }
@@ -297,4 +303,124 @@ fn run_defaults_from_config(lj: &Lj) {
     assert_eq!(lj.ok(&["run", "t/app"]).stdout, "hello\n");
     let out = lj.ok(&["run", "t/app", "--", "/bin/sh", "-c", "pwd; echo $FOO; cat b; echo $PATH"]);
     assert_eq!(out.stdout, "/data\nbar\nbuilt\n/bin\n", "{}", out.report());
+}
+
+/// Runs a host tool (as the test process: root) and expects success; its stdout.
+#[track_caller]
+fn tool(argv: &[&str]) -> String {
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]);
+    let mut out = run_with_timeout(cmd, None, Duration::from_secs(300)).expect("run tool");
+    out.command = argv.join(" ");
+    out.ok().stdout
+}
+
+/// The tools on the other side of an export, or a skip.
+fn other_side(lj: &Lj) -> bool {
+    for t in ["skopeo", "umoci", "buildah"] {
+        if which(t).is_none() {
+            lj.cx.skip(&format!("{t} not installed (Debian package {t})"));
+            return false;
+        }
+    }
+    if lj_tests::current_uid() != 0 {
+        lj.cx.skip("the other side (umoci unpack, buildah) runs as root here");
+        return false;
+    }
+    true
+}
+
+/// Checks a tree made of the exported `t/child`: whiteouts, the opaque directory, hard links,
+/// owners (rootless: the caller became 0).
+fn check_child_tree(w: &Path) {
+    assert!(!w.join("opt/del").exists(), "overlay whiteout not exported");
+    assert!(w.join("opt/kept").is_file());
+    assert_eq!(fs::read_to_string(w.join("opt/d/c")).unwrap(), "new\n");
+    assert!(!w.join("opt/d/a").exists() && !w.join("opt/d/sub").exists(), "opaque directory not exported");
+    let (a, b) = (fs::metadata(w.join("data/hello")).unwrap(), fs::metadata(w.join("data/hello2")).unwrap());
+    assert_eq!(a.ino(), b.ino(), "hard link lost");
+    let (l1, l2) = (fs::metadata(w.join("opt/l1")).unwrap(), fs::metadata(w.join("opt/l2")).unwrap());
+    assert_eq!(l1.ino(), l2.ino(), "hard link in an overlay lost");
+    assert_eq!(fs::metadata(w.join("data/suid")).unwrap().mode() & 0o7777, 0o4755);
+}
+
+fn export_round_trip(lj: &Lj) {
+    if !other_side(lj) {
+        return;
+    }
+    let planted = planted_name();
+    let img = lj.image(&main_spec(lj.cx, &planted, true), "layout", "layout");
+    lj.ok(&["world", "import", "img", &format!("oci:{}", path_str(&img))]);
+    lj.build(
+        "t/base",
+        "world img",
+        "mkdir -p /opt/d/sub; echo 1 > /opt/d/a; echo 2 > /opt/d/sub/b; echo x > /opt/del; echo k > /opt/kept",
+    );
+    lj.build(
+        "t/child",
+        "from t/base",
+        "rm /opt/del; rm -rf /opt/d; mkdir /opt/d; echo new > /opt/d/c; echo l > /opt/l1; ln /opt/l1 /opt/l2",
+    );
+    let out_dir = lj.td.join("out");
+    let out = lj.ok(&["export", "t/child", &format!("oci:{}:v1", path_str(&out_dir))]);
+    assert!(out.stdout.contains("exported t/child@"), "{}", out.report());
+
+    // skopeo reads it: three layers, the image's Env.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&tool(&["skopeo", "inspect", &format!("oci:{}:v1", path_str(&out_dir))]))
+            .unwrap();
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(3), "{inspect}");
+    assert!(inspect["Env"].as_array().unwrap().iter().any(|e| e == "FOO=bar"), "{inspect}");
+
+    // umoci unpacks it to the same tree (owned by root, rootless included).
+    let bundle = lj.cx.root_tempdir();
+    let b = bundle.join("b");
+    tool(&["umoci", "unpack", "--image", &format!("{}:v1", path_str(&out_dir)), &path_str(&b)]);
+    check_child_tree(&b.join("rootfs"));
+    let c = fs::metadata(b.join("rootfs/opt/d/c")).unwrap();
+    assert_eq!((c.uid(), c.gid()), (0, 0), "files of jail root must be root's in the image");
+
+    // buildah runs it and prints what ljbuild run prints.
+    let store = lj.cx.root_tempdir();
+    let st = path_str(store.path());
+    let (broot, brun) = (format!("{st}/storage"), format!("{st}/run"));
+    let bh = |args: &[&str]| {
+        let mut v = vec!["buildah", "--root", &broot, "--runroot", &brun, "--storage-driver", "vfs"];
+        v.extend_from_slice(args);
+        tool(&v)
+    };
+    let ctr = format!("lj-oci-test-{}-{}", lj.cx.mode, std::process::id());
+    // (buildah names an image pulled from oci:DIR after DIR, which must then be a valid name.)
+    tool(&[
+        "skopeo",
+        "copy",
+        &format!("oci:{}:v1", path_str(&out_dir)),
+        &format!("containers-storage:[vfs@{broot}+{brun}]localhost/lj-oci-test:v1"),
+    ]);
+    bh(&["from", "--pull-never", "--name", &ctr, "localhost/lj-oci-test:v1"]);
+    let script = "cat hello; echo $FOO; pwd; ls /opt /opt/d; cat /opt/d/c";
+    let theirs = bh(&["run", "--isolation", "chroot", &ctr, "--", "/bin/sh", "-c", script]);
+    let ours = lj.ok(&["run", "t/child", "--", "/bin/sh", "-c", script]).stdout;
+    assert_eq!(theirs, ours, "buildah run of the exported image differs from ljbuild run");
+    assert_eq!(theirs, "hello\nbar\n/data\n/opt:\nd\nkept\nl1\nl2\n\n/opt/d:\nc\nnew\n");
+    bh(&["rm", &ctr]);
+    let _ = Command::new("buildah")
+        .args(["--root", &broot, "--runroot", &brun, "--storage-driver", "vfs", "rmi", "--all", "--force"])
+        .output();
+
+    // And back: the exported image imports as a world with the same tree and defaults.
+    lj.ok(&["world", "import", "back", &format!("oci:{}:v1", path_str(&out_dir))]);
+    check_child_tree(&lj.world("back"));
+    lj.build_on("back", "t/on-back", "true");
+    assert_eq!(lj.ok(&["run", "t/on-back"]).stdout, "hello\n");
+
+    // An archive, gzip-compressed, is accepted too.
+    let tarf = lj.td.join("child.tar");
+    lj.ok(&["export", "--gzip", "t/child", &format!("oci-archive:{}:v2", path_str(&tarf))]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&tool(&["skopeo", "inspect", &format!("oci-archive:{}:v2", path_str(&tarf))]))
+            .unwrap();
+    assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(3));
+    lj.ok(&["world", "import", "back2", &path_str(&tarf)]);
+    check_child_tree(&lj.world("back2"));
 }

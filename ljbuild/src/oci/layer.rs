@@ -489,3 +489,260 @@ mod tests {
         assert!(normalize(b"a/../../etc").is_err());
     }
 }
+
+/// How a directory's owners map to the image's: as root, unchanged; rootless, the caller is
+/// root (0) and its `/etc/subuid` range follows from 1, as in the caller's jails.
+#[derive(Debug, Clone, Default)]
+pub struct IdMap {
+    /// `(caller uid, subuid start, count)`; `None` keeps ids.
+    pub uid: Option<(u32, u32, u32)>,
+    /// The same for gids.
+    pub gid: Option<(u32, u32, u32)>,
+}
+
+impl IdMap {
+    /// The map for the current process.
+    pub fn current() -> IdMap {
+        let uid = rustix::process::geteuid().as_raw();
+        if uid == 0 {
+            return IdMap::default();
+        }
+        let gid = rustix::process::getegid().as_raw();
+        let name = std::env::var("USER").ok();
+        let range = |file: &str, id: u32| -> (u32, u32, u32) {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            for line in text.lines() {
+                let f: Vec<&str> = line.split(':').collect();
+                if f.len() == 3 && (f[0] == id.to_string() || name.as_deref() == Some(f[0])) {
+                    if let (Ok(s), Ok(c)) = (f[1].parse(), f[2].parse()) {
+                        return (id, s, c);
+                    }
+                }
+            }
+            (id, 0, 0)
+        };
+        IdMap { uid: Some(range("/etc/subuid", uid)), gid: Some(range("/etc/subgid", gid)) }
+    }
+
+    fn map(m: Option<(u32, u32, u32)>, id: u32) -> u32 {
+        match m {
+            None => id,
+            Some((me, _, _)) if id == me => 0,
+            Some((_, start, count)) if id >= start && id - start < count => id - start + 1,
+            Some(_) => 65534,
+        }
+    }
+}
+
+/// Overlay's own extended attributes: never exported.
+fn overlay_internal(name: &[u8]) -> bool {
+    name.starts_with(b"user.overlay.") || name.starts_with(b"trusted.overlay.")
+}
+
+/// The extended attributes of `p` (not following symlinks).
+fn xattrs_of(p: &Path) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut names = vec![0u8; 4096];
+    let n = loop {
+        match rfs::llistxattr(p, &mut names[..]) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) => names.resize(names.len() * 4, 0),
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let mut val = vec![0u8; 256];
+        let k = loop {
+            match rfs::lgetxattr(p, OsStr::from_bytes(name), &mut val[..]) {
+                Ok(k) => break Some(k),
+                Err(Errno::RANGE) => val.resize(val.len() * 4, 0),
+                Err(Errno::NODATA) => break None,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if let Some(k) = k {
+            out.push((name.to_vec(), val[..k].to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+fn has_overlay_flag(x: &[(Vec<u8>, Vec<u8>)], flag: &str, value: &[u8]) -> bool {
+    let (u, t) = (format!("user.overlay.{flag}"), format!("trusted.overlay.{flag}"));
+    x.iter().any(|(k, v)| (k == u.as_bytes() || k == t.as_bytes()) && (value.is_empty() || v == value))
+}
+
+/// A PAX extended header record `LEN KEY=VALUE\n`.
+fn pax_record(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let body = key.len() + value.len() + 3;
+    let mut len = body + body.to_string().len();
+    if len.to_string().len() != body.to_string().len() {
+        len += 1;
+    }
+    let mut r = format!("{len} ").into_bytes();
+    r.extend_from_slice(key);
+    r.push(b'=');
+    r.extend_from_slice(value);
+    r.push(b'\n');
+    r
+}
+
+/// Writes a directory as an OCI layer tar: sorted, with owners (mapped by [`IdMap`]), modes,
+/// times, extended attributes (`security.capability`, `user.*`, ...; never overlay's own) and
+/// hard links. An overlay upper (`upper`) has its whiteouts converted: a 0/0 character device or
+/// a file marked `overlay.whiteout` becomes `.wh.NAME`, a directory marked `overlay.opaque=y`
+/// gets `.wh..wh..opq`. The contents of `/dev` are left out of a world (`!upper`).
+pub struct LayerWriter<'a, W: Write> {
+    tar: tar::Builder<W>,
+    ids: &'a IdMap,
+    upper: bool,
+    links: std::collections::HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> std::fmt::Debug for LayerWriter<'_, W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LayerWriter").field("upper", &self.upper).finish()
+    }
+}
+
+impl<'a, W: Write> LayerWriter<'a, W> {
+    /// A writer into `out`.
+    pub fn new(out: W, ids: &'a IdMap, upper: bool) -> Self {
+        let mut tar = tar::Builder::new(out);
+        tar.follow_symlinks(false);
+        LayerWriter { tar, ids, upper, links: std::collections::HashMap::new() }
+    }
+
+    /// Writes the tree at `dir` and finishes the archive.
+    pub fn write_tree(mut self, dir: &Path) -> Result<W, OciError> {
+        self.walk(dir, Path::new(""))?;
+        self.tar.into_inner().map_err(|e| io_err("cannot write layer for", dir, e))
+    }
+
+    fn header(&self, md: &std::fs::Metadata, kind: tar::EntryType) -> tar::Header {
+        use std::os::unix::fs::MetadataExt;
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(md.mode() & 0o7777);
+        h.set_uid(u64::from(IdMap::map(self.ids.uid, md.uid())));
+        h.set_gid(u64::from(IdMap::map(self.ids.gid, md.gid())));
+        h.set_mtime(md.mtime().max(0) as u64);
+        h.set_size(0);
+        h
+    }
+
+    fn pax(&mut self, xattrs: &[(Vec<u8>, Vec<u8>)], shown: &Path) -> Result<(), OciError> {
+        let mut data = Vec::new();
+        for (k, v) in xattrs.iter().filter(|(k, _)| !overlay_internal(k)) {
+            let mut key = b"SCHILY.xattr.".to_vec();
+            key.extend_from_slice(k);
+            data.extend(pax_record(&key, v));
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_path("PaxHeader").map_err(|e| io_err("cannot write layer entry", shown, e))?;
+        h.set_cksum();
+        self.tar.append(&h, &data[..]).map_err(|e| io_err("cannot write layer entry", shown, e))
+    }
+
+    fn entry(
+        &mut self,
+        mut h: tar::Header,
+        rel: &Path,
+        data: impl Read,
+        shown: &Path,
+    ) -> Result<(), OciError> {
+        self.tar.append_data(&mut h, rel, data).map_err(|e| io_err("cannot write layer entry", shown, e))
+    }
+
+    fn whiteout(&mut self, rel: &Path, md: &std::fs::Metadata, shown: &Path) -> Result<(), OciError> {
+        let name = rel.file_name().expect("a child has a name");
+        let mut wh = OsString::from(WH_PREFIX);
+        wh.push(name);
+        let mut h = self.header(md, tar::EntryType::Regular);
+        h.set_mode(0o644);
+        self.entry(h, &rel.with_file_name(wh), io::empty(), shown)
+    }
+
+    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), OciError> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let mut names: Vec<OsString> = std::fs::read_dir(dir)
+            .map_err(|e| io_err("cannot read directory", dir, e))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err("cannot read directory", dir, e))?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            let crel = rel.join(&name);
+            if !self.upper && crel.starts_with("dev") && crel.components().count() > 1 {
+                continue;
+            }
+            let md = std::fs::symlink_metadata(&path).map_err(|e| io_err("cannot stat", &path, e))?;
+            let ft = md.file_type();
+            let xattrs =
+                xattrs_of(&path).map_err(|e| io_err("cannot read extended attributes of", &path, e))?;
+            if self.upper
+                && ((ft.is_char_device() && md.rdev() == 0)
+                    || (ft.is_file() && md.len() == 0 && has_overlay_flag(&xattrs, "whiteout", b"")))
+            {
+                self.whiteout(&crel, &md, &path)?;
+                continue;
+            }
+            if ft.is_dir() {
+                self.pax(&xattrs, &path)?;
+                let h = self.header(&md, tar::EntryType::Directory);
+                self.entry(h, &crel, io::empty(), &path)?;
+                if self.upper && has_overlay_flag(&xattrs, "opaque", b"y") {
+                    let mut h = self.header(&md, tar::EntryType::Regular);
+                    h.set_mode(0o644);
+                    self.entry(h, &crel.join(WH_OPAQUE), io::empty(), &path)?;
+                }
+                self.walk(&path, &crel)?;
+            } else if ft.is_symlink() {
+                let target =
+                    std::fs::read_link(&path).map_err(|e| io_err("cannot read symlink", &path, e))?;
+                let mut h = self.header(&md, tar::EntryType::Symlink);
+                self.tar
+                    .append_link(&mut h, &crel, &target)
+                    .map_err(|e| io_err("cannot write layer entry", &path, e))?;
+            } else if ft.is_file() {
+                if md.nlink() > 1 {
+                    if let Some(first) = self.links.get(&(md.dev(), md.ino())).cloned() {
+                        let mut h = self.header(&md, tar::EntryType::Link);
+                        self.tar
+                            .append_link(&mut h, &crel, &first)
+                            .map_err(|e| io_err("cannot write layer entry", &path, e))?;
+                        continue;
+                    }
+                    self.links.insert((md.dev(), md.ino()), crel.clone());
+                }
+                let f = File::open(&path).map_err(|e| io_err("cannot read", &path, e))?;
+                self.pax(&xattrs, &path)?;
+                let mut h = self.header(&md, tar::EntryType::Regular);
+                h.set_size(md.len());
+                self.entry(h, &crel, io::BufReader::with_capacity(1 << 20, f), &path)?;
+            } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() {
+                let kind = if ft.is_fifo() {
+                    tar::EntryType::Fifo
+                } else if ft.is_char_device() {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                };
+                let mut h = self.header(&md, kind);
+                let _ = h.set_device_major(rfs::major(md.rdev()));
+                let _ = h.set_device_minor(rfs::minor(md.rdev()));
+                self.entry(h, &crel, io::empty(), &path)?;
+            }
+            // Sockets are not part of an image.
+        }
+        Ok(())
+    }
+}

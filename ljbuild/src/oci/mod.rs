@@ -3,7 +3,7 @@
 //!
 //! Modules: [`digest`] (sha256 of streams), [`layer`] (applying and writing layer tars, with
 //! whiteouts), [`source`] (reading layouts and archives, picking and checking manifests),
-//! [`import`] (`ljbuild world import` of an image).
+//! [`import`] (`ljbuild world import` of an image), [`export`] (`ljbuild export`).
 //!
 //! An imported world keeps what its image config says about running it next to it, in
 //! `worlds/.NAME.image.json` ([`WorldImage`]); its identity (the cache input) is then the chain
@@ -11,6 +11,7 @@
 //! the same way.
 
 pub mod digest;
+pub mod export;
 pub mod import;
 pub mod layer;
 pub mod source;
