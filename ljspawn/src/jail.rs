@@ -193,17 +193,26 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
     let root = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .ctx(|| "cannot open the jail's root".into())?;
 
-    // Step 6.
+    // Step 6. ljspawn's own mount points (proc, /dev, tmpfs) never follow a symlink; the
+    // read-only parts of proc are found in the proc mount itself, wherever it is attached.
     let mut proc_mnt = Some(proc_mnt);
+    let mut proc_at: Option<(OwnedFd, &str)> = None;
     for (m, src) in plan.mounts.iter().zip(host) {
         match m {
             Mount::Proc { dest } => {
                 let mnt = proc_mnt
                     .take()
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: "proc mounted twice".into() })?;
-                attach(&root, mnt.as_fd(), dest, Kind::Dir)?;
+                attach(&root, mnt.as_fd(), dest, Kind::Dir, Own::Yes)?;
+                proc_at = Some((mnt, dest));
             }
-            Mount::ProcReadOnly { path } => proc_read_only(&root, path)?,
+            Mount::ProcReadOnly { path } => {
+                let (mnt, dest) = proc_at.as_ref().ok_or_else(|| Failure {
+                    code: EXIT_SETUP,
+                    msg: format!("{path}: proc is not mounted"),
+                })?;
+                proc_read_only(mnt, dest, path)?
+            }
             Mount::Dev => {
                 let devs = devices
                     .take()
@@ -213,17 +222,18 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
             Mount::Tmpfs { dest, mode } => {
                 let t = tmpfs(*mode, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
                     .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
-                attach(&root, t.as_fd(), dest, Kind::Dir)?;
+                attach(&root, t.as_fd(), dest, Kind::Dir, Own::Yes)?;
             }
             Mount::Bind { src: path, dest, .. } => {
                 let src =
                     src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: "bind source missing".into() })?;
                 let st = sys::fstat(src.as_fd()).ctx(|| format!("cannot stat {}", path.display()))?;
                 let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Kind::Dir } else { Kind::File };
-                attach(&root, src.as_fd(), dest, kind)?;
+                attach(&root, src.as_fd(), dest, kind, Own::No)?;
             }
         }
     }
+    drop(proc_at);
 
     // Step 7.
     sys::sethostname(&plan.hostname).ctx(|| "cannot set the host name".into())?;
@@ -373,7 +383,7 @@ fn host_devices() -> Result<Vec<OwnedFd>> {
 fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>) -> Result<()> {
     let dev = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV)
         .ctx(|| "cannot make the tmpfs for /dev".into())?;
-    attach(root, dev.as_fd(), "/dev", Kind::Dir)?;
+    attach(root, dev.as_fd(), "/dev", Kind::Dir, Own::Yes)?;
     for (name, node) in DEVICES.iter().zip(devices) {
         let target = sys::openat2(
             Some(dev.as_fd()),
@@ -417,18 +427,35 @@ fn devpts() -> io::Result<OwnedFd> {
     fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC)
 }
 
-fn proc_read_only(root: &OwnedFd, path: &str) -> Result<()> {
-    let fd = match sys::open_tree(Some(root.as_fd()), &path[1..], sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE) {
+/// Binds `path` (under the proc mounted at `proc_dest`) read-only onto itself, both looked
+/// up in the proc mount `proc` itself (never again from the jail's root, where a symlink could
+/// send the lookup elsewhere). Only `sys` must exist: the others are absent from every proc of
+/// a kernel built without them (`sysrq-trigger` without MAGIC_SYSRQ, `bus` without PCI).
+fn proc_read_only(proc: &OwnedFd, proc_dest: &str, path: &str) -> Result<()> {
+    let rel = path.strip_prefix(proc_dest).unwrap_or(path).trim_start_matches('/');
+    let optional = rel != "sys";
+    let fd = match sys::open_tree(
+        Some(proc.as_fd()),
+        rel,
+        sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE | sys::AT_SYMLINK_NOFOLLOW,
+    ) {
         Ok(fd) => fd,
         // Not every kernel has every one of these (e.g. no /proc/bus without PCI).
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) if optional && e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(setup_err(format!("cannot bind {path}"), e)),
     };
     let attrs =
         sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
     sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot make {path} read-only"))?;
-    let kind = if path == "/proc/sysrq-trigger" { Kind::File } else { Kind::Dir };
-    attach(root, fd.as_fd(), path, kind)
+    let target = sys::openat2(
+        Some(proc.as_fd()),
+        rel,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV,
+    )
+    .ctx(|| format!("cannot open {path} in the jail's proc"))?;
+    sys::move_mount(fd.as_fd(), target.as_fd()).ctx(|| format!("cannot mount on {path}"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -437,25 +464,70 @@ enum Kind {
     File,
 }
 
-const IN_ROOT: u64 = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
+/// Whose mount point: ljspawn's own (`/proc`, `/dev`, tmpfs) never follows a symlink; a bind
+/// destination the caller chose follows symlinks, inside the jail's root only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Own {
+    Yes,
+    No,
+}
+
+impl Own {
+    fn resolve(self) -> u64 {
+        let in_root = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS;
+        match self {
+            Own::Yes => in_root | sys::RESOLVE_NO_SYMLINKS,
+            Own::No => in_root,
+        }
+    }
+}
 
 /// Attaches the detached mount `mnt` at `dest`, resolved inside the jail's root.
-fn attach(root: &OwnedFd, mnt: BorrowedFd<'_>, dest: &str, kind: Kind) -> Result<()> {
-    let target = mount_point(root, dest, kind)?;
-    sys::move_mount(mnt, target.as_fd()).ctx(|| format!("cannot mount on {dest}"))
+fn attach(root: &OwnedFd, mnt: BorrowedFd<'_>, dest: &str, kind: Kind, own: Own) -> Result<()> {
+    let target = mount_point(root, dest, kind, own)?;
+    sys::move_mount(mnt, target.as_fd()).ctx(|| format!("cannot mount on {dest}"))?;
+    if own == Own::Yes {
+        // A world shared with a running jail may have been renamed under us: `dest` must now
+        // be the mount just attached, or the jail does not start.
+        let now =
+            sys::openat2(Some(root.as_fd()), dest.trim_start_matches('/'), libc::O_PATH, 0, own.resolve());
+        let same = match (now.and_then(|fd| sys::fstat(fd.as_fd())), sys::fstat(mnt)) {
+            (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+            _ => false,
+        };
+        if !same {
+            return Err(Failure {
+                code: EXIT_SETUP,
+                msg: format!("mount point {dest}: changed while the jail was set up"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Opens (creating it if missing) the mount point `dest` inside the jail. Resolution never
-/// leaves the root (`RESOLVE_IN_ROOT`), never crosses a magic link, and creation is one
-/// `mkdirat`/`O_EXCL` component at a time, so a symlink is never created through.
-fn mount_point(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
+/// leaves the root (`RESOLVE_IN_ROOT`), never crosses a magic link (nor, for ljspawn's own
+/// mount points, any symlink), never ends at the root itself, and creation is one
+/// `mkdirat`/`O_EXCL` component at a time, so a symlink is never created through. The mount
+/// goes on the directory opened here, whatever is renamed in the world meanwhile.
+fn mount_point(root: &OwnedFd, dest: &str, kind: Kind, own: Own) -> Result<OwnedFd> {
     let rel = dest.trim_start_matches('/');
-    let fd = match sys::openat2(Some(root.as_fd()), rel, libc::O_PATH, 0, IN_ROOT) {
+    let fd = match sys::openat2(Some(root.as_fd()), rel, libc::O_PATH, 0, own.resolve()) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_mount_point(root, rel, kind)?,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_mount_point(root, rel, kind, own)?,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && own == Own::Yes => {
+            return Err(Failure {
+                code: EXIT_SETUP,
+                msg: format!("mount point {dest}: a symlink in the jail's root (ljspawn's own mount points never follow one)"),
+            })
+        }
         Err(e) => return Err(setup_err(format!("cannot open mount point {dest}"), e)),
     };
     let st = sys::fstat(fd.as_fd()).ctx(|| format!("cannot stat mount point {dest}"))?;
+    let top = sys::fstat(root.as_fd()).ctx(|| "cannot stat the jail's root".into())?;
+    if (st.st_dev, st.st_ino) == (top.st_dev, top.st_ino) {
+        return Err(Failure { code: EXIT_SETUP, msg: format!("mount point {dest}: the jail's root itself") });
+    }
     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
     match (kind, is_dir) {
         (Kind::Dir, false) => {
@@ -468,9 +540,10 @@ fn mount_point(root: &OwnedFd, dest: &str, kind: Kind) -> Result<OwnedFd> {
     }
 }
 
-fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd> {
+fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind, own: Own) -> Result<OwnedFd> {
+    let resolve = own.resolve();
     let parts: Vec<&str> = rel.split('/').collect();
-    let mut parent = sys::openat2(Some(root.as_fd()), ".", libc::O_PATH | libc::O_DIRECTORY, 0, IN_ROOT)
+    let mut parent = sys::openat2(Some(root.as_fd()), ".", libc::O_PATH | libc::O_DIRECTORY, 0, resolve)
         .ctx(|| "cannot open the jail's root".into())?;
     for (i, name) in parts.iter().enumerate() {
         let so_far = parts[..=i].join("/");
@@ -482,7 +555,7 @@ fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd> 
             }
             f
         };
-        match sys::openat2(Some(root.as_fd()), &so_far, libc::O_PATH, 0, IN_ROOT) {
+        match sys::openat2(Some(root.as_fd()), &so_far, libc::O_PATH, 0, resolve) {
             Ok(fd) if !last => {
                 parent = fd;
                 continue;
@@ -503,7 +576,7 @@ fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd> 
         } else {
             sys::mkdirat(parent.as_fd(), name, 0o755).map_err(hint)?;
         }
-        parent = sys::openat2(Some(root.as_fd()), &so_far, libc::O_PATH, 0, IN_ROOT).map_err(hint)?;
+        parent = sys::openat2(Some(root.as_fd()), &so_far, libc::O_PATH, 0, resolve).map_err(hint)?;
     }
     Ok(parent)
 }

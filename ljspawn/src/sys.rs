@@ -20,6 +20,7 @@ use libc::{c_int, c_long, c_uint, c_void};
 // The new mount API (linux/mount.h); libc does not define these yet.
 pub const OPEN_TREE_CLONE: c_uint = 1;
 pub const AT_RECURSIVE: c_uint = 0x8000;
+pub const AT_SYMLINK_NOFOLLOW: c_uint = libc::AT_SYMLINK_NOFOLLOW as c_uint;
 const MOVE_MOUNT_F_EMPTY_PATH: c_uint = 0x4;
 const MOVE_MOUNT_T_EMPTY_PATH: c_uint = 0x40;
 const FSOPEN_CLOEXEC: c_uint = 1;
@@ -640,6 +641,7 @@ pub fn seccomp_install(bpf: &[u8]) -> io::Result<()> {
 
 // ---- file system, fd-relative -------------------------------------------------------
 
+pub const RESOLVE_NO_XDEV: u64 = 0x01;
 pub const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 pub const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 pub const RESOLVE_BENEATH: u64 = 0x08;

@@ -1,0 +1,111 @@
+//! The second hardening round (issue 10): each attack a review of ljspawn's privileged paths
+//! found, run end to end in the modes it applies to, asserting that it fails now.
+//! Test names are `<attack>::<mode>`. Needs `tests/prepare.sh` (as root) first.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::time::Duration;
+
+use lj_tests::{path_str, Ctx, TempDir};
+
+lj_tests::mode_tests! {
+    prefix = "", run = lj_tests::run_ctx;
+    own_mount_points_never_follow_symlinks: root rootless setuid;
+    proc_read_only_parts_from_proc_itself: root rootless setuid;
+    shared_world_symlink_race: root rootless setuid;
+}
+
+// ---------------------------------------------------------------- helpers
+
+/// A private world copy owned by the caller, with `name` (a top-level directory) replaced by a
+/// symlink to `target`.
+fn world_with_symlink(cx: &Ctx, name: &str, target: &str) -> TempDir {
+    let w = cx.world_copy();
+    let p = w.join(name);
+    if p.is_dir() {
+        fs::remove_dir_all(&p).unwrap_or_else(|e| panic!("rm {}: {e}", p.display()));
+    }
+    symlink(target, &p).unwrap_or_else(|e| panic!("ln -s {target} {}: {e}", p.display()));
+    cx.chown_caller(&p);
+    w
+}
+
+// ---------------------------------------------------------------- 1. mount points and symlinks
+
+/// A world whose `/proc`, `/dev` or `/tmp` is a symlink (to `/`, or elsewhere in the world) is
+/// refused, as a read-only root, a writable one and an overlay layer: ljspawn's own mounts never
+/// land on the jail's root or anywhere a symlink points.
+fn own_mount_points_never_follow_symlinks(cx: &Ctx) {
+    // Control: the same copy without a symlink runs.
+    let plain = cx.world_copy();
+    cx.ljspawn().args(["--root", &path_str(plain.path()), "--", "/bin/true"]).run().ok();
+    for (name, target) in [("proc", "/"), ("proc", "bin/.."), ("dev", "/"), ("tmp", "/"), ("tmp", "/etc")] {
+        let w = world_with_symlink(cx, name, target);
+        let ws = path_str(w.path());
+        for root in [vec!["--root", &ws], vec!["--root", &ws, "--rw"], vec!["--layer", &ws]] {
+            let out = cx.ljspawn().args(&root).args(["--", "/bin/sh", "-c", "ls /bin/.. >/dev/null"]).run();
+            let out = out.expect_ljspawn_error(125);
+            assert!(
+                out.stderr.contains(&format!("mount point /{name}")),
+                "/{name} -> {target}: want a refusal naming the mount point\n{}",
+                out.report()
+            );
+        }
+    }
+}
+
+/// `/proc/sys` and `/proc/sysrq-trigger` are read-only in the jail's own proc mount (seen from
+/// the mount table and by a write that must fail), and nothing else masks them.
+fn proc_read_only_parts_from_proc_itself(cx: &Ctx) {
+    let script = "grep -E ' /proc/(sys|sysrq-trigger) ' /proc/self/mountinfo | cut -d' ' -f5,6; \
+                  echo x > /proc/sys/kernel/domainname && echo WROTE";
+    let out = cx.sh(script);
+    let lines = out.lines();
+    assert!(!out.stdout.contains("WROTE"), "/proc/sys was writable\n{}", out.report());
+    // (No /proc/sysrq-trigger at all on a kernel without MAGIC_SYSRQ.)
+    for p in ["/proc/sys", "/proc/sysrq-trigger"].into_iter().filter(|p| Path::new(p).exists()) {
+        assert!(
+            lines.iter().any(|l| l.starts_with(&format!("{p} "))
+                && l.split(' ').nth(1).is_some_and(|o| o.starts_with("ro"))),
+            "{p} not mounted read-only\n{}",
+            out.report()
+        );
+    }
+}
+
+/// runc CVE-2019-19921's shape: one jail swaps a shared writable world's `/proc` for a symlink
+/// to `/` in a loop while other jails start on that world. Each of them either gets a real
+/// proc at /proc (with a read-only /proc/sys) or refuses; none gets proc over its root.
+fn shared_world_symlink_race(cx: &Ctx) {
+    let w = cx.world_copy();
+    let ws = path_str(w.path());
+    let swap = "i=0; while [ $i -lt 4000 ]; do \
+                mv /w/proc /w/p2 && ln -s / /w/proc && rm /w/proc && mv /w/p2 /w/proc; i=$((i+1)); done";
+    let attacker = cx
+        .ljspawn()
+        .timeout(Duration::from_secs(120))
+        .args(["--layer", &cx.world_str(), "--bind", &ws, "/w", "--", "/bin/sh", "-c", swap])
+        .start();
+    // Once set up, the jail's mounts stay on the directories they were attached to, wherever
+    // the attacker renames them: so the probe looks for a writable sysctl at every place.
+    let probe = "test -d /bin || exit 9; \
+                 for d in /proc /p2 /; do (echo x > $d/sys/kernel/domainname) 2>/dev/null && echo WROTE $d; done; \
+                 test -r /proc/self/stat && echo GOOD";
+    let (mut good, mut refused) = (0, 0);
+    for _ in 0..30 {
+        let out = cx.ljspawn().args(["--root", &ws, "--", "/bin/sh", "-c", probe]).run();
+        if out.status() == 125 {
+            let out = out.expect_ljspawn_error(125);
+            assert!(out.stderr.contains("/proc"), "{}", out.report());
+            refused += 1;
+        } else {
+            assert!(matches!(out.status(), 0 | 1) && !out.stdout.contains("WROTE"), "{}", out.report());
+            good += usize::from(out.stdout.contains("GOOD"));
+        }
+    }
+    let done = attacker.wait();
+    assert!(done.stderr.is_empty() || !done.stderr.contains("Permission denied"), "{}", done.report());
+    eprintln!("{}: {good} jails got their proc, {refused} refused", cx.name);
+    assert!(Path::new(&w.join("proc")).is_dir() || Path::new(&w.join("p2")).is_dir());
+}
