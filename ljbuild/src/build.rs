@@ -314,6 +314,9 @@ fn jail_args(root: &Root, plan: &Plan, opts: &BuildOpts, staging: &Path) -> Jail
         timeout: opts.timeout.clone(),
         command,
         die_with_parent: true,
+        // The upper is staged in the store (0700) and published as a layer: setuid files of
+        // packages must keep their mode there.
+        allow_setuid_files: true,
     }
 }
 

@@ -58,6 +58,11 @@ pub struct JailArgs {
     pub command: Vec<OsString>,
     /// `--die-with-parent`: the jail dies with ljbuild (a SIGKILLed build leaves nothing running).
     pub die_with_parent: bool,
+    /// `--allow-setuid-files`: the jail may make setuid and setgid files. Only for a build, whose
+    /// kept upper becomes a layer in the 0700 store (a package such as openssh-server installs
+    /// ssh-keysign setuid, and the published layer must keep that mode); never for a jail whose
+    /// writes reach the host (`ljbuild run`, binds).
+    pub allow_setuid_files: bool,
 }
 
 impl JailArgs {
@@ -85,6 +90,9 @@ impl JailArgs {
         }
         if self.die_with_parent {
             a.push("--die-with-parent".into());
+        }
+        if self.allow_setuid_files {
+            a.push("--allow-setuid-files".into());
         }
         a.push("--".into());
         a.extend(self.command.iter().cloned());
@@ -126,12 +134,13 @@ mod tests {
             timeout: None,
             command: vec!["/bin/sh".into(), "-c".into(), "echo 'hi'".into()],
             die_with_parent: true,
+            allow_setuid_files: true,
         };
         let line = command_line(Path::new("ljspawn"), &j.to_args());
         assert_eq!(
             line,
             "ljspawn --layer /w --layer /p --upper /u --work /k --net host --ro-bind /etc/resolv.conf \
-             /etc/resolv.conf --chdir /src --die-with-parent -- /bin/sh -c 'echo '\\''hi'\\'''"
+             /etc/resolv.conf --chdir /src --die-with-parent --allow-setuid-files -- /bin/sh -c 'echo '\\''hi'\\'''"
         );
     }
 }

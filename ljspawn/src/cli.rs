@@ -229,6 +229,12 @@ pub fn command() -> Command {
                 .help("Let the program create user namespaces (the filter denies it by default)"),
         )
         .arg(
+            Arg::new("allow-setuid-files")
+                .long("allow-setuid-files")
+                .action(ArgAction::SetTrue)
+                .help("Let the program make setuid and setgid files (the filter refuses them by default; for image builds whose output stays private)"),
+        )
+        .arg(
             Arg::new("seccomp-fd")
                 .long("seccomp-fd")
                 .value_name("FD")
@@ -358,6 +364,7 @@ pub fn request(m: &ArgMatches) -> Request {
         rlimits: m.get_many::<String>("rlimit").map(|v| v.cloned().collect()).unwrap_or_default(),
         seccomp: m.get_one::<String>("seccomp").cloned(),
         allow_userns: m.get_flag("allow-userns"),
+        allow_setuid_files: m.get_flag("allow-setuid-files"),
         seccomp_fd: m.get_one::<i32>("seccomp-fd").copied(),
         die_with_parent: m.get_flag("die-with-parent"),
         dry_run: m.get_flag("dry-run"),

@@ -373,8 +373,10 @@ fn host_devices() -> Result<Vec<OwnedFd>> {
         .map(|d| {
             let p = format!("/dev/{d}");
             let fd = sys::open_tree(None, &p, sys::OPEN_TREE_CLONE).ctx(|| format!("cannot bind {p}"))?;
-            sys::mount_setattr(fd.as_fd(), false, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC, 0)
-                .ctx(|| format!("cannot restrict {p}"))?;
+            // Read-only: the node can be read and written, but not chmod-ed or chown-ed (the
+            // host's inode; a root jail without a user namespace owns it).
+            let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
+            sys::mount_setattr(fd.as_fd(), false, attrs, 0).ctx(|| format!("cannot restrict {p}"))?;
             Ok(fd)
         })
         .collect()
@@ -659,6 +661,9 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     if let Some(fd) = &h.stderr {
         sys::dup2(fd.as_fd(), 2).ctx(|| "cannot redirect stderr".into())?;
     }
+    if plan.mode == crate::plan::Mode::Root {
+        reopen_devices()?;
+    }
     for r in &plan.rlimits {
         sys::setrlimit(r.resource, r.soft, r.hard).ctx(|| format!("cannot set --rlimit {}", r.name))?;
     }
@@ -671,14 +676,52 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     sys::reset_signals().ctx(|| "cannot reset signals".into())?;
     // Last before exec: from here on, nothing but execve runs.
     let builtin = match plan.seccomp {
-        Seccomp::Default => Some(seccomp::DEFAULT),
-        Seccomp::AllowUserns => Some(seccomp::ALLOW_USERNS),
+        Seccomp::Default => Some(seccomp::builtin(false, plan.allow_setuid_files)),
+        Seccomp::AllowUserns => Some(seccomp::builtin(true, plan.allow_setuid_files)),
         Seccomp::None => None,
     };
     for bpf in builtin.into_iter().chain(h.seccomp_extra.as_deref()) {
         sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
     }
     exec(plan)
+}
+
+/// Root mode: the jail's uid 0 owns the host's root-owned inodes. A fd 0-2 that is one of the
+/// host's device nodes the jail's `/dev` has too (e.g. `/dev/null` as stdin) is opened again
+/// from that read-only `/dev`, so neither fchmod on it nor chmod of `/proc/self/fd/N` reaches
+/// the host's inode.
+fn reopen_devices() -> Result<()> {
+    for fd in 0..3 {
+        let Ok((st, flags)) = sys::fd_stat(fd) else { continue };
+        if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+            continue;
+        }
+        let Some(name) = DEVICES.iter().find(|&&d| d != "tty" && device_number(d) == Some(st.st_rdev)) else {
+            continue;
+        };
+        let keep = flags & (libc::O_ACCMODE | libc::O_APPEND | libc::O_NONBLOCK);
+        let resolve = sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_MAGICLINKS;
+        let new = sys::openat2(None, &format!("/dev/{name}"), keep | libc::O_NOCTTY, 0, resolve)
+            .ctx(|| format!("cannot open the jail's /dev/{name} for fd {fd}"))?;
+        if sys::fstat(new.as_fd()).map(|s| s.st_rdev).ok() != Some(st.st_rdev) {
+            continue;
+        }
+        sys::dup2(new.as_fd(), fd).ctx(|| format!("cannot replace fd {fd}"))?;
+    }
+    Ok(())
+}
+
+/// The device numbers of the host nodes in `DEVICES` (mem devices: major 1).
+fn device_number(name: &str) -> Option<libc::dev_t> {
+    let minor = match name {
+        "null" => 3,
+        "zero" => 5,
+        "full" => 7,
+        "random" => 8,
+        "urandom" => 9,
+        _ => return None,
+    };
+    Some(libc::makedev(1, minor))
 }
 
 fn drop_privileges(plan: &Plan) -> Result<()> {

@@ -96,6 +96,8 @@ pub struct Request {
     /// `--seccomp default|none`.
     pub seccomp: Option<String>,
     pub allow_userns: bool,
+    /// `--allow-setuid-files`: the filter lets the jail make setuid and setgid files.
+    pub allow_setuid_files: bool,
     pub seccomp_fd: Option<i32>,
     /// `--die-with-parent`: ljspawn (and with it the jail) dies with its own parent.
     pub die_with_parent: bool,
@@ -247,6 +249,9 @@ pub struct Plan {
     pub rlimits: Vec<Rlimit>,
     /// The built-in seccomp filter installed last before exec.
     pub seccomp: Seccomp,
+    /// The built-in filter lets the jail make setuid and setgid files (`--allow-setuid-files`;
+    /// without it the filter refuses them with EPERM).
+    pub allow_setuid_files: bool,
     /// A caller's own BPF program, read from this fd and installed after the built-in one.
     pub seccomp_fd: Option<i32>,
     /// The administrator's grants this plan relies on (setuid mode), kept for the second
@@ -666,6 +671,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         limits,
         rlimits: req.rlimits.iter().map(|r| parse_rlimit(r)).collect::<Result<_, _>>()?,
         seccomp,
+        allow_setuid_files: req.allow_setuid_files,
         seccomp_fd: req.seccomp_fd,
         grants: caller.grants.clone(),
     })
@@ -942,11 +948,16 @@ impl fmt::Display for Plan {
         writeln!(f, "session: new (setsid)")?;
         writeln!(
             f,
-            "seccomp: {}{}",
+            "seccomp: {}{}{}",
             match self.seccomp {
                 Seccomp::Default => "default filter (all ABIs), new user namespaces denied",
                 Seccomp::AllowUserns => "default filter (all ABIs), new user namespaces allowed",
                 Seccomp::None => "no built-in filter",
+            },
+            match (self.seccomp, self.allow_setuid_files) {
+                (Seccomp::None, _) => "",
+                (_, false) => ", setuid/setgid files refused",
+                (_, true) => ", setuid/setgid files allowed",
             },
             match self.seccomp_fd {
                 Some(fd) => format!(", then the program read from fd {fd}"),

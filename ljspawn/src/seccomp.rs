@@ -5,12 +5,30 @@
 //! reboot, swap, keyrings, bpf, perf_event_open, userfaultfd, acct, lookup_dcookie, syslog,
 //! `ioctl` TIOCSTI/TIOCLINUX (low 32 bits compared), and — unless `--allow-userns` — new user
 //! namespaces (`clone`/`unshare` with CLONE_NEWUSER; `clone3` fails with ENOSYS so libc falls
-//! back to `clone`). Any other architecture's system calls kill the process.
+//! back to `clone`), io_uring (its operations bypass seccomp), and — unless
+//! `--allow-setuid-files` — giving a file the setuid or setgid bit (chmod, fchmod, fchmodat,
+//! fchmodat2, mknod, mknodat, creat, and open/openat with O_CREAT or O_TMPFILE and such a
+//! mode; `openat2` fails with ENOSYS as its mode is out of reach). Any other architecture's
+//! system calls kill the process.
 
 /// The default filter.
 pub const DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default.bpf"));
 /// The default filter without the user namespace rules (`--allow-userns`).
 pub const ALLOW_USERNS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/allow-userns.bpf"));
+/// The default filter without the setuid/setgid file rules (`--allow-setuid-files`).
+pub const ALLOW_SUID: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/allow-suid.bpf"));
+/// Neither rule (`--allow-userns --allow-setuid-files`).
+pub const ALLOW_USERNS_SUID: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/allow-userns-suid.bpf"));
+
+/// The built-in filter for a plan's choices.
+pub fn builtin(allow_userns: bool, allow_suid: bool) -> &'static [u8] {
+    match (allow_userns, allow_suid) {
+        (false, false) => DEFAULT,
+        (true, false) => ALLOW_USERNS,
+        (false, true) => ALLOW_SUID,
+        (true, true) => ALLOW_USERNS_SUID,
+    }
+}
 
 /// The kernel's limit on one filter's length (BPF_MAXINSNS).
 pub const MAX_INSNS: usize = 4096;
@@ -41,7 +59,11 @@ mod tests {
     fn embedded_filters_are_well_formed_and_differ() {
         check_program(DEFAULT).unwrap();
         check_program(ALLOW_USERNS).unwrap();
+        check_program(ALLOW_SUID).unwrap();
+        check_program(ALLOW_USERNS_SUID).unwrap();
         assert!(DEFAULT.len() > ALLOW_USERNS.len());
+        assert!(DEFAULT.len() > ALLOW_SUID.len());
+        assert!(ALLOW_SUID.len() > ALLOW_USERNS_SUID.len());
         // The last instruction of a libseccomp filter is a return (BPF_RET = 0x06).
         assert_eq!(DEFAULT[DEFAULT.len() - 8] & 0x07, 0x06);
     }

@@ -123,6 +123,19 @@ pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
     Ok(())
 }
 
+/// What descriptor number `fd` refers to, and its open flags (`F_GETFL`); an error if it is
+/// not open.
+pub fn fd_stat(fd: RawFd) -> io::Result<(libc::stat, c_int)> {
+    // SAFETY: plain values: F_GETFL reads the flags of a descriptor number (EBADF if unused).
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    cvt_unit(flags)?;
+    // SAFETY: out-parameters: stat is plain data; zeroed is valid and is overwritten.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: plain values and out-parameters: a descriptor number and a live stat buffer.
+    cvt_unit(unsafe { libc::fstat(fd, &mut st) })?;
+    Ok((st, flags))
+}
+
 pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     // SAFETY: plain values: F_GETFD reads the flags of a descriptor number.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };

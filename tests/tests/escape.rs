@@ -39,6 +39,9 @@ lj_tests::mode_tests! {
     setuid_refusals: setuid;
     userns_forbidden: rootless setuid;
     inherited_fds: root rootless setuid;
+    no_setuid_files: root rootless setuid;
+    no_setuid_stdout: root rootless setuid;
+    host_devices_unchanged: root rootless setuid;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -971,4 +974,113 @@ echo end";
     // Control: passed on purpose, the same fd does arrive (so it was there to leak).
     let out = launch(&["--pass-fd", "9"], "cat <&9").ok();
     assert_eq!(out.stdout, "FD-SECRET-lj-8c1f", "{}", out.report());
+}
+
+// ---------------------------------------------------------------- root mode and host inodes
+
+/// Every file under `dir` with the setuid or setgid bit, as seen from the host.
+fn suid_files(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let Ok(m) = e.path().symlink_metadata() else { continue };
+            if m.is_dir() {
+                todo.push(e.path());
+            } else if m.permissions().mode() & 0o6000 != 0 {
+                found.push(format!("{} {:o}", e.path().display(), m.permissions().mode()));
+            }
+        }
+    }
+    found
+}
+
+/// The probe's ways of making a setuid/setgid file in a writable bind, and through fds: all
+/// refused by the filter (EPERM; openat2 ENOSYS; io_uring EPERM), and the host sees no such
+/// file. The control (`--allow-setuid-files`) shows the probe does make them otherwise.
+fn no_setuid_files(cx: &Ctx) {
+    let Some(p) = probes(cx) else { return };
+    let out_dir = cx.tempdir();
+    let bind = ["--bind", &out_dir.str(), "/tmp/out"];
+    let r = results(&py_jail(cx, &p, &bind, "suid.py", &["/tmp/out", "1"]));
+    for ((way, bit), res) in &r {
+        let want = match way.as_str() {
+            "openat2" => "ENOSYS",
+            _ => "EPERM",
+        };
+        assert_eq!(res, want, "{way} {bit}: {res}\n{r:?}");
+    }
+    assert!(r.len() >= 23, "probe results missing: {r:?}");
+    assert_eq!(suid_files(out_dir.path()), Vec::<String>::new());
+    // Control: the same probe with the rule off makes setuid and setgid files (kept upper too).
+    let ctl = cx.tempdir();
+    let bind = ["--allow-setuid-files", "--bind", &ctl.str(), "/tmp/out"];
+    let r = results(&py_jail(cx, &p, &bind, "suid.py", &["/tmp/out"]));
+    assert_eq!(get(&r, "chmod", "u"), "ok", "{r:?}");
+    assert_eq!(get(&r, "openat", "u"), "ok", "{r:?}");
+    assert!(!suid_files(ctl.path()).is_empty());
+    // A kept upper gets none either (busybox chmod, in an overlay jail).
+    let (upper, work) = (cx.tempdir(), cx.tempdir());
+    let kept = cx
+        .ljspawn()
+        .args(["--layer", &world(cx), "--upper", &upper.str(), "--work", &work.str()])
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "cp /bin/busybox /x; chmod u+s /x; chmod g+s /x; chmod 4755 /bin/busybox; ls -ln /x",
+        ])
+        .run()
+        .ok();
+    assert!(kept.stdout.starts_with("-rwx"), "{}", kept.report());
+    assert_eq!(suid_files(upper.path()), Vec::<String>::new(), "{}", kept.report());
+}
+
+/// `-O FILE` (a file of the caller's) and fds 0-2: no setuid/setgid bit through fchmod,
+/// chmod of /proc/self/fd/1 or /dev/stdout.
+fn no_setuid_stdout(cx: &Ctx) {
+    let Some(p) = probes(cx) else { return };
+    let dir = cx.tempdir();
+    let file = dir.join("out");
+    cx.write_caller_file(&file, "");
+    let scratch = cx.tempdir();
+    let bind = ["--bind", &scratch.str(), "/tmp/out", "-O", &path_str(&file)];
+    let out = py_jail(cx, &p, &bind, "suid.py", &["/tmp/out", "0", "1", "2"]);
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(text.lines().last() == Some("done"), "{text}\n{}", out.report());
+    for l in text.lines().filter(|l| l.starts_with("fd")) {
+        assert!(l.ends_with(" EPERM"), "{l}\n{text}");
+    }
+    let sh = sh_with(
+        cx,
+        &["-O", &path_str(&file)],
+        "for f in /proc/self/fd/1 /dev/stdout; do chmod u+s $f && exit 8; chmod g+s $f && exit 9; done; exit 0",
+    );
+    assert_eq!(sh.status(), 0, "{}", sh.report());
+    let mode = fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o6000, 0, "-O file is now {mode:o}");
+}
+
+/// The jail's /dev nodes are the host's: they can be written but not chmod-ed or chown-ed,
+/// from /dev or through fd 0 (the harness gives the host's /dev/null). (chmod to the mode they
+/// already have: a success, the failure this test looks for, changes nothing on the host.)
+fn host_devices_unchanged(cx: &Ctx) {
+    let before: Vec<u32> = ["/dev/full", "/dev/null", "/dev/zero"]
+        .iter()
+        .map(|d| fs::metadata(d).unwrap().permissions().mode())
+        .collect();
+    let out = sh_with(
+        cx,
+        &[],
+        "echo hi > /dev/null && echo wrote; \
+         for d in full null zero; do chmod 0666 /dev/$d 2>/dev/null && echo chmod $d; done; \
+         chmod 0666 /dev/stdin 2>/dev/null && echo chmod stdin; chmod 0666 /proc/self/fd/0 2>/dev/null && echo chmod fd0; true",
+    )
+    .ok();
+    assert_lines(&out, &["wrote"]);
+    let after: Vec<u32> = ["/dev/full", "/dev/null", "/dev/zero"]
+        .iter()
+        .map(|d| fs::metadata(d).unwrap().permissions().mode())
+        .collect();
+    assert_eq!(before, after);
 }

@@ -34,6 +34,7 @@ lj_tests::mode_tests! {
     copy_and_ljignore: root rootless;
     net_none: root rootless;
     root_layout_private: root rootless;
+    setuid_files_kept_in_layers: root rootless;
     big_script_no_artifacts: root rootless;
     rootless_on_root_built_world: rootless;
     debian_apt_get: root rootless;
@@ -613,6 +614,31 @@ fn root_layout_private(lj: &Lj) {
     let out = lj.run(&["--root", &path_str(&other), "list"]);
     assert_eq!(out.status(), 0, "{}", out.report());
     assert!(other.join("worlds").is_dir());
+}
+
+/// A build may install setuid/setgid files (as packages do: openssh-server's ssh-keysign): the
+/// published layer keeps their mode, in the 0700 store. `ljbuild run`'s jail may not make one.
+fn setuid_files_kept_in_layers(lj: &Lj) {
+    use std::os::unix::fs::PermissionsExt;
+    let f = lj.jailfile(
+        "s",
+        "name suid/x\nversion 1\n---\ntouch /keysign /sg\nchmod 4711 /keysign\nchmod 2755 /sg\n",
+    );
+    lj.ok(&[&f]);
+    let mode =
+        |rel: &str| fs::metadata(lj.root().join("suid/x/1/root").join(rel)).unwrap().permissions().mode();
+    assert_eq!(mode("keysign") & 0o7777, 0o4711);
+    assert_eq!(mode("sg") & 0o7777, 0o2755);
+    let out = lj.run(&[
+        "run",
+        "suid/x",
+        "--",
+        "/bin/sh",
+        "-c",
+        "touch /tmp/y; chmod u+s /tmp/y && echo MADE; chmod u+s /sg && echo MADE; true",
+    ]);
+    assert_eq!(out.status(), 0, "{}", out.report());
+    assert!(!out.stdout.contains("MADE"), "{}", out.report());
 }
 
 /// A script too long for one argument runs from a file; neither it nor the resolv.conf mount
