@@ -7,7 +7,7 @@
 #                $CARGO_TARGET_DIR/release when that is set)
 #
 # It makes, under LJ_TEST_DIR (0755, so the unprivileged test user can reach it):
-#   bin/ljspawn, bin/ljbuild   copies of the built binaries (tests never run binaries from the
+#   bin/ljspawn, bin/ljbuild, bin/ljail   copies of the built binaries (tests never run binaries from the
 #                              repository, which may live under /root)
 #   setuid/ljspawn             a copy owned by root, mode 4755 (setuid-mode tests)
 #   worlds/busybox             the busybox world (worlds/busybox/make-world.sh)
@@ -51,10 +51,12 @@ mkdir -m 1777 "$dir/tmp"
 
 install -m 0755 "$src/ljspawn" "$dir/bin/ljspawn"
 installed=ljspawn
-if [ -x "$src/ljbuild" ]; then
-    install -m 0755 "$src/ljbuild" "$dir/bin/ljbuild"
-    installed="$installed ljbuild"
-fi
+for b in ljbuild ljail; do
+    if [ -x "$src/$b" ]; then
+        install -m 0755 "$src/$b" "$dir/bin/$b"
+        installed="$installed $b"
+    fi
+done
 say "binaries from $src: $installed -> $dir/bin/"
 
 install -o root -g root -m 4755 "$src/ljspawn" "$dir/setuid/ljspawn"

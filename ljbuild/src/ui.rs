@@ -31,18 +31,25 @@ pub struct Ui {
     tty: bool,
     live: bool,
     quiet: bool,
+    /// The program named at the start of plain lines (`ljbuild`, `ljail`).
+    prog: &'static str,
 }
 
 impl Ui {
     /// Progress on stderr; `quiet` keeps only warnings.
     pub fn new(quiet: bool) -> Ui {
+        Ui::named("ljbuild", quiet)
+    }
+
+    /// Progress of the program `prog` (ljail shares this UI).
+    pub fn named(prog: &'static str, quiet: bool) -> Ui {
         let tty = std::io::stderr().is_terminal() && !in_ci();
-        Ui { tty, live: tty && std::io::stdout().is_terminal(), quiet }
+        Ui { tty, live: tty && std::io::stdout().is_terminal(), quiet, prog }
     }
 
     /// A plain-lines UI (as in CI).
     pub fn plain(quiet: bool) -> Ui {
-        Ui { tty: false, live: false, quiet }
+        Ui { tty: false, live: false, quiet, prog: "ljbuild" }
     }
 
     /// Whether a running script is shown as a live status line (stdout and stderr are a
@@ -60,14 +67,14 @@ impl Ui {
         let line = if self.tty {
             format!("{ARROW}==>{ARROW:#} {BOLD}{step}{BOLD:#} {msg}{DIM}{took}{DIM:#}\n")
         } else {
-            format!("ljbuild: {step}: {msg}{took}\n")
+            format!("{}: {step}: {msg}{took}\n", self.prog)
         };
         let _ = anstream::stderr().write_all(line.as_bytes());
     }
 
     /// A warning (always shown).
     pub fn warn(&self, msg: &str) {
-        let _ = writeln!(anstream::stderr(), "{WARN}ljbuild: warning:{WARN:#} {msg}");
+        let _ = writeln!(anstream::stderr(), "{WARN}{}: warning:{WARN:#} {msg}", self.prog);
     }
 
     /// Starts the live status line of a running step (see [`Ui::live`]); `None` otherwise.

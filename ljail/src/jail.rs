@@ -1,0 +1,324 @@
+//! A jail on disk and the ljspawn command line that runs it.
+//!
+//! ```text
+//! ROOT/jails/                   0700
+//!   NAME/
+//!     config                    the config file (see `config`)
+//!     upper/ work/              thin jails: the persistent overlay upper and its work dir
+//!     rootfs/                   full copies (--copy): the root file system, mounted read-write
+//!     snapshots/SNAP/           a snapshot: config and upper/ (or rootfs/)
+//!     log                       the jail's output and the supervisor's lines
+//!     state.json                the supervisor's state (pids, restarts, last exit)
+//!     stop-requested            written by `stop`: the supervisor does not restart
+//! ROOT/.locks/j%NAME.lock       held while a command changes the jail (create, start, stop, ...)
+//! ROOT/.locks/r%NAME.lock       held by the jail's supervisor for as long as it runs
+//! ```
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use ljbuild::resolve;
+use ljbuild::store::{Lock, Root};
+
+use crate::config::{self, Config, Mount, RootKind, Source};
+use crate::error::Error;
+
+/// Checks a jail or snapshot name: 1-64 of `[A-Za-z0-9._-]`, starting with a letter or digit.
+pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "bad {what} name '{name}' (1-64 ASCII letters, digits, '.', '_' and '-', starting with a letter or digit)"
+        )))
+    }
+}
+
+/// The jails of one root.
+#[derive(Debug, Clone)]
+pub struct Jails {
+    /// The lightjail root.
+    pub root: Root,
+}
+
+impl Jails {
+    /// The jails of `root` (creating `jails/`, 0700).
+    pub fn open(root: Root) -> Result<Jails, Error> {
+        let dir = root.path.join("jails");
+        if !dir.is_dir() {
+            ljbuild::store::mkdir_private(&dir)?;
+        }
+        Ok(Jails { root })
+    }
+
+    /// `ROOT/jails`.
+    pub fn dir(&self) -> PathBuf {
+        self.root.path.join("jails")
+    }
+
+    /// The jail `name` (checked; it may not exist).
+    pub fn jail(&self, name: &str) -> Result<Jail, Error> {
+        check_name("jail", name)?;
+        Ok(Jail { name: name.to_string(), dir: self.dir().join(name) })
+    }
+
+    /// The jail `name`, which must exist.
+    pub fn existing(&self, name: &str) -> Result<Jail, Error> {
+        let j = self.jail(name)?;
+        if !j.config_path().is_file() {
+            let names = self.names()?;
+            let avail = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+            return Err(Error::NotFound(format!(
+                "no jail '{name}' in {} (jails: {avail})",
+                self.dir().display()
+            )));
+        }
+        Ok(j)
+    }
+
+    /// Every jail's name, sorted.
+    pub fn names(&self) -> Result<Vec<String>, Error> {
+        let mut v: Vec<String> = ljbuild::store::read_dir_names(&self.dir())?
+            .into_iter()
+            .filter(|n| check_name("jail", n).is_ok() && self.dir().join(n).join("config").is_file())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Takes the jail's management lock (waits for another command on the same jail).
+    pub fn lock(&self, j: &Jail) -> Result<Lock, Error> {
+        Ok(self.root.lock(&format!("j%{}", j.name), || {})?)
+    }
+
+    /// Takes the jail's run lock if it is free (`None`: its supervisor runs).
+    pub fn try_run_lock(&self, j: &Jail) -> Result<Option<Lock>, Error> {
+        Ok(self.root.try_lock(&format!("r%{}", j.name))?)
+    }
+
+    /// Whether the jail's supervisor runs (its run lock is held).
+    pub fn running(&self, j: &Jail) -> Result<bool, Error> {
+        Ok(self.try_run_lock(j)?.is_none())
+    }
+}
+
+/// One jail.
+#[derive(Debug, Clone)]
+pub struct Jail {
+    /// Its name.
+    pub name: String,
+    /// `ROOT/jails/NAME`.
+    pub dir: PathBuf,
+}
+
+impl Jail {
+    /// `config`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config")
+    }
+
+    /// `log`.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    /// `state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// `stop-requested`.
+    pub fn stop_path(&self) -> PathBuf {
+        self.dir.join("stop-requested")
+    }
+
+    /// `snapshots/`.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.dir.join("snapshots")
+    }
+
+    /// The data directory of a root kind: `upper` or `rootfs`.
+    pub fn data_dir(&self, kind: RootKind) -> PathBuf {
+        self.dir.join(data_name(kind))
+    }
+
+    /// Reads and parses the config.
+    pub fn config(&self) -> Result<Config, Error> {
+        let p = self.config_path();
+        let text = fs::read_to_string(&p).map_err(Error::io("cannot read", &p))?;
+        config::parse(&text).map_err(|err| Error::Config { path: p, err })
+    }
+
+    /// The snapshots, sorted.
+    pub fn snapshots(&self) -> Result<Vec<String>, Error> {
+        let mut v: Vec<String> = ljbuild::store::read_dir_names(&self.snapshots_dir())?
+            .into_iter()
+            .filter(|n| check_name("snapshot", n).is_ok())
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+}
+
+/// `upper` or `rootfs`.
+pub fn data_name(kind: RootKind) -> &'static str {
+    match kind {
+        RootKind::Thin => "upper",
+        RootKind::Copy => "rootfs",
+    }
+}
+
+/// The layers (bottom first) a source stands on.
+pub fn layers(root: &Root, source: &Source) -> Result<Vec<PathBuf>, Error> {
+    match source {
+        Source::World(w) => Ok(vec![resolve::world(root, w)?.1]),
+        Source::Image { name, version } => {
+            let meta = root.read_meta(name, version)?.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "image {name}@{version} is not published in {} (the jail was made on it; rebuild it or import it again)",
+                    root.path.display()
+                ))
+            })?;
+            let (chain, _warning) = resolve::chain_of(root, &meta)?;
+            Ok(chain.layers(root))
+        }
+    }
+}
+
+/// The ljspawn arguments (without the program) that run `jail` with `cfg` on `layers`.
+/// `json_fd` adds `--json-status FD` (the supervisor's pipe).
+pub fn ljspawn_args(jail: &Jail, cfg: &Config, layers: &[PathBuf], json_fd: Option<i32>) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |v: &[&dyn AsRefOs]| a.extend(v.iter().map(|x| x.os()));
+    match cfg.root {
+        RootKind::Thin => {
+            for l in layers {
+                push(&[&"--layer", &l.as_path()]);
+            }
+            push(&[
+                &"--upper",
+                &jail.dir.join("upper").as_path(),
+                &"--work",
+                &jail.dir.join("work").as_path(),
+            ]);
+        }
+        RootKind::Copy => push(&[&"--root", &jail.dir.join("rootfs").as_path(), &"--rw"]),
+    }
+    let host_resolv = cfg.net_mode() == "host" && Path::new("/etc/resolv.conf").exists();
+    if host_resolv {
+        push(&[&"--ro-bind", &"/etc/resolv.conf", &"/etc/resolv.conf"]);
+    }
+    for m in &cfg.mounts {
+        match m {
+            Mount::Bind(s, d) => push(&[&"--bind", s, d]),
+            Mount::RoBind(s, d) => push(&[&"--ro-bind", s, d]),
+            Mount::DevBind(s, d) => push(&[&"--dev-bind", s, d]),
+            Mount::Tmpfs(d) => push(&[&"--tmpfs", d]),
+        }
+    }
+    for (k, v) in &cfg.setenv {
+        push(&[&"--setenv", k, v]);
+    }
+    let hostname = cfg.hostname.clone().unwrap_or_else(|| default_hostname(&jail.name));
+    push(&[&"--hostname", &hostname]);
+    let opts = [
+        ("--chdir", &cfg.chdir),
+        ("--user", &cfg.user),
+        ("--net", &cfg.net),
+        ("--ip", &cfg.ip),
+        ("--gateway", &cfg.gateway),
+        ("--memory", &cfg.memory),
+        ("--pids", &cfg.pids),
+        ("--cpus", &cfg.cpus),
+    ];
+    for (flag, v) in opts {
+        if let Some(v) = v {
+            push(&[&flag, v]);
+        }
+    }
+    for r in &cfg.rlimits {
+        push(&[&"--rlimit", r]);
+    }
+    for c in &cfg.cap_add {
+        push(&[&"--cap-add", c]);
+    }
+    if cfg.allow_userns {
+        push(&[&"--allow-userns"]);
+    }
+    if let Some(fd) = json_fd {
+        push(&[&"--die-with-parent", &"--json-status", &fd.to_string()]);
+    }
+    push(&[&"--"]);
+    for w in &cfg.command {
+        push(&[w]);
+    }
+    a
+}
+
+/// The jail's name as a host name (`_` is not allowed in host names: `-`).
+pub fn default_hostname(name: &str) -> String {
+    let h: String = name.chars().map(|c| if c == '_' { '-' } else { c }).collect();
+    if config::check_hostname(&h).is_ok() {
+        h
+    } else {
+        "lj".into()
+    }
+}
+
+/// Something that is an OS string argument.
+trait AsRefOs {
+    fn os(&self) -> OsString;
+}
+impl AsRefOs for &str {
+    fn os(&self) -> OsString {
+        (*self).into()
+    }
+}
+impl AsRefOs for String {
+    fn os(&self) -> OsString {
+        self.into()
+    }
+}
+impl AsRefOs for &Path {
+    fn os(&self) -> OsString {
+        self.as_os_str().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(check_name("jail", "web-1.a_b").is_ok());
+        for bad in ["", ".x", "-x", "a/b", "a b", &"x".repeat(65), "ü"] {
+            assert!(check_name("jail", bad).is_err(), "{bad}");
+        }
+        assert_eq!(default_hostname("my_web"), "my-web");
+    }
+
+    #[test]
+    fn args() {
+        let j = Jail { name: "web".into(), dir: "/r/jails/web".into() };
+        let mut c = Config::new(Source::World("busybox".into()), vec!["/bin/httpd".into(), "-f".into()]);
+        c.mounts = vec![Mount::Bind("/srv".into(), "/data".into())];
+        c.memory = Some("64M".into());
+        let a = ljspawn_args(&j, &c, &["/r/worlds/busybox".into()], Some(5));
+        let line = ljbuild::spawn::command_line(Path::new("ljspawn"), &a);
+        assert_eq!(
+            line,
+            "ljspawn --layer /r/worlds/busybox --upper /r/jails/web/upper --work /r/jails/web/work \
+             --bind /srv /data --hostname web --memory 64M --die-with-parent --json-status 5 -- /bin/httpd -f"
+        );
+        c.root = RootKind::Copy;
+        let a = ljspawn_args(&j, &c, &[], None);
+        assert!(ljbuild::spawn::command_line(Path::new("l"), &a)
+            .starts_with("l --root /r/jails/web/rootfs --rw --bind"));
+    }
+}

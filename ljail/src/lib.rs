@@ -1,0 +1,184 @@
+#![forbid(unsafe_code)]
+//! ljail: persistent named jails on top of `ljspawn` (run by executing it, never linked), with
+//! ljbuild's library for the root, images, errors and UI.
+//!
+//! Modules: [`config`] (the config file), [`jail`] (the layout of `ROOT/jails` and the ljspawn
+//! command line), [`supervise`] (start, stop, the supervisor, logs), [`commands`] (create,
+//! list, status, edit, destroy, snapshot, rollback, clone), [`copy`] (tree copies with
+//! reflinks), [`freezer`] (the cgroup freezer), [`cli`], [`error`].
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod copy;
+pub mod error;
+pub mod freezer;
+pub mod jail;
+pub mod supervise;
+
+use cli::{Cli, Cmd, JailOpts};
+use config::{Config, Mount, Restart, RootKind};
+pub use error::Error;
+use ljbuild::spawn::command_line;
+use ljbuild::store;
+use ljbuild::ui::Ui;
+
+/// A host path given on the command line, made absolute against the current directory.
+fn host_path(p: &str) -> Result<String, Error> {
+    if p.starts_with('/') {
+        return Ok(p.to_string());
+    }
+    let cwd = std::env::current_dir().map_err(Error::io("cannot get the current directory", "."))?;
+    let joined = cwd.join(p);
+    let abs = std::fs::canonicalize(&joined).unwrap_or(joined);
+    abs.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| Error::Usage(format!("path '{}' is not UTF-8", abs.display())))
+}
+
+/// The config of `create` from its options.
+fn config_of(
+    source: config::Source,
+    copy: bool,
+    o: &JailOpts,
+    command: Vec<String>,
+) -> Result<Config, Error> {
+    let mut c = Config::new(source, command);
+    c.root = if copy { RootKind::Copy } else { RootKind::Thin };
+    for (flag, pairs) in [("bind", &o.bind), ("ro-bind", &o.ro_bind), ("dev-bind", &o.dev_bind)] {
+        for p in pairs.chunks(2) {
+            let (s, d) = (host_path(&p[0])?, p[1].clone());
+            c.mounts.push(match flag {
+                "bind" => Mount::Bind(s, d),
+                "ro-bind" => Mount::RoBind(s, d),
+                _ => Mount::DevBind(s, d),
+            });
+        }
+    }
+    c.mounts.extend(o.tmpfs.iter().cloned().map(Mount::Tmpfs));
+    c.setenv = o.setenv.chunks(2).map(|kv| (kv[0].clone(), kv[1].clone())).collect();
+    c.chdir = o.chdir.clone();
+    c.user = o.user.clone();
+    c.hostname = o.hostname.clone();
+    c.net = o.net.clone();
+    c.ip = o.ip.clone();
+    c.gateway = o.gateway.clone();
+    c.memory = o.memory.clone();
+    c.pids = o.pids.clone();
+    c.cpus = o.cpus.clone();
+    c.rlimits = o.rlimit.clone();
+    c.cap_add = o.cap_add.clone();
+    c.allow_userns = o.allow_userns;
+    if let Some(r) = &o.restart {
+        c.restart = Restart::parse(r).map_err(Error::Usage)?;
+    }
+    if let Some(d) = o.restart_delay {
+        c.restart_delay = d;
+    }
+    if let Some(m) = o.restart_max {
+        c.restart_max = m;
+    }
+    if let Some(t) = o.stop_timeout {
+        c.stop_timeout = t;
+    }
+    c.autostart = o.autostart;
+    if let Some(p) = o.priority {
+        c.priority = p;
+    }
+    Ok(c)
+}
+
+/// The jails `--all` acts on: autostart ones in boot order (start), running ones in reverse
+/// (stop).
+fn boot_order(jails: &jail::Jails, start: bool) -> Result<Vec<String>, Error> {
+    let mut v = Vec::new();
+    for n in jails.names()? {
+        let j = jails.existing(&n)?;
+        let cfg = j.config()?;
+        if (start && cfg.autostart) || (!start && jails.running(&j)?) {
+            v.push((cfg.priority, n));
+        }
+    }
+    v.sort();
+    if !start {
+        v.reverse();
+    }
+    Ok(v.into_iter().map(|(_, n)| n).collect())
+}
+
+/// Runs ljail with parsed arguments; returns the exit status.
+pub fn run(cli: Cli) -> Result<u8, Error> {
+    let ui = Ui::named("ljail", cli.quiet);
+    let (root_path, source_of) = store::locate(cli.root.as_deref(), &store::RootEnv::current())?;
+    let root = store::Root::open(root_path, source_of)?;
+    let jails = jail::Jails::open(root)?;
+    match cli.command {
+        Cmd::Create { name, image, world, copy, opts, dry_run, command } => {
+            jail::check_name("jail", &name)?;
+            let source = commands::resolve_source(&jails, image.as_deref(), world.as_deref(), &ui)?;
+            let cfg = config_of(source, copy, &opts, command)?;
+            commands::create(&jails, &name, cfg, dry_run, &ui)?;
+        }
+        Cmd::Start { names, all, dry_run } => {
+            let names = if all { boot_order(&jails, true)? } else { names };
+            let mut failed = None;
+            for n in names {
+                let j = jails.existing(&n)?;
+                if dry_run {
+                    let cfg = j.config()?;
+                    let layers = jail::layers(&jails.root, &cfg.source)?;
+                    let args = jail::ljspawn_args(&j, &cfg, &layers, None);
+                    println!("{}", command_line(&supervise::ljspawn()?, &args));
+                    continue;
+                }
+                match supervise::start(&jails, &j) {
+                    Ok(supervise::Started::Now(pid)) => ui.step("start", &format!("{n} (pid {pid})"), None),
+                    Ok(supervise::Started::Already(pid)) => {
+                        let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                        ui.step("start", &format!("{n} is running already{pid}"), None)
+                    }
+                    // With --all, one jail's failure does not keep the others down.
+                    Err(e) if all => {
+                        eprintln!("ljail: {e}");
+                        failed = Some(e.exit_code());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(failed.unwrap_or(0));
+        }
+        Cmd::Stop { names, all, timeout } => {
+            let names = if all { boot_order(&jails, false)? } else { names };
+            for n in names {
+                let j = jails.existing(&n)?;
+                if supervise::stop(&jails, &j, timeout)? {
+                    ui.step("stop", &n, None);
+                } else {
+                    ui.step("stop", &format!("{n} is not running"), None);
+                }
+            }
+        }
+        Cmd::Restart { name, timeout } => {
+            let j = jails.existing(&name)?;
+            supervise::stop(&jails, &j, timeout)?;
+            if let supervise::Started::Now(pid) | supervise::Started::Already(Some(pid)) =
+                supervise::start(&jails, &j)?
+            {
+                ui.step("restart", &format!("{name} (pid {pid})"), None);
+            }
+        }
+        Cmd::Status { name, json } => commands::status(&jails, &name, json)?,
+        Cmd::List { json } => commands::list(&jails, json)?,
+        Cmd::Log { name, follow } => supervise::log(&jails.existing(&name)?, follow)?,
+        Cmd::Edit { name } => commands::edit(&jails, &name, &ui)?,
+        Cmd::Destroy { name, force } => commands::destroy(&jails, &name, force, &ui)?,
+        Cmd::Snapshot { name, snap } => commands::snapshot(&jails, &name, &snap, &ui)?,
+        Cmd::Rollback { name, snap } => commands::rollback(&jails, &name, &snap, &ui)?,
+        Cmd::Clone { name, new, snapshot } => commands::clone(&jails, &name, &new, snapshot.as_deref(), &ui)?,
+        Cmd::Supervise { name } => {
+            let j = jails.existing(&name)?;
+            return supervise::supervise(&jails, &j);
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,375 @@
+//! ljail's own supervisor: `start` runs `ljail supervise NAME` detached (its own session,
+//! stdin `/dev/null`, stdout and stderr the jail's log). The supervisor holds the jail's run
+//! lock for as long as it lives (that lock, not a pid file, says whether the jail runs), runs
+//! ljspawn with `--die-with-parent` (if the supervisor dies, so does the jail) and
+//! `--json-status` on a pipe (the jail's pid, then its exit code), keeps `state.json` up to date
+//! and restarts the jail per its policy. `stop` writes `stop-requested`, sends ljspawn SIGTERM
+//! (which ljspawn forwards to the jail's PID 1), waits `stop-timeout`, then SIGKILLs ljspawn (the
+//! kernel kills the jail with it).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustix::process::{Pid, Signal};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Restart;
+use crate::error::Error;
+use crate::freezer;
+use crate::jail::{self, Jail, Jails};
+
+/// `state.json`, written by the supervisor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// `starting`, `running`, `restarting`, `stopping`, `stopped`, `exited`, `failed`.
+    pub state: String,
+    /// The supervisor's pid.
+    pub supervisor_pid: u32,
+    /// The running ljspawn's pid.
+    pub ljspawn_pid: Option<u32>,
+    /// The jail's PID 1, as seen from the host.
+    pub jail_pid: Option<u32>,
+    /// When the jail last started (seconds since the epoch).
+    pub started_at: Option<u64>,
+    /// Restarts since `start`.
+    pub restarts: u32,
+    /// The last exit status of ljspawn (the program's, or ljspawn's own code).
+    pub last_exit: Option<i32>,
+    /// The freezer cgroup the jail runs in, if any.
+    pub freezer: Option<PathBuf>,
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Reads `state.json` (default when missing or unreadable).
+pub fn read_state(j: &Jail) -> State {
+    fs::read(j.state_path()).ok().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or_default()
+}
+
+fn write_state(j: &Jail, s: &State) -> Result<(), Error> {
+    let text = serde_json::to_vec_pretty(s).map_err(|e| Error::Failed(e.to_string()))?;
+    Ok(ljbuild::store::Root::write_atomic(&j.state_path(), &text)?)
+}
+
+/// Finds ljspawn (`LJSPAWN`, next to ljail, or on `PATH`).
+pub fn ljspawn() -> Result<PathBuf, Error> {
+    ljbuild::spawn::find_ljspawn().ok_or_else(|| {
+        Error::Jail("ljspawn not found (not next to ljail, not on PATH; set LJSPAWN to its path)".into())
+    })
+}
+
+/// A line for the log, from ljail itself.
+fn log_line(msg: &str) {
+    let t = humantime::format_rfc3339_seconds(SystemTime::now());
+    eprintln!("ljail: {t} {msg}");
+}
+
+/// Whether `pid` still runs a command line mentioning `needle` (guards against pid reuse).
+fn is_ours(pid: u32, needle: &Path) -> bool {
+    let n = needle.as_os_str().as_encoded_bytes();
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(n.len()).any(|w| w == n))
+}
+
+fn signal(pid: u32, sig: Signal) {
+    if let Some(p) = Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, sig);
+    }
+}
+
+/// How `start` went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    /// Started now; the jail's pid.
+    Now(u32),
+    /// It was running already.
+    Already(Option<u32>),
+}
+
+/// `ljail start NAME`: the supervisor started, the jail set up (its pid known). Serialized
+/// with every other command on the jail by its management lock.
+pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
+    let _lock = jails.lock(j)?;
+    let cfg = j.config()?;
+    if jails.running(j)? {
+        return Ok(Started::Already(read_state(j).jail_pid));
+    }
+    // Resolve now, so a missing image is this command's error.
+    jail::layers(&jails.root, &cfg.source)?;
+    let ljspawn = ljspawn()?;
+    let old = read_state(j);
+    if let Some(cg) = &old.freezer {
+        freezer::remove(cg);
+    }
+    let _ = fs::remove_file(j.stop_path());
+    let log = open_log(j)?;
+    let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
+    write_state(j, &State { state: "starting".into(), ..State::default() })?;
+    let exe =
+        std::env::current_exe().map_err(Error::io("cannot find ljail's own executable", "/proc/self/exe"))?;
+    let mut child = Command::new(&exe)
+        .arg("--root")
+        .arg(&jails.root.path)
+        .arg("supervise")
+        .arg(&j.name)
+        .env("LJSPAWN", &ljspawn)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(Error::io("cannot open", j.log_path()))?)
+        .stderr(log)
+        .current_dir("/")
+        .spawn()
+        .map_err(Error::io("cannot run", &exe))?;
+    let start = Instant::now();
+    loop {
+        let s = read_state(j);
+        if s.supervisor_pid == child.id() {
+            if let Some(pid) = s.jail_pid {
+                return Ok(Started::Now(pid));
+            }
+            if matches!(s.state.as_str(), "exited" | "failed" | "stopped") {
+                break;
+            }
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(Error::Failed(format!(
+                "{} did not start within 60 s (see {})",
+                j.name,
+                j.log_path().display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Failed: the first line ljspawn (or the supervisor) wrote since we started.
+    let why = log_since(j, offset)
+        .lines()
+        .find(|l| l.starts_with("ljspawn: ") || (l.starts_with("ljail: ") && l.contains("cannot")))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("see {}", j.log_path().display()));
+    Err(Error::Failed(format!("{} did not start: {why}", j.name)))
+}
+
+fn open_log(j: &Jail) -> Result<File, Error> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(j.log_path())
+        .map_err(Error::io("cannot open", j.log_path()))
+}
+
+fn log_since(j: &Jail, offset: u64) -> String {
+    let mut s = String::new();
+    if let Ok(mut f) = File::open(j.log_path()) {
+        let _ = f.seek(SeekFrom::Start(offset));
+        let _ = f.take(1 << 20).read_to_string(&mut s);
+    }
+    s
+}
+
+/// `ljail stop NAME`: returns whether it was running.
+pub fn stop(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result<bool, Error> {
+    let _lock = jails.lock(j)?;
+    stop_locked(jails, j, timeout)
+}
+
+/// [`stop`] with the management lock held.
+pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result<bool, Error> {
+    if !jails.running(j)? {
+        return Ok(false);
+    }
+    let timeout = match timeout {
+        Some(t) => t,
+        None => j.config().map(|c| c.stop_timeout).unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT),
+    };
+    fs::write(j.stop_path(), b"stop\n").map_err(Error::io("cannot write", j.stop_path()))?;
+    let s = read_state(j);
+    if let Some(cg) = &s.freezer {
+        freezer::thaw(cg);
+    }
+    let ljspawn_pid = s.ljspawn_pid.filter(|p| is_ours(*p, &j.dir));
+    if let Some(p) = ljspawn_pid {
+        signal(p, Signal::TERM);
+    }
+    let gone = |t: Duration| -> Result<bool, Error> {
+        let start = Instant::now();
+        loop {
+            if !jails.running(j)? {
+                return Ok(true);
+            }
+            if start.elapsed() >= t {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    if gone(timeout)? {
+        return Ok(true);
+    }
+    // Past the grace period: SIGKILL ljspawn (the jail dies with it), then the supervisor.
+    let s = read_state(j);
+    if let Some(p) = s.ljspawn_pid.filter(|p| is_ours(*p, &j.dir)) {
+        signal(p, Signal::KILL);
+    }
+    if gone(Duration::from_secs(5))? {
+        return Ok(true);
+    }
+    if s.supervisor_pid != 0 && is_ours(s.supervisor_pid, Path::new(&j.name)) {
+        signal(s.supervisor_pid, Signal::KILL);
+    }
+    if gone(Duration::from_secs(5))? {
+        return Ok(true);
+    }
+    Err(Error::Failed(format!("{} did not stop (supervisor pid {})", j.name, s.supervisor_pid)))
+}
+
+/// `ljail supervise NAME` (run by `start`, detached): the supervisor's whole life.
+pub fn supervise(jails: &Jails, j: &Jail) -> Result<u8, Error> {
+    let _ = rustix::process::setsid();
+    let Some(_run) = jails.try_run_lock(j)? else {
+        log_line("another supervisor runs this jail");
+        return Ok(0);
+    };
+    let me = std::process::id();
+    let mut st = State { state: "starting".into(), supervisor_pid: me, ..State::default() };
+    let result = supervise_locked(jails, j, &mut st);
+    if let Err(e) = &result {
+        log_line(&format!("cannot run the jail: {e}"));
+        st.state = "failed".into();
+    }
+    st.ljspawn_pid = None;
+    st.jail_pid = None;
+    if let Some(cg) = st.freezer.take() {
+        freezer::leave(me, &cg);
+    }
+    let _ = write_state(j, &st);
+    let _ = fs::remove_file(j.stop_path());
+    result
+}
+
+fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error> {
+    let cfg = j.config()?;
+    let layers = jail::layers(&jails.root, &cfg.source)?;
+    let ljspawn = ljspawn()?;
+    st.freezer = freezer::enter(st.supervisor_pid);
+    loop {
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            rustix::pipe::pipe().map_err(|e| Error::io("cannot make a pipe", "ljspawn")(e.into()))?;
+        // The read end stays here; the write end (no close-on-exec) is ljspawn's --json-status.
+        rustix::io::fcntl_setfd(&rd, rustix::io::FdFlags::CLOEXEC)
+            .map_err(|e| Error::io("cannot set close-on-exec", "pipe")(e.into()))?;
+        let args = jail::ljspawn_args(j, &cfg, &layers, Some(wr.as_raw_fd()));
+        let log = open_log(j)?;
+        let spawned = Command::new(&ljspawn)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(Error::io("cannot open", j.log_path()))?)
+            .stderr(log)
+            .spawn();
+        drop(wr);
+        let mut child = spawned.map_err(Error::io("cannot run", &ljspawn))?;
+        st.ljspawn_pid = Some(child.id());
+        st.jail_pid = None;
+        st.state = "starting".into();
+        write_state(j, st)?;
+        for line in BufReader::new(File::from(rd)).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if let Some(pid) = v.get("child-pid").and_then(serde_json::Value::as_u64) {
+                st.jail_pid = Some(pid as u32);
+                st.started_at = Some(now());
+                st.state = "running".into();
+                write_state(j, st)?;
+                log_line(&format!("started (pid {pid})"));
+            }
+        }
+        let status = child.wait().map_err(Error::io("cannot wait for", &ljspawn))?;
+        let code = status.code().unwrap_or(128 + 9);
+        st.last_exit = Some(code);
+        st.ljspawn_pid = None;
+        st.jail_pid = None;
+        let stopping = j.stop_path().exists();
+        let again = !stopping
+            && match cfg.restart {
+                Restart::No => false,
+                Restart::OnFailure => code != 0,
+                Restart::Always => true,
+            };
+        if stopping {
+            log_line(&format!("stopped (status {code})"));
+            st.state = "stopped".into();
+            write_state(j, st)?;
+            return Ok(0);
+        }
+        if !again {
+            log_line(&format!("exited with status {code}"));
+            st.state = "exited".into();
+            write_state(j, st)?;
+            return Ok(0);
+        }
+        if cfg.restart_max != 0 && st.restarts >= cfg.restart_max {
+            log_line(&format!(
+                "exited with status {code}; not restarted: {} restarts already (restart-max)",
+                st.restarts
+            ));
+            st.state = "failed".into();
+            write_state(j, st)?;
+            return Ok(0);
+        }
+        st.restarts += 1;
+        st.state = "restarting".into();
+        write_state(j, st)?;
+        log_line(&format!(
+            "exited with status {code}; restart {} in {}",
+            st.restarts,
+            humantime::format_duration(cfg.restart_delay)
+        ));
+        let until = Instant::now() + cfg.restart_delay;
+        while Instant::now() < until {
+            if j.stop_path().exists() {
+                st.state = "stopped".into();
+                write_state(j, st)?;
+                log_line("stopped while waiting to restart");
+                return Ok(0);
+            }
+            std::thread::sleep(
+                Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
+}
+
+/// `ljail log NAME [-f]`: the log; with `follow`, then what is appended, until interrupted.
+pub fn log(j: &Jail, follow: bool) -> Result<(), Error> {
+    let p = j.log_path();
+    let mut f = match File::open(&p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !follow => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            OpenOptions::new().create(true).append(true).open(&p).map_err(Error::io("cannot open", &p))?;
+            File::open(&p).map_err(Error::io("cannot open", &p))?
+        }
+        Err(e) => return Err(Error::io("cannot open", &p)(e)),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = f.read(&mut buf).map_err(Error::io("cannot read", &p))?;
+        if n > 0 {
+            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
+                return Ok(()); // the reader went away
+            }
+            continue;
+        }
+        if !follow {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
