@@ -63,9 +63,10 @@ fn check_with_ljspawn(j: &Jail, cfg: &Config, layers: &[PathBuf]) -> Result<(), 
 pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) -> Result<(), Error> {
     let j = jails.jail(name)?;
     let layers = jail::layers(&jails.root, &cfg.source)?;
-    // The config goes through its own parser before anything is made.
+    // The config goes through its own parser before anything is made (its checks of the
+    // values are the options' checks here).
     let text = cfg.to_text();
-    config::parse(&text).map_err(|err| Error::Config { path: j.config_path(), err })?;
+    config::parse(&text).map_err(|err| Error::Usage(err.msg))?;
     if dry_run {
         let ljspawn = supervise::ljspawn()?;
         println!("jail     {} ({})", j.name, j.dir.display());

@@ -278,6 +278,7 @@ fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error
         st.jail_pid = None;
         st.state = "starting".into();
         write_state(j, st)?;
+        let mut reported_start = false;
         for line in BufReader::new(File::from(rd)).lines() {
             let Ok(line) = line else { break };
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
@@ -285,6 +286,7 @@ fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error
                 st.jail_pid = Some(pid as u32);
                 st.started_at = Some(now());
                 st.state = "running".into();
+                reported_start = true;
                 write_state(j, st)?;
                 log_line(&format!("started (pid {pid})"));
             }
@@ -295,6 +297,14 @@ fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error
         st.ljspawn_pid = None;
         st.jail_pid = None;
         let stopping = j.stop_path().exists();
+        if !reported_start {
+            // ljspawn failed before the jail ran (its line is in the log): a restart would fail
+            // the same way.
+            log_line(&format!("the jail did not start (ljspawn status {code}); not restarted"));
+            st.state = "failed".into();
+            write_state(j, st)?;
+            return Ok(0);
+        }
         let again = !stopping
             && match cfg.restart {
                 Restart::No => false,

@@ -1,0 +1,729 @@
+//! End-to-end tests of `ljail`, as root, rootless and setuid. Each test has its own
+//! `LIGHTJAIL_ROOT` (in a temporary directory owned by the caller) with a busybox world
+//! imported by `ljbuild world import`, and runs `$LJ_TEST_DIR/bin/ljail` as the caller (root,
+//! or `ljtest` through setpriv); ljail finds `ljspawn` next to itself (setuid mode: `LJSPAWN`
+//! names the setuid copy). Every jail a test starts is stopped when the test ends, also when it
+//! fails (`stop --all` from a drop guard).
+//!
+//! Bridged jails live in a network namespace the test makes (`unshare --net`, never
+//! `ip netns add`): `ljail start` runs there through `nsenter --net`, so the supervisor and the
+//! jail's veth are in it, and the host's interfaces are never touched.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use lj_tests::{host_mountinfo, path_str, run_with_timeout, wait_until, which, Ctx, Mode, Output, TempDir};
+use serde_json::Value;
+
+fn run(name: &str, mode: Mode, test: fn(&Lj)) {
+    let Some(cx) = Ctx::new(name, mode) else { return };
+    let Some(lj) = Lj::new(&cx) else { return };
+    test(&lj);
+}
+
+lj_tests::mode_tests! {
+    prefix = "ljail::", run = crate::run;
+    service_survives_stop_start: root rootless setuid;
+    restart_policy: root rootless;
+    concurrent_start_serialized: root rootless;
+    snapshot_rollback_clone: root rootless;
+    copy_jail: root rootless;
+    start_all_in_boot_order: root rootless;
+    json_outputs: root rootless;
+    bad_names_and_config_lines: root rootless;
+    dry_run_runs_nothing: root rootless;
+}
+
+/// One test's root and the ljail it runs.
+struct Lj<'a> {
+    cx: &'a Ctx,
+    bin: PathBuf,
+    /// Owned by the caller: `root/` (LIGHTJAIL_ROOT) and the test's files.
+    td: TempDir,
+}
+
+impl<'a> Lj<'a> {
+    fn new(cx: &'a Ctx) -> Option<Lj<'a>> {
+        let bin = cx.dir.join("bin/ljail");
+        let ljbuild = cx.dir.join("bin/ljbuild");
+        if !bin.is_file() || !ljbuild.is_file() {
+            cx.skip(&format!(
+                "{} missing: cargo build --release --workspace, then tests/prepare.sh",
+                bin.display()
+            ));
+            return None;
+        }
+        let lj = Lj { cx, bin, td: cx.tempdir() };
+        // The world: imported (copied) by the caller, so a rootless caller owns its files.
+        let src = if cx.caller_uid == lj_tests::current_uid() { None } else { Some(cx.world_copy()) };
+        let world = src.as_ref().map_or_else(|| cx.world(), |t| t.path().to_path_buf());
+        let mut argv = lj.env_argv();
+        argv.push(ljbuild.into());
+        argv.extend(["world", "import", "busybox", &path_str(&world)].map(OsString::from));
+        let out = run_with_timeout(cx.command(argv), None, Duration::from_secs(60)).expect("run ljbuild");
+        assert_eq!(out.status(), 0, "ljbuild world import:\n{}", out.report());
+        Some(lj)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.td.join("root")
+    }
+
+    fn jail_dir(&self, name: &str) -> PathBuf {
+        self.root().join("jails").join(name)
+    }
+
+    /// `env LIGHTJAIL_ROOT=... [LJSPAWN=setuid copy]`.
+    fn env_argv(&self) -> Vec<OsString> {
+        let mut argv: Vec<OsString> =
+            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
+        if self.cx.mode == Mode::Setuid {
+            argv.push(format!("LJSPAWN={}", path_str(&self.cx.bin)).into());
+        }
+        argv
+    }
+
+    /// ljail ARGS as the caller, behind `prefix` (e.g. nsenter, run as root before the caller
+    /// is switched to).
+    fn command_in(&self, prefix: &[String], args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut argv: Vec<OsString> = prefix.iter().map(OsString::from).collect();
+        let mut inner = self.env_argv();
+        for (k, v) in env {
+            inner.push(format!("{k}={v}").into());
+        }
+        inner.push(self.bin.clone().into());
+        inner.extend(args.iter().map(OsString::from));
+        let mut cmd = if prefix.is_empty() {
+            self.cx.command(inner)
+        } else {
+            // The prefix runs as root, then the caller's ljail (through setpriv via the harness).
+            let wrapped = self.cx.command(inner);
+            argv.push(wrapped.get_program().to_owned());
+            argv.extend(wrapped.get_args().map(|a| a.to_owned()));
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        };
+        cmd.current_dir(self.td.path());
+        cmd
+    }
+
+    fn run_in(&self, prefix: &[String], args: &[&str], env: &[(&str, &str)]) -> Output {
+        let cmd = self.command_in(prefix, args, env);
+        let mut out = run_with_timeout(cmd, None, Duration::from_secs(90)).expect("run ljail");
+        out.command = format!("[{}] ljail {}", self.cx.mode, args.join(" "));
+        out
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_in(&[], args, &[])
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> Output {
+        self.run(args).ok()
+    }
+
+    /// Expects exit status `code` and one stderr line `ljail: ...` containing `want`.
+    #[track_caller]
+    fn fails(&self, args: &[&str], code: i32, want: &str) -> String {
+        let out = self.run(args);
+        expect_error(&out, code, want)
+    }
+
+    fn status(&self, name: &str) -> Value {
+        let out = self.ok(&["status", name, "--json"]);
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{}", out.report()))
+    }
+
+    fn log(&self, name: &str) -> String {
+        self.ok(&["log", name]).stdout
+    }
+
+    /// Waits until `name`'s state is `state`.
+    #[track_caller]
+    fn wait_state(&self, name: &str, state: &str) -> Value {
+        let mut last = Value::Null;
+        let ok = wait_until(Duration::from_secs(20), || {
+            last = self.status(name);
+            last["state"] == state
+        });
+        assert!(ok, "{name} never got to state {state}: {last}\nlog:\n{}", self.log(name));
+        last
+    }
+
+    /// A file in the test directory, owned by the caller.
+    fn file(&self, rel: &str, content: &str) -> PathBuf {
+        let p = self.td.join(rel);
+        self.cx.write_caller_file(&p, content);
+        p
+    }
+
+    fn dir(&self, rel: &str) -> PathBuf {
+        let d = self.td.join(rel);
+        fs::create_dir_all(&d).expect("mkdir");
+        self.cx.chown_caller(&d);
+        d
+    }
+}
+
+impl Drop for Lj<'_> {
+    /// Nothing a test started outlives it.
+    fn drop(&mut self) {
+        if self.root().join("jails").is_dir() {
+            let _ = self.run(&["stop", "--all", "--timeout", "2s"]);
+        }
+    }
+}
+
+#[track_caller]
+fn expect_error(out: &Output, code: i32, want: &str) -> String {
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        out.status() == code
+            && lines.len() == 1
+            && lines[0].starts_with("ljail: ")
+            && lines[0].contains(want),
+        "expected status {code} and one line 'ljail: ...{want}...'\n{}",
+        out.report()
+    );
+    lines[0].to_string()
+}
+
+/// Processes whose command line mentions `needle`.
+fn procs_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Ok(c) = fs::read(e.path().join("cmdline")) else { continue };
+        let text = String::from_utf8_lossy(&c).replace('\0', " ");
+        if text.contains(needle) {
+            v.push((pid, text));
+        }
+    }
+    v
+}
+
+/// The jail's PID 1 from its status.
+fn pid_of(st: &Value) -> u32 {
+    st["pid"].as_u64().unwrap_or_else(|| panic!("no pid in {st}")) as u32
+}
+
+/// What answers at `url` from inside the network namespace `net` (a path to an ns file).
+/// (python3: the host's busybox wget crashes in some network namespaces.)
+fn fetch(net: &str, url: &str) -> Option<String> {
+    let py = which("python3")?;
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net={net}")).arg(py).args([
+        "-c",
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())",
+        url,
+    ]);
+    let out = run_with_timeout(cmd, None, Duration::from_secs(10)).ok()?;
+    (out.status() == 0).then_some(out.stdout)
+}
+
+/// Waits for `url` to answer with something containing `want`.
+#[track_caller]
+fn expect_answer(net: &str, url: &str, want: &str) {
+    let mut got = None;
+    let ok = wait_until(Duration::from_secs(15), || {
+        got = fetch(net, url);
+        got.as_deref().is_some_and(|g| g.contains(want))
+    });
+    assert!(ok, "{url} in {net} never answered '{want}' (last: {got:?})");
+}
+
+/// A network namespace held by `unshare --net cat` (gone with the test).
+struct NetNs {
+    holder: Child,
+    path: String,
+}
+
+impl NetNs {
+    fn new() -> NetNs {
+        let holder = Command::new("unshare")
+            .args(["--net", "--", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("unshare --net");
+        let path = format!("/proc/{}/ns/net", holder.id());
+        let mine = fs::read_link("/proc/self/ns/net").expect("readlink");
+        assert!(wait_until(Duration::from_secs(5), || fs::read_link(&path).is_ok_and(|l| l != mine)));
+        let ns = NetNs { holder, path };
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    fn ip(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path)).arg("ip").args(args);
+        let out = run_with_timeout(cmd, None, Duration::from_secs(10)).expect("ip");
+        assert_eq!(out.status(), 0, "ip {args:?}: {}", out.report());
+        out.stdout
+    }
+
+    fn enter(&self) -> Vec<String> {
+        vec!["nsenter".into(), format!("--net={}", self.path)]
+    }
+
+    fn links(&self) -> Vec<String> {
+        self.ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        drop(self.holder.stdin.take());
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// Nothing of the jail is left: no process mentions its directory, no mount, no freezer
+/// cgroup of its supervisor, no ljspawn cgroup.
+#[track_caller]
+fn assert_nothing_left(lj: &Lj, name: &str, supervisor: u32, ljspawn: u32) {
+    let dir = path_str(&lj.jail_dir(name));
+    assert!(!lj.jail_dir(name).exists(), "{dir} still exists");
+    let left = || procs_mentioning(&dir);
+    assert!(wait_until(Duration::from_secs(5), || left().is_empty()), "processes left: {:?}", left());
+    assert!(!host_mountinfo().contains(&dir), "a mount of {dir} is left:\n{}", host_mountinfo());
+    let freezer = PathBuf::from(format!("/sys/fs/cgroup/freezer/lightjail/ljail-{supervisor}"));
+    assert!(!freezer.exists(), "{} is left", freezer.display());
+    for h in ["memory", "pids", "cpu", "unified"] {
+        let cg = PathBuf::from(format!("/sys/fs/cgroup/{h}/lightjail/lightjail-{ljspawn}"));
+        assert!(!cg.exists(), "{} is left", cg.display());
+    }
+}
+
+/// A busybox httpd service whose data is in the jail's upper: each start counts itself in
+/// /data/boots and serves "boot N". On a bridge (root) or without network (rootless, setuid:
+/// then reached by entering the jail's network namespace). Stop and start keep the data;
+/// destroy leaves nothing.
+fn service_survives_stop_start(lj: &Lj) {
+    let script = "n=$(cat /data/boots 2>/dev/null || echo 0); n=$((n+1)); mkdir -p /data /www; \
+                  echo $n > /data/boots; echo \"boot $n\" > /www/index.html; exec httpd -f -p 8080 -h /www";
+    let bridged = lj.cx.mode == Mode::Root;
+    let ns = bridged.then(NetNs::new);
+    let mut create = vec!["create", "web", "--world", "busybox", "--restart", "on-failure"];
+    if lj.cx.mode == Mode::Root {
+        // With a cgroup of its own, which destroy must remove too.
+        create.extend(["--pids", "64"]);
+    }
+    if bridged {
+        ns.as_ref().unwrap().ip(&["link", "add", "ljtbr0", "type", "bridge"]);
+        ns.as_ref().unwrap().ip(&["addr", "add", "10.213.0.1/24", "dev", "ljtbr0"]);
+        ns.as_ref().unwrap().ip(&["link", "set", "ljtbr0", "up"]);
+        create.extend(["--net", "bridge:ljtbr0", "--ip", "10.213.0.2/24", "--gateway", "10.213.0.1"]);
+    }
+    create.extend(["--", "/bin/sh", "-c", script]);
+    lj.ok(&create);
+    let prefix = ns.as_ref().map(NetNs::enter).unwrap_or_default();
+    let start = |want: &str| {
+        let out = lj.run_in(&prefix, &["start", "web"], &[]).ok();
+        assert!(out.stderr.contains("ljail: start: web (pid "), "{}", out.report());
+        let st = lj.wait_state("web", "running");
+        let (net, url) = match &ns {
+            Some(ns) => (ns.path.clone(), "http://10.213.0.2:8080/index.html".to_string()),
+            None => (format!("/proc/{}/ns/net", pid_of(&st)), "http://127.0.0.1:8080/index.html".to_string()),
+        };
+        expect_answer(&net, &url, want);
+        st
+    };
+    start("boot 1");
+    lj.ok(&["stop", "web"]);
+    assert_eq!(lj.status("web")["state"], "stopped");
+    let st = start("boot 2");
+    assert_eq!(fs::read_to_string(lj.jail_dir("web").join("upper/data/boots")).unwrap().trim(), "2");
+    // Running: destroy refuses without --force.
+    lj.fails(&["destroy", "web"], 5, "jail 'web' is running (stop it first, or destroy --force)");
+    let sup = st["supervisor_pid"].as_u64().unwrap() as u32;
+    let state: Value =
+        serde_json::from_slice(&fs::read(lj.jail_dir("web").join("state.json")).unwrap()).unwrap();
+    let ljspawn = state["ljspawn_pid"].as_u64().unwrap() as u32;
+    lj.ok(&["destroy", "--force", "web"]);
+    assert_nothing_left(lj, "web", sup, ljspawn);
+    if let Some(ns) = &ns {
+        let links = ns.links();
+        assert!(!links.iter().any(|l| l.starts_with("lj") && l != "ljtbr0"), "veth left: {links:?}");
+    }
+    lj.fails(&["status", "web"], 4, "no jail 'web'");
+}
+
+/// on-failure restarts a crashed service (a new pid, its count of runs grows); restart-max
+/// ends it as failed; a clean exit is not restarted.
+fn restart_policy(lj: &Lj) {
+    let svc = "echo run >> /runs; exec sleep 1000";
+    lj.ok(&[
+        "create",
+        "svc",
+        "--world",
+        "busybox",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "100ms",
+        "--",
+        "/bin/sh",
+        "-c",
+        svc,
+    ]);
+    lj.ok(&["start", "svc"]);
+    let st = lj.wait_state("svc", "running");
+    let pid1 = pid_of(&st);
+    // Crash the service (the jail's program: the child of its PID 1).
+    let kids = fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children")).unwrap_or_default();
+    let prog: u32 = kids.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the jail's program");
+    let runs = lj.jail_dir("svc").join("upper/runs");
+    assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&runs)
+        .is_ok_and(|r| r.lines().count() == 1)));
+    assert!(Command::new("kill").args(["-KILL", &prog.to_string()]).status().unwrap().success());
+    let mut st = Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            st = lj.status("svc");
+            st["state"] == "running" && st["restarts"] == 1 && st["pid"].as_u64() != Some(pid1 as u64)
+        }),
+        "not restarted: {st}\n{}",
+        lj.log("svc")
+    );
+    assert_eq!(st["last_exit"], 137);
+    assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&runs)
+        .is_ok_and(|r| r.lines().count() == 2)));
+    let log = lj.log("svc");
+    assert!(log.contains("exited with status 137; restart 1 in 100ms"), "{log}");
+    lj.ok(&["stop", "svc"]);
+
+    // Failing at once: restarted restart-max times, then failed.
+    lj.ok(&[
+        "create",
+        "bad",
+        "--world",
+        "busybox",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "50ms",
+        "--restart-max",
+        "2",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo run >> /runs; sleep 0.2; exit 3",
+    ]);
+    lj.ok(&["start", "bad"]);
+    let st = lj.wait_state("bad", "failed");
+    assert_eq!((st["restarts"].as_u64(), st["last_exit"].as_i64()), (Some(2), Some(3)), "{st}");
+    assert_eq!(fs::read_to_string(lj.jail_dir("bad").join("upper/runs")).unwrap().lines().count(), 3);
+    assert!(lj.log("bad").contains("not restarted: 2 restarts already (restart-max)"));
+
+    // A clean exit under on-failure: exited, not restarted.
+    lj.ok(&[
+        "create",
+        "once",
+        "--world",
+        "busybox",
+        "--restart",
+        "on-failure",
+        "--",
+        "/bin/sh",
+        "-c",
+        "sleep 0.2; exit 0",
+    ]);
+    lj.ok(&["start", "once"]);
+    let st = lj.wait_state("once", "exited");
+    assert_eq!((st["restarts"].as_u64(), st["last_exit"].as_i64()), (Some(0), Some(0)), "{st}");
+}
+
+/// Four `start`s of one jail at the same time: one starts it, the others find it running;
+/// one supervisor, one ljspawn.
+fn concurrent_start_serialized(lj: &Lj) {
+    lj.ok(&["create", "one", "--world", "busybox", "--", "/bin/sleep", "1000"]);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let cmd = lj.command_in(&[], &["start", "one"], &[]);
+            std::thread::spawn(move || run_with_timeout(cmd, None, Duration::from_secs(60)).expect("run"))
+        })
+        .collect();
+    let outs: Vec<Output> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let started = outs.iter().filter(|o| o.stderr.contains("ljail: start: one (pid ")).count();
+    let already = outs.iter().filter(|o| o.stderr.contains("one is running already")).count();
+    for o in &outs {
+        assert_eq!(o.status(), 0, "{}", o.report());
+    }
+    assert_eq!((started, already), (1, 3), "{outs:#?}");
+    let root = path_str(&lj.root());
+    let sups: Vec<_> =
+        procs_mentioning(&root).into_iter().filter(|(_, c)| c.contains(" supervise one")).collect();
+    assert_eq!(sups.len(), 1, "{sups:?}");
+    let dir = path_str(&lj.jail_dir("one"));
+    // ljspawn, and not the jail's PID 1 (a clone of it, with the same command line).
+    let spawns: Vec<_> = procs_mentioning(&dir)
+        .into_iter()
+        .filter(|(p, c)| c.contains("--json-status") && lj_tests::parent_pid(*p) == Some(sups[0].0))
+        .collect();
+    assert_eq!(spawns.len(), 1, "{spawns:?}");
+    lj.ok(&["stop", "one"]);
+    assert!(procs_mentioning(&dir).is_empty());
+}
+
+/// snapshot, change, rollback, clone (of a snapshot and of the live jail), and what the jail
+/// sees of each. A running jail is frozen for its snapshot (root); elsewhere that is refused.
+fn snapshot_rollback_clone(lj: &Lj) {
+    let show = "echo \"v=$(cat /v 2>/dev/null)\"; exec sleep 1000";
+    lj.ok(&["create", "j", "--world", "busybox", "--", "/bin/sh", "-c", show]);
+    let upper = lj.jail_dir("j").join("upper");
+    lj.cx.write_caller_file(&upper.join("v"), "one");
+    lj.ok(&["snapshot", "j", "s1"]);
+    lj.cx.write_caller_file(&upper.join("v"), "two");
+    lj.fails(&["snapshot", "j", "s1"], 5, "snapshot 's1' of 'j' exists already");
+    lj.fails(&["snapshot", "j", "../x"], 2, "bad snapshot name '../x'");
+    lj.fails(&["rollback", "j", "nope"], 4, "no snapshot 'nope' of 'j' (snapshots: s1)");
+
+    lj.ok(&["start", "j"]);
+    lj.wait_state("j", "running");
+    assert!(wait_until(Duration::from_secs(5), || lj.log("j").contains("v=two")), "{}", lj.log("j"));
+    lj.fails(&["rollback", "j", "s1"], 5, "jail 'j' is running (stop it before a rollback)");
+    if lj.cx.mode == Mode::Root && Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists() {
+        lj.ok(&["snapshot", "j", "live"]);
+        assert_eq!(fs::read_to_string(lj.jail_dir("j").join("snapshots/live/upper/v")).unwrap(), "two");
+        // Thawed afterwards: the jail still runs and is not frozen.
+        let st = lj.status("j");
+        assert_eq!((st["state"].as_str(), st["frozen"].as_bool()), (Some("running"), Some(false)), "{st}");
+        lj.ok(&["clone", "j", "live-copy"]);
+        assert_eq!(fs::read_to_string(lj.jail_dir("live-copy").join("upper/v")).unwrap(), "two");
+    } else {
+        lj.fails(&["snapshot", "j", "live"], 5, "is running and cannot be frozen");
+    }
+    lj.ok(&["stop", "j"]);
+
+    lj.ok(&["rollback", "j", "s1"]);
+    assert_eq!(fs::read_to_string(upper.join("v")).unwrap(), "one");
+    lj.ok(&["start", "j"]);
+    assert!(wait_until(Duration::from_secs(5), || lj.log("j").contains("v=one")), "{}", lj.log("j"));
+    lj.ok(&["stop", "j"]);
+
+    lj.ok(&["clone", "j", "c", "--snapshot", "s1"]);
+    lj.fails(&["clone", "j", "c"], 5, "jail 'c' exists already");
+    lj.ok(&["start", "c"]);
+    assert!(wait_until(Duration::from_secs(5), || lj.log("c").contains("v=one")), "{}", lj.log("c"));
+    assert!(!lj.log("c").contains("v=two"));
+    assert_eq!(lj.status("c")["snapshots"], Value::Array(vec![]));
+    lj.ok(&["stop", "c"]);
+    lj.ok(&["destroy", "c"]);
+    lj.ok(&["destroy", "j"]);
+    assert!(!lj.jail_dir("j").exists() && !lj.jail_dir("c").exists());
+}
+
+/// `--copy`: a full copy of the world, mounted read-write, independent of it.
+fn copy_jail(lj: &Lj) {
+    let out = lj.ok(&[
+        "create",
+        "full",
+        "--world",
+        "busybox",
+        "--copy",
+        "--",
+        "/bin/sh",
+        "-c",
+        "rm /etc/lj-world; echo copied > /mark; exec sleep 1000",
+    ]);
+    assert!(out.stderr.contains("a full copy:"), "{}", out.report());
+    let rootfs = lj.jail_dir("full").join("rootfs");
+    assert!(rootfs.join("bin/busybox").is_file());
+    lj.ok(&["start", "full"]);
+    assert!(wait_until(Duration::from_secs(5), || rootfs.join("mark").is_file()));
+    assert!(!rootfs.join("etc/lj-world").exists(), "the copy is written in place");
+    assert!(lj.root().join("worlds/busybox/etc/lj-world").exists(), "the world is untouched");
+    lj.ok(&["stop", "full"]);
+    assert!(lj.ok(&["snapshot", "full", "s"]).stderr.contains("full@s"));
+    assert!(lj.jail_dir("full").join("snapshots/s/rootfs/mark").is_file());
+    assert_eq!(lj.status("full")["root"], "copy");
+}
+
+/// `start --all`: autostart jails by priority (lower first); `stop --all`: the other way.
+fn start_all_in_boot_order(lj: &Lj) {
+    let shared = lj.dir("shared");
+    let shared_s = path_str(&shared);
+    for (name, prio, auto) in [("a", "30", true), ("b", "10", true), ("c", "20", false)] {
+        let svc = format!("trap 'echo stop-{name} >> /shared/order; exit 0' TERM; echo {name} >> /shared/order; sleep 1000 & wait");
+        let mut args =
+            vec!["create", name, "--world", "busybox", "--bind", &shared_s, "/shared", "--priority", prio];
+        if auto {
+            args.push("--autostart");
+        }
+        args.extend(["--", "/bin/sh", "-c", &svc]);
+        lj.ok(&args);
+    }
+    let out = lj.ok(&["start", "--all"]);
+    assert!(out.stderr.find("start: b").unwrap() < out.stderr.find("start: a").unwrap(), "{}", out.report());
+    assert_eq!(lj.status("c")["state"], "stopped");
+    let order = shared.join("order");
+    assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&order)
+        .is_ok_and(|o| o.lines().count() == 2)));
+    assert_eq!(fs::read_to_string(&order).unwrap(), "b\na\n");
+    lj.ok(&["stop", "--all"]);
+    assert_eq!(fs::read_to_string(&order).unwrap(), "b\na\nstop-a\nstop-b\n");
+    for n in ["a", "b", "c"] {
+        assert_eq!(lj.status(n)["state"], "stopped", "{n}");
+    }
+    // Idempotent: stopping a stopped jail, starting a running one.
+    let out = lj.ok(&["stop", "a"]);
+    assert!(out.stderr.contains("a is not running"));
+}
+
+/// `status --json` and `list --json`.
+fn json_outputs(lj: &Lj) {
+    lj.ok(&[
+        "create",
+        "x",
+        "--world",
+        "busybox",
+        "--autostart",
+        "--priority",
+        "7",
+        "--setenv",
+        "K",
+        "v w",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    lj.ok(&["create", "y", "--world", "busybox", "--", "/bin/true"]);
+    let st = lj.status("x");
+    assert_eq!(st["name"], "x");
+    assert_eq!(st["state"], "stopped");
+    assert_eq!(st["pid"], Value::Null);
+    assert_eq!(st["source"], "world busybox");
+    assert_eq!(st["root"], "thin");
+    assert_eq!(st["net"], "none");
+    assert_eq!(st["command"], serde_json::json!(["/bin/sleep", "1000"]));
+    assert_eq!((st["autostart"].as_bool(), st["priority"].as_i64()), (Some(true), Some(7)));
+    lj.ok(&["start", "x"]);
+    let st = lj.status("x");
+    assert_eq!(st["state"], "running");
+    let pid = pid_of(&st);
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    let out = lj.ok(&["list", "--json"]);
+    let list: Value = serde_json::from_str(&out.stdout).unwrap();
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["x", "y"]);
+    assert_eq!(list[0]["pid"].as_u64(), Some(pid as u64));
+    assert_eq!(list[1]["state"], "stopped");
+    let text = lj.ok(&["list"]).stdout;
+    assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("x ") && l.contains("running")), "{text}");
+    lj.ok(&["stop", "x"]);
+}
+
+/// Bad names, bad config lines (by `edit` and in the file), unknown jails and ljspawn's own
+/// refusals: one line each, with their exit codes.
+fn bad_names_and_config_lines(lj: &Lj) {
+    for bad in ["bad/name", ".hidden", "a b", "ä"] {
+        lj.fails(
+            &["create", bad, "--world", "busybox", "--", "/bin/true"],
+            2,
+            &format!("bad jail name '{bad}'"),
+        );
+    }
+    lj.fails(&["start", "nosuch"], 4, "no jail 'nosuch' in ");
+    lj.fails(&["create", "w", "--world", "nosuch", "--", "/bin/true"], 4, "world 'nosuch' not found");
+    lj.fails(&["create", "w", "nosuch/image", "--", "/bin/true"], 4, "no overlay nosuch/image");
+    lj.fails(
+        &["create", "w", "--world", "busybox", "--net", "bridge", "--", "/bin/true"],
+        2,
+        "bad net 'bridge'",
+    );
+    lj.fails(
+        &["create", "w", "--world", "busybox", "--ip", "10.1.2.3/24", "--", "/bin/true"],
+        2,
+        "'ip' needs 'net bridge:BR'",
+    );
+    lj.fails(&["create", "w", "--world", "busybox"], 2, "(see ljail --help)");
+    if lj.cx.mode != Mode::Root {
+        // ljspawn's own refusal, found at create (by ljspawn --dry-run), not at the first start.
+        lj.fails(
+            &["create", "w", "--world", "busybox", "--cap-add", "CAP_NET_RAW", "--", "/bin/true"],
+            7,
+            "ljspawn refuses the jail's settings: ljspawn: ",
+        );
+    }
+    assert!(!lj.jail_dir("w").exists());
+    lj.ok(&["create", "ok", "--world", "busybox", "--", "/bin/true"]);
+    lj.fails(&["create", "ok", "--world", "busybox", "--", "/bin/true"], 5, "jail 'ok' exists already");
+
+    let config = lj.jail_dir("ok").join("config");
+    let before = fs::read_to_string(&config).unwrap();
+    let n = before.lines().count() + 1;
+    let editor = lj.file("editor.sh", "#!/bin/sh\necho 'frobnicate yes' >> \"$1\"\n");
+    fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = lj.run_in(&[], &["edit", "ok"], &[("EDITOR", &path_str(&editor))]);
+    let line = expect_error(
+        &out,
+        3,
+        &format!("{}: line {n}: unknown key 'frobnicate' (expected one of: image, world,", path_str(&config)),
+    );
+    assert!(!line.contains('\n'));
+    assert_eq!(fs::read_to_string(&config).unwrap(), before, "a bad edit leaves the config as it was");
+    // A good edit is saved.
+    let editor2 = lj.file("editor2.sh", "#!/bin/sh\necho 'hostname edited' >> \"$1\"\n");
+    fs::set_permissions(&editor2, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    lj.run_in(&[], &["edit", "ok"], &[("EDITOR", &path_str(&editor2))]).ok();
+    assert!(fs::read_to_string(&config).unwrap().ends_with("hostname edited\n"));
+    // A config broken by hand: every command that reads it names the line.
+    lj.cx.write_caller_file(&config, &format!("{before}net host\nnet none\n"));
+    let line = lj.fails(
+        &["start", "ok"],
+        3,
+        &format!("{}: line {}: 'net' repeated (first on line {})", path_str(&config), n + 1, n),
+    );
+    assert_eq!(line.matches("ljail:").count(), 1);
+    lj.cx.write_caller_file(&config, "world busybox\n");
+    lj.fails(&["status", "ok"], 3, "no 'command' line (what the jail runs)");
+}
+
+/// `create --dry-run` and `start --dry-run` print the ljspawn command and change nothing.
+fn dry_run_runs_nothing(lj: &Lj) {
+    let out = lj.ok(&[
+        "create",
+        "d",
+        "--world",
+        "busybox",
+        "--memory",
+        "64M",
+        "--dry-run",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo hi",
+    ]);
+    let line = out
+        .lines()
+        .into_iter()
+        .find(|l| l.starts_with("ljspawn "))
+        .unwrap_or_else(|| panic!("{}", out.report()));
+    assert!(
+        line.contains("--upper ") && line.contains("jails/d/upper") && line.contains("--memory 64M"),
+        "{line}"
+    );
+    assert!(line.ends_with("-- /bin/sh -c 'echo hi'"), "{line}");
+    assert!(!lj.jail_dir("d").exists());
+    lj.ok(&["create", "d", "--world", "busybox", "--", "/bin/sleep", "1000"]);
+    let out = lj.ok(&["start", "d", "--dry-run"]);
+    assert!(
+        out.stdout.contains("--hostname d") && out.stdout.trim_end().ends_with("-- /bin/sleep 1000"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(lj.status("d")["state"], "stopped");
+    assert!(!lj.jail_dir("d").join("log").exists());
+}
