@@ -12,7 +12,8 @@
 #   setuid/ljspawn             a copy owned by root, mode 4755 (setuid-mode tests)
 #   worlds/busybox             the busybox world (worlds/busybox/make-world.sh)
 #   tmp/                       1777: the tests' temporary directories
-# and, once, a Debian world at LJ_DEBIAN_WORLD (default /var/tmp/lj-debian-world).
+# and, once, a Debian world at LJ_DEBIAN_WORLD (default /var/tmp/lj-debian-world), copied to
+#   worlds/debian-ljtest       owned by ljtest (the rootless Debian build imports it)
 # and the unprivileged user `ljtest` (with /etc/subuid and /etc/subgid ranges) if missing.
 # Idempotent: running it again starts from scratch.
 set -eu
@@ -101,6 +102,15 @@ for f in /etc/subuid /etc/subgid; do
         say "$f: $user:$start:65536"
     fi
 done
+
+# The rootless Debian build needs a world its user owns (its files are then jail root's):
+# one copy per test run, given to the test user, which imports it into its own root.
+if [ -x "$deb/usr/bin/apt-get" ]; then
+    rm -rf --one-file-system "$dir/worlds/debian-$user"
+    cp -a "$deb" "$dir/worlds/debian-$user"
+    chown -R "$user:$user" "$dir/worlds/debian-$user"
+    say "Debian world for $user: $dir/worlds/debian-$user"
+fi
 
 # The setuid tests need the setuid bit to take effect where LJ_TEST_DIR lives.
 if command -v findmnt >/dev/null 2>&1 && findmnt -n -o OPTIONS -T "$dir" | grep -qw nosuid; then

@@ -92,6 +92,8 @@ pub struct BuildOpts {
     pub timeout: Option<String>,
     /// `LIGHTJAIL_WORLD`.
     pub world_env: Option<String>,
+    /// The ids the build jail maps.
+    pub ids: spawn::BuildIds,
 }
 
 /// Everything known before anything runs.
@@ -317,6 +319,10 @@ fn jail_args(root: &Root, plan: &Plan, opts: &BuildOpts, staging: &Path) -> Jail
         // The upper is staged in the store (0700) and published as a layer: setuid files of
         // packages must keep their mode there.
         allow_setuid_files: true,
+        // What a buildah RUN gets: jail ids 0-65535 (or one, said in a warning) and the default
+        // container capabilities, both inside the build's own user namespace.
+        subids: opts.ids == spawn::BuildIds::Full,
+        caps: vec!["container".into()],
     }
 }
 
@@ -394,6 +400,9 @@ fn stage_and_run(
     fs::write(&p, aligned_script(&plan.recipe)).map_err(StoreError::io("cannot write", &p))?;
     preflight(root)?;
     warn_foreign_layers(ui, &layers);
+    if let spawn::BuildIds::OneId(why) = &opts.ids {
+        ui.warn(why);
+    }
     let resolv_missing = !exists_in_layers(&layers, "etc/resolv.conf");
     let args = jail_args(root, plan, opts, staging).to_args();
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;

@@ -381,6 +381,10 @@ pub fn run(
         }
     }
     args.extend(run_jail_args(jail)?);
+    // The ids the image was built with, so its files show their owners (no capabilities).
+    if spawn::BuildIds::detect() == spawn::BuildIds::Full {
+        args.push("--subids".into());
+    }
     args.push("--".into());
     args.extend(defaults.command(command));
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;

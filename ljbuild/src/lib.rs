@@ -42,6 +42,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 dry_run: b.dry_run,
                 timeout: b.timeout,
                 world_env: std::env::var("LIGHTJAIL_WORLD").ok(),
+                ids: spawn::BuildIds::detect(),
             };
             build::build(&root, &opts, &ui)?;
             Ok(0)

@@ -63,6 +63,61 @@ pub struct JailArgs {
     /// ssh-keysign setuid, and the published layer must keep that mode); never for a jail whose
     /// writes reach the host (`ljbuild run`, binds).
     pub allow_setuid_files: bool,
+    /// `--subids`: jail ids 0-65535 (see [`BuildIds`]).
+    pub subids: bool,
+    /// `--cap-add` (e.g. `container`), kept in the jail's own user namespace.
+    pub caps: Vec<String>,
+}
+
+/// The ids a build jail maps, as a buildah `RUN` gets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildIds {
+    /// Jail ids 0-65535 (`ljspawn --subids`): root: the same ids on the host; others: the caller
+    /// as 0 and its `/etc/subuid`/`/etc/subgid` ranges above.
+    Full,
+    /// The caller has no subordinate ids: one id (the caller as jail root); packages that add
+    /// users or chown to them fail. Carries the warning ljbuild prints.
+    OneId(String),
+}
+
+impl BuildIds {
+    /// What this caller gets: `Full` for root and for users with a range in both `/etc/subuid`
+    /// and `/etc/subgid`, else `OneId`.
+    pub fn detect() -> BuildIds {
+        let uid = rustix::process::getuid().as_raw();
+        if uid == 0 {
+            return BuildIds::Full;
+        }
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+        let name = passwd.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2] == uid.to_string()).then(|| f[0].to_string())
+        });
+        let has = |file: &str| {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            has_range(&text, uid, name.as_deref())
+        };
+        let missing: Vec<&str> = ["/etc/subuid", "/etc/subgid"].into_iter().filter(|f| !has(f)).collect();
+        if missing.is_empty() {
+            return BuildIds::Full;
+        }
+        BuildIds::OneId(format!(
+            "no range for uid {uid} in {}: the build maps one id (you, as root), so packages that add users or chown files fail (an administrator adds ranges: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {})",
+            missing.join(" or "),
+            name.as_deref().unwrap_or("USER")
+        ))
+    }
+}
+
+/// True when `text` (`/etc/subuid` syntax) has a non-empty range for `uid` or `name`.
+pub fn has_range(text: &str, uid: u32, name: Option<&str>) -> bool {
+    text.lines().any(|l| {
+        let f: Vec<&str> = l.trim().split(':').collect();
+        f.len() == 3
+            && (Some(f[0]) == name || f[0] == uid.to_string())
+            && f[1].parse::<u32>().is_ok()
+            && f[2].parse::<u32>().is_ok_and(|c| c > 0)
+    })
 }
 
 impl JailArgs {
@@ -93,6 +148,12 @@ impl JailArgs {
         }
         if self.allow_setuid_files {
             a.push("--allow-setuid-files".into());
+        }
+        if self.subids {
+            a.push("--subids".into());
+        }
+        for c in &self.caps {
+            a.extend(["--cap-add".into(), c.into()]);
         }
         a.push("--".into());
         a.extend(self.command.iter().cloned());
@@ -135,12 +196,28 @@ mod tests {
             command: vec!["/bin/sh".into(), "-c".into(), "echo 'hi'".into()],
             die_with_parent: true,
             allow_setuid_files: true,
+            subids: true,
+            caps: vec!["container".into()],
         };
         let line = command_line(Path::new("ljspawn"), &j.to_args());
         assert_eq!(
             line,
             "ljspawn --layer /w --layer /p --upper /u --work /k --net host --ro-bind /etc/resolv.conf \
-             /etc/resolv.conf --chdir /src --die-with-parent --allow-setuid-files -- /bin/sh -c 'echo '\\''hi'\\'''"
+             /etc/resolv.conf --chdir /src --die-with-parent --allow-setuid-files --subids --cap-add container -- /bin/sh -c 'echo '\\''hi'\\'''"
         );
+    }
+}
+
+#[cfg(test)]
+mod range_tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let t = "alice:100000:65536\n1002:300000:10\nbob:1:0\n";
+        assert!(has_range(t, 1000, Some("alice")));
+        assert!(has_range(t, 1002, None));
+        assert!(!has_range(t, 1001, Some("bob")));
+        assert!(!has_range("", 1000, Some("alice")));
     }
 }

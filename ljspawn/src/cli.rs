@@ -96,6 +96,12 @@ pub fn command() -> Command {
                 .help("Also make a user namespace when run as root (always made for other users)"),
         )
         .arg(
+            Arg::new("subids")
+                .long("subids")
+                .action(ArgAction::SetTrue)
+                .help("Map jail ids 0-65535 in the jail's user namespace: you as 0 and your /etc/subuid and /etc/subgid ranges above (rootless: with newuidmap/newgidmap; setuid: by ljspawn); as root the same ids on the host"),
+        )
+        .arg(
             Arg::new("net")
                 .long("net")
                 .value_name("MODE")
@@ -121,7 +127,7 @@ pub fn command() -> Command {
                 .long("cap-add")
                 .value_name("CAP")
                 .action(ArgAction::Append)
-                .help("Keep capability CAP (root only; e.g. CAP_NET_ADMIN, net_admin, ALL)"),
+                .help("Keep capability CAP (e.g. CAP_NET_ADMIN, net_admin, ALL, or container: the default container set), held in the jail's own user namespace; without one (root) on the host"),
         )
         .arg(
             Arg::new("pass-fd")
@@ -341,6 +347,7 @@ pub fn request(m: &ArgMatches) -> Request {
         hostname: m.get_one::<String>("hostname").cloned(),
         user,
         userns: m.get_flag("userns"),
+        subids: m.get_flag("subids"),
         net: m
             .get_one::<String>("iface")
             .map(|i| format!("macvlan:{i}"))

@@ -135,9 +135,12 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
             // Setuid mode: this process still has host root's euid (and no capability outside
             // its new user namespace). It touched nothing until ljspawn wrote the maps above;
             // it becomes the caller inside the namespace before any path is looked up.
-            sys::setresgid(plan.gid).ctx(|| "cannot become the caller's group in the jail".into())?;
-            sys::setresuid(plan.uid).ctx(|| "cannot become the caller in the jail".into())?;
-            if sys::getresids() != (plan.uid, plan.uid, plan.uid, plan.gid, plan.gid, plan.gid) {
+            // (The ids the caller has in the jail: the first line of each map. The program's
+            // own ids are set when it starts.)
+            let (u, g) = (m.uids[0].inside, m.gids[0].inside);
+            sys::setresgid(g).ctx(|| "cannot become the caller's group in the jail".into())?;
+            sys::setresuid(u).ctx(|| "cannot become the caller in the jail".into())?;
+            if sys::getresids() != (u, u, u, g, g, g) {
                 return Err(Failure { code: EXIT_SETUP, msg: "the jail did not become the caller".into() });
             }
             // A credential change clears the parent-death signal: set it again, then check
@@ -758,9 +761,9 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
     }
     // Supplementary groups: cleared where the kernel lets us (rootless namespaces deny
     // setgroups, and there the caller's groups show as the overflow gid).
-    if plan.mode == crate::plan::Mode::Root && !plan.caps.is_empty() {
-        // Only root keeps capabilities: checked again here, where they would be kept.
-    } else if !plan.caps.is_empty() {
+    // Capabilities are kept inside the jail's own user namespace, or (root only) without one:
+    // checked again here, where they would be kept.
+    if !plan.caps.is_empty() && plan.mode != crate::plan::Mode::Root && plan.userns.is_none() {
         return Err(Failure {
             code: EXIT_SETUP,
             msg: format!("--cap-add is not allowed in {} mode", plan.mode),

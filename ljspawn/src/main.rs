@@ -59,8 +59,8 @@ fn main() -> ExitCode {
         tty: (0..3).any(sys::isatty),
         // Setuid mode never reads the environment.
         term: if setuid { None } else { std::env::var("TERM").ok() },
-        subuids: if setuid { subids::ranges("/etc/subuid", ruid) } else { Vec::new() },
-        subgids: if setuid { subids::ranges("/etc/subgid", ruid) } else { Vec::new() },
+        subuids: if setuid || req.subids { subids::ranges("/etc/subuid", ruid) } else { Vec::new() },
+        subgids: if setuid || req.subids { subids::ranges("/etc/subgid", ruid) } else { Vec::new() },
         grants: if setuid {
             match read_grants(ruid, rgid) {
                 Ok(g) => g,

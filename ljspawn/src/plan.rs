@@ -53,7 +53,7 @@ pub struct Caller {
     /// `TERM` of the caller, passed on when a terminal is attached.
     pub term: Option<String>,
     /// The caller's `/etc/subuid` and `/etc/subgid` ranges (start, count); read only in
-    /// setuid mode, from root-owned files.
+    /// setuid mode and for rootless `--subids`, from root-owned files.
     pub subuids: Vec<(u32, u32)>,
     pub subgids: Vec<(u32, u32)>,
     /// What `/etc/lightjail.conf` grants this caller (setuid mode only).
@@ -74,6 +74,8 @@ pub struct Request {
     pub hostname: Option<String>,
     pub user: Option<(u32, Option<u32>)>,
     pub userns: bool,
+    /// `--subids`: a user namespace mapping jail ids 0-65535 (see [`userns_map`]).
+    pub subids: bool,
     pub net: Option<String>,
     /// `--ip ADDR[/PREFIX]` (lightjail `-i`).
     pub ip: Option<String>,
@@ -184,8 +186,94 @@ pub struct IdMap {
     pub gids: Vec<IdRange>,
     /// `setgroups` stays allowed only when subgid ranges were granted (setuid mode).
     pub setgroups: bool,
-    /// The maps are written by ljspawn's privileged parent (setuid mode), not by the jail.
+    /// The maps are written from outside the jail (which waits for them): by ljspawn's
+    /// privileged parent (setuid mode, root with `--subids`), or by `newuidmap`/`newgidmap`
+    /// (`helper`, rootless `--subids`).
     pub by_parent: bool,
+    /// Written by Debian's `newuidmap` and `newgidmap` (package `uidmap`), run by ljspawn's
+    /// unprivileged parent on the jail's pid, as rootless podman does; they check the ranges
+    /// against `/etc/subuid` and `/etc/subgid` themselves and set `setgroups`.
+    pub helper: bool,
+}
+
+/// `--cap-add container`: the default capability set of a container (Docker's, Podman's and
+/// buildah's `RUN`), kept inside the jail's own user namespace.
+pub const CONTAINER_CAPS: [&str; 13] = [
+    "chown",
+    "dac_override",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "net_bind_service",
+    "sys_chroot",
+    "setfcap",
+    "audit_write",
+    "mknod",
+];
+
+/// How many jail ids `--subids` maps as root (0-65535, as a container gets).
+pub const SUBIDS_ROOT_RANGE: u32 = 65536;
+
+/// The jail's user namespace and its maps, the one place that decides them:
+/// * root: none, unless `--userns` (jail user = root) or `--subids`: jail ids 0-65535, the
+///   same ids on the host (identity), written by ljspawn itself;
+/// * rootless: the jail user is the caller; with `--subids` the caller is jail root and its
+///   `/etc/subuid`/`/etc/subgid` ranges follow from 1 up, written by `newuidmap`/`newgidmap`;
+/// * setuid: the jail user is the caller and the subordinate ranges fill the other ids, written
+///   by the privileged parent; with `--subids` the caller is jail root (as rootless).
+///
+/// `--subids` without ranges for the caller is an error, never a one-id jail.
+pub fn userns_map(req: &Request, caller: &Caller, uid: u32, gid: u32) -> Result<Option<IdMap>, PlanError> {
+    let need_ranges = || {
+        if caller.subuids.is_empty() || caller.subgids.is_empty() {
+            return Err(PlanError::NoSubids {
+                uid: caller.uid,
+                subuids: !caller.subuids.is_empty(),
+                subgids: !caller.subgids.is_empty(),
+            });
+        }
+        Ok(())
+    };
+    let (target_uid, target_gid) = if req.subids { (0, 0) } else { (uid, gid) };
+    Ok(match caller.mode {
+        Mode::Root if req.subids => {
+            let full = vec![IdRange { inside: 0, outside: 0, count: SUBIDS_ROOT_RANGE }];
+            Some(IdMap { uids: full.clone(), gids: full, setgroups: true, by_parent: true, helper: false })
+        }
+        Mode::Root if !req.userns => None,
+        Mode::Rootless if req.subids => {
+            need_ranges()?;
+            Some(IdMap {
+                uids: id_lines(0, caller.uid, &caller.subuids),
+                gids: id_lines(0, caller.gid, &caller.subgids),
+                setgroups: true,
+                by_parent: true,
+                helper: true,
+            })
+        }
+        Mode::Root | Mode::Rootless => Some(IdMap {
+            uids: id_lines(uid, caller.uid, &[]),
+            gids: id_lines(gid, caller.gid, &[]),
+            setgroups: false,
+            by_parent: false,
+            helper: false,
+        }),
+        Mode::Setuid => {
+            if req.subids {
+                need_ranges()?;
+            }
+            Some(IdMap {
+                uids: id_lines(target_uid, caller.uid, &caller.subuids),
+                gids: id_lines(target_gid, caller.gid, &caller.subgids),
+                setgroups: !caller.subgids.is_empty(),
+                by_parent: true,
+                helper: false,
+            })
+        }
+    })
 }
 
 /// The kernel's limit on lines in one id map.
@@ -287,6 +375,12 @@ pub enum PlanError {
     NulByte(&'static str),
     UnknownCap(String),
     CapsNotAllowed(Mode),
+    /// `--subids` without subordinate ids for the caller.
+    NoSubids {
+        uid: u32,
+        subuids: bool,
+        subgids: bool,
+    },
     /// Installed setuid to a user other than root, or setgid.
     BadInstall,
     BadRlimit(String),
@@ -335,7 +429,16 @@ impl fmt::Display for PlanError {
             NulByte(what) => write!(f, "{what} contains a NUL byte"),
             UnknownCap(c) => write!(f, "unknown capability '{c}' (e.g. CAP_NET_ADMIN or net_admin)"),
             CapsNotAllowed(m) => {
-                write!(f, "--cap-add is not allowed in {m} mode (only root may keep capabilities)")
+                write!(f, "--cap-add is not allowed in {m} mode without a user namespace of the jail's own")
+            }
+            NoSubids { uid, subuids, subgids } => {
+                let missing: Vec<&str> =
+                    [(*subuids, "/etc/subuid"), (*subgids, "/etc/subgid")].iter().filter(|(has, _)| !has).map(|(_, f)| *f).collect();
+                write!(
+                    f,
+                    "--subids: no range for uid {uid} in {} (ask an administrator: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)",
+                    missing.join(" or ")
+                )
             }
             BadInstall => write!(f, "ljspawn is installed setgid or setuid to a user other than root: install it 0755, or 4755 owned by root (make install-setuid)"),
             BadRlimit(r) => write!(
@@ -369,6 +472,7 @@ impl PlanError {
     pub fn exit_code(&self) -> u8 {
         match self {
             PlanError::CapsNotAllowed(_)
+            | PlanError::NoSubids { .. }
             | PlanError::SeccompNoneNotAllowed(_)
             | PlanError::NetNotAllowed(..)
             | PlanError::LimitsNotGranted
@@ -544,30 +648,21 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         None => (0, 0),
     };
 
-    let userns = match caller.mode {
-        Mode::Root if !req.userns => None,
-        Mode::Root | Mode::Rootless => Some(IdMap {
-            uids: id_lines(uid, caller.uid, &[]),
-            gids: id_lines(gid, caller.gid, &[]),
-            setgroups: false,
-            by_parent: false,
-        }),
-        Mode::Setuid => Some(IdMap {
-            uids: id_lines(uid, caller.uid, &caller.subuids),
-            gids: id_lines(gid, caller.gid, &caller.subgids),
-            setgroups: !caller.subgids.is_empty(),
-            by_parent: true,
-        }),
-    };
+    let userns = userns_map(req, caller, uid, gid)?;
 
     let mut caps = Vec::new();
     let caps_all = req.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all"));
     for c in &req.cap_add {
-        if caller.mode != Mode::Root {
+        // Capabilities held in the jail's own user namespace give no power over the host: every
+        // mode may keep them there. Only root may keep them without one.
+        if caller.mode != Mode::Root && userns.is_none() {
             return Err(PlanError::CapsNotAllowed(caller.mode));
         }
         let n = if c.eq_ignore_ascii_case("all") {
             caps.extend(0..CAP_NAMES.len() as u32);
+            continue;
+        } else if c.eq_ignore_ascii_case("container") {
+            caps.extend(CONTAINER_CAPS.iter().map(|n| cap_number(n).expect("a known capability")));
             continue;
         } else {
             cap_number(c).ok_or_else(|| PlanError::UnknownCap(c.clone()))?
@@ -858,7 +953,11 @@ impl fmt::Display for Plan {
         writeln!(f, "namespaces: {}", self.namespace_names().join(" "))?;
         match &self.userns {
             Some(m) => {
-                let who = if m.by_parent { "written by ljspawn (setuid)" } else { "written by the jail" };
+                let who = match (m.by_parent, m.helper) {
+                    (_, true) => "written by newuidmap/newgidmap",
+                    (true, false) => "written by ljspawn",
+                    (false, false) => "written by the jail",
+                };
                 for (name, lines) in [("uid", &m.uids), ("gid", &m.gids)] {
                     let l: Vec<String> =
                         lines.iter().map(|r| format!("{} {} {}", r.inside, r.outside, r.count)).collect();
@@ -867,7 +966,7 @@ impl fmt::Display for Plan {
                 writeln!(
                     f,
                     "setgroups: {}",
-                    if m.setgroups { "allow (subgid ranges granted)" } else { "deny" }
+                    if m.setgroups { "allow (a gid range is mapped)" } else { "deny" }
                 )?;
             }
             None => writeln!(f, "uid map: none (no user namespace: jail ids are host ids)")?,
@@ -1059,6 +1158,7 @@ mod tests {
                 gids: vec![IdRange { inside: 0, outside: 1000, count: 1 }],
                 setgroups: false,
                 by_parent: false,
+                helper: false,
             })
         );
         let mut r = req(&["true"]);
@@ -1075,6 +1175,7 @@ mod tests {
                 gids: vec![IdRange { inside: 1234, outside: 0, count: 1 }],
                 setgroups: false,
                 by_parent: false,
+                helper: false,
             })
         );
     }
@@ -1212,7 +1313,7 @@ mod tests {
     }
 
     #[test]
-    fn capabilities_are_named_and_only_root_keeps_them() {
+    fn capabilities_are_named_and_kept_in_the_jails_own_user_namespace() {
         assert_eq!(cap_number("CAP_NET_ADMIN"), Some(12));
         assert_eq!(cap_number("sys_admin"), Some(21));
         assert_eq!(cap_number("checkpoint_restore"), Some(40));
@@ -1220,14 +1321,64 @@ mod tests {
         let mut r = req(&["true"]);
         r.cap_add = vec!["net_raw".into(), "CAP_NET_RAW".into()];
         assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().caps, vec![13]);
-        assert_eq!(
-            build(&r, &caller(Mode::Rootless), &none_open),
-            Err(PlanError::CapsNotAllowed(Mode::Rootless))
-        );
+        // Rootless and setuid jails always have their own user namespace: kept there.
+        let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        assert!(p.userns.is_some() && p.caps == vec![13]);
+        assert_eq!(build(&r, &caller(Mode::Setuid), &none_open).unwrap().caps, vec![13]);
         assert_eq!(PlanError::CapsNotAllowed(Mode::Rootless).exit_code(), crate::EXIT_SETUP);
+        // The container set by name: the 13 of Docker's default, numbers sorted.
+        r.cap_add = vec!["container".into()];
+        let caps = build(&r, &caller(Mode::Rootless), &none_open).unwrap().caps;
+        assert_eq!(caps, vec![0, 1, 3, 4, 5, 6, 7, 8, 10, 18, 27, 29, 31]);
         r.cap_add = vec!["nope".into()];
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::UnknownCap("nope".into())));
         assert_eq!(PlanError::UnknownCap("nope".into()).exit_code(), crate::EXIT_USAGE);
+    }
+
+    #[test]
+    fn subids_map_jail_ids_0_to_65535_in_every_mode() {
+        let mut r = req(&["true"]);
+        r.subids = true;
+        r.user = Some((1000, None));
+        // Root: the same ids, 0-65535, written by ljspawn.
+        let m = build(&r, &caller(Mode::Root), &none_open).unwrap().userns.unwrap();
+        assert_eq!(m.uids, vec![IdRange { inside: 0, outside: 0, count: 65536 }]);
+        assert_eq!(m.gids, m.uids);
+        assert!(m.setgroups && m.by_parent && !m.helper);
+        // Rootless: the caller as 0, the ranges from 1 up, by newuidmap/newgidmap.
+        let mut c = caller(Mode::Rootless);
+        assert_eq!(
+            build(&r, &c, &none_open),
+            Err(PlanError::NoSubids { uid: 1000, subuids: false, subgids: false })
+        );
+        assert_eq!(
+            PlanError::NoSubids { uid: 1000, subuids: true, subgids: false }.to_string(),
+            "--subids: no range for uid 1000 in /etc/subgid (ask an administrator: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)"
+        );
+        c.subuids = vec![(100000, 65536)];
+        c.subgids = vec![(200000, 65536)];
+        let p = build(&r, &c, &none_open).unwrap();
+        let m = p.userns.unwrap();
+        assert_eq!(
+            m.uids,
+            vec![
+                IdRange { inside: 0, outside: 1000, count: 1 },
+                IdRange { inside: 1, outside: 100000, count: 65536 }
+            ]
+        );
+        assert_eq!(m.gids[1], IdRange { inside: 1, outside: 200000, count: 65536 });
+        assert!(m.setgroups && m.by_parent && m.helper);
+        // The program still runs as --user (a subordinate id).
+        assert_eq!((p.uid, p.gid), (1000, 1000));
+        // Setuid: the same map, written by the privileged parent.
+        c.mode = Mode::Setuid;
+        let m = build(&r, &c, &none_open).unwrap().userns.unwrap();
+        assert_eq!(m.uids[0], IdRange { inside: 0, outside: 1000, count: 1 });
+        assert!(m.by_parent && !m.helper);
+        // Without --subids, setuid keeps mapping the jail user to the caller.
+        r.subids = false;
+        let m = build(&r, &c, &none_open).unwrap().userns.unwrap();
+        assert_eq!(m.uids[0], IdRange { inside: 1000, outside: 1000, count: 1 });
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! 2. `-O`/`-E` opened with the caller's filesystem ids ([`Privileged::open_outputs`]);
 //! 3. the jail's cgroup made under the granted limits ([`Privileged::make_cgroup`]);
 //! 4. once the jail is cloned ([`Privileged::setup_jail`]): its user namespace maps written
-//!    (the caller's id and its `/etc/subuid`/`/etc/subgid` ranges), its network device
+//!    (the caller's id and its `/etc/subuid`/`/etc/subgid` ranges; rootless `--subids`: by
+//!    `newuidmap`/`newgidmap`, run unprivileged), its network device
 //!    plumbed (a granted bridge or macvlan), its PID 1 moved into the cgroup, and the reaper
 //!    started (a root process that removes the cgroup once ljspawn is gone);
 //! 5. [`Privileged::drop`]: every id set to the caller's, capabilities read back as empty,
@@ -99,10 +100,11 @@ impl Privileged {
     /// The jail `pid` is cloned and waits for the go byte: writes its maps (setuid), plumbs
     /// its network device, moves it into its cgroup and (setuid) starts the reaper.
     pub fn setup_jail(&self, plan: &Plan, pid: i32, cgroup: Option<&Cgroup>) -> Result<(), SpawnError> {
-        if self.setuid {
-            let written =
-                plan.userns.as_ref().map_or(Ok(()), |m| jail::write_maps(&format!("/proc/{pid}"), m));
-            written.map_err(|(file, e)| err(format!("cannot write the jail's {file}"), e))?;
+        match &plan.userns {
+            Some(m) if m.by_parent && m.helper => run_idmap_helpers(pid, m)?,
+            Some(m) if m.by_parent => jail::write_maps(&format!("/proc/{pid}"), m)
+                .map_err(|(file, e)| err(format!("cannot write the jail's {file}"), e))?,
+            _ => {}
         }
         plumb(plan, pid)?;
         if let Some(cg) = cgroup {
@@ -156,9 +158,7 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     if plan.userns.is_none() {
         return refuse("a jail without a user namespace");
     }
-    if !plan.caps.is_empty() {
-        return refuse("--cap-add");
-    }
+    // (Capabilities are kept only inside the jail's own user namespace, checked above.)
     if plan.seccomp == Seccomp::None {
         return refuse("--seccomp none");
     }
@@ -170,8 +170,46 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     if granted == Some(false) || (granted.is_some() && plan.mode != Mode::Setuid) {
         return refuse("this network mode");
     }
-    if plan.mode == Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.by_parent) {
+    if plan.mode == Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.by_parent && !m.helper) {
         return refuse("privileged id maps");
+    }
+    if plan.mode != Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.helper) {
+        return refuse("newuidmap");
+    }
+    Ok(())
+}
+
+/// Where Debian's `uidmap` package installs the helpers (setuid root; never looked up in PATH).
+const NEWUIDMAP: &str = "/usr/bin/newuidmap";
+const NEWGIDMAP: &str = "/usr/bin/newgidmap";
+
+/// Rootless `--subids`: runs `newgidmap PID INSIDE OUTSIDE COUNT...` and the same with
+/// `newuidmap` on the jail, from this unprivileged process. They check every range against
+/// `/etc/subuid`/`/etc/subgid` and allow `setgroups` when a subgid range is mapped.
+fn run_idmap_helpers(pid: i32, m: &crate::plan::IdMap) -> Result<(), SpawnError> {
+    for (helper, ranges) in [(NEWGIDMAP, &m.gids), (NEWUIDMAP, &m.uids)] {
+        let mut cmd = std::process::Command::new(helper);
+        cmd.arg(pid.to_string());
+        for r in ranges.iter() {
+            cmd.args([r.inside.to_string(), r.outside.to_string(), r.count.to_string()]);
+        }
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        let out = cmd.output().map_err(|e| {
+            let hint =
+                if e.kind() == io::ErrorKind::NotFound { " (install Debian's uidmap package)" } else { "" };
+            SpawnError {
+                code: EXIT_SETUP,
+                msg: format!("--subids: cannot run {helper}: {}{hint}", crate::describe(&e)),
+            }
+        })?;
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr);
+            let why = why.lines().last().unwrap_or("").trim();
+            return Err(SpawnError {
+                code: EXIT_SETUP,
+                msg: format!("--subids: {helper} failed ({}): {why}", out.status),
+            });
+        }
     }
     Ok(())
 }

@@ -102,6 +102,7 @@ fn clone_jail(
     // the namespace to belong to the jail's user namespace, ljspawn enters that one first.
     let parallel_net = plan.net == Net::None
         && matches!(plan.mode, Mode::Root | Mode::Rootless)
+        && plan.userns.as_ref().is_none_or(|m| !m.by_parent)
         && plan.json_status.is_none()
         && plan.limits.is_empty();
     let mut flags = plan.clone_flags();

@@ -38,6 +38,8 @@ lj_tests::mode_tests! {
     big_script_no_artifacts: root rootless;
     rootless_on_root_built_world: rootless;
     debian_apt_get: root rootless;
+    debian_users_and_chown: root rootless;
+    one_id_without_subids: rootless;
     default_root_per_user: root rootless;
     script_line_numbers_and_crlf: root rootless;
     version_rules: root rootless;
@@ -686,43 +688,122 @@ fn rootless_on_root_built_world(lj: &Lj) {
     );
 }
 
-/// A real distribution: a Debian world (`debootstrap --variant=minbase bookworm`, at
-/// `$LJ_DEBIAN_WORLD` or `$LJ_TEST_DIR/worlds/debian`), a Jailfile that runs `apt-get update`
-/// and installs a small package over the host's network, then `ljbuild run` uses it.
-/// Rootless, apt cannot switch to its `_apt` sandbox user (only root is mapped), so the
-/// Jailfile tells it to stay root.
-fn debian_apt_get(lj: &Lj) {
+/// Puts a Debian world at `worlds/debian` of the test's root: the shared one (root), or the
+/// test user's copy made by tests/prepare.sh, imported with `ljbuild world import` (rootless).
+/// False (after a SKIP) when there is none.
+fn debian_world(lj: &Lj) -> bool {
+    use std::os::unix::fs::MetadataExt;
     let world = std::env::var_os("LJ_DEBIAN_WORLD")
         .map(PathBuf::from)
-        .unwrap_or_else(|| lj.cx.dir.join("worlds/debian"));
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/lj-debian-world"));
     if !world.join("usr/bin/apt-get").is_file() {
         lj.cx.skip(&format!(
-            "no Debian world at {} (make one: debootstrap --variant=minbase bookworm DIR, then set LJ_DEBIAN_WORLD=DIR)",
+            "no Debian world at {} (tests/prepare.sh makes one with debootstrap; or set LJ_DEBIAN_WORLD=DIR)",
             world.display()
         ));
+        return false;
+    }
+    if lj.cx.caller_uid == lj_tests::current_uid() {
+        // Root (or the tests run unprivileged and own the world): use it in place, read-only.
+        std::os::unix::fs::symlink(&world, lj.root().join("worlds/debian")).unwrap();
+        return true;
+    }
+    let copy = lj.cx.dir.join(format!("worlds/debian-{}", lj_tests::TEST_USER));
+    if fs::metadata(&copy).map(|m| m.uid()).ok() != Some(lj.cx.caller_uid) {
+        lj.cx.skip(&format!("{} missing or not the test user's: run tests/prepare.sh", copy.display()));
+        return false;
+    }
+    let t = Instant::now();
+    lj.ok(&["world", "import", "debian", &path_str(&copy)]);
+    eprintln!("rootless world import: {:?}", t.elapsed());
+    true
+}
+
+/// A script that adds a user and a group and gives its own files to them (useradd, groupadd,
+/// chown, chgrp): needs jail ids beyond one and CHOWN/FOWNER in the build's user namespace.
+fn debian_users_and_chown(lj: &Lj) {
+    if !debian_world(lj) {
         return;
     }
-    if lj.cx.run_as.is_none() {
-        // Root (or the tests run unprivileged and own the world): use it in place.
-        std::os::unix::fs::symlink(&world, lj.root().join("worlds/debian")).unwrap();
-    } else {
-        // The rootless caller must own its world: a private copy.
-        let copy = lj.td.join("debian-copy");
-        let mut cp = Command::new("cp");
-        cp.arg("-a").arg(&world).arg(&copy);
-        let out = run_with_timeout(cp, None, Duration::from_secs(300)).expect("cp");
-        assert_eq!(out.status(), 0, "{}", out.report());
-        let mut chown = Command::new("chown");
-        chown.arg("-R").arg(format!("{}:{}", lj.cx.caller_uid, lj.cx.caller_gid)).arg(&copy);
-        let out = run_with_timeout(chown, None, Duration::from_secs(300)).expect("chown");
-        assert_eq!(out.status(), 0, "{}", out.report());
-        lj.ok(&["world", "import", "debian", &path_str(&copy)]);
+    let f = lj.jailfile(
+        "users",
+        "name deb/users\nworld debian\n---\ngroupadd -g 2000 builders\nuseradd -u 2001 -g builders -m builder\n\
+         mkdir -p /srv/app && echo data > /srv/app/f\nchown builder /srv/app/f\nchgrp builders /srv/app\n\
+         touch /srv/app/g && chown 3000:3000 /srv/app/g\n\
+         chmod 2775 /srv/app\nstat -c '%U:%G %a' /srv/app /srv/app/f /home/builder\n",
+    );
+    let out = lj.run(&["--net", "none", &f]).ok();
+    assert!(
+        out.stdout.contains("root:builders 2775\nbuilder:root 644\nbuilder:builders 755\n"),
+        "{}",
+        out.report()
+    );
+    let got = lj.jail("deb/users", "stat -c '%u:%g' /srv/app /srv/app/f /srv/app/g; id builder");
+    assert_eq!(
+        got,
+        "0:2000\n2001:0\n3000:3000\nuid=2001(builder) gid=2000(builders) groups=2000(builders)\n"
+    );
+}
+
+/// A user without subordinate ids builds with one id and is told so (a warning naming the fix),
+/// never silently.
+fn one_id_without_subids(lj: &Lj) {
+    if lj_tests::current_uid() != 0 {
+        lj.cx.skip("needs root to run ljbuild as a user without subordinate ids");
+        return;
+    }
+    let uid = 54321u32; // no /etc/passwd entry, no range
+    let home = lj.dir("nosub");
+    let chown = |p: &Path| {
+        let mut c = Command::new("chown");
+        c.arg("-R").arg(format!("{uid}:{uid}")).arg(p);
+        assert_eq!(run_with_timeout(c, None, Duration::from_secs(60)).expect("chown").status(), 0);
+    };
+    let world = lj.cx.world_copy();
+    chown(world.path());
+    fs::write(home.join("Jailfile"), "name n/x\n---\nid -u > /who\n").unwrap();
+    chown(&home);
+    let setpriv = which("setpriv").expect("setpriv");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(&setpriv);
+        cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()])
+            .arg("/usr/bin/env")
+            .arg("-i")
+            .arg(format!("LIGHTJAIL_ROOT={}/root", path_str(&home)))
+            .arg(&lj.bin)
+            .args(args)
+            .current_dir(&home);
+        run_with_timeout(cmd, None, Duration::from_secs(60)).expect("ljbuild")
+    };
+    let out = run(&["world", "import", "bb", &path_str(world.path())]);
+    assert_eq!(out.status(), 0, "{}", out.report());
+    let out = run(&["Jailfile"]);
+    assert_eq!(out.status(), 0, "{}", out.report());
+    assert!(
+        out.stderr.contains(&format!("ljbuild: warning: no range for uid {uid} in /etc/subuid or /etc/subgid: the build maps one id (you, as root), so packages that add users or chown files fail (an administrator adds ranges: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)")),
+        "{}",
+        out.report()
+    );
+    let out = run(&["run", "n/x", "--", "cat", "/who"]);
+    assert_eq!(out.stdout, "0\n", "{}", out.report());
+}
+
+/// A real distribution, as buildah builds it: a Debian world (`debootstrap --variant=minbase
+/// bookworm`, at `$LJ_DEBIAN_WORLD`), a Jailfile that runs plain `apt-get update` and installs
+/// packages whose maintainer scripts add system users and chown files (uuid-runtime,
+/// openssh-server), with no apt options: apt drops to its `_apt` user, dpkg chowns and sets
+/// setuid modes. Root builds on the shared world; the rootless user imports its own copy
+/// (made once per run by tests/prepare.sh). The published layer keeps ssh-keysign setuid, and
+/// files owned by the packages' users keep those owners.
+fn debian_apt_get(lj: &Lj) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !debian_world(lj) {
+        return;
     }
     let f = lj.jailfile(
         "deb",
-        "name deb/hello\nworld debian\n---\napt-get -o APT::Sandbox::User=root -q update\n\
-         DEBIAN_FRONTEND=noninteractive apt-get -o APT::Sandbox::User=root -q install -y --no-install-recommends hello\n\
-         apt-get clean\n",
+        "name deb/ssh\nworld debian\n---\napt-get update && apt-get install -y uuid-runtime openssh-server\n\
+         apt-get clean\nid uuidd\nid sshd\n",
     );
     let t = Instant::now();
     let out = lj.run(&[&f]);
@@ -734,10 +815,47 @@ fn debian_apt_get(lj: &Lj) {
     }
     let out = out.ok();
     eprintln!("debian build: {:?}", t.elapsed());
-    assert!(out.stdout.contains("Setting up hello"), "{}", out.report());
-    assert_eq!(lj.jail("deb/hello", "hello"), "Hello, world!\n");
+    for want in ["Setting up uuid-runtime", "Setting up openssh-server", "uid=", "(uuidd)", "(sshd)"] {
+        assert!(out.stdout.contains(want), "the build's output lacks {want:?}\n{}", out.report());
+    }
+    for bad in ["setgroups", "seteuid", "Operation not permitted", "Permission denied"] {
+        assert!(!out.stdout.contains(bad), "the build's output says {bad:?}\n{}", out.report());
+    }
+    let v = lj.versions("deb/ssh").pop().expect("published");
+    let layer = lj.root().join("deb/ssh").join(&v).join("root");
+    // The setuid helper keeps its mode in the published layer (owned by jail root).
+    let keysign =
+        fs::symlink_metadata(layer.join("usr/lib/openssh/ssh-keysign")).expect("ssh-keysign in the layer");
+    assert_eq!(keysign.permissions().mode() & 0o7777, 0o4755, "ssh-keysign lost its setuid bit");
+    assert_eq!(keysign.uid(), lj.cx.caller_uid);
+    // uuidd's state directory belongs to its user, mapped (root: the same id; rootless: a
+    // subordinate id above the caller's).
+    let st = fs::metadata(layer.join("var/lib/libuuid")).expect("/var/lib/libuuid");
+    // `ljbuild run` maps the ids as the build did: the package users' files show their owners.
+    let inside = lj.jail(
+        "deb/ssh",
+        "stat -c '%U:%G %u' /var/lib/libuuid; /usr/bin/uuidgen | wc -c; stat -c %a /usr/lib/openssh/ssh-keysign",
+    );
+    let lines: Vec<&str> = inside.lines().collect();
+    assert!(lines[0].starts_with("uuidd:uuidd "), "{inside}");
+    let jail_uid: u32 = lines[0].rsplit(' ').next().unwrap().parse().unwrap();
+    let want_host = if lj.cx.caller_uid == 0 {
+        jail_uid
+    } else {
+        // The caller is jail root; its first /etc/subuid range holds jail ids 1 and up.
+        let subuid = fs::read_to_string("/etc/subuid").unwrap();
+        let start: u32 = subuid
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{}:", lj_tests::TEST_USER)))
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse().ok())
+            .expect("a subuid range for the test user");
+        start + jail_uid - 1
+    };
+    assert_eq!(st.uid(), want_host, "{inside}");
+    assert_eq!(&lines[1..], ["37", "4755"], "{inside}");
     // The second time nothing runs.
-    assert!(lj.ok(&[&f]).stdout.contains("cached deb/hello@"));
+    assert!(lj.ok(&[&f]).stdout.contains("cached deb/ssh@"));
 }
 
 /// The last stderr line, which must be the only `ljbuild: ` error line.
@@ -974,7 +1092,7 @@ fn run_ci_recipe(lj: &Lj) {
         "true",
     ]);
     assert!(
-        out.stdout.contains("--memory 256M --pids 64 --cpus 0.5 --net host -- true")
+        out.stdout.contains("--memory 256M --pids 64 --cpus 0.5 --net host --subids -- true")
             && out.stdout.contains("--ro-bind /etc/resolv.conf /etc/resolv.conf"),
         "{}",
         out.report()

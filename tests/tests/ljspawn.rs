@@ -54,7 +54,9 @@ lj_tests::mode_tests! {
     session: root rootless setuid;
     no_new_privs_no_caps: root rootless setuid;
     cap_add: root;
-    cap_add_refused: rootless setuid;
+    cap_add_in_own_userns: rootless setuid;
+    subids_map_0_to_65535: root rootless setuid;
+    subids_without_ranges: rootless setuid;
     mknod_fails: root rootless setuid;
     kill9_kills_jail: root rootless setuid;
     background_dies: root rootless setuid;
@@ -953,10 +955,115 @@ fn cap_add(cx: &Ctx) {
     assert_lines(&out, &["end"]);
 }
 
-fn cap_add_refused(cx: &Ctx) {
-    let out = sh_with(cx, &["--cap-add", "net_admin"], "echo RAN");
+/// Rootless and setuid jails keep capabilities inside their own user namespace: they work on
+/// what the jail owns (its loopback), and give nothing over the host (a host root's file stays
+/// unreadable with CAP_DAC_OVERRIDE, its owner not being mapped).
+fn cap_add_in_own_userns(cx: &Ctx) {
+    let out = sh_with(cx, &["--cap-add", "net_admin"], "cat /proc/self/status").ok();
+    let eff = status_field(&out.stdout, "CapEff").unwrap_or_default();
+    assert_eq!(u64::from_str_radix(&eff, 16).ok(), Some(1 << 12), "{}", out.report());
+    let out = sh_with(cx, &["--cap-add", "net_admin"], "ip link set lo down && echo down").ok();
+    assert_lines(&out, &["down"]);
+    let Some((dir, _secret)) = cx.root_only_file("HOST-SECRET-caps") else { return };
+    for caps in [&["--cap-add", "all"][..], &["--cap-add", "container"], &["--subids", "--cap-add", "all"]] {
+        let mut extra = caps.to_vec();
+        extra.extend(["--ro-bind", dir.path().to_str().unwrap(), "/tmp/m"]);
+        let out = sh_with(cx, &extra, "cat /tmp/m/secret 2>&1; echo end").ok();
+        assert!(
+            !out.stdout.contains("HOST-SECRET"),
+            "a capability in the jail read a host root's file\n{}",
+            out.report()
+        );
+        assert!(
+            out.stdout.contains("Permission denied") && out.stdout.ends_with("end\n"),
+            "{}",
+            out.report()
+        );
+    }
+}
+
+/// The caller's first /etc/subuid and /etc/subgid ranges.
+fn first_ranges(cx: &Ctx) -> Option<((u32, u32), (u32, u32))> {
+    let name = lj_tests::lookup_user(lj_tests::TEST_USER)
+        .filter(|u| u.uid == cx.caller_uid)
+        .map(|_| lj_tests::TEST_USER)?;
+    let get = |f: &str| {
+        let text = fs::read_to_string(f).ok()?;
+        text.lines().find_map(|l| {
+            let v: Vec<&str> = l.split(':').collect();
+            if v.len() != 3 || v[0] != name {
+                return None;
+            }
+            Some((v[1].parse::<u32>().ok()?, v[2].parse::<u32>().ok()?))
+        })
+    };
+    Some((get("/etc/subuid")?, get("/etc/subgid")?))
+}
+
+/// --subids: jail ids 0-65535 as a container gets them: root the same ids; rootless and setuid
+/// the caller as 0 and its ranges from 1 up (newuidmap/newgidmap; the setuid parent), with
+/// setgroups allowed; with the container capabilities chown and chgrp to any of them work.
+fn subids_map_0_to_65535(cx: &Ctx) {
+    let out =
+        sh_with(cx, &["--subids"], "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups").ok();
+    let maps: Vec<String> =
+        out.lines().iter().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    if cx.mode == Mode::Root {
+        assert_eq!(maps, ["0 0 65536", "0 0 65536", "allow"], "{}", out.report());
+    } else {
+        let Some(((us, uc), (gs, gc))) = first_ranges(cx) else {
+            cx.skip("no /etc/subuid and /etc/subgid ranges for the test user (tests/prepare.sh adds them)");
+            return;
+        };
+        let me = cx.caller_uid;
+        let g = cx.caller_gid;
+        assert_eq!(
+            maps,
+            [
+                format!("0 {me} 1"),
+                format!("1 {us} {uc}"),
+                format!("0 {g} 1"),
+                format!("1 {gs} {gc}"),
+                "allow".into()
+            ],
+            "{}",
+            out.report()
+        );
+    }
+    let script = "cd /tmp && touch f && chown 1000:1000 f && chgrp 42 f && stat -c %u:%g f && id -u";
+    let out = sh_with(cx, &["--subids", "--cap-add", "container"], script).ok();
+    assert_lines(&out, &["1000:42", "0"]);
+    let out = sh_with(cx, &["--subids", "--user", "1000:1000"], "id -u; id -g").ok();
+    assert_lines(&out, &["1000", "1000"]);
+    // Without capabilities the jail root still cannot chown (nothing is kept by default).
+    let out =
+        sh_with(cx, &["--subids"], "cd /tmp && touch f && chown 1000 f 2>/dev/null || echo refused").ok();
+    assert_lines(&out, &["refused"]);
+}
+
+/// --subids for a user without subordinate ids: one line, exit 125, never a one-id jail.
+fn subids_without_ranges(cx: &Ctx) {
+    if lj_tests::current_uid() != 0 {
+        cx.skip("needs root to run ljspawn as a user without subordinate ids");
+        return;
+    }
+    let Some(setpriv) = lj_tests::which("setpriv") else {
+        cx.skip("setpriv (util-linux) not installed");
+        return;
+    };
+    let uid = 54321; // no /etc/passwd entry, no range
+    let mut cmd = std::process::Command::new(setpriv);
+    cmd.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()])
+        .arg(&cx.bin)
+        .args(["--subids", "--root", &world(cx), "--", "/bin/echo", "RAN"])
+        .current_dir("/");
+    let out = lj_tests::run_with_timeout(cmd, None, Duration::from_secs(30)).expect("run ljspawn");
     assert!(!out.stdout.contains("RAN"), "{}", out.report());
-    out.expect_ljspawn_error(125);
+    assert_eq!(out.status(), 125, "{}", out.report());
+    assert_eq!(
+        out.stderr.trim_end(),
+        format!("ljspawn: --subids: no range for uid {uid} in /etc/subuid or /etc/subgid (ask an administrator: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER)")
+    );
 }
 
 fn mknod_fails(cx: &Ctx) {
