@@ -20,7 +20,7 @@
 //! chdir /data
 //! user 1000:1000
 //! memory 512M                   # also: pids N, cpus FRACTION, rlimit NAME=SOFT[:HARD]
-//! cap-add CAP_NET_RAW           # root only; also: allow-userns yes
+//! cap-add CAP_NET_RAW           # kept in the jail's own user namespace (root: on the host); also: allow-userns yes
 //! restart on-failure            # no (default), on-failure, always
 //! restart-delay 1s              # between restarts (default 1s)
 //! restart-max 5                 # give up after this many restarts (0: never; default 0)
