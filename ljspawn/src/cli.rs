@@ -192,7 +192,7 @@ pub fn command() -> Command {
                 .long("memory")
                 .value_name("SIZE")
                 .conflicts_with("memory-mb")
-                .help("Memory limit of the whole jail, through its cgroup (e.g. 512M, 2G)"),
+                .help("Memory limit of the whole jail, through its cgroup (e.g. 512M, 2G; a number alone is MiB, 4096B bytes; at least 1M)"),
         )
         .arg(
             Arg::new("memory-mb")

@@ -146,22 +146,34 @@ fn parse(text: &str) -> Result<Vec<Rule>, ConfError> {
     Ok(rules)
 }
 
-/// `64M`, `1G`, `512k`, `100000` (bytes); binary units, optional trailing `B` or `iB`.
+/// A size: `512K`, `64M`, `2G`, `1T` (binary units, an optional `B` or `iB` after them), `4096B`
+/// in bytes, and a number without a unit in MiB (as lightjail's `-m`): `--memory 100` is
+/// 100 MiB, never 100 bytes. Zero and overflows are `None`.
 pub fn parse_size(s: &str) -> Option<u64> {
-    let t = s.trim_end_matches("iB").trim_end_matches(['B', 'b']);
+    let t = s.strip_suffix("iB").unwrap_or(s);
     let (num, mul) = match t.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
+            let (num, unit) = (&t[..i], c.to_ascii_uppercase());
+            // `B` after a unit letter (`64MB`) is only decoration; after digits it means bytes.
+            let (num, unit) = match (unit, num.chars().last()) {
+                ('B', Some(u)) if u.is_ascii_alphabetic() => (&num[..num.len() - 1], u.to_ascii_uppercase()),
+                _ => (num, unit),
+            };
+            let m: u64 = match unit {
+                'B' => 1,
                 'K' => 1 << 10,
                 'M' => 1 << 20,
                 'G' => 1 << 30,
                 'T' => 1 << 40,
                 _ => return None,
             };
-            (&t[..i], m)
+            (num, m)
         }
-        _ => (t, 1),
+        _ => (t, 1 << 20),
     };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     num.parse::<u64>().ok()?.checked_mul(mul).filter(|&n| n > 0)
 }
 
@@ -215,7 +227,12 @@ mod tests {
         assert_eq!(parse_size("64M"), Some(64 << 20));
         assert_eq!(parse_size("1GiB"), Some(1 << 30));
         assert_eq!(parse_size("512k"), Some(512 << 10));
-        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("4096B"), Some(4096));
+        assert_eq!(parse_size("64MB"), Some(64 << 20));
+        assert_eq!(parse_size("100"), Some(100 << 20), "a bare number is MiB");
+        assert_eq!(parse_size("M"), None);
+        assert_eq!(parse_size("1KK"), None);
+        assert_eq!(parse_size("-1M"), None);
         assert_eq!(parse_size("0"), None);
         assert_eq!(parse_size("1X"), None);
         assert_eq!(parse_size("99999999999T"), None);

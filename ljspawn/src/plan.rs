@@ -385,6 +385,7 @@ pub enum PlanError {
     BadInstall,
     BadRlimit(String),
     BadSize(String),
+    MemoryTooSmall(String),
     LimitsNotGranted,
     LimitAboveGrant(&'static str, String),
     BadSeccomp(String),
@@ -446,7 +447,12 @@ impl fmt::Display for PlanError {
                 "invalid --rlimit '{r}' (expected NAME=SOFT[:HARD], NAME one of {}, values a number or unlimited)",
                 RLIMITS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
             ),
-            BadSize(v) => write!(f, "invalid --memory '{v}' (expected a size such as 512M or 2G)"),
+            BadSize(v) => write!(f, "invalid --memory '{v}' (expected a size such as 512M or 2G; a number alone is MiB)"),
+            MemoryTooSmall(v) => write!(
+                f,
+                "--memory {v} is too small to start a process in the jail: give at least {}M (a number alone is MiB)",
+                MIN_MEMORY >> 20
+            ),
             LimitsNotGranted => write!(
                 f,
                 "cgroup limits are not granted to you in /etc/lightjail.conf (a line like 'limits allow USER' is missing)"
@@ -482,6 +488,10 @@ impl PlanError {
         }
     }
 }
+
+/// The smallest `--memory` a jail may have: below it, ljspawn's init and a static program do
+/// not fit (measured: a static `true` needs about 256K), so the limit is refused, not applied.
+pub const MIN_MEMORY: u64 = 1 << 20;
 
 /// The jail's default `PATH`.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -617,7 +627,11 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     let net = parse_net(req, caller)?;
     let limits = Limits {
         memory: match &req.memory {
-            Some(m) => Some(conf::parse_size(m).ok_or_else(|| PlanError::BadSize(m.clone()))?),
+            Some(m) => match conf::parse_size(m) {
+                None => return Err(PlanError::BadSize(m.clone())),
+                Some(n) if n < MIN_MEMORY => return Err(PlanError::MemoryTooSmall(m.clone())),
+                n => n,
+            },
             None => None,
         },
         pids: req.pids,
@@ -1442,6 +1456,16 @@ mod tests {
         assert!(build(&r, &c, &none_open).is_ok());
         r.memory = Some("lots".into());
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSize("lots".into())));
+        r.memory = Some("100".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().limits.memory, Some(100 << 20));
+        for small in ["100B", "512K", "1048575B"] {
+            r.memory = Some(small.into());
+            let e = build(&r, &caller(Mode::Root), &none_open).unwrap_err();
+            assert_eq!(e, PlanError::MemoryTooSmall(small.into()));
+            assert!(e.to_string().contains("at least 1M"), "{e}");
+        }
+        r.memory = Some("1M".into());
+        assert!(build(&r, &caller(Mode::Root), &none_open).is_ok());
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod limits {
         setuid_grants: setuid;
         rlimits: root rootless setuid;
         dry_run_lists_limits: root rootless;
+        memory_sizes: root rootless setuid;
         jail_sees_its_cgroup_as_root: root;
     }
 }
@@ -745,6 +746,44 @@ fn rlimits(cx: &Ctx) {
     assert_eq!(lines.get(1).map(String::as_str), Some("small 0 1000"), "{}", out.report());
     let out = sh_with(cx, &[], script).ok();
     assert_eq!(out.lines(), ["big 0 4096", "small 0 1000"], "control without --rlimit\n{}", out.report());
+}
+
+/// Sizes without a unit are MiB (like `-m`); a memory limit too small to start a process is
+/// refused with one line before anything runs (issue 14, item 4). Root also runs `true` at the
+/// smallest accepted limit and at `--memory 100`.
+fn memory_sizes(cx: &Ctx) {
+    let w = cx.world_str();
+    let dry = |m: &str| cx.ljspawn().args(["--dry-run", "--root", &w, "--memory", m, "--", "true"]).run();
+    for (m, bytes) in [("100", 100 * MIB), ("1M", MIB), ("2048K", 2 * MIB), ("3145728B", 3 * MIB)] {
+        let out = dry(m);
+        if cx.mode == Mode::Setuid {
+            // Without a grant, limits are refused; the size is still read the same way.
+            out.expect_ljspawn_error(125);
+            continue;
+        }
+        let out = out.ok();
+        let want = format!("cgroup: memory.max {bytes} bytes");
+        assert!(out.stdout.lines().any(|l| l.contains(&want)), "--memory {m}: want {want}\n{}", out.report());
+    }
+    for m in ["100B", "512K", "1048575B"] {
+        let out = cx
+            .ljspawn()
+            .args(["--root", &w, "--memory", m, "--", "/bin/sh", "-c", "echo RAN"])
+            .run()
+            .expect_ljspawn_error(2);
+        assert!(
+            out.stderr.contains(&format!("--memory {m} is too small to start a process"))
+                && out.stdout.is_empty(),
+            "{}",
+            out.report()
+        );
+    }
+    if cx.mode == Mode::Root && need_controllers(cx, &["memory"]) {
+        for m in ["1M", "100"] {
+            let out = sh_with(cx, &["--memory", m], "echo RAN").ok();
+            assert_eq!(out.lines(), ["RAN"], "--memory {m}\n{}", out.report());
+        }
+    }
 }
 
 /// `--dry-run` lists the cgroup limits (and rlimits) and runs nothing.
