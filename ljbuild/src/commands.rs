@@ -216,6 +216,7 @@ pub fn inspect(root: &Root, spec: &str, json: bool, ui: &Ui) -> Result<(), Error
             "adds": diff.adds,
             "changes": diff.changes,
             "deletes": diff.deletes,
+            "unreadable": diff.unreadable,
         });
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
@@ -278,6 +279,10 @@ pub fn inspect(root: &Root, spec: &str, json: bool, ui: &Ui) -> Result<(), Error
     show(&mut o, "adds", diff.adds.iter().map(fmt).collect());
     show(&mut o, "changes", diff.changes.iter().map(fmt).collect());
     show(&mut o, "deletes", diff.deletes.clone());
+    if !diff.unreadable.is_empty() {
+        o.push_str("(not read: directories of your subordinate ids, closed to you on the host)\n");
+        show(&mut o, "unread", diff.unreadable.clone());
+    }
     print!("{o}");
     Ok(())
 }

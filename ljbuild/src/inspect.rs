@@ -36,6 +36,9 @@ pub struct Diff {
     pub files: u64,
     /// Bytes of the regular files in the layer.
     pub bytes: u64,
+    /// Directories of the layer ljbuild cannot read (rootless: owned by a subordinate id and
+    /// closed to others); listed, not descended into.
+    pub unreadable: Vec<String>,
 }
 
 /// A whiteout: a character device 0:0 (or a zero-size file with the `overlay.whiteout` xattr,
@@ -98,12 +101,20 @@ pub fn diff(upper: &Path, layers: &[PathBuf]) -> Result<Diff, StoreError> {
     d.adds.sort_by(|a, b| a.path.cmp(&b.path));
     d.changes.sort_by(|a, b| a.path.cmp(&b.path));
     d.deletes.sort();
+    d.unreadable.sort();
     Ok(d)
 }
 
 fn walk(upper: &Path, rel: &Path, layers: &[PathBuf], d: &mut Diff) -> Result<(), StoreError> {
     let dir = upper.join(rel);
-    let rd = fs::read_dir(&dir).map_err(StoreError::io("cannot list", &dir))?;
+    let rd = match fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && !rel.as_os_str().is_empty() => {
+            d.unreadable.push(format!("/{}", rel.display()));
+            return Ok(());
+        }
+        Err(e) => return Err(StoreError::io("cannot list", &dir)(e)),
+    };
     let mut names: Vec<_> = rd.flatten().map(|e| e.file_name()).collect();
     names.sort();
     for name in names {

@@ -602,9 +602,47 @@ pub fn remove_tree(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(_) => {
             make_dirs_writable(path);
-            fs::remove_dir_all(path)
+            match fs::remove_dir_all(path) {
+                Err(e)
+                    if e.kind() == io::ErrorKind::PermissionDenied
+                        && !rustix::process::geteuid().is_root() =>
+                {
+                    remove_as_jail_root(path).map_err(|why| io::Error::new(e.kind(), format!("{e} ({why})")))
+                }
+                r => r,
+            }
         }
     }
+}
+
+/// Rootless builds leave files owned by the caller's subordinate ids (a package's users), which
+/// the caller cannot remove on the host: removes `path` from a jail whose root is the caller,
+/// with those ids mapped and the capabilities to override their modes (`ljspawn --subids
+/// --cap-add container`, the host's `/` read-only as its root, `path`'s directory bound).
+fn remove_as_jail_root(path: &Path) -> Result<(), String> {
+    let ljspawn =
+        crate::spawn::find_ljspawn().ok_or("ljspawn not found to remove files of subordinate ids")?;
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err("no parent directory".into());
+    };
+    const AT: &str = "/tmp/.ljbuild-rm";
+    let out = std::process::Command::new(&ljspawn)
+        .args(["--subids", "--cap-add", "container", "--root", "/", "--bind"])
+        .arg(parent)
+        .args([AT, "--", "rm", "-rf", "--"])
+        .arg(Path::new(AT).join(name))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", ljspawn.display()))?;
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "removing it in a jail with your subordinate ids failed: {}",
+            text.lines().last().unwrap_or("").trim()
+        ));
+    }
+    Ok(())
 }
 
 fn make_dirs_writable(dir: &Path) {

@@ -40,6 +40,7 @@ lj_tests::mode_tests! {
     debian_apt_get: root rootless;
     debian_users_and_chown: root rootless;
     one_id_without_subids: rootless;
+    files_of_other_ids: root rootless;
     default_root_per_user: root rootless;
     script_line_numbers_and_crlf: root rootless;
     version_rules: root rootless;
@@ -122,8 +123,13 @@ impl<'a> Lj<'a> {
     }
 
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.run_for(args, env, Duration::from_secs(120))
+    }
+
+    /// [`Lj::run_env`] with a time limit (builds that download packages).
+    fn run_for(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
         let cmd = self.command(args, env);
-        let mut out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("run ljbuild");
+        let mut out = run_with_timeout(cmd, None, limit).expect("run ljbuild");
         out.command = format!("[{}] ljbuild {}", self.cx.mode, args.join(" "));
         out
     }
@@ -806,7 +812,7 @@ fn debian_apt_get(lj: &Lj) {
          apt-get clean\nid uuidd\nid sshd\n",
     );
     let t = Instant::now();
-    let out = lj.run(&[&f]);
+    let out = lj.run_for(&[&f], &[], Duration::from_secs(220));
     if out.status() == 1
         && (out.stdout.contains("Temporary failure resolving") || out.stdout.contains("Could not resolve"))
     {
@@ -856,6 +862,31 @@ fn debian_apt_get(lj: &Lj) {
     assert_eq!(&lines[1..], ["37", "4755"], "{inside}");
     // The second time nothing runs.
     assert!(lj.ok(&[&f]).stdout.contains("cached deb/ssh@"));
+    // The layer holds directories of the packages' users closed to others (apt's cache): rm
+    // still removes it all, rootless too.
+    lj.ok(&["rm", &format!("deb/ssh@{v}")]);
+    assert!(!lj.root().join("deb/ssh").exists());
+    assert!(lj.staging().is_empty(), "{:?}", lj.staging());
+}
+
+/// Files a build gives to other jail ids, in directories closed to others: rootless these are
+/// the caller's subordinate ids on the host, which the caller cannot read or remove there;
+/// inspect lists what it cannot read, and rm, gc and a failed build remove everything.
+fn files_of_other_ids(lj: &Lj) {
+    let script = "mkdir -p /d/e && echo x > /d/e/f && chown -R 1000:1000 /d && chmod 700 /d /d/e\n";
+    let f = lj.jailfile("o", &format!("name o/x\nversion 1\n---\n{script}"));
+    lj.ok(&[&f]);
+    let out = lj.ok(&["inspect", "o/x@1"]);
+    if lj.cx.caller_uid == 0 {
+        assert!(out.stdout.contains("  0700 /d/e/\n"), "{}", out.report());
+    } else {
+        assert!(out.stdout.contains("unread   1\n  /d\n"), "{}", out.report());
+    }
+    lj.ok(&["rm", "o/x@1"]);
+    assert!(!lj.root().join("o").exists());
+    let bad = lj.jailfile("b", &format!("name o/bad\nversion 1\n---\n{script}false\n"));
+    lj.fails(&[&bad], 1, &["o/bad@1", "Jailfile lines 4-5"]);
+    assert!(lj.staging().is_empty(), "a failed build left {:?}", lj.staging());
 }
 
 /// The last stderr line, which must be the only `ljbuild: ` error line.
