@@ -194,6 +194,41 @@ pub enum Cmd {
         /// Compress layers with gzip (default: uncompressed tar, faster; both are standard).
         #[arg(long)]
         gzip: bool,
+        /// Verify the registry's TLS certificate (`--tls-verify=false`: also plain HTTP).
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+        tls_verify: bool,
+    },
+    /// Push a published overlay to a registry as an OCI image (as `export` writes it): each blob
+    /// the registry lacks is uploaded (a HEAD first), the manifest last, so an interrupted push
+    /// publishes nothing. Credentials: $REGISTRY_AUTH_FILE or ~/.config/containers/auth.json.
+    Push {
+        /// NAMESPACE/NAME, optionally @VERSION-PREFIX.
+        #[arg(value_name = "NAME[@VERSION]")]
+        overlay: String,
+        /// docker://HOST[:PORT]/REPOSITORY[:TAG] [default TAG: the version].
+        #[arg(value_name = "REF")]
+        dest: String,
+        /// Compress layers with gzip.
+        #[arg(long)]
+        gzip: bool,
+        /// Verify the registry's TLS certificate (`--tls-verify=false`: also plain HTTP).
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+        tls_verify: bool,
+    },
+    /// Pull an image ljbuild pushed back into this root: its world and each overlay of its
+    /// chain, published as they were built (so builds here key on them as there); what is
+    /// present already (same world identity, same inputs hash) is not transferred. Any other
+    /// image: `ljbuild world import NAME docker://...`.
+    Pull {
+        /// docker://HOST[:PORT]/REPOSITORY[:TAG|@DIGEST] [default TAG: latest].
+        #[arg(value_name = "REF")]
+        source: String,
+        /// Publish the top overlay as NAMESPACE/NAME@VERSION instead of its own name.
+        #[arg(value_name = "NAME@VERSION")]
+        name: Option<String>,
+        /// Verify the registry's TLS certificate (`--tls-verify=false`: also plain HTTP).
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+        tls_verify: bool,
     },
     /// Manage worlds (base systems under ROOT/worlds).
     World {
@@ -239,6 +274,10 @@ pub enum WorldCmd {
         /// contents skipped), or an image reference.
         #[arg(value_name = "DIR-OR-TARBALL-OR-IMAGE")]
         source: PathBuf,
+        /// Verify the registry's TLS certificate (`--tls-verify=false`: also plain HTTP, for
+        /// loopback and test registries).
+        #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+        tls_verify: bool,
     },
 }
 

@@ -517,7 +517,7 @@ pub fn world_use(root: &Root, name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn set_default_world(root: &Root, name: &str) -> Result<(), Error> {
+pub(crate) fn set_default_world(root: &Root, name: &str) -> Result<(), Error> {
     let link = root.world_dir("default");
     if fs::symlink_metadata(&link).is_ok_and(|m| !m.file_type().is_symlink()) {
         return Err(StoreError::Exists(format!(
@@ -568,7 +568,7 @@ fn import_tarball(src: &Path, dest: &Path) -> std::io::Result<bool> {
 }
 
 /// `ljbuild world import NAME DIR-or-TARBALL`.
-pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(), Error> {
+pub fn world_import(root: &Root, name: &str, source: &Path, tls_verify: bool, ui: &Ui) -> Result<(), Error> {
     check_world_name(name)?;
     let dest = root.world_dir(name);
     let key = Root::world_key(name);
@@ -592,7 +592,7 @@ pub fn world_import(root: &Root, name: &str, source: &Path, ui: &Ui) -> Result<(
         .map_err(StoreError::io("cannot chmod", &staging))?;
     let t = std::time::Instant::now();
     if let Some(image) = image {
-        if let Err(e) = crate::oci::import::world_from_image(root, name, &image, &staging, ui) {
+        if let Err(e) = crate::oci::import::world_from_image(root, name, &image, tls_verify, &staging, ui) {
             let _ = store::remove_tree(&staging);
             return Err(e);
         }

@@ -54,15 +54,26 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Some(Cmd::Run { overlay, jail, dry_run, command }) => {
             commands::run(&root, &overlay, &jail, command, dry_run, &ui)
         }
-        Some(Cmd::Export { overlay, dest, gzip }) => {
-            oci::export::export(&root, &overlay, &dest, gzip, &ui).map(|()| 0)
+        Some(Cmd::Export { overlay, dest, gzip, tls_verify }) => {
+            oci::export::export(&root, &overlay, &dest, gzip, tls_verify, &ui).map(|()| 0)
+        }
+        Some(Cmd::Push { overlay, dest, gzip, tls_verify }) => {
+            if !dest.starts_with("docker://") {
+                return Err(Error::Usage(format!(
+                    "'{dest}' is not a registry reference (docker://HOST/REPOSITORY[:TAG])"
+                )));
+            }
+            oci::export::export(&root, &overlay, &dest, gzip, tls_verify, &ui).map(|()| 0)
+        }
+        Some(Cmd::Pull { source, name, tls_verify }) => {
+            oci::pull::pull(&root, &source, name.as_deref(), tls_verify, &ui).map(|()| 0)
         }
         Some(Cmd::World { command }) => match command {
             WorldCmd::List { json } => commands::world_list(&root, json).map(|()| 0),
             WorldCmd::Rm { name, force } => commands::world_rm(&root, &name, force, &ui).map(|()| 0),
             WorldCmd::Use { name } => commands::world_use(&root, &name).map(|()| 0),
-            WorldCmd::Import { name, source } => {
-                commands::world_import(&root, &name, &source, &ui).map(|()| 0)
+            WorldCmd::Import { name, source, tls_verify } => {
+                commands::world_import(&root, &name, &source, tls_verify, &ui).map(|()| 0)
             }
         },
     }

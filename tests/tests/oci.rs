@@ -27,6 +27,9 @@ lj_tests::mode_tests! {
     not_an_image_is_refused: root rootless;
     run_defaults_from_config: root rootless;
     export_round_trip: root rootless;
+    registry_two_roots: root rootless;
+    registry_auth: root rootless;
+    registry_interrupted: root rootless;
 }
 
 /// One test's lightjail root, as the caller of its mode.
@@ -54,16 +57,28 @@ impl<'a> Lj<'a> {
         self.td.join("root")
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut argv: Vec<OsString> =
             vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
+        for (k, v) in env {
+            argv.push(format!("{k}={v}").into());
+        }
         argv.push(self.bin.clone().into());
         argv.extend(args.iter().map(OsString::from));
         let mut cmd = self.cx.command(argv);
         cmd.current_dir(self.td.path());
+        cmd
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let cmd = self.command(args, env);
         let mut out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("run ljbuild");
         out.command = format!("[{}] ljbuild {}", self.cx.mode, args.join(" "));
         out
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
     }
 
     #[track_caller]
@@ -74,7 +89,12 @@ impl<'a> Lj<'a> {
     /// Expects exit status `code` and a last stderr line `ljbuild: ...` saying every `wants`.
     #[track_caller]
     fn fails(&self, args: &[&str], code: i32, wants: &[&str]) -> Output {
-        let out = self.run(args).expect_status(code);
+        self.fails_env(args, &[], code, wants)
+    }
+
+    #[track_caller]
+    fn fails_env(&self, args: &[&str], env: &[(&str, &str)], code: i32, wants: &[&str]) -> Output {
+        let out = self.run_env(args, env).expect_status(code);
         let last = out.stderr.lines().last().unwrap_or("");
         assert!(last.starts_with("ljbuild: "), "last stderr line is not 'ljbuild: ...'\n{}", out.report());
         for w in wants {
@@ -423,4 +443,341 @@ fn export_round_trip(lj: &Lj) {
     assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(3));
     lj.ok(&["world", "import", "back2", &path_str(&tarf)]);
     check_child_tree(&lj.world("back2"));
+}
+
+/// A `docker-registry` (the CNCF distribution registry, from Debian) on 127.0.0.1 with its
+/// storage in a temporary directory; killed when dropped.
+struct Registry {
+    child: Option<std::process::Child>,
+    dir: TempDir,
+    port: u16,
+    auth: bool,
+}
+
+impl Registry {
+    fn start(cx: &Ctx, htpasswd: Option<(&str, &str)>) -> Option<Registry> {
+        let Some(bin) = which("docker-registry") else {
+            cx.skip("docker-registry not installed (Debian package docker-registry)");
+            return None;
+        };
+        let dir = cx.root_tempdir();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut auth = String::new();
+        if let Some((user, pass)) = htpasswd {
+            if which("htpasswd").is_none() {
+                cx.skip("htpasswd not installed (Debian package apache2-utils)");
+                return None;
+            }
+            let line = tool(&["htpasswd", "-Bbn", user, pass]);
+            fs::write(dir.join("htpasswd"), line.trim()).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: lj-test\n    path: {}\n",
+                path_str(&dir.join("htpasswd"))
+            );
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: lj-test-secret\n{auth}",
+            path_str(&dir.join("data"))
+        );
+        fs::write(dir.join("config.yml"), config).unwrap();
+        let mut r = Registry { child: None, dir, port, auth: htpasswd.is_some() };
+        r.spawn(&bin);
+        Some(r)
+    }
+
+    fn spawn(&mut self, bin: &Path) {
+        let log = fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).unwrap();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(self.dir.join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
+        let up = lj_tests::wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        });
+        assert!(up, "docker-registry did not listen on 127.0.0.1:{}: {}", self.port, self.log());
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn(&which("docker-registry").unwrap());
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    /// Blob downloads the registry served so far (its access log).
+    fn blob_gets(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("\"GET /v2/") && l.contains("/blobs/sha256:")).count()
+    }
+
+    /// skopeo inspect of `repo:tag`: `Ok(layers)` or `Err(stderr)`.
+    fn inspect(&self, repo_tag: &str, authfile: Option<&Path>) -> Result<usize, String> {
+        let mut cmd = Command::new("skopeo");
+        cmd.args(["inspect", "--tls-verify=false"]);
+        if let Some(a) = authfile {
+            cmd.arg("--authfile").arg(a);
+        } else if self.auth {
+            cmd.arg("--no-creds");
+        }
+        cmd.arg(format!("docker://{}/{repo_tag}", self.host()));
+        let out = run_with_timeout(cmd, None, Duration::from_secs(60)).unwrap();
+        if out.status() != 0 {
+            return Err(out.stderr);
+        }
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        Ok(v["Layers"].as_array().map_or(0, Vec::len))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// World `img` from the main image, `t/base` and `t/child` on it (as in `export_round_trip`).
+fn child_chain(lj: &Lj) -> PathBuf {
+    let img = lj.image(&main_spec(lj.cx, &planted_name(), true), "layout", "layout");
+    lj.ok(&["world", "import", "img", &format!("oci:{}", path_str(&img))]);
+    lj.build("t/base", "world img", CHILD_BASE);
+    lj.build("t/child", "from t/base", CHILD_SCRIPT);
+    img
+}
+
+const CHILD_BASE: &str =
+    "mkdir -p /opt/d/sub; echo 1 > /opt/d/a; echo 2 > /opt/d/sub/b; echo x > /opt/del; echo k > /opt/kept";
+const CHILD_SCRIPT: &str =
+    "rm /opt/del; rm -rf /opt/d; mkdir /opt/d; echo new > /opt/d/c; echo l > /opt/l1; ln /opt/l1 /opt/l2";
+
+fn registry_two_roots(lj: &Lj) {
+    let Some(reg) = Registry::start(lj.cx, None) else { return };
+    if which("skopeo").is_none() {
+        return lj.cx.skip("skopeo not installed");
+    }
+    let img = child_chain(lj);
+    let ref_ = format!("docker://{}/lj/child:v1", reg.host());
+    // Loopback registries speak plain HTTP: TLS is required unless told otherwise.
+    lj.fails(&["push", "t/child", &ref_], 8, &["--tls-verify=false"]);
+    let out = lj.ok(&["push", "t/child", &ref_, "--tls-verify=false"]);
+    assert!(
+        out.stdout.contains("4 blob(s) uploaded") && out.stdout.contains("0 already there"),
+        "{}",
+        out.report()
+    );
+    let out = lj.ok(&["push", "t/child", &ref_, "--tls-verify=false"]);
+    assert!(
+        out.stdout.contains("0 blob(s) uploaded") && out.stdout.contains("4 already there"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(reg.inspect("lj/child:v1", None), Ok(3), "skopeo inspect of the pushed image");
+
+    // A second runner: another root, which has nothing.
+    let b = Lj::new(lj.cx).unwrap();
+    let out = b.ok(&["pull", &ref_, "--tls-verify=false"]);
+    assert!(
+        out.stdout.contains("4 blob(s) fetched") && out.stdout.contains("0 layer(s) already here"),
+        "{}",
+        out.report()
+    );
+    let script = "cat hello; echo $FOO; ls /opt /opt/d; cat /opt/d/c";
+    let ours = lj.ok(&["run", "t/child", "--", "/bin/sh", "-c", script]).stdout;
+    assert_eq!(b.ok(&["run", "t/child", "--", "/bin/sh", "-c", script]).stdout, ours);
+    check_child_tree_layers(&b);
+    // Builds there key as they did here: the same Jailfiles are cache hits.
+    for (name, head, script) in
+        [("t/base", "world img", CHILD_BASE), ("t/child", "from t/base", CHILD_SCRIPT)]
+    {
+        let dir = b.td.join(format!("jf-{}", name.replace('/', "-")));
+        fs::create_dir_all(&dir).unwrap();
+        b.cx.chown_caller(&dir);
+        b.cx.write_caller_file(&dir.join("Jailfile"), &format!("name {name}\n{head}\n---\n{script}\n"));
+        let out = b.ok(&[&path_str(&dir.join("Jailfile"))]);
+        assert!(out.stdout.contains("cached"), "{name} rebuilt on the second runner\n{}", out.report());
+    }
+    // Pulling again transfers no blob at all.
+    let before = reg.blob_gets();
+    let out = b.ok(&["pull", &ref_, "--tls-verify=false"]);
+    assert!(
+        out.stdout.contains("0 blob(s) fetched") && out.stdout.contains("3 layer(s) already here"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(reg.blob_gets(), before, "the registry served blobs to a pull of an all-present image");
+
+    // Any image works as a world: one skopeo pushed, and the one ljbuild pushed.
+    tool(&[
+        "skopeo",
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", path_str(&img)),
+        &format!("docker://{}/test/img:v1", reg.host()),
+    ]);
+    let foreign = format!("docker://{}/test/img:v1", reg.host());
+    b.ok(&["world", "import", "foreign", &foreign, "--tls-verify=false"]);
+    check_main_world(&b, &b.world("foreign"), &planted_name());
+    b.ok(&["world", "import", "whole", &ref_, "--tls-verify=false"]);
+    check_child_tree(&b.world("whole"));
+    b.fails(&["pull", &foreign, "--tls-verify=false"], 8, &["not an image ljbuild exported", "world import"]);
+    b.fails(
+        &["pull", &format!("docker://{}/lj/nothing:v1", reg.host()), "--tls-verify=false"],
+        8,
+        &["manifest"],
+    );
+}
+
+/// The pulled chain's layers are overlays as a build makes them (whiteouts, opaque dirs).
+fn check_child_tree_layers(b: &Lj) {
+    let child = b.root().join("t/child");
+    let v: Vec<_> = fs::read_dir(&child).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(v.len(), 1, "one version of t/child");
+    let meta: serde_json::Value = serde_json::from_slice(&fs::read(v[0].join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["parents"][0]["name"]["name"], "base", "{meta}");
+    assert!(fs::symlink_metadata(v[0].join("root/opt/del")).is_ok(), "the whiteout of /opt/del is missing");
+}
+
+fn registry_auth(lj: &Lj) {
+    let Some(reg) = Registry::start(lj.cx, Some(("ljuser", "s3cret"))) else { return };
+    child_chain(lj);
+    let ref_ = format!("docker://{}/lj/child:v1", reg.host());
+    let authfile = |pass: &str| {
+        let p = lj.td.join(format!("auth-{pass}.json"));
+        let b64 = tool(&["sh", "-c", &format!("printf %s ljuser:{pass} | base64 -w0")]);
+        lj.cx.write_caller_file(
+            &p,
+            &format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{b64}\"}}}}}}", reg.host()),
+        );
+        p
+    };
+    let (good, bad) = (authfile("s3cret"), authfile("wrong"));
+    let empty = lj.td.join("none.json");
+    lj.cx.write_caller_file(&empty, "{\"auths\": {}}");
+    for file in [&empty, &bad] {
+        let env = [("REGISTRY_AUTH_FILE", path_str(file))];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let out = lj.fails_env(
+            &["push", "t/child", &ref_, "--tls-verify=false"],
+            &env,
+            8,
+            &["authentication to", "failed"],
+        );
+        assert_eq!(
+            out.stderr.lines().filter(|l| l.starts_with("ljbuild: ") && !l.contains(": layer:")).count(),
+            1,
+            "one error line\n{}",
+            out.report()
+        );
+    }
+    assert!(reg.inspect("lj/child:v1", Some(&good)).is_err(), "a refused push published something");
+    let env = [("REGISTRY_AUTH_FILE", path_str(&good))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = lj.run_env(&["push", "t/child", &ref_, "--tls-verify=false"], &env).ok();
+    assert!(out.stdout.contains("4 blob(s) uploaded"), "{}", out.report());
+    assert_eq!(reg.inspect("lj/child:v1", Some(&good)), Ok(3));
+    let b = Lj::new(lj.cx).unwrap();
+    b.fails(&["pull", &ref_, "--tls-verify=false"], 8, &["authentication to"]);
+    b.run_env(&["pull", &ref_, "--tls-verify=false"], &env).ok();
+    assert_eq!(b.ok(&["run", "t/child"]).stdout, "hello\n");
+}
+
+/// Waits until `f` finds a file of at least `min` bytes; `false` after 60 s or if `done()`.
+fn wait_for_file(
+    mut find: impl FnMut() -> Option<PathBuf>,
+    min: u64,
+    mut done: impl FnMut() -> bool,
+) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        if find().and_then(|p| fs::metadata(p).ok()).is_some_and(|m| m.len() >= min) {
+            return true;
+        }
+        if done() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
+}
+
+/// The first file named `name` under `dir`.
+fn find_named(dir: &Path, name: &str) -> Option<PathBuf> {
+    for e in fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        if e.file_name() == name && p.is_file() {
+            return Some(p);
+        }
+        if e.file_type().ok()?.is_dir() {
+            if let Some(f) = find_named(&p, name) {
+                return Some(f);
+            }
+        }
+    }
+    None
+}
+
+fn registry_interrupted(lj: &Lj) {
+    let Some(mut reg) = Registry::start(lj.cx, None) else { return };
+    let img = lj.image(&main_spec(lj.cx, &planted_name(), true), "layout", "layout");
+    lj.ok(&["world", "import", "img", &format!("oci:{}", path_str(&img))]);
+    lj.build("t/big", "world img", "/bin/busybox head -c 64000000 /dev/urandom > /big");
+    let ref_ = format!("docker://{}/lj/big:v1", reg.host());
+
+    // Push, and kill the registry while the big layer is being uploaded.
+    let mut push = lj.command(&["push", "t/big", &ref_, "--tls-verify=false"], &[]);
+    push.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = push.spawn().unwrap();
+    let uploads = reg.dir.join("data");
+    let caught = wait_for_file(
+        || find_named(&uploads, "data").filter(|p| p.to_string_lossy().contains("_uploads")),
+        1 << 20,
+        || matches!(child.try_wait(), Ok(Some(_))),
+    );
+    reg.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(caught, "the upload finished before it could be interrupted");
+    assert_eq!(out.status.code(), Some(8), "push: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.lines().last().unwrap_or("").contains("nothing published"), "{err}");
+    reg.restart();
+    assert!(reg.inspect("lj/big:v1", None).is_err(), "an interrupted push published the image");
+    let left: Vec<_> =
+        fs::read_dir(lj.root().join(".tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "push left staging behind: {left:?}");
+
+    // A complete push, then a pull the registry dies under.
+    lj.ok(&["push", "t/big", &ref_, "--tls-verify=false"]);
+    let b = Lj::new(lj.cx).unwrap();
+    let mut pull = b.command(&["pull", &ref_, "--tls-verify=false"], &[]);
+    pull.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = pull.spawn().unwrap();
+    let tmp = b.root().join(".tmp");
+    let caught =
+        wait_for_file(|| find_named(&tmp, "big"), 1 << 20, || matches!(child.try_wait(), Ok(Some(_))));
+    reg.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(caught, "the download finished before it could be interrupted");
+    assert_eq!(out.status.code(), Some(8), "pull: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!b.root().join("t/big").exists(), "an interrupted pull published the overlay");
+    let left: Vec<_> = fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "pull left staging behind: {left:?}");
+    // Once the registry is back, the pull completes.
+    reg.restart();
+    b.ok(&["pull", &ref_, "--tls-verify=false"]);
+    assert!(b.root().join("t/big").is_dir());
 }

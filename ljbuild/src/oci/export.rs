@@ -19,6 +19,8 @@ use crate::Error;
 
 /// Annotation of the world layer: the world's name.
 pub const ANN_WORLD: &str = "org.lightjail.world";
+/// Annotation of the world layer: the world's identity (the cache input builds on it used).
+pub const ANN_WORLD_ID: &str = "org.lightjail.world.identity";
 /// Annotation of an overlay layer: its `meta.json`.
 pub const ANN_META: &str = "org.lightjail.meta";
 
@@ -161,7 +163,10 @@ pub fn write_image(
         let t = std::time::Instant::now();
         let w = write_layer(dir, src, i > 0, gzip, &ids)?;
         let (label, ann) = if i == 0 {
-            (format!("world {}", chain.world.name), json!({ ANN_WORLD: chain.world.name }))
+            (
+                format!("world {}", chain.world.name),
+                json!({ ANN_WORLD: chain.world.name, ANN_WORLD_ID: chain.world.identity }),
+            )
         } else {
             let p = &chain.parents[i - 1];
             let m = root
@@ -285,7 +290,14 @@ fn archive_layout(dir: &Path, file: &Path) -> Result<(), OciError> {
 }
 
 /// `ljbuild export NAME[@VERSION] DEST`.
-pub fn export(root: &Root, spec: &str, dest: &str, gzip: bool, ui: &Ui) -> Result<(), Error> {
+pub fn export(
+    root: &Root,
+    spec: &str,
+    dest: &str,
+    gzip: bool,
+    tls_verify: bool,
+    ui: &Ui,
+) -> Result<(), Error> {
     let (meta, _, chain) = crate::commands::chain_for(root, spec, ui)?;
     let r = match ImageRef::parse_prefixed(dest)? {
         Some(r) => r,
@@ -294,6 +306,38 @@ pub fn export(root: &Root, spec: &str, dest: &str, gzip: bool, ui: &Ui) -> Resul
     };
     let t = std::time::Instant::now();
     match &r {
+        ImageRef::Registry(rr) => {
+            let tag = rr.reference.clone().unwrap_or_else(|| tag_of(&meta.version));
+            if tag.starts_with("sha256:") {
+                return Err(Error::Usage(format!("push to a tag, not a digest ({dest})")));
+            }
+            // Staged under a world key: gc skips it while the lock is held, removes it after a crash.
+            let key = Root::world_key(&format!(".push-{}", std::process::id()));
+            let _lock = root.lock(&key, || {})?;
+            let work = root.staging(&key);
+            let _ = crate::store::remove_tree(&work);
+            crate::store::mkdir_private(&work)?;
+            let res = (|| -> Result<(String, super::registry::Stats), Error> {
+                let m = write_image(root, &meta, &chain, &work, gzip, ui)?;
+                let mut c = super::registry::Client::connect(rr, tls_verify, true)?;
+                let pt = std::time::Instant::now();
+                for d in m.layers.iter().map(|l| l.digest.clone()).chain([m.config.clone()]) {
+                    let p = work.join(super::source::blob_path(&d)?);
+                    c.push_blob(&d, &p)?;
+                }
+                c.put_manifest(&tag, MT_MANIFEST, &m.raw)?;
+                ui.step("push", &format!("{}:{tag}", rr.repo), Some(pt.elapsed()));
+                Ok((m.digest, c.stats))
+            })();
+            let _ = crate::store::remove_tree(&work);
+            let (d, st) = res?;
+            let mut shown = rr.clone();
+            shown.reference = Some(tag);
+            println!(
+                "pushed {}@{} to {shown} ({d}): {} blob(s) uploaded ({} bytes), {} already there",
+                meta.name, meta.version, st.uploaded, st.uploaded_bytes, st.skipped
+            );
+        }
         ImageRef::Layout { dir, tag } => {
             let tag = tag.clone().unwrap_or_else(|| tag_of(&meta.version));
             fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;

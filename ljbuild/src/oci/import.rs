@@ -11,9 +11,15 @@ use crate::store::Root;
 use crate::ui::Ui;
 use crate::Error;
 
-/// Opens the blobs of a layout or archive reference and loads its image.
-pub fn open(r: &ImageRef) -> Result<(Box<dyn Blobs>, Image), OciError> {
+/// Opens the blobs of a reference and loads its image.
+pub fn open(r: &ImageRef, tls_verify: bool) -> Result<(Box<dyn Blobs>, Image), OciError> {
     match r {
+        ImageRef::Registry(rr) => {
+            let mut c = super::registry::Client::connect(rr, tls_verify, false)?;
+            let d = c.fetch_manifest(rr.reference.as_deref().unwrap_or("latest"))?;
+            let img = source::load_manifest(&mut c, &d, None, 0)?;
+            Ok((Box::new(c), img))
+        }
         ImageRef::Layout { dir, tag } => {
             if !dir.join("index.json").is_file() {
                 return Err(OciError::Source(format!(
@@ -78,8 +84,15 @@ pub fn short(d: &str) -> &str {
 
 /// Imports the image `r` as world `name` (the lock is held and the name checked by the caller;
 /// `staging` exists and is empty). Writes the sidecar; the caller renames the staging area.
-pub fn world_from_image(root: &Root, name: &str, r: &ImageRef, staging: &Path, ui: &Ui) -> Result<(), Error> {
-    let (mut blobs, img) = open(r)?;
+pub fn world_from_image(
+    root: &Root,
+    name: &str,
+    r: &ImageRef,
+    tls_verify: bool,
+    staging: &Path,
+    ui: &Ui,
+) -> Result<(), Error> {
+    let (mut blobs, img) = open(r, tls_verify)?;
     unpack(blobs.as_mut(), &img, staging, ui)?;
     let dev = staging.join("dev");
     if fs::symlink_metadata(&dev).is_err() {
@@ -92,6 +105,7 @@ pub fn world_from_image(root: &Root, name: &str, r: &ImageRef, staging: &Path, u
         config: img.config_digest.clone(),
         diff_ids: img.layers.iter().map(|l| l.diff_id.clone()).collect(),
         defaults: Defaults::from_config(&img.config),
+        identity: None,
     };
     let dest = root.world_dir(name);
     let side = super::sidecar(&dest).expect("a world directory has a name");

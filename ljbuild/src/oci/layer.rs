@@ -67,6 +67,8 @@ pub struct Applier {
     root: OwnedFd,
     root_path: PathBuf,
     as_root: bool,
+    /// Writing an overlay upper: whiteouts become overlay whiteouts instead of removals.
+    upper: bool,
     dirs: BTreeMap<PathBuf, DirAttrs>,
     /// What was skipped so far.
     pub skipped: Skipped,
@@ -111,9 +113,61 @@ impl Applier {
             root,
             root_path: dir.to_path_buf(),
             as_root,
+            upper: false,
             dirs: BTreeMap::new(),
             skipped: Skipped::default(),
         })
+    }
+
+    /// Applies one layer into the empty directory `dir` as an overlay upper (ljspawn mounts
+    /// with `userxattr`): `.wh..wh..opq` sets `user.overlay.opaque=y` on its directory, and
+    /// `.wh.NAME` becomes a 0/0 character device (root) or an empty file marked
+    /// `user.overlay.whiteout` in a directory marked `user.overlay.opaque=x` (rootless; overlayfs
+    /// reads these since Linux 6.7).
+    pub fn new_upper(dir: &Path, as_root: bool) -> Result<Applier, OciError> {
+        let mut a = Applier::new(dir, as_root)?;
+        a.upper = true;
+        Ok(a)
+    }
+
+    fn mark_opaque(&mut self, rel: &Path) -> Result<(), OciError> {
+        let shown = self.root_path.join(rel);
+        self.dir(rel)?;
+        let fd = self
+            .resolve(rel, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)
+            .map_err(|e| io_err("cannot open", &shown, e))?;
+        rfs::fsetxattr(&fd, "user.overlay.opaque", b"y", rfs::XattrFlags::empty())
+            .map_err(|e| io_err("cannot mark opaque", &shown, e))
+    }
+
+    fn make_whiteout(&mut self, rel: &Path) -> Result<(), OciError> {
+        let parent = rel.parent().unwrap_or(Path::new(""));
+        let name = rel.file_name().expect("a whiteout has a name");
+        let shown = self.root_path.join(rel);
+        let pfd = self.dir(parent)?;
+        self.clear(&pfd, rel, name, false)?;
+        if self.as_root {
+            return rfs::mknodat(&pfd, name, FileType::CharacterDevice, Mode::empty(), 0)
+                .map_err(|e| io_err("cannot create whiteout", &shown, e));
+        }
+        let fd = rfs::openat(
+            &pfd,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io_err("cannot create whiteout", &shown, e))?;
+        rfs::fsetxattr(&fd, "user.overlay.whiteout", b"y", rfs::XattrFlags::empty())
+            .map_err(|e| io_err("cannot mark whiteout", &shown, e))?;
+        let dfd = self
+            .resolve(parent, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW)
+            .map_err(|e| io_err("cannot open", &shown, e))?;
+        let mut cur = [0u8; 1];
+        if !matches!(rfs::fgetxattr(&dfd, "user.overlay.opaque", &mut cur[..]), Ok(1) if cur[0] == b'y') {
+            rfs::fsetxattr(&dfd, "user.overlay.opaque", b"x", rfs::XattrFlags::empty())
+                .map_err(|e| io_err("cannot mark whiteouts in", &self.root_path.join(parent), e))?;
+        }
+        Ok(())
     }
 
     fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
@@ -287,14 +341,23 @@ impl Applier {
             let name = rel.file_name().expect("a normalized path has a last component").to_os_string();
             let name_b = name.as_bytes();
             if name_b == WH_OPAQUE.as_bytes() {
-                self.opaque(&parent, &this_layer)?;
+                if self.upper {
+                    self.mark_opaque(&parent)?;
+                } else {
+                    self.opaque(&parent, &this_layer)?;
+                }
                 continue;
             }
             if let Some(victim) = name_b.strip_prefix(WH_PREFIX.as_bytes()) {
-                self.remove(&parent.join(OsStr::from_bytes(victim)))?;
+                let victim = parent.join(OsStr::from_bytes(victim));
+                if self.upper {
+                    self.make_whiteout(&victim)?;
+                } else {
+                    self.remove(&victim)?;
+                }
                 continue;
             }
-            if rel.starts_with("dev") && rel.components().count() > 1 {
+            if !self.upper && rel.starts_with("dev") && rel.components().count() > 1 {
                 self.skipped.devices +=
                     u64::from(matches!(kind, tar::EntryType::Char | tar::EntryType::Block));
                 continue;
@@ -327,7 +390,16 @@ impl Applier {
                     )
                     .map_err(|err| io_err("cannot create", &shown, err))?;
                     let mut f = File::from(fd);
-                    copy_big(&mut e, &mut f).map_err(|err| io_err("cannot write", &shown, err))?;
+                    copy_big(&mut e, &mut f).map_err(|(read, err)| {
+                        if read {
+                            OciError::Layer(format!(
+                                "reading {}: {err} (interrupted or truncated)",
+                                rel.display()
+                            ))
+                        } else {
+                            io_err("cannot write", &shown, err)
+                        }
+                    })?;
                     self.owner(&f, uid, gid, &rel)?;
                     rfs::fchmod(&f, Mode::from_raw_mode(mode))
                         .map_err(|err| io_err("cannot chmod", &shown, err))?;
@@ -457,8 +529,8 @@ pub fn list_dir(fd: impl AsFd) -> Result<Vec<OsString>, Errno> {
     Ok(out)
 }
 
-/// `io::copy` with a 1 MiB buffer.
-pub fn copy_big(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
+/// `io::copy` with a 1 MiB buffer; an error says whether reading (`true`) or writing failed.
+pub fn copy_big(r: &mut impl Read, w: &mut impl Write) -> Result<u64, (bool, io::Error)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
@@ -466,9 +538,9 @@ pub fn copy_big(r: &mut impl Read, w: &mut impl Write) -> io::Result<u64> {
             Ok(0) => return Ok(n),
             Ok(k) => k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err((true, e)),
         };
-        w.write_all(&buf[..k])?;
+        w.write_all(&buf[..k]).map_err(|e| (false, e))?;
         n += k as u64;
     }
 }

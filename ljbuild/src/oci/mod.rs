@@ -3,7 +3,8 @@
 //!
 //! Modules: [`digest`] (sha256 of streams), [`layer`] (applying and writing layer tars, with
 //! whiteouts), [`source`] (reading layouts and archives, picking and checking manifests),
-//! [`import`] (`ljbuild world import` of an image), [`export`] (`ljbuild export`).
+//! [`import`] (`ljbuild world import` of an image), [`export`] (`ljbuild export`, `push`),
+//! [`registry`] (the distribution protocol), [`pull`] (`ljbuild pull`).
 //!
 //! An imported world keeps what its image config says about running it next to it, in
 //! `worlds/.NAME.image.json` ([`WorldImage`]); its identity (the cache input) is then the chain
@@ -14,6 +15,8 @@ pub mod digest;
 pub mod export;
 pub mod import;
 pub mod layer;
+pub mod pull;
+pub mod registry;
 pub mod source;
 
 use std::fs;
@@ -65,6 +68,9 @@ pub enum OciError {
     /// A bad image reference.
     #[error("{0}")]
     Reference(String),
+    /// The registry refused, failed or could not be reached.
+    #[error("{0}")]
+    Registry(String),
 }
 
 impl OciError {
@@ -88,6 +94,8 @@ pub enum ImageRef {
         /// The tag (`org.opencontainers.image.ref.name`).
         tag: Option<String>,
     },
+    /// `docker://HOST/REPO[:TAG]`: a registry.
+    Registry(registry::RegistryRef),
     /// `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:TAG]`, or a tar file holding a layout or a
     /// `manifest.json`.
     Archive {
@@ -117,8 +125,8 @@ impl ImageRef {
                 return Ok(Some(ImageRef::Archive { file, tag }));
             }
         }
-        if s.starts_with("docker://") {
-            return Err(OciError::Unsupported("registry references (docker://) are not handled yet".into()));
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(Some(ImageRef::Registry(registry::RegistryRef::parse(rest)?)));
         }
         Ok(None)
     }
@@ -157,6 +165,7 @@ impl std::fmt::Display for ImageRef {
         match self {
             ImageRef::Layout { dir, tag } => write!(f, "oci:{}{}", dir.display(), t(tag)),
             ImageRef::Archive { file, tag } => write!(f, "{}{}", file.display(), t(tag)),
+            ImageRef::Registry(r) => write!(f, "{r}"),
         }
     }
 }
@@ -176,6 +185,10 @@ pub struct WorldImage {
     pub diff_ids: Vec<String>,
     /// The image's defaults for running it.
     pub defaults: Defaults,
+    /// The world's identity where it was built, for a world pulled from an image ljbuild
+    /// exported (so builds on it key as they did there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// The run defaults of an image config (`Env`, `WorkingDir`, `User`, `Entrypoint`, `Cmd`).
@@ -289,6 +302,9 @@ pub fn world_image(world_dir: &Path) -> Option<WorldImage> {
 /// the same identity on every machine and every import).
 pub fn world_identity(world_dir: &Path) -> Option<String> {
     let w = world_image(world_dir)?;
+    if let Some(id) = w.identity {
+        return Some(id);
+    }
     let mut s = String::from("lj-world-id oci v1\0");
     for d in &w.diff_ids {
         s.push_str(d);

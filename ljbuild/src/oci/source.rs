@@ -18,8 +18,14 @@ use super::{OciError, LIMIT_JSON};
 pub trait Blobs {
     /// Opens the blob at `loc` (a digest's `blobs/sha256/HEX` path, or a path in the source).
     fn open(&mut self, loc: &str) -> Result<Box<dyn Read + Send + '_>, OciError>;
-    /// Whether `loc` exists.
-    fn has(&mut self, loc: &str) -> bool;
+    /// Where the blob of digest `d` is.
+    fn blob_loc(&self, d: &str) -> Result<String, OciError> {
+        blob_path(d)
+    }
+    /// Where the manifest of digest `d` is.
+    fn manifest_loc(&self, d: &str) -> Result<String, OciError> {
+        blob_path(d)
+    }
     /// For messages.
     fn describe(&self) -> String;
 }
@@ -55,9 +61,6 @@ impl Blobs for Layout {
         let p = self.dir.join(loc);
         let f = File::open(&p).map_err(|e| OciError::Io { what: "cannot open", path: p, source: e })?;
         Ok(Box::new(f))
-    }
-    fn has(&mut self, loc: &str) -> bool {
-        self.dir.join(loc).is_file()
     }
     fn describe(&self) -> String {
         format!("oci:{}", self.dir.display())
@@ -116,9 +119,6 @@ impl Blobs for Archive {
         })?;
         Ok(Box::new((&self.file).take(len)))
     }
-    fn has(&mut self, loc: &str) -> bool {
-        self.members.contains_key(loc)
-    }
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
@@ -154,9 +154,13 @@ pub struct Image {
     pub annotations: HashMap<String, String>,
 }
 
-/// Reads a blob by digest and checks its size and digest.
-pub fn read_verified(b: &mut dyn Blobs, d: &str, size: Option<u64>) -> Result<Vec<u8>, OciError> {
-    let loc = if b.has(d) { d.to_string() } else { blob_path(d)? };
+/// Reads the small blob `d` at `loc` and checks its size and digest.
+pub fn read_verified(
+    b: &mut dyn Blobs,
+    loc: String,
+    d: &str,
+    size: Option<u64>,
+) -> Result<Vec<u8>, OciError> {
     let data = read_small(b, &loc)?;
     let got = digest::of_bytes(&data);
     if got != d || size.is_some_and(|s| s != data.len() as u64) {
@@ -218,7 +222,20 @@ pub fn load_from_index(b: &mut dyn Blobs, index: &[u8], tag: Option<&str>) -> Re
 
 /// Loads the manifest `d`; an index there picks this host's platform.
 pub fn load_manifest(b: &mut dyn Blobs, d: &str, size: Option<u64>, depth: u32) -> Result<Image, OciError> {
-    let raw = read_verified(b, d, size)?;
+    let (d, m) = resolve_manifest(b, d, size, depth)?;
+    load_image(b, &d, &m)
+}
+
+/// Reads and checks the manifest `d`, following an index to this host's platform; returns the
+/// image manifest and its digest.
+pub fn resolve_manifest(
+    b: &mut dyn Blobs,
+    d: &str,
+    size: Option<u64>,
+    depth: u32,
+) -> Result<(String, ImageManifest), OciError> {
+    let loc = b.manifest_loc(d)?;
+    let raw = read_verified(b, loc, d, size)?;
     let v: serde_json::Value =
         serde_json::from_slice(&raw).map_err(|e| OciError::Malformed(format!("manifest {d}: {e}")))?;
     if v.get("manifests").is_some() {
@@ -237,12 +254,18 @@ pub fn load_manifest(b: &mut dyn Blobs, d: &str, size: Option<u64>, depth: u32) 
                     .is_none_or(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch)
             })
             .ok_or_else(|| OciError::Source(format!("index {d} has no image for linux/{arch}")))?;
-        return load_manifest(b, m.digest().as_ref(), Some(m.size()), depth + 1);
+        return resolve_manifest(b, m.digest().as_ref(), Some(m.size()), depth + 1);
     }
     let m: ImageManifest =
         serde_json::from_slice(&raw).map_err(|e| OciError::Malformed(format!("manifest {d}: {e}")))?;
+    Ok((d.to_string(), m))
+}
+
+/// Loads the config of manifest `m` (digest `d`) and describes its layers.
+pub fn load_image(b: &mut dyn Blobs, d: &str, m: &ImageManifest) -> Result<Image, OciError> {
     let cd = m.config().digest().to_string();
-    let config_raw = read_verified(b, &cd, Some(m.config().size()))?;
+    let loc = b.blob_loc(&cd)?;
+    let config_raw = read_verified(b, loc, &cd, Some(m.config().size()))?;
     let config: ImageConfiguration =
         serde_json::from_slice(&config_raw).map_err(|e| OciError::Malformed(format!("config {cd}: {e}")))?;
     let diff_ids = config.rootfs().diff_ids();
@@ -263,7 +286,7 @@ pub fn load_manifest(b: &mut dyn Blobs, d: &str, size: Option<u64>, depth: u32) 
         if mt.contains("nondistributable") || mt.contains("foreign") {
             return Err(OciError::Unsupported(format!("layer {ld} is a foreign layer ({mt})")));
         }
-        let loc = if b.has(&ld) { ld.clone() } else { blob_path(&ld)? };
+        let loc = b.blob_loc(&ld)?;
         layers.push(LayerDesc {
             loc,
             digest: Some((ld, l.size())),
