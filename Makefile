@@ -13,7 +13,8 @@ unexport CARGO_TARGET_DIR
 
 # What the builds, tests, demo and benchmarks use from Debian.
 APT_PACKAGES := busybox-static uidmap bubblewrap hyperfine iproute2 debootstrap buildah \
-                libseccomp-dev pkg-config util-linux procps python3 ca-certificates
+                libseccomp-dev pkg-config util-linux procps python3 ca-certificates \
+                docker-registry skopeo umoci apache2-utils
 
 # CI=true: a test that cannot run fails instead of skipping.
 ifeq ($(CI),true)
