@@ -39,12 +39,17 @@ impl RegistryRef {
     /// Parses what follows `docker://`.
     pub fn parse(s: &str) -> Result<RegistryRef, OciError> {
         let bad = |why: &str| OciError::Reference(format!("bad registry reference 'docker://{s}': {why}"));
-        let (first, rest) = s.split_once('/').ok_or_else(|| bad("expected HOST/REPOSITORY[:TAG]"))?;
-        let (host, path) = if first.contains('.') || first.contains(':') || first == "localhost" {
-            (first.to_string(), rest.to_string())
-        } else {
-            ("docker.io".to_string(), s.to_string())
+        // Docker's rule: the first component is a host if a '/' follows it and it has a '.' or a
+        // ':' or is `localhost`; otherwise the name is Docker Hub's.
+        let (host, path) = match s.split_once('/') {
+            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
+                (first.to_string(), rest.to_string())
+            }
+            _ => ("docker.io".to_string(), s.to_string()),
         };
+        if host.is_empty() || path.is_empty() {
+            return Err(bad("expected HOST/REPOSITORY[:TAG]"));
+        }
         let (repo, reference) = if let Some((r, d)) = path.split_once('@') {
             (r.to_string(), Some(d.to_string()))
         } else {
