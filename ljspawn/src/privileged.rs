@@ -4,7 +4,7 @@
 //! does exactly this, in this order, and nothing else as root:
 //! 1. the second look at the plan ([`Privileged::enter`]): what the caller's mode does not
 //!    allow is refused here, in the code that acts, whatever the parser said;
-//! 2. `-O`/`-E` opened with the caller's filesystem ids ([`Privileged::open_outputs`]);
+//! 2. `-O`/`-E` opened as the caller, by a child that gave up root ([`Privileged::open_outputs`]);
 //! 3. the jail's cgroup made under the granted limits ([`Privileged::make_cgroup`]);
 //! 4. once the jail is cloned ([`Privileged::setup_jail`]): its user namespace maps written
 //!    (the caller's id and its `/etc/subuid`/`/etc/subgid` ranges; rootless `--subids`: by
@@ -54,26 +54,88 @@ impl Privileged {
         Ok(Privileged { setuid: plan.mode == Mode::Setuid, uid: sys::getuid(), gid: sys::getgid() })
     }
 
-    /// Opens `-O`/`-E` files with the caller's filesystem ids, before any namespace exists.
+    /// Opens `-O`/`-E` files as the caller, before any namespace exists. Setuid: in a child
+    /// that shares ljspawn's descriptor table and has become the caller entirely (all ids, no
+    /// capability: filesystem ids alone would leave CAP_SYS_PTRACE and the rest in force, e.g.
+    /// for `/proc/PID/root/...`); it puts each file in place of a placeholder ljspawn made.
     pub fn open_outputs(&self, plan: &Plan) -> Result<Outputs, SpawnError> {
-        if self.setuid {
-            sys::setfsids(self.uid, self.gid);
-            if sys::fsids() != (self.uid, self.gid) {
-                return Err(SpawnError {
-                    code: EXIT_SETUP,
-                    msg: "cannot switch to your filesystem ids".into(),
-                });
+        let files: Vec<(&Path, &str)> = [(&plan.stdout_file, "-O"), (&plan.stderr_file, "-E")]
+            .into_iter()
+            .filter_map(|(p, flag)| p.as_deref().map(|p| (p, flag)))
+            .collect();
+        let mut opened = if !self.setuid {
+            files.iter().map(|(p, flag)| open_output(p, flag)).collect::<Result<Vec<_>, _>>()?
+        } else if files.is_empty() {
+            Vec::new()
+        } else {
+            self.open_as_caller(&files)?
+        };
+        let mut take = |want: bool| if want { Some(opened.remove(0)) } else { None };
+        let stdout = take(plan.stdout_file.is_some());
+        let stderr = take(plan.stderr_file.is_some());
+        Ok(Outputs { stdout, stderr })
+    }
+
+    fn open_as_caller(&self, files: &[(&Path, &str)]) -> Result<Vec<OwnedFd>, SpawnError> {
+        let placeholder = || {
+            OpenOptions::new()
+                .read(true)
+                .open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| err("cannot open /dev/null", e))
+        };
+        let slots = files.iter().map(|_| placeholder()).collect::<Result<Vec<_>, _>>()?;
+        let (r, w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
+        let pid =
+            sys::clone_fork(libc::CLONE_FILES as u64).map_err(|e| err("cannot start a process as you", e))?;
+        if pid == 0 {
+            let (uid, gid) = (self.uid, self.gid);
+            let opened = (|| {
+                let fail = |what: &str, e: io::Error| err(format!("cannot become you to open {what}"), e);
+                sys::setresgid(gid).map_err(|e| fail("-O/-E", e))?;
+                sys::setresuid(uid).map_err(|e| fail("-O/-E", e))?;
+                sys::set_dumpable(false).map_err(|e| fail("-O/-E", e))?;
+                let caps = sys::capget().map_err(|e| fail("-O/-E", e))?;
+                if sys::getresids() != (uid, uid, uid, gid, gid, gid) || caps != (0, 0, 0) {
+                    return Err(SpawnError {
+                        code: EXIT_SETUP,
+                        msg: "cannot become you to open -O/-E".into(),
+                    });
+                }
+                for ((p, flag), slot) in files.iter().zip(&slots) {
+                    let f = open_output(p, flag)?;
+                    sys::dup2(f.as_fd(), slot.as_raw_fd())
+                        .map_err(|e| err(format!("cannot open {flag}"), e))?;
+                }
+                Ok(())
+            })();
+            let code = match opened {
+                Ok(()) => 0,
+                Err(e) => {
+                    let _ = sys::write_all(w.as_fd(), e.msg.as_bytes());
+                    1
+                }
+            };
+            sys::exit_now(code)
+        }
+        let status =
+            sys::wait_blocking(pid).map_err(|e| err("cannot wait for the process opening -O/-E", e))?.1;
+        drop(w);
+        let mut msg = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n @ 1..) = sys::read(r.as_fd(), &mut buf) {
+            msg.extend_from_slice(&buf[..n]);
+        }
+        match status {
+            sys::WaitStatus::Exited(0) => Ok(slots),
+            _ if !msg.is_empty() => {
+                Err(SpawnError { code: EXIT_SETUP, msg: String::from_utf8_lossy(&msg).into_owned() })
             }
+            _ => Err(SpawnError {
+                code: EXIT_SETUP,
+                msg: "cannot open -O/-E: the process opening them failed".into(),
+            }),
         }
-        let opened = (|| {
-            let stdout = plan.stdout_file.as_deref().map(|p| open_output(p, "-O")).transpose()?;
-            let stderr = plan.stderr_file.as_deref().map(|p| open_output(p, "-E")).transpose()?;
-            Ok(Outputs { stdout, stderr })
-        })();
-        if self.setuid {
-            sys::setfsids(0, 0);
-        }
-        opened
     }
 
     /// Finds the cgroup hierarchies, removes cgroups of ljspawns that died without cleaning

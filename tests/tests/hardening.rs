@@ -7,13 +7,14 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::time::Duration;
 
-use lj_tests::{path_str, Ctx, TempDir};
+use lj_tests::{path_str, run_with_timeout, wait_until, which, Ctx, TempDir};
 
 lj_tests::mode_tests! {
     prefix = "", run = lj_tests::run_ctx;
     own_mount_points_never_follow_symlinks: root rootless setuid;
     proc_read_only_parts_from_proc_itself: root rootless setuid;
     shared_world_symlink_race: root rootless setuid;
+    outputs_opened_as_the_caller: rootless setuid;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -108,4 +109,53 @@ fn shared_world_symlink_race(cx: &Ctx) {
     assert!(done.stderr.is_empty() || !done.stderr.contains("Permission denied"), "{}", done.report());
     eprintln!("{}: {good} jails got their proc, {refused} refused", cx.name);
     assert!(Path::new(&w.join("proc")).is_dir() || Path::new(&w.join("p2")).is_dir());
+}
+
+// ---------------------------------------------------------------- 3. -O/-E as the caller
+
+/// `-O /proc/PID/root/...` of a root process in a private mount namespace: the caller cannot
+/// reach that file, so neither can ljspawn on its behalf (setuid: CAP_SYS_PTRACE must not
+/// help). The file is in a tmpfs mounted (mode 1777) only in that namespace.
+fn outputs_opened_as_the_caller(cx: &Ctx) {
+    if lj_tests::current_uid() != 0 {
+        return cx.skip("needs root to make a private mount namespace");
+    }
+    let Some(unshare) = which("unshare") else { return cx.skip("unshare (util-linux) missing") };
+    let d = cx.root_tempdir();
+    let ds = path_str(d.path());
+    let script = format!("mount -t tmpfs -o mode=1777 lj-h10 {ds} && touch {ds}/ready && exec sleep 60");
+    let mut child = std::process::Command::new(unshare)
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .spawn()
+        .expect("spawn unshare");
+    let pid = child.id();
+    let inside = format!("/proc/{pid}/root{ds}");
+    let ready = wait_until(Duration::from_secs(10), || Path::new(&format!("{inside}/ready")).exists());
+    let result = std::panic::catch_unwind(|| {
+        assert!(ready, "the private tmpfs never appeared");
+        for flag in ["-O", "-E"] {
+            let target = format!("{inside}/{}", flag.trim_start_matches('-'));
+            let out =
+                cx.ljspawn().args([flag, &target, "--root", &cx.world_str(), "--", "/bin/echo", "hi"]).run();
+            let out = out.expect_ljspawn_error(125);
+            assert!(out.stderr.contains(&format!("cannot open {flag}")), "{}", out.report());
+            assert!(!Path::new(&target).exists(), "{target} was created\n{}", out.report());
+        }
+        // Control: a file the caller may write is opened (and written) as before.
+        let ok = cx.tempdir();
+        let f = ok.join("out");
+        cx.ljspawn()
+            .args(["-O", &path_str(&f), "--root", &cx.world_str(), "--", "/bin/echo", "hi"])
+            .run()
+            .ok();
+        assert_eq!(fs::read_to_string(&f).unwrap(), "hi\n");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(fs::metadata(&f).unwrap().uid(), cx.caller_uid);
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = run_with_timeout(std::process::Command::new("true"), None, Duration::from_secs(1));
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
 }
