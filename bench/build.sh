@@ -2,7 +2,9 @@
 # Building a one-step image, ljbuild against buildah (chroot isolation), as root and rootless:
 # a busybox base, one step `echo hi > /hello`; a cold build and a cache hit. One hyperfine run
 # per mode; the rootless one is a hyperfine started as the user. Prints the medians and the
-# ratios the project targets: ljbuild / buildah <= 0.2 cold and <= 0.1 on a cache hit.
+# ratios the project targets: ljbuild / buildah <= 0.2 cold and <= 0.1 on a cache hit. Both
+# builds use the host's network (buildah's chroot isolation does; ljbuild's default, pasta,
+# adds pasta's start, ~70 ms here, to every cold build).
 #
 #   sh bench/build.sh      as root; LJBUILD=path (default target/release/ljbuild, with its
 #                          ljspawn next to it), RUNS (20), BENCH_USER (ljtest),
@@ -54,7 +56,7 @@ mode() { # mode NAME PREFIX: PREFIX is "" (root) or the setpriv prefix
         $B bud -q --isolation chroot --layers -t lj-bench-hello "$d/hello" >/dev/null
         $L -q "$d/jailfile/Jailfile" >/dev/null
         hyperfine -N --warmup 2 --runs "$runs" --export-json "$json" \
-            -n ljbuild-cold --prepare "$L -q rm bench/hello@1.0" "$L -q $d/jailfile/Jailfile" \
+            -n ljbuild-cold --prepare "$L -q rm bench/hello@1.0" "$L -q --net host $d/jailfile/Jailfile" \
             -n ljbuild-hit --prepare true "$L -q $d/jailfile/Jailfile" \
             -n buildah-cold --prepare true "$B bud -q --isolation chroot --no-cache -t lj-bench-hello $d/hello" \
             -n buildah-hit --prepare true "$B bud -q --isolation chroot --layers -t lj-bench-hello $d/hello"

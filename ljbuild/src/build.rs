@@ -299,7 +299,7 @@ fn layer_dir_mode(layers: &[PathBuf], rel: &Path) -> u32 {
 fn jail_args(root: &Root, plan: &Plan, opts: &BuildOpts, staging: &Path) -> JailArgs {
     let layers = plan.chain.layers(root);
     let mut ro_binds = Vec::new();
-    if opts.net == Net::Host && Path::new("/etc/resolv.conf").exists() {
+    if matches!(opts.net, Net::Host | Net::Pasta) && Path::new("/etc/resolv.conf").exists() {
         ro_binds.push((PathBuf::from("/etc/resolv.conf"), "/etc/resolv.conf".to_string()));
     }
     let mut command: Vec<OsString> = vec!["/bin/sh".into(), "-e".into()];

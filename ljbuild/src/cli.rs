@@ -54,9 +54,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub force: bool,
 
-    /// Network of the build jail.
-    #[arg(long, value_enum, default_value = "host")]
-    pub net: Net,
+    /// Network of the build jail [default: pasta where it can run (root, or a caller who may
+    /// use /dev/net/tun with a non-setuid ljspawn), else host, with a warning].
+    #[arg(long, value_enum)]
+    pub net: Option<Net>,
 
     /// Print the resolved chain, inputs hash, ljspawn command line and script; run nothing.
     #[arg(short = 'n', long)]
@@ -109,8 +110,9 @@ pub struct RunJailArgs {
     /// Run the command as UID (and GID) in the jail [default: 0:0].
     #[arg(long, value_name = "UID[:GID]")]
     pub user: Option<String>,
-    /// Network: none (own namespace, loopback), host (with the host's /etc/resolv.conf), or
-    /// ljspawn's bridge:BR / macvlan:IFACE.
+    /// Network: none (own namespace, loopback), pasta (own namespace, outbound through pasta,
+    /// with the host's /etc/resolv.conf), host (with the host's /etc/resolv.conf), or ljspawn's
+    /// bridge:BR / macvlan:IFACE.
     #[arg(long, value_name = "MODE", default_value = "none")]
     pub net: String,
     /// Memory limit of the jail (e.g. 512M, 2G).
@@ -295,7 +297,7 @@ mod tests {
         Cli::command().debug_assert();
         let c = Cli::try_parse_from(["ljbuild", "-v", "1.0", "x/Jailfile", "--net", "none"]).unwrap();
         assert_eq!(c.build.version.as_deref(), Some("1.0"));
-        assert_eq!(c.build.net, Net::None);
+        assert_eq!(c.build.net, Some(Net::None));
         assert!(c.command.is_none());
         let c = Cli::try_parse_from(["ljbuild", "run", "a/b@1", "--", "ls", "-l"]).unwrap();
         match c.command {

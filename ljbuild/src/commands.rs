@@ -327,7 +327,7 @@ fn run_jail_args(j: &RunJailArgs) -> Result<Vec<OsString>, Error> {
     for d in &j.tmpfs {
         mounts.push((depth(d), vec!["--tmpfs".into(), d.into()]));
     }
-    if j.net == "host" && Path::new("/etc/resolv.conf").exists() {
+    if (j.net == "host" || j.net == "pasta") && Path::new("/etc/resolv.conf").exists() {
         mounts.push((2, ["--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"].map(OsString::from).to_vec()));
     }
     mounts.sort_by_key(|(d, _)| *d);

@@ -34,11 +34,18 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     match cli.command {
         None => {
             let b = cli.build;
+            let net = b.net.unwrap_or_else(|| {
+                let (net, why) = spawn::default_build_net(spawn::find_ljspawn().as_deref());
+                if let Some(why) = why {
+                    ui.warn(&format!("the build uses the host's network (--net host): {why}"));
+                }
+                net
+            });
             let opts = build::BuildOpts {
                 jailfile: b.jailfile.unwrap_or_else(|| "Jailfile".into()),
                 version: b.version,
                 force: b.force,
-                net: b.net,
+                net,
                 dry_run: b.dry_run,
                 timeout: b.timeout,
                 world_env: std::env::var("LIGHTJAIL_WORLD").ok(),

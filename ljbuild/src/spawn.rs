@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 /// Network mode of a jail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Net {
-    /// Share the host's network (the default for builds).
+    /// An own network namespace with outbound access through pasta (the default for builds
+    /// where pasta can run: root, or a caller who may use /dev/net/tun, with a non-setuid
+    /// ljspawn); the host's loopback services stay out of reach.
+    Pasta,
+    /// Share the host's network (only when asked, or where pasta cannot run).
     Host,
     /// An own network namespace with only loopback.
     None,
@@ -17,10 +21,34 @@ impl Net {
     /// The `--net` argument.
     pub fn as_str(self) -> &'static str {
         match self {
+            Net::Pasta => "pasta",
             Net::Host => "host",
             Net::None => "none",
         }
     }
+}
+
+/// The network of a build when `--net` is not given: pasta where it can run, else the host's
+/// network with the reason (printed as a warning).
+pub fn default_build_net(ljspawn: Option<&Path>) -> (Net, Option<String>) {
+    use std::os::unix::fs::MetadataExt;
+    if !["/usr/bin/pasta", "/usr/local/bin/pasta"].iter().any(|p| Path::new(p).is_file()) {
+        return (Net::Host, Some("pasta (Debian package passt) is not installed".into()));
+    }
+    let me = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(u32::MAX);
+    if me == 0 {
+        return (Net::Pasta, None);
+    }
+    let setuid = ljspawn
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.uid() == 0 && m.mode() & 0o4000 != 0);
+    if setuid {
+        return (Net::Host, Some("ljspawn is setuid, and setuid ljspawn does not run pasta".into()));
+    }
+    if std::fs::OpenOptions::new().read(true).write(true).open("/dev/net/tun").is_err() {
+        return (Net::Host, Some("pasta needs /dev/net/tun, which you may not open".into()));
+    }
+    (Net::Pasta, None)
 }
 
 /// Finds ljspawn: `LJSPAWN` if set and non-empty, else `ljspawn` next to the running executable,

@@ -106,7 +106,7 @@ pub fn command() -> Command {
                 .long("net")
                 .value_name("MODE")
                 .conflicts_with("iface")
-                .help("Network: none (own namespace, loopback), host, bridge:BR or macvlan:IFACE [default: none]"),
+                .help("Network: none (own namespace, loopback), pasta (own namespace, outbound through pasta; root and rootless), host, bridge:BR or macvlan:IFACE [default: none]"),
         )
         .arg(
             Arg::new("ip")

@@ -121,7 +121,9 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
     }
     let by_parent = plan.userns.as_ref().is_some_and(|m| m.by_parent);
     let linked = matches!(plan.net, Net::Bridge { .. } | Net::Macvlan { .. });
-    if by_parent || linked || plan.json_status.is_some() || !plan.limits.is_empty() {
+    // (pasta: ljspawn opens this namespace's files, so the wait comes before set_dumpable.)
+    let pasta = plan.net == Net::Pasta;
+    if by_parent || linked || pasta || plan.json_status.is_some() || !plan.limits.is_empty() {
         let mut b = [0u8; 1];
         if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
             sys::exit_now(EXIT_SETUP as i32);

@@ -17,6 +17,7 @@ pub mod conf;
 pub mod jail;
 pub mod limits;
 pub mod net;
+pub mod pasta;
 pub mod plan;
 pub mod privileged;
 pub mod seccomp;

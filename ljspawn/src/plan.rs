@@ -167,6 +167,10 @@ pub enum Net {
     Bridge { bridge: String, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr> },
     /// `macvlan:IFACE` (lightjail's `-f IFACE -i IP`): a macvlan on IFACE as `eth0`.
     Macvlan { parent: String, addr: Ipv4Addr, prefix: u8, gateway: Option<Ipv4Addr> },
+    /// `pasta`: a network namespace of its own with outbound access through pasta (Debian's
+    /// passt): `eth0` with the host's address and routes, connections made by pasta from the
+    /// host's namespace; the host's loopback is not mapped and no port is forwarded.
+    Pasta,
 }
 
 /// One line of a uid_map or gid_map: `inside outside count`.
@@ -370,6 +374,7 @@ pub enum PlanError {
     BadIp(String),
     IpWithoutLink,
     NetNotAllowed(Mode, String),
+    PastaInSetuid,
     BadHostname(String),
     BadEnvName(String),
     NulByte(&'static str),
@@ -417,6 +422,10 @@ impl fmt::Display for PlanError {
             NeedsIp(m) => write!(f, "--net {m} needs --ip ADDR/PREFIX (lightjail: -i IP)"),
             BadIp(a) => write!(f, "invalid address '{a}' (expected IPv4 ADDR[/PREFIX], e.g. 10.0.0.2/24)"),
             IpWithoutLink => write!(f, "--ip and --gateway need --net bridge:BR or macvlan:IFACE (lightjail: -f IFACE)"),
+            PastaInSetuid => write!(
+                f,
+                "--net pasta is not available in setuid mode (pasta would run as root or in a namespace root owns); use --net none, or rootless mode"
+            ),
             NetNotAllowed(Mode::Setuid, n) => write!(
                 f,
                 "--net {n} is not granted to you in /etc/lightjail.conf (a line like '{} allow USER' is missing)",
@@ -481,6 +490,7 @@ impl PlanError {
             | PlanError::NoSubids { .. }
             | PlanError::SeccompNoneNotAllowed(_)
             | PlanError::NetNotAllowed(..)
+            | PlanError::PastaInSetuid
             | PlanError::LimitsNotGranted
             | PlanError::LimitAboveGrant(..)
             | PlanError::BadInstall => crate::EXIT_SETUP,
@@ -882,11 +892,16 @@ fn parse_net(req: &Request, caller: &Caller) -> Result<Net, PlanError> {
         }
     };
     let (kind, iface) = match mode {
-        "none" | "host" => {
+        "none" | "host" | "pasta" => {
             if req.ip.is_some() || req.gateway.is_some() {
                 return Err(PlanError::IpWithoutLink);
             }
-            return Ok(if mode == "none" { Net::None } else { Net::Host });
+            return match mode {
+                "none" => Ok(Net::None),
+                "host" => Ok(Net::Host),
+                _ if caller.mode == Mode::Setuid => Err(PlanError::PastaInSetuid),
+                _ => Ok(Net::Pasta),
+            };
         }
         m => match m.split_once(':') {
             Some(("bridge", i)) => ("bridge", link(i)?),
@@ -1035,6 +1050,10 @@ impl fmt::Display for Plan {
         match &self.net {
             Net::None => writeln!(f, "network: none (own namespace, loopback up)")?,
             Net::Host => writeln!(f, "network: host")?,
+            Net::Pasta => writeln!(
+                f,
+                "network: own namespace, loopback up, eth0 through pasta (outbound only: no host loopback, no forwarded ports)"
+            )?,
             Net::Bridge { bridge, addr, prefix, gateway } => writeln!(
                 f,
                 "network: veth lj<PID> on bridge {bridge}, eth0 {addr}/{prefix}{} in the jail, loopback up",

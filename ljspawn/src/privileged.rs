@@ -228,6 +228,8 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
         Net::Bridge { bridge, .. } => Some(plan.grants.bridges.contains(bridge)),
         Net::Macvlan { parent, .. } => Some(plan.grants.macvlans.contains(parent)),
         Net::None | Net::Host => None,
+        Net::Pasta if plan.mode == Mode::Setuid => return refuse("--net pasta"),
+        Net::Pasta => None,
     };
     if granted == Some(false) || (granted.is_some() && plan.mode != Mode::Setuid) {
         return refuse("this network mode");
@@ -321,7 +323,7 @@ fn plumb(plan: &Plan, pid: i32) -> Result<(), SpawnError> {
             net::request(&net::macvlan_msg(idx, pid))
                 .map_err(|e| err(format!("cannot make a macvlan on {parent}"), e))
         }
-        Net::None | Net::Host => Ok(()),
+        Net::None | Net::Host | Net::Pasta => Ok(()),
     }
 }
 

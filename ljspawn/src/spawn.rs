@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use crate::jail::{self, Handover};
 use crate::limits::Cgroup;
+use crate::pasta;
 use crate::plan::{self, Mode, Net, Plan, UsernsSysctls};
 use crate::privileged::{Outputs, Privileged};
 use crate::sys::{self, WaitStatus};
@@ -46,6 +47,14 @@ pub fn run(
     if let Err(e) = held {
         return Err(jail.abort(e, cgroup.as_ref()));
     }
+    // Not privileged: pasta runs as the caller (root mode: root), never in setuid mode.
+    let pasta = match plan.net {
+        Net::Pasta => match pasta::start(plan, jail.pid) {
+            Ok(p) => Some(p),
+            Err(e) => return Err(jail.abort(e, cgroup.as_ref())),
+        },
+        _ => None,
+    };
     if let Some(j) = &json {
         j.started(jail.pid, plan.userns.is_some());
     }
@@ -56,6 +65,7 @@ pub fn run(
     let setup = jail.go();
     let (code, timed_out) = supervise(plan, &setup, start)?;
     clean_up(plan, setup.pid, cgroup.as_ref());
+    drop(pasta);
     report(plan, setup.msg, code, timed_out, json.as_ref())
 }
 

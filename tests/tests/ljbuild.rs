@@ -495,13 +495,14 @@ fn dry_run_runs_nothing(lj: &Lj) {
     lj.ok(&[&base]);
     let f = lj.jailfile("d", "name d/x\nversion 2\nfrom d/base\ncopy /src\n---\ntouch /ran\n");
     let out = lj.ok(&["--dry-run", &f]);
+    let net = format!("--net {}", default_net(lj));
     for want in [
         "d/x@2",
         "would build",
         "world busybox > d/base@1",
         "--layer",
         "--upper",
-        "--net host",
+        &net,
         "touch /ran",
         "sha256:",
     ] {
@@ -590,18 +591,43 @@ fn copy_and_ljignore(lj: &Lj) {
     assert_eq!(got, "/app/src\nhi\nrun.sh\n750\n2\n");
 }
 
-/// --net none cuts the network of a build; the default is the host's.
+/// The network a build gets without --net: pasta where it can run (root; a caller who may open
+/// /dev/net/tun, with a non-setuid ljspawn), else the host's.
+fn default_net(lj: &Lj) -> &'static str {
+    let tun = lj.cx.command(["/bin/sh", "-c", "exec 3<>/dev/net/tun"]).status().is_ok_and(|s| s.success());
+    if lj.cx.mode == Mode::Root || tun {
+        "pasta"
+    } else {
+        "host"
+    }
+}
+
+/// --net none cuts the network of a build, --net host shares the host's; the default is a
+/// network namespace of the build's own with outbound access through pasta (eth0 and lo),
+/// where pasta can run.
 fn net_none(lj: &Lj) {
     let f = lj.jailfile(
         "n",
         "name n/x\n---\ncat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort > /ifaces\n",
     );
-    lj.ok(&["-v", "host", &f]);
+    lj.ok(&["-v", "host", "--net", "host", &f]);
     lj.ok(&["-v", "none", "--net", "none", &f]);
+    let out = lj.ok(&["-v", "default", &f]);
     assert_eq!(lj.jail("n/x@none", "cat /ifaces"), "lo\n");
     let host = lj.jail("n/x@host", "cat /ifaces");
     let host_ifaces = fs::read_to_string("/proc/net/dev").unwrap().lines().skip(2).count();
     assert_eq!(host.lines().count(), host_ifaces, "host networking: {host}");
+    let own = fs::read_link("/proc/self/ns/net").unwrap();
+    if default_net(lj) == "pasta" {
+        assert_eq!(lj.jail("n/x@default", "cat /ifaces"), "eth0\nlo\n");
+        assert!(!out.stderr.contains("host's network"), "{}", out.report());
+    } else {
+        assert!(out.stderr.contains("the build uses the host's network (--net host)"), "{}", out.report());
+        eprintln!(
+            "NOTE {}: pasta cannot run for this caller here ({own:?}): builds fall back to --net host",
+            lj.cx.name
+        );
+    }
 }
 
 /// The root and what ljbuild creates in it are private (0700).

@@ -46,6 +46,7 @@ mod net {
         conf_malformed: setuid;
         conf_not_root_only: setuid;
         dry_run_network: root setuid;
+        pasta_outbound_only: root rootless setuid;
     }
 }
 
@@ -1150,4 +1151,147 @@ fn dry_run_network(cx: &Ctx) {
         .expect_ljspawn_error(125);
         assert_stderr_has(&out, "'bridge br0 allow USER' is missing");
     }
+}
+
+// ---------------------------------------------------------------- --net pasta
+
+/// Listens on a unix socket in the abstract namespace (name argv[1]) and on 127.0.0.1:argv[2];
+/// prints `listening`, then serves each connection its token until killed.
+const LOOPBACK_SERVER: &str = r#"
+import socket, sys, threading
+u = socket.socket(socket.AF_UNIX)
+u.bind("\0" + sys.argv[1])
+u.listen(8)
+t = socket.socket()
+t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("127.0.0.1", int(sys.argv[2])))
+t.listen(8)
+def serve(s):
+    while True:
+        c, _ = s.accept()
+        c.sendall(b"loopback-secret\n")
+        c.close()
+threading.Thread(target=serve, args=(u,), daemon=True).start()
+print("listening", flush=True)
+serve(t)
+"#;
+
+/// Tries each target (`tcp:ADDR:PORT` or `unix:NAME`, abstract) once, 2 s each; prints
+/// `TARGET got LINE` or `TARGET ERR NAME`.
+const PROBE: &str = r#"
+import errno, socket, sys
+for t in sys.argv[1:]:
+    kind, rest = t.split(":", 1)
+    try:
+        if kind == "unix":
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(2)
+            s.connect("\0" + rest)
+        else:
+            a, p = rest.rsplit(":", 1)
+            s = socket.socket()
+            s.settimeout(2)
+            s.connect((a, int(p)))
+        print(t, "got", s.makefile().readline().strip(), flush=True)
+    except OSError as e:
+        print(t, "ERR", errno.errorcode.get(e.errno, type(e).__name__), flush=True)
+"#;
+
+/// `--net pasta`, in a namespace the test makes as "the host" (a dummy uplink with a default
+/// route, a server on a second address, a loopback-only TCP service and an abstract unix
+/// socket): the jail reaches the server, and neither the loopback service (through 127.0.0.1
+/// or the gateway address) nor the abstract socket. A control run with `--net host` reaches
+/// both, so the probes work. pasta is gone after the jail. Rootless needs /dev/net/tun usable
+/// by the caller (else the refusal must say so); setuid mode refuses pasta.
+fn pasta_outbound_only(cx: &Ctx) {
+    if cx.mode == Mode::Setuid {
+        let out = cx.ljspawn().args(["--net", "pasta", "--root", &cx.world_str(), "--", "/bin/true"]).run();
+        let out = out.expect_ljspawn_error(125);
+        // (The plan refuses it; the second look in the privileged code refuses it too.)
+        assert!(out.stderr.contains("not available in setuid mode"), "{}", out.report());
+        return;
+    }
+    if !need_ip(cx) {
+        return;
+    }
+    let Some(py) = need_python(cx) else { return };
+    if !Path::new("/usr/bin/pasta").is_file() {
+        return cx.skip("pasta (Debian package passt) not installed");
+    }
+    // "The host" h, with an uplink to s, where the server is (and the default route goes).
+    let (h, srv) = (NetNs::new(), NetNs::new());
+    h.uplink("up0", &srv, "s0", "10.77.0.2/24");
+    h.ip(&["addr", "add", "10.77.0.1/24", "dev", "up0"]);
+    h.ip(&["route", "add", "default", "via", "10.77.0.2", "dev", "up0"]);
+    let server = srv.spawn(&[&py, "-c", SERVER, "10.77.0.2", "18080", "outside-token", "1"]);
+    let abstract_name = format!("lj-pasta-{}", std::process::id());
+    let mut lo = Command::new("nsenter");
+    lo.arg(format!("--net={}", h.path)).args([&py, "-c", LOOPBACK_SERVER, &abstract_name, "18081"]);
+    let mut lo = lo.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start the loopback server");
+    let mut first = String::new();
+    let _ = std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(lo.stdout.as_mut().expect("piped stdout")),
+        &mut first,
+    );
+    assert_eq!(first.trim(), "listening");
+    let targets = [
+        "tcp:10.77.0.2:18080".to_string(),
+        "tcp:127.0.0.1:18081".into(),
+        // The gateway: pasta would map it to the host's loopback without --no-map-gw.
+        "tcp:10.77.0.2:18081".into(),
+        format!("unix:{abstract_name}"),
+    ];
+    let tun_ok = cx.mode == Mode::Root
+        || cx
+            .command(["/bin/sh", "-c", "test -r /dev/net/tun && test -w /dev/net/tun"])
+            .status()
+            .is_ok_and(|s| s.success());
+    let mut argv: Vec<&str> = vec!["--net", "pasta", "--root", "/", "--", &py, "-c", PROBE];
+    argv.extend(targets.iter().map(String::as_str));
+    let out = lj(cx, &h, &argv);
+    if !tun_ok {
+        let out = out.expect_ljspawn_error(125);
+        assert!(out.stderr.contains("/dev/net/tun"), "{}", out.report());
+        eprintln!(
+            "NOTE {}: /dev/net/tun is not usable by {}: pasta cannot run rootless here",
+            cx.name, cx.caller_uid
+        );
+    } else {
+        let out = out.ok();
+        let lines = out.lines();
+        let find =
+            |t: &str| lines.iter().find(|l| l.starts_with(&format!("{t} "))).cloned().unwrap_or_default();
+        assert_eq!(find(&targets[0]), format!("{} got outside-token", targets[0]), "{}", out.report());
+        for t in &targets[1..] {
+            assert!(find(t).contains(" ERR "), "{t} was reachable\n{}", out.report());
+        }
+        let served = server.join().expect("server thread");
+        assert!(
+            served.stdout.contains("peer 10.78.0.1") || served.stdout.contains("peer "),
+            "{}",
+            served.report()
+        );
+        // pasta is gone with the jail.
+        let left: Vec<String> = fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.starts_with("passt")))
+            .filter(|e| {
+                fs::read_to_string(e.path().join("cmdline")).is_ok_and(|c| c.contains("/proc/self/fd/3"))
+            })
+            .filter_map(|e| fs::read_link(e.path().join("ns/net")).ok().map(|l| format!("{l:?}")))
+            .collect();
+        let hns = format!("{:?}", fs::read_link(&h.path).unwrap());
+        assert!(!left.contains(&hns), "pasta still runs in the test's namespace");
+    }
+    // Control: the host's own network reaches the loopback service and the abstract socket.
+    let mut argv: Vec<&str> = vec!["--net", "host", "--root", "/", "--", &py, "-c", PROBE];
+    argv.extend(targets[1..].iter().map(String::as_str));
+    argv.remove(argv.len() - 2); // not the gateway: nothing is there
+    let ctl = lj(cx, &h, &argv).ok();
+    assert!(ctl.stdout.contains("tcp:127.0.0.1:18081 got loopback-secret"), "{}", ctl.report());
+    assert!(ctl.stdout.contains(&format!("unix:{abstract_name} got loopback-secret")), "{}", ctl.report());
+    let _ = lo.kill();
+    let _ = lo.wait();
 }
