@@ -48,9 +48,39 @@ pub fn command() -> Command {
         )
         .arg(path("upper").long("upper").help("Overlay upper dir, kept (default: a tmpfs discarded on exit)"))
         .arg(path("work").long("work").help("Overlay work dir, empty, on the file system of --upper"))
+        .arg(
+            Arg::new("host-usr")
+                .long("host-usr")
+                .action(ArgAction::SetTrue)
+                .help("Bind the host's /usr read-only, with its usr-merge links (or read-only binds) at /bin /sbin /lib*"),
+        )
         .arg(pair("bind", "Bind SRC (host) at DEST (jail), read-write"))
         .arg(pair("ro-bind", "Bind SRC at DEST read-only, every submount included"))
         .arg(pair("dev-bind", "Bind SRC at DEST allowing device nodes (e.g. GPU nodes)"))
+        .arg(
+            Arg::new("symlink")
+                .long("symlink")
+                .num_args(2)
+                .value_names(["TARGET", "DEST"])
+                .action(ArgAction::Append)
+                .allow_hyphen_values(true)
+                .help("Make a symlink DEST -> TARGET in the jail"),
+        )
+        .arg(
+            Arg::new("dir")
+                .long("dir")
+                .value_name("DEST")
+                .action(ArgAction::Append)
+                .help("Make the directory DEST (and its parents) in the jail"),
+        )
+        .arg(
+            Arg::new("file")
+                .long("file")
+                .num_args(2)
+                .value_names(["FD", "DEST"])
+                .action(ArgAction::Append)
+                .help("Make the file DEST in the jail with the content read from descriptor FD"),
+        )
         .arg(
             Arg::new("tmpfs")
                 .long("tmpfs")
@@ -316,8 +346,28 @@ pub fn request(m: &ArgMatches) -> Request {
             }
         }
     }
-    if let (Some(vals), Some(idx)) = (m.get_many::<String>("tmpfs"), m.indices_of("tmpfs")) {
-        mounts.extend(idx.zip(vals).map(|(i, d)| (i, MountReq::Tmpfs { dest: d.clone() })));
+    for name in ["tmpfs", "dir"] {
+        if let (Some(vals), Some(idx)) = (m.get_many::<String>(name), m.indices_of(name)) {
+            mounts.extend(idx.zip(vals).map(|(i, d)| {
+                let dest = d.clone();
+                (i, if name == "dir" { MountReq::Dir { dest } } else { MountReq::Tmpfs { dest } })
+            }));
+        }
+    }
+    for name in ["symlink", "file"] {
+        if let (Some(vals), Some(idx)) = (m.get_many::<String>(name), m.indices_of(name)) {
+            let vals: Vec<&String> = vals.collect();
+            let idx: Vec<usize> = idx.collect();
+            for (pair, &i) in vals.chunks(2).zip(idx.iter().step_by(2)) {
+                let dest = pair[1].clone();
+                let req = match name {
+                    "symlink" => MountReq::Symlink { target: pair[0].clone(), dest },
+                    // Not a number: -1, which the plan refuses as not an open descriptor.
+                    _ => MountReq::File { fd: pair[0].parse().unwrap_or(-1), dest },
+                };
+                mounts.push((i, req));
+            }
+        }
     }
     mounts.sort_by_key(|(i, _)| *i);
 
@@ -341,6 +391,7 @@ pub fn request(m: &ArgMatches) -> Request {
         layers: paths("layer"),
         upper: m.get_one::<PathBuf>("upper").cloned(),
         work: m.get_one::<PathBuf>("work").cloned(),
+        host_usr: m.get_flag("host-usr"),
         mounts: mounts.into_iter().map(|(_, m)| m).collect(),
         setenv,
         chdir: m.get_one::<String>("chdir").cloned(),
@@ -391,16 +442,40 @@ mod tests {
 
     #[test]
     fn mounts_keep_command_line_order() {
-        let r =
-            req(&["--tmpfs", "/a", "--ro-bind", "/s", "/b", "--bind", "/t", "/c", "--tmpfs", "/d", "true"]);
+        let r = req(&[
+            "--tmpfs",
+            "/a",
+            "--ro-bind",
+            "/s",
+            "/b",
+            "--bind",
+            "/t",
+            "/c",
+            "--tmpfs",
+            "/d",
+            "--symlink",
+            "x",
+            "/e",
+            "--dir",
+            "/f",
+            "--file",
+            "7",
+            "/g",
+            "true",
+        ]);
         let dests: Vec<&str> = r
             .mounts
             .iter()
             .map(|m| match m {
-                MountReq::Bind { dest, .. } | MountReq::Tmpfs { dest } => dest.as_str(),
+                MountReq::Bind { dest, .. }
+                | MountReq::Tmpfs { dest }
+                | MountReq::Symlink { dest, .. }
+                | MountReq::Dir { dest }
+                | MountReq::File { dest, .. } => dest.as_str(),
             })
             .collect();
-        assert_eq!(dests, ["/a", "/b", "/c", "/d"]);
+        assert_eq!(dests, ["/a", "/b", "/c", "/d", "/e", "/f", "/g"]);
+        assert_eq!(r.mounts[6], MountReq::File { fd: 7, dest: "/g".into() });
         assert_eq!(r.command, ["true"]);
     }
 

@@ -54,6 +54,15 @@ impl<T> Ctx<T> for io::Result<T> {
     }
 }
 
+/// What ljspawn read for the jail from descriptors the caller passed.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// The caller's own seccomp program (`--seccomp-fd`), installed after the built-in one.
+    pub seccomp_extra: Option<Vec<u8>>,
+    /// The content of each `Mount::File` of the plan, in plan order.
+    pub files: Vec<Vec<u8>>,
+}
+
 /// Descriptors ljspawn hands to the jail.
 #[derive(Debug)]
 pub struct Handover {
@@ -68,8 +77,8 @@ pub struct Handover {
     pub maps: OwnedFd,
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
-    /// The caller's own seccomp program (`--seccomp-fd`), installed after the built-in one.
-    pub seccomp_extra: Option<Vec<u8>>,
+    /// What ljspawn read from the caller's descriptors.
+    pub inputs: Inputs,
     /// ljspawn entered the jail's user namespace itself and wrote its maps (see `spawn`).
     pub maps_written: bool,
     /// Make the cgroup namespace after the go byte, once ljspawn moved us into the jail's
@@ -82,7 +91,7 @@ pub struct Handover {
 
 /// PID 1 of the jail. Never returns.
 pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
-    let code = match setup(plan, &h) {
+    let code = match setup(plan, &h, umask) {
         Ok(()) => supervise(plan, h, umask),
         Err(f) => {
             report(h.status.as_fd(), &f);
@@ -114,7 +123,7 @@ pub(crate) fn write_maps(proc: &str, m: &IdMap) -> std::result::Result<(), (&'st
     Ok(())
 }
 
-fn setup(plan: &Plan, h: &Handover) -> Result<()> {
+fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
     sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
     if sys::pipe_reader_gone(h.status.as_fd()) {
         sys::exit_now(EXIT_SETUP as i32);
@@ -202,6 +211,7 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
     // read-only parts of proc are found in the proc mount itself, wherever it is attached.
     let mut proc_mnt = Some(proc_mnt);
     let mut proc_at: Option<(OwnedFd, &str)> = None;
+    let mut files = h.inputs.files.iter();
     for (m, src) in plan.mounts.iter().zip(host) {
         match m {
             Mount::Proc { dest } => {
@@ -228,6 +238,14 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
                 let t = tmpfs(*mode, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
                     .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
                 attach(&root, t.as_fd(), dest, Kind::Dir, Own::Yes)?;
+            }
+            Mount::Symlink { target, dest } => make_symlink(&root, target, dest)?,
+            Mount::Dir { dest, .. } => drop(mount_point(&root, dest, Kind::Dir, Own::No)?),
+            Mount::File { dest, mode, .. } => {
+                let data = files
+                    .next()
+                    .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
+                make_file(&root, dest, *mode & !umask, data)?
             }
             Mount::Bind { src: path, dest, .. } => {
                 let src =
@@ -269,6 +287,8 @@ fn setup(plan: &Plan, h: &Handover) -> Result<()> {
 
 fn open_root(root: &RootFs) -> Result<OwnedFd> {
     match root {
+        RootFs::Tmpfs => tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
+            .ctx(|| "cannot make the tmpfs for the jail's root".into()),
         RootFs::Dir { path, writable } => {
             let p = path.display().to_string();
             let fd = sys::open_tree(None, &p, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
@@ -463,6 +483,50 @@ fn proc_read_only(proc: &OwnedFd, proc_dest: &str, path: &str) -> Result<()> {
     )
     .ctx(|| format!("cannot open {path} in the jail's proc"))?;
     sys::move_mount(fd.as_fd(), target.as_fd()).ctx(|| format!("cannot mount on {path}"))
+}
+
+/// The parent directory of `dest` in the jail (made if missing, symlinks followed inside the
+/// root only) and the last component.
+fn parent_of<'a>(root: &OwnedFd, dest: &'a str) -> Result<(OwnedFd, &'a str)> {
+    let (dir, name) = dest.rsplit_once('/').unwrap_or(("", dest));
+    if name.is_empty() {
+        return Err(Failure { code: EXIT_SETUP, msg: format!("{dest}: the jail's root itself") });
+    }
+    let parent = if dir.is_empty() {
+        sys::openat2(Some(root.as_fd()), ".", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+            .ctx(|| "cannot open the jail's root".into())?
+    } else {
+        mount_point(root, dir, Kind::Dir, Own::No)?
+    };
+    Ok((parent, name))
+}
+
+/// `--symlink TARGET DEST`: made with `symlinkat` in DEST's parent; an existing symlink with
+/// the same target is accepted (bwrap does the same), anything else there is an error.
+fn make_symlink(root: &OwnedFd, target: &str, dest: &str) -> Result<()> {
+    let (parent, name) = parent_of(root, dest)?;
+    match sys::symlinkat(target, parent.as_fd(), name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match sys::readlinkat(parent.as_fd(), name) {
+            Ok(t) if t == target => Ok(()),
+            _ => Err(setup_err(format!("cannot create symlink {dest}"), e)),
+        },
+        Err(e) => Err(setup_err(format!("cannot create symlink {dest}"), e)),
+    }
+}
+
+/// `--file FD DEST`: a new file (never an existing one, never through a symlink) with `data`.
+fn make_file(root: &OwnedFd, dest: &str, mode: u32, data: &[u8]) -> Result<()> {
+    let (parent, name) = parent_of(root, dest)?;
+    let f = sys::openat2(
+        Some(parent.as_fd()),
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+        mode,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(|| format!("cannot create file {dest}"))?;
+    sys::write_all(f.as_fd(), data).ctx(|| format!("cannot write file {dest}"))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -673,7 +737,10 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
         sys::setrlimit(r.resource, r.soft, r.hard).ctx(|| format!("cannot set --rlimit {}", r.name))?;
     }
     drop_privileges(plan)?;
-    sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?;
+    match plan.cwd_try.as_deref().map(sys::chdir) {
+        Some(Ok(())) => {}
+        _ => sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?,
+    }
     for &fd in &plan.pass_fds {
         sys::set_cloexec(fd, false).ctx(|| format!("cannot pass fd {fd}"))?;
     }
@@ -685,7 +752,7 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
         Seccomp::AllowUserns => Some(seccomp::builtin(true, plan.allow_setuid_files)),
         Seccomp::None => None,
     };
-    for bpf in builtin.into_iter().chain(h.seccomp_extra.as_deref()) {
+    for bpf in builtin.into_iter().chain(h.inputs.seccomp_extra.as_deref()) {
         sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
     }
     exec(plan)

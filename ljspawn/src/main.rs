@@ -47,6 +47,10 @@ fn main() -> ExitCode {
     let mut keep = req.pass_fds.clone();
     keep.extend(req.json_status);
     keep.extend(req.seccomp_fd);
+    keep.extend(req.mounts.iter().filter_map(|m| match m {
+        plan::MountReq::File { fd, .. } => Some(*fd),
+        _ => None,
+    }));
     if let Err(e) = sys::close_fds_except(&keep) {
         return fail(EXIT_SETUP, &format!("cannot close inherited descriptors: {e}"));
     }
@@ -69,6 +73,9 @@ fn main() -> ExitCode {
         } else {
             conf::Grants::default()
         },
+        // getcwd(2), not $PWD: the environment is not read in setuid mode.
+        cwd: std::env::current_dir().ok().and_then(|d| d.to_str().map(String::from)),
+        host_links: if req.host_usr { host_links() } else { Vec::new() },
     };
     let plan = match plan::build(&req, &caller, &sys::fd_is_open) {
         Ok(p) => p,
@@ -99,9 +106,14 @@ fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return fail(EXIT_USAGE, &e),
     };
+    let files = match read_files(&plan) {
+        Ok(f) => f,
+        Err(e) => return fail(EXIT_USAGE, &e),
+    };
+    let inputs = ljspawn::jail::Inputs { seccomp_extra, files };
     // Dropping privileges (setuid mode) clears the parent-death signal: spawn sets it again.
     let die_with_parent = req.die_with_parent.then_some(parent);
-    match spawn::run(&plan, json, seccomp_extra, die_with_parent) {
+    match spawn::run(&plan, json, inputs, die_with_parent) {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(e.code, &e.msg),
     }
@@ -123,6 +135,37 @@ fn read_seccomp_program(fd: i32) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read --seccomp-fd: {e}"))?;
     ljspawn::seccomp::check_program(&bpf)?;
     Ok(bpf)
+}
+
+/// The content of every `--file FD DEST`, in plan order; each descriptor is read to its end
+/// and closed (one given twice is an error the second time).
+fn read_files(plan: &plan::Plan) -> Result<Vec<Vec<u8>>, String> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for m in &plan.mounts {
+        if let plan::Mount::File { fd, dest, .. } = m {
+            let f = sys::take_inherited_fd(*fd).map_err(|e| format!("--file {fd} {dest}: {e}"))?;
+            let mut f = std::fs::File::from(f);
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).map_err(|e| format!("cannot read --file {fd}: {e}"))?;
+            out.push(data);
+        }
+    }
+    Ok(out)
+}
+
+/// `--host-usr`: which of the host's top-level directories beside /usr are usr-merge links.
+fn host_links() -> Vec<(String, Option<String>)> {
+    plan::HOST_USR_DIRS
+        .iter()
+        .filter_map(|d| match std::fs::symlink_metadata(d) {
+            Ok(m) if m.file_type().is_symlink() => {
+                std::fs::read_link(d).ok().and_then(|t| t.to_str().map(|t| (d.to_string(), Some(t.into()))))
+            }
+            Ok(m) if m.is_dir() => Some((d.to_string(), None)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What `/etc/lightjail.conf` grants the caller (setuid mode). A missing file grants

@@ -58,7 +58,16 @@ pub struct Caller {
     pub subgids: Vec<(u32, u32)>,
     /// What `/etc/lightjail.conf` grants this caller (setuid mode only).
     pub grants: Grants,
+    /// The caller's working directory (the host-sandbox form keeps it when it exists in the
+    /// jail); None when it cannot be named.
+    pub cwd: Option<String>,
+    /// The host's `/bin`, `/sbin`, `/lib*` for `--host-usr`: (path, Some(target)) for a
+    /// usr-merge symlink, (path, None) for a real directory; missing ones are left out.
+    pub host_links: Vec<(String, Option<String>)>,
 }
+
+/// The top-level directories `--host-usr` mirrors beside `/usr` (usr-merge links or dirs).
+pub const HOST_USR_DIRS: [&str; 6] = ["/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
 
 /// What the user asked for, as parsed from the command line (see `cli`).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -68,6 +77,9 @@ pub struct Request {
     pub layers: Vec<PathBuf>,
     pub upper: Option<PathBuf>,
     pub work: Option<PathBuf>,
+    /// `--host-usr`: the host's `/usr` read-only, with its usr-merge links (or the real
+    /// directories, read-only) at `/bin`, `/sbin`, `/lib*`.
+    pub host_usr: bool,
     pub mounts: Vec<MountReq>,
     pub setenv: Vec<(String, String)>,
     pub chdir: Option<String>,
@@ -110,12 +122,36 @@ pub struct Request {
 /// A user-requested mount, in command-line order. Destinations are paths inside the jail.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MountReq {
-    Bind { src: PathBuf, dest: String, ro: bool, dev: bool },
-    Tmpfs { dest: String },
+    Bind {
+        src: PathBuf,
+        dest: String,
+        ro: bool,
+        dev: bool,
+    },
+    Tmpfs {
+        dest: String,
+    },
+    /// `--symlink TARGET DEST`: a symlink made in the jail (TARGET is not resolved).
+    Symlink {
+        target: String,
+        dest: String,
+    },
+    /// `--dir DEST`: a directory (and its parents) made in the jail.
+    Dir {
+        dest: String,
+    },
+    /// `--file FD DEST`: a new file in the jail with the content read from FD.
+    File {
+        fd: i32,
+        dest: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RootFs {
+    /// Host-sandbox form (no `--root`, no `--layer`): an empty tmpfs, writable, in which the
+    /// mount points are made.
+    Tmpfs,
     /// A directory bound as `/`, read-only unless `writable`.
     Dir { path: PathBuf, writable: bool },
     /// overlayfs: `layers` bottom first; `upper` = (upper, work) kept, or None for a tmpfs
@@ -145,6 +181,23 @@ pub enum Mount {
     },
     /// The minimal /dev: tmpfs, device binds from the host, devpts, shm, links.
     Dev,
+    /// A symlink at `dest` (never followed; an existing one must have the same target).
+    Symlink {
+        target: String,
+        dest: String,
+    },
+    /// A directory at `dest` (parents made as needed; an existing directory is kept).
+    Dir {
+        dest: String,
+        mode: u32,
+    },
+    /// A new file at `dest`, `mode`, with the content ljspawn read from `fd` (the
+    /// `files` of the jail's handover, in plan order).
+    File {
+        fd: i32,
+        dest: String,
+        mode: u32,
+    },
 }
 
 /// Which built-in seccomp filter the program gets (see `seccomp.rs`).
@@ -328,6 +381,9 @@ pub struct Plan {
     pub caps_all: bool,
     pub env: Vec<(String, String)>,
     pub cwd: String,
+    /// Host-sandbox form without `--chdir`: the caller's directory, entered when it exists in
+    /// the jail (else `cwd`, which is `/`).
+    pub cwd_try: Option<String>,
     pub argv: Vec<String>,
     pub pass_fds: Vec<i32>,
     pub json_status: Option<i32>,
@@ -355,11 +411,11 @@ pub struct Plan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlanError {
     NoCommand,
-    NoRoot,
     RootAndLayers,
     UpperWithoutLayers,
     UpperWorkPair,
     RwWithLayers,
+    RwWithTmpfsRoot,
     NotAbsolute {
         what: &'static str,
         path: String,
@@ -389,6 +445,7 @@ pub enum PlanError {
     /// Installed setuid to a user other than root, or setgid.
     BadInstall,
     BadRlimit(String),
+    BadSymlink(String),
     BadSize(String),
     MemoryTooSmall(String),
     LimitsNotGranted,
@@ -410,11 +467,11 @@ impl fmt::Display for PlanError {
         use PlanError::*;
         match self {
             NoCommand => write!(f, "no command given (usage: ljspawn [OPTIONS] [--] COMMAND [ARGS...])"),
-            NoRoot => write!(f, "no root file system: give --root DIR (or -d DIR) or --layer DIR"),
             RootAndLayers => write!(f, "--root and --layer are exclusive: use one root file system"),
             UpperWithoutLayers => write!(f, "--upper/--work need --layer (they are the overlay's writable part)"),
             UpperWorkPair => write!(f, "--upper and --work go together: give both (same file system) or neither"),
             RwWithLayers => write!(f, "--rw applies to --root; an overlay root is always writable"),
+            RwWithTmpfsRoot => write!(f, "--rw applies to --root; without --root or --layer the root is an empty tmpfs, always writable"),
             NotAbsolute { what, path } => write!(f, "{what} '{path}' must be an absolute path"),
             DotDot { what, path } => write!(f, "{what} '{path}' must not contain '..' or '.' components"),
             BadNet(m) => write!(f, "unknown network mode '{m}' (expected none, host, bridge:BR or macvlan:IFACE)"),
@@ -456,6 +513,7 @@ impl fmt::Display for PlanError {
                 "invalid --rlimit '{r}' (expected NAME=SOFT[:HARD], NAME one of {}, values a number or unlimited)",
                 RLIMITS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
             ),
+            BadSymlink(t) => write!(f, "invalid --symlink target '{t}' (empty or with a NUL byte)"),
             BadSize(v) => write!(f, "invalid --memory '{v}' (expected a size such as 512M or 2G; a number alone is MiB)"),
             MemoryTooSmall(v) => write!(
                 f,
@@ -613,7 +671,15 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
 
     let root = match (&req.root, req.layers.is_empty()) {
         (Some(_), false) => return Err(PlanError::RootAndLayers),
-        (None, true) => return Err(PlanError::NoRoot),
+        (None, true) => {
+            if req.upper.is_some() || req.work.is_some() {
+                return Err(PlanError::UpperWithoutLayers);
+            }
+            if req.rw {
+                return Err(PlanError::RwWithTmpfsRoot);
+            }
+            RootFs::Tmpfs
+        }
         (Some(dir), true) => {
             if req.upper.is_some() || req.work.is_some() {
                 return Err(PlanError::UpperWithoutLayers);
@@ -700,7 +766,18 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     mounts.extend(PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: (*p).into() }));
     mounts.push(Mount::Dev);
     mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
-    for m in &req.mounts {
+    let mut reqs: Vec<MountReq> = Vec::new();
+    if req.host_usr {
+        reqs.push(MountReq::Bind { src: "/usr".into(), dest: "/usr".into(), ro: true, dev: false });
+        for (path, link) in &caller.host_links {
+            reqs.push(match link {
+                Some(target) => MountReq::Symlink { target: target.clone(), dest: path.clone() },
+                None => MountReq::Bind { src: path.into(), dest: path.clone(), ro: true, dev: false },
+            });
+        }
+    }
+    reqs.extend(req.mounts.iter().cloned());
+    for m in &reqs {
         mounts.push(match m {
             MountReq::Bind { src, dest, ro, dev } => Mount::Bind {
                 src: host_path("bind source", src)?,
@@ -710,6 +787,17 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             },
             MountReq::Tmpfs { dest } => {
                 Mount::Tmpfs { dest: jail_path("--tmpfs destination", dest)?, mode: 0o755 }
+            }
+            MountReq::Symlink { target, dest } => {
+                if target.is_empty() || target.contains('\0') {
+                    return Err(PlanError::BadSymlink(target.clone()));
+                }
+                Mount::Symlink { target: target.clone(), dest: jail_path("--symlink destination", dest)? }
+            }
+            MountReq::Dir { dest } => Mount::Dir { dest: jail_path("--dir destination", dest)?, mode: 0o755 },
+            MountReq::File { fd, dest } => {
+                check_fd("--file", *fd, open_fd)?;
+                Mount::File { fd: *fd, dest: jail_path("--file destination", dest)?, mode: 0o666 }
             }
         });
     }
@@ -746,6 +834,11 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         Some(d) => jail_path("--chdir", d)?,
         None => "/".into(),
     };
+    // The host-sandbox form keeps the caller's directory when the jail has it (bwrap does).
+    let cwd_try = match (&root, &req.chdir, &caller.cwd) {
+        (RootFs::Tmpfs, None, Some(d)) => jail_path("the current directory", d).ok(),
+        _ => None,
+    };
 
     for &fd in &req.pass_fds {
         check_fd("--pass-fd", fd, open_fd)?;
@@ -780,6 +873,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         caps_all,
         env,
         cwd,
+        cwd_try,
         argv: req.command.clone(),
         pass_fds,
         json_status: if req.json_log { Some(2) } else { req.json_status },
@@ -1005,6 +1099,7 @@ impl fmt::Display for Plan {
         writeln!(f, "  {n}. / propagation private (recursive)")?;
         n += 1;
         match &self.root {
+            RootFs::Tmpfs => writeln!(f, "  {n}. / <- tmpfs mode 755, empty (rw, nosuid, nodev)")?,
             RootFs::Dir { path, writable } => writeln!(
                 f,
                 "  {n}. / <- bind {} ({}, nosuid, nodev, recursive)",
@@ -1036,6 +1131,9 @@ impl fmt::Display for Plan {
                     "  {n}. /dev <- tmpfs (nosuid, noexec) with null zero full random urandom tty bound from the host, pts (devpts, newinstance), shm (tmpfs), ptmx fd stdin stdout stderr links"
                 )?,
                 Mount::Tmpfs { dest, mode } => writeln!(f, "  {n}. {dest} <- tmpfs mode {mode:o} (nosuid, nodev)")?,
+                Mount::Symlink { target, dest } => writeln!(f, "  {n}. {dest} <- symlink to {target}")?,
+                Mount::Dir { dest, mode } => writeln!(f, "  {n}. {dest} <- directory mode {mode:o}")?,
+                Mount::File { fd, dest, mode } => writeln!(f, "  {n}. {dest} <- file mode {mode:o} with the content of fd {fd}")?,
                 Mount::Bind { src, dest, ro, dev } => writeln!(
                     f,
                     "  {n}. {dest} <- bind {} ({}, nosuid, {}, recursive)",
@@ -1124,7 +1222,10 @@ impl fmt::Display for Plan {
         for (k, v) in &self.env {
             writeln!(f, "  {k}={v}")?;
         }
-        writeln!(f, "cwd: {}", self.cwd)?;
+        match &self.cwd_try {
+            Some(d) => writeln!(f, "cwd: {d} if it exists in the jail, else {}", self.cwd)?,
+            None => writeln!(f, "cwd: {}", self.cwd)?,
+        }
         write!(f, "command:")?;
         for a in &self.argv {
             write!(f, " {}", shell_quote(a))?;
@@ -1156,6 +1257,8 @@ mod tests {
             subuids: vec![],
             subgids: vec![],
             grants: Grants::default(),
+            cwd: Some("/home/u".into()),
+            host_links: vec![("/bin".into(), Some("usr/bin".into())), ("/lib64".into(), None)],
         }
     }
 
@@ -1289,7 +1392,9 @@ mod tests {
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::RwWithLayers));
         let mut r = req(&["true"]);
         r.root = None;
-        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::NoRoot));
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().root, RootFs::Tmpfs);
+        r.rw = true;
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::RwWithTmpfsRoot));
         let mut r = req(&["true"]);
         r.upper = Some("/u".into());
         r.work = Some("/w".into());
@@ -1314,6 +1419,45 @@ mod tests {
             p.mounts[n - 1],
             Mount::Bind { src: "/h".into(), dest: "/data/x".into(), ro: true, dev: false }
         );
+    }
+
+    #[test]
+    fn host_sandbox_form() {
+        let mut r = req(&["python3"]);
+        r.root = None;
+        r.host_usr = true;
+        r.mounts = vec![
+            MountReq::Dir { dest: "/work//x/".into() },
+            MountReq::Symlink { target: "../usr/share".into(), dest: "/share".into() },
+            MountReq::File { fd: 5, dest: "/etc/passwd".into() },
+        ];
+        assert_eq!(
+            build(&r, &caller(Mode::Setuid), &none_open),
+            Err(PlanError::BadFd { what: "--file", fd: 5 })
+        );
+        let p = build(&r, &caller(Mode::Setuid), &|fd| fd == 5).unwrap();
+        assert_eq!(p.root, RootFs::Tmpfs);
+        let mine: Vec<&Mount> = p.mounts.iter().skip_while(|m| !matches!(m, Mount::Bind { .. })).collect();
+        assert_eq!(
+            mine,
+            [
+                &Mount::Bind { src: "/usr".into(), dest: "/usr".into(), ro: true, dev: false },
+                &Mount::Symlink { target: "usr/bin".into(), dest: "/bin".into() },
+                &Mount::Bind { src: "/lib64".into(), dest: "/lib64".into(), ro: true, dev: false },
+                &Mount::Dir { dest: "/work/x".into(), mode: 0o755 },
+                &Mount::Symlink { target: "../usr/share".into(), dest: "/share".into() },
+                &Mount::File { fd: 5, dest: "/etc/passwd".into(), mode: 0o666 },
+            ]
+        );
+        // The caller's directory is tried first, only without --chdir and only on a tmpfs root.
+        assert_eq!((p.cwd_try.as_deref(), p.cwd.as_str()), (Some("/home/u"), "/"));
+        r.chdir = Some("/tmp".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &|_| true).unwrap().cwd_try, None);
+        assert_eq!(build(&req(&["true"]), &caller(Mode::Root), &|_| true).unwrap().cwd_try, None);
+        r.mounts = vec![MountReq::Symlink { target: String::new(), dest: "/x".into() }];
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSymlink(String::new())));
+        r.mounts = vec![MountReq::Dir { dest: "/a/../b".into() }];
+        assert!(matches!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::DotDot { .. })));
     }
 
     #[test]

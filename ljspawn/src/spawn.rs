@@ -30,7 +30,7 @@ pub(crate) fn err(what: impl std::fmt::Display, e: io::Error) -> SpawnError {
 pub fn run(
     plan: &Plan,
     json: Option<OwnedFd>,
-    seccomp_extra: Option<Vec<u8>>,
+    inputs: jail::Inputs,
     die_with_parent: Option<i32>,
 ) -> Result<u8, SpawnError> {
     let start = Instant::now();
@@ -41,7 +41,7 @@ pub fn run(
     // The jail's cgroup is made before the jail, and its PID 1 is moved in before it starts
     // the program (it waits for the go byte).
     let cgroup = window.make_cgroup(plan)?;
-    let jail = clone_jail(plan, outputs, seccomp_extra, cgroup.as_ref())?;
+    let jail = clone_jail(plan, outputs, inputs, cgroup.as_ref())?;
     // The rest of the privilege phase, then the drop: maps, network device, cgroup, reaper.
     let held = jail.finish_net().and_then(|()| window.setup_jail(plan, jail.pid, cgroup.as_ref()));
     if let Err(e) = held {
@@ -91,7 +91,7 @@ struct Started {
 fn clone_jail(
     plan: &Plan,
     outputs: Outputs,
-    seccomp_extra: Option<Vec<u8>>,
+    inputs: jail::Inputs,
     cgroup: Option<&Cgroup>,
 ) -> Result<Cloned, SpawnError> {
     let remove = |e: SpawnError| {
@@ -146,7 +146,7 @@ fn clone_jail(
                 maps: maps_r,
                 stdout: outputs.stdout,
                 stderr: outputs.stderr,
-                seccomp_extra,
+                inputs,
                 maps_written: parallel_net && plan.userns.is_some(),
                 cgroupns_late: cgroup.is_some(),
                 net_join,

@@ -701,6 +701,19 @@ pub fn symlinkat(target: &str, dir: BorrowedFd<'_>, name: &str) -> io::Result<()
     cvt_unit(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), p.as_ptr()) })
 }
 
+/// `readlinkat(2)`: the target of the symlink `name` in `dir` (at most 4095 bytes).
+pub fn readlinkat(dir: BorrowedFd<'_>, name: &str) -> io::Result<String> {
+    let p = cstr(name)?;
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: C strings, borrowed fds and out-parameters: `buf` is live and its length is
+    // passed with it; the kernel writes at most that many bytes.
+    let n =
+        cvt(unsafe { libc::readlinkat(dir.as_raw_fd(), p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+            as c_long)?;
+    buf.truncate(n as usize);
+    String::from_utf8(buf).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
 /// `fstatat(dir, "", AT_EMPTY_PATH)`: what `dir` itself is.
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: out-parameters: stat is plain data; zeroed is valid and is overwritten.
