@@ -46,6 +46,12 @@ pub fn command() -> Command {
                 .action(ArgAction::Append)
                 .help("Overlay root: a read-only layer, repeated bottom first"),
         )
+        .arg(
+            path("idmap-layer")
+                .long("idmap-layer")
+                .action(ArgAction::Append)
+                .help("A read-only layer (in --layer order) idmapped onto the jail's user namespace: its owners show as the jail's ids (setuid: a layer of a store granted in /etc/lightjail.conf; root: with a user namespace)"),
+        )
         .arg(path("upper").long("upper").help("Overlay upper dir, kept (default: a tmpfs discarded on exit)"))
         .arg(path("work").long("work").help("Overlay work dir, empty, on the file system of --upper"))
         .arg(
@@ -384,11 +390,19 @@ pub fn request(m: &ArgMatches) -> Request {
     } else {
         m.get_one::<(u32, Option<u32>)>("user").copied()
     };
-    let paths = |name: &str| m.get_many::<PathBuf>(name).map(|v| v.cloned().collect()).unwrap_or_default();
+    // --layer and --idmap-layer make one stack, in command-line order.
+    let mut layers: Vec<(usize, PathBuf, bool)> = Vec::new();
+    for (name, idmap) in [("layer", false), ("idmap-layer", true)] {
+        if let (Some(vals), Some(idx)) = (m.get_many::<PathBuf>(name), m.indices_of(name)) {
+            layers.extend(idx.zip(vals).map(|(i, p)| (i, p.clone(), idmap)));
+        }
+    }
+    layers.sort_by_key(|(i, ..)| *i);
     Request {
         root: m.get_one::<PathBuf>("root").cloned(),
         rw: m.get_flag("rw"),
-        layers: paths("layer"),
+        idmap: layers.iter().map(|(_, _, i)| *i).collect(),
+        layers: layers.into_iter().map(|(_, p, _)| p).collect(),
         upper: m.get_one::<PathBuf>("upper").cloned(),
         work: m.get_one::<PathBuf>("work").cloned(),
         host_usr: m.get_flag("host-usr"),

@@ -5,7 +5,15 @@
 //! bridge br0 allow alice,@ci          # --net bridge:br0
 //! macvlan eth0 allow @lab              # --net macvlan:eth0 (lightjail's -f eth0)
 //! limits allow @ci memory=2G pids=512 cpus=2   # cgroup limits, at most these values
+//! store /usr/local/lj allow @ci        # --idmap-layer of layers under /usr/local/lj
 //! ```
+//!
+//! `store DIR` grants a lightjail root: the granted callers may give its layers (directories
+//! strictly beneath DIR) as `--idmap-layer`, which setuid ljspawn opens itself and idmaps onto
+//! the jail's user namespace, so that root's files show as the jail's root. DIR is absolute and
+//! plain (no `.`, `..`, empty components or trailing `/`); ljspawn still checks, when it opens a
+//! layer, that every component from `/` down is a root-owned directory that group and others
+//! cannot write, and follows no symlink.
 //!
 //! Strict: an unknown keyword, a missing `allow`, a bad value is an error naming the file and
 //! line, and a setuid ljspawn refuses to run with a broken file rather than guess. The file is
@@ -20,6 +28,7 @@ enum Rule {
     Bridge { name: String, who: Vec<String> },
     Macvlan { name: String, who: Vec<String> },
     Limits { who: Vec<String>, max: MaxLimits },
+    Store { dir: String, who: Vec<String> },
 }
 
 /// The most a granted caller may ask for; `None`: no maximum for that controller.
@@ -37,6 +46,8 @@ pub struct Grants {
     pub macvlans: Vec<String>,
     /// Cgroup limits allowed, with these maxima (the first matching `limits` line).
     pub limits: Option<MaxLimits>,
+    /// Stores (lightjail roots) whose layers the caller may idmap, as written in the file.
+    pub stores: Vec<String>,
 }
 
 /// A syntax error: the line and what is wrong.
@@ -81,6 +92,7 @@ pub fn grants(text: &str, who: &Who) -> Result<Grants, ConfError> {
             Rule::Limits { who: list, max } if who.matches(&list) && g.limits.is_none() => {
                 g.limits = Some(max)
             }
+            Rule::Store { dir, who: list } if who.matches(&list) => g.stores.push(dir),
             _ => {}
         }
     }
@@ -138,12 +150,44 @@ fn parse(text: &str) -> Result<Vec<Rule>, ConfError> {
                 }
                 rules.push(Rule::Limits { who, max });
             }
+            "store" => {
+                let [dir, tail @ ..] = rest else {
+                    return Err(err("'store' needs a directory".into()));
+                };
+                if !is_plain_absolute(dir) || *dir == "/" {
+                    return Err(err(format!(
+                        "store directory '{dir}' must be an absolute path other than / without '.', '..', empty components or a trailing '/'"
+                    )));
+                }
+                let who = who_after_allow(tail)?;
+                if tail.len() != 2 {
+                    return Err(err(format!("unexpected '{}' after the allow list", tail[2])));
+                }
+                rules.push(Rule::Store { dir: dir.to_string(), who });
+            }
             other => {
-                return Err(err(format!("unknown keyword '{other}' (expected bridge, macvlan or limits)")));
+                return Err(err(format!(
+                    "unknown keyword '{other}' (expected bridge, macvlan, limits or store)"
+                )));
             }
         }
     }
     Ok(rules)
+}
+
+/// An absolute path whose components are all plain names: no `.`, `..`, empty component
+/// (`//`) or trailing `/` (`/` itself is plain).
+pub fn is_plain_absolute(p: &str) -> bool {
+    match p.strip_prefix('/') {
+        Some("") => true,
+        Some(rest) => rest.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+        None => false,
+    }
+}
+
+/// Whether `layer` lies strictly beneath `store` (both plain absolute paths), component-wise.
+pub fn beneath(store: &str, layer: &str) -> bool {
+    layer.strip_prefix(store).is_some_and(|rest| rest.len() > 1 && rest.starts_with('/'))
 }
 
 /// A size: `512K`, `64M`, `2G`, `1T` (binary units, an optional `B` or `iB` after them), `4096B`
@@ -205,7 +249,7 @@ mod tests {
         let e = grants("bridge br0 allow a\nbrige br1 allow b\n", &Who::default()).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "/etc/lightjail.conf:2: unknown keyword 'brige' (expected bridge, macvlan or limits)"
+            "/etc/lightjail.conf:2: unknown keyword 'brige' (expected bridge, macvlan, limits or store)"
         );
         for (text, msg) in [
             ("bridge br0\n", "'bridge' needs 'allow WHO[,WHO...]'"),
@@ -217,9 +261,29 @@ mod tests {
                 "bad limit 'memory=lots' (expected memory=SIZE, pids=N or cpus=N)",
             ),
             ("limits allow a cpus=0\n", "bad limit 'cpus=0' (expected memory=SIZE, pids=N or cpus=N)"),
+            ("store\n", "'store' needs a directory"),
+            ("store /usr/local/lj\n", "'store' needs 'allow WHO[,WHO...]'"),
+            ("store /usr/local/lj allow a b\n", "unexpected 'b' after the allow list"),
         ] {
             assert_eq!(grants(text, &Who::default()).unwrap_err().msg, msg, "{text}");
         }
+    }
+
+    #[test]
+    fn stores_are_plain_absolute_paths() {
+        let text = "store /usr/local/lj allow @ci\nstore /srv/lj allow bob\n";
+        assert_eq!(grants(text, &who("alice", &["ci"])).unwrap().stores, ["/usr/local/lj"]);
+        assert_eq!(grants(text, &who("bob", &[])).unwrap().stores, ["/srv/lj"]);
+        assert!(grants(text, &who("carol", &[])).unwrap().stores.is_empty());
+        for bad in ["lj", "/", "/usr/../lj", "/usr/./lj", "/usr//lj", "/usr/lj/"] {
+            let e = grants(&format!("# x\nstore {bad} allow a\n"), &Who::default()).unwrap_err();
+            assert_eq!(e.line, 2, "{bad}");
+            assert!(e.msg.starts_with(&format!("store directory '{bad}' must be")), "{bad}: {}", e.msg);
+        }
+        assert!(beneath("/usr/local/lj", "/usr/local/lj/worlds/debian"));
+        assert!(!beneath("/usr/local/lj", "/usr/local/lj"));
+        assert!(!beneath("/usr/local/lj", "/usr/local/ljx/worlds"));
+        assert!(!beneath("/usr/local/lj", "/usr/local"));
     }
 
     #[test]

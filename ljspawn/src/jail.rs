@@ -87,6 +87,9 @@ pub struct Handover {
     /// ljspawn makes the jail's network namespace in parallel with this setup: a pidfd of
     /// ljspawn, and the pipe that says the namespace is ready (loopback up) to be joined.
     pub net_join: Option<(OwnedFd, OwnedFd)>,
+    /// The `--idmap-layer` layers, made by the privileged side (one per layer, None for a
+    /// plain one; empty without any): detached mounts, idmapped, read-only.
+    pub idmapped: Vec<Option<OwnedFd>>,
 }
 
 /// PID 1 of the jail. Never returns.
@@ -181,7 +184,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
     sys::make_rprivate_root().ctx(|| "cannot make mounts private".into())?;
 
     // Step 4: everything from the host, while its paths still resolve.
-    let root = open_root(&plan.root)?;
+    let root = open_root(&plan.root, &h.idmapped)?;
     let proc_mnt = new_proc()?;
     let mut host: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.mounts.len());
     let mut devices = None;
@@ -285,7 +288,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
     Ok(())
 }
 
-fn open_root(root: &RootFs) -> Result<OwnedFd> {
+fn open_root(root: &RootFs, idmapped: &[Option<OwnedFd>]) -> Result<OwnedFd> {
     match root {
         RootFs::Tmpfs => tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
             .ctx(|| "cannot make the tmpfs for the jail's root".into()),
@@ -304,12 +307,63 @@ fn open_root(root: &RootFs) -> Result<OwnedFd> {
             sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot restrict --root {p}"))?;
             Ok(fd)
         }
-        RootFs::Overlay { layers, upper } => overlay(layers, upper.as_ref()),
+        RootFs::Overlay { layers, upper, .. } => {
+            // Idmapped layers are detached mounts of a namespace the jail does not own, which
+            // overlayfs refuses as lowers: they are attached first, under a scratch tmpfs on
+            // this namespace's `/`, and detached again once the overlay holds its own copies.
+            let scratch =
+                if idmapped.iter().any(Option::is_some) { Some(attach_idmapped(idmapped)?) } else { None };
+            let names: Vec<String> = layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match (&scratch, idmapped.get(i).and_then(Option::as_ref)) {
+                    (Some(s), Some(_)) => format!("/proc/self/fd/{}/{i}", s.as_raw_fd()),
+                    _ => l.display().to_string(),
+                })
+                .collect();
+            let shown: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
+            let fd = overlay(&names, &shown, upper.as_ref());
+            if let Some(s) = scratch {
+                sys::umount_detach(&format!("/proc/self/fd/{}", s.as_raw_fd()))
+                    .ctx(|| "cannot detach the idmapped layers' scratch mount".into())?;
+            }
+            fd
+        }
     }
 }
 
+/// Attaches each idmapped layer `i` at `i` in a fresh tmpfs attached over this (private)
+/// mount namespace's `/`; returns the tmpfs.
+fn attach_idmapped(idmapped: &[Option<OwnedFd>]) -> Result<OwnedFd> {
+    let scratch = tmpfs(0o700, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
+        .ctx(|| "cannot make a tmpfs for the idmapped layers".into())?;
+    let slash = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .ctx(|| "cannot open the host's /".into())?;
+    sys::move_mount(scratch.as_fd(), slash.as_fd())
+        .ctx(|| "cannot attach the idmapped layers' tmpfs".into())?;
+    for (i, fd) in idmapped.iter().enumerate() {
+        let Some(fd) = fd else { continue };
+        let name = i.to_string();
+        sys::mkdirat(scratch.as_fd(), &name, 0o700)
+            .ctx(|| "cannot make an idmapped layer's mount point".into())?;
+        let at = sys::openat2(
+            Some(scratch.as_fd()),
+            &name,
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            0,
+            sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+        )
+        .ctx(|| "cannot open an idmapped layer's mount point".into())?;
+        sys::move_mount(fd.as_fd(), at.as_fd()).ctx(|| "cannot attach an idmapped layer".into())?;
+    }
+    Ok(scratch)
+}
+
+/// The overlay root: `layers` (bottom first) as overlayfs resolves them, `shown` as the
+/// caller gave them (for messages).
 fn overlay(
-    layers: &[std::path::PathBuf],
+    layers: &[String],
+    shown: &[String],
     upper: Option<&(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<OwnedFd> {
     let fc = FsContext::open("overlay").ctx(|| "cannot use overlayfs".into())?;
@@ -319,11 +373,12 @@ fn overlay(
     };
     // `lowerdir+` (Linux 6.8) takes one layer per call with no length limit or escaping; the
     // first call added is the top layer. Older kernels get the classic colon-separated list.
-    let top_first: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
-    match fc.set_string("lowerdir+", &top_first[0]) {
+    let top_first: Vec<&String> = layers.iter().rev().collect();
+    let shown_top_first: Vec<&String> = shown.iter().rev().collect();
+    match fc.set_string("lowerdir+", top_first[0]) {
         Ok(()) => {
-            for l in &top_first[1..] {
-                fc.set_string("lowerdir+", l).map_err(|e| fail(&fc, format!("cannot use --layer {l}"), e))?;
+            for (l, s) in top_first[1..].iter().zip(&shown_top_first[1..]) {
+                fc.set_string("lowerdir+", l).map_err(|e| fail(&fc, format!("cannot use --layer {s}"), e))?;
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -334,7 +389,7 @@ fn overlay(
             fc.set_string("lowerdir", &escaped.join(":"))
                 .map_err(|e| fail(&fc, "cannot use the --layer directories".into(), e))?;
         }
-        Err(e) => return Err(fail(&fc, format!("cannot use --layer {}", top_first[0]), e)),
+        Err(e) => return Err(fail(&fc, format!("cannot use --layer {}", shown_top_first[0]), e)),
     }
     // An ephemeral upper lives on a tmpfs that only this mount references: it goes away with
     // the jail's mount namespace.

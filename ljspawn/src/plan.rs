@@ -75,6 +75,9 @@ pub struct Request {
     pub root: Option<PathBuf>,
     pub rw: bool,
     pub layers: Vec<PathBuf>,
+    /// Parallel to `layers` (missing entries: false): `--idmap-layer`, idmapped onto the
+    /// jail's user namespace by the privileged side.
+    pub idmap: Vec<bool>,
     pub upper: Option<PathBuf>,
     pub work: Option<PathBuf>,
     /// `--host-usr`: the host's `/usr` read-only, with its usr-merge links (or the real
@@ -155,8 +158,9 @@ pub enum RootFs {
     /// A directory bound as `/`, read-only unless `writable`.
     Dir { path: PathBuf, writable: bool },
     /// overlayfs: `layers` bottom first; `upper` = (upper, work) kept, or None for a tmpfs
-    /// upper discarded with the jail.
-    Overlay { layers: Vec<PathBuf>, upper: Option<(PathBuf, PathBuf)> },
+    /// upper discarded with the jail. `idmap` (as long as `layers`): that layer is opened by
+    /// the privileged side and idmapped onto the jail's user namespace (`--idmap-layer`).
+    Overlay { layers: Vec<PathBuf>, idmap: Vec<bool>, upper: Option<(PathBuf, PathBuf)> },
 }
 
 /// One mount the jail makes, in order, with destinations inside the new root.
@@ -460,6 +464,13 @@ pub enum PlanError {
         what: &'static str,
         fd: i32,
     },
+    /// `--idmap-layer` without a user namespace (root), or in plain rootless mode.
+    IdmapNeedsUserns,
+    IdmapRootless,
+    /// `--idmap-layer` outside every store granted to the setuid caller.
+    IdmapNotGranted(String),
+    /// `--idmap-layer` that is not a plain absolute path.
+    IdmapNotPlain(String),
 }
 
 impl fmt::Display for PlanError {
@@ -533,6 +544,10 @@ impl fmt::Display for PlanError {
             }
             BadFd { what, fd } => write!(f, "{what} {fd} is not an open file descriptor"),
             ReservedFd { what, fd } => write!(f, "{what} {fd}: descriptors 0-2 are always passed; give 3 or more"),
+            IdmapNeedsUserns => write!(f, "--idmap-layer needs a user namespace to map onto (as root: --userns or --subids)"),
+            IdmapRootless => write!(f, "--idmap-layer needs setuid ljspawn (make install-setuid) and a store grant in /etc/lightjail.conf (a line like 'store /usr/local/lj allow USER'); rootless ljspawn cannot idmap"),
+            IdmapNotGranted(l) => write!(f, "--idmap-layer {l} is not in a store granted to you in /etc/lightjail.conf (a line like 'store DIR allow USER' is missing, DIR the lightjail root holding the layer)"),
+            IdmapNotPlain(l) => write!(f, "--idmap-layer '{l}' must be an absolute path without '.', '..', empty components or a trailing '/'"),
         }
     }
 }
@@ -551,6 +566,9 @@ impl PlanError {
             | PlanError::PastaInSetuid
             | PlanError::LimitsNotGranted
             | PlanError::LimitAboveGrant(..)
+            | PlanError::IdmapNeedsUserns
+            | PlanError::IdmapRootless
+            | PlanError::IdmapNotGranted(_)
             | PlanError::BadInstall => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
         }
@@ -649,6 +667,29 @@ fn host_path(what: &'static str, p: &Path) -> Result<PathBuf, PlanError> {
     Ok(p.to_path_buf())
 }
 
+/// What may be an `--idmap-layer` for this caller, before the user namespace is known: a plain
+/// absolute path; in setuid mode strictly beneath a granted store; never rootless. (The
+/// privileged side checks the same again before it opens anything: [`idmap_layer_store`].)
+fn idmap_allowed(layer: &Path, caller: &Caller) -> Result<(), PlanError> {
+    let shown = layer.display().to_string();
+    let plain = layer
+        .to_str()
+        .filter(|s| conf::is_plain_absolute(s))
+        .ok_or(PlanError::IdmapNotPlain(shown.clone()))?;
+    match caller.mode {
+        Mode::Root => Ok(()),
+        Mode::Rootless => Err(PlanError::IdmapRootless),
+        Mode::Setuid => {
+            idmap_layer_store(plain, &caller.grants).map(drop).ok_or(PlanError::IdmapNotGranted(shown))
+        }
+    }
+}
+
+/// The granted store `layer` lies strictly beneath (the longest, if several), or None.
+pub fn idmap_layer_store<'a>(layer: &str, grants: &'a Grants) -> Option<&'a str> {
+    grants.stores.iter().filter(|s| conf::beneath(s, layer)).max_by_key(|s| s.len()).map(String::as_str)
+}
+
 fn valid_hostname(h: &str) -> bool {
     !h.is_empty() && h.len() <= 64 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
@@ -690,13 +731,25 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             if req.rw {
                 return Err(PlanError::RwWithLayers);
             }
-            let layers = req.layers.iter().map(|l| host_path("--layer", l)).collect::<Result<Vec<_>, _>>()?;
+            let layers = req
+                .layers
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    host_path(if req.idmap.get(i) == Some(&true) { "--idmap-layer" } else { "--layer" }, l)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             let upper = match (&req.upper, &req.work) {
                 (Some(u), Some(w)) => Some((host_path("--upper", u)?, host_path("--work", w)?)),
                 (None, None) => None,
                 _ => return Err(PlanError::UpperWorkPair),
             };
-            RootFs::Overlay { layers, upper }
+            let idmap: Vec<bool> =
+                (0..layers.len()).map(|i| req.idmap.get(i).copied().unwrap_or(false)).collect();
+            for (l, _) in layers.iter().zip(&idmap).filter(|(_, i)| **i) {
+                idmap_allowed(l, caller)?;
+            }
+            RootFs::Overlay { layers, idmap, upper }
         }
     };
 
@@ -739,6 +792,9 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     };
 
     let userns = userns_map(req, caller, uid, gid)?;
+    if userns.is_none() && matches!(&root, RootFs::Overlay { idmap, .. } if idmap.contains(&true)) {
+        return Err(PlanError::IdmapNeedsUserns);
+    }
 
     let mut caps = Vec::new();
     let caps_all = req.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all"));
@@ -1106,8 +1162,21 @@ impl fmt::Display for Plan {
                 path.display(),
                 if *writable { "rw" } else { "ro" }
             )?,
-            RootFs::Overlay { layers, upper } => {
-                let lower: Vec<String> = layers.iter().rev().map(|l| l.display().to_string()).collect();
+            RootFs::Overlay { layers, idmap, upper } => {
+                let lower: Vec<String> = layers
+                    .iter()
+                    .zip(idmap)
+                    .rev()
+                    .map(
+                        |(l, i)| {
+                            if *i {
+                                format!("{} (idmapped)", l.display())
+                            } else {
+                                l.display().to_string()
+                            }
+                        },
+                    )
+                    .collect();
                 let up = match upper {
                     Some((u, w)) => format!("upper {} work {}", u.display(), w.display()),
                     None => "upper ephemeral tmpfs".into(),
@@ -1386,7 +1455,11 @@ mod tests {
         let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
         assert_eq!(
             p.root,
-            RootFs::Overlay { layers: vec!["/l".into()], upper: Some(("/u".into(), "/w".into())) }
+            RootFs::Overlay {
+                layers: vec!["/l".into()],
+                idmap: vec![false],
+                upper: Some(("/u".into(), "/w".into()))
+            }
         );
         r.rw = true;
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::RwWithLayers));

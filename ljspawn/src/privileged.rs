@@ -6,6 +6,10 @@
 //!    allow is refused here, in the code that acts, whatever the parser said;
 //! 2. `-O`/`-E` opened as the caller, by a child that gave up root ([`Privileged::open_outputs`]);
 //! 3. the jail's cgroup made under the granted limits ([`Privileged::make_cgroup`]);
+//!    the `--idmap-layer` layers opened by ljspawn itself, fd-relative from `/` through a
+//!    store granted in `/etc/lightjail.conf` (no symlink, every directory root-owned and not
+//!    writable by group or others), cloned detached and idmapped onto a user namespace with
+//!    the jail's maps ([`Privileged::idmap_layers`]); the jail inherits the detached mounts;
 //! 4. once the jail is cloned ([`Privileged::setup_jail`]): its user namespace maps written
 //!    (the caller's id and its `/etc/subuid`/`/etc/subgid` ranges; rootless `--subids`: by
 //!    `newuidmap`/`newgidmap`, run unprivileged), its network device
@@ -26,7 +30,7 @@ use std::path::Path;
 use crate::jail;
 use crate::limits::{self, Cgroup, Tree};
 use crate::net;
-use crate::plan::{Mode, Net, Plan, Seccomp};
+use crate::plan::{self, IdMap, Mode, Net, Plan, RootFs, Seccomp};
 use crate::spawn::{err, SpawnError};
 use crate::sys;
 use crate::EXIT_SETUP;
@@ -159,6 +163,109 @@ impl Privileged {
             .map_err(fail)
     }
 
+    /// The `--idmap-layer` layers as detached, idmapped, read-only mounts, one entry per layer
+    /// of an overlay root (None for a plain `--layer`); empty when there is none. Made before
+    /// the clone, so the jail inherits them, and dropped here once it has.
+    pub fn idmap_layers(&self, plan: &Plan) -> Result<Vec<Option<OwnedFd>>, SpawnError> {
+        let RootFs::Overlay { layers, idmap, .. } = &plan.root else { return Ok(Vec::new()) };
+        if !idmap.contains(&true) {
+            return Ok(Vec::new());
+        }
+        let refuse = |msg: String| SpawnError { code: EXIT_SETUP, msg };
+        let map = plan
+            .userns
+            .as_ref()
+            .ok_or_else(|| refuse("--idmap-layer needs a user namespace to map onto".into()))?;
+        if plan.mode == Mode::Rootless {
+            return Err(refuse("--idmap-layer is not allowed in rootless mode".into()));
+        }
+        // Every layer is opened before the helper namespace exists: a refusal costs nothing.
+        let mut dirs = Vec::with_capacity(layers.len());
+        for (l, &i) in layers.iter().zip(idmap) {
+            dirs.push(if i { Some(self.open_layer(plan, l)?) } else { None });
+        }
+        let userns = mapped_userns(map)?;
+        let mut out = Vec::with_capacity(dirs.len());
+        for (dir, l) in dirs.into_iter().zip(layers) {
+            let Some(dir) = dir else {
+                out.push(None);
+                continue;
+            };
+            let shown = l.display();
+            // Not recursive: a mount under the layer is not part of it.
+            let tree = sys::open_tree(Some(dir.as_fd()), "", sys::OPEN_TREE_CLONE)
+                .map_err(|e| err(format!("cannot clone --idmap-layer {shown}"), e))?;
+            let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+            sys::mount_setattr_idmap(tree.as_fd(), userns.as_fd(), attrs)
+                .map_err(|e| err(format!("cannot idmap --idmap-layer {shown}"), e))?;
+            out.push(Some(tree));
+        }
+        Ok(out)
+    }
+
+    /// Opens an `--idmap-layer` directory (O_PATH). Root: as given. Setuid: only beneath a
+    /// store granted to the caller (the rule is looked up again here, from the policy ljspawn
+    /// parsed itself), one component at a time from `/`, following no symlink, each
+    /// directory owned by root and writable by no group or other user; the caller's string
+    /// is never handed to a call that resolves it in one go.
+    fn open_layer(&self, plan: &Plan, layer: &Path) -> Result<OwnedFd, SpawnError> {
+        let shown = layer.display().to_string();
+        let refuse = |why: String| SpawnError {
+            code: EXIT_SETUP,
+            msg: format!("refused: --idmap-layer {shown}: {why}"),
+        };
+        if !self.setuid {
+            return sys::openat2(
+                None,
+                &shown,
+                libc::O_PATH | libc::O_DIRECTORY,
+                0,
+                sys::RESOLVE_NO_MAGICLINKS,
+            )
+            .map_err(|e| err(format!("cannot open --idmap-layer {shown}"), e));
+        }
+        let path = layer.to_str().filter(|p| crate::conf::is_plain_absolute(p)).ok_or_else(|| {
+            refuse("not an absolute path of plain names (no '.', '..', '//' or trailing '/')".into())
+        })?;
+        if plan::idmap_layer_store(path, &plan.grants).is_none() {
+            return Err(refuse(format!(
+                "not in a store granted to you in {} (a line like 'store DIR allow USER' is missing)",
+                crate::conf::PATH
+            )));
+        }
+        let check = |fd: &OwnedFd, at: &str| -> Result<(), SpawnError> {
+            let st = sys::fstat(fd.as_fd()).map_err(|e| err(format!("cannot stat {at}"), e))?;
+            if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+                return Err(refuse(format!("{at} is a symlink (a store's path follows none)")));
+            }
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                return Err(refuse(format!("{at} is not a directory")));
+            }
+            if st.st_uid != 0 {
+                return Err(refuse(format!("{at} is not owned by root (a store is root's, from / down)")));
+            }
+            if st.st_mode & 0o022 != 0 {
+                return Err(refuse(format!("{at} is writable by group or others")));
+            }
+            Ok(())
+        };
+        let mut dir = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+            .map_err(|e| err("cannot open /", e))?;
+        check(&dir, "/")?;
+        let mut at = String::new();
+        for name in path.split('/').skip(1) {
+            at.push('/');
+            at.push_str(name);
+            let resolve = sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_MAGICLINKS | sys::RESOLVE_BENEATH;
+            // O_PATH | O_NOFOLLOW: a symlink is opened itself, and refused by `check`.
+            let next = sys::openat2(Some(dir.as_fd()), name, libc::O_PATH | libc::O_NOFOLLOW, 0, resolve)
+                .map_err(|e| err(format!("cannot open --idmap-layer {shown} at {at}"), e))?;
+            check(&next, &at)?;
+            dir = next;
+        }
+        Ok(dir)
+    }
+
     /// The jail `pid` is cloned and waits for the go byte: writes its maps (setuid), plumbs
     /// its network device, moves it into its cgroup and (setuid) starts the reaper.
     pub fn setup_jail(&self, plan: &Plan, pid: i32, cgroup: Option<&Cgroup>) -> Result<(), SpawnError> {
@@ -193,6 +300,35 @@ impl Privileged {
         }
         Ok(())
     }
+}
+
+/// A user namespace with the jail's maps, for idmapping its layers: a child made with
+/// CLONE_NEWUSER that only waits, its maps written from here, its namespace opened, and the
+/// child gone before this returns (the fd keeps the namespace).
+fn mapped_userns(map: &IdMap) -> Result<OwnedFd, SpawnError> {
+    let (r, w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
+    let pid = match sys::clone_fork(libc::CLONE_NEWUSER as u64) {
+        Ok(0) => {
+            drop(w);
+            let mut b = [0u8; 1];
+            let _ = sys::read(r.as_fd(), &mut b);
+            sys::exit_now(0)
+        }
+        Ok(pid) => pid,
+        Err(e) => return Err(err("cannot create a user namespace for --idmap-layer", e)),
+    };
+    drop(r);
+    let proc = format!("/proc/{pid}");
+    let opened = jail::write_maps(&proc, map)
+        .map_err(|(file, e)| err(format!("cannot write the idmap namespace's {file}"), e))
+        .and_then(|()| {
+            std::fs::File::open(format!("{proc}/ns/user"))
+                .map(OwnedFd::from)
+                .map_err(|e| err("cannot open the idmap namespace", e))
+        });
+    drop(w);
+    let _ = sys::wait_blocking(pid);
+    opened
 }
 
 /// Opens one `-O`/`-E` file.
@@ -233,6 +369,11 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     };
     if granted == Some(false) || (granted.is_some() && plan.mode != Mode::Setuid) {
         return refuse("this network mode");
+    }
+    if plan.mode == Mode::Rootless
+        && matches!(&plan.root, RootFs::Overlay { idmap, .. } if idmap.contains(&true))
+    {
+        return refuse("--idmap-layer");
     }
     if plan.mode == Mode::Rootless && plan.userns.as_ref().is_some_and(|m| m.by_parent && !m.helper) {
         return refuse("privileged id maps");

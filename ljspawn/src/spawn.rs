@@ -41,7 +41,16 @@ pub fn run(
     // The jail's cgroup is made before the jail, and its PID 1 is moved in before it starts
     // the program (it waits for the go byte).
     let cgroup = window.make_cgroup(plan)?;
-    let jail = clone_jail(plan, outputs, inputs, cgroup.as_ref())?;
+    let idmapped = match window.idmap_layers(plan) {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(cg) = &cgroup {
+                let _ = cg.remove();
+            }
+            return Err(e);
+        }
+    };
+    let jail = clone_jail(plan, outputs, inputs, idmapped, cgroup.as_ref())?;
     // The rest of the privilege phase, then the drop: maps, network device, cgroup, reaper.
     let held = jail.finish_net().and_then(|()| window.setup_jail(plan, jail.pid, cgroup.as_ref()));
     if let Err(e) = held {
@@ -92,6 +101,7 @@ fn clone_jail(
     plan: &Plan,
     outputs: Outputs,
     inputs: jail::Inputs,
+    idmapped: Vec<Option<OwnedFd>>,
     cgroup: Option<&Cgroup>,
 ) -> Result<Cloned, SpawnError> {
     let remove = |e: SpawnError| {
@@ -150,6 +160,7 @@ fn clone_jail(
                 maps_written: parallel_net && plan.userns.is_some(),
                 cgroupns_late: cgroup.is_some(),
                 net_join,
+                idmapped,
             };
             jail::pid1(plan, h, umask)
         }
@@ -162,7 +173,7 @@ fn clone_jail(
             }));
         }
     };
-    drop((net_join, status_w, exit_w, maps_r, outputs));
+    drop((net_join, status_w, exit_w, maps_r, outputs, idmapped));
     Ok(Cloned { pid, status_r, exit_r, maps_w, net_ready, umask })
 }
 

@@ -33,6 +33,7 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
 #[repr(C)]
 struct MountAttr {
@@ -783,6 +784,37 @@ pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clr: u64) ->
         )
     })
     .map(drop)
+}
+
+/// `mount_setattr(2)` on the detached mount `fd`: sets `set` (MOUNT_ATTR_*) and idmaps it
+/// onto the user namespace `userns` (an fd of `/proc/PID/ns/user`), not recursively.
+pub fn mount_setattr_idmap(fd: BorrowedFd<'_>, userns: BorrowedFd<'_>, set: u64) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set | MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: borrowed fds and out-parameters: both fds are open for the call (borrowed), ""
+    // is a static C string, `attr` is a live mount_attr whose size is passed with it.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH as c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })
+    .map(drop)
+}
+
+/// Lazily detaches the mount at `path` and everything under it (`umount2(MNT_DETACH)`).
+pub fn umount_detach(path: &str) -> io::Result<()> {
+    let p = cstr(path)?;
+    // SAFETY: C strings: `p` is a live NUL-terminated string for the call.
+    cvt_unit(unsafe { libc::umount2(p.as_ptr(), libc::MNT_DETACH) })
 }
 
 /// Attaches the detached mount `from` onto the object `to` (an fd, AT_EMPTY_PATH both sides).
