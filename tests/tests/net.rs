@@ -1044,7 +1044,7 @@ fn conf_malformed(cx: &Ctx) {
     for (text, msg) in [
         (
             format!("{good}brige br1 allow {user}\n"),
-            "2: unknown keyword 'brige' (expected bridge, macvlan or limits)",
+            "2: unknown keyword 'brige' (expected bridge, macvlan, limits or store)",
         ),
         (format!("# grants\n\n{good}bridge br1 {user}\n"), "4: 'bridge' needs 'allow WHO[,WHO...]'"),
         (format!("bridge br0 allow {user},,x\n"), "1: empty name in '{user},,x'"),
