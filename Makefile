@@ -2,6 +2,7 @@
 # Every target that needs Debian packages installs the missing ones first (as root).
 
 PREFIX      ?= /usr/local
+BWRAP       ?= no
 DESTDIR     ?=
 LJ_TEST_DIR ?= /tmp/lj-test
 LJ_DEBIAN_WORLD ?= /var/tmp/lj-debian-world
@@ -77,7 +78,8 @@ demo: build
 	run $(BIN)/ljbuild list; \
 	run $(BIN)/ljbuild run demo/hello -- /bin/cat /hello
 
-# Binaries, man pages and shell completions under $(DESTDIR)$(PREFIX).
+# Binaries, man pages and shell completions under $(DESTDIR)$(PREFIX). BWRAP=yes also links
+# bin/bwrap to ljspawn, which then takes bubblewrap's command line (README: "bwrap form").
 install: build
 	$(CARGO) run --release --locked -q -p ljbuild --features gen-docs --bin lj-gen-docs -- target/docs
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
@@ -89,6 +91,8 @@ install: build
 	install -m 0644 target/docs/completions/bash/ljbuild.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ljbuild
 	install -m 0644 target/docs/completions/zsh/_ljspawn target/docs/completions/zsh/_ljbuild $(DESTDIR)$(PREFIX)/share/zsh/site-functions/
 	install -m 0644 target/docs/completions/fish/*.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/
+	@if [ "$(BWRAP)" = yes ]; then ln -sf ljspawn $(DESTDIR)$(PREFIX)/bin/bwrap; \
+	    echo "make: $(DESTDIR)$(PREFIX)/bin/bwrap -> ljspawn (bubblewrap's command line)"; fi
 
 # As install, with ljspawn setuid root (for hosts that forbid unprivileged user namespaces,
 # and for what /etc/lightjail.conf grants). Must run as root.

@@ -12,6 +12,9 @@ const AFTER_HELP: &str = "\
 Lightjail's form keeps working:
   ljspawn -d DIR -p 'SHELL COMMAND' [-n NAME] [-0] [-i IP -f IFACE] [-m MB] [-O FILE] [-E FILE] [-j]
 
+bubblewrap's form (see README: the bwrap form), also when invoked as `bwrap`:
+  ljspawn --bwrap [BWRAP OPTIONS...] [--] COMMAND [ARGS...]
+
 Exit status: the program's own; 128+N if it was killed by signal N; ljspawn's own failures:
   2   usage error
   124 --timeout expired (the jail got SIGTERM, then SIGKILL after the grace period)
@@ -356,7 +359,7 @@ pub fn request(m: &ArgMatches) -> Request {
         if let (Some(vals), Some(idx)) = (m.get_many::<String>(name), m.indices_of(name)) {
             mounts.extend(idx.zip(vals).map(|(i, d)| {
                 let dest = d.clone();
-                (i, if name == "dir" { MountReq::Dir { dest } } else { MountReq::Tmpfs { dest } })
+                (i, if name == "dir" { MountReq::Dir { dest, mode: None } } else { MountReq::Tmpfs { dest } })
             }));
         }
     }
@@ -369,7 +372,7 @@ pub fn request(m: &ArgMatches) -> Request {
                 let req = match name {
                     "symlink" => MountReq::Symlink { target: pair[0].clone(), dest },
                     // Not a number: -1, which the plan refuses as not an open descriptor.
-                    _ => MountReq::File { fd: pair[0].parse().unwrap_or(-1), dest },
+                    _ => MountReq::File { fd: pair[0].parse().unwrap_or(-1), dest, mode: None },
                 };
                 mounts.push((i, req));
             }
@@ -441,6 +444,9 @@ pub fn request(m: &ArgMatches) -> Request {
         die_with_parent: m.get_flag("die-with-parent"),
         dry_run: m.get_flag("dry-run"),
         command,
+        bwrap: false,
+        env_base: None,
+        unsetenv: Vec::new(),
     }
 }
 
@@ -484,12 +490,13 @@ mod tests {
                 MountReq::Bind { dest, .. }
                 | MountReq::Tmpfs { dest }
                 | MountReq::Symlink { dest, .. }
-                | MountReq::Dir { dest }
+                | MountReq::Dir { dest, .. }
                 | MountReq::File { dest, .. } => dest.as_str(),
+                _ => "?",
             })
             .collect();
         assert_eq!(dests, ["/a", "/b", "/c", "/d", "/e", "/f", "/g"]);
-        assert_eq!(r.mounts[6], MountReq::File { fd: 7, dest: "/g".into() });
+        assert_eq!(r.mounts[6], MountReq::File { fd: 7, dest: "/g".into(), mode: None });
         assert_eq!(r.command, ["true"]);
     }
 

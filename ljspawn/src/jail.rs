@@ -191,7 +191,18 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
     for m in &plan.mounts {
         host.push(match m {
             Mount::Bind { src, ro, dev, .. } => Some(bind_source(&src.display().to_string(), *ro, *dev)?),
-            Mount::Dev => {
+            // bwrap's --bind-try: a source that does not exist is skipped, any other error is one.
+            Mount::BindTry { src, ro, dev, .. } => match bind_source(&src.display().to_string(), *ro, *dev) {
+                Ok(fd) => Some(fd),
+                Err(_)
+                    if sys::openat2(None, &src.display().to_string(), libc::O_PATH, 0, 0)
+                        .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT)) =>
+                {
+                    None
+                }
+                Err(f) => return Err(f),
+            },
+            Mount::Dev { .. } => {
                 devices = Some(host_devices()?);
                 None
             }
@@ -231,11 +242,42 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                 })?;
                 proc_read_only(mnt, dest, path)?
             }
-            Mount::Dev => {
+            Mount::Dev { dest } => {
                 let devs = devices
                     .take()
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: "/dev set up twice".into() })?;
-                populate_dev(&root, devs)?;
+                populate_dev(&root, devs, dest)?;
+            }
+            Mount::TmpfsSized { dest, mode, size } => {
+                let fc = FsContext::open("tmpfs").ctx(|| format!("cannot make a tmpfs for {dest}"))?;
+                fc.set_string("mode", &format!("{mode:o}"))
+                    .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
+                fc.set_string("size", &size.to_string())
+                    .ctx(|| format!("cannot give {dest} the size {size}"))?;
+                let t = fc
+                    .mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
+                    .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
+                attach(&root, t.as_fd(), dest, Kind::Dir, Own::Yes)?;
+            }
+            Mount::RemountRo { dest } => {
+                let fd = sys::openat2(
+                    Some(root.as_fd()),
+                    dest.trim_start_matches('/'),
+                    libc::O_PATH,
+                    0,
+                    Own::No.resolve(),
+                )
+                .ctx(|| format!("cannot remount {dest} read-only"))?;
+                sys::mount_setattr(fd.as_fd(), false, sys::MOUNT_ATTR_RDONLY, 0)
+                    .ctx(|| format!("cannot remount {dest} read-only"))?;
+            }
+            Mount::BindTry { src: path, dest, .. } => {
+                if let Some(src) = src {
+                    let st = sys::fstat(src.as_fd()).ctx(|| format!("cannot stat {}", path.display()))?;
+                    let kind =
+                        if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Kind::Dir } else { Kind::File };
+                    attach(&root, src.as_fd(), dest, kind, Own::No)?;
+                }
             }
             Mount::Tmpfs { dest, mode } => {
                 let t = tmpfs(*mode, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
@@ -243,7 +285,13 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                 attach(&root, t.as_fd(), dest, Kind::Dir, Own::Yes)?;
             }
             Mount::Symlink { target, dest } => make_symlink(&root, target, dest)?,
-            Mount::Dir { dest, .. } => drop(mount_point(&root, dest, Kind::Dir, Own::No)?),
+            Mount::Dir { dest, mode } => {
+                drop(mount_point(&root, dest, Kind::Dir, Own::No)?);
+                if *mode != 0o755 {
+                    let (parent, name) = parent_of(&root, dest)?;
+                    sys::fchmodat(parent.as_fd(), name, *mode).ctx(|| format!("cannot chmod {dest}"))?;
+                }
+            }
             Mount::File { dest, mode, .. } => {
                 let data = files
                     .next()
@@ -462,10 +510,10 @@ fn host_devices() -> Result<Vec<OwnedFd>> {
         .collect()
 }
 
-fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>) -> Result<()> {
+fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>, at: &str) -> Result<()> {
     let dev = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV)
-        .ctx(|| "cannot make the tmpfs for /dev".into())?;
-    attach(root, dev.as_fd(), "/dev", Kind::Dir, Own::Yes)?;
+        .ctx(|| format!("cannot make the tmpfs for {at}"))?;
+    attach(root, dev.as_fd(), at, Kind::Dir, Own::Yes)?;
     for (name, node) in DEVICES.iter().zip(devices) {
         let target = sys::openat2(
             Some(dev.as_fd()),
@@ -785,7 +833,10 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     if let Some(fd) = &h.stderr {
         sys::dup2(fd.as_fd(), 2).ctx(|| "cannot redirect stderr".into())?;
     }
-    if plan.mode == crate::plan::Mode::Root {
+    // (The bwrap form without `--dev /dev` has no /dev of ljspawn's to reopen them from.)
+    if plan.mode == crate::plan::Mode::Root
+        && plan.mounts.iter().any(|m| matches!(m, Mount::Dev { dest } if dest == "/dev"))
+    {
         reopen_devices()?;
     }
     for r in &plan.rlimits {

@@ -2,6 +2,7 @@
 //!
 //! The crate is split so that it can be audited in one sitting:
 //! - [`cli`]: the command line (clap), translated into a [`plan::Request`];
+//! - [`bwrap`]: bubblewrap's command line, translated into the same [`plan::Request`];
 //! - [`plan`]: pure validation of a request into a [`plan::Plan`] (unit-tested, no syscalls);
 //! - [`spawn`]: ljspawn's own process, one call per phase of the operation order: clone into
 //!   the namespaces, forward signals, wait, report;
@@ -12,6 +13,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod bwrap;
 pub mod cli;
 pub mod conf;
 pub mod jail;

@@ -2,9 +2,13 @@
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ljspawn::plan::{self, Caller, Mode};
-use ljspawn::{cli, conf, privileged, spawn, subids, sys, EXIT_SETUP, EXIT_USAGE};
+use ljspawn::{bwrap, cli, conf, privileged, spawn, subids, sys, EXIT_SETUP, EXIT_USAGE};
+
+/// Invoked in bubblewrap's form: messages say `bwrap: ` and ljspawn's own failures exit 1.
+static BWRAP_FORM: AtomicBool = AtomicBool::new(false);
 
 fn main() -> ExitCode {
     // Setuid mode (see `spawn` for the privilege phase): never dumpable, no environment read,
@@ -21,21 +25,20 @@ fn main() -> ExitCode {
         }
         std::panic::set_hook(Box::new(|info| eprintln!("ljspawn: internal error: {info}")));
     }
-    let matches = match cli::command().try_get_matches() {
-        Ok(m) => m,
-        // --help and --version print as clap renders them; usage errors are one line.
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
+    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let req = match bwrap::detect(&argv) {
+        Some(args) => {
+            BWRAP_FORM.store(true, Ordering::Relaxed);
+            match bwrap_request(&argv[0], &args) {
+                Ok(r) => r,
+                Err(code) => return code,
+            }
         }
-        Err(e) => {
-            let text = e.render().to_string();
-            let first = text.lines().next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            return fail(EXIT_USAGE, &format!("{first} (see ljspawn --help)"));
-        }
+        None => match own_request() {
+            Ok(r) => r,
+            Err(code) => return code,
+        },
     };
-    let req = cli::request(&matches);
     let parent = sys::getppid();
     if req.die_with_parent {
         if let Err(e) = die_with(parent) {
@@ -119,7 +122,71 @@ fn main() -> ExitCode {
     }
 }
 
+/// ljspawn's own command line (clap).
+fn own_request() -> Result<plan::Request, ExitCode> {
+    let matches = match cli::command().try_get_matches() {
+        Ok(m) => m,
+        // --help and --version print as clap renders them; usage errors are one line.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return Err(ExitCode::SUCCESS);
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            return Err(fail(EXIT_USAGE, &format!("{first} (see ljspawn --help)")));
+        }
+    };
+    Ok(cli::request(&matches))
+}
+
+/// bubblewrap's command line (see `bwrap`). The environment is read here only to be handed to
+/// the program as it is (bwrap keeps it); ljspawn consults none of it, in any mode.
+fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string());
+    let mut read_fd = |fd: i32| -> Result<Vec<u8>, String> {
+        use std::io::Read;
+        let f = sys::take_inherited_fd(fd).map_err(|e| format!("--args {fd}: {e}"))?;
+        let mut data = Vec::new();
+        std::fs::File::from(f)
+            .take(1 << 20)
+            .read_to_end(&mut data)
+            .map_err(|e| format!("cannot read --args {fd}: {e}"))?;
+        Ok(data)
+    };
+    match bwrap::request(args, env, host.filter(|h| !h.is_empty()), &mut read_fd) {
+        Ok((r, warnings)) => {
+            for w in warnings {
+                eprintln!("bwrap: {w}");
+            }
+            Ok(r)
+        }
+        Err(bwrap::BwrapError::Usage) => {
+            eprintln!("{}", bwrap::usage(argv0));
+            Err(ExitCode::from(1))
+        }
+        Err(bwrap::BwrapError::Help) => {
+            println!("{}\n\n{}", bwrap::usage(argv0), bwrap::HELP);
+            Err(ExitCode::SUCCESS)
+        }
+        Err(bwrap::BwrapError::Version) => {
+            println!("bubblewrap 0.11.1 (ljspawn {})", env!("CARGO_PKG_VERSION"));
+            Err(ExitCode::SUCCESS)
+        }
+        Err(bwrap::BwrapError::Msg(m)) => Err(fail(1, &m)),
+    }
+}
+
+/// One line `ljspawn: MSG` (bwrap form: `bwrap: MSG`, and exit status 1 as bwrap's own).
 fn fail(code: u8, msg: &str) -> ExitCode {
+    if BWRAP_FORM.load(Ordering::Relaxed) {
+        eprintln!("bwrap: {msg}");
+        return ExitCode::from(1);
+    }
     eprintln!("ljspawn: {msg}");
     ExitCode::from(code)
 }

@@ -120,6 +120,13 @@ pub struct Request {
     pub die_with_parent: bool,
     pub dry_run: bool,
     pub command: Vec<String>,
+    /// bwrap's command line (see `bwrap`): no fixed /proc, /dev, /tmp; the environment is
+    /// `env_base` and the caller's directory is kept whatever the root.
+    pub bwrap: bool,
+    /// The environment to start from instead of ljspawn's allow-list (bwrap form: the
+    /// caller's, or empty after `--clearenv`), then `--setenv`, then `unsetenv`.
+    pub env_base: Option<Vec<(String, String)>>,
+    pub unsetenv: Vec<String>,
 }
 
 /// A user-requested mount, in command-line order. Destinations are paths inside the jail.
@@ -139,13 +146,40 @@ pub enum MountReq {
         target: String,
         dest: String,
     },
-    /// `--dir DEST`: a directory (and its parents) made in the jail.
+    /// `--dir DEST`: a directory (and its parents) made in the jail (mode default 0755).
     Dir {
         dest: String,
+        mode: Option<u32>,
     },
-    /// `--file FD DEST`: a new file in the jail with the content read from FD.
+    /// `--file FD DEST`: a new file in the jail with the content read from FD (mode default
+    /// 0666, less the umask).
     File {
         fd: i32,
+        dest: String,
+        mode: Option<u32>,
+    },
+    /// bwrap's `--bind-try` and friends: a bind skipped when its source does not exist.
+    BindTry {
+        src: PathBuf,
+        dest: String,
+        ro: bool,
+        dev: bool,
+    },
+    /// bwrap's `--tmpfs` after `--perms`/`--size`.
+    TmpfsWith {
+        dest: String,
+        mode: Option<u32>,
+        size: Option<u64>,
+    },
+    /// bwrap's `--proc DEST` and `--dev DEST` (the bwrap form has no fixed ones).
+    Proc {
+        dest: String,
+    },
+    Dev {
+        dest: String,
+    },
+    /// bwrap's `--remount-ro DEST`: the mount at DEST made read-only.
+    RemountRo {
         dest: String,
     },
 }
@@ -172,9 +206,26 @@ pub enum Mount {
         ro: bool,
         dev: bool,
     },
+    /// A bind whose source may be missing (then nothing is mounted).
+    BindTry {
+        src: PathBuf,
+        dest: String,
+        ro: bool,
+        dev: bool,
+    },
     Tmpfs {
         dest: String,
         mode: u32,
+    },
+    /// A tmpfs with a size limit in bytes.
+    TmpfsSized {
+        dest: String,
+        mode: u32,
+        size: u64,
+    },
+    /// The mount at `dest` made read-only (not its submounts).
+    RemountRo {
+        dest: String,
     },
     Proc {
         dest: String,
@@ -183,8 +234,10 @@ pub enum Mount {
     ProcReadOnly {
         path: String,
     },
-    /// The minimal /dev: tmpfs, device binds from the host, devpts, shm, links.
-    Dev,
+    /// The minimal /dev at `dest`: tmpfs, device binds from the host, devpts, shm, links.
+    Dev {
+        dest: String,
+    },
     /// A symlink at `dest` (never followed; an existing one must have the same target).
     Symlink {
         target: String,
@@ -450,6 +503,7 @@ pub enum PlanError {
     BadInstall,
     BadRlimit(String),
     BadSymlink(String),
+    BadPerms(u32),
     BadSize(String),
     MemoryTooSmall(String),
     LimitsNotGranted,
@@ -524,6 +578,7 @@ impl fmt::Display for PlanError {
                 "invalid --rlimit '{r}' (expected NAME=SOFT[:HARD], NAME one of {}, values a number or unlimited)",
                 RLIMITS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(" ")
             ),
+            BadPerms(m) => write!(f, "invalid --perms {m:o} (permission bits and the sticky bit only, e.g. 0755)"),
             BadSymlink(t) => write!(f, "invalid --symlink target '{t}' (empty or with a NUL byte)"),
             BadSize(v) => write!(f, "invalid --memory '{v}' (expected a size such as 512M or 2G; a number alone is MiB)"),
             MemoryTooSmall(v) => write!(
@@ -634,6 +689,15 @@ pub fn cap_number(name: &str) -> Option<u32> {
     let lower = name.to_ascii_lowercase();
     let bare = lower.strip_prefix("cap_").unwrap_or(&lower);
     CAP_NAMES.iter().position(|&n| n == bare).map(|i| i as u32)
+}
+
+/// A `--perms` mode (permission bits only: never setuid, setgid), or the default.
+fn perms(mode: Option<u32>, default: u32) -> Result<u32, PlanError> {
+    match mode {
+        None => Ok(default),
+        Some(m) if m & !0o1777 == 0 => Ok(m),
+        Some(m) => Err(PlanError::BadPerms(m)),
+    }
 }
 
 /// Checks an in-jail path: absolute, no `.`/`..`, no NUL. Returns it normalised (no
@@ -753,6 +817,17 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         }
     };
 
+    // bwrap's `--bind / /` (or `--ro-bind`) as the first operation: that tree is the root.
+    let mut skip_first = false;
+    let root = match (&root, req.bwrap, req.mounts.first()) {
+        (RootFs::Tmpfs, true, Some(MountReq::Bind { src, dest, ro, dev: _ }))
+            if jail_path("bind destination", dest)? == "/" =>
+        {
+            skip_first = true;
+            RootFs::Dir { path: host_path("bind source", src)?, writable: !ro }
+        }
+        _ => root,
+    };
     let net = parse_net(req, caller)?;
     let limits = Limits {
         memory: match &req.memory {
@@ -818,10 +893,13 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     caps.sort_unstable();
     caps.dedup();
 
-    let mut mounts = vec![Mount::Proc { dest: "/proc".into() }];
-    mounts.extend(PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: (*p).into() }));
-    mounts.push(Mount::Dev);
-    mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
+    let mut mounts = Vec::new();
+    if !req.bwrap {
+        mounts.push(Mount::Proc { dest: "/proc".into() });
+        mounts.extend(PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: (*p).into() }));
+        mounts.push(Mount::Dev { dest: "/dev".into() });
+        mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
+    }
     let mut reqs: Vec<MountReq> = Vec::new();
     if req.host_usr {
         reqs.push(MountReq::Bind { src: "/usr".into(), dest: "/usr".into(), ro: true, dev: false });
@@ -832,7 +910,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             });
         }
     }
-    reqs.extend(req.mounts.iter().cloned());
+    reqs.extend(req.mounts.iter().skip(usize::from(skip_first)).cloned());
     for m in &reqs {
         mounts.push(match m {
             MountReq::Bind { src, dest, ro, dev } => Mount::Bind {
@@ -850,23 +928,61 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
                 }
                 Mount::Symlink { target: target.clone(), dest: jail_path("--symlink destination", dest)? }
             }
-            MountReq::Dir { dest } => Mount::Dir { dest: jail_path("--dir destination", dest)?, mode: 0o755 },
-            MountReq::File { fd, dest } => {
+            MountReq::Dir { dest, mode } => {
+                Mount::Dir { dest: jail_path("--dir destination", dest)?, mode: perms(*mode, 0o755)? }
+            }
+            MountReq::File { fd, dest, mode } => {
                 check_fd("--file", *fd, open_fd)?;
-                Mount::File { fd: *fd, dest: jail_path("--file destination", dest)?, mode: 0o666 }
+                Mount::File {
+                    fd: *fd,
+                    dest: jail_path("--file destination", dest)?,
+                    mode: perms(*mode, 0o666)?,
+                }
+            }
+            MountReq::BindTry { src, dest, ro, dev } => Mount::BindTry {
+                src: host_path("bind source", src)?,
+                dest: jail_path("bind destination", dest)?,
+                ro: *ro,
+                dev: *dev,
+            },
+            MountReq::TmpfsWith { dest, mode, size } => {
+                let (dest, mode) = (jail_path("--tmpfs destination", dest)?, perms(*mode, 0o755)?);
+                match size {
+                    Some(0) => return Err(PlanError::BadSize("0".into())),
+                    Some(size) => Mount::TmpfsSized { dest, mode, size: *size },
+                    None => Mount::Tmpfs { dest, mode },
+                }
+            }
+            MountReq::Proc { dest } => {
+                let dest = jail_path("--proc destination", dest)?;
+                let ro: Vec<Mount> = PROC_READ_ONLY
+                    .iter()
+                    .map(|p| Mount::ProcReadOnly { path: p.replacen("/proc", &dest, 1) })
+                    .collect();
+                mounts.push(Mount::Proc { dest });
+                mounts.extend(ro);
+                continue;
+            }
+            MountReq::Dev { dest } => Mount::Dev { dest: jail_path("--dev destination", dest)? },
+            MountReq::RemountRo { dest } => {
+                Mount::RemountRo { dest: jail_path("--remount-ro destination", dest)? }
             }
         });
     }
 
     let home = if uid == 0 { "/root" } else { "/" };
-    let mut env: Vec<(String, String)> = vec![
-        ("PATH".into(), DEFAULT_PATH.into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("LC_ALL".into(), "C.UTF-8".into()),
-        ("SHELL".into(), "/bin/sh".into()),
-        ("HOME".into(), home.into()),
-    ];
-    if caller.tty {
+    let mut env: Vec<(String, String)> = if let Some(base) = &req.env_base {
+        base.clone()
+    } else {
+        vec![
+            ("PATH".into(), DEFAULT_PATH.into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("LC_ALL".into(), "C.UTF-8".into()),
+            ("SHELL".into(), "/bin/sh".into()),
+            ("HOME".into(), home.into()),
+        ]
+    };
+    if caller.tty && req.env_base.is_none() {
         if let Some(t) = &caller.term {
             if !t.is_empty() && t.bytes().all(|b| b.is_ascii_graphic()) {
                 env.push(("TERM".into(), t.clone()));
@@ -885,6 +1001,10 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             None => env.push((k.clone(), v.clone())),
         }
     }
+    env.retain(|(k, _)| !req.unsetenv.contains(k));
+    if env.iter().any(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0')) {
+        return Err(PlanError::NulByte("the environment"));
+    }
 
     let cwd = match &req.chdir {
         Some(d) => jail_path("--chdir", d)?,
@@ -893,6 +1013,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     // The host-sandbox form keeps the caller's directory when the jail has it (bwrap does).
     let cwd_try = match (&root, &req.chdir, &caller.cwd) {
         (RootFs::Tmpfs, None, Some(d)) => jail_path("the current directory", d).ok(),
+        (_, None, Some(d)) if req.bwrap => jail_path("the current directory", d).ok(),
         _ => None,
     };
 
@@ -1195,12 +1316,23 @@ impl fmt::Display for Plan {
             match m {
                 Mount::Proc { dest } => writeln!(f, "  {n}. {dest} <- proc (nosuid, nodev, noexec)")?,
                 Mount::ProcReadOnly { path } => writeln!(f, "  {n}. {path} <- bind {path} (ro, nosuid, nodev, noexec)")?,
-                Mount::Dev => writeln!(
+                Mount::Dev { dest } => writeln!(
                     f,
-                    "  {n}. /dev <- tmpfs (nosuid, noexec) with null zero full random urandom tty bound from the host, pts (devpts, newinstance), shm (tmpfs), ptmx fd stdin stdout stderr links"
+                    "  {n}. {dest} <- tmpfs (nosuid, noexec) with null zero full random urandom tty bound from the host, pts (devpts, newinstance), shm (tmpfs), ptmx fd stdin stdout stderr links"
                 )?,
                 Mount::Tmpfs { dest, mode } => writeln!(f, "  {n}. {dest} <- tmpfs mode {mode:o} (nosuid, nodev)")?,
                 Mount::Symlink { target, dest } => writeln!(f, "  {n}. {dest} <- symlink to {target}")?,
+                Mount::TmpfsSized { dest, mode, size } => {
+                    writeln!(f, "  {n}. {dest} <- tmpfs mode {mode:o} size {size} bytes (nosuid, nodev)")?
+                }
+                Mount::RemountRo { dest } => writeln!(f, "  {n}. {dest} <- the mount there made read-only")?,
+                Mount::BindTry { src, dest, ro, dev } => writeln!(
+                    f,
+                    "  {n}. {dest} <- bind {} if it exists ({}, nosuid, {}, recursive)",
+                    src.display(),
+                    if *ro { "ro on every submount" } else { "rw" },
+                    if *dev { "dev" } else { "nodev" }
+                )?,
                 Mount::Dir { dest, mode } => writeln!(f, "  {n}. {dest} <- directory mode {mode:o}")?,
                 Mount::File { fd, dest, mode } => writeln!(f, "  {n}. {dest} <- file mode {mode:o} with the content of fd {fd}")?,
                 Mount::Bind { src, dest, ro, dev } => writeln!(
@@ -1500,9 +1632,9 @@ mod tests {
         r.root = None;
         r.host_usr = true;
         r.mounts = vec![
-            MountReq::Dir { dest: "/work//x/".into() },
+            MountReq::Dir { dest: "/work//x/".into(), mode: None },
             MountReq::Symlink { target: "../usr/share".into(), dest: "/share".into() },
-            MountReq::File { fd: 5, dest: "/etc/passwd".into() },
+            MountReq::File { fd: 5, dest: "/etc/passwd".into(), mode: None },
         ];
         assert_eq!(
             build(&r, &caller(Mode::Setuid), &none_open),
@@ -1529,7 +1661,7 @@ mod tests {
         assert_eq!(build(&req(&["true"]), &caller(Mode::Root), &|_| true).unwrap().cwd_try, None);
         r.mounts = vec![MountReq::Symlink { target: String::new(), dest: "/x".into() }];
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSymlink(String::new())));
-        r.mounts = vec![MountReq::Dir { dest: "/a/../b".into() }];
+        r.mounts = vec![MountReq::Dir { dest: "/a/../b".into(), mode: None }];
         assert!(matches!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::DotDot { .. })));
     }
 

@@ -702,6 +702,13 @@ pub fn symlinkat(target: &str, dir: BorrowedFd<'_>, name: &str) -> io::Result<()
     cvt_unit(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), p.as_ptr()) })
 }
 
+/// `fchmodat(dir, name, mode, 0)`.
+pub fn fchmodat(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
+    let p = cstr(name)?;
+    // SAFETY: C strings and borrowed fds.
+    cvt_unit(unsafe { libc::fchmodat(dir.as_raw_fd(), p.as_ptr(), mode, 0) })
+}
+
 /// `readlinkat(2)`: the target of the symlink `name` in `dir` (at most 4095 bytes).
 pub fn readlinkat(dir: BorrowedFd<'_>, name: &str) -> io::Result<String> {
     let p = cstr(name)?;

@@ -1,0 +1,418 @@
+//! bubblewrap's command line: `ljspawn` invoked as `bwrap` (a link so named) or with a first
+//! argument `--bwrap` takes bwrap's options and turns them into the same typed [`Request`]
+//! ljspawn's own command line makes, so every check of the plan, of the privileged window and
+//! of the jail applies to this form too. Nothing here touches the system: the caller's
+//! environment, host name and the content of `--args FD` are passed in.
+//!
+//! bwrap's semantics kept: options act in command-line order on an empty tmpfs root; no
+//! `/proc`, `/dev` or `/tmp` unless asked; the network is shared unless `--unshare-net`; the
+//! caller's environment and directory are kept; exit status 1 for bwrap's own failures. The
+//! deliberate differences are listed in the README.
+
+use std::fmt;
+
+use crate::plan::{MountReq, Request};
+
+/// What bwrap's command line asks for, or why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BwrapError {
+    /// No command: print the usage line (exit 1).
+    Usage,
+    Help,
+    Version,
+    /// One line after `bwrap: `.
+    Msg(String),
+}
+
+impl fmt::Display for BwrapError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BwrapError::Usage => f.write_str("usage"),
+            BwrapError::Help => f.write_str("help"),
+            BwrapError::Version => f.write_str("version"),
+            BwrapError::Msg(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Whether this invocation is the bwrap form: argv\[0\]'s file name is `bwrap`, or the first
+/// argument is `--bwrap`. Returns the arguments after those.
+pub fn detect(argv: &[String]) -> Option<Vec<String>> {
+    let name = argv.first().map(|a| a.rsplit('/').next().unwrap_or(a));
+    if name == Some("bwrap") {
+        return Some(argv[1..].to_vec());
+    }
+    if argv.get(1).map(String::as_str) == Some("--bwrap") {
+        return Some(argv[2..].to_vec());
+    }
+    None
+}
+
+/// The usage line, naming argv\[0\] as bwrap does.
+pub fn usage(argv0: &str) -> String {
+    format!("usage: {argv0} [OPTIONS...] [--] COMMAND [ARGS...]")
+}
+
+pub const HELP: &str = "\
+ljspawn's bwrap form: bubblewrap's options, in command-line order, on an empty tmpfs root.
+    --help, --version, --args FD, --unshare-all, --share-net, --unshare-user[-try],
+    --unshare-ipc, --unshare-pid, --unshare-net, --unshare-uts, --unshare-cgroup[-try],
+    --disable-userns, --assert-userns-disabled, --uid UID, --gid GID, --hostname NAME,
+    --chdir DIR, --clearenv, --setenv VAR VALUE, --unsetenv VAR, --sync-fd FD,
+    --bind[-try] SRC DEST, --ro-bind[-try] SRC DEST, --dev-bind[-try] SRC DEST,
+    --remount-ro DEST, --proc DEST, --dev DEST, --tmpfs DEST, --dir DEST, --file FD DEST,
+    --symlink SRC DEST, --perms OCTAL, --size BYTES, --seccomp FD, --add-seccomp-fd FD,
+    --json-status-fd FD, --cap-add CAP, --cap-drop CAP, --new-session, --die-with-parent,
+    --level-prefix
+Other bwrap options are refused by name. See ljspawn's README for the differences.";
+
+/// Options bwrap has that this form refuses by name (rather than as unknown).
+const NOT_SUPPORTED: [&str; 21] = [
+    "--lock-file",
+    "--as-pid-1",
+    "--info-fd",
+    "--bind-fd",
+    "--ro-bind-fd",
+    "--bind-data",
+    "--ro-bind-data",
+    "--chmod",
+    "--block-fd",
+    "--userns-block-fd",
+    "--userns",
+    "--userns2",
+    "--pidns",
+    "--argv0",
+    "--overlay-src",
+    "--overlay",
+    "--tmp-overlay",
+    "--ro-overlay",
+    "--mqueue",
+    "--exec-label",
+    "--file-label",
+];
+
+/// Translates bwrap's arguments (after argv\[0\]) into a request. `env` is the caller's
+/// environment, `host_name` the host's name (kept in the jail unless `--hostname`), and
+/// `read_fd` reads `--args FD` to its end.
+pub fn request(
+    args: &[String],
+    env: Vec<(String, String)>,
+    host_name: Option<String>,
+    read_fd: &mut dyn FnMut(i32) -> Result<Vec<u8>, String>,
+) -> Result<(Request, Vec<String>), BwrapError> {
+    let mut r = Request {
+        bwrap: true,
+        env_base: Some(env),
+        net: Some("host".into()),
+        hostname: host_name,
+        ..Default::default()
+    };
+    let mut warnings = Vec::new();
+    let (mut uid, mut gid) = (None, None);
+    let (mut perms, mut size): (Option<u32>, Option<u64>) = (None, None);
+    let mut seccomp_fds = 0;
+    let mut share_net = false;
+    let mut unshare_net = false;
+    let mut args: Vec<String> = args.to_vec();
+    let mut i = 0;
+    let bad = |m: String| BwrapError::Msg(m);
+    while i < args.len() {
+        let opt = args[i].clone();
+        let fd = |s: &str| {
+            s.parse::<i32>().ok().filter(|&f| f >= 0).ok_or_else(|| bad(format!("Invalid fd: {s}")))
+        };
+        if !opt.starts_with("--") {
+            break;
+        }
+        if perms.is_some() && !matches!(opt.as_str(), "--tmpfs" | "--dir" | "--file" | "--size") {
+            return Err(bad(format!(
+                "--perms must be followed by an option that creates a file (not {opt})"
+            )));
+        }
+        if size.is_some() && !matches!(opt.as_str(), "--tmpfs" | "--perms") {
+            return Err(bad("--size must be followed by --tmpfs".into()));
+        }
+        match opt.as_str() {
+            "--" => {
+                i += 1;
+                break;
+            }
+            "--help" => return Err(BwrapError::Help),
+            "--version" => return Err(BwrapError::Version),
+            "--args" => {
+                let v = take(&args, &opt, 1, &mut i)?;
+                let data = read_fd(fd(&v[0])?).map_err(bad)?;
+                let text = String::from_utf8(data).map_err(|_| bad("--args: not UTF-8".into()))?;
+                let extra: Vec<String> =
+                    text.split('\0').filter(|s| !s.is_empty()).map(String::from).collect();
+                // Spliced in where --args stood, as bwrap does.
+                args.splice(i + 1..i + 1, extra);
+            }
+            "--unshare-all" => {
+                r.userns = true;
+                unshare_net = true;
+            }
+            "--share-net" => share_net = true,
+            "--unshare-user" | "--unshare-user-try" => r.userns = true,
+            "--unshare-net" => unshare_net = true,
+            // Always new in ljspawn (a deliberate difference).
+            "--unshare-ipc"
+            | "--unshare-pid"
+            | "--unshare-uts"
+            | "--unshare-cgroup"
+            | "--unshare-cgroup-try" => {}
+            // ljspawn's seccomp filter denies new user namespaces unless asked.
+            "--disable-userns" | "--assert-userns-disabled" => {}
+            "--new-session" | "--level-prefix" => {}
+            "--die-with-parent" => r.die_with_parent = true,
+            "--uid" => uid = Some(num(&take(&args, &opt, 1, &mut i)?[0], "uid")?),
+            "--gid" => gid = Some(num(&take(&args, &opt, 1, &mut i)?[0], "gid")?),
+            "--hostname" => r.hostname = Some(take(&args, &opt, 1, &mut i)?.remove(0)),
+            "--chdir" => {
+                let v = take(&args, &opt, 1, &mut i)?.remove(0);
+                if r.chdir.is_some() {
+                    warnings.push("Only the last --chdir option will take effect".to_string());
+                }
+                r.chdir = Some(v);
+            }
+            "--clearenv" => {
+                // bwrap keeps PWD; the rest goes.
+                let pwd = r.env_base.as_ref().and_then(|e| e.iter().find(|(k, _)| k == "PWD").cloned());
+                r.env_base = Some(pwd.into_iter().collect());
+                r.setenv.clear();
+            }
+            "--setenv" => {
+                let v = take(&args, &opt, 2, &mut i)?;
+                r.unsetenv.retain(|k| *k != v[0]);
+                r.setenv.push((v[0].clone(), v[1].clone()));
+            }
+            "--unsetenv" => {
+                let v = take(&args, &opt, 1, &mut i)?.remove(0);
+                r.setenv.retain(|(k, _)| *k != v);
+                r.unsetenv.push(v);
+            }
+            "--sync-fd" => r.pass_fds.push(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            "--bind" | "--ro-bind" | "--dev-bind" | "--bind-try" | "--ro-bind-try" | "--dev-bind-try" => {
+                let v = take(&args, &opt, 2, &mut i)?;
+                let (ro, dev) = (opt.starts_with("--ro-"), opt.starts_with("--dev-"));
+                let (src, dest) = (v[0].clone().into(), v[1].clone());
+                r.mounts.push(if opt.ends_with("-try") {
+                    MountReq::BindTry { src, dest, ro, dev }
+                } else {
+                    MountReq::Bind { src, dest, ro, dev }
+                });
+            }
+            "--remount-ro" => {
+                r.mounts.push(MountReq::RemountRo { dest: take(&args, &opt, 1, &mut i)?.remove(0) })
+            }
+            "--proc" => r.mounts.push(MountReq::Proc { dest: take(&args, &opt, 1, &mut i)?.remove(0) }),
+            "--dev" => r.mounts.push(MountReq::Dev { dest: take(&args, &opt, 1, &mut i)?.remove(0) }),
+            "--tmpfs" => {
+                let dest = take(&args, &opt, 1, &mut i)?.remove(0);
+                r.mounts.push(MountReq::TmpfsWith { dest, mode: perms.take(), size: size.take() });
+            }
+            "--dir" => r
+                .mounts
+                .push(MountReq::Dir { dest: take(&args, &opt, 1, &mut i)?.remove(0), mode: perms.take() }),
+            "--file" => {
+                let v = take(&args, &opt, 2, &mut i)?;
+                r.mounts.push(MountReq::File { fd: fd(&v[0])?, dest: v[1].clone(), mode: perms.take() });
+            }
+            "--symlink" => {
+                let v = take(&args, &opt, 2, &mut i)?;
+                r.mounts.push(MountReq::Symlink { target: v[0].clone(), dest: v[1].clone() });
+            }
+            "--perms" => {
+                let v = take(&args, &opt, 1, &mut i)?.remove(0);
+                perms = Some(
+                    u32::from_str_radix(&v, 8)
+                        .ok()
+                        .filter(|m| *m <= 0o7777)
+                        .ok_or_else(|| bad(format!("--perms takes a permissions argument, not {v}")))?,
+                );
+            }
+            "--size" => {
+                let v = take(&args, &opt, 1, &mut i)?.remove(0);
+                size = Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| bad(format!("--size takes a size in bytes, not {v}")))?,
+                );
+            }
+            "--seccomp" | "--add-seccomp-fd" => {
+                let f = fd(&take(&args, &opt, 1, &mut i)?[0])?;
+                seccomp_fds += 1;
+                if seccomp_fds > 1 {
+                    return Err(bad(format!(
+                        "{opt}: only one caller seccomp program is supported by ljspawn's bwrap form"
+                    )));
+                }
+                r.seccomp_fd = Some(f);
+            }
+            "--json-status-fd" => r.json_status = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            "--cap-add" => {
+                let c = take(&args, &opt, 1, &mut i)?.remove(0);
+                r.cap_add.push(c);
+            }
+            "--cap-drop" => {
+                let c = take(&args, &opt, 1, &mut i)?.remove(0);
+                if c.eq_ignore_ascii_case("all") {
+                    r.cap_add.clear();
+                } else {
+                    let n = crate::plan::cap_number(&c);
+                    r.cap_add.retain(|k| crate::plan::cap_number(k) != n || n.is_none());
+                }
+            }
+            o if NOT_SUPPORTED.contains(&o) => {
+                return Err(bad(format!(
+                    "{o} is not supported by ljspawn's bwrap form (see ljspawn's README)"
+                )))
+            }
+            o => return Err(bad(format!("Unknown option {o}"))),
+        }
+        i += 1;
+    }
+    if perms.is_some() {
+        return Err(bad("--perms must be followed by an option that creates a file".into()));
+    }
+    if size.is_some() {
+        return Err(bad("--size must be followed by --tmpfs".into()));
+    }
+    r.command = args[i.min(args.len())..].to_vec();
+    if r.command.is_empty() {
+        return Err(BwrapError::Usage);
+    }
+    if unshare_net && !share_net {
+        r.net = None;
+    }
+    r.user = match (uid, gid) {
+        (None, None) => None,
+        (u, g) => Some((u.unwrap_or(0), g.or(u).or(Some(0)))),
+    };
+    Ok((r, warnings))
+}
+
+/// The `n` arguments of option `opt` at `i` (which moves past them), or bwrap's message.
+fn take(args: &[String], opt: &str, n: usize, i: &mut usize) -> Result<Vec<String>, BwrapError> {
+    if *i + n >= args.len() {
+        let what = if n == 1 { "argument" } else { "arguments" };
+        return Err(BwrapError::Msg(format!("{opt} takes {n} {what}")));
+    }
+    let v = args[*i + 1..=*i + n].to_vec();
+    *i += n;
+    Ok(v)
+}
+
+fn num(s: &str, what: &str) -> Result<u32, BwrapError> {
+    s.parse::<u32>().map_err(|_| BwrapError::Msg(format!("Invalid {what}: {s}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Request, BwrapError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env = vec![("HOME".into(), "/home/u".into()), ("PWD".into(), "/w".into())];
+        request(&args, env, Some("host".into()), &mut |_| Ok(b"--dir\0/fromargs\0".to_vec())).map(|(r, _)| r)
+    }
+
+    #[test]
+    fn detection() {
+        let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(detect(&v(&["/usr/bin/bwrap", "--dev", "/dev"])), Some(v(&["--dev", "/dev"])));
+        assert_eq!(detect(&v(&["ljspawn", "--bwrap", "true"])), Some(v(&["true"])));
+        assert_eq!(detect(&v(&["ljspawn", "--root", "/"])), None);
+        assert_eq!(usage("/x/bwrap"), "usage: /x/bwrap [OPTIONS...] [--] COMMAND [ARGS...]");
+    }
+
+    #[test]
+    fn defaults_are_bwraps() {
+        let r = parse(&["--ro-bind", "/usr", "/usr", "true"]).unwrap();
+        assert!(r.bwrap && !r.userns);
+        assert_eq!(r.net.as_deref(), Some("host"));
+        assert_eq!(r.hostname.as_deref(), Some("host"));
+        assert_eq!(r.env_base.as_ref().unwrap().len(), 2);
+        assert_eq!(r.command, ["true"]);
+        let r = parse(&["--unshare-all", "true"]).unwrap();
+        assert_eq!(r.net, None);
+        assert!(r.userns);
+        let r = parse(&["--unshare-all", "--share-net", "true"]).unwrap();
+        assert_eq!(r.net.as_deref(), Some("host"));
+    }
+
+    #[test]
+    fn operations_in_order_with_perms_and_size() {
+        let r = parse(&[
+            "--perms",
+            "0700",
+            "--dir",
+            "/a",
+            "--size",
+            "4096",
+            "--tmpfs",
+            "/t",
+            "--args",
+            "3",
+            "--symlink",
+            "x",
+            "/s",
+            "--ro-bind-try",
+            "/no",
+            "/n",
+            "--proc",
+            "/proc",
+            "--",
+            "sh",
+        ])
+        .unwrap();
+        assert_eq!(
+            r.mounts,
+            [
+                MountReq::Dir { dest: "/a".into(), mode: Some(0o700) },
+                MountReq::TmpfsWith { dest: "/t".into(), mode: None, size: Some(4096) },
+                MountReq::Dir { dest: "/fromargs".into(), mode: None },
+                MountReq::Symlink { target: "x".into(), dest: "/s".into() },
+                MountReq::BindTry { src: "/no".into(), dest: "/n".into(), ro: true, dev: false },
+                MountReq::Proc { dest: "/proc".into() },
+            ]
+        );
+        assert_eq!(r.command, ["sh"]);
+        assert!(parse(&["--perms", "0700", "--bind", "/a", "/b", "true"]).is_err());
+        assert!(parse(&["--size", "10", "--dir", "/a", "true"]).is_err());
+    }
+
+    #[test]
+    fn environment_and_ids() {
+        let r = parse(&["--clearenv", "--setenv", "A", "1", "--unsetenv", "A", "--setenv", "B", "2", "true"])
+            .unwrap();
+        assert_eq!(r.env_base, Some(vec![("PWD".into(), "/w".into())]));
+        assert_eq!(r.setenv, [("B".to_string(), "2".to_string())]);
+        assert_eq!(r.unsetenv, ["A"]);
+        assert_eq!(parse(&["--uid", "5", "true"]).unwrap().user, Some((5, Some(5))));
+        assert_eq!(parse(&["--gid", "7", "true"]).unwrap().user, Some((0, Some(7))));
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(parse(&["--dir", "/a"]), Err(BwrapError::Usage));
+        assert_eq!(parse(&[]), Err(BwrapError::Usage));
+        assert_eq!(parse(&["--bind", "/a"]), Err(BwrapError::Msg("--bind takes 2 arguments".into())));
+        assert_eq!(parse(&["--frob", "true"]), Err(BwrapError::Msg("Unknown option --frob".into())));
+        assert!(
+            matches!(parse(&["--as-pid-1", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
+        );
+        assert!(parse(&["--seccomp", "3", "--add-seccomp-fd", "4", "true"]).is_err());
+        assert_eq!(parse(&["--help"]), Err(BwrapError::Help));
+    }
+
+    #[test]
+    fn last_chdir_wins_with_a_warning() {
+        let args: Vec<String> =
+            ["--chdir", "/a", "--chdir", "/b", "true"].iter().map(|s| s.to_string()).collect();
+        let (r, w) = request(&args, vec![], None, &mut |_| Ok(vec![])).unwrap();
+        assert_eq!(r.chdir.as_deref(), Some("/b"));
+        assert_eq!(w, ["Only the last --chdir option will take effect"]);
+    }
+}
