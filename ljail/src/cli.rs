@@ -219,6 +219,15 @@ pub enum Cmd {
         #[arg(long, value_name = "SNAP")]
         snapshot: Option<String>,
     },
+    /// Run a command in the running jail (ljspawn --join: its namespaces, cgroup, user,
+    /// environment, capabilities, no_new_privs and seccomp filter); exits with its status.
+    Exec {
+        /// The jail.
+        name: String,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// (internal) The supervisor of one jail, run detached by `start`.
     #[command(hide = true)]
     Supervise {

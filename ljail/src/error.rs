@@ -32,7 +32,9 @@ Exit status:
   4  a jail, image, world or snapshot does not exist
   5  refused in this state: exists already, running (stop it first, or --force)
   6  file system, lock or cgroup error
-  7  ljspawn not found, or it refused the jail's settings";
+  7  ljspawn not found, or it refused the jail's settings
+`ljail exec` exits with the command's status (ljspawn's codes: 125 join failed, 126/127
+cannot execute/not found, 128+N killed by signal N).";
 
 /// Every error ljail reports, printed once as `ljail: MESSAGE`.
 #[derive(Debug, thiserror::Error)]

@@ -175,6 +175,13 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Snapshot { name, snap } => commands::snapshot(&jails, &name, &snap, &ui)?,
         Cmd::Rollback { name, snap } => commands::rollback(&jails, &name, &snap, &ui)?,
         Cmd::Clone { name, new, snapshot } => commands::clone(&jails, &name, &new, snapshot.as_deref(), &ui)?,
+        Cmd::Exec { name, command } => {
+            let command = match command.split_first() {
+                Some((first, rest)) if first == "--" => rest.to_vec(),
+                _ => command,
+            };
+            return supervise::exec(&jails, &jails.existing(&name)?, command);
+        }
         Cmd::Supervise { name } => {
             let j = jails.existing(&name)?;
             return supervise::supervise(&jails, &j);

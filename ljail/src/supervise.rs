@@ -355,6 +355,37 @@ fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error
     }
 }
 
+/// `ljail exec NAME CMD...`: replaces ljail with `ljspawn --join PID` and the jail's own
+/// options (so the command gets the jail's confinement), or fails.
+pub fn exec(jails: &Jails, j: &Jail, command: Vec<String>) -> Result<u8, Error> {
+    use std::os::unix::process::CommandExt;
+    if command.is_empty() {
+        return Err(Error::Usage("exec needs a command".into()));
+    }
+    let mut cfg = j.config()?;
+    let st = read_state(j);
+    let pid = match (jails.running(j)?, st.jail_pid, st.ljspawn_pid) {
+        (true, Some(pid), Some(parent)) if is_ours(parent, &j.dir) && parent_of(pid) == Some(parent) => pid,
+        (true, _, _) => {
+            return Err(Error::Conflict(format!("jail '{}' is not up (state {})", j.name, st.state)))
+        }
+        (false, _, _) => return Err(Error::Conflict(format!("jail '{}' is not running", j.name))),
+    };
+    let layers = jail::layers(&jails.root, &cfg.source)?;
+    cfg.command = command;
+    let mut args: Vec<std::ffi::OsString> = vec!["--join".into(), pid.to_string().into()];
+    args.extend(jail::ljspawn_args(j, &cfg, &layers, None));
+    let ljspawn = ljspawn()?;
+    let e = Command::new(&ljspawn).args(&args).exec();
+    Err(Error::io("cannot run", &ljspawn)(e))
+}
+
+/// The parent pid of `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// `ljail log NAME [-f]`: the log; with `follow`, then what is appended, until interrupted.
 pub fn log(j: &Jail, follow: bool) -> Result<(), Error> {
     let p = j.log_path();

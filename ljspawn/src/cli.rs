@@ -287,6 +287,13 @@ pub fn command() -> Command {
                 .help("Also install the BPF program (struct sock_filter array) read from FD"),
         )
         .arg(
+            Arg::new("join")
+                .long("join")
+                .value_name("PID")
+                .value_parser(clap::value_parser!(i32).range(1..))
+                .help("Run the command in the running jail whose PID 1 is PID (yours), confined as the jail's options say (not in setuid mode)"),
+        )
+        .arg(
             Arg::new("die-with-parent")
                 .long("die-with-parent")
                 .action(ArgAction::SetTrue)
@@ -442,6 +449,7 @@ pub fn request(m: &ArgMatches) -> Request {
         allow_setuid_files: m.get_flag("allow-setuid-files"),
         seccomp_fd: m.get_one::<i32>("seccomp-fd").copied(),
         die_with_parent: m.get_flag("die-with-parent"),
+        join: m.get_one::<i32>("join").copied(),
         dry_run: m.get_flag("dry-run"),
         command,
         bwrap: false,

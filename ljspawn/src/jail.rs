@@ -823,7 +823,7 @@ fn program(plan: &Plan, h: &Handover, umask: u32) -> i32 {
     f.code as i32
 }
 
-enum Never {}
+pub(crate) enum Never {}
 
 fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     sys::setsid().ctx(|| "cannot start a new session".into())?;
@@ -833,6 +833,13 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     if let Some(fd) = &h.stderr {
         sys::dup2(fd.as_fd(), 2).ctx(|| "cannot redirect stderr".into())?;
     }
+    confine_and_exec(plan, h.inputs.seccomp_extra.as_deref(), umask)
+}
+
+/// The program's confinement, then exec: rlimits, devices reopened (root mode), privileges
+/// dropped and read back, cwd, passed fds, umask, signals, seccomp last. Shared by a new jail's
+/// program and a process joining a running jail (`join`), so both get the same.
+pub(crate) fn confine_and_exec(plan: &Plan, seccomp_extra: Option<&[u8]>, umask: u32) -> Result<Never> {
     // (The bwrap form without `--dev /dev` has no /dev of ljspawn's to reopen them from.)
     if plan.mode == crate::plan::Mode::Root
         && plan.mounts.iter().any(|m| matches!(m, Mount::Dev { dest } if dest == "/dev"))
@@ -858,7 +865,7 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
         Seccomp::AllowUserns => Some(seccomp::builtin(true, plan.allow_setuid_files)),
         Seccomp::None => None,
     };
-    for bpf in builtin.into_iter().chain(h.inputs.seccomp_extra.as_deref()) {
+    for bpf in builtin.into_iter().chain(seccomp_extra) {
         sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
     }
     exec(plan)

@@ -9,6 +9,7 @@
 //! - [`privileged`]: the privileged window: everything a setuid ljspawn does as root (maps,
 //!   cgroup, network plumbing, the reaper) and the drop that ends it, with its checks;
 //! - [`jail`]: PID 1 of the jail: mounts, pivot_root, privileges dropped, exec;
+//! - [`join`]: `--join PID`: a command in a running jail, under the same confinement;
 //! - [`sys`]: every system call std does not wrap; the only module with `unsafe`.
 
 #![deny(unsafe_code)]
@@ -17,6 +18,7 @@ pub mod bwrap;
 pub mod cli;
 pub mod conf;
 pub mod jail;
+pub mod join;
 pub mod limits;
 pub mod net;
 pub mod pasta;

@@ -93,6 +93,12 @@ fn main() -> ExitCode {
         print!("{plan}");
         return ExitCode::SUCCESS;
     }
+    if let Some(pid) = req.join {
+        return match ljspawn::join::run(&plan, pid) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => fail(e.code, &e.msg),
+        };
+    }
     let json = match plan
         .json_status
         .map(|fd| match fd {

@@ -118,6 +118,8 @@ pub struct Request {
     pub seccomp_fd: Option<i32>,
     /// `--die-with-parent`: ljspawn (and with it the jail) dies with its own parent.
     pub die_with_parent: bool,
+    /// `--join PID`: run the command in the running jail whose PID 1 is PID (see `join`).
+    pub join: Option<i32>,
     pub dry_run: bool,
     pub command: Vec<String>,
     /// bwrap's command line (see `bwrap`): no fixed /proc, /dev, /tmp; the environment is

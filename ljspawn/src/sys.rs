@@ -336,6 +336,24 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     cvt_fd(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as c_long, 0 as c_long) })
 }
 
+/// `pidfd_send_signal(2)`: sends `sig` (0: only checks that the process still exists) to the
+/// process `pidfd` refers to, which is never a reused pid.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: c_int) -> io::Result<()> {
+    let none: *const libc::siginfo_t = std::ptr::null();
+    // SAFETY: borrowed fds; a NULL siginfo asks the kernel for the default (as kill(2)), and
+    // flags must be 0.
+    cvt(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd() as c_long,
+            sig as c_long,
+            none,
+            0 as c_long,
+        )
+    })
+    .map(drop)
+}
+
 pub fn setsid() -> io::Result<()> {
     // SAFETY: plain values.
     cvt_unit(unsafe { libc::setsid() })

@@ -35,6 +35,7 @@ lj_tests::mode_tests! {
     json_outputs: root rootless;
     bad_names_and_config_lines: root rootless;
     dry_run_runs_nothing: root rootless;
+    exec_into_running_jail: root rootless setuid;
 }
 
 /// One test's root and the ljail it runs.
@@ -205,6 +206,19 @@ fn procs_mentioning(needle: &str) -> Vec<(u32, String)> {
         }
     }
     v
+}
+
+/// The jail's program: the child of its PID 1 (waiting for PID 1 to start it).
+#[track_caller]
+fn program_of(pid1: u32) -> u32 {
+    let mut prog = None;
+    wait_until(Duration::from_secs(10), || {
+        prog = fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children"))
+            .ok()
+            .and_then(|k| k.split_whitespace().next().and_then(|p| p.parse().ok()));
+        prog.is_some()
+    });
+    prog.unwrap_or_else(|| panic!("jail {pid1} runs no program"))
 }
 
 /// The jail's PID 1 from its status.
@@ -382,8 +396,7 @@ fn restart_policy(lj: &Lj) {
     let st = lj.wait_state("svc", "running");
     let pid1 = pid_of(&st);
     // Crash the service (the jail's program: the child of its PID 1).
-    let kids = fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children")).unwrap_or_default();
-    let prog: u32 = kids.split_whitespace().next().and_then(|p| p.parse().ok()).expect("the jail's program");
+    let prog = program_of(pid1);
     let runs = lj.jail_dir("svc").join("upper/runs");
     assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&runs)
         .is_ok_and(|r| r.lines().count() == 1)));
@@ -739,4 +752,118 @@ fn dry_run_runs_nothing(lj: &Lj) {
     );
     assert_eq!(lj.status("d")["state"], "stopped");
     assert!(!lj.jail_dir("d").join("log").exists());
+}
+
+/// The status fields that make up a process's confinement.
+fn confinement(pid: u32) -> Vec<String> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| {
+            ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"]
+                .iter()
+                .any(|k| l.starts_with(k))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// `ljail exec`: the command runs in the jail (its hostname, files, processes, cgroup) under
+/// the confinement of the jail's own program, with its own exit status; not into a stopped
+/// jail; ljspawn's `--join` refuses what is not a jail, another user's jail and setuid mode.
+fn exec_into_running_jail(lj: &Lj) {
+    let svc = "echo ready > /state; exec sleep 1000";
+    let mut create = vec!["create", "ex", "--world", "busybox", "--setenv", "GREETING", "hi there"];
+    if lj.cx.mode == Mode::Root {
+        create.extend(["--pids", "64"]);
+    }
+    create.extend(["--", "/bin/sh", "-c", svc]);
+    lj.ok(&create);
+    lj.fails(&["exec", "ex", "--", "/bin/true"], 5, "jail 'ex' is not running");
+    lj.ok(&["start", "ex"]);
+    if lj.cx.mode == Mode::Setuid {
+        let out = lj.run(&["exec", "ex", "--", "/bin/true"]);
+        assert_eq!(out.status(), 125, "{}", out.report());
+        assert_eq!(out.stderr.trim(), "ljspawn: --join is not available in setuid mode", "{}", out.report());
+        return;
+    }
+    let out = lj.ok(&["exec", "ex", "--", "/bin/sh", "-c", "hostname; cat /state; echo \"$GREETING\"; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup"]);
+    let lines = out.lines();
+    assert_eq!(&lines[..3], ["ex", "ready", "hi there"], "{}", out.report());
+    assert!(
+        lines[3].contains("ljspawn") && lines[3].contains("/jails/ex/upper"),
+        "PID 1 is the jail's: {}",
+        out.report()
+    );
+    if lj.cx.mode == Mode::Root {
+        // In the jail's cgroups (the jail's cgroup namespace shows them as /).
+        for c in ["pids", "freezer"] {
+            assert!(
+                lines.iter().any(|l| l.ends_with(&format!(":{c}:/"))),
+                "not in the jail's {c} cgroup:\n{}",
+                out.report()
+            );
+        }
+    }
+    assert_eq!(lj.run(&["exec", "ex", "/bin/sh", "-c", "exit 7"]).status(), 7);
+    assert_eq!(lj.run(&["exec", "ex", "--", "nosuch"]).status(), 127);
+    // The same confinement as the jail's program, read from the host while both run.
+    let st = lj.status("ex");
+    let pid1 = pid_of(&st);
+    let program = program_of(pid1);
+    let mut joined = lj.command_in(&[], &["exec", "ex", "--", "/bin/sleep", "30"], &[]);
+    joined.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = joined.spawn().expect("ljail exec");
+    let mut sleeper = None;
+    wait_until(Duration::from_secs(10), || {
+        sleeper = lj_tests::process_tree(child.id()).into_iter().find(|p| {
+            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == "/bin/sleep\x0030\x00")
+        });
+        sleeper.is_some()
+    });
+    let sleeper = sleeper.expect("the joined sleep");
+    let (a, b) = (confinement(sleeper), confinement(program));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(a.len(), 7, "{a:?}");
+    assert_eq!(a, b, "the joined process and the jail's program differ");
+    assert!(
+        a.contains(&"CapEff:\t0000000000000000".to_string()) && a.contains(&"NoNewPrivs:\t1".to_string()),
+        "{a:?}"
+    );
+    let ns = |p: u32, n: &str| fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
+    for n in ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"] {
+        assert_eq!(ns(sleeper, n), ns(program, n), "{n} namespace");
+    }
+
+    // ljspawn --join itself: not a jail; another user's jail.
+    let ljspawn = |args: &[&str]| {
+        let mut argv: Vec<String> =
+            vec![path_str(&lj.cx.dir.join("bin/ljspawn")), "--root".into(), lj.cx.world_str()];
+        argv.extend(args.iter().map(|s| s.to_string()));
+        run_with_timeout(lj.cx.command(&argv), None, Duration::from_secs(20)).expect("ljspawn")
+    };
+    let me = std::process::id().to_string();
+    let out = ljspawn(&["--join", &me, "--", "/bin/true"]);
+    assert_eq!(out.status(), 125, "{}", out.report());
+    assert!(out.stderr.contains("is not the PID 1 of a jail"), "{}", out.report());
+    if lj.cx.mode == Mode::Rootless && lj_tests::current_uid() == 0 {
+        // A jail of root's: refused to another user.
+        let mut root_jail = Command::new(lj.cx.dir.join("bin/ljspawn"));
+        root_jail.args(["--root", &lj.cx.world_str(), "--", "/bin/sleep", "30"]).stdin(Stdio::null());
+        let mut rj = root_jail.spawn().expect("root jail");
+        let mut pid1 = None;
+        wait_until(Duration::from_secs(10), || {
+            pid1 = fs::read_to_string(format!("/proc/{0}/task/{0}/children", rj.id()))
+                .ok()
+                .and_then(|c| c.split_whitespace().next().map(str::to_string));
+            pid1.is_some()
+        });
+        let out = ljspawn(&["--join", pid1.as_deref().expect("root jail's PID 1"), "--", "/bin/true"]);
+        let _ = rj.kill();
+        let _ = rj.wait();
+        assert_eq!(out.status(), 125, "{}", out.report());
+        assert!(out.stderr.contains("is not yours"), "{}", out.report());
+    }
+    lj.ok(&["stop", "ex"]);
 }

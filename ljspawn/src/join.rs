@@ -1,0 +1,216 @@
+//! `--join PID`: run a command inside a running jail (ljail's `exec`), under the confinement
+//! its own program got.
+//!
+//! The plan is built from the jail's own options, exactly as for a new jail (ljail passes
+//! them), so the joining program gets the same user, environment, rlimits, capability drop,
+//! `no_new_privs` and seccomp filter (`jail::confine_and_exec`, the code a new jail's program
+//! runs). Order:
+//! 1. refused in setuid mode (a setuid ljspawn stays what it was: it never enters a namespace
+//!    it did not make);
+//! 2. `pidfd_open(PID)`, then the checks on that process, then a signal 0 through the pidfd
+//!    (so the checks were about the process the pidfd names, not a reused pid): it must be the
+//!    PID 1 of its own PID namespace, the child of a process running this same ljspawn
+//!    executable (same inode), and belong to the caller (real uid; root may join any);
+//! 3. root mode: move into the jail's cgroups (only those under `lightjail/`, where ljspawn
+//!    and ljail make them), so its limits and freezer hold the new process too;
+//! 4. `setns` through a pidfd of the jail's program (PID 1's first child, also checked) into
+//!    every namespace the jail made (the kernel enters the user namespace first), which also
+//!    sets root and cwd to the jail's root;
+//! 5. fork (the child is in the jail's PID namespace), new session, confinement, exec; the
+//!    parent forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT and returns the child's status.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use crate::plan::{Mode, Net, Plan};
+use crate::spawn::err;
+use crate::spawn::SpawnError;
+use crate::sys::{self, WaitStatus};
+use crate::{jail, EXIT_SETUP};
+
+fn refuse(msg: String) -> SpawnError {
+    SpawnError { code: EXIT_SETUP, msg }
+}
+
+/// Runs the plan's command in the running jail whose PID 1 is `pid`; returns its exit status.
+pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
+    if plan.mode == Mode::Setuid {
+        return Err(refuse("--join is not available in setuid mode".into()));
+    }
+    let pidfd = sys::pidfd_open(pid).map_err(|e| err(format!("cannot open process {pid}"), e))?;
+    check_target(plan, pid)?;
+    // The namespaces are entered through the jail's program, PID 1's first child: PID 1 never
+    // executed in the jail, so the kernel lets only root (CAP_SYS_PTRACE) enter through it.
+    // (Right after the jail started, PID 1 may still be starting it: wait up to 2 s.)
+    let mut program = first_child(pid);
+    for _ in 0..200 {
+        if program.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        program = first_child(pid);
+    }
+    let program = program?;
+    let progfd =
+        sys::pidfd_open(program).map_err(|e| err(format!("cannot open the jail's program {program}"), e))?;
+    if parent(program) != Some(pid) {
+        return Err(refuse(format!("process {program} is not the program of jail {pid}")));
+    }
+    // Still the processes the checks read: a pidfd never names a reused pid.
+    for (fd, p) in [(&pidfd, pid), (&progfd, program)] {
+        sys::pidfd_send_signal(fd.as_fd(), 0).map_err(|e| err(format!("process {p} is gone"), e))?;
+    }
+    if plan.mode == Mode::Root {
+        join_cgroups(pid)?;
+    }
+    let flags = namespaces(plan);
+    sys::setns(progfd.as_fd(), flags)
+        .map_err(|e| err(format!("cannot enter the namespaces of jail {pid}"), e))?;
+    drop((pidfd, progfd));
+    sys::block_signals().map_err(|e| err("cannot block signals", e))?;
+    let umask = sys::umask(0o022);
+    sys::umask(umask);
+    let child = sys::fork().map_err(|e| err("cannot fork into the jail", e))?;
+    if child == 0 {
+        let f = match sys::setsid().map_err(|e| jail::Failure {
+            code: EXIT_SETUP,
+            msg: format!("cannot start a new session: {}", crate::describe(&e)),
+        }) {
+            Ok(()) => match jail::confine_and_exec(plan, None, umask) {
+                Ok(never) => match never {},
+                Err(f) => f,
+            },
+            Err(f) => f,
+        };
+        eprintln!("ljspawn: {}", f.msg);
+        sys::exit_now(f.code as i32);
+    }
+    forward_until_exit(child)
+}
+
+/// The parent pid of `pid`.
+fn parent(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The child of `pid` that started first (the jail's program; orphans adopted by PID 1 come
+/// later).
+fn first_child(pid: i32) -> Result<i32, SpawnError> {
+    let kids = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .map_err(|e| err(format!("cannot list the processes of jail {pid}"), e))?;
+    let started = |c: i32| -> Option<u64> {
+        let stat = fs::read_to_string(format!("/proc/{c}/stat")).ok()?;
+        stat[stat.rfind(')')? + 1..].split_whitespace().nth(19)?.parse().ok()
+    };
+    kids.split_whitespace()
+        .filter_map(|k| k.parse::<i32>().ok())
+        .filter_map(|k| Some((started(k)?, k)))
+        .min()
+        .map(|(_, k)| k)
+        .ok_or_else(|| refuse(format!("jail {pid} runs no program (starting or stopping)")))
+}
+
+/// Step 2's checks on `/proc/PID`.
+fn check_target(plan: &Plan, pid: i32) -> Result<(), SpawnError> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| err(format!("cannot read /proc/{pid}/status"), e))?;
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.split_whitespace().collect::<Vec<_>>())
+    };
+    let nspid = field("NSpid:").unwrap_or_default();
+    if nspid.len() < 2 || nspid.last() != Some(&"1") {
+        return Err(refuse(format!("process {pid} is not the PID 1 of a jail")));
+    }
+    let uid = field("Uid:").and_then(|v| v.first().and_then(|u| u.parse::<u32>().ok()));
+    if plan.mode != Mode::Root && uid != Some(sys::getuid()) {
+        return Err(refuse(format!("jail {pid} is not yours")));
+    }
+    // Its parent is the ljspawn that made the jail: the same executable as this one. (The
+    // jail's own /proc/PID/exe is not readable without ptrace rights over it.)
+    let ppid = field("PPid:").and_then(|v| v.first().and_then(|p| p.parse::<i32>().ok())).unwrap_or(0);
+    let ours = fs::metadata("/proc/self/exe").map_err(|e| err("cannot stat /proc/self/exe", e))?;
+    let theirs = fs::metadata(format!("/proc/{ppid}/exe"));
+    if ppid <= 1 || !theirs.is_ok_and(|t| (t.dev(), t.ino()) == (ours.dev(), ours.ino())) {
+        return Err(refuse(format!(
+            "process {pid} is not a jail of this ljspawn (one started by another ljspawn executable, e.g. before an upgrade, must be restarted first)"
+        )));
+    }
+    Ok(())
+}
+
+/// The namespaces the jail made, from its plan (the jail's own options): the user namespace
+/// when it has one, the network namespace unless `--net host`, and always mount, PID, UTS, IPC
+/// and cgroup. (Not read from `/proc/PID/ns`: a rootless caller may not read the links of its
+/// jail's PID 1, which never executed inside the jail.)
+fn namespaces(plan: &Plan) -> i32 {
+    let mut flags = libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWUTS
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWCGROUP;
+    if plan.userns.is_some() {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    if plan.net != Net::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    flags
+}
+
+/// Moves this process into the jail's cgroups under `lightjail/` (v1 hierarchies and v2).
+fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|e| err(format!("cannot read /proc/{pid}/cgroup"), e))?;
+    let me = sys::getpid().to_string();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
+            (Some(a), Some(b), Some(c)) => (a, b, c),
+            _ => continue,
+        };
+        if !path.starts_with("/lightjail/") || path.contains("/..") {
+            continue;
+        }
+        let base = match controllers {
+            "" => "/sys/fs/cgroup/unified".to_string(),
+            c => format!("/sys/fs/cgroup/{}", c.strip_prefix("name=").unwrap_or(c)),
+        };
+        // A pure v2 host mounts the unified hierarchy at /sys/fs/cgroup itself.
+        let base = if controllers.is_empty() && !fs::metadata(&base).is_ok_and(|m| m.is_dir()) {
+            "/sys/fs/cgroup".to_string()
+        } else {
+            base
+        };
+        let procs = format!("{base}{path}/cgroup.procs");
+        match fs::write(&procs, &me) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err(format!("cannot join the jail's cgroup {procs}"), e)),
+        }
+    }
+    Ok(())
+}
+
+/// Forwards signals to `child` until it exits; its status (128+N for signal N).
+fn forward_until_exit(child: i32) -> Result<u8, SpawnError> {
+    let sigfd: OwnedFd = sys::signalfd().map_err(|e| err("cannot make a signalfd", e))?;
+    loop {
+        if let Some((_, st)) = sys::wait_nohang(child).map_err(|e| err("cannot wait for the program", e))? {
+            return Ok(match st {
+                WaitStatus::Exited(c) => c as u8,
+                WaitStatus::Signaled(s) => 128u8.saturating_add(s as u8),
+            });
+        }
+        sys::poll_readable(&[sigfd.as_fd()], None).map_err(|e| err("cannot wait for signals", e))?;
+        while let Some((sig, _)) =
+            sys::read_signalfd(sigfd.as_fd()).map_err(|e| err("cannot read signals", e))?
+        {
+            if sig != libc::SIGCHLD {
+                let _ = sys::kill(child, sig);
+            }
+        }
+    }
+}
