@@ -15,7 +15,7 @@ unexport CARGO_TARGET_DIR
 # What the builds, tests, demo and benchmarks use from Debian.
 APT_PACKAGES := busybox-static uidmap bubblewrap hyperfine iproute2 debootstrap buildah \
                 libseccomp-dev pkg-config util-linux procps python3 ca-certificates \
-                docker-registry skopeo umoci apache2-utils
+                docker-registry skopeo umoci apache2-utils systemd-container
 
 # CI=true: a test that cannot run fails instead of skipping.
 ifeq ($(CI),true)
@@ -107,6 +107,7 @@ bench: build
 	sh bench/build.sh
 	sh bench/chain.sh
 	sh bench/limits.sh
+	sh bench/ljail.sh
 
 # Remove the build products (target/, benchmark results included).
 clean:

@@ -76,9 +76,13 @@ pub struct JailOpts {
     /// Resource limit of the program (nofile, nproc, ...), repeated.
     #[arg(long, value_name = "NAME=SOFT[:HARD]")]
     pub rlimit: Vec<String>,
-    /// Keep capability CAP (root only), repeated.
+    /// Keep capability CAP (in the jail's own user namespace; root: on the host), repeated.
     #[arg(long = "cap-add", value_name = "CAP")]
     pub cap_add: Vec<String>,
+    /// Bind the host's GPU devices: nvidia (/dev/nvidia*, and the driver's libraries and tools
+    /// read-only), intel (/dev/dri) or amd (/dev/dri, /dev/kfd).
+    #[arg(long, value_name = "VENDOR", value_parser = ["nvidia", "intel", "amd"])]
+    pub gpu: Option<String>,
     /// Let the program create user namespaces.
     #[arg(long)]
     pub allow_userns: bool,

@@ -42,7 +42,7 @@ pub fn resolve_source(
 
 /// Runs `ljspawn --dry-run` with the jail's arguments: ljspawn checks every option as it would
 /// at start (its own refusals included), and nothing runs.
-fn check_with_ljspawn(j: &Jail, cfg: &Config, layers: &[PathBuf]) -> Result<(), Error> {
+fn check_with_ljspawn(j: &Jail, cfg: &Config, layers: &jail::Resolved) -> Result<(), Error> {
     let ljspawn = supervise::ljspawn()?;
     let mut args: Vec<OsString> = vec!["--dry-run".into()];
     args.extend(jail::ljspawn_args(j, cfg, layers, None));
@@ -62,7 +62,7 @@ fn check_with_ljspawn(j: &Jail, cfg: &Config, layers: &[PathBuf]) -> Result<(), 
 /// `ljail create`.
 pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) -> Result<(), Error> {
     let j = jails.jail(name)?;
-    let layers = jail::layers(&jails.root, &cfg.source)?;
+    let layers = jail::resolve(&jails.root, &cfg)?;
     // The config goes through its own parser before anything is made (its checks of the
     // values are the options' checks here).
     let text = cfg.to_text();
@@ -93,7 +93,7 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
             RootKind::Copy => {
                 let dst = staging.join("rootfs");
                 fs::create_dir(&dst).map_err(Error::io("cannot create", &dst))?;
-                for l in &layers {
+                for l in &layers.layers {
                     copy::copy_tree(l, &dst, How::Merge, &mut stats)?;
                 }
             }
@@ -303,7 +303,7 @@ pub fn edit(jails: &Jails, name: &str, ui: &Ui) -> Result<(), Error> {
         if text == fs::read_to_string(j.config_path()).unwrap_or_default() {
             return Ok(false);
         }
-        check_with_ljspawn(&j, &cfg, &jail::layers(&jails.root, &cfg.source)?)?;
+        check_with_ljspawn(&j, &cfg, &jail::resolve(&jails.root, &cfg)?)?;
         ljbuild::store::Root::write_atomic(&j.config_path(), text.as_bytes())?;
         Ok(true)
     })();

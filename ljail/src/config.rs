@@ -20,6 +20,7 @@
 //! chdir /data
 //! user 1000:1000
 //! memory 512M                   # also: pids N, cpus FRACTION, rlimit NAME=SOFT[:HARD]
+//! gpu nvidia                    # the host's GPU devices (nvidia, intel, amd); NVIDIA's libraries
 //! cap-add CAP_NET_RAW           # kept in the jail's own user namespace (root: on the host); also: allow-userns yes
 //! restart on-failure            # no (default), on-failure, always
 //! restart-delay 1s              # between restarts (default 1s)
@@ -178,6 +179,8 @@ pub struct Config {
     pub cap_add: Vec<String>,
     /// `allow-userns yes`.
     pub allow_userns: bool,
+    /// `gpu nvidia|intel|amd`: the host's GPU devices (and NVIDIA's user-space files).
+    pub gpu: Option<String>,
     /// The restart policy.
     pub restart: Restart,
     /// Delay between restarts.
@@ -220,6 +223,7 @@ impl Config {
             rlimits: Vec::new(),
             cap_add: Vec::new(),
             allow_userns: false,
+            gpu: None,
             restart: Restart::No,
             restart_delay: DEFAULT_RESTART_DELAY,
             restart_max: 0,
@@ -288,6 +292,7 @@ impl Config {
         if self.allow_userns {
             line("allow-userns", &["yes"]);
         }
+        opt("gpu", &self.gpu, &mut line);
         line("restart", &[self.restart.as_str()]);
         if self.restart_delay != DEFAULT_RESTART_DELAY {
             line("restart-delay", &[&humantime::format_duration(self.restart_delay).to_string()]);
@@ -329,6 +334,7 @@ pub const KEYS: &[&str] = &[
     "rlimit",
     "cap-add",
     "allow-userns",
+    "gpu",
     "restart",
     "restart-delay",
     "restart-max",
@@ -575,6 +581,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                     return Err(bad(&v, "expected a capability name, e.g. CAP_NET_RAW"));
                 }
                 c.cap_add.push(v);
+            }
+            "gpu" => {
+                let v = one("nvidia, intel or amd")?;
+                crate::gpu::check_vendor(&v).map_err(err)?;
+                c.gpu = Some(v);
             }
             "allow-userns" => c.allow_userns = yes_no(&one("yes or no")?).map_err(&err)?,
             "autostart" => c.autostart = yes_no(&one("yes or no")?).map_err(&err)?,

@@ -190,9 +190,28 @@ pub fn layers(root: &Root, source: &Source) -> Result<Vec<PathBuf>, Error> {
     }
 }
 
-/// The ljspawn arguments (without the program) that run `jail` with `cfg` on `layers`.
+/// What a jail's config stands for on this host now: its layers and its `--gpu` devices.
+#[derive(Debug, Clone, Default)]
+pub struct Resolved {
+    /// The layers, bottom first.
+    pub layers: Vec<PathBuf>,
+    /// The `--gpu` mounts.
+    pub devices: Vec<Mount>,
+}
+
+/// Resolves `cfg`'s layers and devices.
+pub fn resolve(root: &Root, cfg: &Config) -> Result<Resolved, Error> {
+    let devices = match &cfg.gpu {
+        Some(v) => crate::gpu::mounts(v)?,
+        None => Vec::new(),
+    };
+    Ok(Resolved { layers: layers(root, &cfg.source)?, devices })
+}
+
+/// The ljspawn arguments (without the program) that run `jail` with `cfg` on `r`.
 /// `json_fd` adds `--json-status FD` (the supervisor's pipe).
-pub fn ljspawn_args(jail: &Jail, cfg: &Config, layers: &[PathBuf], json_fd: Option<i32>) -> Vec<OsString> {
+pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32>) -> Vec<OsString> {
+    let layers = &r.layers;
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |v: &[&dyn AsRefOs]| a.extend(v.iter().map(|x| x.os()));
     match cfg.root {
@@ -213,7 +232,7 @@ pub fn ljspawn_args(jail: &Jail, cfg: &Config, layers: &[PathBuf], json_fd: Opti
     if host_resolv {
         push(&[&"--ro-bind", &"/etc/resolv.conf", &"/etc/resolv.conf"]);
     }
-    for m in &cfg.mounts {
+    for m in r.devices.iter().chain(&cfg.mounts) {
         match m {
             Mount::Bind(s, d) => push(&[&"--bind", s, d]),
             Mount::RoBind(s, d) => push(&[&"--ro-bind", s, d]),
@@ -309,7 +328,8 @@ mod tests {
         let mut c = Config::new(Source::World("busybox".into()), vec!["/bin/httpd".into(), "-f".into()]);
         c.mounts = vec![Mount::Bind("/srv".into(), "/data".into())];
         c.memory = Some("64M".into());
-        let a = ljspawn_args(&j, &c, &["/r/worlds/busybox".into()], Some(5));
+        let r = Resolved { layers: vec!["/r/worlds/busybox".into()], devices: Vec::new() };
+        let a = ljspawn_args(&j, &c, &r, Some(5));
         let line = ljbuild::spawn::command_line(Path::new("ljspawn"), &a);
         assert_eq!(
             line,
@@ -317,7 +337,7 @@ mod tests {
              --bind /srv /data --hostname web --memory 64M --die-with-parent --json-status 5 -- /bin/httpd -f"
         );
         c.root = RootKind::Copy;
-        let a = ljspawn_args(&j, &c, &[], None);
+        let a = ljspawn_args(&j, &c, &Resolved::default(), None);
         assert!(ljbuild::spawn::command_line(Path::new("l"), &a)
             .starts_with("l --root /r/jails/web/rootfs --rw --bind"));
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod copy;
 pub mod error;
 pub mod freezer;
+pub mod gpu;
 pub mod jail;
 pub mod supervise;
 
@@ -69,6 +70,7 @@ fn config_of(
     c.rlimits = o.rlimit.clone();
     c.cap_add = o.cap_add.clone();
     c.allow_userns = o.allow_userns;
+    c.gpu = o.gpu.clone();
     if let Some(r) = &o.restart {
         c.restart = Restart::parse(r).map_err(Error::Usage)?;
     }
@@ -126,7 +128,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 let j = jails.existing(&n)?;
                 if dry_run {
                     let cfg = j.config()?;
-                    let layers = jail::layers(&jails.root, &cfg.source)?;
+                    let layers = jail::resolve(&jails.root, &cfg)?;
                     let args = jail::ljspawn_args(&j, &cfg, &layers, None);
                     println!("{}", command_line(&supervise::ljspawn()?, &args));
                     continue;

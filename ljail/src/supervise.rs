@@ -100,7 +100,7 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
         return Ok(Started::Already(read_state(j).jail_pid));
     }
     // Resolve now, so a missing image is this command's error.
-    jail::layers(&jails.root, &cfg.source)?;
+    jail::resolve(&jails.root, &cfg)?;
     let ljspawn = ljspawn()?;
     let old = read_state(j);
     if let Some(cg) = &old.freezer {
@@ -255,7 +255,7 @@ pub fn supervise(jails: &Jails, j: &Jail) -> Result<u8, Error> {
 
 fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error> {
     let cfg = j.config()?;
-    let layers = jail::layers(&jails.root, &cfg.source)?;
+    let layers = jail::resolve(&jails.root, &cfg)?;
     let ljspawn = ljspawn()?;
     st.freezer = freezer::enter(st.supervisor_pid);
     loop {
@@ -371,7 +371,7 @@ pub fn exec(jails: &Jails, j: &Jail, command: Vec<String>) -> Result<u8, Error> 
         }
         (false, _, _) => return Err(Error::Conflict(format!("jail '{}' is not running", j.name))),
     };
-    let layers = jail::layers(&jails.root, &cfg.source)?;
+    let layers = jail::resolve(&jails.root, &cfg)?;
     cfg.command = command;
     let mut args: Vec<std::ffi::OsString> = vec!["--join".into(), pid.to_string().into()];
     args.extend(jail::ljspawn_args(j, &cfg, &layers, None));

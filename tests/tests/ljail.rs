@@ -36,6 +36,7 @@ lj_tests::mode_tests! {
     bad_names_and_config_lines: root rootless;
     dry_run_runs_nothing: root rootless;
     exec_into_running_jail: root rootless setuid;
+    gpu_profile: root;
 }
 
 /// One test's root and the ljail it runs.
@@ -866,4 +867,83 @@ fn exec_into_running_jail(lj: &Lj) {
         assert!(out.stderr.contains("is not yours"), "{}", out.report());
     }
     lj.ok(&["stop", "ex"]);
+}
+
+/// `--gpu`: the device nodes and NVIDIA's files (as `nvidia-container-cli list` names them) the
+/// test makes, in a private mount namespace whose `/dev` is a tmpfs (the host's is never
+/// touched): refused without nodes; with them, bound into the jail, the files read-only.
+fn gpu_profile(lj: &Lj) {
+    let t = lj.dir("gpu");
+    let ts = path_str(&t);
+    fs::create_dir_all(t.join("bin")).unwrap();
+    fs::create_dir_all(t.join("lib")).unwrap();
+    fs::write(t.join("lib/libnvidia-ml.so.1"), "fake nvidia-ml\n").unwrap();
+    let exe = |p: &Path, text: &str| {
+        fs::write(p, text).unwrap();
+        fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    exe(&t.join("bin/nvidia-smi"), "#!/bin/sh\necho NVIDIA-SMI fake\n");
+    exe(
+        &t.join("bin/nvidia-container-cli"),
+        &format!("#!/bin/sh\n[ \"$1\" = list ] || exit 1\necho {ts}/lib/libnvidia-ml.so.1\necho {ts}/bin/nvidia-smi\n"),
+    );
+    let show = format!(
+        "ls -ln /dev/nvidia0 /dev/nvidiactl /dev/nvidia-caps/nvidia-cap1; cat {ts}/lib/libnvidia-ml.so.1; \
+         {ts}/bin/nvidia-smi; (echo x >> {ts}/lib/libnvidia-ml.so.1) 2>/dev/null && echo writable || echo read-only"
+    );
+    let script = r#"set -e
+T=$1 LJAIL=$2 SHOW=$3
+export PATH="$T/bin:$PATH"
+mount -t tmpfs -o mode=0755 lj-test-dev /dev
+for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
+    set -- $n; mknod -m 666 "/dev/$1" c "$2" "$3"
+done
+"$LJAIL" create none --world busybox --gpu nvidia -- /bin/true 2> "$T/refused" && exit 10 || echo "status $?" >> "$T/refused"
+mkdir /dev/dri /dev/nvidia-caps
+mknod -m 666 /dev/dri/card0 c 226 0
+mknod -m 666 /dev/nvidia0 c 195 0
+mknod -m 666 /dev/nvidiactl c 195 255
+mknod -m 400 /dev/nvidia-caps/nvidia-cap1 c 236 1
+"$LJAIL" -q create g --world busybox --gpu nvidia -- /bin/sh -c "$SHOW"
+"$LJAIL" -q create i --world busybox --gpu intel -- /bin/sh -c 'ls -ln /dev/dri/card0'
+"$LJAIL" -q start g
+"$LJAIL" -q start i
+for n in $(seq 200); do
+    grep -q -e read-only -e writable "$LIGHTJAIL_ROOT/jails/g/log" && grep -q card0 "$LIGHTJAIL_ROOT/jails/i/log" && break
+    sleep 0.05
+done
+"$LJAIL" log g > "$T/g.log"
+"$LJAIL" log i > "$T/i.log"
+"$LJAIL" -q stop --all
+"#;
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "-m",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        script,
+        "sh",
+        &ts,
+        &path_str(&lj.bin),
+        &show,
+    ])
+    .env("LIGHTJAIL_ROOT", lj.root());
+    let out = run_with_timeout(cmd, None, Duration::from_secs(60)).expect("unshare");
+    assert_eq!(out.status(), 0, "{}", out.report());
+    let refused = fs::read_to_string(t.join("refused")).unwrap();
+    assert_eq!(
+        refused,
+        "ljail: --gpu nvidia: this host has no GPU device nodes (/dev/nvidia*): is the driver loaded?\nstatus 4\n"
+    );
+    let g = fs::read_to_string(t.join("g.log")).unwrap();
+    for want in ["195,   0 ", "195, 255 ", "236,   1 ", "fake nvidia-ml", "NVIDIA-SMI fake", "read-only"] {
+        assert!(g.contains(want), "{want:?} missing in the jail's output:\n{g}");
+    }
+    assert!(!g.contains("writable"), "{g}");
+    let i = fs::read_to_string(t.join("i.log")).unwrap();
+    assert!(i.contains("226,   0 ") && i.contains("/dev/dri/card0"), "{i}");
+    assert_eq!(fs::read_to_string(t.join("lib/libnvidia-ml.so.1")).unwrap(), "fake nvidia-ml\n");
+    assert!(fs::read_to_string(lj.jail_dir("g").join("config")).unwrap().contains("\ngpu nvidia\n"));
 }
