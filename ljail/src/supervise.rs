@@ -31,8 +31,11 @@ pub struct State {
     pub supervisor_pid: u32,
     /// The running ljspawn's pid.
     pub ljspawn_pid: Option<u32>,
-    /// The jail's PID 1, as seen from the host.
+    /// The jail's PID 1, as seen from the host (while it runs).
     pub jail_pid: Option<u32>,
+    /// The PID 1 of the latest start (kept after it exits).
+    #[serde(default)]
+    pub last_pid: Option<u32>,
     /// When the jail last started (seconds since the epoch).
     pub started_at: Option<u64>,
     /// Restarts since `start`.
@@ -128,7 +131,8 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     loop {
         let s = read_state(j);
         if s.supervisor_pid == child.id() {
-            if let Some(pid) = s.jail_pid {
+            // Started (it may have exited already: a quick program).
+            if let Some(pid) = s.last_pid {
                 return Ok(Started::Now(pid));
             }
             if matches!(s.state.as_str(), "exited" | "failed" | "stopped") {
@@ -284,6 +288,7 @@ fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
             if let Some(pid) = v.get("child-pid").and_then(serde_json::Value::as_u64) {
                 st.jail_pid = Some(pid as u32);
+                st.last_pid = Some(pid as u32);
                 st.started_at = Some(now());
                 st.state = "running".into();
                 reported_start = true;
