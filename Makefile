@@ -108,6 +108,7 @@ bench: build
 	sh bench/chain.sh
 	sh bench/limits.sh
 	sh bench/ljail.sh
+	sh bench/oci.sh
 
 # Remove the build products (target/, benchmark results included).
 clean:
