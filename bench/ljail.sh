@@ -37,10 +37,14 @@ hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$dir/exec.json" \
     -n nsenter "nsenter -t $prog -a /bin/true" \
     >/dev/null 2>"$dir/hyperfine.log" || { cat "$dir/hyperfine.log"; exit 1; }
 
-# Resident memory of each supervisor (a process whose command line is `ljail ... supervise`).
+# Memory of each supervisor (a process whose command line is `ljail ... supervise`): its
+# resident set (VmRSS, shared pages of the binary and libc included), its proportional share
+# (Pss) and what is its own alone (Private_Clean + Private_Dirty), in kB, means over the jails.
 rss=$(for p in $(pgrep -f "$LJAIL --root $LIGHTJAIL_ROOT supervise"); do
-    awk '/^VmRSS:/ { print $2 }' "/proc/$p/status"
-done | python3 -c 'import sys; v=[int(x) for x in sys.stdin.read().split()]; print(sum(v)/len(v) if v else 0)')
+    awk '/^Rss:/ { r = $2 } /^Pss:/ { s = $2 } /^Private_(Clean|Dirty):/ { v += $2 } END { print r, s, v }' "/proc/$p/smaps_rollup"
+done | python3 -c 'import sys
+rows = [list(map(int, l.split())) for l in sys.stdin if l.strip()]
+print(",".join(str(sum(c) / len(rows)) for c in zip(*rows)) if rows else "0,0,0")')
 
 # Start until the service answers, ljail against systemd-nspawn on the same world (both on the
 # host's network, polled from here; each run also stops what it started), alternating.
@@ -91,8 +95,9 @@ e = {x["command"]: statistics.median(x["times"]) * 1000 for x in json.load(open(
 print(f"median ms: exec {e['exec']:.2f}, nsenter {e['nsenter']:.2f}")
 ratio = e["exec"] / e["nsenter"]
 print(f"  {'ljail exec / nsenter':38s} {ratio:5.2f}  (target <= 1.5)  {'PASS' if ratio <= 1.5 else 'MISS'}")
-mib = float(rss) / 1024
-print(f"  {'supervisor RSS per jail (MiB)':38s} {mib:5.2f}  (target <= 2)    {'PASS' if mib <= 2 else 'MISS'}")
+r, pss, own = (float(x) / 1024 for x in rss.split(","))
+print(f"  {'supervisor RSS per jail (MiB)':38s} {r:5.2f}  (target <= 2)    {'PASS' if r <= 2 else 'MISS'}"
+      f"  (PSS {pss:.2f}, private {own:.2f})")
 l = statistics.median(runs["ljail"][2:])
 if nspawn:
     n = statistics.median(runs["nspawn"][2:])
