@@ -90,6 +90,9 @@ pub struct Handover {
     /// The `--idmap-layer` layers, made by the privileged side (one per layer, None for a
     /// plain one; empty without any): detached mounts, idmapped, read-only.
     pub idmapped: Vec<Option<OwnedFd>>,
+    /// `--pass-fd` descriptors and what each was (device, inode) when ljspawn started: one
+    /// that is something else by now is not passed.
+    pub passed: Vec<(i32, (u64, u64))>,
 }
 
 /// PID 1 of the jail. Never returns.
@@ -854,7 +857,14 @@ pub(crate) fn confine_and_exec(plan: &Plan, seccomp_extra: Option<&[u8]>, umask:
         Some(Ok(())) => {}
         _ => sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?,
     }
-    for &fd in &plan.pass_fds {
+    for &(fd, was) in &h.passed {
+        let now = sys::fd_stat(fd).map(|(st, _)| (st.st_dev, st.st_ino)).ok();
+        if now != Some(was) {
+            return Err(Failure {
+                code: EXIT_SETUP,
+                msg: format!("cannot pass fd {fd}: it is not the descriptor given to ljspawn any more"),
+            });
+        }
         sys::set_cloexec(fd, false).ctx(|| format!("cannot pass fd {fd}"))?;
     }
     sys::umask(umask);

@@ -516,6 +516,11 @@ pub enum PlanError {
         what: &'static str,
         fd: i32,
     },
+    FdTwice {
+        fd: i32,
+        first: &'static str,
+        second: &'static str,
+    },
     ReservedFd {
         what: &'static str,
         fd: i32,
@@ -600,6 +605,9 @@ impl fmt::Display for PlanError {
                 write!(f, "--seccomp none is not allowed in {m} mode (only root may run without the filter)")
             }
             BadFd { what, fd } => write!(f, "{what} {fd} is not an open file descriptor"),
+            FdTwice { fd, first, second } => {
+                write!(f, "fd {fd} is given to both {first} and {second}: give each its own descriptor")
+            }
             ReservedFd { what, fd } => write!(f, "{what} {fd}: descriptors 0-2 are always passed; give 3 or more"),
             IdmapNeedsUserns => write!(f, "--idmap-layer needs a user namespace to map onto (as root: --userns or --subids)"),
             IdmapRootless => write!(f, "--idmap-layer needs setuid ljspawn (make install-setuid) and a store grant in /etc/lightjail.conf (a line like 'store /usr/local/lj allow USER'); rootless ljspawn cannot idmap"),
@@ -1027,6 +1035,20 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     }
     if let Some(fd) = req.seccomp_fd {
         check_fd("--seccomp-fd", fd, open_fd)?;
+    }
+    // One descriptor, one use: ljspawn closes --seccomp-fd after reading it and keeps
+    // --json-status for itself, so a number given twice would pass on whatever reuses it.
+    let uses: Vec<(&'static str, i32)> = req
+        .pass_fds
+        .iter()
+        .map(|&fd| ("--pass-fd", fd))
+        .chain(req.json_status.map(|fd| ("--json-status", fd)))
+        .chain(req.seccomp_fd.map(|fd| ("--seccomp-fd", fd)))
+        .collect();
+    for (i, &(a, fd)) in uses.iter().enumerate() {
+        if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
+            return Err(PlanError::FdTwice { fd, first: b, second: a });
+        }
     }
     let seccomp = match (req.seccomp.as_deref(), req.allow_userns) {
         (None | Some("default"), false) => Seccomp::Default,
@@ -1903,7 +1925,14 @@ mod tests {
             build(&r, &caller(Mode::Root), &none_open),
             Err(PlanError::ReservedFd { what: "--pass-fd", fd: 1 })
         );
+        let mut r = req(&["true"]);
         r.pass_fds = vec![7];
+        r.seccomp_fd = Some(7);
+        assert_eq!(
+            build(&r, &caller(Mode::Root), &|_| true).map(|_| ()),
+            Err(PlanError::FdTwice { fd: 7, first: "--pass-fd", second: "--seccomp-fd" })
+        );
+        r.seccomp_fd = None;
         assert_eq!(
             build(&r, &caller(Mode::Root), &none_open),
             Err(PlanError::BadFd { what: "--pass-fd", fd: 7 })

@@ -158,9 +158,20 @@ impl Privileged {
         if rootless.is_none() {
             limits::reap_stale(&layout, &tree, Path::new("/proc"));
         }
-        Cgroup::create(&layout, &tree, &format!("lightjail-{}", sys::getpid()), &plan.limits, rootless)
-            .map(Some)
-            .map_err(fail)
+        let cg =
+            Cgroup::create(&layout, &tree, &format!("lightjail-{}", sys::getpid()), &plan.limits, rootless)
+                .map_err(fail)?;
+        // Setuid: only root may remove the cgroup, and ljspawn stops being root before the jail
+        // ends: the reaper starts now, so that no failure from here on leaves the cgroup behind
+        // (before it starts, ljspawn removes it itself; a SIGKILL in between leaves it to the
+        // next ljspawn's reap_stale).
+        if self.setuid {
+            if let Err(e) = spawn_reaper(&cg) {
+                let _ = cg.remove();
+                return Err(e);
+            }
+        }
+        Ok(Some(cg))
     }
 
     /// The `--idmap-layer` layers as detached, idmapped, read-only mounts, one entry per layer
@@ -277,10 +288,7 @@ impl Privileged {
         }
         plumb(plan, pid)?;
         if let Some(cg) = cgroup {
-            let added = cg.add(pid).map_err(|e| SpawnError { code: EXIT_SETUP, msg: e.to_string() });
-            // Setuid: only root may remove the cgroup, and ljspawn is about to stop being root.
-            let reaper = if self.setuid { spawn_reaper(cg) } else { Ok(()) };
-            added.and(reaper)?;
+            cg.add(pid).map_err(|e| SpawnError { code: EXIT_SETUP, msg: e.to_string() })?;
         }
         Ok(())
     }
@@ -426,8 +434,20 @@ fn spawn_reaper(cg: &Cgroup) -> Result<(), SpawnError> {
     let (r, w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
     match sys::fork().map_err(|e| err("cannot start the cgroup reaper", e))? {
         0 => {
+            // Nothing of the caller's: all ids root's, a session of its own (no terminal to
+            // stop it with ^Z), fds 0-2 on /dev/null, no resource limit of the caller's.
             let _ = sys::setresgid(0);
             let _ = sys::setresuid(0);
+            let _ = sys::setsid();
+            if let Ok(null) = OpenOptions::new().read(true).write(true).open("/dev/null") {
+                for fd in 0..3 {
+                    let _ = sys::dup2(null.as_fd(), fd);
+                }
+            }
+            for resource in [libc::RLIMIT_CPU, libc::RLIMIT_AS, libc::RLIMIT_DATA, libc::RLIMIT_STACK] {
+                let _ = sys::setrlimit(resource as u32, libc::RLIM_INFINITY, libc::RLIM_INFINITY);
+            }
+            let _ = sys::setrlimit(libc::RLIMIT_NOFILE as u32, 1024, 1024);
             let _ = sys::close_fds_except(&[r.as_raw_fd()]);
             // End of file: every copy of the write end is closed, so ljspawn has exited.
             let mut b = [0u8; 1];

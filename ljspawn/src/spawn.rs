@@ -34,6 +34,15 @@ pub fn run(
     die_with_parent: Option<i32>,
 ) -> Result<u8, SpawnError> {
     let start = Instant::now();
+    // What each --pass-fd is now, before ljspawn opens anything of its own.
+    let passed = plan
+        .pass_fds
+        .iter()
+        .map(|&fd| match sys::fd_stat(fd) {
+            Ok((st, _)) => Ok((fd, (st.st_dev, st.st_ino))),
+            Err(e) => Err(err(format!("--pass-fd {fd}"), e)),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let json = json.map(Json);
     // The privilege phase, up to the clone: what a setuid ljspawn does as root beforehand.
     let window = Privileged::enter(plan)?;
@@ -50,7 +59,7 @@ pub fn run(
             return Err(e);
         }
     };
-    let jail = clone_jail(plan, outputs, inputs, idmapped, cgroup.as_ref())?;
+    let jail = clone_jail(plan, outputs, inputs, idmapped, passed, cgroup.as_ref())?;
     // The rest of the privilege phase, then the drop: maps, network device, cgroup, reaper.
     let held = jail.finish_net().and_then(|()| window.setup_jail(plan, jail.pid, cgroup.as_ref()));
     if let Err(e) = held {
@@ -102,6 +111,7 @@ fn clone_jail(
     outputs: Outputs,
     inputs: jail::Inputs,
     idmapped: Vec<Option<OwnedFd>>,
+    passed: Vec<(i32, (u64, u64))>,
     cgroup: Option<&Cgroup>,
 ) -> Result<Cloned, SpawnError> {
     let remove = |e: SpawnError| {
@@ -161,6 +171,7 @@ fn clone_jail(
                 cgroupns_late: cgroup.is_some(),
                 net_join,
                 idmapped,
+                passed,
             };
             jail::pid1(plan, h, umask)
         }

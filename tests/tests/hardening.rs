@@ -15,6 +15,7 @@ lj_tests::mode_tests! {
     proc_read_only_parts_from_proc_itself: root rootless setuid;
     shared_world_symlink_race: root rootless setuid;
     outputs_opened_as_the_caller: rootless setuid;
+    fd_given_twice_refused: root rootless setuid;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -158,4 +159,52 @@ fn outputs_opened_as_the_caller(cx: &Ctx) {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+// ---------------------------------------------------------------- 7. one fd, one use
+
+/// `--seccomp-fd N --pass-fd N` (and `--json-status N --pass-fd N`): refused, so the program
+/// never inherits what ljspawn reuses N for (its status or exit pipe). The seccomp program is
+/// one instruction: allow everything.
+fn fd_given_twice_refused(cx: &Ctx) {
+    let d = cx.tempdir();
+    let bpf = d.join("allow.bpf");
+    fs::write(&bpf, [0x06, 0, 0, 0, 0, 0, 0xff, 0x7f]).unwrap();
+    cx.chown_caller(&bpf);
+    let prelude = format!("exec 5<{}", path_str(&bpf));
+    for twice in [["--seccomp-fd", "5"], ["--json-status", "5"]] {
+        let out = cx
+            .ljspawn()
+            .prelude(&prelude)
+            .args(twice)
+            .args([
+                "--pass-fd",
+                "5",
+                "--root",
+                &cx.world_str(),
+                "--",
+                "/bin/sh",
+                "-c",
+                "ls -l /proc/self/fd/5; echo RAN",
+            ])
+            .run();
+        let out = out.expect_ljspawn_error(2);
+        assert!(out.stderr.contains("fd 5 is given to both"), "{}", out.report());
+        assert!(!out.stdout.contains("RAN"), "{}", out.report());
+    }
+    // Control: each alone works (the filter is installed; the fd is passed).
+    let out = cx
+        .ljspawn()
+        .prelude(&prelude)
+        .args(["--seccomp-fd", "5", "--root", &cx.world_str(), "--", "/bin/echo", "RAN"])
+        .run()
+        .ok();
+    assert_eq!(out.stdout, "RAN\n");
+    let out = cx
+        .ljspawn()
+        .prelude(&prelude)
+        .args(["--pass-fd", "5", "--root", &cx.world_str(), "--", "/bin/sh", "-c", "cat <&5 | wc -c"])
+        .run()
+        .ok();
+    assert_eq!(out.stdout.trim(), "8");
 }

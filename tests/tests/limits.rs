@@ -34,6 +34,7 @@ mod limits {
         killed_ljspawn_cgroup_reaped: root;
         rootless_refused: rootless;
         setuid_grants: setuid;
+        setuid_failure_leaves_no_cgroup: setuid;
         rlimits: root rootless setuid;
         dry_run_lists_limits: root rootless;
         memory_sizes: root rootless setuid;
@@ -713,6 +714,29 @@ fn setuid_grants(cx: &Ctx) {
     let out =
         sh_with(cx, &["--memory", "64M"], "head -c 209715200 /dev/zero | tail >/dev/null").expect_status(137);
     assert!(out.stderr.lines().any(|l| l == NOTE_OOM), "{}", out.report());
+}
+
+/// A setuid ljspawn that fails right after making the jail's cgroup (too few descriptors for
+/// its pipes: RLIMIT_NOFILE 4) leaves no root-owned cgroup behind.
+fn setuid_failure_leaves_no_cgroup(cx: &Ctx) {
+    if current_uid() != 0 {
+        return cx.skip("needs root to write /etc/lightjail.conf");
+    }
+    if !need_controllers(cx, &["pids"]) {
+        return;
+    }
+    let user = cx.run_as.as_ref().expect("setuid caller").name.clone();
+    let conf = ConfGuard::take();
+    conf.set(&format!("limits allow {user} pids=32\n"));
+    for _ in 0..3 {
+        let running = sh_cmd(cx, &["--pids", "20"], "echo RAN").prelude("ulimit -n 4").start();
+        let lj = running.pid();
+        let out = running.wait().expect_ljspawn_error(125);
+        assert!(!out.stdout.contains("RAN"), "{}", out.report());
+        assert_cgroups_gone(lj, Duration::from_secs(2), "setuid ljspawn failing with RLIMIT_NOFILE 4");
+    }
+    // Control: the same grant works with descriptors to spare.
+    sh_with(cx, &["--pids", "20"], "echo RAN").ok();
 }
 
 // ---------------------------------------------------------------- rlimits, dry run
