@@ -209,6 +209,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                 devices = Some(host_devices()?);
                 None
             }
+            Mount::ProcMask { .. } => Some(masking_null()?),
             _ => None,
         });
     }
@@ -244,6 +245,15 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                     msg: format!("{path}: proc is not mounted"),
                 })?;
                 proc_read_only(mnt, dest, path)?
+            }
+            Mount::ProcMask { path } => {
+                let (mnt, dest) = proc_at.as_ref().ok_or_else(|| Failure {
+                    code: EXIT_SETUP,
+                    msg: format!("{path}: proc is not mounted"),
+                })?;
+                let null =
+                    src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: "mask source missing".into() })?;
+                proc_mask(mnt, dest, path, null)?
             }
             Mount::Dev { dest } => {
                 let devs = devices
@@ -635,6 +645,28 @@ fn make_file(root: &OwnedFd, dest: &str, mode: u32, data: &[u8]) -> Result<()> {
     sys::write_all(f.as_fd(), data).ctx(|| format!("cannot write file {dest}"))
 }
 
+/// A read-only bind of the host's /dev/null, opened before pivot_root, to mask a file of /proc.
+fn masking_null() -> Result<OwnedFd> {
+    let fd =
+        sys::open_tree(None, "/dev/null", sys::OPEN_TREE_CLONE).ctx(|| "cannot bind /dev/null".into())?;
+    let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
+    sys::mount_setattr(fd.as_fd(), false, attrs, 0).ctx(|| "cannot restrict /dev/null".into())?;
+    Ok(fd)
+}
+
+/// Hides `path` (under the proc mounted at `proc_dest`) under `null`, looked up in the proc
+/// mount itself; a file this kernel's proc does not have needs no mask.
+fn proc_mask(proc: &OwnedFd, proc_dest: &str, path: &str, null: OwnedFd) -> Result<()> {
+    let rel = path.strip_prefix(proc_dest).unwrap_or(path).trim_start_matches('/');
+    let resolve = sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV;
+    let target = match sys::openat2(Some(proc.as_fd()), rel, libc::O_PATH | libc::O_NOFOLLOW, 0, resolve) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(setup_err(format!("cannot open {path} in the jail's proc"), e)),
+    };
+    sys::move_mount(null.as_fd(), target.as_fd()).ctx(|| format!("cannot mask {path}"))
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Dir,
@@ -830,6 +862,8 @@ pub(crate) enum Never {}
 
 fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     sys::setsid().ctx(|| "cannot start a new session".into())?;
+    // A session keyring of its own (empty): the caller's session keys stay out of reach.
+    sys::join_session_keyring().ctx(|| "cannot join a new session keyring".into())?;
     if let Some(fd) = &h.stdout {
         sys::dup2(fd.as_fd(), 1).ctx(|| "cannot redirect stdout".into())?;
     }

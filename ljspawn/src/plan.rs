@@ -236,6 +236,11 @@ pub enum Mount {
     ProcReadOnly {
         path: String,
     },
+    /// A file of /proc hidden under a read-only bind of the host's /dev/null (where the kernel
+    /// has it).
+    ProcMask {
+        path: String,
+    },
     /// The minimal /dev at `dest`: tmpfs, device binds from the host, devpts, shm, links.
     Dev {
         dest: String,
@@ -650,6 +655,14 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// /proc entries that stay read-only in the jail.
 pub const PROC_READ_ONLY: [&str; 4] = ["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"];
 
+/// Files of /proc every jail gets masked: key descriptions (the caller's, or root's).
+pub const PROC_MASKED: [&str; 2] = ["/proc/keys", "/proc/key-users"];
+
+/// Also masked in root mode, whose jail root is host uid 0 and could read these root-only files
+/// (kernel addresses, allocator state, timers: Docker's masked paths).
+pub const PROC_MASKED_ROOT: [&str; 5] =
+    ["/proc/kcore", "/proc/slabinfo", "/proc/vmallocinfo", "/proc/timer_list", "/proc/sched_debug"];
+
 /// Capability names, indexed by number (linux/capability.h).
 pub const CAP_NAMES: [&str; 41] = [
     "chown",
@@ -907,6 +920,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     if !req.bwrap {
         mounts.push(Mount::Proc { dest: "/proc".into() });
         mounts.extend(PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: (*p).into() }));
+        let root_masks = if caller.mode == Mode::Root { &PROC_MASKED_ROOT[..] } else { &[] };
+        mounts.extend(PROC_MASKED.iter().chain(root_masks).map(|p| Mount::ProcMask { path: (*p).into() }));
         mounts.push(Mount::Dev { dest: "/dev".into() });
         mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
     }
@@ -1340,6 +1355,7 @@ impl fmt::Display for Plan {
             match m {
                 Mount::Proc { dest } => writeln!(f, "  {n}. {dest} <- proc (nosuid, nodev, noexec)")?,
                 Mount::ProcReadOnly { path } => writeln!(f, "  {n}. {path} <- bind {path} (ro, nosuid, nodev, noexec)")?,
+                Mount::ProcMask { path } => writeln!(f, "  {n}. {path} <- bind /dev/null (ro, nosuid, noexec; masked, where it exists)")?,
                 Mount::Dev { dest } => writeln!(
                     f,
                     "  {n}. {dest} <- tmpfs (nosuid, noexec) with null zero full random urandom tty bound from the host, pts (devpts, newinstance), shm (tmpfs), ptmx fd stdin stdout stderr links"

@@ -354,6 +354,16 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: c_int) -> io::Result<()> {
     .map(drop)
 }
 
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL)`: a new anonymous session keyring.
+pub fn join_session_keyring() -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: c_long = 1;
+    // SAFETY: plain values: a NULL name asks for an anonymous keyring; no memory is passed.
+    cvt(unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, std::ptr::null::<libc::c_char>())
+    })
+    .map(|_| ())
+}
+
 pub fn setsid() -> io::Result<()> {
     // SAFETY: plain values.
     cvt_unit(unsafe { libc::setsid() })

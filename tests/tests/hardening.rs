@@ -16,6 +16,7 @@ lj_tests::mode_tests! {
     shared_world_symlink_race: root rootless setuid;
     outputs_opened_as_the_caller: rootless setuid;
     fd_given_twice_refused: root rootless setuid;
+    keys_and_root_only_proc_files_hidden: root rootless setuid;
 }
 
 // ---------------------------------------------------------------- helpers
@@ -207,4 +208,58 @@ fn fd_given_twice_refused(cx: &Ctx) {
         .run()
         .ok();
     assert_eq!(out.stdout.trim(), "8");
+}
+
+// ---------------------------------------------------------------- 9. keys and /proc
+
+/// Adds a user key described argv[1] to the session keyring, then execs argv[2:].
+const WITH_KEY: &str = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+SYS_add_key, KEY_SPEC_SESSION_KEYRING = 248, -3
+r = libc.syscall(ctypes.c_long(SYS_add_key), b"user", sys.argv[1].encode(), b"secret", ctypes.c_long(6),
+                 ctypes.c_long(KEY_SPEC_SESSION_KEYRING))
+if r < 0:
+    sys.exit("add_key: errno %d" % ctypes.get_errno())
+os.execv(sys.argv[2], sys.argv[2:])
+"#;
+
+/// The caller's keys (one added to its session keyring just before ljspawn) are not listed in
+/// the jail's /proc/keys, nor counted in /proc/key-users; the program has a session keyring of
+/// its own; in root mode, root-only kernel files (slabinfo, vmallocinfo, timer_list, kcore)
+/// are empty. Control: the same key shows in /proc/keys outside a jail.
+fn keys_and_root_only_proc_files_hidden(cx: &Ctx) {
+    let py = "/usr/bin/python3";
+    if !Path::new(py).is_file() {
+        return cx.skip("python3 missing");
+    }
+    let desc = format!("lj-h10-key-{}", std::process::id());
+    let ctl = cx.command([py, "-I", "-S", "-c", WITH_KEY, &desc, "/bin/cat", "/proc/keys"]).output().unwrap();
+    let ctl_out = String::from_utf8_lossy(&ctl.stdout);
+    if !ctl.status.success() {
+        return cx.skip(&format!("cannot add a key here: {}", String::from_utf8_lossy(&ctl.stderr)));
+    }
+    assert!(ctl_out.contains(&desc), "control: the key is not in /proc/keys: {ctl_out}");
+    let root_only = ["/proc/slabinfo", "/proc/vmallocinfo", "/proc/timer_list"];
+    let script = format!(
+        "cat /proc/keys; echo KEYS-END; wc -c < /proc/key-users; for f in {}; do [ -e $f ] && wc -c < $f; done; echo END",
+        root_only.join(" ")
+    );
+    let out = cx
+        .ljspawn()
+        .wrapper([py, "-I", "-S", "-c", WITH_KEY, &desc])
+        .args(["--root", "/", "--", "/bin/sh", "-c", &script])
+        .run();
+    let out = out.ok();
+    assert!(!out.stdout.contains(&desc), "the caller's key shows in the jail\n{}", out.report());
+    let lines = out.lines();
+    let after: Vec<&String> = lines.iter().skip_while(|l| *l != "KEYS-END").skip(1).collect();
+    assert!(lines.first().is_some_and(|l| l == "KEYS-END"), "/proc/keys is not empty\n{}", out.report());
+    // key-users, then (root mode) each root-only file: all empty.
+    if cx.mode == lj_tests::Mode::Root {
+        assert!(after.iter().take_while(|l| **l != "END").all(|l| l.trim() == "0"), "{}", out.report());
+    } else {
+        assert_eq!(after.first().map(|l| l.trim()), Some("0"), "{}", out.report());
+    }
 }
