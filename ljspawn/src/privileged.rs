@@ -445,9 +445,9 @@ fn spawn_reaper(cg: &Cgroup) -> Result<(), SpawnError> {
                 }
             }
             for resource in [libc::RLIMIT_CPU, libc::RLIMIT_AS, libc::RLIMIT_DATA, libc::RLIMIT_STACK] {
-                let _ = sys::setrlimit(resource as u32, libc::RLIM_INFINITY, libc::RLIM_INFINITY);
+                let _ = sys::setrlimit(resource, libc::RLIM_INFINITY, libc::RLIM_INFINITY);
             }
-            let _ = sys::setrlimit(libc::RLIMIT_NOFILE as u32, 1024, 1024);
+            let _ = sys::setrlimit(libc::RLIMIT_NOFILE, 1024, 1024);
             let _ = sys::close_fds_except(&[r.as_raw_fd()]);
             // End of file: every copy of the write end is closed, so ljspawn has exited.
             let mut b = [0u8; 1];
