@@ -219,7 +219,7 @@ impl Cgroup {
                     base
                 };
                 let dir = base.join(name);
-                mkdir(&dir)?;
+                mkdir_new(&dir)?;
                 self.dirs.push(dir.clone());
                 if let Some(m) = limits.memory {
                     t.write(&dir.join("memory.max"), &m.to_string())?;
@@ -245,8 +245,9 @@ impl Cgroup {
                     let base = t.path(mount).join("lightjail");
                     mkdir(&base)?;
                     let dir = base.join(name);
-                    mkdir(&dir)?;
+                    // Controllers mounted together (cpu,cpuacct) share one directory.
                     if !self.dirs.contains(&dir) {
+                        mkdir_new(&dir)?;
                         self.dirs.push(dir.clone());
                     }
                     match (c.as_str(), limits) {
@@ -335,6 +336,18 @@ fn mkdir(d: &Path) -> Result<(), LimitError> {
     }
 }
 
+/// Makes the jail's own cgroup, which must be new: one that exists belongs to another jail
+/// (a live ljspawn of the same pid in another pid namespace, or a stale one reap_stale could
+/// not remove) and is neither shared nor, on failure, removed.
+fn mkdir_new(d: &Path) -> Result<(), LimitError> {
+    fs::create_dir(d).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => {
+            LimitError(format!("cgroup {} already exists (another jail's): not sharing it", d.display()))
+        }
+        _ => io_err(format!("cannot create cgroup {}", d.display()), e),
+    })
+}
+
 /// SIGKILL for every process in the cgroup at `d` (v2: `cgroup.kill`, one write).
 fn kill_all(d: &Path, v2: bool) {
     if v2 && fs::write(d.join("cgroup.kill"), "1").is_ok() {
@@ -350,8 +363,16 @@ fn kill_all(d: &Path, v2: bool) {
         if pids.is_empty() {
             return;
         }
-        for p in pids {
-            let _ = crate::sys::kill(p, libc::SIGKILL);
+        // v1 has no cgroup.kill: a pidfd for each, then the cgroup read again, so a pid that
+        // exited and was reused by a process elsewhere in between is not signalled.
+        let fds: Vec<(i32, std::os::fd::OwnedFd)> =
+            pids.iter().filter_map(|&p| crate::sys::pidfd_open(p).ok().map(|fd| (p, fd))).collect();
+        let still = fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        let members: Vec<i32> = still.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        for (p, fd) in &fds {
+            if members.contains(p) {
+                let _ = crate::sys::pidfd_send_signal(std::os::fd::AsFd::as_fd(fd), libc::SIGKILL);
+            }
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
@@ -469,6 +490,10 @@ mod tests {
         let layout = detect(PURE_V2, "0::/user.slice/x.scope\n", &tree, &ALL).unwrap();
         assert_eq!(layout, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "/user.slice/x.scope".into() });
         let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, None).unwrap();
+        // Another jail's cgroup of the same name is neither shared nor removed on failure.
+        let e = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, None).unwrap_err();
+        assert!(e.0.contains("already exists"), "{e}");
+        assert!(dir.join("sys/fs/cgroup/lightjail/lightjail-9").is_dir());
         let top = dir.join("sys/fs/cgroup");
         assert_eq!(read(top.join("cgroup.subtree_control")), "+memory +pids +cpu");
         assert_eq!(read(top.join("lightjail/cgroup.subtree_control")), "+memory +pids +cpu");
