@@ -649,7 +649,10 @@ fn make_file(root: &OwnedFd, dest: &str, mode: u32, data: &[u8]) -> Result<()> {
 fn masking_null() -> Result<OwnedFd> {
     let fd =
         sys::open_tree(None, "/dev/null", sys::OPEN_TREE_CLONE).ctx(|| "cannot bind /dev/null".into())?;
-    let attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC;
+    // nodev too: opening the mask fails (EACCES), which hides the file as well as reading
+    // nothing would, and every mount outside /dev stays nodev.
+    let attrs =
+        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV;
     sys::mount_setattr(fd.as_fd(), false, attrs, 0).ctx(|| "cannot restrict /dev/null".into())?;
     Ok(fd)
 }

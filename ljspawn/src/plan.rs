@@ -1355,7 +1355,7 @@ impl fmt::Display for Plan {
             match m {
                 Mount::Proc { dest } => writeln!(f, "  {n}. {dest} <- proc (nosuid, nodev, noexec)")?,
                 Mount::ProcReadOnly { path } => writeln!(f, "  {n}. {path} <- bind {path} (ro, nosuid, nodev, noexec)")?,
-                Mount::ProcMask { path } => writeln!(f, "  {n}. {path} <- bind /dev/null (ro, nosuid, noexec; masked, where it exists)")?,
+                Mount::ProcMask { path } => writeln!(f, "  {n}. {path} <- bind /dev/null (ro, nosuid, nodev, noexec: masked, where it exists)")?,
                 Mount::Dev { dest } => writeln!(
                     f,
                     "  {n}. {dest} <- tmpfs (nosuid, noexec) with null zero full random urandom tty bound from the host, pts (devpts, newinstance), shm (tmpfs), ptmx fd stdin stdout stderr links"
