@@ -873,13 +873,18 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     if let Some(fd) = &h.stderr {
         sys::dup2(fd.as_fd(), 2).ctx(|| "cannot redirect stderr".into())?;
     }
-    confine_and_exec(plan, h.inputs.seccomp_extra.as_deref(), umask)
+    confine_and_exec(plan, h.inputs.seccomp_extra.as_deref(), &h.passed, umask)
 }
 
 /// The program's confinement, then exec: rlimits, devices reopened (root mode), privileges
 /// dropped and read back, cwd, passed fds, umask, signals, seccomp last. Shared by a new jail's
 /// program and a process joining a running jail (`join`), so both get the same.
-pub(crate) fn confine_and_exec(plan: &Plan, seccomp_extra: Option<&[u8]>, umask: u32) -> Result<Never> {
+pub(crate) fn confine_and_exec(
+    plan: &Plan,
+    seccomp_extra: Option<&[u8]>,
+    passed: &[(i32, (u64, u64))],
+    umask: u32,
+) -> Result<Never> {
     // (The bwrap form without `--dev /dev` has no /dev of ljspawn's to reopen them from.)
     if plan.mode == crate::plan::Mode::Root
         && plan.mounts.iter().any(|m| matches!(m, Mount::Dev { dest } if dest == "/dev"))
@@ -894,7 +899,7 @@ pub(crate) fn confine_and_exec(plan: &Plan, seccomp_extra: Option<&[u8]>, umask:
         Some(Ok(())) => {}
         _ => sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?,
     }
-    for &(fd, was) in &h.passed {
+    for &(fd, was) in passed {
         let now = sys::fd_stat(fd).map(|(st, _)| (st.st_dev, st.st_ino)).ok();
         if now != Some(was) {
             return Err(Failure {

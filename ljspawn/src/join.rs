@@ -72,13 +72,14 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
     sys::block_signals().map_err(|e| err("cannot block signals", e))?;
     let umask = sys::umask(0o022);
     sys::umask(umask);
+    let passed = crate::spawn::passed_fds(plan)?;
     let child = sys::fork().map_err(|e| err("cannot fork into the jail", e))?;
     if child == 0 {
         let f = match sys::setsid().map_err(|e| jail::Failure {
             code: EXIT_SETUP,
             msg: format!("cannot start a new session: {}", crate::describe(&e)),
         }) {
-            Ok(()) => match jail::confine_and_exec(plan, None, umask) {
+            Ok(()) => match jail::confine_and_exec(plan, None, &passed, umask) {
                 Ok(never) => match never {},
                 Err(f) => f,
             },

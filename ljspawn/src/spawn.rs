@@ -35,14 +35,7 @@ pub fn run(
 ) -> Result<u8, SpawnError> {
     let start = Instant::now();
     // What each --pass-fd is now, before ljspawn opens anything of its own.
-    let passed = plan
-        .pass_fds
-        .iter()
-        .map(|&fd| match sys::fd_stat(fd) {
-            Ok((st, _)) => Ok((fd, (st.st_dev, st.st_ino))),
-            Err(e) => Err(err(format!("--pass-fd {fd}"), e)),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let passed = passed_fds(plan)?;
     let json = json.map(Json);
     // The privilege phase, up to the clone: what a setuid ljspawn does as root beforehand.
     let window = Privileged::enter(plan)?;
@@ -85,6 +78,17 @@ pub fn run(
     clean_up(plan, setup.pid, cgroup.as_ref());
     drop(pasta);
     report(plan, setup.msg, code, timed_out, json.as_ref())
+}
+
+/// Each `--pass-fd` and what it is (device, inode): the program gets it only if it is still that.
+pub(crate) fn passed_fds(plan: &Plan) -> Result<Vec<(i32, (u64, u64))>, SpawnError> {
+    plan.pass_fds
+        .iter()
+        .map(|&fd| match sys::fd_stat(fd) {
+            Ok((st, _)) => Ok((fd, (st.st_dev, st.st_ino))),
+            Err(e) => Err(err(format!("--pass-fd {fd}"), e)),
+        })
+        .collect()
 }
 
 /// The jail's PID 1, cloned and waiting for the go byte, and ljspawn's ends of its pipes.
