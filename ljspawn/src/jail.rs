@@ -63,6 +63,9 @@ pub struct Inputs {
     pub files: Vec<Vec<u8>>,
 }
 
+/// A `--pass-fd` descriptor and what it was (device, inode) when ljspawn started.
+pub type PassedFd = (i32, (u64, u64));
+
 /// Descriptors ljspawn hands to the jail.
 #[derive(Debug)]
 pub struct Handover {
@@ -92,7 +95,7 @@ pub struct Handover {
     pub idmapped: Vec<Option<OwnedFd>>,
     /// `--pass-fd` descriptors and what each was (device, inode) when ljspawn started: one
     /// that is something else by now is not passed.
-    pub passed: Vec<(i32, (u64, u64))>,
+    pub passed: Vec<PassedFd>,
 }
 
 /// PID 1 of the jail. Never returns.
@@ -882,7 +885,7 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
 pub(crate) fn confine_and_exec(
     plan: &Plan,
     seccomp_extra: Option<&[u8]>,
-    passed: &[(i32, (u64, u64))],
+    passed: &[PassedFd],
     umask: u32,
 ) -> Result<Never> {
     // (The bwrap form without `--dev /dev` has no /dev of ljspawn's to reopen them from.)

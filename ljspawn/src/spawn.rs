@@ -81,7 +81,7 @@ pub fn run(
 }
 
 /// Each `--pass-fd` and what it is (device, inode): the program gets it only if it is still that.
-pub(crate) fn passed_fds(plan: &Plan) -> Result<Vec<(i32, (u64, u64))>, SpawnError> {
+pub(crate) fn passed_fds(plan: &Plan) -> Result<Vec<jail::PassedFd>, SpawnError> {
     plan.pass_fds
         .iter()
         .map(|&fd| match sys::fd_stat(fd) {
@@ -115,7 +115,7 @@ fn clone_jail(
     outputs: Outputs,
     inputs: jail::Inputs,
     idmapped: Vec<Option<OwnedFd>>,
-    passed: Vec<(i32, (u64, u64))>,
+    passed: Vec<jail::PassedFd>,
     cgroup: Option<&Cgroup>,
 ) -> Result<Cloned, SpawnError> {
     let remove = |e: SpawnError| {
