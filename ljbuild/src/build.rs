@@ -165,7 +165,8 @@ fn plan(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Plan, Error> {
         Some(_) => {
             let src = fs::canonicalize(&src_dir).map_err(StoreError::io("cannot resolve", &src_dir))?;
             let root_path = fs::canonicalize(&root.path).unwrap_or_else(|_| root.path.clone());
-            let s = copy::scan(&src, &[&root_path])?;
+            let mut cache = copy::HashCache::load(&root.path.join(".cache/copy"), &src);
+            let s = copy::scan_cached(&src, &[&root_path], &mut cache)?;
             for p in &s.skipped {
                 ui.warn(&format!("copy: skipping {} (not a file, directory or symlink)", p.display()));
             }

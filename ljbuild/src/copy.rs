@@ -130,9 +130,123 @@ fn sha256_file(path: &Path) -> Result<String, CopyError> {
     Ok(hex(&h.finalize()))
 }
 
+/// What a file's content hash is trusted by: the metadata git and BuildKit compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl Stamp {
+    fn of(md: &fs::Metadata) -> Stamp {
+        let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+        Stamp {
+            dev: md.dev(),
+            ino: md.ino(),
+            size: md.size(),
+            mtime_ns: ns(md.mtime(), md.mtime_nsec()),
+            ctime_ns: ns(md.ctime(), md.ctime_nsec()),
+        }
+    }
+}
+
+/// A file's timestamps closer than this to the scan that hashed it make its hash untrusted
+/// (git's "racily clean" entries): the file may have changed again within the file system's
+/// timestamp granularity (the kernel's coarse clock lags by up to a tick) after being read.
+const RACY_NS: i128 = 2_000_000_000;
+
+/// The content hashes of a source directory's files from the last scan, keyed by relative path
+/// with the [`Stamp`] each was hashed at (`ROOT/.cache/copy/<sha256 of the source path>`).
+/// A file whose stamp differs, or whose mtime or ctime was within [`RACY_NS`] of that scan's
+/// start, is hashed again. One line per file: `dev ino size mtime ctime sha256 path-key`.
+#[derive(Debug, Default)]
+pub struct HashCache {
+    path: Option<PathBuf>,
+    /// When the scan that wrote it started (ns since the epoch).
+    scanned_at: i128,
+    entries: std::collections::HashMap<String, (Stamp, String)>,
+    /// Whether this scan hashed anything (the cache is then rewritten).
+    dirty: bool,
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+impl HashCache {
+    /// The cache of `src` under `dir` (missing or unreadable: empty).
+    pub fn load(dir: &Path, src: &Path) -> HashCache {
+        let path = dir.join(hex(&Sha256::digest(src.as_os_str().as_encoded_bytes())));
+        let mut c = HashCache { path: Some(path.clone()), ..HashCache::default() };
+        let Ok(text) = fs::read_to_string(&path) else { return c };
+        let mut lines = text.lines();
+        match lines.next().and_then(|l| l.strip_prefix("lj-copy-hashes v1 ")).and_then(|t| t.parse().ok()) {
+            Some(t) => c.scanned_at = t,
+            None => return c,
+        }
+        for l in lines {
+            let mut f = l.splitn(7, ' ');
+            let mut num = || f.next().and_then(|v| v.parse::<i128>().ok());
+            let (Some(dev), Some(ino), Some(size), Some(m), Some(ct)) = (num(), num(), num(), num(), num())
+            else {
+                continue;
+            };
+            let (Some(hash), Some(key)) = (f.next(), f.next()) else { continue };
+            let stamp =
+                Stamp { dev: dev as u64, ino: ino as u64, size: size as u64, mtime_ns: m, ctime_ns: ct };
+            c.entries.insert(key.to_string(), (stamp, hash.to_string()));
+        }
+        c
+    }
+
+    /// The trusted hash of `key` at `stamp`, if any.
+    fn get(&self, key: &str, stamp: &Stamp) -> Option<&str> {
+        let (st, h) = self.entries.get(key)?;
+        let settled = stamp.mtime_ns.max(stamp.ctime_ns) + RACY_NS < self.scanned_at;
+        (st == stamp && settled).then_some(h.as_str())
+    }
+
+    /// Writes the hashes of this scan (when anything was hashed or removed), atomically.
+    fn save(&self, scanned_at: i128, files: &[(String, Stamp, String)]) {
+        let Some(path) = &self.path else { return };
+        if !self.dirty && files.len() == self.entries.len() {
+            return;
+        }
+        let mut out = format!("lj-copy-hashes v1 {scanned_at}\n");
+        for (key, st, h) in files {
+            if key.contains('\n') {
+                continue;
+            }
+            out.push_str(&format!(
+                "{} {} {} {} {} {h} {key}\n",
+                st.dev, st.ino, st.size, st.mtime_ns, st.ctime_ns
+            ));
+        }
+        if let Some(dir) = path.parent() {
+            let _ = crate::store::mkdir_private(dir);
+        }
+        // A cache that cannot be written only costs the next scan time.
+        let _ = crate::store::Root::write_atomic(path, out.as_bytes());
+    }
+}
+
 /// Scans `src`, honouring `.ljignore` files, skipping anything at or under `exclude` (the
 /// store itself, if it lies inside the source).
 pub fn scan(src: &Path, exclude: &[&Path]) -> Result<Scan, CopyError> {
+    scan_cached(src, exclude, &mut HashCache::default())
+}
+
+/// [`scan`], taking content hashes from `cache` where the files' metadata says they are
+/// unchanged, and updating it.
+pub fn scan_cached(src: &Path, exclude: &[&Path], cache: &mut HashCache) -> Result<Scan, CopyError> {
+    let started = now_ns();
+    let mut files: Vec<(String, Stamp, String)> = Vec::new();
     let walk = ignore::WalkBuilder::new(src)
         .standard_filters(false)
         .hidden(false)
@@ -155,7 +269,17 @@ pub fn scan(src: &Path, exclude: &[&Path]) -> Result<Scan, CopyError> {
         let kind = if ft.is_dir() {
             Kind::Dir
         } else if ft.is_file() {
-            Kind::File(sha256_file(path)?)
+            let key = path_key(&rel);
+            let stamp = Stamp::of(&md);
+            let hash = match cache.get(&key, &stamp) {
+                Some(h) => h.to_string(),
+                None => {
+                    cache.dirty = true;
+                    sha256_file(path)?
+                }
+            };
+            files.push((key, stamp, hash.clone()));
+            Kind::File(hash)
         } else if ft.is_symlink() {
             Kind::Symlink(fs::read_link(path).map_err(io_err("cannot read link", path))?)
         } else {
@@ -164,7 +288,12 @@ pub fn scan(src: &Path, exclude: &[&Path]) -> Result<Scan, CopyError> {
         };
         out.entries.push(Entry { rel, kind, mode });
     }
-    out.entries.sort_by(|a, b| a.rel.cmp(&b.rel));
+    // Byte order keeps parents before children (all copy_into needs) and is cheaper than
+    // comparing paths component by component; the inputs hash orders its own keys.
+    out.entries.sort_unstable_by(|a, b| {
+        a.rel.as_os_str().as_encoded_bytes().cmp(b.rel.as_os_str().as_encoded_bytes())
+    });
+    cache.save(started, &files);
     Ok(out)
 }
 
@@ -251,6 +380,31 @@ mod tests {
         assert!(!s.keys().contains_key("sub"));
         crate::store::remove_tree(&src).unwrap();
         crate::store::remove_tree(&dest).unwrap();
+    }
+
+    #[test]
+    fn hash_cache_trusts_only_settled_unchanged_files() {
+        let src = tmp("cache-src");
+        let dir = tmp("cache-dir");
+        fs::write(src.join("a"), "one").unwrap();
+        // Fresh files are racy: hashed on every scan until they are older than RACY_NS.
+        let mut c = HashCache::load(&dir, &src);
+        let first = scan_cached(&src, &[], &mut c).unwrap().keys();
+        let c2 = HashCache::load(&dir, &src);
+        assert_eq!(c2.entries.len(), 1);
+        let md = fs::metadata(src.join("a")).unwrap();
+        assert!(c2.get("a", &Stamp::of(&md)).is_none(), "a file changed just now is trusted");
+        // A settled entry is trusted: pretend the scan was long after the file's change.
+        let mut c3 = HashCache::load(&dir, &src);
+        c3.scanned_at += 10 * RACY_NS;
+        assert!(c3.get("a", &Stamp::of(&md)).is_some());
+        // Same size, new content, stamp kept but for ctime (a rewrite changes mtime and ctime):
+        fs::write(src.join("a"), "two").unwrap();
+        let md2 = fs::metadata(src.join("a")).unwrap();
+        let again = scan_cached(&src, &[], &mut c3).unwrap().keys();
+        assert_ne!(again["a"], first["a"], "a changed file kept its old hash");
+        crate::store::remove_tree(&src).unwrap();
+        crate::store::remove_tree(&dir).unwrap();
     }
 
     #[test]
