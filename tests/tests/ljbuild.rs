@@ -41,6 +41,7 @@ lj_tests::mode_tests! {
     debian_users_and_chown: root rootless;
     one_id_without_subids: rootless;
     files_of_other_ids: root rootless;
+    copy_hash_cache: root rootless;
     default_root_per_user: root rootless;
     script_line_numbers_and_crlf: root rootless;
     version_rules: root rootless;
@@ -1355,4 +1356,25 @@ fn gc_unused_derived(lj: &Lj) {
     assert!(left.contains(&first) && !left.contains(&second), "{left:?}");
     assert_eq!(lj.jail("g/app", "cat /v"), "three\n");
     assert!(lj.ok(&["gc"]).stdout.contains("0 unused derived version(s)"));
+}
+
+/// The copy hash cache trusts a settled file's metadata, and nothing less: the same size and
+/// mtime with new content (a new ctime) is hashed again.
+fn copy_hash_cache(lj: &Lj) {
+    let f = lj.jailfile("h", "name h/x\ncopy /src\n---\ncat /src/data > /got\n");
+    lj.file("h/data", "aaaa\n");
+    // Old enough to be trusted by the next scan (2 s, git's racy rule).
+    std::thread::sleep(Duration::from_millis(2500));
+    lj.ok(&[&f]);
+    let cache = lj.root().join(".cache/copy");
+    assert_eq!(fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0), 1, "no cache in {}", cache.display());
+    assert!(lj.ok(&[&f]).stdout.contains("cached h/x@"));
+    // Same size, mtime put back: only the ctime tells.
+    let data = lj.td.join("h/data");
+    let mtime = fs::metadata(&data).unwrap().modified().unwrap();
+    lj.file("h/data", "bbbb\n");
+    fs::File::options().write(true).open(&data).unwrap().set_modified(mtime).unwrap();
+    let out = lj.ok(&[&f]);
+    assert!(out.stdout.contains("built h/x@"), "a changed file was taken from the cache\n{}", out.report());
+    assert_eq!(lj.jail("h/x", "cat /got"), "bbbb\n");
 }
