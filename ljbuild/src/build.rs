@@ -148,7 +148,7 @@ fn plan(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Plan, Error> {
                 ui.warn(&w);
             }
             if let Some(w) = &recipe.world {
-                let (wname, _) = resolve::world(root, w)?;
+                let (wname, _, _) = resolve::world_anywhere(root, w)?;
                 if wname != chain.world.name {
                     return Err(resolve::ResolveError::WorldMismatch {
                         world: wname,
@@ -309,6 +309,7 @@ fn jail_args(root: &Root, plan: &Plan, opts: &BuildOpts, staging: &Path) -> Jail
     ro_binds.push((staging.join("script.sh"), SCRIPT_IN_JAIL.to_string()));
     command.push(SCRIPT_IN_JAIL.into());
     JailArgs {
+        idmap: crate::spawn::idmap_for(plan.chain.foreign()),
         layers,
         upper: Some((staging.join("root"), staging.join("work"))),
         net: Some(opts.net),
@@ -364,7 +365,13 @@ fn stage_and_run(
     let upper = staging.join("root");
     let layers = plan.chain.layers(root);
     store::mkdir_private(staging)?;
-    let world_mode = fs::metadata(&plan.chain.world_dir).map(|m| m.mode() & 0o7777).unwrap_or(0o755);
+    // A shared root's world is sealed (0700); the jail's `/` is its usual 0755.
+    let world_root = plan.chain.world.root.clone().unwrap_or_else(|| root.path.clone());
+    let world_mode = match fs::metadata(&plan.chain.world_dir) {
+        Ok(_) if Root::other(&world_root).is_shared() => 0o755,
+        Ok(m) => m.mode() & 0o7777,
+        Err(_) => 0o755,
+    };
     fs::create_dir(&upper).map_err(StoreError::io("cannot create", &upper))?;
     fs::set_permissions(&upper, fs::Permissions::from_mode(world_mode))
         .map_err(StoreError::io("cannot chmod", &upper))?;
@@ -400,7 +407,23 @@ fn stage_and_run(
     let p = staging.join("script.sh");
     fs::write(&p, aligned_script(&plan.recipe)).map_err(StoreError::io("cannot write", &p))?;
     preflight(root)?;
-    warn_foreign_layers(ui, &layers);
+    let idmap = spawn::idmap_for(plan.chain.foreign());
+    let others: Vec<PathBuf> = plan
+        .chain
+        .world
+        .root
+        .iter()
+        .chain(plan.chain.parents.iter().filter_map(|p| p.root.as_ref()))
+        .cloned()
+        .collect();
+    spawn::check_idmap(&idmap, &others).map_err(BuildError::Host)?;
+    let own: Vec<PathBuf> = layers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| idmap.get(*i) != Some(&true))
+        .map(|(_, l)| l.clone())
+        .collect();
+    warn_foreign_layers(ui, &own);
     if let spawn::BuildIds::OneId(why) = &opts.ids {
         ui.warn(why);
     }
@@ -678,6 +701,7 @@ fn publish(
         copy: plan.recipe.copy.clone(),
         builder_uid: rustix::process::getuid().as_raw(),
         inputs: plan.inputs.clone(),
+        found_in: None,
     };
     let json = serde_json::to_vec_pretty(&meta).expect("metadata serializes");
     Root::write_atomic(&staging.join("meta.json"), &json)?;
@@ -698,6 +722,9 @@ fn publish(
         fs::rename(staging, &dest).map_err(StoreError::io("cannot publish to", &dest))?;
     }
     let _ = File::open(parent).and_then(|d| d.sync_all());
+    if root.is_shared() && rustix::process::geteuid().is_root() {
+        root.share()?;
+    }
     Ok(())
 }
 

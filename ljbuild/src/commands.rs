@@ -41,8 +41,28 @@ pub fn list(root: &Root, json: bool) -> Result<(), Error> {
             metas.push(m);
         }
     }
+    // Then what the roots of LIGHTJAIL_PATH offer (those the caller can read), marked.
+    for o in &root.others {
+        let other = Root::other(o);
+        for (name, v) in other.overlays().unwrap_or_default() {
+            if let Ok(Some(mut m)) = other.read_meta(&name, &v) {
+                m.found_in = Some(o.clone());
+                metas.push(m);
+            }
+        }
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(&metas).expect("metadata serializes"));
+        let v: Vec<serde_json::Value> = metas
+            .iter()
+            .map(|m| {
+                let mut v = serde_json::to_value(m).expect("metadata serializes");
+                let from = m.found_in.as_ref().unwrap_or(&root.path);
+                v["root"] = serde_json::json!(from);
+                v["own"] = serde_json::json!(m.found_in.is_none());
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).expect("metadata serializes"));
         return Ok(());
     }
     if metas.is_empty() {
@@ -56,7 +76,10 @@ pub fn list(root: &Root, json: bool) -> Result<(), Error> {
                 format!("{}@{}", m.name, m.version),
                 m.world.name.clone(),
                 m.parents.last().map_or("-".into(), |p| format!("{}@{}", p.name, p.version)),
-                m.built_at.clone(),
+                match &m.found_in {
+                    Some(r) => format!("{}  (from {})", m.built_at, r.display()),
+                    None => m.built_at.clone(),
+                },
             ]
         })
         .collect();
@@ -364,8 +387,18 @@ pub fn run(
 ) -> Result<u8, Error> {
     let (meta, picked, chain) = chain_for(root, spec, ui)?;
     let mut args: Vec<OsString> = Vec::new();
-    for l in chain.layers(root) {
-        args.extend(["--layer".into(), l.into()]);
+    let idmap = crate::spawn::idmap_for(chain.foreign());
+    let others: Vec<std::path::PathBuf> = chain
+        .world
+        .root
+        .iter()
+        .chain(chain.parents.iter().filter_map(|p| p.root.as_ref()))
+        .cloned()
+        .collect();
+    crate::spawn::check_idmap(&idmap, &others).map_err(crate::build::BuildError::Host)?;
+    for (i, l) in chain.layers(root).into_iter().enumerate() {
+        let flag = if idmap.get(i) == Some(&true) { "--idmap-layer" } else { "--layer" };
+        args.extend([flag.into(), l.into()]);
     }
     // A world imported from an image brings its config's defaults (Env, WorkingDir, User,
     // Entrypoint/Cmd); the caller's options win.
@@ -454,6 +487,12 @@ pub fn world_list(root: &Root, json: bool) -> Result<(), Error> {
         let mark = if default.as_deref() == Some(w.as_str()) { "*" } else { " " };
         let tag = tag_of(&w);
         println!("{mark} {w}{}", if tag.is_empty() { String::new() } else { format!("  ({tag})") });
+    }
+    // The worlds of the roots of LIGHTJAIL_PATH that the caller can read, marked.
+    for o in &root.others {
+        for w in Root::other(o).worlds().unwrap_or_default() {
+            println!("  {w}  (from {})", o.display());
+        }
     }
     Ok(())
 }

@@ -18,7 +18,12 @@ pub fn collect(chain: &Chain, recipe: &Recipe, scan: &Scan) -> Inputs {
     Inputs {
         world: chain.world.identity.clone(),
         parent: parent.map(|p| format!("{}@{}", p.name, p.version)),
-        parent_hash: parent.map(|p| p.inputs_hash.clone()),
+        // A parent from another root (an administrator's) also keys on when it was built there:
+        // rebuilt with the same inputs, it is another layer.
+        parent_hash: parent.map(|p| match (&p.root, p.built_at_ns) {
+            (Some(r), Some(b)) => format!("{} in {} built {b}", p.inputs_hash, r.display()),
+            _ => p.inputs_hash.clone(),
+        }),
         header: recipe.canonical.split("\n---").next().unwrap_or("").to_string(),
         script_lines: recipe.script.split('\n').map(|l| hex(&Sha256::digest(l.as_bytes()))).collect(),
         copy: scan.keys(),

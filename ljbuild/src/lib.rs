@@ -30,7 +30,12 @@ use cli::{Cli, Cmd, WorldCmd};
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let ui = ui::Ui::new(cli.quiet);
     let (root_path, source_of) = store::locate(cli.root.as_deref(), &store::RootEnv::current())?;
-    let root = store::Root::open(root_path, source_of)?;
+    let mut root = store::Root::open(root_path, source_of)?;
+    root.others = store::search_path(
+        std::env::var_os("LIGHTJAIL_PATH").as_deref(),
+        rustix::process::geteuid().is_root(),
+        &root.path,
+    );
     match cli.command {
         None => {
             let b = cli.build;

@@ -66,6 +66,14 @@ pub enum ResolveError {
         /// The parent's world.
         parent_world: String,
     },
+    /// Not found, and some roots of `LIGHTJAIL_PATH` cannot be read by the caller.
+    #[error("{what} not found in your root, and {} cannot be read by you (the administrator shares a root with `chmod 755 ROOT` and grants it with 'store ROOT allow USER' in /etc/lightjail.conf)", .roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Hidden {
+        /// What was looked for.
+        what: String,
+        /// The roots that could not be read.
+        roots: Vec<PathBuf>,
+    },
     /// An ancestor is gone or was replaced.
     #[error("{overlay} depends on {ancestor}, which {what} (rebuild {overlay})")]
     BrokenChain {
@@ -111,7 +119,8 @@ pub struct Chain {
     pub world: WorldRef,
     /// Its directory.
     pub world_dir: PathBuf,
-    /// The overlays above it, oldest ancestor first.
+    /// The overlays above it, oldest ancestor first (`root`: the root of one that is not in
+    /// the caller's own).
     pub parents: Vec<ParentRef>,
 }
 
@@ -119,7 +128,18 @@ impl Chain {
     /// The `--layer` directories, bottom first.
     pub fn layers(&self, root: &Root) -> Vec<PathBuf> {
         let mut v = vec![self.world_dir.clone()];
-        v.extend(self.parents.iter().map(|p| root.overlay_dir(&p.name, &p.version).join("root")));
+        v.extend(self.parents.iter().map(|p| {
+            let r = p.root.as_ref().map_or_else(|| root.clone(), |r| Root::other(r));
+            r.overlay_dir(&p.name, &p.version).join("root")
+        }));
+        v
+    }
+
+    /// For each of [`Chain::layers`]: whether it comes from another root than the caller's
+    /// own (a non-root caller has ljspawn idmap those: `--idmap-layer`).
+    pub fn foreign(&self) -> Vec<bool> {
+        let mut v = vec![self.world.root.is_some()];
+        v.extend(self.parents.iter().map(|p| p.root.is_some()));
         v
     }
 
@@ -142,7 +162,13 @@ pub fn world_identity(dir: &Path) -> Result<String, StoreError> {
         return Ok(id);
     }
     let md = fs::metadata(dir).map_err(StoreError::io("cannot stat world", dir))?;
-    let tag = fs::read(dir.join("etc/lj-world")).unwrap_or_default();
+    // A shared root's world is 0700: its tag is read from the copy root keeps beside it.
+    let tag = fs::read(dir.join("etc/lj-world"))
+        .or_else(|_| match (dir.parent(), dir.file_name()) {
+            (Some(p), Some(n)) => fs::read(p.join(format!(".{}.lj-world", n.to_string_lossy()))),
+            _ => Ok(Vec::new()),
+        })
+        .unwrap_or_default();
     let mut h = Sha256::new();
     h.update(b"lj-world-id v1\0");
     h.update(&tag);
@@ -153,6 +179,21 @@ pub fn world_identity(dir: &Path) -> Result<String, StoreError> {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Resolves a world name in the caller's root, then in the roots of `LIGHTJAIL_PATH`: its
+/// name, directory, and the other root it was found in (None: the caller's own).
+pub fn world_anywhere(root: &Root, name: &str) -> Result<(String, PathBuf, Option<PathBuf>), Error> {
+    let own = world(root, name);
+    if own.is_ok() || root.others.is_empty() {
+        return own.map(|(n, d)| (n, d, None));
+    }
+    for o in &root.others {
+        if let Ok((n, d)) = world(&Root::other(o), name) {
+            return Ok((n, d, Some(o.clone())));
+        }
+    }
+    own.map(|(n, d)| (n, d, None))
 }
 
 /// Resolves a world name (`default` follows the `worlds/default` symlink) to its name and
@@ -183,9 +224,9 @@ pub fn build_world(root: &Root, jailfile: Option<&str>, env: Option<&str>) -> Re
             "default".into()
         }
     };
-    let (name, dir) = world(root, &name)?;
+    let (name, dir, from) = world_anywhere(root, &name)?;
     let identity = world_identity(&dir)?;
-    Ok(Chain { world: WorldRef { name, identity }, world_dir: dir, parents: Vec::new() })
+    Ok(Chain { world: WorldRef { name, identity, root: from }, world_dir: dir, parents: Vec::new() })
 }
 
 /// How [`overlay`] picked a version (`run` says it).
@@ -226,6 +267,34 @@ pub fn overlay_picked(
     name: &OverlayName,
     prefix: Option<&str>,
 ) -> Result<(Meta, Picked), Error> {
+    let own = overlay_picked_in(root, name, prefix);
+    if own.is_ok() || root.others.is_empty() {
+        return own;
+    }
+    // Not in the caller's own root: the roots of `LIGHTJAIL_PATH`, in order.
+    let mut hidden = Vec::new();
+    for o in &root.others {
+        let other = Root::other(o);
+        match overlay_picked_in(&other, name, prefix) {
+            Ok((mut m, p)) => {
+                m.found_in = Some(o.clone());
+                return Ok((m, p));
+            }
+            Err(Error::Store(e)) if matches!(&*e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied) => {
+                hidden.push(o.clone())
+            }
+            Err(_) => {}
+        }
+    }
+    match own {
+        Err(Error::Resolve(e)) if !hidden.is_empty() && matches!(&*e, ResolveError::NoOverlay { .. }) => {
+            Err(ResolveError::Hidden { what: name.to_string(), roots: hidden }.into())
+        }
+        own => own,
+    }
+}
+
+fn overlay_picked_in(root: &Root, name: &OverlayName, prefix: Option<&str>) -> Result<(Meta, Picked), Error> {
     let versions = root.versions(name)?;
     let built =
         |v: &str| -> Result<u64, Error> { Ok(root.read_meta(name, v)?.map(|m| m.built_at_ns).unwrap_or(0)) };
@@ -308,9 +377,26 @@ pub fn overlay_picked(
 /// changed since `meta` was built.
 pub fn chain_of(root: &Root, meta: &Meta) -> Result<(Chain, Option<String>), Error> {
     let this = format!("{}@{}", meta.name, meta.version);
+    // Roots as the caller sees them: None is its own; a root recorded in `meta` (or the one
+    // `meta` was found in) is kept unless it is the caller's own.
+    let home = meta.found_in.clone();
+    let seen = |r: &Option<PathBuf>| -> Option<PathBuf> {
+        r.clone().or_else(|| home.clone()).filter(|p| *p != root.path)
+    };
+    let mut parents = Vec::with_capacity(meta.parents.len() + 1);
     for p in &meta.parents {
         let ancestor = format!("{}@{}", p.name, p.version);
-        match root.read_meta(&p.name, &p.version)? {
+        let in_root = seen(&p.root);
+        let r = in_root.as_deref().map_or_else(|| root.clone(), Root::other);
+        let found = r.read_meta(&p.name, &p.version)?;
+        if let (Some(m), Some(b)) = (&found, p.built_at_ns) {
+            if m.built_at_ns != b {
+                return Err(ResolveError::BrokenChain { overlay: this, ancestor, what: "was rebuilt" }.into());
+            }
+        }
+        let built_at_ns = in_root.as_ref().and(found.as_ref().map(|m| m.built_at_ns));
+        parents.push(ParentRef { root: in_root, built_at_ns, ..p.clone() });
+        match found {
             None => {
                 return Err(ResolveError::BrokenChain { overlay: this, ancestor, what: "is missing" }.into())
             }
@@ -325,17 +411,21 @@ pub fn chain_of(root: &Root, meta: &Meta) -> Result<(Chain, Option<String>), Err
             Some(_) => {}
         }
     }
-    let (name, dir) = world(root, &meta.world.name)?;
+    let world_root = seen(&meta.world.root);
+    let (name, dir) =
+        world(&world_root.as_deref().map_or_else(|| root.clone(), Root::other), &meta.world.name)?;
     let identity = world_identity(&dir)?;
     let warning = (identity != meta.world.identity).then(|| {
         format!("world '{name}' changed since {this} was built (its layers may not fit it any more)")
     });
-    let mut parents = meta.parents.clone();
     parents.push(ParentRef {
         name: meta.name.clone(),
         version: meta.version.clone(),
         inputs_hash: meta.inputs_hash.clone(),
+        root: home.clone().filter(|p| *p != root.path),
+        built_at_ns: home.as_ref().filter(|p| **p != root.path).map(|_| meta.built_at_ns),
     });
     // The chain keeps the identity the overlays were built on, so hashes stay stable.
-    Ok((Chain { world: meta.world.clone(), world_dir: dir, parents }, warning))
+    let world = WorldRef { root: world_root, ..meta.world.clone() };
+    Ok((Chain { world, world_dir: dir, parents }, warning))
 }

@@ -67,11 +67,52 @@ pub fn find_ljspawn() -> Option<PathBuf> {
     std::env::split_paths(&path).map(|d| d.join("ljspawn")).find(|p| p.is_file())
 }
 
+/// Which layers a caller has ljspawn idmap: for a non-root caller, those of another root (the
+/// administrator's); root needs none.
+pub fn idmap_for(foreign: Vec<bool>) -> Vec<bool> {
+    if rustix::process::geteuid().is_root() {
+        Vec::new()
+    } else {
+        foreign
+    }
+}
+
+/// Before a jail on layers of another root: the ljspawn that will run must be setuid root, or
+/// one line says what the administrator does. (The grant itself ljspawn checks, and names.)
+pub fn check_idmap(idmap: &[bool], roots: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    if !idmap.contains(&true) {
+        return Ok(());
+    }
+    let mut shown: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    shown.dedup();
+    let store = shown.first().cloned().unwrap_or_else(|| "ROOT".into());
+    let how = format!(
+        "the administrator installs ljspawn setuid (make install-setuid) and grants the store in /etc/lightjail.conf: 'store {store} allow USER'"
+    );
+    match find_ljspawn() {
+        Some(p) => match std::fs::metadata(&p) {
+            Ok(m) if m.uid() == 0 && m.mode() & 0o4000 != 0 => Ok(()),
+            _ => Err(format!(
+                "layers from {} need a setuid ljspawn, and {} is not setuid root ({how})",
+                shown.join(", "),
+                p.display()
+            )),
+        },
+        None => {
+            Err(format!("layers from {} need a setuid ljspawn, and there is none ({how})", shown.join(", ")))
+        }
+    }
+}
+
 /// The parts of an ljspawn command line ljbuild uses.
 #[derive(Debug, Clone, Default)]
 pub struct JailArgs {
     /// Lower layers, bottom first.
     pub layers: Vec<PathBuf>,
+    /// For each layer (missing: false): ljspawn idmaps it (`--idmap-layer`: a layer of
+    /// another root, e.g. the administrator's, for a non-root caller).
+    pub idmap: Vec<bool>,
     /// A kept upper and its work directory.
     pub upper: Option<(PathBuf, PathBuf)>,
     /// Network mode.
@@ -152,8 +193,8 @@ impl JailArgs {
     /// The arguments after `ljspawn`.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
-        for l in &self.layers {
-            a.push("--layer".into());
+        for (i, l) in self.layers.iter().enumerate() {
+            a.push(if self.idmap.get(i) == Some(&true) { "--idmap-layer" } else { "--layer" }.into());
             a.push(l.into());
         }
         if let Some((u, w)) = &self.upper {
@@ -216,6 +257,7 @@ mod tests {
     fn args_in_order() {
         let j = JailArgs {
             layers: vec!["/w".into(), "/p".into()],
+            idmap: vec![true, false],
             upper: Some(("/u".into(), "/k".into())),
             net: Some(Net::Host),
             ro_binds: vec![("/etc/resolv.conf".into(), "/etc/resolv.conf".into())],
@@ -230,7 +272,7 @@ mod tests {
         let line = command_line(Path::new("ljspawn"), &j.to_args());
         assert_eq!(
             line,
-            "ljspawn --layer /w --layer /p --upper /u --work /k --net host --ro-bind /etc/resolv.conf \
+            "ljspawn --idmap-layer /w --layer /p --upper /u --work /k --net host --ro-bind /etc/resolv.conf \
              /etc/resolv.conf --chdir /src --die-with-parent --allow-setuid-files --subids --cap-add container -- /bin/sh -c 'echo '\\''hi'\\'''"
         );
     }

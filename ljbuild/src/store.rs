@@ -146,6 +146,9 @@ pub struct WorldRef {
     pub name: String,
     /// Its identity (see `resolve::world_identity`).
     pub identity: String,
+    /// The root it lives in, when not the overlay's own (a root of `LIGHTJAIL_PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
 }
 
 /// A parent overlay in a chain.
@@ -157,6 +160,13 @@ pub struct ParentRef {
     pub version: String,
     /// Its inputs hash.
     pub inputs_hash: String,
+    /// The root it lives in, when not the overlay's own (a root of `LIGHTJAIL_PATH`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Its `built_at_ns`, kept for a parent from another root: a rebuild there (same inputs,
+    /// new layer) changes the key of what is built on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_at_ns: Option<u64>,
 }
 
 /// What went into the inputs hash, kept to explain a cache miss.
@@ -210,6 +220,9 @@ pub struct Meta {
     pub builder_uid: u32,
     /// The inputs, for explaining cache misses.
     pub inputs: Inputs,
+    /// Where resolution found it, when not in the caller's own root (not stored).
+    #[serde(skip)]
+    pub found_in: Option<PathBuf>,
 }
 
 /// An opened `LIGHTJAIL_ROOT`.
@@ -217,6 +230,25 @@ pub struct Meta {
 pub struct Root {
     /// Its path.
     pub path: PathBuf,
+    /// The roots searched after it for worlds and parents (`LIGHTJAIL_PATH`), in order.
+    pub others: Vec<PathBuf>,
+}
+
+/// The roots searched after the caller's own (`LIGHTJAIL_PATH`: colon-separated absolute
+/// paths; unset: [`DEFAULT_ROOT`] for a non-root caller, none for root), without `own`.
+pub fn search_path(var: Option<&std::ffi::OsStr>, is_root: bool, own: &Path) -> Vec<PathBuf> {
+    let listed: Vec<PathBuf> = match var {
+        Some(v) => std::env::split_paths(v).filter(|p| p.is_absolute()).collect(),
+        None if is_root => Vec::new(),
+        None => vec![PathBuf::from(DEFAULT_ROOT)],
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in listed {
+        if p != own && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Where the root came from (named in errors about it).
@@ -319,7 +351,7 @@ impl Root {
         } else {
             path
         };
-        let root = Root { path };
+        let root = Root { path, others: Vec::new() };
         let check = || -> Result<(), StoreError> {
             if !root.path.exists() {
                 mkdir_private(&root.path)?;
@@ -337,7 +369,88 @@ impl Root {
             source_of,
             reason: Box::new(e),
         })?;
+        if root.is_shared() && rustix::process::geteuid().is_root() {
+            root.share().map_err(|e| StoreError::Unusable {
+                path: root.path.clone(),
+                source_of,
+                reason: Box::new(e),
+            })?;
+        }
         Ok(root)
+    }
+
+    /// Another root of the search path, as it is (nothing created).
+    pub fn other(path: &Path) -> Root {
+        Root { path: path.to_path_buf(), others: Vec::new() }
+    }
+
+    /// A shared root: root's, and its directory readable by others (the administrator made it
+    /// so: `chmod 755 ROOT`). ljbuild then keeps what resolution reads readable (`worlds/`,
+    /// namespaces, names, versions, `meta.json`) and every layer directory 0700, so its
+    /// contents (0600 files, setuid programs) stay out of reach from the host.
+    pub fn is_shared(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&self.path).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o005 == 0o005)
+    }
+
+    /// Makes a shared root's names readable and its layers private (see [`Root::is_shared`]):
+    /// run by root on every open, so a root shared after the fact is fixed before use. A
+    /// world that is a symlink is left alone (its target is not the store's).
+    pub fn share(&self) -> Result<(), StoreError> {
+        let set = |p: &Path, mode: u32| -> Result<(), StoreError> {
+            let m = fs::symlink_metadata(p).map_err(StoreError::io("cannot stat", p))?;
+            if m.is_dir() && m.permissions().mode() & 0o7777 != mode {
+                fs::set_permissions(p, fs::Permissions::from_mode(mode))
+                    .map_err(StoreError::io("cannot chmod", p))?;
+            }
+            Ok(())
+        };
+        // Layers first: nothing is readable before it is sealed.
+        for w in read_dir_names(&self.worlds_dir())? {
+            if !w.starts_with('.') && w != "default" {
+                set(&self.world_dir(&w), 0o700)?;
+            }
+        }
+        for (n, v) in self.overlays()? {
+            let dir = self.overlay_dir(&n, &v);
+            set(&dir.join("root"), 0o700)?;
+            set(&dir, 0o755)?;
+            set(dir.parent().unwrap_or(&dir), 0o755)?;
+            set(&self.path.join(&n.namespace), 0o755)?;
+            // The build log may hold what a script printed: root's only.
+            let log = dir.join("build.log");
+            if log.is_file() {
+                fs::set_permissions(&log, fs::Permissions::from_mode(0o600))
+                    .map_err(StoreError::io("cannot chmod", &log))?;
+            }
+            let meta = dir.join("meta.json");
+            fs::set_permissions(&meta, fs::Permissions::from_mode(0o644))
+                .map_err(StoreError::io("cannot chmod", &meta))?;
+        }
+        // A world's tag (`etc/lj-world`, part of its identity) is read through a copy.
+        for w in read_dir_names(&self.worlds_dir())? {
+            let dir = self.world_dir(&w);
+            if w.starts_with('.') || w == "default" || !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                continue;
+            }
+            let tag = fs::read(dir.join("etc/lj-world")).unwrap_or_default();
+            let copy = self.worlds_dir().join(format!(".{w}.lj-world"));
+            if fs::read(&copy).ok().as_ref() != Some(&tag) {
+                Root::write_atomic(&copy, &tag)?;
+            }
+            fs::set_permissions(&copy, fs::Permissions::from_mode(0o644))
+                .map_err(StoreError::io("cannot chmod", &copy))?;
+        }
+        set(&self.worlds_dir(), 0o755)?;
+        for sidecar in read_dir_names(&self.worlds_dir())?
+            .into_iter()
+            .filter(|n| n.starts_with('.') && n.ends_with(".json"))
+        {
+            let p = self.worlds_dir().join(sidecar);
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o644))
+                .map_err(StoreError::io("cannot chmod", &p))?;
+        }
+        Ok(())
     }
 
     /// `worlds/`.
