@@ -109,6 +109,7 @@ bench: build
 	sh bench/limits.sh
 	sh bench/ljail.sh
 	sh bench/oci.sh
+	sh bench/idmap.sh
 
 # Remove the build products (target/, benchmark results included).
 clean:

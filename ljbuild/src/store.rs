@@ -1,7 +1,7 @@
 //! The layout of `LIGHTJAIL_ROOT`, overlay metadata and locks.
 //!
 //! ```text
-//! ROOT/                         0700
+//! ROOT/                         0700 (a shared root: 0755, see `Root::share`)
 //!   worlds/NAME/                a world: a plain directory (or a symlink to one)
 //!   worlds/default -> NAME      the default world (`ljbuild world use NAME`)
 //!   NAMESPACE/NAME/VERSION/     a published overlay (immutable):
