@@ -15,7 +15,7 @@ unexport CARGO_TARGET_DIR
 # What the builds, tests, demo and benchmarks use from Debian.
 APT_PACKAGES := busybox-static uidmap bubblewrap hyperfine iproute2 debootstrap buildah \
                 libseccomp-dev pkg-config util-linux procps python3 ca-certificates \
-                docker-registry skopeo umoci apache2-utils systemd-container
+                docker-registry skopeo umoci apache2-utils systemd-container flatpak
 
 # CI=true: a test that cannot run fails instead of skipping.
 ifeq ($(CI),true)
@@ -110,6 +110,7 @@ bench: build
 	sh bench/ljail.sh
 	sh bench/oci.sh
 	sh bench/idmap.sh
+	sh bench/parallel.sh
 
 # Remove the build products (target/, benchmark results included).
 clean:

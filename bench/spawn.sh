@@ -43,6 +43,8 @@ LJ="$dir/ljspawn --root $W -- /bin/true"
 LJO="$dir/ljspawn --layer $W -- /bin/true"
 LJS="$dir/setuid/ljspawn --root $W -- /bin/true"
 BW="bwrap --unshare-all --ro-bind $W / --proc /proc --dev /dev --tmpfs /tmp /bin/true"
+# The same sandbox through ljspawn's bwrap form (bubblewrap's command line, word for word).
+LJB="$dir/ljspawn --bwrap --unshare-all --ro-bind $W / --proc /proc --dev /dev --tmpfs /tmp /bin/true"
 FLOOR="$dir/floor $W/bin/true"
 cd "$dir"
 
@@ -53,8 +55,8 @@ check() { # check AS CMD: AS is "" (root) or the setpriv prefix
         return 1
     fi
 }
-for c in "$LJ" "$LJO" "$BW" "$FLOOR"; do check "" "$c" || exit 1; done
-for c in "$LJ" "$LJO" "$BW"; do check "$AS_USER" "$c" || exit 1; done
+for c in "$LJ" "$LJO" "$LJB" "$BW" "$FLOOR"; do check "" "$c" || exit 1; done
+for c in "$LJ" "$LJO" "$LJB" "$BW"; do check "$AS_USER" "$c" || exit 1; done
 setuid="-n lj-setuid"
 check "$AS_USER" "$LJS" || { echo "bench: (setuid mode not measured)"; setuid=""; LJS=""; }
 
@@ -69,8 +71,8 @@ hf() { # hf AS OUTFILE ARGS...: one hyperfine run; its output goes to a log, sho
 echo "bench: $ROUNDS rounds x $RUNS runs of each command, root and rootless in turn"
 i=1
 while [ "$i" -le "$ROUNDS" ]; do
-    hf "" "$dir/json/root-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-overlay "$LJO" -n floor "$FLOOR"
-    hf "$AS_USER" "$dir/json/user-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-overlay "$LJO" $setuid ${LJS:+"$LJS"}
+    hf "" "$dir/json/root-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-bwrap-form "$LJB" -n lj-overlay "$LJO" -n floor "$FLOOR"
+    hf "$AS_USER" "$dir/json/user-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-bwrap-form "$LJB" -n lj-overlay "$LJO" $setuid ${LJS:+"$LJS"}
     i=$((i + 1))
 done
 mkdir -p "$OUT"
@@ -95,6 +97,8 @@ for label, t in (("root", root), ("rootless", user)):
 print("ratios:")
 line("ljspawn / bwrap (root)", root["lj"] / root["bwrap"], 0.6)
 line("ljspawn / bwrap (rootless)", user["lj"] / user["bwrap"], 0.6)
+line("ljspawn bwrap form / bwrap (root)", root["lj-bwrap-form"] / root["bwrap"], 0.6)
+line("ljspawn bwrap form / bwrap (rootless)", user["lj-bwrap-form"] / user["bwrap"], 0.6)
 line("overlay / plain root (root)", root["lj-overlay"] / root["lj"], 1.2)
 line("overlay / plain root (rootless)", user["lj-overlay"] / user["lj"], 1.2)
 line("ljspawn rootless / root", user["lj"] / root["lj"], 1.1)

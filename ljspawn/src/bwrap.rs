@@ -62,19 +62,14 @@ ljspawn's bwrap form: bubblewrap's options, in command-line order, on an empty t
     --bind[-try] SRC DEST, --ro-bind[-try] SRC DEST, --dev-bind[-try] SRC DEST,
     --remount-ro DEST, --proc DEST, --dev DEST, --tmpfs DEST, --dir DEST, --file FD DEST,
     --symlink SRC DEST, --perms OCTAL, --size BYTES, --seccomp FD, --add-seccomp-fd FD,
-    --json-status-fd FD, --cap-add CAP, --cap-drop CAP, --new-session, --die-with-parent,
+    --bind-fd FD DEST, --ro-bind-fd FD DEST, --bind-data FD DEST, --ro-bind-data FD DEST,
+    --lock-file DEST, --info-fd FD, --json-status-fd FD, --cap-add CAP, --cap-drop CAP, --new-session, --die-with-parent,
     --level-prefix
 Other bwrap options are refused by name. See ljspawn's README for the differences.";
 
 /// Options bwrap has that this form refuses by name (rather than as unknown).
-const NOT_SUPPORTED: [&str; 21] = [
-    "--lock-file",
+const NOT_SUPPORTED: [&str; 15] = [
     "--as-pid-1",
-    "--info-fd",
-    "--bind-fd",
-    "--ro-bind-fd",
-    "--bind-data",
-    "--ro-bind-data",
     "--chmod",
     "--block-fd",
     "--userns-block-fd",
@@ -124,7 +119,12 @@ pub fn request(
         if !opt.starts_with("--") {
             break;
         }
-        if perms.is_some() && !matches!(opt.as_str(), "--tmpfs" | "--dir" | "--file" | "--size") {
+        if perms.is_some()
+            && !matches!(
+                opt.as_str(),
+                "--tmpfs" | "--dir" | "--file" | "--size" | "--bind-data" | "--ro-bind-data"
+            )
+        {
             return Err(bad(format!(
                 "--perms must be followed by an option that creates a file (not {opt})"
             )));
@@ -143,8 +143,11 @@ pub fn request(
                 let v = take(&args, &opt, 1, &mut i)?;
                 let data = read_fd(fd(&v[0])?).map_err(bad)?;
                 let text = String::from_utf8(data).map_err(|_| bad("--args: not UTF-8".into()))?;
-                let extra: Vec<String> =
-                    text.split('\0').filter(|s| !s.is_empty()).map(String::from).collect();
+                // Each argument ends with a NUL; empty arguments are arguments too.
+                let mut extra: Vec<String> = text.split('\0').map(String::from).collect();
+                if extra.last().is_some_and(|s| s.is_empty()) {
+                    extra.pop();
+                }
                 // Spliced in where --args stood, as bwrap does.
                 args.splice(i + 1..i + 1, extra);
             }
@@ -202,6 +205,23 @@ pub fn request(
                     MountReq::Bind { src, dest, ro, dev }
                 });
             }
+            "--bind-fd" | "--ro-bind-fd" => {
+                let v = take(&args, &opt, 2, &mut i)?;
+                r.mounts.push(MountReq::BindFd {
+                    fd: fd(&v[0])?,
+                    dest: v[1].clone(),
+                    ro: opt == "--ro-bind-fd",
+                });
+            }
+            "--bind-data" | "--ro-bind-data" => {
+                let v = take(&args, &opt, 2, &mut i)?;
+                let ro = opt == "--ro-bind-data";
+                r.mounts.push(MountReq::Data { fd: fd(&v[0])?, dest: v[1].clone(), ro, mode: perms.take() });
+            }
+            "--lock-file" => {
+                r.mounts.push(MountReq::LockFile { dest: take(&args, &opt, 1, &mut i)?.remove(0) })
+            }
+            "--info-fd" => r.info_fd = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
             "--remount-ro" => {
                 r.mounts.push(MountReq::RemountRo { dest: take(&args, &opt, 1, &mut i)?.remove(0) })
             }
@@ -315,7 +335,8 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Request, BwrapError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env = vec![("HOME".into(), "/home/u".into()), ("PWD".into(), "/w".into())];
-        request(&args, env, Some("host".into()), &mut |_| Ok(b"--dir\0/fromargs\0".to_vec())).map(|(r, _)| r)
+        request(&args, env, Some("host".into()), &mut |_| Ok(b"--setenv\0E\0\0--dir\0/fromargs\0".to_vec()))
+            .map(|(r, _)| r)
     }
 
     #[test]
@@ -379,6 +400,7 @@ mod tests {
             ]
         );
         assert_eq!(r.command, ["sh"]);
+        assert_eq!(r.setenv, [("E".to_string(), String::new())], "an empty argument from --args is kept");
         assert!(parse(&["--perms", "0700", "--bind", "/a", "/b", "true"]).is_err());
         assert!(parse(&["--size", "10", "--dir", "/a", "true"]).is_err());
     }

@@ -455,6 +455,7 @@ pub fn request(m: &ArgMatches) -> Request {
         bwrap: false,
         env_base: None,
         unsetenv: Vec::new(),
+        info_fd: None,
     }
 }
 

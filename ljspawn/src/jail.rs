@@ -59,8 +59,10 @@ impl<T> Ctx<T> for io::Result<T> {
 pub struct Inputs {
     /// The caller's own seccomp program (`--seccomp-fd`), installed after the built-in one.
     pub seccomp_extra: Option<Vec<u8>>,
-    /// The content of each `Mount::File` of the plan, in plan order.
+    /// The content of each `Mount::File` and `Mount::Data` of the plan, in plan order.
     pub files: Vec<Vec<u8>>,
+    /// bwrap's `--info-fd`: written once the jail runs, then closed (by ljspawn).
+    pub info: Option<OwnedFd>,
 }
 
 /// A `--pass-fd` descriptor and what it was (device, inode) when ljspawn started.
@@ -213,6 +215,30 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                 None
             }
             Mount::ProcMask { .. } => Some(masking_null()?),
+            Mount::BindFd { fd, ro, .. } => {
+                // A clone of a mount of another namespace cannot be made from the descriptor
+                // itself: its path is bound instead (as bwrap does), and what was bound must be
+                // what the descriptor is open on. Inherited from ljspawn, which keeps its own
+                // copy: this process owns its copy.
+                let inherited = sys::take_inherited_fd(*fd).ctx(|| format!("cannot use --bind-fd {fd}"))?;
+                let path = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                    .ctx(|| format!("cannot use --bind-fd {fd}"))?
+                    .display()
+                    .to_string();
+                let mnt = bind_source(&path, *ro, false)?;
+                let (a, b) = (sys::fstat(mnt.as_fd()), sys::fstat(inherited.as_fd()));
+                match (a, b) {
+                    (Ok(a), Ok(b)) if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino) => Some(mnt),
+                    _ => {
+                        return Err(Failure {
+                            code: EXIT_SETUP,
+                            msg: format!(
+                                "--bind-fd {fd}: {path} is no longer what the descriptor is open on"
+                            ),
+                        })
+                    }
+                }
+            }
             _ => None,
         });
     }
@@ -286,6 +312,47 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                 .ctx(|| format!("cannot remount {dest} read-only"))?;
                 sys::mount_setattr(fd.as_fd(), false, sys::MOUNT_ATTR_RDONLY, 0)
                     .ctx(|| format!("cannot remount {dest} read-only"))?;
+            }
+            Mount::BindFd { dest, fd, .. } => {
+                let src =
+                    src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: "bind source missing".into() })?;
+                let st = sys::fstat(src.as_fd()).ctx(|| format!("cannot stat fd {fd}"))?;
+                let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Kind::Dir } else { Kind::File };
+                attach(&root, src.as_fd(), dest, kind, Own::No)?;
+            }
+            Mount::Data { dest, ro, mode, .. } => {
+                let data = files
+                    .next()
+                    .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
+                let t = tmpfs(0o700, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
+                    .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
+                let f = sys::openat2(
+                    Some(t.as_fd()),
+                    "data",
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                    *mode,
+                    sys::RESOLVE_BENEATH,
+                )
+                .ctx(|| format!("cannot create the file for {dest}"))?;
+                sys::write_all(f.as_fd(), data).ctx(|| format!("cannot write the file for {dest}"))?;
+                drop(f);
+                let p = sys::openat2(Some(t.as_fd()), "data", libc::O_PATH, 0, sys::RESOLVE_BENEATH)
+                    .ctx(|| format!("cannot open the file for {dest}"))?;
+                let mnt = bind_fd(p, dest, *ro, false)?;
+                attach(&root, mnt.as_fd(), dest, Kind::File, Own::No)?;
+            }
+            Mount::LockFile { dest } => {
+                let f = sys::openat2(
+                    Some(root.as_fd()),
+                    dest.trim_start_matches('/'),
+                    libc::O_RDONLY,
+                    0,
+                    Own::No.resolve(),
+                )
+                .ctx(|| format!("cannot open --lock-file {dest}"))?;
+                sys::read_lock(f.as_fd()).ctx(|| format!("cannot lock {dest}"))?;
+                // Held by PID 1 (close-on-exec) until the jail ends.
+                std::mem::forget(f);
             }
             Mount::BindTry { src: path, dest, .. } => {
                 if let Some(src) = src {
@@ -493,6 +560,11 @@ fn new_proc() -> Result<OwnedFd> {
 fn bind_source(src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
     // Looked up once, as the caller: what the caller cannot read is refused, not bound.
     let path = sys::openat2(None, src, libc::O_PATH, 0, 0).ctx(|| format!("cannot bind {src}"))?;
+    bind_fd(path, src, ro, dev)
+}
+
+/// A detached recursive bind of what `path` is open on, `src` naming it in messages.
+fn bind_fd(path: OwnedFd, src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
     let st = sys::fstat(path.as_fd()).ctx(|| format!("cannot bind {src}"))?;
     let want = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { libc::R_OK | libc::X_OK } else { libc::R_OK };
     sys::faccess_fd(path.as_fd(), want).ctx(|| format!("cannot bind {src}: you may not read it"))?;

@@ -50,8 +50,11 @@ fn main() -> ExitCode {
     let mut keep = req.pass_fds.clone();
     keep.extend(req.json_status);
     keep.extend(req.seccomp_fd);
+    keep.extend(req.info_fd);
     keep.extend(req.mounts.iter().filter_map(|m| match m {
-        plan::MountReq::File { fd, .. } => Some(*fd),
+        plan::MountReq::File { fd, .. }
+        | plan::MountReq::Data { fd, .. }
+        | plan::MountReq::BindFd { fd, .. } => Some(*fd),
         _ => None,
     }));
     if let Err(e) = sys::close_fds_except(&keep) {
@@ -119,7 +122,19 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(e) => return fail(EXIT_USAGE, &e),
     };
-    let inputs = ljspawn::jail::Inputs { seccomp_extra, files };
+    // --bind-fd descriptors stay open for the jail to take, never for the program.
+    for m in &plan.mounts {
+        if let plan::Mount::BindFd { fd, .. } = m {
+            if let Err(e) = sys::set_cloexec(*fd, true) {
+                return fail(EXIT_USAGE, &format!("--bind-fd {fd}: {e}"));
+            }
+        }
+    }
+    let info = match plan.info_fd.map(sys::take_inherited_fd).transpose() {
+        Ok(i) => i,
+        Err(e) => return fail(EXIT_USAGE, &format!("--info-fd: {e}")),
+    };
+    let inputs = ljspawn::jail::Inputs { seccomp_extra, files, info };
     // Dropping privileges (setuid mode) clears the parent-death signal: spawn sets it again.
     let die_with_parent = req.die_with_parent.then_some(parent);
     match spawn::run(&plan, json, inputs, die_with_parent) {
@@ -216,7 +231,7 @@ fn read_files(plan: &plan::Plan) -> Result<Vec<Vec<u8>>, String> {
     use std::io::Read;
     let mut out = Vec::new();
     for m in &plan.mounts {
-        if let plan::Mount::File { fd, dest, .. } = m {
+        if let plan::Mount::File { fd, dest, .. } | plan::Mount::Data { fd, dest, .. } = m {
             let f = sys::take_inherited_fd(*fd).map_err(|e| format!("--file {fd} {dest}: {e}"))?;
             let mut f = std::fs::File::from(f);
             let mut data = Vec::new();

@@ -129,6 +129,8 @@ pub struct Request {
     /// caller's, or empty after `--clearenv`), then `--setenv`, then `unsetenv`.
     pub env_base: Option<Vec<(String, String)>>,
     pub unsetenv: Vec<String>,
+    /// bwrap's `--info-fd FD`: the child-pid line written there, then FD closed.
+    pub info_fd: Option<i32>,
 }
 
 /// A user-requested mount, in command-line order. Destinations are paths inside the jail.
@@ -184,6 +186,23 @@ pub enum MountReq {
     RemountRo {
         dest: String,
     },
+    /// bwrap's `--bind-fd FD DEST` / `--ro-bind-fd`: the tree the descriptor FD is open on.
+    BindFd {
+        fd: i32,
+        dest: String,
+        ro: bool,
+    },
+    /// bwrap's `--bind-data FD DEST` / `--ro-bind-data`: a file with FD's content, bound.
+    Data {
+        fd: i32,
+        dest: String,
+        ro: bool,
+        mode: Option<u32>,
+    },
+    /// bwrap's `--lock-file DEST`: DEST opened and read-locked for the jail's life.
+    LockFile {
+        dest: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -227,6 +246,24 @@ pub enum Mount {
     },
     /// The mount at `dest` made read-only (not its submounts).
     RemountRo {
+        dest: String,
+    },
+    /// A bind of the tree descriptor `fd` (inherited by the jail) is open on.
+    BindFd {
+        fd: i32,
+        dest: String,
+        ro: bool,
+    },
+    /// A file of its own (on a private tmpfs) holding the content read from `fd`, bound at
+    /// `dest` (the `files` of the jail's handover, in plan order with `File`).
+    Data {
+        fd: i32,
+        dest: String,
+        ro: bool,
+        mode: u32,
+    },
+    /// `dest` opened and read-locked (`F_RDLCK`) by the jail's PID 1 for the jail's life.
+    LockFile {
         dest: String,
     },
     Proc {
@@ -451,6 +488,8 @@ pub struct Plan {
     pub argv: Vec<String>,
     pub pass_fds: Vec<i32>,
     pub json_status: Option<i32>,
+    /// bwrap's `--info-fd`: gets the child-pid line, then is closed.
+    pub info_fd: Option<i32>,
     pub stdout_file: Option<PathBuf>,
     pub stderr_file: Option<PathBuf>,
     pub timeout: Option<Duration>,
@@ -886,6 +925,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
 
     let (uid, gid) = match req.user {
         Some((u, g)) => (u, g.unwrap_or(u)),
+        // bwrap keeps the caller's ids in the sandbox unless --uid/--gid.
+        None if req.bwrap => (caller.uid, caller.gid),
         None => (0, 0),
     };
 
@@ -992,6 +1033,20 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             MountReq::RemountRo { dest } => {
                 Mount::RemountRo { dest: jail_path("--remount-ro destination", dest)? }
             }
+            MountReq::BindFd { fd, dest, ro } => {
+                check_fd("--bind-fd", *fd, open_fd)?;
+                Mount::BindFd { fd: *fd, dest: jail_path("--bind-fd destination", dest)?, ro: *ro }
+            }
+            MountReq::Data { fd, dest, ro, mode } => {
+                check_fd("--bind-data", *fd, open_fd)?;
+                Mount::Data {
+                    fd: *fd,
+                    dest: jail_path("--bind-data destination", dest)?,
+                    ro: *ro,
+                    mode: perms(*mode, 0o600)?,
+                }
+            }
+            MountReq::LockFile { dest } => Mount::LockFile { dest: jail_path("--lock-file", dest)? },
         });
     }
 
@@ -1048,6 +1103,9 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     if let Some(fd) = req.json_status {
         check_fd("--json-status", fd, open_fd)?;
     }
+    if let Some(fd) = req.info_fd {
+        check_fd("--info-fd", fd, open_fd)?;
+    }
     if let Some(fd) = req.seccomp_fd {
         check_fd("--seccomp-fd", fd, open_fd)?;
     }
@@ -1093,6 +1151,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         argv: req.command.clone(),
         pass_fds,
         json_status: if req.json_log { Some(2) } else { req.json_status },
+        info_fd: req.info_fd,
         stdout_file: req.stdout_file.clone(),
         stderr_file: req.stderr_file.clone(),
         timeout: req.timeout,
@@ -1366,6 +1425,15 @@ impl fmt::Display for Plan {
                     writeln!(f, "  {n}. {dest} <- tmpfs mode {mode:o} size {size} bytes (nosuid, nodev)")?
                 }
                 Mount::RemountRo { dest } => writeln!(f, "  {n}. {dest} <- the mount there made read-only")?,
+                Mount::BindFd { fd, dest, ro } => {
+                    writeln!(f, "  {n}. {dest} <- bind of fd {fd} ({}, nosuid, nodev, recursive)", if *ro { "ro" } else { "rw" })?
+                }
+                Mount::Data { fd, dest, ro, mode } => writeln!(
+                    f,
+                    "  {n}. {dest} <- bind of a file mode {mode:o} with the content of fd {fd} ({})",
+                    if *ro { "ro" } else { "rw" }
+                )?,
+                Mount::LockFile { dest } => writeln!(f, "  {n}. {dest} read-locked while the jail runs")?,
                 Mount::BindTry { src, dest, ro, dev } => writeln!(
                     f,
                     "  {n}. {dest} <- bind {} if it exists ({}, nosuid, {}, recursive)",

@@ -52,7 +52,7 @@ pub fn run(
             return Err(e);
         }
     };
-    let jail = clone_jail(plan, outputs, inputs, idmapped, passed, cgroup.as_ref())?;
+    let mut jail = clone_jail(plan, outputs, inputs, idmapped, passed, cgroup.as_ref())?;
     // The rest of the privilege phase, then the drop: maps, network device, cgroup, reaper.
     let held = jail.finish_net().and_then(|()| window.setup_jail(plan, jail.pid, cgroup.as_ref()));
     if let Err(e) = held {
@@ -66,6 +66,10 @@ pub fn run(
         },
         _ => None,
     };
+    if let Some(i) = jail.info.take().map(Json) {
+        // bwrap's --info-fd: the child-pid line, then end-of-file (the jail closed its copy).
+        i.started(jail.pid, plan.userns.is_some());
+    }
     if let Some(j) = &json {
         j.started(jail.pid, plan.userns.is_some());
     }
@@ -100,6 +104,8 @@ struct Cloned {
     /// Parallel network namespace (see `clone_jail`): made by ljspawn after the clone.
     net_ready: Option<OwnedFd>,
     umask: u32,
+    /// bwrap's `--info-fd`, written once the jail runs.
+    info: Option<OwnedFd>,
 }
 
 /// The jail started the program (or failed to): its setup failure, if any, and the exit pipe.
@@ -113,7 +119,7 @@ struct Started {
 fn clone_jail(
     plan: &Plan,
     outputs: Outputs,
-    inputs: jail::Inputs,
+    mut inputs: jail::Inputs,
     idmapped: Vec<Option<OwnedFd>>,
     passed: Vec<jail::PassedFd>,
     cgroup: Option<&Cgroup>,
@@ -163,7 +169,7 @@ fn clone_jail(
     let umask = sys::umask(0);
     let pid = match sys::clone_fork(flags) {
         Ok(0) => {
-            drop((status_r, exit_r, maps_w, net_ready));
+            drop((status_r, exit_r, maps_w, net_ready, inputs.info.take()));
             let h = Handover {
                 status: status_w,
                 exit: exit_w,
@@ -189,7 +195,7 @@ fn clone_jail(
         }
     };
     drop((net_join, status_w, exit_w, maps_r, outputs, idmapped));
-    Ok(Cloned { pid, status_r, exit_r, maps_w, net_ready, umask })
+    Ok(Cloned { pid, status_r, exit_r, maps_w, net_ready, umask, info: inputs.info.take() })
 }
 
 impl Cloned {

@@ -730,6 +730,16 @@ pub fn symlinkat(target: &str, dir: BorrowedFd<'_>, name: &str) -> io::Result<()
     cvt_unit(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), p.as_ptr()) })
 }
 
+/// `fcntl(F_SETLK)` with a read lock on the whole file (bwrap's `--lock-file`).
+pub fn read_lock(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: out-parameters: flock is plain data; zeroed is valid (whole file from 0).
+    let mut l: libc::flock = unsafe { std::mem::zeroed() };
+    l.l_type = libc::F_RDLCK as libc::c_short;
+    l.l_whence = libc::SEEK_SET as libc::c_short;
+    // SAFETY: borrowed fds: `l` is a live flock for the duration of the call.
+    cvt_unit(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLK, &l as *const libc::flock) })
+}
+
 /// `fchmodat(dir, name, mode, 0)`.
 pub fn fchmodat(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<()> {
     let p = cstr(name)?;

@@ -21,6 +21,7 @@ mod bwrap {
         root_bind_and_remount: root rootless setuid;
         args_from_a_descriptor: root rootless setuid;
         setuid_gives_nothing_more: rootless setuid;
+        fd_options: root rootless setuid;
     }
 }
 
@@ -281,4 +282,58 @@ fn setuid_gives_nothing_more(cx: &Ctx) {
         .run()
         .ok();
     assert!(!out.stdout.contains("WROTE"), "{}", out.report());
+}
+
+/// `--ro-bind-fd`, `--bind-data`/`--ro-bind-data` (with `--perms`), `--lock-file` and
+/// `--info-fd` (the child-pid line, then end-of-file while the program still runs), as flatpak
+/// uses them.
+fn fd_options(cx: &Ctx) {
+    let d = cx.tempdir();
+    fs::create_dir(d.join("tree")).unwrap();
+    cx.write_caller_file(&d.join("tree/inside"), "tree\n");
+    cx.chown_caller(&d.join("tree"));
+    cx.write_caller_file(&d.join("data"), "data\n");
+    let script =
+        "cat /t/inside; cat /etc/data; stat -c %a /etc/data; echo x > /etc/data 2>/dev/null || echo ro; \
+                  cat /rw; test -e /t/.ref && echo locked";
+    fs::write(d.join("tree/.ref"), "").unwrap();
+    cx.chown_caller(&d.join("tree/.ref"));
+    let out = host(cx)
+        .prelude(&format!(
+            "exec 5<{t} 6<{f} 7<{f} 8>{i}",
+            t = path_str(&d.join("tree")),
+            f = path_str(&d.join("data")),
+            i = path_str(&d.join("info"))
+        ))
+        .args([
+            "--ro-bind-fd",
+            "5",
+            "/t",
+            "--lock-file",
+            "/t/.ref",
+            "--perms",
+            "0640",
+            "--ro-bind-data",
+            "6",
+            "/etc/data",
+        ])
+        .args(["--bind-data", "7", "/rw", "--info-fd", "8", "--", "sh", "-c", script])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["tree", "data", "640", "ro", "data", "locked"], "{}", out.report());
+    let info = fs::read_to_string(d.join("info")).unwrap();
+    assert!(info.starts_with("{\"child-pid\": ") && info.lines().count() == 1, "info-fd wrote {info:?}");
+    // --info-fd reaches end-of-file while the program runs (flatpak reads it to the end).
+    let out = host(cx)
+        .args(["--info-fd", "8", "--", "sleep", "3"])
+        .wrapper([
+            "sh",
+            "-c",
+            "s=$(date +%s); \"$@\" 8>&1 >/dev/null | { cat >/dev/null; echo eof $(($(date +%s) - s)); }",
+            "sh",
+        ])
+        .run()
+        .ok();
+    let secs: u64 = out.stdout.trim().strip_prefix("eof ").and_then(|s| s.parse().ok()).unwrap_or(99);
+    assert!(secs < 2, "no end-of-file on --info-fd while the program ran\n{}", out.report());
 }
