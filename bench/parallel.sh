@@ -34,16 +34,17 @@ CMDS
 # loops.sh CMD: LOOPS background loops of N runs; prints the wall time in seconds.
 cat >"$dir/loops.sh" <<'SH'
 cmd=$1 loops=$2 n=$3
+fail=$(mktemp)
 start=$(date +%s.%N)
 j=0
 while [ "$j" -lt "$loops" ]; do
-    ( i=0; while [ "$i" -lt "$n" ]; do $cmd || exit 1; i=$((i + 1)); done ) &
+    ( i=0; while [ "$i" -lt "$n" ]; do $cmd >/dev/null 2>&1 || { echo x >"$fail"; exit 1; }; i=$((i + 1)); done ) &
     j=$((j + 1))
 done
-fail=0
-for p in $(jobs -p); do wait "$p" || fail=1; done
+wait
 end=$(date +%s.%N)
-[ "$fail" = 0 ] || { echo "failed: $cmd" >&2; exit 1; }
+if [ -s "$fail" ]; then rm -f "$fail"; echo "failed: $cmd" >&2; exit 1; fi
+rm -f "$fail"
 echo "$start $end" | awk '{printf "%.3f\n", $2 - $1}'
 SH
 cd "$dir"
