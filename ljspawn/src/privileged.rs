@@ -263,6 +263,14 @@ impl Privileged {
         let mut dir = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
             .map_err(|e| err("cannot open /", e))?;
         check(&dir, "/")?;
+        // Beneath the store, no hidden directory: a lightjail root keeps its staging areas,
+        // locks and failed builds' logs there (`.tmp`, `.locks`, `.logs`), none of them a layer.
+        let store = plan::idmap_layer_store(path, &plan.grants).unwrap_or("/");
+        if path[store.len()..].split('/').any(|c| c.starts_with('.')) {
+            return Err(refuse(format!(
+                "a hidden directory ('.NAME') beneath the store {store} is not a layer"
+            )));
+        }
         let mut at = String::new();
         for name in path.split('/').skip(1) {
             at.push('/');

@@ -253,6 +253,13 @@ fn refusals(cx: &Ctx) {
     assert!(out.stderr.contains("must not contain '..'"), "{}", out.report());
     let out = run(Some(&grant), &format!("{}//worlds/bb", s.path())).expect_status(2);
     assert!(out.stderr.contains("must be an absolute path without"), "{}", out.report());
+    // A hidden directory beneath the store (a lightjail root's staging areas and logs).
+    fs::create_dir(s.dir.join(".logs")).unwrap();
+    let l = format!("{}/.logs", s.path());
+    expect_refused(
+        run(Some(&grant), &l),
+        &format!("ljspawn: refused: --idmap-layer {l}: a hidden directory ('.NAME') beneath the store {} is not a layer", s.path()),
+    );
     // A symlink in the store's path (to the real layer).
     std::os::unix::fs::symlink(s.dir.join("worlds"), s.dir.join("link")).unwrap();
     let l = format!("{}/link/bb", s.path());
