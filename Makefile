@@ -15,14 +15,15 @@ unexport CARGO_TARGET_DIR
 # What the builds, tests, demo and benchmarks use from Debian.
 APT_PACKAGES := busybox-static uidmap bubblewrap hyperfine iproute2 debootstrap buildah \
                 libseccomp-dev pkg-config util-linux procps python3 ca-certificates \
-                docker-registry skopeo umoci apache2-utils systemd-container flatpak
+                docker-registry skopeo umoci apache2-utils systemd-container flatpak \
+                qemu-system-x86 cpio e2fsprogs
 
 # CI=true: a test that cannot run fails instead of skipping.
 ifeq ($(CI),true)
 export LJ_MUST_WORK := 1
 endif
 
-.PHONY: all deps build test demo install install-setuid bench clean
+.PHONY: all deps build test test-vm demo install install-setuid bench clean
 
 # The default: the release binaries.
 all: build
@@ -50,12 +51,20 @@ build: deps
 	install -m 0755 target/$(TRIPLE)/release/ljspawn $(BIN)/ljspawn
 
 # Everything CI checks, the test runner's summary last: format, lints, then every test
-# (unit, property, end-to-end as root, rootless and setuid; see tests/prepare.sh).
+# (unit, property, end-to-end as root, rootless and setuid; see tests/prepare.sh), and the
+# kernel VM tier (Debian 12's kernel under qemu; see tests/vm/run.sh), whose checks are the
+# vm:: tests.
 test: build
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/prepare.sh
+	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/vm/run.sh
 	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) $(CARGO) nextest run --workspace --locked --no-fail-fast
+
+# Only the kernel VM tier: boot Debian 12's kernel, run its checks, report them as tests.
+test-vm: build
+	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/vm/run.sh
+	LJ_TEST_DIR=$(LJ_TEST_DIR) $(CARGO) nextest run -p lj-tests --locked --no-fail-fast -E 'binary(vm)'
 
 # Build, make a busybox world in a temporary root, build a sample Jailfile on it, and spawn
 # commands in jails. Leaves nothing behind.

@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use crate::plan::{IdMap, IdRange, Mount, Net, Plan, RootFs, Seccomp};
 use crate::sys::{self, FsContext, WaitStatus};
 use crate::{describe, EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
-use crate::{net, seccomp};
+use crate::{net, seccomp, upper};
 
 /// A failure inside the jail: the exit code and one line for ljspawn to print.
 #[derive(Debug)]
@@ -105,6 +105,7 @@ pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
     let code = match setup(plan, &h, umask) {
         Ok(()) => supervise(plan, h, umask),
         Err(f) => {
+            upper::remove_held();
             report(h.status.as_fd(), &f);
             f.code
         }
@@ -497,35 +498,69 @@ fn overlay(
     shown: &[String],
     upper: Option<&(std::path::PathBuf, std::path::PathBuf)>,
 ) -> Result<OwnedFd> {
-    let fc = FsContext::open("overlay").ctx(|| "cannot use overlayfs".into())?;
+    let open = || FsContext::open("overlay").ctx(|| "cannot use overlayfs".into());
+    let mut fc = open()?;
     let fail = |fc: &FsContext, what: String, e: io::Error| match fc.last_message() {
         Some(m) => setup_err(format!("{what} ({m})"), e),
         None => setup_err(what, e),
     };
     // `lowerdir+` (Linux 6.8) takes one layer per call with no length limit or escaping; the
     // first call added is the top layer. Older kernels get the classic colon-separated list.
+    // Before 6.5 overlayfs has no fs_context of its own: the kernel's legacy adapter accepts
+    // every key (and overlayfs refuses `lowerdir+` only at mount). It alone accepts an unknown
+    // key: then a fresh context takes the list.
     let top_first: Vec<&String> = layers.iter().rev().collect();
     let shown_top_first: Vec<&String> = shown.iter().rev().collect();
-    match fc.set_string("lowerdir+", top_first[0]) {
+    let mut held: Vec<OwnedFd> = Vec::new();
+    let mut legacy = false;
+    let by_fd = |p: &str| sys::openat2(None, p, libc::O_PATH | libc::O_DIRECTORY, 0, 0);
+    let mut plus = fc.set_string("lowerdir+", top_first[0]);
+    if plus.is_ok() {
+        if fc.set_flag("ljspawn-probe-legacy-options").is_ok() {
+            fc = open()?;
+            plus = Err(io::Error::from_raw_os_error(libc::EINVAL));
+        } else {
+            // The refusal's message, which is not about what follows.
+            let _ = fc.last_message();
+        }
+    }
+    match plus {
         Ok(()) => {
             for (l, s) in top_first[1..].iter().zip(&shown_top_first[1..]) {
                 fc.set_string("lowerdir+", l).map_err(|e| fail(&fc, format!("cannot use --layer {s}"), e))?;
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            let escaped: Vec<String> = top_first
-                .iter()
-                .map(|l| l.replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,"))
-                .collect();
-            fc.set_string("lowerdir", &escaped.join(":"))
+            // The refusal's message, if any, is not about what follows.
+            let _ = fc.last_message();
+            // Each layer as `/proc/self/fd/N` of a directory opened here: nothing to escape
+            // (the legacy adapter refuses any comma, escaped or not), and short (the whole
+            // list must fit one page).
+            for (l, s) in top_first.iter().zip(&shown_top_first) {
+                held.push(by_fd(l).ctx(|| format!("cannot use --layer {s}"))?);
+            }
+            let list: Vec<String> =
+                held.iter().map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd())).collect();
+            fc.set_string("lowerdir", &list.join(":"))
                 .map_err(|e| fail(&fc, "cannot use the --layer directories".into(), e))?;
+            legacy = true;
         }
         Err(e) => return Err(fail(&fc, format!("cannot use --layer {}", shown_top_first[0]), e)),
     }
     // An ephemeral upper lives on a tmpfs that only this mount references: it goes away with
-    // the jail's mount namespace.
+    // the jail's mount namespace. Where tmpfs has no user xattrs (Linux < 6.6), on disk.
     let scratch;
+    let mut disk = None;
     let (up, work) = match upper {
+        Some((u, w)) if legacy => {
+            let (u, w) = (u.display().to_string(), w.display().to_string());
+            let uf = by_fd(&u).ctx(|| format!("cannot use --upper {u}"))?;
+            let wf = by_fd(&w).ctx(|| format!("cannot use --work {w}"))?;
+            let paths =
+                (format!("/proc/self/fd/{}", uf.as_raw_fd()), format!("/proc/self/fd/{}", wf.as_raw_fd()));
+            held.extend([uf, wf]);
+            paths
+        }
         Some((u, w)) => (u.display().to_string(), w.display().to_string()),
         None => {
             scratch = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
@@ -534,15 +569,34 @@ fn overlay(
                 sys::mkdirat(scratch.as_fd(), d, 0o755)
                     .ctx(|| format!("cannot make the overlay's {d} dir"))?;
             }
-            let base = format!("/proc/self/fd/{}", scratch.as_raw_fd());
-            (format!("{base}/upper"), format!("{base}/work"))
+            let work = sys::openat2(Some(scratch.as_fd()), "work", libc::O_RDONLY | libc::O_DIRECTORY, 0, 0)
+                .ctx(|| "cannot open the overlay's work dir".into())?;
+            if upper::has_user_xattrs(work.as_fd()).ctx(|| "cannot probe tmpfs for user xattrs".into())? {
+                let base = format!("/proc/self/fd/{}", scratch.as_raw_fd());
+                (format!("{base}/upper"), format!("{base}/work"))
+            } else {
+                let d = upper::DiskUpper::make().ctx(|| {
+                    format!(
+                        "this kernel's tmpfs has no user xattrs (Linux < 6.6), and the overlay's upper layer cannot be made in {} instead",
+                        upper::DIR
+                    )
+                })?;
+                let paths = d.paths();
+                disk = Some(d);
+                paths
+            }
         }
     };
     fc.set_string("upperdir", &up).map_err(|e| fail(&fc, format!("cannot use --upper {up}"), e))?;
     fc.set_string("workdir", &work).map_err(|e| fail(&fc, format!("cannot use --work {work}"), e))?;
     fc.set_flag("userxattr").map_err(|e| fail(&fc, "overlayfs has no userxattr option".into(), e))?;
-    fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
-        .map_err(|e| fail(&fc, "cannot mount the overlay root".into(), e))
+    let root = fc
+        .mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
+        .map_err(|e| fail(&fc, "cannot mount the overlay root".into(), e))?;
+    if let Some(d) = disk {
+        d.hold();
+    }
+    Ok(root)
 }
 
 fn tmpfs(mode: u32, attrs: u64) -> io::Result<OwnedFd> {
@@ -904,6 +958,7 @@ fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
     // ljspawn, which need not wait for the kernel to tear the namespaces down.
     let _ = sys::kill(-1, libc::SIGKILL);
     while sys::wait_blocking(-1).is_ok() {}
+    upper::remove_held();
     let _ = sys::write_all(exit.as_fd(), &[code]);
     code
 }

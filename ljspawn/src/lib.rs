@@ -10,6 +10,7 @@
 //!   cgroup, network plumbing, the reaper) and the drop that ends it, with its checks;
 //! - [`jail`]: PID 1 of the jail: mounts, pivot_root, privileges dropped, exec;
 //! - [`join`]: `--join PID`: a command in a running jail, under the same confinement;
+//! - [`upper`]: a disk-backed ephemeral overlay upper where tmpfs has no user xattrs;
 //! - [`sys`]: every system call std does not wrap; the only module with `unsafe`.
 
 #![deny(unsafe_code)]
@@ -29,6 +30,7 @@ pub mod spawn;
 pub mod subids;
 #[allow(unsafe_code)]
 pub mod sys;
+pub mod upper;
 
 /// `io::Error` as one lower-case phrase, without the " (os error N)" std appends.
 pub(crate) fn describe(e: &std::io::Error) -> String {

@@ -760,6 +760,24 @@ pub fn readlinkat(dir: BorrowedFd<'_>, name: &str) -> io::Result<String> {
     String::from_utf8(buf).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// `fsetxattr(2)` on an open file or directory (not an `O_PATH` descriptor).
+pub fn fsetxattr(fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()> {
+    let n = cstr(name)?;
+    // SAFETY: C strings and borrowed fds: `n` is live; `value` is a live slice whose length
+    // is passed with it.
+    cvt_unit(unsafe { libc::fsetxattr(fd.as_raw_fd(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
+}
+
+/// `flock(2)` with `LOCK_EX | LOCK_NB`: false if another open file description holds a lock.
+pub fn try_lock_exclusive(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    // SAFETY: borrowed fds.
+    match cvt_unit(unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) }) {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// `fstatat(dir, "", AT_EMPTY_PATH)`: what `dir` itself is.
 pub fn fstat(fd: BorrowedFd<'_>) -> io::Result<libc::stat> {
     // SAFETY: out-parameters: stat is plain data; zeroed is valid and is overwritten.

@@ -1,0 +1,448 @@
+#!/bin/sh
+# The checks of the kernel VM tier, run inside the guest by /init2 (`checks.sh all`), each in a
+# fresh shell with a time limit; `checks.sh NAME` runs one. Each check's output goes between
+# `LJVM-BEGIN NAME` and `LJVM-END NAME STATUS` lines on stdout (the second serial port), and
+# tests/tests/vm.rs turns each into the nextest test vm::NAME, failing with this output.
+#
+# The guest: Debian bookworm's kernel (6.1), pure cgroup v2 at /sys/fs/cgroup, a tmpfs root,
+# the static ljspawn in /lj/bin (and a setuid copy in /lj/setuid), ljbuild beside both, a
+# busybox world and an empty store on an ext4 disk at /mnt/disk, the user ljtest (uid 1000) with
+# subordinate ids 100000-165535.
+
+export PATH=/bin
+LJ=/lj/bin/ljspawn
+SLJ=/lj/setuid/ljspawn
+W=/mnt/disk/worlds/busybox
+CG=/sys/fs/cgroup
+NOTE_OOM='ljspawn: note: the jail reached its memory limit and the OOM killer killed a process in it'
+USERNS_MSG='unprivileged user namespaces are disabled (kernel.unprivileged_userns_clone = 0)'
+
+fail() {
+    echo "FAIL: $*"
+    exit 1
+}
+
+# run CMD...: runs it, shows it and its output; status in $RC, output (stdout and stderr) in $OUT.
+run() {
+    echo "+ $*"
+    OUT=$("$@" 2>&1)
+    RC=$?
+    [ -n "$OUT" ] && printf '%s\n' "$OUT" | sed 's/^/  | /'
+    echo "  = $RC"
+}
+# urun SCRIPT: as run, for a shell script run by the user ljtest (a login as `su` makes it).
+urun() {
+    echo "+ (ljtest) $1"
+    OUT=$(su -s /bin/sh ljtest -c "$1" 2>&1)
+    RC=$?
+    [ -n "$OUT" ] && printf '%s\n' "$OUT" | sed 's/^/  | /'
+    echo "  = $RC"
+}
+want_rc() { [ "$RC" = "$1" ] || fail "exit status $RC, wanted $1"; }
+has() { printf '%s\n' "$OUT" | grep -qF -- "$1" || fail "the output lacks: $1"; }
+hasnt() { ! printf '%s\n' "$OUT" | grep -qF -- "$1" || fail "the output has: $1"; }
+# lines: the output's lines, without the ones ljspawn's own notes add.
+is() { [ "$OUT" = "$1" ] || fail "the output is not: $1"; }
+
+userns() {
+    echo "$1" > /proc/sys/kernel/unprivileged_userns_clone || fail "cannot set kernel.unprivileged_userns_clone"
+    echo "(kernel.unprivileged_userns_clone = $1)"
+}
+no_jail_cgroups() {
+    left=$(find "$CG" -name 'lightjail-*' -type d 2>/dev/null)
+    [ -z "$left" ] || fail "jail cgroups left behind: $left"
+}
+# A copy of the busybox world owned by the user (rootless jails copy up only what they own).
+user_world() {
+    [ -d /home/ljtest/world ] && return
+    cp -a "$W" /home/ljtest/world && chown -R ljtest:ljtest /home/ljtest/world
+}
+
+# ---------------------------------------------------------------- the machine itself
+
+check_kernel_layout() {
+    run uname -r
+    case $OUT in 6.1.*) ;; *) fail "not Debian 12's 6.1 kernel" ;; esac
+    run grep -E ' cgroup2? ' /proc/mounts
+    has "cgroup2 $CG"
+    ! grep -q ' cgroup ' /proc/mounts || fail "a cgroup v1 hierarchy is mounted: not a pure v2 host"
+    run cat $CG/cgroup.controllers
+    for c in memory pids cpu; do has "$c"; done
+    run cat /proc/sys/kernel/unprivileged_userns_clone
+    [ "$RC" = 0 ] || fail "no kernel.unprivileged_userns_clone (not a Debian kernel?)"
+    run grep -E 'overlay|ext4' /proc/filesystems
+    has overlay
+    has ext4
+    run grep ' /mnt/disk ' /proc/mounts
+    has ext4
+    run ip link add ljt0 type veth peer name ljt1
+    want_rc 0
+    ip link del ljt0
+    run ip link add ljb0 type bridge
+    want_rc 0
+    run ip link add link ljb0 ljm0 type macvlan
+    want_rc 0
+    ip link del ljm0 2>/dev/null
+    ip link del ljb0
+}
+
+# ---------------------------------------------------------------- cgroup v2 limits as root
+
+check_root_memory_oom() {
+    userns 1
+    # busybox tail keeps its whole input when it holds no newline: N MiB of zeros in memory.
+    run $LJ --root $W --memory 32M -- /bin/sh -c 'head -c 8388608 /dev/zero | tail | wc -c'
+    want_rc 0
+    is 8388608
+    run $LJ --root $W -- /bin/sh -c 'head -c 50331648 /dev/zero | tail | wc -c'
+    want_rc 0
+    is 50331648
+    run $LJ --root $W --memory 32M -- /bin/sh -c 'cat /sys/fs/cgroup/memory.max 2>/dev/null; head -c 50331648 /dev/zero | tail >/dev/null'
+    want_rc 137
+    has "$NOTE_OOM"
+    no_jail_cgroups
+}
+
+check_root_pids() {
+    userns 1
+    $LJ --root $W --pids 32 -- /bin/sh -c '( i=0; while [ $i -lt 100 ]; do sleep 100 & i=$((i+1)); done ) 2>/dev/null; n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo procs $n; sleep 2; echo end' > /tmp/pids.out 2>&1 &
+    lj=$!
+    sleep 1
+    d=$CG/lightjail/lightjail-$lj
+    run cat $d/pids.max $d/pids.current $d/pids.events
+    has 32
+    max=$(sed -n 's/^max //p' $d/pids.events)
+    wait $lj
+    RC=$?
+    OUT=$(cat /tmp/pids.out)
+    echo "jail: $OUT (status $RC)"
+    want_rc 0
+    has end
+    n=$(printf '%s\n' "$OUT" | sed -n 's/^procs //p')
+    [ -n "$n" ] && [ "$n" -le 32 ] && [ "$n" -ge 25 ] || fail "procs in the jail: $n (want 25..32)"
+    [ "${max:-0}" -gt 0 ] || fail "no fork was refused (pids.events max = $max)"
+    no_jail_cgroups
+}
+
+check_root_cpus() {
+    userns 1
+    $LJ --root $W --cpus 0.5 -- /bin/sh -c 'end=$(($(date +%s) + 4)); while [ $(date +%s) -lt $end ]; do :; done' &
+    lj=$!
+    sleep 1
+    d=$CG/lightjail/lightjail-$lj
+    run cat $d/cpu.max
+    is "50000 100000"
+    u0=$(sed -n 's/^usage_usec //p' $d/cpu.stat)
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    sleep 2
+    u1=$(sed -n 's/^usage_usec //p' $d/cpu.stat)
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    run cat $d/cpu.stat
+    thr=$(sed -n 's/^nr_throttled //p' $d/cpu.stat)
+    wait $lj
+    share=$(awk -v a="$u0" -v b="$u1" -v s="$t0" -v e="$t1" 'BEGIN { printf "%.2f", (b - a) / 1e6 / (e - s) }')
+    echo "busy loop under --cpus 0.5: $share of a CPU, throttled $thr times"
+    awk -v s="$share" 'BEGIN { exit !(s <= 0.6 && s >= 0.2) }' || fail "share $share not about 0.5"
+    [ "${thr:-0}" -gt 0 ] || fail "never throttled"
+    no_jail_cgroups
+}
+
+check_root_cgroup_cleanup() {
+    userns 1
+    run $LJ --root $W --memory 64M --pids 20 --cpus 1 -- /bin/true
+    want_rc 0
+    no_jail_cgroups
+    # A SIGKILLed ljspawn cannot remove its cgroup: the jail dies with it, the next run reaps it.
+    $LJ --root $W --pids 10 --memory 64M -- /bin/sleep 100 &
+    lj=$!
+    sleep 1
+    d=$CG/lightjail/lightjail-$lj
+    [ -d "$d" ] || fail "no cgroup $d for the running jail"
+    kill -KILL $lj
+    wait $lj
+    sleep 0.5
+    run ps -o pid,args
+    hasnt 'sleep 100'
+    run $LJ --root $W --pids 10 -- /bin/true
+    want_rc 0
+    [ ! -d "$d" ] || fail "$d of the killed ljspawn survived the next run"
+    no_jail_cgroups
+}
+
+# ---------------------------------------------------------------- rootless, delegated v2 subtree
+
+# As systemd delegates to a user: user.slice/user-1000.slice/user@1000.service owned by the
+# user with the controllers enabled; the user's session in app.slice/run-1.scope below it.
+delegate() {
+    svc=$CG/user.slice/user-1000.slice/user@1000.service
+    mkdir -p $svc
+    for d in $CG $CG/user.slice $CG/user.slice/user-1000.slice; do
+        echo '+memory +pids +cpu' > $d/cgroup.subtree_control || fail "cannot enable controllers in $d"
+    done
+    chown ljtest:ljtest $svc $svc/cgroup.procs $svc/cgroup.subtree_control $svc/cgroup.threads
+    su -s /bin/sh ljtest -c "mkdir -p $svc/app.slice/run-1.scope && echo '+memory +pids +cpu' > $svc/cgroup.subtree_control && echo '+memory +pids +cpu' > $svc/app.slice/cgroup.subtree_control" ||
+        fail "the user cannot use its delegated subtree"
+    SCOPE=$svc/app.slice/run-1.scope
+}
+# uscope SCRIPT: urun in the user's delegated scope (root moves the login there, as systemd).
+uscope() {
+    echo "+ (ljtest in $SCOPE) $1"
+    OUT=$(sh -c 'echo $$ > "$1"/cgroup.procs && exec su -s /bin/sh ljtest -c "$2"' - "$SCOPE" "$1" 2>&1)
+    RC=$?
+    [ -n "$OUT" ] && printf '%s\n' "$OUT" | sed 's/^/  | /'
+    echo "  = $RC"
+}
+
+check_rootless_delegated_limits() {
+    userns 1
+    user_world
+    # Outside a delegated subtree: refused, naming what is missing.
+    urun "$LJ --root /home/ljtest/world --pids 10 -- /bin/echo RAN"
+    want_rc 125
+    hasnt RAN
+    has delegated
+    delegate
+    uscope "$LJ --root /home/ljtest/world --memory 32M -- /bin/sh -c 'id -u; head -c 8388608 /dev/zero | tail | wc -c'"
+    want_rc 0
+    is "0
+8388608"
+    uscope "$LJ --root /home/ljtest/world --memory 32M -- /bin/sh -c 'head -c 50331648 /dev/zero | tail >/dev/null'"
+    want_rc 137
+    has "$NOTE_OOM"
+    uscope "$LJ --root /home/ljtest/world --pids 16 -- /bin/sh -c '( i=0; while [ \$i -lt 50 ]; do sleep 100 & i=\$((i+1)); done ) 2>/dev/null; n=0; for p in /proc/[0-9]*; do n=\$((n+1)); done; echo procs \$n'"
+    want_rc 0
+    n=$(printf '%s\n' "$OUT" | sed -n 's/^procs //p')
+    [ -n "$n" ] && [ "$n" -le 16 ] && [ "$n" -ge 10 ] || fail "procs in the jail: $n (want 10..16)"
+    uscope "$LJ --root /home/ljtest/world --cpus 0.5 -- /bin/sleep 3 & sleep 1.5; cat $(dirname $SCOPE)/lightjail-*/cpu.max; wait"
+    want_rc 0
+    has "50000 100000"
+    run find $CG/user.slice -name 'lightjail-*'
+    is ""
+}
+
+# ---------------------------------------------------------------- overlays on 6.1
+
+# An ephemeral overlay root (--layer) as root and rootless: tmpfs has no user xattrs before 6.6.
+check_overlay_root() {
+    userns 1
+    run $LJ --layer $W -- /bin/sh -c 'echo scratch > /etc/motd && cat /etc/motd && rm /etc/hostname && ls /etc'
+    want_rc 0
+    has scratch
+    hasnt hostname
+    [ ! -e $W/etc/motd ] && [ -e $W/etc/hostname ] || fail "the jail changed the world"
+    user_world
+    urun "$LJ --layer /home/ljtest/world -- /bin/sh -c 'echo scratch > /etc/motd && cat /etc/motd && id -u'"
+    want_rc 0
+    is "scratch
+0"
+    [ ! -e /home/ljtest/world/etc/motd ] || fail "the rootless jail changed the world"
+    # On 6.1 the upper is on disk, in /var/tmp, while the jail runs; gone after it.
+    run ls /var/tmp
+    is ""
+    $LJ --layer $W -- /bin/sh -c 'echo big > /big; sleep 100' &
+    lj=$!
+    sleep 1
+    run sh -c 'ls -ld /var/tmp/ljspawn-upper.*; cat /var/tmp/ljspawn-upper.*/upper/big'
+    want_rc 0
+    has "drwx------"
+    has big
+    # SIGKILL: the jail dies with ljspawn and cannot remove it; the next jail that needs one does.
+    kill -KILL $lj
+    wait $lj
+    sleep 0.5
+    run ls /var/tmp
+    has ljspawn-upper.
+    run $LJ --layer $W -- /bin/true
+    want_rc 0
+    run ls /var/tmp
+    is ""
+    # Another user's are not its to remove.
+    urun "$LJ --layer /home/ljtest/world -- /bin/sh -c 'sleep 100'" &
+    sleep 1.5
+    kill -KILL $(pidof ljspawn)
+    sleep 0.5
+    run $LJ --layer $W -- /bin/true
+    want_rc 0
+    run ls -l /var/tmp
+    has ljtest
+    urun "$LJ --layer /home/ljtest/world -- /bin/true; ls /var/tmp"
+    want_rc 0
+    is ""
+}
+
+# Layers built with --upper as root (whiteouts, an opaque directory), then stacked: the legacy
+# lowerdir= path (no lowerdir+ before 6.8), with names that need escaping; and the same stack
+# read rootless (userxattr keeps root-built and rootless layers interchangeable).
+check_overlay_stack() {
+    userns 1
+    s=/mnt/disk/stack
+    rm -rf $s
+    mkdir -p $s/l1 $s/w1 $s/l2 $s/w2
+    run $LJ --layer $W --upper $s/l1 --work $s/w1 -- /bin/sh -c 'mkdir /d && echo one > /d/a && echo one > /d/b && echo 1 > /one && rm /etc/hostname'
+    want_rc 0
+    run $LJ --layer $W --layer $s/l1 --upper $s/l2 --work $s/w2 -- /bin/sh -c 'rm -r /d && mkdir /d && echo two > /d/c && echo 2 > /two'
+    want_rc 0
+    # A layer name with the characters lowerdir= must escape.
+    mv $s/l2 "$s/l:2,x"
+    chmod 0755 $s "$s/l:2,x" $s/l1
+    for who in root ljtest; do
+        script="$LJ --layer $W --layer $s/l1 --layer '$s/l:2,x' -- /bin/sh -c 'cat /one /two; ls /d; cat /d/c; ls /etc/hostname 2>&1'"
+        if [ $who = root ]; then run sh -c "$script"; else urun "$script"; fi
+        want_rc 1
+        is "1
+2
+c
+two
+ls: /etc/hostname: No such file or directory"
+    done
+    rm -rf $s
+}
+
+# ---------------------------------------------------------------- ljbuild on 6.1, store on ext4
+
+check_ljbuild_root() {
+    userns 1
+    export LIGHTJAIL_ROOT=/mnt/disk/lj
+    run /lj/bin/ljbuild world import busybox $W
+    want_rc 0
+    mkdir -p /tmp/b1 /tmp/b2
+    printf '%s\n' 'name vm/base' 'version 1.0' '---' 'echo base > /base' 'rm /etc/hostname' > /tmp/b1/Jailfile
+    printf '%s\n' 'name vm/app' 'version 1.0' 'from vm/base' '---' 'cat /base > /app' 'echo app >> /app' > /tmp/b2/Jailfile
+    run /lj/bin/ljbuild /tmp/b1/Jailfile
+    want_rc 0
+    run /lj/bin/ljbuild /tmp/b2/Jailfile
+    want_rc 0
+    run /lj/bin/ljbuild run vm/app -- /bin/sh -c 'cat /app; ls /etc/hostname 2>/dev/null; echo end'
+    want_rc 0
+    is "base
+app
+end"
+}
+
+# ---------------------------------------------------------------- a host that forbids userns
+
+check_userns_forbidden_rootless() {
+    userns 0
+    user_world
+    urun "$LJ --root /home/ljtest/world -- /bin/echo RAN"
+    want_rc 125
+    hasnt RAN
+    has "$USERNS_MSG"
+    has "make install-setuid"
+    urun "$SLJ --dry-run --root /home/ljtest/world -- /bin/true"
+    want_rc 0
+    has "mode: setuid"
+}
+
+check_setuid_jails() {
+    userns 0
+    user_world
+    urun "$SLJ --root $W -- /bin/sh -c 'id -u; cat /etc/lj-world; hostname'"
+    want_rc 0
+    has "world: busybox"
+    urun "$SLJ --layer /home/ljtest/world -- /bin/sh -c 'echo scratch > /etc/motd && cat /etc/motd && id -u'"
+    want_rc 0
+    is "scratch
+0"
+    # A user-built stack, kept uppers and all, as the setuid binary mounts it.
+    s=/home/ljtest/stack
+    urun "mkdir -p $s/l1 $s/w1 $s/l2 $s/w2 && $SLJ --layer /home/ljtest/world --upper $s/l1 --work $s/w1 -- /bin/sh -c 'mkdir /d; echo 1 > /d/a; rm /etc/hostname' && $SLJ --layer /home/ljtest/world --layer $s/l1 --upper $s/l2 --work $s/w2 -- /bin/sh -c 'rm -r /d; mkdir /d; echo 2 > /d/b' && $SLJ --layer /home/ljtest/world --layer $s/l1 --layer $s/l2 -- /bin/sh -c 'ls /d; ls /etc/hostname 2>&1'"
+    want_rc 1
+    is "b
+ls: /etc/hostname: No such file or directory"
+    # The root-built world under the setuid binary, as an overlay.
+    urun "$SLJ --layer $W -- /bin/sh -c 'echo x > /tmp/x && cat /tmp/x'"
+    want_rc 0
+    is x
+}
+
+check_setuid_limits() {
+    userns 0
+    urun "$SLJ --root $W --memory 32M -- /bin/echo RAN"
+    want_rc 125
+    hasnt RAN
+    echo 'limits allow ljtest memory=64M pids=64 cpus=1' > /etc/lightjail.conf
+    urun "$SLJ --root $W --memory 32M --pids 20 -- /bin/sh -c 'head -c 50331648 /dev/zero | tail >/dev/null'"
+    want_rc 137
+    has "$NOTE_OOM"
+    urun "$SLJ --root $W --memory 128M -- /bin/echo RAN"
+    want_rc 125
+    hasnt RAN
+    rm -f /etc/lightjail.conf
+    sleep 0.5
+    no_jail_cgroups
+}
+
+check_setuid_escapes() {
+    userns 0
+    echo SECRET > /root/secret
+    chmod 0600 /root/secret
+    hn=$(hostname)
+    urun "$SLJ --layer $W -- /bin/sh -c '
+r=\$(stat -c %d:%i /); [ \"\$r\" = \"\$(stat -c %d:%i /..)\" ] && echo root-is-top
+cd /; for i in 1 2 3 4 5 6 7 8; do cd ..; done; [ \"\$(stat -c %d:%i .)\" = \"\$r\" ] && echo dotdot-stays
+grep ^PPid: /proc/1/status | tr -d \"\\t\"
+mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED
+mount -o remount,rw / 2>/dev/null && echo REMOUNTED
+umount /proc 2>/dev/null && echo UMOUNTED
+mknod /tmp/b b 8 0 2>/dev/null && echo MKNOD-BLOCK
+hostname evil 2>/dev/null && echo SETHOSTNAME
+{ echo 1 > /proc/sys/vm/drop_caches; } 2>/dev/null && echo PROC-SYS
+unshare -U true 2>/dev/null && echo NESTED-USERNS
+echo end'"
+    want_rc 0
+    is "root-is-top
+dotdot-stays
+PPid:0
+end"
+    [ "$(hostname)" = "$hn" ] || fail "the host's hostname changed"
+    for opt in "--cap-add net_admin" "--seccomp none"; do
+        urun "$SLJ --root $W $opt -- /bin/echo RAN"
+        want_rc 125
+        hasnt RAN
+        has "${opt% *}"
+    done
+    urun "$SLJ --root $W --ro-bind /root/secret /etc/hostname -- /bin/cat /etc/hostname"
+    want_rc 125
+    hasnt SECRET
+    urun "$SLJ --root / -- /bin/cat /root/secret"
+    hasnt SECRET
+    rm -f /root/secret
+}
+
+check_setuid_ljbuild() {
+    userns 0
+    urun "export LIGHTJAIL_ROOT=/mnt/disk/user/lj; mkdir -p /tmp/ub && printf '%s\n' 'name vm/user' 'version 1.0' '---' 'echo built-by-\$(id -u) > /hello' > /tmp/ub/Jailfile && /lj/setuid/ljbuild world import busybox /home/ljtest/world && /lj/setuid/ljbuild /tmp/ub/Jailfile && /lj/setuid/ljbuild run vm/user -- /bin/cat /hello"
+    want_rc 0
+    has built-by-0
+}
+
+ALL="kernel_layout root_memory_oom root_pids root_cpus root_cgroup_cleanup
+     rootless_delegated_limits overlay_root overlay_stack ljbuild_root
+     userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild"
+
+case ${1:-all} in
+all)
+    # `all [NAME...]`: every check, or the ones named ("all" again means every one).
+    shift
+    want=${*:-all}
+    [ "$want" = all ] && want=$ALL
+    for c in $want; do
+        echo "LJVM-BEGIN $c"
+        dmesg -c >/dev/null
+        t0=$(cut -d' ' -f1 /proc/uptime)
+        timeout -s KILL 180 sh /lj/checks.sh "$c" 2>&1
+        rc=$?
+        echo "(check took $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { print b - a }') s)"
+        if [ "$rc" != 0 ]; then
+            echo "kernel messages during the check:"
+            dmesg | sed 's/^/  k| /'
+        fi
+        echo "LJVM-END $c $rc"
+    done
+    ;;
+*)
+    "check_$1"
+    echo "ok"
+    ;;
+esac
