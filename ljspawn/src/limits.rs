@@ -191,7 +191,14 @@ impl Cgroup {
                     // processes in it cannot have children with controllers), owned by the
                     // caller, with the controllers enabled for its children.
                     let own_dir = t.path(mount).join(own.strip_prefix("/").unwrap_or(own));
-                    let base = own_dir.parent().unwrap_or(&own_dir).to_path_buf();
+                    // (The root cgroup has no parent in the hierarchy: then the root itself,
+                    // which is never a user's, so the refusal names it.)
+                    let at_root = own.components().all(|c| c == std::path::Component::RootDir);
+                    let base = if at_root {
+                        own_dir.clone()
+                    } else {
+                        own_dir.parent().unwrap_or(&own_dir).to_path_buf()
+                    };
                     let owner = fs::metadata(&base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
                     if !t.fake && owner.ok() != Some(uid) {
                         return Err(LimitError(format!(
@@ -525,6 +532,12 @@ mod tests {
         fs::write(parent.join("cgroup.subtree_control"), "pids").unwrap();
         Cgroup::create(&layout, &tree, "lightjail-3", &pids, Some(1000)).unwrap();
         assert_eq!(read(parent.join("lightjail-3/pids.max")), "10");
+        // A caller in the root cgroup: the subtree looked at is the root, never above it.
+        let layout = detect(PURE_V2, "0::/\n", &tree, &pids).unwrap();
+        fs::write(dir.join("sys/fs/cgroup/cgroup.subtree_control"), "pids").unwrap();
+        Cgroup::create(&layout, &tree, "lightjail-4", &pids, Some(1000)).unwrap();
+        assert_eq!(read(dir.join("sys/fs/cgroup/lightjail-4/pids.max")), "10");
+        assert!(!dir.join("sys/fs/lightjail-4").exists());
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -95,6 +95,7 @@ vm_checks! {
     root_pids,
     root_cpus,
     root_cgroup_cleanup,
+    net_bridge_macvlan,
     rootless_delegated_limits,
     overlay_root,
     overlay_stack,

@@ -127,7 +127,10 @@ install -m 0755 "$src/ljbuild" "$g/lj/setuid/ljbuild"
 # ljbuild imports and exports layers with GNU tar (busybox tar lacks --xattrs).
 rm -f "$g/bin/tar"
 cp "$(command -v tar)" "$g/bin/tar"
-for b in "$src/ljspawn" "$src/ljbuild" "$g/bin/tar"; do
+# iproute2's ip for veth pairs (busybox ip cannot name a veth's peer).
+command -v ip >/dev/null 2>&1 || finish "skip: ip (iproute2) not installed"
+cp "$(command -v ip)" "$g/lj/ip"
+for b in "$src/ljspawn" "$src/ljbuild" "$g/bin/tar" "$g/lj/ip"; do
     ldd "$b" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p' |
         while read -r lib; do
             mkdir -p "$g$(dirname "$lib")"
@@ -149,7 +152,8 @@ chmod 0755 "$d/worlds"
 chown 1000:1000 "$d/user"
 chmod 0700 "$d/lj"
 rm -f "$out/disk.img"
-mkfs.ext4 -q -F -L ljvm -d "$d" "$out/disk.img" 96M || finish "fail: mkfs.ext4 -d failed"
+mkfs.ext4 -q -F -L ljvm -d "$d" "$out/disk.img" 96M >"$out/mkfs.log" 2>&1 ||
+    finish "fail: mkfs.ext4 -d failed: $(tail -n 1 "$out/mkfs.log")"
 rm -rf "$d"
 
 # ---------------------------------------------------------------- boot
