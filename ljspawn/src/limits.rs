@@ -195,7 +195,7 @@ impl Cgroup {
                     // which is never a user's, so the refusal names it.)
                     let at_root = own.components().all(|c| c == std::path::Component::RootDir);
                     let base = if at_root {
-                        own_dir.clone()
+                        t.path(mount)
                     } else {
                         own_dir.parent().unwrap_or(&own_dir).to_path_buf()
                     };

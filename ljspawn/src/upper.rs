@@ -76,7 +76,16 @@ impl DiskUpper {
             for d in ["upper", "work"] {
                 sys::mkdirat(dir.as_fd(), d, 0o755)?;
             }
-            return Ok(DiskUpper { parent, name, dir });
+            let upper = DiskUpper { parent, name, dir };
+            // A /var/tmp that is itself a tmpfs (or another file system without user xattrs)
+            // would fail the mount with a bare "invalid argument": say it here.
+            let work =
+                sys::openat2(Some(upper.dir.as_fd()), "work", libc::O_RDONLY | libc::O_DIRECTORY, 0, 0)?;
+            if !has_user_xattrs(work.as_fd())? {
+                upper.remove();
+                return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+            }
+            return Ok(upper);
         }
         Err(io::Error::from_raw_os_error(libc::EEXIST))
     }

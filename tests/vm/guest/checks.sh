@@ -323,6 +323,12 @@ check_overlay_root() {
     urun "$LJ --layer /home/ljtest/world -- /bin/true; ls /var/tmp"
     want_rc 0
     is ""
+    # A /var/tmp without user xattrs either: one line that says so.
+    mount -t tmpfs tmp /var/tmp
+    run $LJ --layer $W -- /bin/true
+    umount /var/tmp
+    want_rc 125
+    has "tmpfs has no user xattrs (Linux < 6.6), and the overlay's upper layer cannot be made in /var/tmp instead: operation not supported"
 }
 
 # Layers built with --upper as root (whiteouts, an opaque directory), then stacked: the legacy
