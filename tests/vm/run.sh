@@ -175,10 +175,10 @@ if [ "$accel" = auto ]; then
         # KVM boots this kernel in about a second when it works; on some machines (nested
         # virtualization) the guest hangs instead. A probe boot that only reports and powers off.
         t0=$(date +%s)
-        if boot kvm 15 "ljvm.probe=1" && grep -q '^LJVM-PROBE' "$out/results.txt"; then
+        if boot kvm 10 "ljvm.probe=1" && grep -q '^LJVM-PROBE' "$out/results.txt"; then
             accel=kvm
         fi
-        say "KVM probe: $([ "$accel" = kvm ] && echo works || echo 'no guest within 15 s: TCG') ($(($(date +%s) - t0)) s)"
+        say "KVM probe: $([ "$accel" = kvm ] && echo works || echo 'no guest within 10 s: TCG') ($(($(date +%s) - t0)) s)"
     fi
 fi
 say "booting under qemu ($accel) for the checks, at most $limit s"
