@@ -39,6 +39,11 @@ urun() {
     [ -n "$OUT" ] && printf '%s\n' "$OUT" | sed 's/^/  | /'
     echo "  = $RC"
 }
+# wait_for TEST...: until `test TEST...` holds, at most 60 s (a loaded TCG guest is slow).
+wait_for() {
+    i=0
+    while ! test "$@" && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+}
 want_rc() { [ "$RC" = "$1" ] || fail "exit status $RC, wanted $1"; }
 has() { printf '%s\n' "$OUT" | grep -qF -- "$1" || fail "the output lacks: $1"; }
 hasnt() { ! printf '%s\n' "$OUT" | grep -qF -- "$1" || fail "the output has: $1"; }
@@ -133,8 +138,9 @@ check_root_cpus() {
     userns 1
     $LJ --root $W --cpus 0.5 -- /bin/sh -c 'end=$(($(date +%s) + 4)); while [ $(date +%s) -lt $end ]; do :; done' &
     lj=$!
-    sleep 1
     d=$CG/lightjail/lightjail-$lj
+    wait_for -f $d/cpu.stat
+    sleep 0.5
     run cat $d/cpu.max
     is "50000 100000"
     u0=$(sed -n 's/^usage_usec //p' $d/cpu.stat)
@@ -160,9 +166,10 @@ check_root_cgroup_cleanup() {
     # A SIGKILLed ljspawn cannot remove its cgroup: the jail dies with it, the next run reaps it.
     $LJ --root $W --pids 10 --memory 64M -- /bin/sleep 100 &
     lj=$!
-    sleep 1
     d=$CG/lightjail/lightjail-$lj
+    wait_for -d $d
     [ -d "$d" ] || fail "no cgroup $d for the running jail"
+    sleep 0.5
     kill -KILL $lj
     wait $lj
     sleep 0.5
@@ -298,7 +305,8 @@ check_overlay_root() {
     is ""
     $LJ --layer $W -- /bin/sh -c 'echo big > /big; sleep 100' &
     lj=$!
-    sleep 1
+    i=0
+    while ! cat /var/tmp/ljspawn-upper.*/upper/big >/dev/null 2>&1 && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
     run sh -c 'ls -ld /var/tmp/ljspawn-upper.*; cat /var/tmp/ljspawn-upper.*/upper/big'
     want_rc 0
     has "drwx------"
@@ -315,7 +323,9 @@ check_overlay_root() {
     is ""
     # Another user's are not its to remove.
     urun "$LJ --layer /home/ljtest/world -- /bin/sh -c 'sleep 100'" &
-    sleep 1.5
+    i=0
+    while ! ls -l /var/tmp | grep -q ljtest && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    sleep 0.5
     kill -KILL $(pidof ljspawn)
     sleep 0.5
     run $LJ --layer $W -- /bin/true
