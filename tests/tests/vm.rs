@@ -105,4 +105,5 @@ vm_checks! {
     setuid_limits,
     setuid_escapes,
     setuid_ljbuild,
+    setuid_idmap_layer,
 }

@@ -494,9 +494,40 @@ check_setuid_ljbuild() {
     has built-by-0
 }
 
+# Setuid --idmap-layer on 6.1 (idmapped ext4 layer under overlayfs, kernel >= 5.19), with the
+# disk-backed upper: a root-owned store granted in /etc/lightjail.conf; its owners show as the
+# jail's ids, the jail changes its files in the upper, the store stays as it was.
+check_setuid_idmap_layer() {
+    userns 0
+    st=/mnt/disk/store
+    rm -rf $st
+    mkdir -p $st/worlds
+    chmod 0755 $st $st/worlds
+    cp -a $W $st/worlds/bb && chown -R 0:0 $st/worlds/bb && chmod 0700 $st/worlds/bb
+    echo secret > $st/worlds/bb/etc/secret && chown 42:42 $st/worlds/bb/etc/secret && chmod 0600 $st/worlds/bb/etc/secret
+    echo victim > $st/worlds/bb/etc/victim
+    urun "$SLJ --subids --idmap-layer $st/worlds/bb -- /bin/echo RAN"
+    want_rc 125
+    hasnt RAN
+    has "store"
+    echo "store $st allow ljtest" > /etc/lightjail.conf
+    urun "$SLJ --subids --cap-add container --idmap-layer $st/worlds/bb -- /bin/sh -c 'stat -c \"%u:%g %a %n\" /etc/passwd /etc/secret; echo added >> /etc/passwd && rm /etc/victim && cat /etc/secret && test ! -e /etc/victim && echo DONE'"
+    rm -f /etc/lightjail.conf
+    want_rc 0
+    is "0:0 644 /etc/passwd
+42:42 600 /etc/secret
+secret
+DONE"
+    [ "$(cat $st/worlds/bb/etc/victim)" = victim ] || fail "the store changed"
+    grep -q added $st/worlds/bb/etc/passwd && fail "the store's passwd changed"
+    run ls /var/tmp
+    is ""
+    rm -rf $st
+}
+
 ALL="kernel_layout root_memory_oom root_pids root_cpus root_cgroup_cleanup net_bridge_macvlan
      rootless_delegated_limits overlay_root overlay_stack ljbuild_root
-     userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild"
+     userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild setuid_idmap_layer"
 
 case ${1:-all} in
 all)
