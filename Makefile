@@ -16,14 +16,14 @@ unexport CARGO_TARGET_DIR
 APT_PACKAGES := busybox-static uidmap bubblewrap hyperfine iproute2 debootstrap buildah \
                 libseccomp-dev pkg-config util-linux procps python3 ca-certificates \
                 docker-registry skopeo umoci apache2-utils systemd-container flatpak \
-                qemu-system-x86 cpio e2fsprogs
+                qemu-system-x86 cpio e2fsprogs passt
 
 # CI=true: a test that cannot run fails instead of skipping.
 ifeq ($(CI),true)
 export LJ_MUST_WORK := 1
 endif
 
-.PHONY: all deps build test test-vm demo install install-setuid bench clean
+.PHONY: all deps build test test-vm demo install install-setuid bench clean clean-test-host
 
 # The default: the release binaries.
 all: build
@@ -124,3 +124,14 @@ bench: build
 # Remove the build products (target/, benchmark results included).
 clean:
 	$(CARGO) clean
+
+# Remove what `make test` leaves on the host (see README, "What the tests leave behind"): the
+# test user and its subordinate ids, the test directory with its setuid copy, the cached
+# Debian world and kernel package, and stale test stores. The Debian packages stay.
+clean-test-host:
+	-pkill -KILL -u ljtest 2>/dev/null; true
+	-id -u ljtest >/dev/null 2>&1 && userdel -r ljtest 2>/dev/null; true
+	sed -i '/^ljtest:/d' /etc/subuid /etc/subgid
+	rm -rf --one-file-system $(LJ_TEST_DIR) $(LJ_DEBIAN_WORLD) /var/tmp/lj-vm-cache
+	rm -rf --one-file-system /var/lib/lj-test-store-* /var/lib/lj-test-shared-* /var/tmp/ljspawn-upper.* \
+	    /tmp/lj-tests-etc-lightjail-conf.lock
