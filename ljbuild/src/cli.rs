@@ -288,6 +288,33 @@ pub fn command() -> clap::Command {
     Cli::command()
 }
 
+/// Parses the command line of `prog` (ljbuild, or its peer ljail): help and version are
+/// printed and exit 0; any other clap error becomes one line, `PROG: WHAT (see PROG --help)`,
+/// and the usage exit status, which the caller returns.
+pub fn parse_or_usage<C: Parser>(prog: &str) -> Result<C, std::process::ExitCode> {
+    use clap::error::ErrorKind;
+    match C::try_parse() {
+        Ok(cli) => Ok(cli),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("bad usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("{prog}: {first} (see {prog} --help)");
+            Err(std::process::ExitCode::from(crate::error::EXIT_USAGE))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
