@@ -300,6 +300,12 @@ pub fn command() -> Command {
                 .help("Kill the jail when the process that started ljspawn dies"),
         )
         .arg(
+            Arg::new("no-pty")
+                .long("no-pty")
+                .action(ArgAction::SetTrue)
+                .help("When stdin is a terminal, hand it to the jail as it is instead of giving the jail a pty of its own relayed by ljspawn"),
+        )
+        .arg(
             Arg::new("dry-run")
                 .long("dry-run")
                 .action(ArgAction::SetTrue)
@@ -451,6 +457,7 @@ pub fn request(m: &ArgMatches) -> Request {
         die_with_parent: m.get_flag("die-with-parent"),
         join: m.get_one::<i32>("join").copied(),
         dry_run: m.get_flag("dry-run"),
+        no_pty: m.get_flag("no-pty"),
         command,
         bwrap: false,
         env_base: None,

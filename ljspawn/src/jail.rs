@@ -13,6 +13,9 @@
 //! 6. attach the mounts in plan order; every destination is resolved inside the new root
 //!    (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`), missing ones are created one component at a
 //!    time with `mkdirat`, which never follows a symlink;
+//!    then, when fd 0 is a terminal, the jail's own pty (`pty::open_in_jail`): opened from the
+//!    `ptmx` of the devpts just mounted, its master sent to ljspawn, its slave kept for the
+//!    program;
 //! 7. hostname, loopback;
 //! 8. fork the program ([`program`]), then reap and forward signals until it exits.
 
@@ -98,12 +101,15 @@ pub struct Handover {
     /// `--pass-fd` descriptors and what each was (device, inode) when ljspawn started: one
     /// that is something else by now is not passed.
     pub passed: Vec<PassedFd>,
+    /// The plan's pty (fd 0 is a terminal): the socket the master of the jail's own pty is
+    /// sent back to ljspawn on (see `pty`).
+    pub pty: Option<OwnedFd>,
 }
 
 /// PID 1 of the jail. Never returns.
 pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
     let code = match setup(plan, &h, umask) {
-        Ok(()) => supervise(plan, h, umask),
+        Ok(slave) => supervise(plan, h, umask, slave),
         Err(f) => {
             upper::remove_held();
             report(h.status.as_fd(), &f);
@@ -135,7 +141,8 @@ pub(crate) fn write_maps(proc: &str, m: &IdMap) -> std::result::Result<(), (&'st
     Ok(())
 }
 
-fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
+/// Sets the jail up (steps 1-7); returns the slave of the jail's pty, if the plan has one.
+fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
     if sys::pipe_reader_gone(h.status.as_fd()) {
         sys::exit_now(EXIT_SETUP as i32);
@@ -259,6 +266,8 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
     // read-only parts of proc are found in the proc mount itself, wherever it is attached.
     let mut proc_mnt = Some(proc_mnt);
     let mut proc_at: Option<(OwnedFd, &str)> = None;
+    // The devpts of the first /dev: where the jail's pty comes from.
+    let mut pts: Option<OwnedFd> = None;
     let mut files = h.inputs.files.iter();
     for (m, src) in plan.mounts.iter().zip(host) {
         match m {
@@ -289,7 +298,8 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                 let devs = devices
                     .take()
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: "/dev set up twice".into() })?;
-                populate_dev(&root, devs, dest)?;
+                let p = populate_dev(&root, devs, dest)?;
+                pts.get_or_insert(p);
             }
             Mount::TmpfsSized { dest, mode, size } => {
                 let fc = FsContext::open("tmpfs").ctx(|| format!("cannot make a tmpfs for {dest}"))?;
@@ -392,6 +402,17 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
         }
     }
     drop(proc_at);
+    // The jail's pty, from its own devpts: the master to ljspawn, the slave for the program.
+    let slave = match (&h.pty, pts) {
+        (Some(sock), Some(pts)) => {
+            let (master, slave) = crate::pty::open_in_jail(pts.as_fd(), plan.uid, plan.gid)
+                .map_err(|msg| Failure { code: EXIT_SETUP, msg })?;
+            sys::send_fd(sock.as_fd(), master.as_fd())
+                .ctx(|| "cannot hand the jail's pty to ljspawn".into())?;
+            Some(slave)
+        }
+        _ => None,
+    };
 
     // Step 7.
     sys::sethostname(&plan.hostname).ctx(|| "cannot set the host name".into())?;
@@ -417,7 +438,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<()> {
                 .ctx(|| format!("cannot add the default route via {gw}"))?;
         }
     }
-    Ok(())
+    Ok(slave)
 }
 
 fn open_root(root: &RootFs, idmapped: &[Option<OwnedFd>]) -> Result<OwnedFd> {
@@ -652,7 +673,8 @@ fn host_devices() -> Result<Vec<OwnedFd>> {
         .collect()
 }
 
-fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>, at: &str) -> Result<()> {
+/// The jail's `/dev` at `at`; returns its devpts mount.
+fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>, at: &str) -> Result<OwnedFd> {
     let dev = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV)
         .ctx(|| format!("cannot make the tmpfs for {at}"))?;
     attach(root, dev.as_fd(), at, Kind::Dir, Own::Yes)?;
@@ -688,7 +710,7 @@ fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>, at: &str) -> Result<()> {
     ] {
         sys::symlinkat(target, dev.as_fd(), link).ctx(|| format!("cannot create /dev/{link}"))?;
     }
-    Ok(())
+    Ok(pts)
 }
 
 fn devpts() -> io::Result<OwnedFd> {
@@ -924,10 +946,10 @@ fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind, own: Own) -> Result
 
 /// PID 1 after setup: start the program, then reap every child and forward signals until the
 /// program exits. Returns the program's exit code (128+N for signal N).
-fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
+fn supervise(plan: &Plan, h: Handover, umask: u32, slave: Option<OwnedFd>) -> u8 {
     // The program's process shares PID 1's memory until it execs (see `sys::vfork_run`):
     // `program` only borrows.
-    let mut run = || program(plan, &h, umask);
+    let mut run = || program(plan, &h, umask, slave.as_ref());
     let pid = match sys::vfork_run(&mut run) {
         Ok(pid) => pid,
         Err(e) => {
@@ -937,8 +959,10 @@ fn supervise(plan: &Plan, h: Handover, umask: u32) -> u8 {
         }
     };
     // The program holds the status pipe until exec; ljspawn sees end-of-file then.
-    let Handover { status, exit, maps, stdout, stderr, net_join, .. } = h;
-    drop((status, maps, stdout, stderr, net_join));
+    let Handover { status, exit, maps, stdout, stderr, net_join, pty, .. } = h;
+    // (The slave too: once the program's processes have closed theirs, ljspawn's relay sees
+    // the end of the pty's output.)
+    drop((status, maps, stdout, stderr, net_join, pty, slave));
     let code = loop {
         match sys::wait_signal(None) {
             Ok(Some((libc::SIGCHLD, _))) | Ok(Some((0, _))) | Ok(None) => {
@@ -982,8 +1006,8 @@ fn reap(program: i32) -> Option<u8> {
 
 /// The program's process: drop everything, then exec. Returns only on failure (reported),
 /// with the exit code.
-fn program(plan: &Plan, h: &Handover, umask: u32) -> i32 {
-    let f = match prepare_and_exec(plan, h, umask) {
+fn program(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedFd>) -> i32 {
+    let f = match prepare_and_exec(plan, h, umask, slave) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -993,7 +1017,7 @@ fn program(plan: &Plan, h: &Handover, umask: u32) -> i32 {
 
 pub(crate) enum Never {}
 
-fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
+fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedFd>) -> Result<Never> {
     sys::setsid().ctx(|| "cannot start a new session".into())?;
     // A session keyring of its own (empty): the caller's session keys stay out of reach.
     sys::join_session_keyring().ctx(|| "cannot join a new session keyring".into())?;
@@ -1002,6 +1026,9 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32) -> Result<Never> {
     }
     if let Some(fd) = &h.stderr {
         sys::dup2(fd.as_fd(), 2).ctx(|| "cannot redirect stderr".into())?;
+    }
+    if let Some(s) = slave {
+        crate::pty::attach_program(s.as_fd()).ctx(|| "cannot attach the jail's pty".into())?;
     }
     confine_and_exec(plan, h.inputs.seccomp_extra.as_deref(), &h.passed, umask)
 }

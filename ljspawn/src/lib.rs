@@ -25,6 +25,7 @@ pub mod net;
 pub mod pasta;
 pub mod plan;
 pub mod privileged;
+pub mod pty;
 pub mod seccomp;
 pub mod spawn;
 pub mod subids;

@@ -62,11 +62,13 @@ fn main() -> ExitCode {
     }
 
     let setuid = mode == Mode::Setuid;
+    let stdin_tty = sys::isatty(0);
     let caller = Caller {
         mode,
         uid: ruid,
         gid: rgid,
-        tty: (0..3).any(sys::isatty),
+        tty: stdin_tty || sys::isatty(1) || sys::isatty(2),
+        stdin_tty,
         // Setuid mode never reads the environment.
         term: if setuid { None } else { std::env::var("TERM").ok() },
         subuids: if setuid || req.subids { subids::ranges("/etc/subuid", ruid) } else { Vec::new() },

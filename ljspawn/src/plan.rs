@@ -50,6 +50,8 @@ pub struct Caller {
     pub gid: u32,
     /// A terminal is attached to stdin, stdout or stderr.
     pub tty: bool,
+    /// A terminal is attached to stdin (the jail then gets a pty of its own, see `pty`).
+    pub stdin_tty: bool,
     /// `TERM` of the caller, passed on when a terminal is attached.
     pub term: Option<String>,
     /// The caller's `/etc/subuid` and `/etc/subgid` ranges (start, count); read only in
@@ -121,6 +123,8 @@ pub struct Request {
     /// `--join PID`: run the command in the running jail whose PID 1 is PID (see `join`).
     pub join: Option<i32>,
     pub dry_run: bool,
+    /// `--no-pty`: hand the caller's terminal to the jail as it is (no pty of its own).
+    pub no_pty: bool,
     pub command: Vec<String>,
     /// bwrap's command line (see `bwrap`): no fixed /proc, /dev, /tmp; the environment is
     /// `env_base` and the caller's directory is kept whatever the root.
@@ -508,6 +512,9 @@ pub struct Plan {
     /// The administrator's grants this plan relies on (setuid mode), kept for the second
     /// look at the policy before acting.
     pub grants: Grants,
+    /// fd 0 is a terminal: the jail gets a pty of its own from its devpts (the first `/dev`
+    /// it mounts), relayed by ljspawn (see `pty`). Never without a `Mount::Dev`.
+    pub pty: bool,
 }
 
 /// Why a request cannot become a plan. Every message is one line, lower case.
@@ -1133,6 +1140,9 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     let mut pass_fds = req.pass_fds.clone();
     pass_fds.sort_unstable();
     pass_fds.dedup();
+    // The pty comes from the jail's own devpts: without ljspawn's /dev (the bwrap form
+    // without `--dev`) the terminal is passed as it is, as bwrap passes it.
+    let pty = caller.stdin_tty && !req.no_pty && mounts.iter().any(|m| matches!(m, Mount::Dev { .. }));
 
     Ok(Plan {
         mode: caller.mode,
@@ -1162,6 +1172,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         allow_setuid_files: req.allow_setuid_files,
         seccomp_fd: req.seccomp_fd,
         grants: caller.grants.clone(),
+        pty,
     })
 }
 
@@ -1485,6 +1496,9 @@ impl fmt::Display for Plan {
             )?;
         }
         writeln!(f, "session: new (setsid)")?;
+        if self.pty {
+            writeln!(f, "terminal: a pty of the jail's own devpts, relayed by ljspawn (fd 0 is a terminal; --no-pty passes it as it is)")?;
+        }
         writeln!(
             f,
             "seccomp: {}{}{}",
@@ -1562,6 +1576,7 @@ mod tests {
             uid,
             gid: uid,
             tty: false,
+            stdin_tty: false,
             term: None,
             subuids: vec![],
             subgids: vec![],
@@ -1800,6 +1815,26 @@ mod tests {
         assert!(p.env.contains(&("TERM".into(), "xterm".into())));
         r.setenv = vec![("A=B".into(), "x".into())];
         assert_eq!(build(&r, &c, &none_open), Err(PlanError::BadEnvName("A=B".into())));
+    }
+
+    #[test]
+    fn a_pty_of_its_own_only_with_a_terminal_on_stdin_and_a_dev_of_ljspawns() {
+        let mut c = caller(Mode::Rootless);
+        let mut r = req(&["true"]);
+        assert!(!build(&r, &c, &none_open).unwrap().pty, "no terminal, no pty");
+        c.stdin_tty = true;
+        let p = build(&r, &c, &none_open).unwrap();
+        assert!(p.pty);
+        assert!(p.to_string().contains("terminal: a pty of the jail's own devpts"), "{p}");
+        r.no_pty = true;
+        assert!(!build(&r, &c, &none_open).unwrap().pty, "--no-pty");
+        // The bwrap form: only with its own /dev.
+        let mut b = req(&["true"]);
+        b.bwrap = true;
+        b.env_base = Some(Vec::new());
+        assert!(!build(&b, &c, &none_open).unwrap().pty, "bwrap form without --dev");
+        b.mounts.push(MountReq::Dev { dest: "/dev".into() });
+        assert!(build(&b, &c, &none_open).unwrap().pty, "bwrap form with --dev");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::limits::Cgroup;
 use crate::pasta;
 use crate::plan::{self, Mode, Net, Plan, UsernsSysctls};
 use crate::privileged::{Outputs, Privileged};
+use crate::pty;
 use crate::sys::{self, WaitStatus};
 use crate::{describe, EXIT_SETUP, EXIT_TIMEOUT};
 
@@ -77,8 +78,21 @@ pub fn run(
     if let Err(e) = window.drop(die_with_parent) {
         return Err(jail.abort(e, None));
     }
-    let setup = jail.go();
-    let (code, timed_out) = supervise(plan, &setup, start)?;
+    let mut setup = jail.go();
+    // fd 0 is a terminal: the caller's terminal is relayed to the jail's own pty from here on,
+    // and restored when `relay` is dropped, whichever way this returns.
+    let mut relay = match setup.pty.take() {
+        Some(sock) if setup.msg.is_empty() => {
+            pty::Relay::start(sock, plan.stdout_file.is_some(), plan.stderr_file.is_some())
+                .map_err(|e| err("cannot relay the jail's terminal", e))?
+        }
+        _ => None,
+    };
+    let (code, timed_out) = supervise(plan, &setup, start, relay.as_mut())?;
+    if let Some(r) = relay.as_mut() {
+        r.drain();
+    }
+    drop(relay);
     clean_up(plan, setup.pid, cgroup.as_ref());
     drop(pasta);
     report(plan, setup.msg, code, timed_out, json.as_ref())
@@ -106,6 +120,8 @@ struct Cloned {
     umask: u32,
     /// bwrap's `--info-fd`, written once the jail runs.
     info: Option<OwnedFd>,
+    /// ljspawn's end of the socket the jail's pty master comes on (see `pty`).
+    pty: Option<OwnedFd>,
 }
 
 /// The jail started the program (or failed to): its setup failure, if any, and the exit pipe.
@@ -113,6 +129,7 @@ struct Started {
     pid: i32,
     exit_r: OwnedFd,
     msg: Vec<u8>,
+    pty: Option<OwnedFd>,
 }
 
 /// Clones the jail's PID 1 into its namespaces; it sets itself up and waits for the go byte.
@@ -136,6 +153,13 @@ fn clone_jail(
     let (exit_r, exit_w) = pipe()?;
     // Setuid mode: the jail waits on this pipe until its maps are written.
     let (maps_r, maps_w) = pipe()?;
+    // fd 0 is a terminal: the jail sends its pty's master back on this socket.
+    let (pty_ours, pty_theirs) = if plan.pty {
+        let (a, b) = sys::socketpair().map_err(|e| remove(err("cannot make a socket pair", e)))?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
     // The common case (no setuid, no network device, no cgroup, no --json-status): creating
     // a network namespace costs about 0.3 ms, so ljspawn makes it itself, after the clone,
     // while the jail sets up its mounts on the other CPU; the jail joins it when ready. For
@@ -169,7 +193,7 @@ fn clone_jail(
     let umask = sys::umask(0);
     let pid = match sys::clone_fork(flags) {
         Ok(0) => {
-            drop((status_r, exit_r, maps_w, net_ready, inputs.info.take()));
+            drop((status_r, exit_r, maps_w, net_ready, inputs.info.take(), pty_ours));
             let h = Handover {
                 status: status_w,
                 exit: exit_w,
@@ -182,6 +206,7 @@ fn clone_jail(
                 net_join,
                 idmapped,
                 passed,
+                pty: pty_theirs,
             };
             jail::pid1(plan, h, umask)
         }
@@ -194,8 +219,8 @@ fn clone_jail(
             }));
         }
     };
-    drop((net_join, status_w, exit_w, maps_r, outputs, idmapped));
-    Ok(Cloned { pid, status_r, exit_r, maps_w, net_ready, umask, info: inputs.info.take() })
+    drop((net_join, status_w, exit_w, maps_r, outputs, idmapped, pty_theirs));
+    Ok(Cloned { pid, status_r, exit_r, maps_w, net_ready, umask, info: inputs.info.take(), pty: pty_ours })
 }
 
 impl Cloned {
@@ -226,7 +251,7 @@ impl Cloned {
 
     /// Sends the go byte and waits until the program is executed or the jail failed.
     fn go(self) -> Started {
-        let Cloned { pid, status_r, exit_r, maps_w, net_ready, .. } = self;
+        let Cloned { pid, status_r, exit_r, maps_w, net_ready, pty, .. } = self;
         drop(net_ready);
         let _ = sys::write_all(maps_w.as_fd(), b"m");
         drop(maps_w);
@@ -241,21 +266,59 @@ impl Cloned {
                 Err(_) => break,
             }
         }
-        Started { pid, exit_r, msg }
+        Started { pid, exit_r, msg, pty }
     }
 }
 
 /// Relays signals to the jail and enforces the timeout until its PID 1 reports the program's
-/// exit status (or dies without reporting). Returns the status and whether the timeout hit.
-fn supervise(plan: &Plan, jail: &Started, start: Instant) -> Result<(u8, bool), SpawnError> {
+/// exit status (or dies without reporting). With a pty, relays the terminal too. Returns the
+/// status and whether the timeout hit.
+fn supervise(
+    plan: &Plan,
+    jail: &Started,
+    start: Instant,
+    mut relay: Option<&mut pty::Relay>,
+) -> Result<(u8, bool), SpawnError> {
     let pid = jail.pid;
-    let sigfd = sys::signalfd().map_err(|e| err("cannot make a signalfd", e))?;
+    let sigfd = match relay {
+        None => sys::signalfd(),
+        Some(_) => sys::signalfd_tty(),
+    }
+    .map_err(|e| err("cannot make a signalfd", e))?;
+    let stdin = std::io::stdin();
     let mut timed_out = false;
     let mut deadline = plan.timeout.map(|t| start + t);
     let code = loop {
         let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let ready = sys::poll_readable(&[sigfd.as_fd(), jail.exit_r.as_fd()], wait)
-            .map_err(|e| err("cannot wait for the jail", e))?;
+        // (signalfd, exit pipe) readable, and the relay's own descriptors' events.
+        let (ready, tty) = match relay.as_deref() {
+            None => (sys::poll_readable(&[sigfd.as_fd(), jail.exit_r.as_fd()], wait), Vec::new()),
+            Some(r) => {
+                let mut fds = vec![(sigfd.as_fd(), libc::POLLIN), (jail.exit_r.as_fd(), libc::POLLIN)];
+                r.poll_set(stdin.as_fd(), &mut fds);
+                match sys::poll_events(&fds, wait) {
+                    Ok(rev) => (Ok(vec![rev[0] != 0, rev[1] != 0]), rev[2..].to_vec()),
+                    Err(e) => (Err(e), Vec::new()),
+                }
+            }
+        };
+        let ready = ready.map_err(|e| err("cannot wait for the jail", e))?;
+        // Signals first: a window size change is passed on before the input that follows it.
+        if ready[0] {
+            while let Some((sig, _)) =
+                sys::read_signalfd(sigfd.as_fd()).map_err(|e| err("cannot read signals", e))?
+            {
+                if relay.as_deref_mut().is_some_and(|r| r.signal(sig)) {
+                    continue;
+                }
+                if sig != libc::SIGCHLD {
+                    let _ = sys::kill(pid, sig);
+                }
+            }
+        }
+        if let Some(r) = relay.as_deref_mut() {
+            r.ready(&tty);
+        }
         if ready[1] {
             let mut b = [0u8; 1];
             match sys::read(jail.exit_r.as_fd(), &mut b) {
@@ -267,15 +330,6 @@ fn supervise(plan: &Plan, jail: &Started, start: Instant) -> Result<(u8, bool), 
                     WaitStatus::Exited(c) => break c as u8,
                     WaitStatus::Signaled(s) => break 128u8.saturating_add(s as u8),
                 },
-            }
-        }
-        if ready[0] {
-            while let Some((sig, _)) =
-                sys::read_signalfd(sigfd.as_fd()).map_err(|e| err("cannot read signals", e))?
-            {
-                if sig != libc::SIGCHLD {
-                    let _ = sys::kill(pid, sig);
-                }
             }
         }
         if let Some(d) = deadline {

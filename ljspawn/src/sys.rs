@@ -184,6 +184,13 @@ pub fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// One `write(2)`: how much of `data` was written.
+pub fn write_some(fd: BorrowedFd<'_>, data: &[u8]) -> io::Result<usize> {
+    // SAFETY: borrowed fds; `data` is a live slice and its length is passed with it.
+    let n = unsafe { libc::write(fd.as_raw_fd(), data.as_ptr().cast(), data.len()) };
+    cvt(n as c_long).map(|n| n as usize)
+}
+
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: borrowed fds; `buf` is a live, writable slice and its length is passed with it.
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -1036,4 +1043,260 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
 pub fn umask(mask: u32) -> u32 {
     // SAFETY: plain values: umask cannot fail.
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}
+
+// ---- terminals (the jail's pty, see `pty`) ------------------------------------------------
+
+/// `TIOCGPTPEER` (linux/tty.h; libc does not define it for every target).
+const TIOCGPTPEER: libc::c_ulong = 0x5441;
+
+/// A terminal's modes, saved to be restored.
+#[derive(Clone, Copy)]
+pub struct Termios(libc::termios);
+
+impl std::fmt::Debug for Termios {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Termios")
+    }
+}
+
+pub fn tcgetattr(fd: BorrowedFd<'_>) -> io::Result<Termios> {
+    // SAFETY: out-parameters: termios is plain data; zeroed is valid and is overwritten.
+    let mut t: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: borrowed fds and out-parameters: `t` is a live, writable termios.
+    cvt_unit(unsafe { libc::tcgetattr(fd.as_raw_fd(), &mut t) })?;
+    Ok(Termios(t))
+}
+
+/// Sets `t` once the output written so far has been sent (`TCSADRAIN`), retrying on EINTR.
+pub fn tcsetattr(fd: BorrowedFd<'_>, t: &Termios) -> io::Result<()> {
+    loop {
+        // SAFETY: borrowed fds: `t.0` is a live, initialised termios read by the call.
+        match cvt_unit(unsafe { libc::tcsetattr(fd.as_raw_fd(), libc::TCSADRAIN, &t.0) }) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
+        }
+    }
+}
+
+/// `t` in raw mode (`cfmakeraw`): no echo, no line editing, no signals from keys, no output
+/// processing; every byte is passed as it is.
+pub fn raw_mode(t: &Termios) -> Termios {
+    let mut raw = t.0;
+    // SAFETY: out-parameters: `raw` is a live, initialised termios that cfmakeraw edits.
+    unsafe { libc::cfmakeraw(&mut raw) };
+    Termios(raw)
+}
+
+/// True when `t` has canonical input (line editing) on.
+pub fn is_canonical(t: &Termios) -> bool {
+    t.0.c_lflag & libc::ICANON != 0
+}
+
+/// The window size of terminal `fd`.
+pub fn get_winsize(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
+    let mut w = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: borrowed fds and out-parameters: TIOCGWINSZ writes one winsize into the live `w`.
+    cvt_unit(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut w) })?;
+    Ok(w)
+}
+
+/// Sets the window size of terminal `fd` (on a pty master: the kernel sends SIGWINCH to the
+/// foreground process group of the slave when it changed).
+pub fn set_winsize(fd: BorrowedFd<'_>, w: &libc::winsize) -> io::Result<()> {
+    // SAFETY: borrowed fds: TIOCSWINSZ reads one winsize from the live `w`.
+    cvt_unit(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, w as *const libc::winsize) })
+}
+
+/// Unlocks the slave of pty master `fd` (`unlockpt`).
+pub fn unlock_pty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let unlock: c_int = 0;
+    // SAFETY: borrowed fds: TIOCSPTLCK reads one c_int from the live `unlock`.
+    cvt_unit(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSPTLCK, &unlock as *const c_int) })
+}
+
+/// Opens the slave of pty master `fd` through the master itself (`TIOCGPTPEER`): the slave
+/// of the same devpts instance, never looked up by name.
+pub fn pty_peer(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let flags = (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as libc::c_ulong;
+    // SAFETY: borrowed fds and plain values: TIOCGPTPEER takes open flags as an integer and
+    // returns a new descriptor.
+    let fd = unsafe { libc::ioctl(fd.as_raw_fd(), TIOCGPTPEER, flags) };
+    cvt_fd(fd as c_long)
+}
+
+/// Makes terminal `fd` the controlling terminal of this session (whose leader we are).
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: borrowed fds and plain values: TIOCSCTTY takes an integer (0: do not steal).
+    cvt_unit(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as c_int) })
+}
+
+/// The foreground process group of terminal `fd`.
+pub fn tcgetpgrp(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    // SAFETY: borrowed fds: tcgetpgrp only reads the terminal's state.
+    let r = unsafe { libc::tcgetpgrp(fd.as_raw_fd()) };
+    cvt(r as c_long).map(|p| p as i32)
+}
+
+pub fn getpgrp() -> i32 {
+    // SAFETY: plain values: getpgrp takes nothing and cannot fail.
+    unsafe { libc::getpgrp() }
+}
+
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: Option<u32>) -> io::Result<()> {
+    let g = gid.unwrap_or(u32::MAX);
+    // SAFETY: borrowed fds and plain values (-1, i.e. u32::MAX, leaves the group).
+    cvt_unit(unsafe { libc::fchown(fd.as_raw_fd(), uid, g) })
+}
+
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: borrowed fds: F_GETFL reads the descriptor's flags.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    cvt_unit(flags)?;
+    // SAFETY: borrowed fds and plain values: F_SETFL sets the flags just read plus O_NONBLOCK.
+    cvt_unit(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })
+}
+
+/// `poll(2)` for `events` on each fd; returns each one's `revents`. `None` timeout waits
+/// forever; EINTR counts as "nothing ready".
+pub fn poll_events(
+    fds: &[(BorrowedFd<'_>, i16)],
+    timeout: Option<std::time::Duration>,
+) -> io::Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> =
+        fds.iter().map(|(f, ev)| libc::pollfd { fd: f.as_raw_fd(), events: *ev, revents: 0 }).collect();
+    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as c_int);
+    // SAFETY: out-parameters: `p` is a live Vec of `p.len()` pollfds, each naming a borrowed fd.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(vec![0; fds.len()]) } else { Err(e) };
+    }
+    Ok(p.iter().map(|x| x.revents).collect())
+}
+
+/// A connected pair of unix stream sockets (close-on-exec), for passing a descriptor.
+pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as c_int; 2];
+    // SAFETY: out-parameters: `fds` is a live array of two c_ints, as socketpair requires.
+    cvt_unit(unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+    })?;
+    // SAFETY: socketpair succeeded, so fds[0] is a new descriptor owned by nobody else.
+    let a = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+    // SAFETY: socketpair succeeded, so fds[1] is a new descriptor owned by nobody else.
+    let b = unsafe { OwnedFd::from_raw_fd(fds[1]) };
+    Ok((a, b))
+}
+
+/// A control message carrying one descriptor, laid out as the kernel writes it: the header,
+/// then the descriptor at `CMSG_DATA` (the header's size is a multiple of its alignment on
+/// every Linux ABI, so `fd` follows it directly), padded to `CMSG_SPACE(sizeof(int))`.
+#[repr(C)]
+struct FdCmsg {
+    hdr: libc::cmsghdr,
+    fd: c_int,
+    _pad: c_int,
+}
+
+impl FdCmsg {
+    fn new(fd: c_int) -> FdCmsg {
+        // SAFETY: plain data: cmsghdr is integers only; zeroed is a valid value.
+        let mut hdr: libc::cmsghdr = unsafe { std::mem::zeroed() };
+        hdr.cmsg_level = libc::SOL_SOCKET;
+        hdr.cmsg_type = libc::SCM_RIGHTS;
+        hdr.cmsg_len = (std::mem::size_of::<libc::cmsghdr>() + std::mem::size_of::<c_int>()) as _;
+        FdCmsg { hdr, fd, _pad: 0 }
+    }
+}
+
+/// Sends descriptor `fd` (with one data byte) over the unix socket `sock` (`SCM_RIGHTS`).
+pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
+    let mut byte = [b'p'];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cmsg = FdCmsg::new(fd.as_raw_fd());
+    // SAFETY: plain data: msghdr is integers and pointers; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut cmsg as *mut FdCmsg).cast();
+    msg.msg_controllen = std::mem::size_of::<FdCmsg>() as _;
+    loop {
+        // SAFETY: borrowed fds: `msg` points to the live `iov` (one byte of `byte`) and the
+        // live `cmsg`, whose sizes it carries.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one descriptor sent with `send_fd` (close-on-exec); None at end of file (the
+/// sender closed the socket without sending).
+pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut cmsg = FdCmsg::new(-1);
+    cmsg.hdr.cmsg_len = 0;
+    // SAFETY: plain data: msghdr is integers and pointers; zeroed is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut cmsg as *mut FdCmsg).cast();
+    msg.msg_controllen = std::mem::size_of::<FdCmsg>() as _;
+    let n = loop {
+        // SAFETY: borrowed fds and out-parameters: `msg` points to the live, writable `iov`
+        // (one byte) and `cmsg`, whose sizes it carries; the kernel writes within them.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    if n == 0 {
+        return Ok(None);
+    }
+    let want = FdCmsg::new(0).hdr.cmsg_len;
+    if msg.msg_flags & libc::MSG_CTRUNC != 0
+        || (msg.msg_controllen as usize) < want
+        || cmsg.hdr.cmsg_level != libc::SOL_SOCKET
+        || cmsg.hdr.cmsg_type != libc::SCM_RIGHTS
+        || cmsg.hdr.cmsg_len != want
+        || cmsg.fd < 0
+    {
+        return Err(io::Error::from_raw_os_error(libc::EPROTO));
+    }
+    // SAFETY: SCM_RIGHTS just installed `cmsg.fd` as a new descriptor of this process that
+    // nothing else owns (the message held exactly one: its length was checked).
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(cmsg.fd) }))
+}
+
+/// The signals a relaying ljspawn also takes through its signalfd: window size changes, and
+/// being continued after a stop (the caller's shell may have reset the terminal meanwhile).
+pub const TTY_SIGNALS: [c_int; 2] = [libc::SIGWINCH, libc::SIGCONT];
+
+/// Blocks `TTY_SIGNALS` too, and returns a signalfd for those and `block_signals`' set.
+pub fn signalfd_tty() -> io::Result<OwnedFd> {
+    let all = [
+        libc::SIGCHLD,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGWINCH,
+        libc::SIGCONT,
+    ];
+    let set = sigset(&all);
+    // SAFETY: out-parameters: `set` is a live, initialised sigset_t; the old mask is not kept.
+    cvt_unit(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })?;
+    // SAFETY: out-parameters: `set` is a live, initialised sigset_t; -1 asks for a new fd.
+    let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
+    cvt_fd(fd as c_long)
 }

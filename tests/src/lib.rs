@@ -15,8 +15,10 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1246,5 +1248,197 @@ mod tests {
         assert_eq!(shell_quote("abc"), "abc");
         assert_eq!(shell_quote("a b"), "'a b'");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+}
+
+/// A pseudo-terminal made by the test, standing in for the caller's terminal: ljspawn runs
+/// with its slave as fds 0-2 and controlling terminal ([`Cmd::start_on_pty`]); the test
+/// types on and reads from the master.
+#[derive(Debug)]
+pub struct Pty {
+    master: fs::File,
+    /// The test's own copy of the slave: its modes and owner are what the checks read, and
+    /// it keeps the master readable after ljspawn exits.
+    slave: fs::File,
+    pub slave_path: PathBuf,
+    /// Everything read from the master so far.
+    pub output: String,
+}
+
+/// A terminal's modes, as compared before and after a run.
+pub type TermModes = (u32, u32, u32, u32, Vec<u8>);
+
+impl Pty {
+    /// A new pty pair from the host's `/dev/ptmx`.
+    pub fn open() -> io::Result<Pty> {
+        let master = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open("/dev/ptmx")?;
+        let unlock: libc::c_int = 0;
+        let mut n: libc::c_uint = 0;
+        // SAFETY: `master` is an open pty master; TIOCSPTLCK reads one int from the live
+        // `unlock`.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `master` is an open pty master; TIOCGPTN writes one unsigned int into the
+        // live `n`.
+        if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN, &mut n) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let slave_path = PathBuf::from(format!("/dev/pts/{n}"));
+        let slave =
+            fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY).open(&slave_path)?;
+        Ok(Pty { master, slave, slave_path, output: String::new() })
+    }
+
+    /// Sets the window size (rows, columns), as a terminal emulator does when resized: the
+    /// kernel sends SIGWINCH to the terminal's foreground process group.
+    pub fn set_size(&self, rows: u16, cols: u16) {
+        let w = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: `master` is an open pty master; TIOCSWINSZ reads one winsize from the live `w`.
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &w) };
+        assert_eq!(r, 0, "TIOCSWINSZ: {}", io::Error::last_os_error());
+    }
+
+    /// The terminal's modes (iflag, oflag, cflag, lflag, control characters).
+    pub fn modes(&self) -> TermModes {
+        // SAFETY: termios is plain data; zeroed is valid and is overwritten by tcgetattr.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: `slave` is an open terminal; `t` is a live, writable termios.
+        let r = unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &mut t) };
+        assert_eq!(r, 0, "tcgetattr: {}", io::Error::last_os_error());
+        (t.c_iflag, t.c_oflag, t.c_cflag, t.c_lflag, t.c_cc.to_vec())
+    }
+
+    /// True when the terminal is in canonical (line-editing) mode.
+    pub fn canonical(&self) -> bool {
+        self.modes().3 & libc::ICANON != 0
+    }
+
+    /// The slave's metadata (owner, mode) as the host sees it.
+    pub fn slave_meta(&self) -> fs::Metadata {
+        self.slave.metadata().expect("stat the pty slave")
+    }
+
+    /// Gives the slave to `uid` with mode 0620, as a login does with the user's terminal.
+    pub fn give_to(&self, uid: u32) {
+        use std::os::unix::fs::fchown;
+        fchown(&self.slave, Some(uid), None).expect("chown the pty slave");
+        self.slave.set_permissions(fs::Permissions::from_mode(0o620)).expect("chmod the pty slave");
+    }
+
+    /// Types `data` on the terminal.
+    pub fn write(&mut self, data: &[u8]) {
+        self.master.write_all(data).expect("write to the pty master");
+    }
+
+    /// Reads what is there now (without waiting).
+    pub fn read_now(&mut self) {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.master.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => self.output.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Reads until the output (since the start) holds `needle`, at most `limit`.
+    pub fn expect(&mut self, needle: &str, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            self.read_now();
+            if self.output.contains(needle) {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn stdio(&self) -> Stdio {
+        Stdio::from(self.slave.try_clone().expect("dup the pty slave"))
+    }
+}
+
+/// An ljspawn running on a [`Pty`]. Dropping it kills it.
+#[derive(Debug)]
+pub struct PtyChild {
+    pub child: Child,
+    pub command: String,
+}
+
+impl PtyChild {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `limit` for it to exit: its status (128+N for signal N), None on timeout
+    /// (then it is killed).
+    pub fn wait(&mut self, limit: Duration) -> Option<i32> {
+        self.wait_status(limit).map(|s| s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)))
+    }
+
+    fn wait_status(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut status = None;
+        wait_until(limit, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        status
+    }
+
+    /// Waits up to `limit` for it to exit; what the terminal showed is its stdout.
+    pub fn output(mut self, pty: &mut Pty, limit: Duration) -> Output {
+        let started = Instant::now();
+        let exit = self.wait_status(limit);
+        pty.read_now();
+        Output {
+            command: self.command.clone(),
+            exit,
+            stdout: pty.output.clone(),
+            stderr: String::new(),
+            elapsed: started.elapsed(),
+            timed_out: exit.is_none(),
+            pipes_held: false,
+        }
+    }
+}
+
+impl Drop for PtyChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Cmd<'_> {
+    /// Starts ljspawn on `pty`: its slave as fds 0-2 and, through `setsid -c`, the controlling
+    /// terminal of ljspawn's own session (as in a terminal emulator's shell, ljspawn is in the
+    /// foreground process group and gets SIGWINCH).
+    pub fn start_on_pty(self, pty: &Pty) -> PtyChild {
+        let what = format!("{} (on {})", self.describe(), pty.slave_path.display());
+        let setsid = which("setsid").expect("setsid (util-linux) not installed");
+        let mut argv: Vec<OsString> = vec![setsid.into_os_string(), "-c".into()];
+        argv.extend(self.wrapper.iter().cloned());
+        argv.push(self.cx.bin.as_os_str().to_owned());
+        argv.extend(self.args.iter().cloned());
+        let mut cmd = self.cx.wrap_argv(argv);
+        cmd.stdin(pty.stdio()).stdout(pty.stdio()).stderr(pty.stdio());
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        PtyChild { child, command: what }
     }
 }

@@ -550,14 +550,20 @@ fn env_nobody_home(cx: &Ctx) {
 }
 
 fn env_term_with_tty(cx: &Ctx) {
-    // With a terminal on stdin (script(1) gives one), TERM is passed on.
-    if lj_tests::which("script").is_none() {
-        cx.skip("script (util-linux) not installed");
-        return;
-    }
-    let inner = format!("exec {} --root {} -- /bin/env", cx.bin.display(), world(cx));
-    let cmd = cx.command(["/usr/bin/env", "TERM=xterm-lj", "script", "-qec", &inner, "/dev/null"]);
-    let out = lj_tests::run_with_timeout(cmd, None, Duration::from_secs(30)).expect("run script");
+    // With a terminal on stdin (a pty the test made), TERM is passed on.
+    let mut p = match lj_tests::Pty::open() {
+        Ok(p) => p,
+        Err(e) => {
+            cx.skip(&format!("cannot open a pty pair: {e}"));
+            return;
+        }
+    };
+    let out = cx
+        .ljspawn()
+        .wrapper(["/usr/bin/env", "TERM=xterm-lj"])
+        .args(["--root", &world(cx), "--", "/bin/env"])
+        .start_on_pty(&p)
+        .output(&mut p, Duration::from_secs(30));
     let env: BTreeSet<String> = out.stdout.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
     assert_eq!(out.status(), 0, "{}", out.report());
     if cx.mode == Mode::Setuid {
