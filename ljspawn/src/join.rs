@@ -16,19 +16,22 @@
 //! 4. `setns` through a pidfd of the jail's program (PID 1's first child, also checked) into
 //!    every namespace the jail made (the kernel enters the user namespace first), which also
 //!    sets root and cwd to the jail's root;
-//! 5. fork (the child is in the jail's PID namespace), new session, confinement, exec; the
-//!    parent forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT and returns the child's status.
+//! 5. when fd 0 is a terminal: a pty of the jail's own devpts (its `/dev/pts`, checked to be a
+//!    devpts mount), as a new jail's program gets one;
+//! 6. fork (the child is in the jail's PID namespace), new session (on the pty, if any),
+//!    confinement, exec; the parent relays the pty, forwards SIGINT, SIGTERM, SIGHUP and
+//!    SIGQUIT and returns the child's status.
 
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
-use crate::plan::{Mode, Net, Plan};
+use crate::plan::{Mode, Mount, Net, Plan};
 use crate::spawn::err;
 use crate::spawn::SpawnError;
 use crate::sys::{self, WaitStatus};
-use crate::{jail, EXIT_SETUP};
+use crate::{jail, pty, EXIT_SETUP};
 
 fn refuse(msg: String) -> SpawnError {
     SpawnError { code: EXIT_SETUP, msg }
@@ -73,22 +76,53 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
     let umask = sys::umask(0o022);
     sys::umask(umask);
     let passed = crate::spawn::passed_fds(plan)?;
+    // fd 0 is a terminal: a pty of the jail's own devpts, as its program got.
+    let pty = match (
+        plan.pty,
+        plan.mounts.iter().find_map(|m| match m {
+            Mount::Dev { dest } => Some(dest),
+            _ => None,
+        }),
+    ) {
+        (true, Some(dev)) => Some(
+            pty::open_joined(dev, plan.uid, plan.gid).map_err(|msg| SpawnError { code: EXIT_SETUP, msg })?,
+        ),
+        _ => None,
+    };
     let child = sys::fork().map_err(|e| err("cannot fork into the jail", e))?;
     if child == 0 {
-        let f = match sys::setsid().map_err(|e| jail::Failure {
-            code: EXIT_SETUP,
-            msg: format!("cannot start a new session: {}", crate::describe(&e)),
-        }) {
-            Ok(()) => match jail::confine_and_exec(plan, None, &passed, umask) {
-                Ok(never) => match never {},
-                Err(f) => f,
-            },
+        let f = match sys::setsid()
+            .and_then(|()| match &pty {
+                Some((_, slave)) => pty::attach_program(slave.as_fd()),
+                None => Ok(()),
+            })
+            .map_err(|e| jail::Failure {
+                code: EXIT_SETUP,
+                msg: format!("cannot start a new session on the jail's terminal: {}", crate::describe(&e)),
+            }) {
+            Ok(()) => {
+                drop(pty);
+                match jail::confine_and_exec(plan, None, &passed, umask) {
+                    Ok(never) => match never {},
+                    Err(f) => f,
+                }
+            }
             Err(f) => f,
         };
         eprintln!("ljspawn: {}", f.msg);
         sys::exit_now(f.code as i32);
     }
-    forward_until_exit(child)
+    let relay = match pty {
+        Some((master, slave)) => {
+            drop(slave);
+            Some(
+                pty::Relay::new(master, plan.stdout_file.is_some(), plan.stderr_file.is_some())
+                    .map_err(|e| err("cannot relay the jail's terminal", e))?,
+            )
+        }
+        None => None,
+    };
+    forward_until_exit(child, relay)
 }
 
 /// The parent pid of `pid`.
@@ -195,23 +229,49 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
     Ok(())
 }
 
-/// Forwards signals to `child` until it exits; its status (128+N for signal N).
-fn forward_until_exit(child: i32) -> Result<u8, SpawnError> {
-    let sigfd: OwnedFd = sys::signalfd().map_err(|e| err("cannot make a signalfd", e))?;
+/// Forwards signals to `child` until it exits (relaying the jail's pty, if any); its status
+/// (128+N for signal N). The relay, dropped on the way out, restores the caller's terminal.
+fn forward_until_exit(child: i32, mut relay: Option<pty::Relay>) -> Result<u8, SpawnError> {
+    let sigfd: OwnedFd = match relay {
+        None => sys::signalfd(),
+        Some(_) => sys::signalfd_tty(),
+    }
+    .map_err(|e| err("cannot make a signalfd", e))?;
+    let stdin = std::io::stdin();
     loop {
         if let Some((_, st)) = sys::wait_nohang(child).map_err(|e| err("cannot wait for the program", e))? {
+            if let Some(r) = relay.as_mut() {
+                r.drain();
+            }
             return Ok(match st {
                 WaitStatus::Exited(c) => c as u8,
                 WaitStatus::Signaled(s) => 128u8.saturating_add(s as u8),
             });
         }
-        sys::poll_readable(&[sigfd.as_fd()], None).map_err(|e| err("cannot wait for signals", e))?;
+        let tty = match relay.as_ref() {
+            None => {
+                sys::poll_readable(&[sigfd.as_fd()], None).map_err(|e| err("cannot wait for signals", e))?;
+                Vec::new()
+            }
+            Some(r) => {
+                let mut fds = vec![(sigfd.as_fd(), libc::POLLIN)];
+                r.poll_set(stdin.as_fd(), &mut fds);
+                let rev = sys::poll_events(&fds, None).map_err(|e| err("cannot wait for signals", e))?;
+                rev[1..].to_vec()
+            }
+        };
         while let Some((sig, _)) =
             sys::read_signalfd(sigfd.as_fd()).map_err(|e| err("cannot read signals", e))?
         {
+            if relay.as_mut().is_some_and(|r| r.signal(sig)) {
+                continue;
+            }
             if sig != libc::SIGCHLD {
                 let _ = sys::kill(child, sig);
             }
+        }
+        if let Some(r) = relay.as_mut() {
+            r.ready(&tty);
         }
     }
 }

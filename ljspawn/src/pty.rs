@@ -44,6 +44,26 @@ pub(crate) fn open_in_jail(pts: BorrowedFd<'_>, uid: u32, gid: u32) -> Result<(O
     Ok((master, slave))
 }
 
+/// `--join`: the master and slave of a new pty of the running jail's devpts at `dev/pts`
+/// (`dev` is the jail's `/dev`), once this process is in the jail's mount namespace. The
+/// directory must be a devpts mount (whatever the jail mounted there meanwhile) and `ptmx` in
+/// it, so the pty is the jail's own whatever its root holds.
+pub(crate) fn open_joined(dev: &str, uid: u32, gid: u32) -> Result<(OwnedFd, OwnedFd), String> {
+    let at = format!("{}/pts", dev.trim_end_matches('/'));
+    let resolve = sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_MAGICLINKS;
+    let pts = sys::openat2(None, &at, libc::O_PATH | libc::O_DIRECTORY, 0, resolve)
+        .map_err(|e| format!("cannot open the jail's {at}: {}", crate::describe(&e)))?;
+    match sys::fstatfs_type(pts.as_fd()) {
+        Ok(DEVPTS_SUPER_MAGIC) => {}
+        Ok(_) => return Err(format!("the jail's {at} is not a devpts mount")),
+        Err(e) => return Err(format!("cannot stat the jail's {at}: {}", crate::describe(&e))),
+    }
+    open_in_jail(pts.as_fd(), uid, gid)
+}
+
+/// `f_type` of a devpts file system (linux/magic.h).
+const DEVPTS_SUPER_MAGIC: i64 = 0x1cd1;
+
 /// The program's side, after `setsid`: the slave in place of each of fds 0-2 that is a
 /// terminal (the caller's; `-O`/`-E` files were put in place before), and as the controlling
 /// terminal of the new session.
@@ -99,6 +119,11 @@ impl Relay {
     pub fn start(sock: OwnedFd, stdout_file: bool, stderr_file: bool) -> io::Result<Option<Relay>> {
         let Some(master) = sys::recv_fd(sock.as_fd())? else { return Ok(None) };
         drop(sock);
+        Relay::new(master, stdout_file, stderr_file).map(Some)
+    }
+
+    /// Relays `master` (a pty of the jail's own), the caller's terminal in raw mode.
+    pub fn new(master: OwnedFd, stdout_file: bool, stderr_file: bool) -> io::Result<Relay> {
         sys::set_nonblocking(master.as_fd())?;
         let out = if !stdout_file && sys::isatty(1) {
             Out::Stdout
@@ -111,7 +136,7 @@ impl Relay {
             Relay { master, out, saved: None, pending: Vec::new(), input_open: true, master_open: true };
         relay.resize();
         relay.raw()?;
-        Ok(Some(relay))
+        Ok(relay)
     }
 
     /// Raw mode on the caller's terminal, unless ljspawn is a background job of it (then the

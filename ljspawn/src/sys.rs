@@ -1125,6 +1125,15 @@ pub fn pty_peer(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     cvt_fd(fd as c_long)
 }
 
+/// The file system type (`f_type`) of what `fd` is open on.
+pub fn fstatfs_type(fd: BorrowedFd<'_>) -> io::Result<i64> {
+    // SAFETY: out-parameters: statfs is plain data; zeroed is valid and is overwritten.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: borrowed fds and out-parameters: `st` is a live, writable statfs.
+    cvt_unit(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st.f_type as i64)
+}
+
 /// Makes terminal `fd` the controlling terminal of this session (whose leader we are).
 pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: borrowed fds and plain values: TIOCSCTTY takes an integer (0: do not steal).

@@ -19,6 +19,7 @@ lj_tests::mode_tests! {
     caller_terminal_cannot_be_chmodded: root rootless setuid;
     no_pty_passes_the_terminal: root rootless setuid;
     bwrap_form_gets_a_pty_with_dev: root rootless setuid;
+    join_gets_a_pty_of_the_jails_devpts: root rootless;
 }
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -248,4 +249,38 @@ fn bwrap_form_gets_a_pty_with_dev(cx: &Ctx) {
     finish(&mut p, child, 0);
     let shown = path_str(&p.slave_path);
     assert!(p.output.contains(&format!("{shown}\r\n")), "bwrap form with the host's /dev: {}", p.output);
+}
+
+/// `--join` (ljail's `exec` and `shell`) on a terminal: a pty of the running jail's own devpts,
+/// with job control, and the caller's modes back afterwards.
+fn join_gets_a_pty_of_the_jails_devpts(cx: &Ctx) {
+    let Some(mut p) = pty(cx) else { return };
+    let before = p.modes();
+    let w = cx.world_str();
+    let jail = cx.ljspawn().args(["--root", &w, "--", "/bin/sleep", "60"]).start();
+    let mut pid1 = None;
+    wait_until(LIMIT, || {
+        pid1 = fs::read_to_string(format!("/proc/{0}/task/{0}/children", jail.pid()))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().map(str::to_string));
+        pid1.is_some() && find_proc(jail.pid(), "/bin/sleep 60").is_some()
+    });
+    let pid1 = pid1.expect("the jail's PID 1");
+    let child = cx
+        .ljspawn()
+        .args(["--root", &w, "--setenv", "PS1", "lj$ ", "--join", &pid1, "--", "/bin/sh", "-i"])
+        .start_on_pty(&p);
+    expect(&mut p, &child, "lj$ ");
+    assert!(!p.canonical(), "the caller's terminal is not raw while joined");
+    p.write(b"tty; sleep 104\r");
+    let sleep = wait_proc(&child, "sleep 104");
+    p.write(b"\x03");
+    assert!(wait_until(LIMIT, || gone(sleep)), "^C did not stop sleep");
+    p.write(b"echo st=$((0+$?))\r");
+    expect(&mut p, &child, "st=130");
+    assert!(p.output.contains("/dev/pts/0\r\n"), "tty in the joined shell:\n{}", p.output);
+    p.write(b"exit\r");
+    finish(&mut p, child, 0);
+    assert_eq!(p.modes(), before, "modes not restored after --join");
+    drop(jail);
 }
