@@ -63,28 +63,14 @@ ljspawn's bwrap form: bubblewrap's options, in command-line order, on an empty t
     --remount-ro DEST, --proc DEST, --dev DEST, --tmpfs DEST, --dir DEST, --file FD DEST,
     --symlink SRC DEST, --perms OCTAL, --size BYTES, --seccomp FD, --add-seccomp-fd FD,
     --bind-fd FD DEST, --ro-bind-fd FD DEST, --bind-data FD DEST, --ro-bind-data FD DEST,
-    --lock-file DEST, --info-fd FD, --json-status-fd FD, --cap-add CAP, --cap-drop CAP, --new-session, --die-with-parent,
-    --level-prefix
+    --lock-file DEST, --info-fd FD, --json-status-fd FD, --cap-add CAP, --cap-drop CAP,
+    --new-session, --die-with-parent, --level-prefix, --chmod OCTAL PATH, --block-fd FD,
+    --userns-block-fd FD, --argv0 VALUE, --as-pid-1, --mqueue DEST, --overlay-src SRC,
+    --overlay RWSRC WORKDIR DEST, --tmp-overlay DEST, --ro-overlay DEST
 Other bwrap options are refused by name. See ljspawn's README for the differences.";
 
 /// Options bwrap has that this form refuses by name (rather than as unknown).
-const NOT_SUPPORTED: [&str; 15] = [
-    "--as-pid-1",
-    "--chmod",
-    "--block-fd",
-    "--userns-block-fd",
-    "--userns",
-    "--userns2",
-    "--pidns",
-    "--argv0",
-    "--overlay-src",
-    "--overlay",
-    "--tmp-overlay",
-    "--ro-overlay",
-    "--mqueue",
-    "--exec-label",
-    "--file-label",
-];
+const NOT_SUPPORTED: [&str; 5] = ["--userns", "--userns2", "--pidns", "--exec-label", "--file-label"];
 
 /// Translates bwrap's arguments (after argv\[0\]) into a request. `env` is the caller's
 /// environment, `host_name` the host's name (kept in the jail unless `--hostname`), and
@@ -105,9 +91,11 @@ pub fn request(
     let mut warnings = Vec::new();
     let (mut uid, mut gid) = (None, None);
     let (mut perms, mut size): (Option<u32>, Option<u64>) = (None, None);
-    let mut seccomp_fds = 0;
+    let (mut seccomp, mut add_seccomp) = (None, Vec::new());
     let mut share_net = false;
     let mut unshare_net = false;
+    let (mut unshare_user, mut unshare_pid, mut disable_userns) = (false, false, false);
+    let mut overlay_srcs: Vec<std::path::PathBuf> = Vec::new();
     let mut args: Vec<String> = args.to_vec();
     let mut i = 0;
     let bad = |m: String| BwrapError::Msg(m);
@@ -132,6 +120,11 @@ pub fn request(
         if size.is_some() && !matches!(opt.as_str(), "--tmpfs" | "--perms") {
             return Err(bad("--size must be followed by --tmpfs".into()));
         }
+        if !overlay_srcs.is_empty()
+            && !matches!(opt.as_str(), "--overlay-src" | "--overlay" | "--tmp-overlay" | "--ro-overlay")
+        {
+            return Err(bad(OVERLAY_SRC_ALONE.into()));
+        }
         match opt.as_str() {
             "--" => {
                 i += 1;
@@ -153,19 +146,53 @@ pub fn request(
             }
             "--unshare-all" => {
                 r.userns = true;
+                unshare_user = true;
+                unshare_pid = true;
                 unshare_net = true;
             }
             "--share-net" => share_net = true,
-            "--unshare-user" | "--unshare-user-try" => r.userns = true,
+            "--unshare-user" | "--unshare-user-try" => {
+                r.userns = true;
+                unshare_user = true;
+            }
             "--unshare-net" => unshare_net = true,
+            "--unshare-pid" => unshare_pid = true,
             // Always new in ljspawn (a deliberate difference).
-            "--unshare-ipc"
-            | "--unshare-pid"
-            | "--unshare-uts"
-            | "--unshare-cgroup"
-            | "--unshare-cgroup-try" => {}
-            // ljspawn's seccomp filter denies new user namespaces unless asked.
-            "--disable-userns" | "--assert-userns-disabled" => {}
+            "--unshare-ipc" | "--unshare-uts" | "--unshare-cgroup" | "--unshare-cgroup-try" => {}
+            // ljspawn's seccomp filter denies new user namespaces then.
+            "--disable-userns" => disable_userns = true,
+            "--assert-userns-disabled" => r.assert_no_userns = true,
+            "--as-pid-1" => r.as_pid_1 = true,
+            "--argv0" => r.argv0 = Some(take(&args, &opt, 1, &mut i)?.remove(0)),
+            "--block-fd" => r.block_fd = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            "--userns-block-fd" => r.userns_block_fd = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            "--chmod" => {
+                let v = take(&args, &opt, 2, &mut i)?;
+                let mode = u32::from_str_radix(&v[0], 8)
+                    .ok()
+                    .filter(|m| *m <= 0o7777)
+                    .ok_or_else(|| bad("--chmod takes an octal argument <= 07777".into()))?;
+                r.mounts.push(MountReq::Chmod { dest: v[1].clone(), mode });
+            }
+            "--mqueue" => r.mounts.push(MountReq::Mqueue { dest: take(&args, &opt, 1, &mut i)?.remove(0) }),
+            "--overlay-src" => overlay_srcs.push(take(&args, &opt, 1, &mut i)?.remove(0).into()),
+            "--overlay" | "--tmp-overlay" | "--ro-overlay" => {
+                let n = if opt == "--overlay" { 3 } else { 1 };
+                let mut v = take(&args, &opt, n, &mut i)?;
+                let need = if opt == "--ro-overlay" { 2 } else { 1 };
+                if overlay_srcs.len() < need {
+                    let what = if need == 1 { "one --overlay-src" } else { "two --overlay-src" };
+                    return Err(bad(format!("{opt} requires at least {what}")));
+                }
+                let dest = v.pop().expect("taken");
+                let upper = (opt == "--overlay").then(|| (v[0].clone().into(), v[1].clone().into()));
+                r.mounts.push(MountReq::Overlay {
+                    srcs: std::mem::take(&mut overlay_srcs),
+                    dest,
+                    upper,
+                    tmp: opt == "--tmp-overlay",
+                });
+            }
             "--new-session" | "--level-prefix" => {}
             "--die-with-parent" => r.die_with_parent = true,
             "--uid" => uid = Some(num(&take(&args, &opt, 1, &mut i)?[0], "uid")?),
@@ -260,15 +287,22 @@ pub fn request(
                         .ok_or_else(|| bad(format!("--size takes a size in bytes, not {v}")))?,
                 );
             }
-            "--seccomp" | "--add-seccomp-fd" => {
+            "--seccomp" => {
                 let f = fd(&take(&args, &opt, 1, &mut i)?[0])?;
-                seccomp_fds += 1;
-                if seccomp_fds > 1 {
-                    return Err(bad(format!(
-                        "{opt}: only one caller seccomp program is supported by ljspawn's bwrap form"
-                    )));
+                if !add_seccomp.is_empty() {
+                    return Err(bad("--seccomp cannot be combined with --add-seccomp-fd".into()));
                 }
-                r.seccomp_fd = Some(f);
+                if seccomp.is_some() {
+                    warnings.push("Only the last --seccomp option will take effect".to_string());
+                }
+                seccomp = Some(f);
+            }
+            "--add-seccomp-fd" => {
+                let f = fd(&take(&args, &opt, 1, &mut i)?[0])?;
+                if seccomp.is_some() {
+                    return Err(bad("--add-seccomp-fd cannot be combined with --seccomp".into()));
+                }
+                add_seccomp.push(f);
             }
             "--json-status-fd" => r.json_status = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
             "--cap-add" => {
@@ -299,6 +333,31 @@ pub fn request(
     if size.is_some() {
         return Err(bad("--size must be followed by --tmpfs".into()));
     }
+    if !overlay_srcs.is_empty() {
+        return Err(bad(OVERLAY_SRC_ALONE.into()));
+    }
+    // bwrap's own rules, with its messages.
+    if r.userns_block_fd.is_some() && !unshare_user {
+        return Err(bad("--userns-block-fd requires --unshare-user".into()));
+    }
+    if r.userns_block_fd.is_some() && r.info_fd.is_none() {
+        return Err(bad("--userns-block-fd requires --info-fd".into()));
+    }
+    if disable_userns && !unshare_user {
+        return Err(bad("--disable-userns requires --unshare-user".into()));
+    }
+    if disable_userns && r.userns_block_fd.is_some() {
+        return Err(bad("--disable-userns is not compatible with  --userns-block-fd".into()));
+    }
+    if r.as_pid_1 && !unshare_pid {
+        return Err(bad("Specifying --as-pid-1 requires --unshare-pid".into()));
+    }
+    if r.as_pid_1 && r.mounts.iter().any(|m| matches!(m, MountReq::LockFile { .. })) {
+        return Err(bad("Specifying --as-pid-1 and --lock-file is not permitted".into()));
+    }
+    // bwrap lets a sandbox make user namespaces unless --disable-userns.
+    r.allow_userns = !disable_userns;
+    r.seccomp_fds = seccomp.into_iter().chain(add_seccomp).collect();
     r.command = args[i.min(args.len())..].to_vec();
     if r.command.is_empty() {
         return Err(BwrapError::Usage);
@@ -306,12 +365,14 @@ pub fn request(
     if unshare_net && !share_net {
         r.net = None;
     }
-    r.user = match (uid, gid) {
-        (None, None) => None,
-        (u, g) => Some((u.unwrap_or(0), g.or(u).or(Some(0)))),
-    };
+    // Unset ids stay the caller's (the plan knows them).
+    r.user = uid.map(|u| (u, gid));
+    r.group = gid;
     Ok((r, warnings))
 }
+
+const OVERLAY_SRC_ALONE: &str =
+    "--overlay-src must be followed by another --overlay-src or one of --overlay, --tmp-overlay, or --ro-overlay";
 
 /// The `n` arguments of option `opt` at `i` (which moves past them), or bwrap's message.
 fn take(args: &[String], opt: &str, n: usize, i: &mut usize) -> Result<Vec<String>, BwrapError> {
@@ -412,8 +473,11 @@ mod tests {
         assert_eq!(r.env_base, Some(vec![("PWD".into(), "/w".into())]));
         assert_eq!(r.setenv, [("B".to_string(), "2".to_string())]);
         assert_eq!(r.unsetenv, ["A"]);
-        assert_eq!(parse(&["--uid", "5", "true"]).unwrap().user, Some((5, Some(5))));
-        assert_eq!(parse(&["--gid", "7", "true"]).unwrap().user, Some((0, Some(7))));
+        // Unset ids stay the caller's: --gid alone is not uid 0 (the plan fills them in).
+        assert_eq!(parse(&["--uid", "5", "true"]).unwrap().user, Some((5, None)));
+        let r = parse(&["--gid", "7", "true"]).unwrap();
+        assert_eq!((r.user, r.group), (None, Some(7)));
+        assert_eq!(parse(&["--uid", "5", "--gid", "6", "true"]).unwrap().user, Some((5, Some(6))));
     }
 
     #[test]
@@ -423,10 +487,114 @@ mod tests {
         assert_eq!(parse(&["--bind", "/a"]), Err(BwrapError::Msg("--bind takes 2 arguments".into())));
         assert_eq!(parse(&["--frob", "true"]), Err(BwrapError::Msg("Unknown option --frob".into())));
         assert!(
-            matches!(parse(&["--as-pid-1", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
+            matches!(parse(&["--userns", "3", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
         );
-        assert!(parse(&["--seccomp", "3", "--add-seccomp-fd", "4", "true"]).is_err());
+        let msg = |a: &[&str]| match parse(a) {
+            Err(BwrapError::Msg(m)) => m,
+            other => panic!("{a:?}: {other:?}"),
+        };
+        assert_eq!(
+            msg(&["--seccomp", "3", "--add-seccomp-fd", "4", "true"]),
+            "--add-seccomp-fd cannot be combined with --seccomp"
+        );
+        assert_eq!(
+            msg(&["--add-seccomp-fd", "3", "--seccomp", "4", "true"]),
+            "--seccomp cannot be combined with --add-seccomp-fd"
+        );
+        assert_eq!(msg(&["--as-pid-1", "true"]), "Specifying --as-pid-1 requires --unshare-pid");
+        assert_eq!(
+            msg(&["--unshare-pid", "--as-pid-1", "--lock-file", "/l", "true"]),
+            "Specifying --as-pid-1 and --lock-file is not permitted"
+        );
+        assert_eq!(msg(&["--userns-block-fd", "3", "true"]), "--userns-block-fd requires --unshare-user");
+        assert_eq!(
+            msg(&["--unshare-user", "--userns-block-fd", "3", "true"]),
+            "--userns-block-fd requires --info-fd"
+        );
+        assert_eq!(msg(&["--disable-userns", "true"]), "--disable-userns requires --unshare-user");
+        assert_eq!(msg(&["--chmod", "8", "/x", "true"]), "--chmod takes an octal argument <= 07777");
+        assert_eq!(
+            msg(&["--overlay", "u", "w", "/d", "true"]),
+            "--overlay requires at least one --overlay-src"
+        );
+        assert_eq!(
+            msg(&["--tmp-overlay", "/d", "true"]),
+            "--tmp-overlay requires at least one --overlay-src"
+        );
+        assert_eq!(
+            msg(&["--overlay-src", "/a", "--ro-overlay", "/d", "true"]),
+            "--ro-overlay requires at least two --overlay-src"
+        );
+        assert_eq!(msg(&["--overlay-src", "/a", "--dir", "/d", "true"]), OVERLAY_SRC_ALONE);
+        assert_eq!(msg(&["--overlay-src", "/a", "true"]), OVERLAY_SRC_ALONE);
         assert_eq!(parse(&["--help"]), Err(BwrapError::Help));
+    }
+
+    #[test]
+    fn new_options() {
+        let r = parse(&[
+            "--unshare-all",
+            "--as-pid-1",
+            "--argv0",
+            "zero",
+            "--block-fd",
+            "5",
+            "--add-seccomp-fd",
+            "6",
+            "--add-seccomp-fd",
+            "7",
+            "--dir",
+            "/d",
+            "--chmod",
+            "1755",
+            "/d",
+            "--mqueue",
+            "/dev/mqueue",
+            "--overlay-src",
+            "/l1",
+            "--overlay-src",
+            "/l2",
+            "--ro-overlay",
+            "/ro",
+            "--overlay-src",
+            "/l1",
+            "--tmp-overlay",
+            "/tmp-o",
+            "--overlay-src",
+            "/l1",
+            "--overlay",
+            "/up",
+            "/wk",
+            "/rw",
+            "sh",
+        ])
+        .unwrap();
+        assert!(r.as_pid_1 && r.allow_userns);
+        assert_eq!(r.argv0.as_deref(), Some("zero"));
+        assert_eq!((r.block_fd, r.seccomp_fds.as_slice()), (Some(5), &[6, 7][..]));
+        assert_eq!(
+            r.mounts[1..],
+            [
+                MountReq::Chmod { dest: "/d".into(), mode: 0o1755 },
+                MountReq::Mqueue { dest: "/dev/mqueue".into() },
+                MountReq::Overlay {
+                    srcs: vec!["/l1".into(), "/l2".into()],
+                    dest: "/ro".into(),
+                    upper: None,
+                    tmp: false
+                },
+                MountReq::Overlay { srcs: vec!["/l1".into()], dest: "/tmp-o".into(), upper: None, tmp: true },
+                MountReq::Overlay {
+                    srcs: vec!["/l1".into()],
+                    dest: "/rw".into(),
+                    upper: Some(("/up".into(), "/wk".into())),
+                    tmp: false
+                },
+            ]
+        );
+        assert!(!parse(&["--unshare-user", "--disable-userns", "true"]).unwrap().allow_userns);
+        let r = parse(&["--unshare-user", "--userns-block-fd", "4", "--info-fd", "5", "true"]).unwrap();
+        assert_eq!((r.userns_block_fd, r.info_fd), (Some(4), Some(5)));
     }
 
     #[test]

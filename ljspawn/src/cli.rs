@@ -453,7 +453,7 @@ pub fn request(m: &ArgMatches) -> Request {
         seccomp: m.get_one::<String>("seccomp").cloned(),
         allow_userns: m.get_flag("allow-userns"),
         allow_setuid_files: m.get_flag("allow-setuid-files"),
-        seccomp_fd: m.get_one::<i32>("seccomp-fd").copied(),
+        seccomp_fds: m.get_one::<i32>("seccomp-fd").copied().into_iter().collect(),
         die_with_parent: m.get_flag("die-with-parent"),
         join: m.get_one::<i32>("join").copied(),
         dry_run: m.get_flag("dry-run"),
@@ -463,6 +463,7 @@ pub fn request(m: &ArgMatches) -> Request {
         env_base: None,
         unsetenv: Vec::new(),
         info_fd: None,
+        ..Default::default()
     }
 }
 

@@ -60,12 +60,17 @@ impl<T> Ctx<T> for io::Result<T> {
 /// What ljspawn read for the jail from descriptors the caller passed.
 #[derive(Debug, Default)]
 pub struct Inputs {
-    /// The caller's own seccomp program (`--seccomp-fd`), installed after the built-in one.
-    pub seccomp_extra: Option<Vec<u8>>,
+    /// The caller's own seccomp programs (`--seccomp-fd`, bwrap's `--add-seccomp-fd`),
+    /// installed after the built-in one, in order.
+    pub seccomp_extra: Vec<Vec<u8>>,
     /// The content of each `Mount::File` and `Mount::Data` of the plan, in plan order.
     pub files: Vec<Vec<u8>>,
     /// bwrap's `--info-fd`: written once the jail runs, then closed (by ljspawn).
     pub info: Option<OwnedFd>,
+    /// bwrap's `--block-fd`: the program reads it (a byte or end-of-file) before exec.
+    pub block: Option<OwnedFd>,
+    /// bwrap's `--userns-block-fd`: ljspawn reads it before the go byte (never the jail).
+    pub userns_block: Option<OwnedFd>,
 }
 
 /// A `--pass-fd` descriptor and what it was (device, inode) when ljspawn started.
@@ -109,6 +114,21 @@ pub struct Handover {
 /// PID 1 of the jail. Never returns.
 pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
     let code = match setup(plan, &h, umask) {
+        // bwrap's --as-pid-1: this process becomes the program; ljspawn sees the end of the
+        // exit pipe (close-on-exec) and waits for it. The kernel kills what is left in the
+        // PID namespace when it exits.
+        Ok(slave) if plan.as_pid_1 => {
+            if upper::any_held() {
+                let f = Failure {
+                    code: EXIT_SETUP,
+                    msg: "--as-pid-1: this kernel's tmpfs has no user xattrs, so an overlay's upper is on disk and needs ljspawn's init to remove it".into(),
+                };
+                upper::remove_held();
+                report(h.status.as_fd(), &f);
+                sys::exit_now(f.code as i32)
+            }
+            program(plan, &h, umask, slave.as_ref()) as u8
+        }
         Ok(slave) => supervise(plan, h, umask, slave),
         Err(f) => {
             upper::remove_held();
@@ -151,7 +171,9 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     let linked = matches!(plan.net, Net::Bridge { .. } | Net::Macvlan { .. });
     // (pasta: ljspawn opens this namespace's files, so the wait comes before set_dumpable.)
     let pasta = plan.net == Net::Pasta;
-    if by_parent || linked || pasta || plan.json_status.is_some() || !plan.limits.is_empty() {
+    let external_maps = plan.userns_block_fd.is_some();
+    if by_parent || linked || pasta || external_maps || plan.json_status.is_some() || !plan.limits.is_empty()
+    {
         let mut b = [0u8; 1];
         if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
             sys::exit_now(EXIT_SETUP as i32);
@@ -181,6 +203,8 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
             }
         }
         Some(_) if h.maps_written => {}
+        // bwrap's --userns-block-fd: the caller wrote the maps before ljspawn sent the go byte.
+        Some(_) if external_maps => {}
         Some(m) => {
             write_maps("/proc/self", m).map_err(|(file, e)| setup_err(format!("cannot write {file}"), e))?
         }
@@ -219,10 +243,19 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 Err(f) => return Err(f),
             },
             Mount::Dev { .. } => {
-                devices = Some(host_devices()?);
+                devices = Some(host_devices(plan.dev_console && !plan.pty)?);
                 None
             }
             Mount::ProcMask { .. } => Some(masking_null()?),
+            Mount::Overlay { srcs, upper, tmp, .. } => {
+                let names: Vec<String> = srcs.iter().map(|s| s.display().to_string()).collect();
+                let up = match (upper, tmp) {
+                    (Some(u), _) => Upper::Kept(u),
+                    (None, true) => Upper::Tmp,
+                    (None, false) => Upper::ReadOnly,
+                };
+                Some(overlay(&names, &names, up, "--overlay-src")?)
+            }
             Mount::BindFd { fd, ro, .. } => {
                 // A clone of a mount of another namespace cannot be made from the descriptor
                 // itself: its path is bound instead (as bwrap does), and what was bound must be
@@ -352,6 +385,26 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 let mnt = bind_fd(p, dest, *ro, false)?;
                 attach(&root, mnt.as_fd(), dest, Kind::File, Own::No)?;
             }
+            Mount::Overlay { dest, .. } => {
+                let src = src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: "overlay missing".into() })?;
+                attach(&root, src.as_fd(), dest, Kind::Dir, Own::No)?;
+            }
+            Mount::Mqueue { dest } => {
+                let fc = FsContext::open("mqueue").ctx(|| format!("cannot mount mqueue on {dest}"))?;
+                let m = fc
+                    .mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
+                    .ctx(|| format!("cannot mount mqueue on {dest}"))?;
+                attach(&root, m.as_fd(), dest, Kind::Dir, Own::Yes)?;
+            }
+            Mount::Chmod { dest, mode } => {
+                let proc = match (&proc_at, &proc_mnt) {
+                    (Some((p, _)), _) | (None, Some(p)) => p.as_fd(),
+                    (None, None) => {
+                        return Err(Failure { code: EXIT_SETUP, msg: "proc is not mounted".into() })
+                    }
+                };
+                chmod_in_root(&root, proc, dest, *mode)?
+            }
             Mount::LockFile { dest } => {
                 let f = sys::openat2(
                     Some(root.as_fd()),
@@ -409,6 +462,14 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 .map_err(|msg| Failure { code: EXIT_SETUP, msg })?;
             sys::send_fd(sock.as_fd(), master.as_fd())
                 .ctx(|| "cannot hand the jail's pty to ljspawn".into())?;
+            // bwrap's /dev/console is the terminal on stdout: here, the jail's own.
+            let dev = plan.mounts.iter().find_map(|m| match m {
+                Mount::Dev { dest } => Some(dest.as_str()),
+                _ => None,
+            });
+            if let (true, true, Some(dev)) = (plan.dev_console, sys::isatty(1), dev) {
+                pty_console(&root, slave.as_fd(), dev)?;
+            }
             Some(slave)
         }
         _ => None,
@@ -475,7 +536,11 @@ fn open_root(root: &RootFs, idmapped: &[Option<OwnedFd>]) -> Result<OwnedFd> {
                 })
                 .collect();
             let shown: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
-            let fd = overlay(&names, &shown, upper.as_ref());
+            let up = match upper {
+                Some(u) => Upper::Kept(u),
+                None => Upper::Tmp,
+            };
+            let fd = overlay(&names, &shown, up, "--layer");
             if let Some(s) = scratch {
                 sys::umount_detach(&format!("/proc/self/fd/{}", s.as_raw_fd()))
                     .ctx(|| "cannot detach the idmapped layers' scratch mount".into())?;
@@ -512,13 +577,21 @@ fn attach_idmapped(idmapped: &[Option<OwnedFd>]) -> Result<OwnedFd> {
     Ok(scratch)
 }
 
-/// The overlay root: `layers` (bottom first) as overlayfs resolves them, `shown` as the
-/// caller gave them (for messages).
-fn overlay(
-    layers: &[String],
-    shown: &[String],
-    upper: Option<&(std::path::PathBuf, std::path::PathBuf)>,
-) -> Result<OwnedFd> {
+/// Where an overlay's writes go.
+#[derive(Clone, Copy)]
+enum Upper<'a> {
+    /// (upper, work) directories of the caller's.
+    Kept(&'a (std::path::PathBuf, std::path::PathBuf)),
+    /// A tmpfs of the overlay's own, gone with the jail (on disk where tmpfs lacks user xattrs).
+    Tmp,
+    /// None: a read-only overlay (at least two layers).
+    ReadOnly,
+}
+
+/// An overlay (the root, or bwrap's `--overlay` and friends): `layers` (bottom first) as
+/// overlayfs resolves them, `shown` as the caller gave them and `opt` the option that named
+/// them (for messages).
+fn overlay(layers: &[String], shown: &[String], upper: Upper<'_>, opt: &str) -> Result<OwnedFd> {
     let open = || FsContext::open("overlay").ctx(|| "cannot use overlayfs".into());
     let mut fc = open()?;
     let fail = |fc: &FsContext, what: String, e: io::Error| match fc.last_message() {
@@ -548,7 +621,7 @@ fn overlay(
     match plus {
         Ok(()) => {
             for (l, s) in top_first[1..].iter().zip(&shown_top_first[1..]) {
-                fc.set_string("lowerdir+", l).map_err(|e| fail(&fc, format!("cannot use --layer {s}"), e))?;
+                fc.set_string("lowerdir+", l).map_err(|e| fail(&fc, format!("cannot use {opt} {s}"), e))?;
             }
         }
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -558,22 +631,29 @@ fn overlay(
             // (the legacy adapter refuses any comma, escaped or not), and short (the whole
             // list must fit one page).
             for (l, s) in top_first.iter().zip(&shown_top_first) {
-                held.push(by_fd(l).ctx(|| format!("cannot use --layer {s}"))?);
+                held.push(by_fd(l).ctx(|| format!("cannot use {opt} {s}"))?);
             }
             let list: Vec<String> =
                 held.iter().map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd())).collect();
             fc.set_string("lowerdir", &list.join(":"))
-                .map_err(|e| fail(&fc, "cannot use the --layer directories".into(), e))?;
+                .map_err(|e| fail(&fc, format!("cannot use the {opt} directories"), e))?;
             legacy = true;
         }
-        Err(e) => return Err(fail(&fc, format!("cannot use --layer {}", shown_top_first[0]), e)),
+        Err(e) => return Err(fail(&fc, format!("cannot use {opt} {}", shown_top_first[0]), e)),
     }
     // An ephemeral upper lives on a tmpfs that only this mount references: it goes away with
     // the jail's mount namespace. Where tmpfs has no user xattrs (Linux < 6.6), on disk.
     let scratch;
     let mut disk = None;
     let (up, work) = match upper {
-        Some((u, w)) if legacy => {
+        Upper::ReadOnly => {
+            fc.set_flag("userxattr").map_err(|e| fail(&fc, "overlayfs has no userxattr option".into(), e))?;
+            let root = fc
+                .mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_RDONLY)
+                .map_err(|e| fail(&fc, "cannot mount the read-only overlay".into(), e))?;
+            return Ok(root);
+        }
+        Upper::Kept((u, w)) if legacy => {
             let (u, w) = (u.display().to_string(), w.display().to_string());
             let uf = by_fd(&u).ctx(|| format!("cannot use --upper {u}"))?;
             let wf = by_fd(&w).ctx(|| format!("cannot use --work {w}"))?;
@@ -582,8 +662,8 @@ fn overlay(
             held.extend([uf, wf]);
             paths
         }
-        Some((u, w)) => (u.display().to_string(), w.display().to_string()),
-        None => {
+        Upper::Kept((u, w)) => (u.display().to_string(), w.display().to_string()),
+        Upper::Tmp => {
             scratch = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
                 .ctx(|| "cannot make the tmpfs for the overlay's upper layer".into())?;
             for d in ["upper", "work"] {
@@ -608,12 +688,12 @@ fn overlay(
             }
         }
     };
-    fc.set_string("upperdir", &up).map_err(|e| fail(&fc, format!("cannot use --upper {up}"), e))?;
-    fc.set_string("workdir", &work).map_err(|e| fail(&fc, format!("cannot use --work {work}"), e))?;
+    fc.set_string("upperdir", &up).map_err(|e| fail(&fc, format!("cannot use the upper dir {up}"), e))?;
+    fc.set_string("workdir", &work).map_err(|e| fail(&fc, format!("cannot use the work dir {work}"), e))?;
     fc.set_flag("userxattr").map_err(|e| fail(&fc, "overlayfs has no userxattr option".into(), e))?;
     let root = fc
         .mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
-        .map_err(|e| fail(&fc, "cannot mount the overlay root".into(), e))?;
+        .map_err(|e| fail(&fc, "cannot mount the overlay".into(), e))?;
     if let Some(d) = disk {
         d.hold();
     }
@@ -658,32 +738,64 @@ fn bind_fd(path: OwnedFd, src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
-fn host_devices() -> Result<Vec<OwnedFd>> {
-    DEVICES
+/// The host's device nodes for `/dev`, and (bwrap's `/dev/console`) the terminal on stdout.
+struct HostDevices {
+    nodes: Vec<OwnedFd>,
+    console: Option<OwnedFd>,
+}
+
+fn host_devices(console: bool) -> Result<HostDevices> {
+    // Read-only: the node can be read and written, but not chmod-ed or chown-ed (the host's
+    // inode; a root jail without a user namespace owns it).
+    let restrict = |fd: &OwnedFd, p: &str| {
+        let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
+        sys::mount_setattr(fd.as_fd(), false, attrs, 0).ctx(|| format!("cannot restrict {p}"))
+    };
+    let nodes = DEVICES
         .iter()
         .map(|d| {
             let p = format!("/dev/{d}");
             let fd = sys::open_tree(None, &p, sys::OPEN_TREE_CLONE).ctx(|| format!("cannot bind {p}"))?;
-            // Read-only: the node can be read and written, but not chmod-ed or chown-ed (the
-            // host's inode; a root jail without a user namespace owns it).
-            let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
-            sys::mount_setattr(fd.as_fd(), false, attrs, 0).ctx(|| format!("cannot restrict {p}"))?;
+            restrict(&fd, &p)?;
             Ok(fd)
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    // bwrap: when stdout is a terminal, the sandbox can write to it anyway; as /dev/console
+    // it makes ttyname() work. Its mount belongs to the caller's namespace, so it is bound by
+    // the name fd 1 has, and must then be that very terminal (else there is no console).
+    let console = if console && sys::isatty(1) {
+        let what = || "cannot bind the terminal as /dev/console".to_string();
+        let name = std::fs::read_link("/proc/self/fd/1").ctx(what)?.display().to_string();
+        let fd = sys::open_tree(None, &name, sys::OPEN_TREE_CLONE).ctx(what)?;
+        let stdout = sys::fd_stat(1).map(|(st, _)| (st.st_dev, st.st_ino, st.st_rdev)).ok();
+        let bound = sys::fstat(fd.as_fd()).map(|st| (st.st_dev, st.st_ino, st.st_rdev)).ok();
+        if stdout.is_none() || stdout != bound {
+            return Err(Failure {
+                code: EXIT_SETUP,
+                msg: format!("{}: {name} is not the terminal on stdout", what()),
+            });
+        }
+        restrict(&fd, "/dev/console")?;
+        Some(fd)
+    } else {
+        None
+    };
+    Ok(HostDevices { nodes, console })
 }
 
 /// The jail's `/dev` at `at`; returns its devpts mount.
-fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>, at: &str) -> Result<OwnedFd> {
+fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str) -> Result<OwnedFd> {
     let dev = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV)
         .ctx(|| format!("cannot make the tmpfs for {at}"))?;
     attach(root, dev.as_fd(), at, Kind::Dir, Own::Yes)?;
-    for (name, node) in DEVICES.iter().zip(devices) {
+    let HostDevices { nodes, console } = devices;
+    let console = console.map(|c| ("console", c));
+    for (name, node) in DEVICES.iter().copied().zip(nodes).chain(console) {
         let target = sys::openat2(
             Some(dev.as_fd()),
             name,
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            0o666,
+            if name == "console" { 0o444 } else { 0o666 },
             sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
         )
         .ctx(|| format!("cannot create /dev/{name}"))?;
@@ -711,6 +823,31 @@ fn populate_dev(root: &OwnedFd, devices: Vec<OwnedFd>, at: &str) -> Result<Owned
         sys::symlinkat(target, dev.as_fd(), link).ctx(|| format!("cannot create /dev/{link}"))?;
     }
     Ok(pts)
+}
+
+/// `DEV/console`: a read-only bind of the jail's pty `slave` (on the jail's own devpts).
+fn pty_console(root: &OwnedFd, slave: BorrowedFd<'_>, dev: &str) -> Result<()> {
+    let what = || "cannot bind the jail's pty as /dev/console".to_string();
+    let node = sys::open_tree(Some(slave), "", sys::OPEN_TREE_CLONE).ctx(what)?;
+    let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
+    sys::mount_setattr(node.as_fd(), false, attrs, 0).ctx(what)?;
+    let dir = sys::openat2(
+        Some(root.as_fd()),
+        dev.trim_start_matches('/'),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        Own::Yes.resolve(),
+    )
+    .ctx(what)?;
+    let target = sys::openat2(
+        Some(dir.as_fd()),
+        "console",
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        0o444,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(what)?;
+    sys::move_mount(node.as_fd(), target.as_fd()).ctx(what)
 }
 
 fn devpts() -> io::Result<OwnedFd> {
@@ -794,6 +931,17 @@ fn make_file(root: &OwnedFd, dest: &str, mode: u32, data: &[u8]) -> Result<()> {
     )
     .ctx(|| format!("cannot create file {dest}"))?;
     sys::write_all(f.as_fd(), data).ctx(|| format!("cannot write file {dest}"))
+}
+
+/// bwrap's `--chmod`: `dest`, which must exist, resolved inside the jail's root (symlinks
+/// followed there, never a magic link), gets `mode` through its descriptor (the jail's own
+/// `proc`: `self/fd/N` of this process), so nothing is looked up twice.
+fn chmod_in_root(root: &OwnedFd, proc: BorrowedFd<'_>, dest: &str, mode: u32) -> Result<()> {
+    let fd =
+        sys::openat2(Some(root.as_fd()), dest.trim_start_matches('/'), libc::O_PATH, 0, Own::No.resolve())
+            .ctx(|| format!("cannot chmod {mode:o} {dest}"))?;
+    sys::fchmodat(proc, &format!("self/fd/{}", fd.as_raw_fd()), mode)
+        .ctx(|| format!("cannot chmod {mode:o} {dest}"))
 }
 
 /// A read-only bind of the host's /dev/null, opened before pivot_root, to mask a file of /proc.
@@ -932,7 +1080,8 @@ fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind, own: Own) -> Result
                 Some(parent.as_fd()),
                 name,
                 libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                0o644,
+                // What bwrap makes (only a mount point: the bound file's mode is what shows).
+                0o444,
                 sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
             )
             .map_err(hint)?;
@@ -1030,7 +1179,8 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedF
     if let Some(s) = slave {
         crate::pty::attach_program(s.as_fd()).ctx(|| "cannot attach the jail's pty".into())?;
     }
-    confine_and_exec(plan, h.inputs.seccomp_extra.as_deref(), &h.passed, umask)
+    let block = h.inputs.block.as_ref().map(|b| b.as_fd());
+    confine_and_exec(plan, &h.inputs.seccomp_extra, block, &h.passed, umask)
 }
 
 /// The program's confinement, then exec: rlimits, devices reopened (root mode), privileges
@@ -1038,7 +1188,8 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedF
 /// program and a process joining a running jail (`join`), so both get the same.
 pub(crate) fn confine_and_exec(
     plan: &Plan,
-    seccomp_extra: Option<&[u8]>,
+    seccomp_extra: &[Vec<u8>],
+    block: Option<BorrowedFd<'_>>,
     passed: &[PassedFd],
     umask: u32,
 ) -> Result<Never> {
@@ -1068,14 +1219,32 @@ pub(crate) fn confine_and_exec(
     }
     sys::umask(umask);
     sys::reset_signals().ctx(|| "cannot reset signals".into())?;
+    if let Some(b) = block {
+        // bwrap's --block-fd: privileges are gone; the caller says when to go on (a byte, or
+        // end-of-file, whatever comes first). The descriptor is close-on-exec.
+        let mut byte = [0u8; 1];
+        loop {
+            match sys::read(b, &mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                _ => break,
+            }
+        }
+    }
     // Last before exec: from here on, nothing but execve runs.
     let builtin = match plan.seccomp {
         Seccomp::Default => Some(seccomp::builtin(false, plan.allow_setuid_files)),
         Seccomp::AllowUserns => Some(seccomp::builtin(true, plan.allow_setuid_files)),
-        Seccomp::None => None,
+        Seccomp::None | Seccomp::Reexec => None,
     };
-    for bpf in builtin.into_iter().chain(seccomp_extra) {
+    for bpf in builtin.into_iter().chain(seccomp_extra.iter().map(Vec::as_slice)) {
         sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
+    }
+    if plan.assert_no_userns && sys::unshare(libc::CLONE_NEWUSER).is_ok() {
+        // (The only effect: this process, which is not started, has a namespace of its own.)
+        return Err(Failure {
+            code: EXIT_SETUP,
+            msg: "creation of new user namespaces was not disabled as requested".into(),
+        });
     }
     exec(plan)
 }
@@ -1195,11 +1364,15 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
 
 fn exec(plan: &Plan) -> Result<Never> {
     let cstr = |s: &str| CString::new(s).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() });
-    let argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
+    let mut argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
     let envp = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>>>()?;
     let prog = &plan.argv[0];
+    let file = cstr(prog)?;
+    if let Some(a) = &plan.argv0 {
+        argv[0] = cstr(a)?;
+    }
     if prog.contains('/') {
-        let e = sys::execve(&argv[0], &argv, &envp);
+        let e = sys::execve(&file, &argv, &envp);
         return Err(exec_failure(prog, e));
     }
     let path = plan.env.iter().find(|(k, _)| k == "PATH").map_or(crate::plan::DEFAULT_PATH, |(_, v)| v);

@@ -102,7 +102,7 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
             }) {
             Ok(()) => {
                 drop(pty);
-                match jail::confine_and_exec(plan, None, &passed, umask) {
+                match jail::confine_and_exec(plan, &[], None, &passed, umask) {
                     Ok(never) => match never {},
                     Err(f) => f,
                 }

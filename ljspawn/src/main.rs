@@ -49,7 +49,9 @@ fn main() -> ExitCode {
     // Only 0-2 and the descriptors asked for survive, before anything else is opened.
     let mut keep = req.pass_fds.clone();
     keep.extend(req.json_status);
-    keep.extend(req.seccomp_fd);
+    keep.extend(&req.seccomp_fds);
+    keep.extend(req.block_fd);
+    keep.extend(req.userns_block_fd);
     keep.extend(req.info_fd);
     keep.extend(req.mounts.iter().filter_map(|m| match m {
         plan::MountReq::File { fd, .. }
@@ -116,7 +118,7 @@ fn main() -> ExitCode {
         Ok(j) => j,
         Err(e) => return fail(EXIT_USAGE, &format!("--json-status: {e}")),
     };
-    let seccomp_extra = match plan.seccomp_fd.map(read_seccomp_program).transpose() {
+    let seccomp_extra = match plan.seccomp_fds.iter().map(|&fd| read_seccomp_program(fd)).collect() {
         Ok(p) => p,
         Err(e) => return fail(EXIT_USAGE, &e),
     };
@@ -136,7 +138,15 @@ fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(EXIT_USAGE, &format!("--info-fd: {e}")),
     };
-    let inputs = ljspawn::jail::Inputs { seccomp_extra, files, info };
+    let block = match plan.block_fd.map(sys::take_inherited_fd).transpose() {
+        Ok(b) => b,
+        Err(e) => return fail(EXIT_USAGE, &format!("--block-fd: {e}")),
+    };
+    let userns_block = match plan.userns_block_fd.map(sys::take_inherited_fd).transpose() {
+        Ok(b) => b,
+        Err(e) => return fail(EXIT_USAGE, &format!("--userns-block-fd: {e}")),
+    };
+    let inputs = ljspawn::jail::Inputs { seccomp_extra, files, info, block, userns_block };
     // Dropping privileges (setuid mode) clears the parent-death signal: spawn sets it again.
     let die_with_parent = req.die_with_parent.then_some(parent);
     match spawn::run(&plan, json, inputs, die_with_parent) {

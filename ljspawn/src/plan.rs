@@ -117,7 +117,21 @@ pub struct Request {
     pub allow_userns: bool,
     /// `--allow-setuid-files`: the filter lets the jail make setuid and setgid files.
     pub allow_setuid_files: bool,
-    pub seccomp_fd: Option<i32>,
+    /// `--seccomp-fd FD` (bwrap: `--seccomp`, `--add-seccomp-fd` repeated): the caller's own
+    /// BPF programs, installed in this order after the built-in filter.
+    pub seccomp_fds: Vec<i32>,
+    /// bwrap's `--assert-userns-disabled`: the program is not started if it could make a
+    /// user namespace.
+    pub assert_no_userns: bool,
+    /// bwrap's `--block-fd FD`: the program waits for a byte (or end-of-file) on FD before
+    /// it is executed.
+    pub block_fd: Option<i32>,
+    /// bwrap's `--userns-block-fd FD`: ljspawn writes no id maps; once `--info-fd` has the
+    /// jail's pid, it waits for a byte on FD (the caller wrote the maps) before the jail
+    /// sets up.
+    pub userns_block_fd: Option<i32>,
+    /// bwrap's `--as-pid-1`: the program is the PID namespace's init, no ljspawn init.
+    pub as_pid_1: bool,
     /// `--die-with-parent`: ljspawn (and with it the jail) dies with its own parent.
     pub die_with_parent: bool,
     /// `--join PID`: run the command in the running jail whose PID 1 is PID (see `join`).
@@ -135,6 +149,11 @@ pub struct Request {
     pub unsetenv: Vec<String>,
     /// bwrap's `--info-fd FD`: the child-pid line written there, then FD closed.
     pub info_fd: Option<i32>,
+    /// bwrap's `--gid` without `--uid` (the uid stays the caller's).
+    pub group: Option<u32>,
+    /// bwrap's `--argv0 VALUE`: the program's argv\[0\] (the file executed is still the
+    /// command's first word).
+    pub argv0: Option<String>,
 }
 
 /// A user-requested mount, in command-line order. Destinations are paths inside the jail.
@@ -207,6 +226,24 @@ pub enum MountReq {
     LockFile {
         dest: String,
     },
+    /// bwrap's `--chmod OCTAL DEST`: DEST (which must exist) gets the mode.
+    Chmod {
+        dest: String,
+        mode: u32,
+    },
+    /// bwrap's `--mqueue DEST`: the jail's (own IPC namespace's) POSIX message queues.
+    Mqueue {
+        dest: String,
+    },
+    /// bwrap's overlays: `--overlay-src` directories (bottom first) at DEST, writes going to
+    /// `upper` (`--overlay RWSRC WORKDIR`), to a tmpfs discarded with the jail
+    /// (`--tmp-overlay`), or nowhere (`--ro-overlay`: neither).
+    Overlay {
+        srcs: Vec<PathBuf>,
+        dest: String,
+        upper: Option<(PathBuf, PathBuf)>,
+        tmp: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +307,24 @@ pub enum Mount {
     LockFile {
         dest: String,
     },
+    /// `dest` (existing; symlinks followed inside the jail only) gets `mode`.
+    Chmod {
+        dest: String,
+        mode: u32,
+    },
+    /// An mqueue file system (the jail's IPC namespace's queues) at `dest`.
+    Mqueue {
+        dest: String,
+    },
+    /// overlayfs at `dest`: `srcs` bottom first (host paths, opened as the caller before
+    /// pivot_root like bind sources), writes to `upper` = (upper, work), to a tmpfs of its own
+    /// (`tmp`), or read-only (neither).
+    Overlay {
+        srcs: Vec<PathBuf>,
+        dest: String,
+        upper: Option<(PathBuf, PathBuf)>,
+        tmp: bool,
+    },
     Proc {
         dest: String,
     },
@@ -313,7 +368,15 @@ pub enum Seccomp {
     AllowUserns,
     /// No built-in filter (`--seccomp none`, root only).
     None,
+    /// No built-in filter because the program is ljspawn itself (bwrap form, `/proc/self/exe`
+    /// as the command: bwrap's own way to nest a sandbox), which takes bwrap's command line
+    /// again and installs the built-in filter for its own program.
+    Reexec,
 }
+
+/// The command that is ljspawn itself: `/proc/self/exe` executed by the jail's program process
+/// (which ljspawn started) is ljspawn's executable, whatever the jail's file system holds.
+pub const SELF_EXE: &str = "/proc/self/exe";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Net {
@@ -507,8 +570,23 @@ pub struct Plan {
     /// The built-in filter lets the jail make setuid and setgid files (`--allow-setuid-files`;
     /// without it the filter refuses them with EPERM).
     pub allow_setuid_files: bool,
-    /// A caller's own BPF program, read from this fd and installed after the built-in one.
-    pub seccomp_fd: Option<i32>,
+    /// The caller's own BPF programs, read from these fds and installed after the built-in
+    /// one, in order.
+    pub seccomp_fds: Vec<i32>,
+    /// Checked after the filters: the program could make a user namespace? Then it is not
+    /// started (bwrap's `--assert-userns-disabled`).
+    pub assert_no_userns: bool,
+    /// The program waits on this fd (a byte or end-of-file) before exec (`--block-fd`).
+    pub block_fd: Option<i32>,
+    /// The caller writes the jail's id maps; ljspawn waits on this fd for it (see
+    /// `userns_block_fd` of [`Request`]).
+    pub userns_block_fd: Option<i32>,
+    /// The program's argv\[0\] when not the command's first word (`--argv0`).
+    pub argv0: Option<String>,
+    /// The program runs as the PID namespace's init (bwrap's `--as-pid-1`).
+    pub as_pid_1: bool,
+    /// bwrap's `/dev`: with the terminal on stdout as `/dev/console`.
+    pub dev_console: bool,
     /// The administrator's grants this plan relies on (setuid mode), kept for the second
     /// look at the policy before acting.
     pub grants: Grants,
@@ -583,6 +661,13 @@ pub enum PlanError {
     IdmapNotGranted(String),
     /// `--idmap-layer` that is not a plain absolute path.
     IdmapNotPlain(String),
+    /// An overlay without a lower directory.
+    OverlayWithoutSrc,
+    /// bwrap's `--userns-block-fd` in setuid mode: the caller cannot write the maps of a
+    /// namespace ljspawn's privileged side made, and ljspawn writes no maps it did not choose.
+    UsernsBlockInSetuid,
+    /// bwrap's `--userns-block-fd` without a user namespace.
+    UsernsBlockWithoutUserns,
 }
 
 impl fmt::Display for PlanError {
@@ -663,6 +748,9 @@ impl fmt::Display for PlanError {
             IdmapNeedsUserns => write!(f, "--idmap-layer needs a user namespace to map onto (as root: --userns or --subids)"),
             IdmapRootless => write!(f, "--idmap-layer needs setuid ljspawn (make install-setuid) and a store grant in /etc/lightjail.conf (a line like 'store /usr/local/lj allow USER'); rootless ljspawn cannot idmap"),
             IdmapNotGranted(l) => write!(f, "--idmap-layer {l} is not in a store granted to you in /etc/lightjail.conf (a line like 'store DIR allow USER' is missing, DIR the lightjail root holding the layer)"),
+            UsernsBlockInSetuid => write!(f, "--userns-block-fd is not available in setuid mode (ljspawn writes the id maps itself there); use rootless mode"),
+            UsernsBlockWithoutUserns => write!(f, "--userns-block-fd needs a user namespace of the jail's own (--unshare-user)"),
+            OverlayWithoutSrc => write!(f, "an overlay needs at least one lower directory (--overlay-src)"),
             IdmapNotPlain(l) => write!(f, "--idmap-layer '{l}' must be an absolute path without '.', '..', empty components or a trailing '/'"),
         }
     }
@@ -685,6 +773,7 @@ impl PlanError {
             | PlanError::IdmapNeedsUserns
             | PlanError::IdmapRootless
             | PlanError::IdmapNotGranted(_)
+            | PlanError::UsernsBlockInSetuid
             | PlanError::BadInstall => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
         }
@@ -931,13 +1020,23 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     }
 
     let (uid, gid) = match req.user {
+        // bwrap: `--uid` alone keeps the caller's gid.
+        Some((u, g)) if req.bwrap => (u, g.unwrap_or(caller.gid)),
         Some((u, g)) => (u, g.unwrap_or(u)),
         // bwrap keeps the caller's ids in the sandbox unless --uid/--gid.
-        None if req.bwrap => (caller.uid, caller.gid),
+        None if req.bwrap => (caller.uid, req.group.unwrap_or(caller.gid)),
         None => (0, 0),
     };
 
     let userns = userns_map(req, caller, uid, gid)?;
+    if req.userns_block_fd.is_some() {
+        if caller.mode == Mode::Setuid {
+            return Err(PlanError::UsernsBlockInSetuid);
+        }
+        if userns.as_ref().is_none_or(|m| m.by_parent) {
+            return Err(PlanError::UsernsBlockWithoutUserns);
+        }
+    }
     if userns.is_none() && matches!(&root, RootFs::Overlay { idmap, .. } if idmap.contains(&true)) {
         return Err(PlanError::IdmapNeedsUserns);
     }
@@ -1028,12 +1127,20 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             }
             MountReq::Proc { dest } => {
                 let dest = jail_path("--proc destination", dest)?;
-                let ro: Vec<Mount> = PROC_READ_ONLY
+                let under = |p: &&str| p.replacen("/proc", &dest, 1);
+                let ro: Vec<Mount> =
+                    PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: under(p) }).collect();
+                // The same masks as ljspawn's own /proc (bwrap has none: a deliberate
+                // difference).
+                let root_masks = if caller.mode == Mode::Root { &PROC_MASKED_ROOT[..] } else { &[] };
+                let masks: Vec<Mount> = PROC_MASKED
                     .iter()
-                    .map(|p| Mount::ProcReadOnly { path: p.replacen("/proc", &dest, 1) })
+                    .chain(root_masks)
+                    .map(|p| Mount::ProcMask { path: under(p) })
                     .collect();
                 mounts.push(Mount::Proc { dest });
                 mounts.extend(ro);
+                mounts.extend(masks);
                 continue;
             }
             MountReq::Dev { dest } => Mount::Dev { dest: jail_path("--dev destination", dest)? },
@@ -1054,6 +1161,25 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
                 }
             }
             MountReq::LockFile { dest } => Mount::LockFile { dest: jail_path("--lock-file", dest)? },
+            MountReq::Chmod { dest, mode } => {
+                Mount::Chmod { dest: jail_path("--chmod", dest)?, mode: perms(Some(*mode), 0)? }
+            }
+            MountReq::Mqueue { dest } => Mount::Mqueue { dest: jail_path("--mqueue destination", dest)? },
+            MountReq::Overlay { srcs, dest, upper, tmp } => {
+                if srcs.is_empty() {
+                    return Err(PlanError::OverlayWithoutSrc);
+                }
+                let upper = match upper {
+                    Some((u, w)) => Some((host_path("--overlay", u)?, host_path("--overlay", w)?)),
+                    None => None,
+                };
+                Mount::Overlay {
+                    srcs: srcs.iter().map(|s| host_path("--overlay-src", s)).collect::<Result<_, _>>()?,
+                    dest: jail_path("overlay destination", dest)?,
+                    upper,
+                    tmp: *tmp,
+                }
+            }
         });
     }
 
@@ -1113,8 +1239,11 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     if let Some(fd) = req.info_fd {
         check_fd("--info-fd", fd, open_fd)?;
     }
-    if let Some(fd) = req.seccomp_fd {
+    for &fd in &req.seccomp_fds {
         check_fd("--seccomp-fd", fd, open_fd)?;
+    }
+    for fd in req.block_fd.iter().chain(&req.userns_block_fd) {
+        check_fd("--block-fd", *fd, open_fd)?;
     }
     // One descriptor, one use: ljspawn closes --seccomp-fd after reading it and keeps
     // --json-status for itself, so a number given twice would pass on whatever reuses it.
@@ -1123,14 +1252,20 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         .iter()
         .map(|&fd| ("--pass-fd", fd))
         .chain(req.json_status.map(|fd| ("--json-status", fd)))
-        .chain(req.seccomp_fd.map(|fd| ("--seccomp-fd", fd)))
+        .chain(req.seccomp_fds.iter().map(|&fd| ("--seccomp-fd", fd)))
+        .chain(req.block_fd.map(|fd| ("--block-fd", fd)))
+        .chain(req.userns_block_fd.map(|fd| ("--userns-block-fd", fd)))
+        .chain(req.info_fd.map(|fd| ("--info-fd", fd)))
         .collect();
     for (i, &(a, fd)) in uses.iter().enumerate() {
         if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
             return Err(PlanError::FdTwice { fd, first: b, second: a });
         }
     }
+    let reexec = req.bwrap && req.command[0] == SELF_EXE && req.argv0.is_none();
     let seccomp = match (req.seccomp.as_deref(), req.allow_userns) {
+        // Nesting (bwrap form): the inner ljspawn's program gets the filter from it.
+        (None, true) if reexec => Seccomp::Reexec,
         (None | Some("default"), false) => Seccomp::Default,
         (None | Some("default"), true) => Seccomp::AllowUserns,
         (Some("none"), _) if caller.mode == Mode::Root => Seccomp::None,
@@ -1170,7 +1305,14 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         rlimits: req.rlimits.iter().map(|r| parse_rlimit(r)).collect::<Result<_, _>>()?,
         seccomp,
         allow_setuid_files: req.allow_setuid_files,
-        seccomp_fd: req.seccomp_fd,
+        seccomp_fds: req.seccomp_fds.clone(),
+        assert_no_userns: req.assert_no_userns,
+        block_fd: req.block_fd,
+        userns_block_fd: req.userns_block_fd,
+        // The nested ljspawn takes bwrap's command line: it is told so by its name.
+        argv0: if reexec { Some("bwrap".into()) } else { req.argv0.clone() },
+        as_pid_1: req.as_pid_1,
+        dev_console: req.bwrap,
         grants: caller.grants.clone(),
         pty,
     })
@@ -1445,6 +1587,18 @@ impl fmt::Display for Plan {
                     if *ro { "ro" } else { "rw" }
                 )?,
                 Mount::LockFile { dest } => writeln!(f, "  {n}. {dest} read-locked while the jail runs")?,
+                Mount::Chmod { dest, mode } => writeln!(f, "  {n}. {dest} gets mode {mode:o}")?,
+                Mount::Mqueue { dest } => writeln!(f, "  {n}. {dest} <- mqueue (nosuid, nodev, noexec)")?,
+                Mount::Overlay { srcs, dest, upper, tmp } => writeln!(
+                    f,
+                    "  {n}. {dest} <- overlay of {} (bottom first), {} (nosuid, nodev, userxattr)",
+                    srcs.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(" "),
+                    match (upper, tmp) {
+                        (Some((u, w)), _) => format!("writes to {} (work {})", u.display(), w.display()),
+                        (None, true) => "writes to a tmpfs discarded with the jail".into(),
+                        (None, false) => "read-only".into(),
+                    }
+                )?,
                 Mount::BindTry { src, dest, ro, dev } => writeln!(
                     f,
                     "  {n}. {dest} <- bind {} if it exists ({}, nosuid, {}, recursive)",
@@ -1506,16 +1660,18 @@ impl fmt::Display for Plan {
                 Seccomp::Default => "default filter (all ABIs), new user namespaces denied",
                 Seccomp::AllowUserns => "default filter (all ABIs), new user namespaces allowed",
                 Seccomp::None => "no built-in filter",
+                Seccomp::Reexec =>
+                    "no built-in filter: the program is ljspawn itself (bwrap form), which installs it",
             },
             match (self.seccomp, self.allow_setuid_files) {
-                (Seccomp::None, _) => "",
+                (Seccomp::None | Seccomp::Reexec, _) => "",
                 (_, false) => ", setuid/setgid files refused",
                 (_, true) => ", setuid/setgid files allowed",
             },
-            match self.seccomp_fd {
-                Some(fd) => format!(", then the program read from fd {fd}"),
-                None => String::new(),
-            }
+            self.seccomp_fds
+                .iter()
+                .map(|fd| format!(", then the program read from fd {fd}"))
+                .collect::<String>()
         )?;
         let fds: Vec<String> = [0, 1, 2].iter().chain(&self.pass_fds).map(|d| d.to_string()).collect();
         writeln!(f, "fds: {}", fds.join(" "))?;
@@ -1994,7 +2150,7 @@ mod tests {
         r.seccomp = Some("strict".into());
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSeccomp("strict".into())));
         r.seccomp = None;
-        r.seccomp_fd = Some(9);
+        r.seccomp_fds = vec![9];
         assert_eq!(
             build(&r, &caller(Mode::Root), &none_open),
             Err(PlanError::BadFd { what: "--seccomp-fd", fd: 9 })
@@ -2046,12 +2202,12 @@ mod tests {
         );
         let mut r = req(&["true"]);
         r.pass_fds = vec![7];
-        r.seccomp_fd = Some(7);
+        r.seccomp_fds = vec![7];
         assert_eq!(
             build(&r, &caller(Mode::Root), &|_| true).map(|_| ()),
             Err(PlanError::FdTwice { fd: 7, first: "--pass-fd", second: "--seccomp-fd" })
         );
-        r.seccomp_fd = None;
+        r.seccomp_fds.clear();
         assert_eq!(
             build(&r, &caller(Mode::Root), &none_open),
             Err(PlanError::BadFd { what: "--pass-fd", fd: 7 })

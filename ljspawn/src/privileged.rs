@@ -376,6 +376,10 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     if plan.seccomp == Seccomp::None {
         return refuse("--seccomp none");
     }
+    // The maps of a namespace made here are ljspawn's to write, never the caller's.
+    if plan.mode == Mode::Setuid && plan.userns_block_fd.is_some() {
+        return refuse("--userns-block-fd");
+    }
     let granted = match &plan.net {
         Net::Bridge { bridge, .. } => Some(plan.grants.bridges.contains(bridge)),
         Net::Macvlan { parent, .. } => Some(plan.grants.macvlans.contains(parent)),

@@ -78,6 +78,16 @@ pub fn run(
     if let Err(e) = window.drop(die_with_parent) {
         return Err(jail.abort(e, None));
     }
+    if let Some(b) = jail.userns_block.take() {
+        // bwrap's --userns-block-fd: the caller read the jail's pid from --info-fd and writes
+        // its id maps; a byte (or end-of-file) here says it is done.
+        let mut byte = [0u8; 1];
+        while let Err(e) = sys::read(b.as_fd(), &mut byte) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                break;
+            }
+        }
+    }
     let mut setup = jail.go();
     // fd 0 is a terminal: the caller's terminal is relayed to the jail's own pty from here on,
     // and restored when `relay` is dropped, whichever way this returns.
@@ -122,6 +132,8 @@ struct Cloned {
     info: Option<OwnedFd>,
     /// ljspawn's end of the socket the jail's pty master comes on (see `pty`).
     pty: Option<OwnedFd>,
+    /// bwrap's `--userns-block-fd`, read before the go byte.
+    userns_block: Option<OwnedFd>,
 }
 
 /// The jail started the program (or failed to): its setup failure, if any, and the exit pipe.
@@ -168,6 +180,7 @@ fn clone_jail(
         && matches!(plan.mode, Mode::Root | Mode::Rootless)
         && plan.userns.as_ref().is_none_or(|m| !m.by_parent)
         && plan.json_status.is_none()
+        && plan.userns_block_fd.is_none()
         && plan.limits.is_empty();
     let mut flags = plan.clone_flags();
     // With a cgroup, the jail makes its cgroup namespace once it is in that cgroup (after the
@@ -193,7 +206,7 @@ fn clone_jail(
     let umask = sys::umask(0);
     let pid = match sys::clone_fork(flags) {
         Ok(0) => {
-            drop((status_r, exit_r, maps_w, net_ready, inputs.info.take(), pty_ours));
+            drop((status_r, exit_r, maps_w, net_ready, inputs.info.take(), inputs.userns_block.take(), pty_ours));
             let h = Handover {
                 status: status_w,
                 exit: exit_w,
@@ -220,7 +233,18 @@ fn clone_jail(
         }
     };
     drop((net_join, status_w, exit_w, maps_r, outputs, idmapped, pty_theirs));
-    Ok(Cloned { pid, status_r, exit_r, maps_w, net_ready, umask, info: inputs.info.take(), pty: pty_ours })
+    drop(inputs.block.take());
+    Ok(Cloned {
+        pid,
+        status_r,
+        exit_r,
+        maps_w,
+        net_ready,
+        umask,
+        info: inputs.info.take(),
+        userns_block: inputs.userns_block.take(),
+        pty: pty_ours,
+    })
 }
 
 impl Cloned {

@@ -43,8 +43,9 @@ pub struct DiskUpper {
     dir: OwnedFd,
 }
 
-/// The jail's disk upper, for PID 1 to remove at the end ([`remove_held`]).
-static HELD: Mutex<Option<DiskUpper>> = Mutex::new(None);
+/// The jail's disk uppers (the root's, bwrap's `--tmp-overlay`s), for PID 1 to remove at the
+/// end ([`remove_held`]).
+static HELD: Mutex<Vec<DiskUpper>> = Mutex::new(Vec::new());
 
 impl DiskUpper {
     /// Removes the caller's stale uppers, then makes a new one.
@@ -99,7 +100,7 @@ impl DiskUpper {
     /// Keeps it until [`remove_held`].
     pub fn hold(self) {
         if let Ok(mut h) = HELD.lock() {
-            *h = Some(self);
+            h.push(self);
         }
     }
 
@@ -109,12 +110,17 @@ impl DiskUpper {
     }
 }
 
-/// Removes the jail's disk upper, if it has one (PID 1, once the program's processes are gone).
+/// Removes the jail's disk uppers, if it has any (PID 1, once the program's processes are gone).
 pub fn remove_held() {
-    let held = HELD.lock().ok().and_then(|mut h| h.take());
-    if let Some(u) = held {
+    let held = HELD.lock().map(|mut h| std::mem::take(&mut *h)).unwrap_or_default();
+    for u in held {
         u.remove();
     }
+}
+
+/// Whether the jail holds a disk upper (which its PID 1 must remove at the end).
+pub fn any_held() -> bool {
+    HELD.lock().map(|h| !h.is_empty()).unwrap_or(true)
 }
 
 /// `parent/name` if it is a directory owned by `uid` (opened without following a symlink).

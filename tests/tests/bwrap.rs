@@ -22,6 +22,45 @@ mod bwrap {
         args_from_a_descriptor: root rootless setuid;
         setuid_gives_nothing_more: rootless setuid;
         fd_options: root rootless setuid;
+        chmod_argv0_mqueue_mount_points: root rootless setuid;
+        ids_and_proc_masks: root rootless setuid;
+        overlays: root rootless setuid;
+        as_pid_1_and_block_fd: root rootless setuid;
+        stacked_seccomp_programs: root rootless setuid;
+        console_on_a_terminal: root rootless setuid;
+        nested_through_proc_self_exe: root rootless setuid;
+        userns_block_fd: root rootless setuid;
+    }
+}
+
+/// Runs `args` (after `--bwrap`) through ljspawn and, where this mode has one (not setuid:
+/// Debian's bwrap is not installed setuid), through the host's bwrap: (ours, theirs).
+fn with_bwrap(cx: &Ctx, prelude: &str, args: &[&str]) -> (lj_tests::Output, Option<lj_tests::Output>) {
+    let ours = cx.ljspawn().prelude(prelude).arg("--bwrap").args(args).run();
+    let theirs = match lj_tests::which("bwrap") {
+        Some(b) if cx.mode != Mode::Setuid => {
+            let mut argv = vec!["/bin/sh".to_string(), "-c".into(), format!("{prelude}\nexec \"$0\" \"$@\"")];
+            argv.push(path_str(&b));
+            argv.extend(args.iter().map(|s| s.to_string()));
+            Some(run_with_timeout(cx.command(&argv), None, DEFAULT_TIMEOUT).expect("run bwrap"))
+        }
+        _ => None,
+    };
+    (ours, theirs)
+}
+
+/// The same lines from ljspawn's bwrap form and (where there is one) from bwrap itself.
+fn same_as_bwrap(cx: &Ctx, prelude: &str, args: &[&str], want: &[&str]) {
+    let (ours, theirs) = with_bwrap(cx, prelude, args);
+    let ours = ours.ok();
+    assert_eq!(ours.lines(), want, "{}", ours.report());
+    match theirs {
+        // Debian's bwrap 0.8.0 predates some options (--argv0, the overlays).
+        Some(t) if t.stderr.contains("Unknown option") => {
+            eprintln!("note: this bwrap cannot compare: {}", t.stderr.trim_end());
+        }
+        Some(t) => assert_eq!(t.lines(), want, "bwrap itself differs\n{}", t.report()),
+        None => {}
     }
 }
 
@@ -138,7 +177,7 @@ fn exit_codes_and_messages(cx: &Ctx) {
     };
     one(&["--", "no-such-program"], "no-such-program");
     one(&["--frobnicate", "true"], "Unknown option --frobnicate");
-    one(&["--as-pid-1", "true"], "--as-pid-1 is not supported");
+    one(&["--userns", "3", "true"], "--userns is not supported");
     one(&["--bind", "/nonexistent-src", "/x", "true"], "/nonexistent-src");
     one(&["--dir"], "--dir takes 1 argument");
 }
@@ -336,4 +375,298 @@ fn fd_options(cx: &Ctx) {
         .ok();
     let secs: u64 = out.stdout.trim().strip_prefix("eof ").and_then(|s| s.parse().ok()).unwrap_or(99);
     assert!(secs < 2, "no end-of-file on --info-fd while the program ran\n{}", out.report());
+}
+
+/// `--chmod` after `--dir`, `--argv0`, `--mqueue`, and the mount points bwrap makes: 0755
+/// directories and 0444 files (seen on the host, in a bound directory of the caller's).
+fn chmod_argv0_mqueue_mount_points(cx: &Ctx) {
+    let d = cx.tempdir();
+    fs::create_dir(d.join("mp")).unwrap();
+    cx.chown_caller(&d.join("mp"));
+    cx.write_caller_file(&d.join("f"), "f\n");
+    let (mp, f) = (path_str(&d.join("mp")), path_str(&d.join("f")));
+    let (newdir, newfile) = (format!("{mp}/newdir"), format!("{mp}/newfile"));
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "--bind", &mp, &mp, "--bind", &mp, &newdir, "--bind", &f, &newfile]);
+    args.extend(["--dir", "/d", "--chmod", "1751", "/d", "--mqueue", "/dev/mqueue", "--argv0", "right"]);
+    let script = format!("echo $0; stat -c %a /d; stat -f -c %T /dev/mqueue; cat {newfile}");
+    let args_with_file: Vec<&str> = args.iter().copied().chain(["sh", "-c", &script]).collect();
+    for run in 0..2 {
+        let (ours, theirs) = with_bwrap(cx, "", &args_with_file);
+        let out = match theirs {
+            _ if run == 0 => ours,
+            Some(t) if !t.stderr.contains("Unknown option") => t,
+            // Debian's bwrap 0.8.0 has no --argv0: no comparison.
+            _ => break,
+        };
+        assert_eq!(out.lines(), ["right", "1751", "mqueue", "f"], "{}", out.report());
+        let mode = |p: &str| {
+            fs::metadata(p).map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777)
+        };
+        assert_eq!((mode(&newdir).ok(), mode(&newfile).ok()), (Some(0o755), Some(0o444)), "{}", out.report());
+        fs::remove_dir(&newdir).unwrap();
+        fs::remove_file(&newfile).unwrap();
+    }
+    // --chmod of what does not exist fails; setuid and setgid bits are never given.
+    for (mode, path) in [("755", "/none"), ("4755", "/d")] {
+        let out = host(cx).args(["--dir", "/d", "--chmod", mode, path, "true"]).run().expect_status(1);
+        assert!(out.stderr.starts_with("bwrap: "), "{}", out.report());
+    }
+}
+
+/// `--gid` alone keeps the caller's uid (it once made it 0), `--uid` alone the caller's gid;
+/// `--proc` gets ljspawn's masks (bwrap has none: a documented difference).
+fn ids_and_proc_masks(cx: &Ctx) {
+    let (uid, gid) = (cx.caller_uid.to_string(), cx.caller_gid.to_string());
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "--unshare-user", "--gid", "7", "sh", "-c", "id -u; id -g"]);
+    same_as_bwrap(cx, "", &args, &[&uid, "7"]);
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "--unshare-user", "--uid", "5", "sh", "-c", "id -u; id -g"]);
+    same_as_bwrap(cx, "", &args, &["5", &gid]);
+    let out = host(cx).args(["--", "sh", "-c", "cat /proc/keys >/dev/null 2>&1 || echo masked"]).run().ok();
+    assert_eq!(out.lines(), ["masked"], "{}", out.report());
+}
+
+/// `--overlay-src` (bottom first, the last on top) with `--overlay RWSRC WORKDIR`,
+/// `--tmp-overlay` and `--ro-overlay`, on directories of the caller's; in setuid mode too (the
+/// overlay is mounted inside the jail's user namespace, as rootless mounts it).
+fn overlays(cx: &Ctx) {
+    let d = cx.tempdir();
+    for dir in ["l1", "l2", "up", "wk"] {
+        fs::create_dir(d.join(dir)).unwrap();
+        cx.chown_caller(&d.join(dir));
+    }
+    cx.write_caller_file(&d.join("l1/a"), "1");
+    cx.write_caller_file(&d.join("l1/b"), "1");
+    cx.write_caller_file(&d.join("l2/b"), "2");
+    let p = |n: &str| path_str(&d.join(n));
+    let (l1, l2, up, wk) = (p("l1"), p("l2"), p("up"), p("wk"));
+    let script = "cat /o/a /o/b; echo; touch /o/c 2>/dev/null || echo ro; echo t > /t/b; cat /t/b; \
+                  printf 5 > /w/b; cat /w/b; echo; cat /w/a";
+    let out = host(cx)
+        .args(["--overlay-src", &l1, "--overlay-src", &l2, "--ro-overlay", "/o"])
+        .args(["--overlay-src", &l1, "--tmp-overlay", "/t"])
+        .args(["--overlay-src", &l1, "--overlay-src", &l2, "--overlay", &up, &wk, "/w"])
+        .args(["--", "sh", "-c", script])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["12", "ro", "t", "5", "1"], "{}", out.report());
+    // Writes went to the upper directory only; the lower ones are untouched.
+    assert_eq!(fs::read_to_string(d.join("up/b")).ok().as_deref(), Some("5"), "{}", out.report());
+    assert_eq!(fs::read_to_string(d.join("l1/b")).unwrap(), "1");
+    assert_eq!(fs::read_to_string(d.join("l2/b")).unwrap(), "2");
+    assert!(!d.join("up/a").exists() && !d.join("l1/c").exists());
+    // A lower directory the caller may not read is not a way in.
+    if let Some((_t, secret)) = (cx.mode != Mode::Root).then(|| cx.root_only_file("secret\n")).flatten() {
+        let dir = path_str(secret.parent().unwrap());
+        let out = host(cx)
+            .args([
+                "--overlay-src",
+                &dir,
+                "--tmp-overlay",
+                "/s",
+                "--",
+                "sh",
+                "-c",
+                "cat /s/* 2>/dev/null; true",
+            ])
+            .run();
+        assert!(!out.stdout.contains("secret"), "{}", out.report());
+    }
+    let one = |args: &[&str], want: &str| {
+        let out = host(cx).args(args).run().expect_status(1);
+        assert!(out.stderr.starts_with("bwrap: ") && out.stderr.contains(want), "{}", out.report());
+    };
+    one(
+        &["--overlay-src", &l1, "--ro-overlay", "/o", "true"],
+        "--ro-overlay requires at least two --overlay-src",
+    );
+    one(&["--tmp-overlay", "/o", "true"], "--tmp-overlay requires at least one --overlay-src");
+    one(&["--overlay-src", &l1, "true"], "--overlay-src must be followed by");
+}
+
+/// `--as-pid-1`: the program is PID 1 (no ljspawn init), and its exit status is returned;
+/// `--block-fd`: the program starts only once the caller writes to the descriptor.
+fn as_pid_1_and_block_fd(cx: &Ctx) {
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "--unshare-pid", "--as-pid-1", "sh", "-c", "echo $$; cat /proc/1/comm"]);
+    same_as_bwrap(cx, "", &args, &["1", "sh"]);
+    let out =
+        host(cx).args(["--unshare-pid", "--as-pid-1", "--", "sh", "-c", "exit 9"]).run().expect_status(9);
+    assert!(out.stderr.is_empty(), "{}", out.report());
+    // --block-fd: wait until the jail is set up (--info-fd), check that the program has not
+    // run, then let it go.
+    let d = cx.tempdir();
+    let o = path_str(&d.join("ran"));
+    let script = format!(
+        "mkfifo {d}/fifo; exec 3<>{d}/fifo; \
+         \"$@\" 8>{d}/info & pid=$!; \
+         for i in $(seq 100); do grep -q child-pid {d}/info 2>/dev/null && break; sleep 0.1; done; \
+         sleep 0.5; test -e {o} && echo early; echo go >&3; wait $pid; echo status $?",
+        d = d.str()
+    );
+    let out = host(cx)
+        .args(["--bind", &d.str(), &d.str(), "--info-fd", "8", "--block-fd", "3", "--"])
+        .args(["sh", "-c", &format!("echo ran > {o}")])
+        .wrapper(["sh", "-c", &script, "sh"])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["status 0"], "{}", out.report());
+    assert_eq!(fs::read_to_string(&o).unwrap(), "ran\n");
+}
+
+/// A seccomp program of one rule on x86_64: syscall `nr` fails with EPERM.
+fn deny_bpf(nr: u32) -> Vec<u8> {
+    const LD_ABS: u16 = 0x20;
+    const JEQ: u16 = 0x15;
+    const RET: u16 = 0x06;
+    let prog: [(u16, u8, u8, u32); 6] = [
+        (LD_ABS, 0, 0, 4),        // arch
+        (JEQ, 0, 3, 0xc000_003e), // AUDIT_ARCH_X86_64, else allow
+        (LD_ABS, 0, 0, 0),        // nr
+        (JEQ, 0, 1, nr),
+        (RET, 0, 0, 0x0005_0001), // SECCOMP_RET_ERRNO | EPERM
+        (RET, 0, 0, 0x7fff_0000), // SECCOMP_RET_ALLOW
+    ];
+    prog.iter()
+        .flat_map(|&(code, jt, jf, k)| {
+            let mut v = code.to_le_bytes().to_vec();
+            v.extend([jt, jf]);
+            v.extend(k.to_le_bytes());
+            v
+        })
+        .collect()
+}
+
+/// `--add-seccomp-fd` repeated: every program applies (on top of ljspawn's own filter);
+/// `--seccomp` with `--add-seccomp-fd` is refused with bwrap's message.
+fn stacked_seccomp_programs(cx: &Ctx) {
+    if !cfg!(target_arch = "x86_64") || !Path::new("/usr/bin/python3").exists() {
+        cx.skip("needs x86_64 and /usr/bin/python3");
+        return;
+    }
+    let d = cx.tempdir();
+    // uname (63) and getpriority (140).
+    for (name, nr) in [("a.bpf", 63), ("b.bpf", 140)] {
+        fs::write(d.join(name), deny_bpf(nr)).unwrap();
+        cx.chown_caller(&d.join(name));
+    }
+    let prelude = format!("exec 5<{0}/a.bpf 6<{0}/b.bpf", d.str());
+    let py = "import os\nfor f in (os.uname, lambda: os.getpriority(os.PRIO_PROCESS, 0)):\n  \
+              try: f(); print('ok')\n  except OSError as e: print(e.errno)";
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend([
+        "/dev",
+        "--add-seccomp-fd",
+        "5",
+        "--add-seccomp-fd",
+        "6",
+        "/usr/bin/python3",
+        "-I",
+        "-S",
+        "-c",
+        py,
+    ]);
+    same_as_bwrap(cx, &prelude, &args, &["1", "1"]);
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "--add-seccomp-fd", "6", "/usr/bin/python3", "-I", "-S", "-c", py]);
+    same_as_bwrap(cx, &prelude, &args, &["ok", "1"]);
+    let out = host(cx).prelude(&prelude).args(["--seccomp", "5", "--add-seccomp-fd", "6", "true"]).run();
+    let out = out.expect_status(1);
+    assert!(out.stderr.contains("--add-seccomp-fd cannot be combined with --seccomp"), "{}", out.report());
+}
+
+/// `--dev` on a terminal: `/dev/console` is the terminal on stdout (bwrap's way to make
+/// ttyname() work): the jail's own pty when stdin is a terminal too, else the caller's
+/// terminal, as bwrap binds it. Without a terminal there is none.
+fn console_on_a_terminal(cx: &Ctx) {
+    let Some(script) = lj_tests::which("script") else {
+        cx.skip("no script(1) (util-linux) to give the jail a terminal");
+        return;
+    };
+    let probe = "test -c /dev/console && echo console; \
+                 test \"$(stat -c %t:%T /dev/console)\" = \"$(stat -L -c %t:%T /proc/self/fd/1)\" && echo same";
+    let mut args: Vec<String> = HOST[1..].iter().map(|s| s.to_string()).collect();
+    args.extend(["/dev".into(), "sh".into(), "-c".into(), probe.into()]);
+    let quoted: Vec<String> = args.iter().map(|a| lj_tests::shell_quote(a)).collect();
+    let theirs = (cx.mode != Mode::Setuid).then(|| lj_tests::which("bwrap")).flatten();
+    let progs = std::iter::once(format!("{} --bwrap", path_str(&cx.bin))).chain(theirs.map(|b| path_str(&b)));
+    for prog in progs {
+        // stdin a terminal (ljspawn: the jail's pty), then not (the caller's terminal).
+        for redirect in ["", " </dev/null"] {
+            let line = format!("{prog} {}{redirect}", quoted.join(" "));
+            let argv = [path_str(&script), "-qec".into(), line, "/dev/null".into()];
+            let out = run_with_timeout(cx.command(&argv), None, DEFAULT_TIMEOUT).expect("run script");
+            let text = out.stdout.replace('\r', "");
+            assert_eq!(text.lines().collect::<Vec<_>>(), ["console", "same"], "{}", out.report());
+        }
+    }
+    let out = host(cx).args(["--", "sh", "-c", "test -e /dev/console || echo none"]).run().ok();
+    assert_eq!(out.lines(), ["none"], "{}", out.report());
+}
+
+/// A sandbox that runs `/proc/self/exe` with bwrap's options runs ljspawn's bwrap form again
+/// (bwrap's own way to nest, used by its test suite); `--disable-userns` forbids it.
+fn nested_through_proc_self_exe(cx: &Ctx) {
+    let outer = ["--unshare-user", "--uid", "0", "--gid", "0", "--cap-add", "ALL", "--bind", "/", "/"];
+    let mut args: Vec<&str> = outer.to_vec();
+    args.extend(["--bind", "/proc", "/proc", "--", "/proc/self/exe", "--unshare-all", "--bind", "/", "/"]);
+    args.extend(["--bind", "/proc", "/proc", "echo", "hello"]);
+    same_as_bwrap(cx, "", &args, &["hello"]);
+    // The inner one really is a sandbox of its own: its own host name, PID namespace and /proc.
+    let mut args: Vec<&str> = outer.to_vec();
+    args.extend(["--bind", "/proc", "/proc", "--", "/proc/self/exe", "--unshare-all", "--hostname", "inner"]);
+    args.extend(["--ro-bind", "/", "/", "--proc", "/proc", "sh", "-c", "hostname; echo $$"]);
+    same_as_bwrap(cx, "", &args, &["inner", "2"]);
+    let mut args: Vec<&str> = outer.to_vec();
+    args.extend(["--disable-userns", "--bind", "/proc", "/proc", "--", "/proc/self/exe", "--unshare-all"]);
+    args.extend(["--bind", "/", "/", "echo", "hello"]);
+    let out = cx.ljspawn().arg("--bwrap").args(&args).run();
+    assert!(out.status() != 0 && !out.stdout.contains("hello"), "{}", out.report());
+}
+
+/// `--userns-block-fd`: ljspawn writes no id maps; the caller writes them once `--info-fd`
+/// has the pid, then lets the jail go on. Refused in setuid mode (there ljspawn writes the
+/// maps of a namespace its privileged side made).
+fn userns_block_fd(cx: &Ctx) {
+    let d = cx.tempdir();
+    let script = format!(
+        "mkfifo {d}/fifo; exec 9<>{d}/fifo; \"$@\" 8>{d}/info & bg=$!; \
+         for i in $(seq 100); do grep -q child-pid {d}/info 2>/dev/null && break; sleep 0.1; done; \
+         pid=$(grep -o '\"child-pid\": *[0-9]*' {d}/info | grep -o '[0-9]*$'); \
+         echo deny > /proc/$pid/setgroups; echo \"0 $(id -g) 1\" > /proc/$pid/gid_map; \
+         echo \"0 $(id -u) 1\" > /proc/$pid/uid_map; echo x >&9; wait $bg",
+        d = d.str()
+    );
+    let out = host(cx)
+        .args([
+            "--unshare-user",
+            "--info-fd",
+            "8",
+            "--userns-block-fd",
+            "9",
+            "--uid",
+            "0",
+            "--gid",
+            "0",
+            "--",
+        ])
+        .args(["sh", "-c", "cat /proc/self/uid_map; id -u"])
+        .wrapper(["sh", "-c", &script, "sh"])
+        .run();
+    if cx.mode == Mode::Setuid {
+        let out = out.expect_status(1);
+        assert!(out.stderr.contains("--userns-block-fd is not available in setuid mode"), "{}", out.report());
+        return;
+    }
+    let out = out.ok();
+    let lines = out.lines();
+    let map: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        (map, lines[1].as_str()),
+        (vec!["0", &*cx.caller_uid.to_string(), "1"], "0"),
+        "{}",
+        out.report()
+    );
 }
