@@ -1754,6 +1754,55 @@ mod tests {
         false
     }
 
+    fn bwrap_req(cmd: &[&str]) -> Request {
+        Request { bwrap: true, allow_userns: true, env_base: Some(vec![]), ..req(cmd) }
+    }
+
+    #[test]
+    fn bwrap_ids_default_to_the_callers() {
+        let c = caller(Mode::Rootless);
+        let ids = |r: Request| build(&r, &c, &none_open).map(|p| (p.uid, p.gid)).unwrap();
+        assert_eq!(ids(bwrap_req(&["true"])), (1000, 1000));
+        assert_eq!(ids(Request { group: Some(7), ..bwrap_req(&["true"]) }), (1000, 7));
+        assert_eq!(ids(Request { user: Some((5, None)), ..bwrap_req(&["true"]) }), (5, 1000));
+        assert_eq!(ids(Request { user: Some((5, Some(6))), ..bwrap_req(&["true"]) }), (5, 6));
+    }
+
+    #[test]
+    fn bwrap_proc_is_masked_and_nesting_is_ljspawn_itself() {
+        let r = Request { mounts: vec![MountReq::Proc { dest: "/p".into() }], ..bwrap_req(&["true"]) };
+        let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        assert!(p.mounts.contains(&Mount::ProcMask { path: "/p/keys".into() }));
+        assert!(!p.mounts.contains(&Mount::ProcMask { path: "/p/kcore".into() }));
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        assert!(p.mounts.contains(&Mount::ProcMask { path: "/p/kcore".into() }));
+        assert_eq!(p.seccomp, Seccomp::AllowUserns);
+        let p =
+            build(&bwrap_req(&[SELF_EXE, "--dir", "/x", "true"]), &caller(Mode::Setuid), &none_open).unwrap();
+        assert_eq!((p.seccomp, p.argv0.as_deref()), (Seccomp::Reexec, Some("bwrap")));
+        // Not with --disable-userns, nor with an --argv0 of the caller's (which could name
+        // ljspawn's own form).
+        let r = Request { allow_userns: false, ..bwrap_req(&[SELF_EXE, "true"]) };
+        assert_eq!(build(&r, &caller(Mode::Rootless), &none_open).unwrap().seccomp, Seccomp::Default);
+        let r = Request { argv0: Some("ljspawn".into()), ..bwrap_req(&[SELF_EXE, "true"]) };
+        assert_eq!(build(&r, &caller(Mode::Rootless), &none_open).unwrap().seccomp, Seccomp::AllowUserns);
+        assert_eq!(
+            build(&req(&[SELF_EXE]), &caller(Mode::Rootless), &none_open).unwrap().seccomp,
+            Seccomp::Default
+        );
+    }
+
+    #[test]
+    fn userns_block_fd_only_with_a_namespace_the_caller_may_map() {
+        let r = Request { userns: true, userns_block_fd: Some(3), ..bwrap_req(&["true"]) };
+        let open = |_| true;
+        assert!(build(&r, &caller(Mode::Rootless), &open).is_ok());
+        assert!(build(&r, &caller(Mode::Root), &open).is_ok());
+        assert_eq!(build(&r, &caller(Mode::Setuid), &open), Err(PlanError::UsernsBlockInSetuid));
+        let r = Request { userns: false, ..r };
+        assert_eq!(build(&r, &caller(Mode::Root), &open), Err(PlanError::UsernsBlockWithoutUserns));
+    }
+
     #[test]
     fn mode_detection_uses_ids_only() {
         assert_eq!(Mode::detect(0, 0), Mode::Root);
