@@ -206,7 +206,15 @@ fn clone_jail(
     let umask = sys::umask(0);
     let pid = match sys::clone_fork(flags) {
         Ok(0) => {
-            drop((status_r, exit_r, maps_w, net_ready, inputs.info.take(), inputs.userns_block.take(), pty_ours));
+            drop((
+                status_r,
+                exit_r,
+                maps_w,
+                net_ready,
+                inputs.info.take(),
+                inputs.userns_block.take(),
+                pty_ours,
+            ));
             let h = Handover {
                 status: status_w,
                 exit: exit_w,

@@ -581,25 +581,32 @@ fn stacked_seccomp_programs(cx: &Ctx) {
 /// ttyname() work): the jail's own pty when stdin is a terminal too, else the caller's
 /// terminal, as bwrap binds it. Without a terminal there is none.
 fn console_on_a_terminal(cx: &Ctx) {
-    let Some(script) = lj_tests::which("script") else {
-        cx.skip("no script(1) (util-linux) to give the jail a terminal");
-        return;
-    };
     let probe = "test -c /dev/console && echo console; \
-                 test \"$(stat -c %t:%T /dev/console)\" = \"$(stat -L -c %t:%T /proc/self/fd/1)\" && echo same";
-    let mut args: Vec<String> = HOST[1..].iter().map(|s| s.to_string()).collect();
-    args.extend(["/dev".into(), "sh".into(), "-c".into(), probe.into()]);
-    let quoted: Vec<String> = args.iter().map(|a| lj_tests::shell_quote(a)).collect();
+                 f=%d:%i:%t:%T; test \"$(stat -c $f /dev/console)\" = \"$(stat -L -c $f /proc/$$/fd/1)\" && echo same; \
+                 echo end";
     let theirs = (cx.mode != Mode::Setuid).then(|| lj_tests::which("bwrap")).flatten();
-    let progs = std::iter::once(format!("{} --bwrap", path_str(&cx.bin))).chain(theirs.map(|b| path_str(&b)));
-    for prog in progs {
+    // ljspawn's bwrap form, then bwrap itself (run in its place by the wrapper).
+    let progs: Vec<Option<String>> =
+        std::iter::once(None).chain(theirs.map(|b| Some(path_str(&b)))).collect();
+    for prog in &progs {
         // stdin a terminal (ljspawn: the jail's pty), then not (the caller's terminal).
-        for redirect in ["", " </dev/null"] {
-            let line = format!("{prog} {}{redirect}", quoted.join(" "));
-            let argv = [path_str(&script), "-qec".into(), line, "/dev/null".into()];
-            let out = run_with_timeout(cx.command(&argv), None, DEFAULT_TIMEOUT).expect("run script");
-            let text = out.stdout.replace('\r', "");
-            assert_eq!(text.lines().collect::<Vec<_>>(), ["console", "same"], "{}", out.report());
+        for stdin in ["", "</dev/null"] {
+            let mut p = match lj_tests::Pty::open() {
+                Ok(p) => p,
+                Err(e) => return cx.skip(&format!("cannot open a pty pair: {e}")),
+            };
+            p.give_to(cx.caller_uid);
+            let exec = match prog {
+                Some(b) => format!("shift 2; exec {b} \"$@\" {stdin}"),
+                None => format!("exec \"$@\" {stdin}"),
+            };
+            let mut child =
+                host(cx).args(["--", "sh", "-c", probe]).wrapper(["sh", "-c", &exec, "sh"]).start_on_pty(&p);
+            let limit = std::time::Duration::from_secs(20);
+            assert!(p.expect("end", limit), "{}: {}", child.command, p.output);
+            assert_eq!(child.wait(limit), Some(0), "{}: {}", child.command, p.output);
+            let lines: Vec<&str> = p.output.lines().map(|l| l.trim_end_matches('\r')).collect();
+            assert_eq!(lines, ["console", "same", "end"], "{}: {:?}", child.command, p.output);
         }
     }
     let out = host(cx).args(["--", "sh", "-c", "test -e /dev/console || echo none"]).run().ok();
