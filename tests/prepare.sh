@@ -14,6 +14,9 @@
 #   tmp/                       1777: the tests' temporary directories
 # and, once, a Debian world at LJ_DEBIAN_WORLD (default /var/tmp/lj-debian-world), copied to
 #   worlds/debian-ljtest       owned by ljtest (the rootless Debian build imports it)
+# and, once, a Debian world with systemd and dbus at LJ_DEBIAN_SYSTEMD_WORLD (default
+# /var/tmp/lj-debian-systemd-world; ljail's --init test boots it), copied to
+#   worlds/debian-systemd-ljtest   owned by ljtest (the rootless boot)
 # and the unprivileged user `ljtest` (with /etc/subuid and /etc/subgid ranges) if missing.
 # Idempotent: running it again starts from scratch.
 set -eu
@@ -83,6 +86,20 @@ else
     say "Debian world: debootstrap missing; the Debian test will skip (or fail with LJ_MUST_WORK=1)"
 fi
 
+# The world ljail's --init test boots: the same, with systemd and dbus.
+sdw=${LJ_DEBIAN_SYSTEMD_WORLD:-/var/tmp/lj-debian-systemd-world}
+if [ -x "$sdw/usr/lib/systemd/systemd" ]; then
+    say "Debian world with systemd: $sdw (kept from an earlier run)"
+elif command -v debootstrap >/dev/null 2>&1; then
+    say "Debian world with systemd: making $sdw with debootstrap (log: $dir/debootstrap-systemd.log)"
+    rm -rf --one-file-system "$sdw"
+    if ! worlds/debian/make-world.sh --include=systemd,dbus "$sdw" >"$dir/debootstrap-systemd.log" 2>&1; then
+        tail -n 5 "$dir/debootstrap-systemd.log" >&2
+        rm -rf --one-file-system "$sdw"
+        say "Debian world with systemd: debootstrap failed; the --init test will skip (or fail with LJ_MUST_WORK=1)"
+    fi
+fi
+
 user=ljtest
 if id -u "$user" >/dev/null 2>&1; then
     say "user $user exists (uid $(id -u "$user"))"
@@ -110,6 +127,13 @@ if [ -x "$deb/usr/bin/apt-get" ]; then
     cp -a "$deb" "$dir/worlds/debian-$user"
     chown -R "$user:$user" "$dir/worlds/debian-$user"
     say "Debian world for $user: $dir/worlds/debian-$user"
+fi
+
+if [ -x "$sdw/usr/lib/systemd/systemd" ]; then
+    rm -rf --one-file-system "$dir/worlds/debian-systemd-$user"
+    cp -a "$sdw" "$dir/worlds/debian-systemd-$user"
+    chown -R "$user:$user" "$dir/worlds/debian-systemd-$user"
+    say "Debian world with systemd for $user: $dir/worlds/debian-systemd-$user"
 fi
 
 # The setuid tests need the setuid bit to take effect where LJ_TEST_DIR lives.

@@ -123,13 +123,18 @@ pub enum Cmd {
         /// A full copy of the layers instead of a thin upper over them.
         #[arg(long)]
         copy: bool,
+        /// Boot the image's own init (systemd) as the jail's PID 1 [default command: /sbin/init,
+        /// or /lib/systemd/systemd where the image has no /sbin/init]; `stop` halts it
+        /// (SIGRTMIN+3, then SIGKILL after the stop timeout).
+        #[arg(long)]
+        init: bool,
         #[command(flatten)]
         opts: Box<JailOpts>,
         /// Print the ljspawn command line `start` would run; make nothing.
         #[arg(short = 'n', long)]
         dry_run: bool,
         /// What the jail runs.
-        #[arg(last = true, value_name = "CMD", required = true)]
+        #[arg(last = true, value_name = "CMD", required_unless_present = "init")]
         command: Vec<String>,
     },
     /// Start jails under ljail's supervisor (detached); a running one is left alone.
@@ -144,7 +149,8 @@ pub enum Cmd {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
-    /// Stop jails: SIGTERM, then SIGKILL after the timeout.
+    /// Stop jails: SIGTERM (an --init jail: SIGRTMIN+3, its init's halt), then SIGKILL after
+    /// the timeout.
     Stop {
         /// The jails.
         #[arg(required_unless_present = "all", conflicts_with = "all")]

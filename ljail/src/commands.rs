@@ -98,6 +98,9 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
                 }
             }
         }
+        if cfg.init {
+            sj.ensure_machine_id(cfg.root)?;
+        }
         // ljspawn checks the options against the real directories (in the staging place:
         // its paths differ only in the last component).
         check_with_ljspawn(&sj, &cfg, &layers)?;
@@ -478,6 +481,16 @@ pub fn clone(jails: &Jails, name: &str, new: &str, snap: Option<&str>, ui: &Ui) 
         }
         if cfg.root == RootKind::Thin {
             fs::create_dir(staging.join("work")).map_err(Error::io("cannot create", staging.join("work")))?;
+        }
+        if cfg.init {
+            // A machine id is one machine's: the clone makes its own at its first start.
+            let id = staging.join(data).join("etc/machine-id");
+            match fs::remove_file(&id) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io("cannot remove", &id)(e));
+                }
+                _ => {}
+            }
         }
         ljbuild::store::Root::write_atomic(&staging.join("config"), text.as_bytes())?;
         fs::rename(&staging, &n.dir).map_err(Error::io("cannot rename into place", &n.dir))

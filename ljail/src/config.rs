@@ -10,6 +10,7 @@
 //! ```text
 //! image web/nginx@1.2.3         # the image (exact version), or: world NAME
 //! root thin                     # thin: a persistent upper over the image; copy: a full copy
+//! init yes                      # the command is the jail's own init (e.g. systemd) as PID 1
 //! command /bin/httpd -f -p 80   # what the jail runs (required)
 //! hostname web                  # default: the jail's name
 //! net bridge:br0                # none (default), host, bridge:BR, macvlan:IFACE
@@ -181,6 +182,8 @@ pub struct Config {
     pub allow_userns: bool,
     /// `gpu nvidia|intel|amd`: the host's GPU devices (and NVIDIA's user-space files).
     pub gpu: Option<String>,
+    /// `init yes`: the command is the jail's own init (systemd), run as its PID 1.
+    pub init: bool,
     /// The restart policy.
     pub restart: Restart,
     /// Delay between restarts.
@@ -224,6 +227,7 @@ impl Config {
             cap_add: Vec::new(),
             allow_userns: false,
             gpu: None,
+            init: false,
             restart: Restart::No,
             restart_delay: DEFAULT_RESTART_DELAY,
             restart_max: 0,
@@ -256,6 +260,9 @@ impl Config {
             Source::World(w) => line("world", &[w]),
         }
         line("root", &[self.root.as_str()]);
+        if self.init {
+            line("init", &["yes"]);
+        }
         let cmd: Vec<&str> = self.command.iter().map(String::as_str).collect();
         line("command", &cmd);
         let opt = |k: &str, v: &Option<String>, line: &mut dyn FnMut(&str, &[&str])| {
@@ -316,6 +323,7 @@ pub const KEYS: &[&str] = &[
     "image",
     "world",
     "root",
+    "init",
     "command",
     "hostname",
     "net",
@@ -588,6 +596,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                 c.gpu = Some(v);
             }
             "allow-userns" => c.allow_userns = yes_no(&one("yes or no")?).map_err(&err)?,
+            "init" => c.init = yes_no(&one("yes or no")?).map_err(&err)?,
             "autostart" => c.autostart = yes_no(&one("yes or no")?).map_err(&err)?,
             "restart" => {
                 let v = one("no, on-failure or always")?;
@@ -751,6 +760,7 @@ mod tests {
         c.restart_max = 3;
         c.autostart = true;
         c.priority = 10;
+        c.init = true;
         c.rlimits = vec!["nofile=64:128".into()];
         let text = c.to_text();
         assert_eq!(parse(&text).unwrap(), c, "{text}");

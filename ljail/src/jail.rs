@@ -137,6 +137,76 @@ impl Jail {
         self.dir.join("stop-requested")
     }
 
+    /// The jail's `/etc/machine-id` in its own data (`upper/` or `rootfs/`).
+    pub fn machine_id_path(&self, kind: RootKind) -> PathBuf {
+        self.data_dir(kind).join("etc/machine-id")
+    }
+
+    /// `init yes` jails: gives the jail a machine id of its own in its data, unless it has one
+    /// (32 hex digits): 128 random bits, a version 4 UUID's, as systemd-machine-id-setup makes
+    /// them. Written into the jail's files, not bound over them: systemd takes a mount point at
+    /// /etc/machine-id for a transient id and tries to commit it. (A clone gets a new one at
+    /// its first start; a snapshot keeps the jail's.)
+    pub fn ensure_machine_id(&self, kind: RootKind) -> Result<(), Error> {
+        use rustix::fs::{Mode, OFlags};
+        let p = self.machine_id_path(kind);
+        let sys = |what: &'static str| {
+            let p = p.clone();
+            move |e: rustix::io::Errno| Error::io(what, &p)(e.into())
+        };
+        // The data is the jail's own: every name in it is opened without following a symlink
+        // (ljail may be root, and the jail's root may have planted one).
+        let data = rustix::fs::open(
+            self.data_dir(kind),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(sys("cannot open"))?;
+        match rustix::fs::mkdirat(&data, "etc", Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(sys("cannot create")(e)),
+        }
+        let nofollow = OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let etc =
+            rustix::fs::openat(&data, "etc", OFlags::RDONLY | OFlags::DIRECTORY | nofollow, Mode::empty())
+                .map_err(sys("cannot open the directory of"))?;
+        if let Ok(f) = rustix::fs::openat(
+            &etc,
+            "machine-id",
+            OFlags::RDONLY | OFlags::NONBLOCK | nofollow,
+            Mode::empty(),
+        ) {
+            let mut buf = [0u8; 64];
+            let is_file = rustix::fs::fstat(&f)
+                .is_ok_and(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file());
+            let n = if is_file { rustix::io::read(&f, &mut buf).unwrap_or(0) } else { 0 };
+            let id = buf[..n].strip_suffix(b"\n").unwrap_or(&buf[..n]);
+            if id.len() == 32 && id.iter().all(u8::is_ascii_hexdigit) {
+                return Ok(());
+            }
+        }
+        let mut bytes = [0u8; 16];
+        let mut f = fs::File::open("/dev/urandom").map_err(Error::io("cannot open", "/dev/urandom"))?;
+        std::io::Read::read_exact(&mut f, &mut bytes).map_err(Error::io("cannot read", "/dev/urandom"))?;
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match rustix::fs::unlinkat(&etc, "machine-id", rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(sys("cannot replace")(e)),
+        }
+        let f = rustix::fs::openat(
+            &etc,
+            "machine-id",
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | nofollow,
+            Mode::from_raw_mode(0o444),
+        )
+        .map_err(sys("cannot create"))?;
+        let mut f = fs::File::from(f);
+        std::io::Write::write_all(&mut f, format!("{hex}\n").as_bytes())
+            .map_err(Error::io("cannot write", &p))
+    }
+
     /// `snapshots/`.
     pub fn snapshots_dir(&self) -> PathBuf {
         self.dir.join("snapshots")
@@ -208,6 +278,39 @@ pub fn resolve(root: &Root, cfg: &Config) -> Result<Resolved, Error> {
     Ok(Resolved { layers: layers(root, &cfg.source)?, devices })
 }
 
+/// What an `init yes` jail's PID 1 keeps: systemd-nspawn's default capability set (held in the
+/// jail's own user namespace). Without CAP_SYS_RAWIO, CAP_SYS_MODULE and the like, the units
+/// that need them (debugfs, tracefs, module loading) are skipped by their conditions.
+pub const INIT_CAPS: &[&str] = &[
+    "CAP_AUDIT_CONTROL",
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_IPC_OWNER",
+    "CAP_KILL",
+    "CAP_LEASE",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_MKNOD",
+    "CAP_NET_ADMIN",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TTY_CONFIG",
+];
+
 /// The ljspawn arguments (without the program) that run `jail` with `cfg` on `r`.
 /// `json_fd` adds `--json-status FD` (the supervisor's pipe).
 pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32>) -> Vec<OsString> {
@@ -231,6 +334,30 @@ pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32
     let host_resolv = cfg.net_mode() == "host" && Path::new("/etc/resolv.conf").exists();
     if host_resolv {
         push(&[&"--ro-bind", &"/etc/resolv.conf", &"/etc/resolv.conf"]);
+    }
+    if cfg.init {
+        // The jail's own init as PID 1 (systemd's container interface): a user namespace with
+        // the whole id range (services run as their own users), a cgroup of its own, /sys
+        // read-only, /run and /run/lock fresh tmpfs, `container=lightjail`, its machine id.
+        push(&[
+            &"--as-pid-1",
+            &"--stop-signal",
+            &"RTMIN+3",
+            &"--subids",
+            &"--sysfs",
+            &"--delegate-cgroup",
+            &"--allow-setuid-files",
+            &"--tmpfs",
+            &"/run",
+            &"--tmpfs",
+            &"/run/lock",
+            &"--setenv",
+            &"container",
+            &"lightjail",
+        ]);
+        for c in INIT_CAPS {
+            push(&[&"--cap-add", c]);
+        }
     }
     for m in r.devices.iter().chain(&cfg.mounts) {
         match m {
@@ -277,6 +404,21 @@ pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32
         push(&[w]);
     }
     a
+}
+
+/// The init an `init yes` jail runs when `create` is given no command: `/sbin/init` where the
+/// image has one (systemd-sysv, sysvinit), else systemd itself, found in its layers (top first).
+pub fn default_init(layers: &[PathBuf]) -> Vec<String> {
+    let has = |p: &str| {
+        layers.iter().rev().any(|l| {
+            // (Usr-merged worlds link /sbin and /lib into /usr: look there too, never following
+            // a link out of the layer.)
+            [p.to_string(), format!("usr/{p}")].iter().any(|q| fs::symlink_metadata(l.join(q)).is_ok())
+        })
+    };
+    let init =
+        if has("sbin/init") || !has("lib/systemd/systemd") { "/sbin/init" } else { "/lib/systemd/systemd" };
+    vec![init.to_string()]
 }
 
 /// The jail's name as a host name (`_` is not allowed in host names: `-`).

@@ -115,10 +115,18 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     let root = store::Root::open(root_path, source_of)?;
     let jails = jail::Jails::open(root)?;
     match cli.command {
-        Cmd::Create { name, image, world, copy, opts, dry_run, command } => {
+        Cmd::Create { name, image, world, copy, init, opts, dry_run, command } => {
             jail::check_name("jail", &name)?;
             let source = commands::resolve_source(&jails, image.as_deref(), world.as_deref(), &ui)?;
-            let cfg = config_of(source, copy, &opts, command)?;
+            let command = match (init, command.is_empty()) {
+                (true, true) => jail::default_init(&jail::layers(&jails.root, &source)?),
+                (false, true) => {
+                    return Err(Error::Usage("create needs a command (-- CMD ARGS...) or --init".into()))
+                }
+                _ => command,
+            };
+            let mut cfg = config_of(source, copy, &opts, command)?;
+            cfg.init = init;
             commands::create(&jails, &name, cfg, dry_run, &ui)?;
         }
         Cmd::Start { names, all, dry_run } => {

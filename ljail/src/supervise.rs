@@ -4,8 +4,9 @@
 //! ljspawn with `--die-with-parent` (if the supervisor dies, so does the jail) and
 //! `--json-status` on a pipe (the jail's pid, then its exit code), keeps `state.json` up to date
 //! and restarts the jail per its policy. `stop` writes `stop-requested`, sends ljspawn SIGTERM
-//! (which ljspawn forwards to the jail's PID 1), waits `stop-timeout`, then SIGKILLs ljspawn (the
-//! kernel kills the jail with it).
+//! (which ljspawn forwards to the jail's PID 1; an `init yes` jail's as SIGRTMIN+3, its init's
+//! halt, through `--stop-signal`), waits `stop-timeout`, then SIGKILLs ljspawn (the kernel kills
+//! the jail with it).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
@@ -104,6 +105,10 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     }
     // Resolve now, so a missing image is this command's error.
     jail::resolve(&jails.root, &cfg)?;
+    if cfg.init {
+        // (A clone has none yet: it gets its own.)
+        j.ensure_machine_id(cfg.root)?;
+    }
     let ljspawn = ljspawn()?;
     let old = read_state(j);
     if let Some(cg) = &old.freezer {

@@ -294,6 +294,31 @@ pub fn command() -> Command {
                 .help("Run the command in the running jail whose PID 1 is PID (yours), confined as the jail's options say (not in setuid mode)"),
         )
         .arg(
+            Arg::new("as-pid-1")
+                .long("as-pid-1")
+                .action(ArgAction::SetTrue)
+                .help("Run the program as the jail's PID 1 (an init of its own, e.g. systemd: it reaps orphans and handles its signals; the jail ends when it exits)"),
+        )
+        .arg(
+            Arg::new("stop-signal")
+                .long("stop-signal")
+                .value_name("SIGNAL")
+                .value_parser(parse_signal)
+                .help("Deliver a SIGTERM sent to ljspawn (and --timeout's) to the jail as SIGNAL (e.g. RTMIN+3, systemd's halt) [default: TERM]"),
+        )
+        .arg(
+            Arg::new("sysfs")
+                .long("sysfs")
+                .action(ArgAction::SetTrue)
+                .help("Mount a fresh sysfs at /sys, read-only (needs the jail's own network namespace outside root mode)"),
+        )
+        .arg(
+            Arg::new("delegate-cgroup")
+                .long("delegate-cgroup")
+                .action(ArgAction::SetTrue)
+                .help("Give the jail a cgroup v2 of its own, writable by the jail's root and mounted at /sys/fs/cgroup as its / (for an init such as systemd; rootless: in a subtree delegated to you; setuid: with a limits grant)"),
+        )
+        .arg(
             Arg::new("die-with-parent")
                 .long("die-with-parent")
                 .action(ArgAction::SetTrue)
@@ -318,6 +343,35 @@ pub fn command() -> Command {
                 .trailing_var_arg(true)
                 .help("The program and its arguments (searched in the jail's PATH)"),
         )
+}
+
+/// A signal by name (`TERM`, `SIGUSR1`, `RTMIN+3`) or number.
+fn parse_signal(s: &str) -> Result<i32, String> {
+    let name = s.strip_prefix("SIG").unwrap_or(s);
+    let bad = || format!("'{s}' is not a signal (e.g. TERM, INT, USR1, RTMIN+3 or a number)");
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "TERM" => libc::SIGTERM,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "PWR" => libc::SIGPWR,
+        "KILL" => libc::SIGKILL,
+        _ => match name.strip_prefix("RTMIN") {
+            Some("") => libc::SIGRTMIN(),
+            Some(off) => {
+                libc::SIGRTMIN()
+                    + off.strip_prefix('+').and_then(|o| o.parse::<i32>().ok()).ok_or_else(bad)?
+            }
+            None => name.parse().map_err(|_| bad())?,
+        },
+    };
+    if (1..=libc::SIGRTMAX()).contains(&n) {
+        Ok(n)
+    } else {
+        Err(bad())
+    }
 }
 
 fn parse_cpus(s: &str) -> Result<f64, String> {
@@ -463,6 +517,10 @@ pub fn request(m: &ArgMatches) -> Request {
         env_base: None,
         unsetenv: Vec::new(),
         info_fd: None,
+        as_pid_1: m.get_flag("as-pid-1"),
+        stop_signal: m.get_one::<i32>("stop-signal").copied(),
+        sysfs: m.get_flag("sysfs"),
+        delegate_cgroup: m.get_flag("delegate-cgroup"),
         ..Default::default()
     }
 }
@@ -515,6 +573,21 @@ mod tests {
         assert_eq!(dests, ["/a", "/b", "/c", "/d", "/e", "/f", "/g"]);
         assert_eq!(r.mounts[6], MountReq::File { fd: 7, dest: "/g".into(), mode: None });
         assert_eq!(r.command, ["true"]);
+    }
+
+    #[test]
+    fn stop_signals_by_name_or_number() {
+        assert_eq!(parse_signal("TERM"), Ok(libc::SIGTERM));
+        assert_eq!(parse_signal("SIGUSR1"), Ok(libc::SIGUSR1));
+        assert_eq!(parse_signal("RTMIN+3"), Ok(libc::SIGRTMIN() + 3));
+        assert_eq!(parse_signal("SIGRTMIN"), Ok(libc::SIGRTMIN()));
+        assert_eq!(parse_signal("9"), Ok(9));
+        for bad in ["", "0", "RTMIN+", "RTMIN-1", "BOGUS", "1000"] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+        let r = req(&["--as-pid-1", "--sysfs", "--delegate-cgroup", "--stop-signal", "RTMIN+3", "init"]);
+        assert!(r.as_pid_1 && r.sysfs && r.delegate_cgroup);
+        assert_eq!(r.stop_signal, Some(libc::SIGRTMIN() + 3));
     }
 
     #[test]

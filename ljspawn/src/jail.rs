@@ -17,7 +17,8 @@
 //!    `ptmx` of the devpts just mounted, its master sent to ljspawn, its slave kept for the
 //!    program;
 //! 7. hostname, loopback;
-//! 8. fork the program ([`program`]), then reap and forward signals until it exits.
+//! 8. fork the program ([`program`]), then reap and forward signals until it exits; with
+//!    `--as-pid-1`, become the program instead (the same confinement, then exec).
 
 use std::ffi::CString;
 use std::fmt;
@@ -114,9 +115,9 @@ pub struct Handover {
 /// PID 1 of the jail. Never returns.
 pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
     let code = match setup(plan, &h, umask) {
-        // bwrap's --as-pid-1: this process becomes the program; ljspawn sees the end of the
-        // exit pipe (close-on-exec) and waits for it. The kernel kills what is left in the
-        // PID namespace when it exits.
+        // --as-pid-1 (also bwrap's): this process becomes the program; ljspawn watches it
+        // through a pidfd (the exit pipe closes at exec), forwarding signals meanwhile. The
+        // kernel kills what is left in the PID namespace when it exits.
         Ok(slave) if plan.as_pid_1 => {
             if upper::any_held() {
                 let f = Failure {
@@ -172,7 +173,13 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     // (pasta: ljspawn opens this namespace's files, so the wait comes before set_dumpable.)
     let pasta = plan.net == Net::Pasta;
     let external_maps = plan.userns_block_fd.is_some();
-    if by_parent || linked || pasta || external_maps || plan.json_status.is_some() || !plan.limits.is_empty()
+    if by_parent
+        || linked
+        || pasta
+        || external_maps
+        || plan.json_status.is_some()
+        || !plan.limits.is_empty()
+        || plan.delegate_cgroup
     {
         let mut b = [0u8; 1];
         if !matches!(sys::read(h.maps.as_fd(), &mut b), Ok(1)) {
@@ -256,6 +263,11 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 };
                 Some(overlay(&names, &names, up, "--overlay-src")?)
             }
+            // Made while the host's sysfs is still visible in this mount namespace (the kernel
+            // lets a user namespace mount one only then), in the jail's network namespace.
+            Mount::Sysfs { dest } => Some(new_fs("sysfs", dest, sys::MOUNT_ATTR_RDONLY)?),
+            // The jail's cgroup namespace is made by now: its cgroup is this mount's root.
+            Mount::Cgroup2 { dest } => Some(new_fs("cgroup2", dest, 0)?),
             Mount::BindFd { fd, ro, .. } => {
                 // A clone of a mount of another namespace cannot be made from the descriptor
                 // itself: its path is bound instead (as bwrap does), and what was bound must be
@@ -425,6 +437,11 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                         if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Kind::Dir } else { Kind::File };
                     attach(&root, src.as_fd(), dest, kind, Own::No)?;
                 }
+            }
+            Mount::Sysfs { dest } | Mount::Cgroup2 { dest } => {
+                let mnt =
+                    src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no mount for {dest}") })?;
+                attach(&root, mnt.as_fd(), dest, Kind::Dir, Own::Yes)?;
             }
             Mount::Tmpfs { dest, mode } => {
                 let t = tmpfs(*mode, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
@@ -710,6 +727,13 @@ fn new_proc() -> Result<OwnedFd> {
     let fc = FsContext::open("proc").ctx(|| "cannot mount /proc".into())?;
     fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
         .ctx(|| "cannot mount /proc".into())
+}
+
+/// A new detached mount of file system `fstype` for `dest`: nosuid, nodev, noexec and `attrs`.
+fn new_fs(fstype: &str, dest: &str, attrs: u64) -> Result<OwnedFd> {
+    let what = || format!("cannot mount {fstype} on {dest}");
+    let fc = FsContext::open(fstype).ctx(what)?;
+    fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC | attrs).ctx(what)
 }
 
 fn bind_source(src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
@@ -1121,7 +1145,7 @@ fn supervise(plan: &Plan, h: Handover, umask: u32, slave: Option<OwnedFd>) -> u8
             }
             // Signals from ljspawn (outside this PID namespace: sender pid 0) go to the program.
             Ok(Some((sig, 0))) => {
-                let _ = sys::kill(pid, sig);
+                let _ = sys::kill(pid, if sig == libc::SIGTERM { plan.stop_signal } else { sig });
             }
             Ok(Some(_)) => {}
             Err(_) => break EXIT_SETUP,
@@ -1203,6 +1227,13 @@ pub(crate) fn confine_and_exec(
         sys::setrlimit(r.resource, r.soft, r.hard).ctx(|| format!("cannot set --rlimit {}", r.name))?;
     }
     drop_privileges(plan)?;
+    if plan.as_pid_1 {
+        // The program is PID 1: nothing of ljspawn's stays in the jail to die with ljspawn.
+        // A change of uid (`--user`) cleared the parent-death signal: set it again. (ljspawn
+        // cannot be checked from here: PID 1's parent pid reads 0. If it died in between, the
+        // status pipe tells nobody and the jail runs until its init exits.)
+        sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
+    }
     match plan.cwd_try.as_deref().map(sys::chdir) {
         Some(Ok(())) => {}
         _ => sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?,

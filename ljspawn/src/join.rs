@@ -13,7 +13,8 @@
 //!    executable (same inode), and belong to the caller (real uid; root may join any);
 //! 3. root mode: move into the jail's cgroups (only those under `lightjail/`, where ljspawn
 //!    and ljail make them), so its limits and freezer hold the new process too;
-//! 4. `setns` through a pidfd of the jail's program (PID 1's first child, also checked) into
+//! 4. `setns` through a pidfd of the jail's program (PID 1's first child, also checked; with
+//!    `--as-pid-1`, PID 1 itself) into
 //!    every namespace the jail made (the kernel enters the user namespace first), which also
 //!    sets root and cwd to the jail's root;
 //! 5. when fd 0 is a terminal: a pty of the jail's own devpts (its `/dev/pts`, checked to be a
@@ -46,19 +47,24 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
     check_target(plan, pid)?;
     // The namespaces are entered through the jail's program, PID 1's first child: PID 1 never
     // executed in the jail, so the kernel lets only root (CAP_SYS_PTRACE) enter through it.
-    // (Right after the jail started, PID 1 may still be starting it: wait up to 2 s.)
-    let mut program = first_child(pid);
-    for _ in 0..200 {
-        if program.is_ok() {
-            break;
+    // (Right after the jail started, PID 1 may still be starting it: wait up to 2 s.) With
+    // `--as-pid-1` the program is PID 1 itself.
+    let program = if plan.as_pid_1 {
+        pid
+    } else {
+        let mut program = first_child(pid);
+        for _ in 0..200 {
+            if program.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            program = first_child(pid);
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        program = first_child(pid);
-    }
-    let program = program?;
+        program?
+    };
     let progfd =
         sys::pidfd_open(program).map_err(|e| err(format!("cannot open the jail's program {program}"), e))?;
-    if parent(program) != Some(pid) {
+    if !plan.as_pid_1 && parent(program) != Some(pid) {
         return Err(refuse(format!("process {program} is not the program of jail {pid}")));
     }
     // Still the processes the checks read: a pidfd never names a reused pid.

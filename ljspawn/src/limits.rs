@@ -145,6 +145,22 @@ pub fn detect(
     Ok(Layout::V1 { controllers: v1 })
 }
 
+/// The cgroup v2 hierarchy, whatever controllers it has (`--delegate-cgroup`; on a hybrid host
+/// the unified hierarchy beside the v1 controllers, often with none), or None without one.
+pub fn detect_v2(mountinfo: &str, self_cgroup: &str) -> Option<Layout> {
+    let mount = mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        (right.split(' ').next() == Some("cgroup2"))
+            .then(|| PathBuf::from(left.split(' ').nth(4).unwrap_or("")))
+    })?;
+    let own = self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(|p| PathBuf::from(p.trim()))
+        .unwrap_or_else(|| PathBuf::from("/"));
+    Some(Layout::V2 { mount, own })
+}
+
 /// One jail's cgroup: the directories made (one per v1 hierarchy, or one v2 cgroup).
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -280,6 +296,41 @@ impl Cgroup {
         Ok(())
     }
 
+    /// `--delegate-cgroup`: the jail's cgroup in the v2 hierarchy `v2` (the one made for the
+    /// limits if they are v2, else a new one of the same `name`) is given to the jail's root,
+    /// `owner` (host uid and gid; None: this process's own ids): the directory and the files
+    /// a delegatee writes (`cgroup.procs`, `cgroup.threads`, `cgroup.subtree_control`), as
+    /// systemd's `Delegate=` does. Its limits' files stay root's (the kernel's nsdelegate
+    /// also keeps them out of the jail's reach).
+    pub fn delegate(
+        &mut self,
+        v2: &Layout,
+        name: &str,
+        rootless: Option<u32>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), LimitError> {
+        if !self.v2 || self.dirs.is_empty() {
+            let other = Cgroup::create(v2, &self.tree, name, &Limits::default(), rootless)
+                .map_err(|e| LimitError(e.0.replacen("cgroup limits need", "--delegate-cgroup needs", 1)))?;
+            self.dirs.extend(other.dirs);
+        }
+        let dir = self.dirs.last().cloned().ok_or_else(|| LimitError("no cgroup to delegate".into()))?;
+        if let (Some((uid, gid)), false) = (owner, self.tree.fake) {
+            for f in ["", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+                let p = if f.is_empty() { dir.clone() } else { dir.join(f) };
+                std::os::unix::fs::chown(&p, Some(uid), Some(gid)).map_err(|e| {
+                    io_err(format!("cannot give cgroup {} to the jail's root", p.display()), e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A cgroup with no directory yet (delegation only, no limits).
+    pub fn empty(tree: &Tree) -> Cgroup {
+        Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None }
+    }
+
     /// Moves process `pid` (the jail's PID 1, before it starts the program) in.
     pub fn add(&self, pid: i32) -> Result<(), LimitError> {
         for d in &self.dirs {
@@ -307,7 +358,9 @@ impl Cgroup {
                 fs::remove_dir_all(d).map_err(|e| io_err(format!("cannot remove {}", d.display()), e))?;
                 continue;
             }
-            kill_all(d, self.v2);
+            kill_all(d, self.v2 || d.join("cgroup.kill").exists());
+            // A delegated cgroup has the jail's own below it (empty once the jail is gone).
+            remove_children(d);
             let mut last = None;
             for _ in 0..100 {
                 match fs::remove_dir(d) {
@@ -328,6 +381,18 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+}
+
+/// Removes the (empty) cgroups below `d`, deepest first; never follows a symlink (cgroup file
+/// systems have none) and never kills: a busy cgroup stays, and its parent's rmdir says so.
+fn remove_children(d: &Path) {
+    let Ok(entries) = fs::read_dir(d) else { return };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_children(&e.path());
+            let _ = fs::remove_dir(e.path());
+        }
     }
 }
 
@@ -409,6 +474,9 @@ pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
             }
             // Only an empty one is removed: the pid in the name may be from another pid
             // namespace, so nothing in it is ever killed (rmdir fails on a busy cgroup).
+            if !tree.fake {
+                remove_children(&e.path());
+            }
             let gone = if tree.fake { fs::remove_dir_all(e.path()) } else { fs::remove_dir(e.path()) };
             if gone.is_ok() {
                 n += 1;
@@ -488,6 +556,33 @@ mod tests {
             .contains("cgroup v1"));
         cg.remove().unwrap();
         assert!(!j("memory", "").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn delegation_uses_the_v2_hierarchy_beside_v1_limits() {
+        let (dir, tree) = fake(None);
+        let v2 = detect_v2(HYBRID, "0::/\n4:memory:/\n").unwrap();
+        assert_eq!(v2, Layout::V2 { mount: "/sys/fs/cgroup/unified".into(), own: "/".into() });
+        assert_eq!(detect_v2(&HYBRID.replace("cgroup2 cgroup2", "tmpfs tmpfs"), "0::/\n"), None);
+        // Without limits: one v2 cgroup of the jail's own.
+        let mut cg = Cgroup::empty(&tree);
+        cg.delegate(&v2, "lightjail-5", None, Some((1000, 1000))).unwrap();
+        let d = dir.join("sys/fs/cgroup/unified/lightjail/lightjail-5");
+        assert!(d.is_dir());
+        cg.add(42).unwrap();
+        assert_eq!(read(d.join("cgroup.procs")), "42");
+        cg.remove().unwrap();
+        assert!(!d.exists());
+        // With v1 limits: those cgroups and the v2 one, all of them joined and removed.
+        let layout = detect(HYBRID, "0::/\n4:memory:/\n", &tree, &ALL).unwrap();
+        let mut cg = Cgroup::create(&layout, &tree, "lightjail-6", &ALL, None).unwrap();
+        cg.delegate(&v2, "lightjail-6", None, None).unwrap();
+        cg.add(43).unwrap();
+        for h in ["memory", "pids", "cpu,cpuacct", "unified"] {
+            assert_eq!(read(dir.join(format!("sys/fs/cgroup/{h}/lightjail/lightjail-6/cgroup.procs"))), "43");
+        }
+        cg.remove().unwrap();
         fs::remove_dir_all(dir).unwrap();
     }
 

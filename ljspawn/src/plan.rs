@@ -154,6 +154,13 @@ pub struct Request {
     /// bwrap's `--argv0 VALUE`: the program's argv\[0\] (the file executed is still the
     /// command's first word).
     pub argv0: Option<String>,
+    /// `--sysfs`: a fresh sysfs at /sys, read-only.
+    pub sysfs: bool,
+    /// `--stop-signal N`: what a SIGTERM to ljspawn (or the timeout's) becomes for the jail.
+    pub stop_signal: Option<i32>,
+    /// `--delegate-cgroup`: a cgroup of the jail's own, writable by the jail's root, mounted
+    /// (cgroup v2, the jail's cgroup namespace) at /sys/fs/cgroup.
+    pub delegate_cgroup: bool,
 }
 
 /// A user-requested mount, in command-line order. Destinations are paths inside the jail.
@@ -324,6 +331,15 @@ pub enum Mount {
         dest: String,
         upper: Option<(PathBuf, PathBuf)>,
         tmp: bool,
+    },
+    /// A fresh sysfs (of the jail's network namespace), read-only, nosuid, nodev, noexec.
+    Sysfs {
+        dest: String,
+    },
+    /// The cgroup v2 hierarchy as the jail's cgroup namespace sees it (its own cgroup as `/`),
+    /// read-write (`--delegate-cgroup`: the cgroup is the jail root's).
+    Cgroup2 {
+        dest: String,
     },
     Proc {
         dest: String,
@@ -583,7 +599,8 @@ pub struct Plan {
     pub userns_block_fd: Option<i32>,
     /// The program's argv\[0\] when not the command's first word (`--argv0`).
     pub argv0: Option<String>,
-    /// The program runs as the PID namespace's init (bwrap's `--as-pid-1`).
+    /// The program runs as the PID namespace's init (bwrap's `--as-pid-1`, ljspawn's): no
+    /// ljspawn init reaps or forwards for it; the jail ends when it exits.
     pub as_pid_1: bool,
     /// bwrap's `/dev`: with the terminal on stdout as `/dev/console`.
     pub dev_console: bool,
@@ -593,6 +610,11 @@ pub struct Plan {
     /// fd 0 is a terminal: the jail gets a pty of its own from its devpts (the first `/dev`
     /// it mounts), relayed by ljspawn (see `pty`). Never without a `Mount::Dev`.
     pub pty: bool,
+    /// The signal a SIGTERM to ljspawn, and the timeout's, is delivered to the jail as.
+    pub stop_signal: i32,
+    /// `--delegate-cgroup`: the jail gets a cgroup v2 of its own (even without limits), owned by
+    /// the jail's root, and `Mount::Cgroup2` shows it.
+    pub delegate_cgroup: bool,
 }
 
 /// Why a request cannot become a plan. Every message is one line, lower case.
@@ -668,6 +690,10 @@ pub enum PlanError {
     UsernsBlockInSetuid,
     /// bwrap's `--userns-block-fd` without a user namespace.
     UsernsBlockWithoutUserns,
+    /// `--delegate-cgroup` in setuid mode without a `limits` grant.
+    DelegateNotGranted,
+    /// `--sysfs` with `--net host` outside root mode (sysfs belongs to a network namespace).
+    SysfsHostNet(Mode),
 }
 
 impl fmt::Display for PlanError {
@@ -752,6 +778,11 @@ impl fmt::Display for PlanError {
             UsernsBlockWithoutUserns => write!(f, "--userns-block-fd needs a user namespace of the jail's own (--unshare-user)"),
             OverlayWithoutSrc => write!(f, "an overlay needs at least one lower directory (--overlay-src)"),
             IdmapNotPlain(l) => write!(f, "--idmap-layer '{l}' must be an absolute path without '.', '..', empty components or a trailing '/'"),
+            DelegateNotGranted => write!(
+                f,
+                "--delegate-cgroup is not granted to you in /etc/lightjail.conf (the jail's cgroup is made by ljspawn as root: a line like 'limits allow USER' is missing)"
+            ),
+            SysfsHostNet(m) => write!(f, "--sysfs with --net host is not allowed in {m} mode (a sysfs shows the network namespace it is mounted in: give the jail its own)"),
         }
     }
 }
@@ -774,6 +805,8 @@ impl PlanError {
             | PlanError::IdmapRootless
             | PlanError::IdmapNotGranted(_)
             | PlanError::UsernsBlockInSetuid
+            | PlanError::DelegateNotGranted
+            | PlanError::SysfsHostNet(_)
             | PlanError::BadInstall => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
         }
@@ -1072,6 +1105,18 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         mounts.push(Mount::Dev { dest: "/dev".into() });
         mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
     }
+    if req.sysfs {
+        if net == Net::Host && caller.mode != Mode::Root {
+            return Err(PlanError::SysfsHostNet(caller.mode));
+        }
+        mounts.push(Mount::Sysfs { dest: "/sys".into() });
+    }
+    if req.delegate_cgroup {
+        if caller.mode == Mode::Setuid && caller.grants.limits.is_none() {
+            return Err(PlanError::DelegateNotGranted);
+        }
+        mounts.push(Mount::Cgroup2 { dest: "/sys/fs/cgroup".into() });
+    }
     let mut reqs: Vec<MountReq> = Vec::new();
     if req.host_usr {
         reqs.push(MountReq::Bind { src: "/usr".into(), dest: "/usr".into(), ro: true, dev: false });
@@ -1315,6 +1360,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         dev_console: req.bwrap,
         grants: caller.grants.clone(),
         pty,
+        stop_signal: req.stop_signal.unwrap_or(libc::SIGTERM),
+        delegate_cgroup: req.delegate_cgroup,
     })
 }
 
@@ -1599,6 +1646,8 @@ impl fmt::Display for Plan {
                         (None, false) => "read-only".into(),
                     }
                 )?,
+                Mount::Sysfs { dest } => writeln!(f, "  {n}. {dest} <- sysfs of the jail's network namespace (ro, nosuid, nodev, noexec)")?,
+                Mount::Cgroup2 { dest } => writeln!(f, "  {n}. {dest} <- cgroup2, the jail's own cgroup as / (rw, nosuid, nodev, noexec)")?,
                 Mount::BindTry { src, dest, ro, dev } => writeln!(
                     f,
                     "  {n}. {dest} <- bind {} if it exists ({}, nosuid, {}, recursive)",
@@ -1690,12 +1739,18 @@ impl fmt::Display for Plan {
         if let Some(c) = self.limits.cpus {
             writeln!(f, "cgroup: cpu {c} CPUs (quota per 100 ms period)")?;
         }
+        if self.delegate_cgroup {
+            writeln!(f, "cgroup: a v2 cgroup of the jail's own, delegated to the jail's root")?;
+        }
         for r in &self.rlimits {
             let v = |n: u64| if n == u64::MAX { "unlimited".to_string() } else { n.to_string() };
             writeln!(f, "rlimit: {} soft {} hard {}", r.name, v(r.soft), v(r.hard))?;
         }
         if let Some(t) = self.timeout {
             writeln!(f, "timeout: {:?}, then SIGTERM, {:?} grace, SIGKILL", t, self.kill_after)?;
+        }
+        if self.stop_signal != libc::SIGTERM {
+            writeln!(f, "stop signal: SIGTERM is delivered to the jail as signal {}", self.stop_signal)?;
         }
         writeln!(f, "environment:")?;
         for (k, v) in &self.env {
@@ -1705,7 +1760,7 @@ impl fmt::Display for Plan {
             Some(d) => writeln!(f, "cwd: {d} if it exists in the jail, else {}", self.cwd)?,
             None => writeln!(f, "cwd: {}", self.cwd)?,
         }
-        write!(f, "command:")?;
+        write!(f, "command{}:", if self.as_pid_1 { " (as the jail's PID 1)" } else { "" })?;
         for a in &self.argv {
             write!(f, " {}", shell_quote(a))?;
         }
@@ -2155,6 +2210,49 @@ mod tests {
         // and those restrictions do not apply to it.
         let h = userns_hint(libc::EPERM, Mode::Setuid, &off(|s| s.unprivileged_userns_clone = Some(0)));
         assert!(!h.contains("install-setuid") && h.contains("privileged"), "{h}");
+    }
+
+    #[test]
+    fn an_init_of_its_own_sysfs_and_a_delegated_cgroup() {
+        let mut r = req(&["/sbin/init"]);
+        r.as_pid_1 = true;
+        r.sysfs = true;
+        r.delegate_cgroup = true;
+        r.stop_signal = Some(libc::SIGRTMIN() + 3);
+        let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        assert!(p.as_pid_1 && p.delegate_cgroup);
+        assert_eq!(p.stop_signal, libc::SIGRTMIN() + 3);
+        // After the fixed mounts, before the caller's: /sys, then the cgroup over it.
+        let n = p.mounts.len();
+        assert_eq!(
+            p.mounts[n - 2..],
+            [Mount::Sysfs { dest: "/sys".into() }, Mount::Cgroup2 { dest: "/sys/fs/cgroup".into() }]
+        );
+        let text = p.to_string();
+        for line in [
+            "/sys <- sysfs of the jail's network namespace (ro, nosuid, nodev, noexec)",
+            "/sys/fs/cgroup <- cgroup2, the jail's own cgroup as / (rw, nosuid, nodev, noexec)",
+            "cgroup: a v2 cgroup of the jail's own, delegated to the jail's root",
+            "command (as the jail's PID 1): /sbin/init",
+        ] {
+            assert!(text.contains(line), "{line}\n{text}");
+        }
+        assert_eq!(
+            build(&req(&["true"]), &caller(Mode::Root), &none_open).unwrap().stop_signal,
+            libc::SIGTERM
+        );
+        // Setuid: the cgroup is made by the privileged side, so only with a grant.
+        assert_eq!(build(&r, &caller(Mode::Setuid), &none_open), Err(PlanError::DelegateNotGranted));
+        let mut c = caller(Mode::Setuid);
+        c.grants.limits = Some(conf::MaxLimits { memory: None, pids: None, cpus: None });
+        assert!(build(&r, &c, &none_open).is_ok());
+        // A sysfs shows its network namespace's devices: the host's only to root.
+        r.net = Some("host".into());
+        assert_eq!(
+            build(&r, &caller(Mode::Rootless), &none_open),
+            Err(PlanError::SysfsHostNet(Mode::Rootless))
+        );
+        assert!(build(&r, &caller(Mode::Root), &none_open).is_ok());
     }
 
     #[test]

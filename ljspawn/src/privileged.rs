@@ -145,22 +145,50 @@ impl Privileged {
     /// Finds the cgroup hierarchies, removes cgroups of ljspawns that died without cleaning
     /// up (root and setuid), and makes this jail's. None without limits.
     pub fn make_cgroup(&self, plan: &Plan) -> Result<Option<Cgroup>, SpawnError> {
-        if plan.limits.is_empty() {
+        if plan.limits.is_empty() && !plan.delegate_cgroup {
             return Ok(None);
         }
         let fail = |e: limits::LimitError| SpawnError { code: EXIT_SETUP, msg: e.to_string() };
         let read = |p: &str| std::fs::read_to_string(p).map_err(|e| err(format!("cannot read {p}"), e));
         let tree = Tree::real();
-        let layout =
-            limits::detect(&read("/proc/self/mountinfo")?, &read("/proc/self/cgroup")?, &tree, &plan.limits)
-                .map_err(fail)?;
+        let (mountinfo, self_cgroup) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
         let rootless = (plan.mode == Mode::Rootless).then(sys::getuid);
-        if rootless.is_none() {
-            limits::reap_stale(&layout, &tree, Path::new("/proc"));
+        let name = format!("lightjail-{}", sys::getpid());
+        let mut cg = if plan.limits.is_empty() {
+            Cgroup::empty(&tree)
+        } else {
+            let layout = limits::detect(&mountinfo, &self_cgroup, &tree, &plan.limits).map_err(fail)?;
+            if rootless.is_none() {
+                limits::reap_stale(&layout, &tree, Path::new("/proc"));
+            }
+            Cgroup::create(&layout, &tree, &name, &plan.limits, rootless).map_err(fail)?
+        };
+        if plan.delegate_cgroup {
+            // Re-checked here, where it is acted on: setuid mode delegates only with a grant.
+            if self.setuid && plan.grants.limits.is_none() {
+                let _ = cg.remove();
+                return Err(SpawnError {
+                    code: EXIT_SETUP,
+                    msg: "--delegate-cgroup is not granted to you in /etc/lightjail.conf".into(),
+                });
+            }
+            let v2 = limits::detect_v2(&mountinfo, &self_cgroup).ok_or_else(|| SpawnError {
+                code: EXIT_SETUP,
+                msg: "--delegate-cgroup needs the cgroup v2 hierarchy, and this host mounts none".into(),
+            })?;
+            if rootless.is_none() {
+                limits::reap_stale(&v2, &tree, Path::new("/proc"));
+            }
+            // The jail's root on the host (None without a user namespace: this process's ids).
+            let owner = plan.userns.as_ref().and_then(|m| {
+                let id = |r: &[crate::plan::IdRange]| r.iter().find(|l| l.inside == 0).map(|l| l.outside);
+                Some((id(&m.uids)?, id(&m.gids)?))
+            });
+            if let Err(e) = cg.delegate(&v2, &name, rootless, owner) {
+                let _ = cg.remove();
+                return Err(fail(e));
+            }
         }
-        let cg =
-            Cgroup::create(&layout, &tree, &format!("lightjail-{}", sys::getpid()), &plan.limits, rootless)
-                .map_err(fail)?;
         // Setuid: only root may remove the cgroup, and ljspawn stops being root before the jail
         // ends: the reaper starts now, so that no failure from here on leaves the cgroup behind
         // (before it starts, ljspawn removes it itself; a SIGKILL in between leaves it to the

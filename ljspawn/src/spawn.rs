@@ -181,7 +181,10 @@ fn clone_jail(
         && plan.userns.as_ref().is_none_or(|m| !m.by_parent)
         && plan.json_status.is_none()
         && plan.userns_block_fd.is_none()
-        && plan.limits.is_empty();
+        && plan.limits.is_empty()
+        && !plan.delegate_cgroup
+        // (A sysfs is made in the jail's network namespace, before the parallel one is ready.)
+        && !plan.mounts.iter().any(|m| matches!(m, plan::Mount::Sysfs { .. }));
     let mut flags = plan.clone_flags();
     // With a cgroup, the jail makes its cgroup namespace once it is in that cgroup (after the
     // go byte), so the jail sees its own cgroup as `/`.
@@ -320,13 +323,22 @@ fn supervise(
     let stdin = std::io::stdin();
     let mut timed_out = false;
     let mut deadline = plan.timeout.map(|t| start + t);
+    // `--as-pid-1`: no ljspawn init reports (the program closed the exit pipe when it was
+    // executed); the jail's end is its PID 1's, seen through a pidfd.
+    let pidfd = match plan.as_pid_1 {
+        true => Some(sys::pidfd_open(pid).map_err(|e| err("cannot open a pidfd of the jail", e))?),
+        false => None,
+    };
+    let end = pidfd.as_ref().map_or(jail.exit_r.as_fd(), |p| p.as_fd());
+    // SIGTERM becomes `--stop-signal` for the program: here if it is PID 1, else its init does.
+    let term = if plan.as_pid_1 { plan.stop_signal } else { libc::SIGTERM };
     let code = loop {
         let wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         // (signalfd, exit pipe) readable, and the relay's own descriptors' events.
         let (ready, tty) = match relay.as_deref() {
-            None => (sys::poll_readable(&[sigfd.as_fd(), jail.exit_r.as_fd()], wait), Vec::new()),
+            None => (sys::poll_readable(&[sigfd.as_fd(), end], wait), Vec::new()),
             Some(r) => {
-                let mut fds = vec![(sigfd.as_fd(), libc::POLLIN), (jail.exit_r.as_fd(), libc::POLLIN)];
+                let mut fds = vec![(sigfd.as_fd(), libc::POLLIN), (end, libc::POLLIN)];
                 r.poll_set(stdin.as_fd(), &mut fds);
                 match sys::poll_events(&fds, wait) {
                     Ok(rev) => (Ok(vec![rev[0] != 0, rev[1] != 0]), rev[2..].to_vec()),
@@ -343,13 +355,25 @@ fn supervise(
                 if relay.as_deref_mut().is_some_and(|r| r.signal(sig)) {
                     continue;
                 }
-                if sig != libc::SIGCHLD {
-                    let _ = sys::kill(pid, sig);
+                match sig {
+                    libc::SIGCHLD => {}
+                    libc::SIGTERM => {
+                        let _ = sys::kill(pid, term);
+                    }
+                    _ => {
+                        let _ = sys::kill(pid, sig);
+                    }
                 }
             }
         }
         if let Some(r) = relay.as_deref_mut() {
             r.ready(&tty);
+        }
+        if ready[1] && plan.as_pid_1 {
+            match sys::wait_blocking(pid).map_err(|e| err("cannot wait for the jail", e))?.1 {
+                WaitStatus::Exited(c) => break c as u8,
+                WaitStatus::Signaled(s) => break 128u8.saturating_add(s as u8),
+            }
         }
         if ready[1] {
             let mut b = [0u8; 1];
@@ -372,7 +396,7 @@ fn supervise(
                     deadline = None;
                 } else {
                     timed_out = true;
-                    let _ = sys::kill(pid, libc::SIGTERM);
+                    let _ = sys::kill(pid, term);
                     deadline = Some(Instant::now() + plan.kill_after);
                 }
             }

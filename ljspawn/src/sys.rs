@@ -403,9 +403,17 @@ fn sigset(sigs: &[c_int]) -> libc::sigset_t {
     set
 }
 
+/// SIGCHLD and the signals ljspawn forwards to the jail: SIGINT, SIGTERM, SIGHUP, SIGQUIT, and
+/// an init's halt and poweroff requests (SIGRTMIN+3, SIGRTMIN+4: systemd's, which `ljail stop`
+/// sends to an `--init` jail).
+fn relayed() -> [c_int; 7] {
+    let rt = libc::SIGRTMIN();
+    [libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, rt + 3, rt + 4]
+}
+
 /// Blocks SIGCHLD and the forwarded signals so they are taken with `wait_signal`.
 pub fn block_signals() -> io::Result<()> {
-    let set = sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    let set = sigset(&relayed());
     // SAFETY: out-parameters: `set` is a live, initialised sigset_t; the old mask is not kept.
     cvt_unit(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) })
 }
@@ -428,7 +436,7 @@ pub fn reset_signals() -> io::Result<()> {
 /// Waits for a blocked signal, at most `timeout` (None: forever). Returns (signo, sender pid),
 /// or None on timeout.
 pub fn wait_signal(timeout: Option<std::time::Duration>) -> io::Result<Option<(c_int, i32)>> {
-    let set = sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    let set = sigset(&relayed());
     // SAFETY: out-parameters: siginfo_t is plain data; zeroed is a valid value for it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let ts;
@@ -461,7 +469,7 @@ pub fn wait_signal(timeout: Option<std::time::Duration>) -> io::Result<Option<(c
 
 /// A signalfd for the signals `block_signals` blocks, so they can be polled with other fds.
 pub fn signalfd() -> io::Result<OwnedFd> {
-    let set = sigset(&[libc::SIGCHLD, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT]);
+    let set = sigset(&relayed());
     // SAFETY: out-parameters: `set` is a live, initialised sigset_t; -1 asks for a new fd.
     let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     cvt_fd(fd as c_long)

@@ -37,6 +37,7 @@ lj_tests::mode_tests! {
     dry_run_runs_nothing: root rootless;
     exec_into_running_jail: root rootless setuid;
     gpu_profile: root;
+    init_boots_systemd: root rootless;
 }
 
 /// One test's root and the ljail it runs.
@@ -946,4 +947,195 @@ done
     assert!(i.contains("226,   0 ") && i.contains("/dev/dri/card0"), "{i}");
     assert_eq!(fs::read_to_string(t.join("lib/libnvidia-ml.so.1")).unwrap(), "fake nvidia-ml\n");
     assert!(fs::read_to_string(lj.jail_dir("g").join("config")).unwrap().contains("\ngpu nvidia\n"));
+}
+
+/// The Debian world with systemd (tests/prepare.sh: `worlds/debian/make-world.sh
+/// --include=systemd,dbus`, kept at `$LJ_DEBIAN_SYSTEMD_WORLD`) at `worlds/debsd` of the test's
+/// root: the shared one (root), or the test user's copy (rootless, which must own its files).
+fn systemd_world(lj: &Lj) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let shared = std::env::var_os("LJ_DEBIAN_SYSTEMD_WORLD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/lj-debian-systemd-world"));
+    let world = if lj.cx.caller_uid == lj_tests::current_uid() {
+        shared
+    } else {
+        lj.cx.dir.join(format!("worlds/debian-systemd-{}", lj_tests::TEST_USER))
+    };
+    if !world.join("usr/lib/systemd/systemd").is_file()
+        || fs::metadata(&world).map(|m| m.uid()).ok() != Some(lj.cx.caller_uid)
+    {
+        lj.cx.skip(&format!(
+            "no Debian world with systemd of the caller's at {} (tests/prepare.sh makes it with debootstrap)",
+            world.display()
+        ));
+        return false;
+    }
+    let link = lj.root().join("worlds/debsd");
+    std::os::unix::fs::symlink(&world, &link).unwrap();
+    let _ = std::os::unix::fs::lchown(&link, Some(lj.cx.caller_uid), Some(lj.cx.caller_gid));
+    true
+}
+
+/// The cgroup v2 hierarchy's mount point (`/sys/fs/cgroup` on a pure v2 host, often
+/// `/sys/fs/cgroup/unified` on a hybrid one).
+fn cgroup2_mount() -> Option<PathBuf> {
+    host_mountinfo().lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mount = left.split(' ').nth(4)?;
+        (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(mount))
+    })
+}
+
+/// What systemd's user manager gives a user with `Delegate=yes`: a cgroup v2 subtree it owns
+/// (`lj-test-PID/`), the commands run in its child `ljail/`. Rootless ljspawn makes the jail's
+/// cgroup beside that one. Removed with everything below it when dropped.
+struct Delegated {
+    top: PathBuf,
+}
+
+impl Delegated {
+    fn new(lj: &Lj) -> Delegated {
+        let top =
+            cgroup2_mount().expect("a cgroup v2 hierarchy").join(format!("lj-test-{}", std::process::id()));
+        fs::create_dir_all(top.join("ljail")).unwrap_or_else(|e| panic!("mkdir {}: {e}", top.display()));
+        for p in [
+            top.clone(),
+            top.join("cgroup.procs"),
+            top.join("cgroup.subtree_control"),
+            top.join("cgroup.threads"),
+        ] {
+            std::os::unix::fs::chown(&p, Some(lj.cx.caller_uid), Some(lj.cx.caller_gid))
+                .expect("chown cgroup");
+        }
+        std::os::unix::fs::chown(top.join("ljail"), Some(lj.cx.caller_uid), Some(lj.cx.caller_gid))
+            .expect("chown");
+        std::os::unix::fs::chown(
+            top.join("ljail/cgroup.procs"),
+            Some(lj.cx.caller_uid),
+            Some(lj.cx.caller_gid),
+        )
+        .expect("chown");
+        Delegated { top }
+    }
+
+    /// The prefix that runs a command in the delegated cgroup (as root, before the caller's).
+    fn enter(&self) -> Vec<String> {
+        let procs = path_str(&self.top.join("ljail/cgroup.procs"));
+        vec!["/bin/sh".into(), "-c".into(), format!("echo $$ > {procs} && exec \"$@\""), "sh".into()]
+    }
+}
+
+impl Drop for Delegated {
+    fn drop(&mut self) {
+        fn rm(d: &Path) {
+            if let Ok(entries) = fs::read_dir(d) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        rm(&e.path());
+                    }
+                }
+            }
+            let _ = fs::remove_dir(d);
+        }
+        wait_until(Duration::from_secs(10), || {
+            rm(&self.top);
+            !self.top.exists()
+        });
+    }
+}
+
+/// Issue 15 item 4: `create --init` boots the world's own systemd as the jail's PID 1 (its own
+/// user namespace with the whole id range, a delegated cgroup v2 seen as /, /sys read-only,
+/// /run and /run/lock tmpfs, `container=lightjail`, a machine id of its own) to `running` or
+/// `degraded`; `stop` halts it cleanly (SIGRTMIN+3: systemd exits 0), and an init that ignores
+/// the halt is killed after the stop timeout. Rootless, in a cgroup subtree delegated to the
+/// user (as systemd's `Delegate=yes` gives one).
+fn init_boots_systemd(lj: &Lj) {
+    if !systemd_world(lj) {
+        return;
+    }
+    let deleg = (lj.cx.mode != Mode::Root).then(|| Delegated::new(lj));
+    let prefix = deleg.as_ref().map(Delegated::enter).unwrap_or_default();
+    let out = lj.ok(&["create", "sd", "--world", "debsd", "--init"]);
+    assert!(out.stderr.contains("create: sd"), "{}", out.report());
+    let config = fs::read_to_string(lj.jail_dir("sd").join("config")).unwrap();
+    assert!(
+        config.contains("\ninit yes\n") && config.contains("\ncommand /lib/systemd/systemd\n"),
+        "{config}"
+    );
+    let id_file = lj.jail_dir("sd").join("upper/etc/machine-id");
+    let id = fs::read_to_string(&id_file).unwrap();
+    assert!(id.len() == 33 && id.trim_end().bytes().all(|b| b.is_ascii_hexdigit()), "machine id {id:?}");
+
+    lj.run_in(&prefix, &["start", "sd"], &[]).ok();
+    let st = lj.wait_state("sd", "running");
+    let pid1 = pid_of(&st);
+    let state: Value =
+        serde_json::from_slice(&fs::read(lj.jail_dir("sd").join("state.json")).unwrap()).unwrap();
+    let ljspawn = state["ljspawn_pid"].as_u64().unwrap() as u32;
+    let exec = |cmd: &str| lj.run(&["exec", "sd", "--", "/bin/sh", "-c", cmd]);
+    let mut last = None;
+    let up = wait_until(Duration::from_secs(90), || {
+        let out = exec("systemctl is-system-running");
+        let s = out.stdout.trim().to_string();
+        last = Some(out);
+        s == "running" || s == "degraded"
+    });
+    assert!(
+        up,
+        "systemd never got to running or degraded: {}\nfailed units: {}\nlog:\n{}",
+        last.map(|o| o.report()).unwrap_or_default(),
+        exec("systemctl --failed --no-pager").stdout,
+        lj.log("sd")
+    );
+    // The program is PID 1, with the container interface systemd expects.
+    let facts = exec(
+        "cat /proc/1/comm; tr '\\0' '\\n' < /proc/1/environ | grep '^container='; cat /etc/machine-id; \
+         tail -n 1 /proc/1/cgroup; \
+         while read -r dev mnt fs opts rest; do case $mnt in /sys|/sys/fs/cgroup|/run|/run/lock) echo \"$mnt $fs ${opts%%,*}\";; esac; done < /proc/self/mounts",
+    )
+    .ok()
+    .stdout;
+    let want = format!(
+        "systemd\ncontainer=lightjail\n{id}0::/init.scope\n/sys sysfs ro\n/sys/fs/cgroup cgroup2 rw\n/run tmpfs rw\n/run/lock tmpfs rw\n"
+    );
+    assert_eq!(facts, want, "log:\n{}", lj.log("sd"));
+    // Its cgroup is its own: systemd made its tree there (seen from the host under the jail's).
+    let host_cg = fs::read_to_string(format!("/proc/{pid1}/cgroup")).unwrap();
+    let v2 = host_cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("").to_string();
+    assert!(v2.ends_with(&format!("/lightjail-{ljspawn}/init.scope")), "{host_cg}");
+    let jail_cg = cgroup2_mount().unwrap().join(v2.trim_start_matches('/')).parent().unwrap().to_path_buf();
+    assert!(jail_cg.join("system.slice").is_dir(), "{}", jail_cg.display());
+
+    // A clean halt: systemd exits 0 (SIGKILL would be 137), and its cgroup tree goes.
+    lj.ok(&["stop", "sd"]);
+    let st = lj.status("sd");
+    assert_eq!(
+        (st["state"].as_str(), st["last_exit"].as_i64()),
+        (Some("stopped"), Some(0)),
+        "{st}\n{}",
+        lj.log("sd")
+    );
+    assert!(wait_until(Duration::from_secs(10), || !jail_cg.exists()), "{} is left", jail_cg.display());
+    let dir = path_str(&lj.jail_dir("sd"));
+    assert!(
+        wait_until(Duration::from_secs(5), || procs_mentioning(&dir).is_empty()),
+        "{:?}",
+        procs_mentioning(&dir)
+    );
+
+    // An init that ignores SIGRTMIN+3 (PID 1 without a handler): killed after the timeout.
+    lj.ok(&["create", "hang", "--world", "busybox", "--init", "--", "/bin/sleep", "1000"]);
+    lj.run_in(&prefix, &["start", "hang"], &[]).ok();
+    lj.wait_state("hang", "running");
+    lj.ok(&["stop", "hang", "--timeout", "1s"]);
+    let st = lj.status("hang");
+    assert_eq!(
+        (st["state"].as_str(), st["last_exit"].as_i64()),
+        (Some("stopped"), Some(137)),
+        "{st}\n{}",
+        lj.log("hang")
+    );
+    drop(deleg);
 }
