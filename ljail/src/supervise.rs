@@ -221,9 +221,19 @@ pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result
     if gone(timeout)? {
         return Ok(true);
     }
-    // Past the grace period: SIGKILL ljspawn (the jail dies with it), then the supervisor.
+    // Past the grace period: SIGKILL the jail's PID 1 (the kernel kills the rest of the jail,
+    // and ljspawn, still alive, removes its cgroup), then ljspawn itself, then the supervisor.
     let s = read_state(j);
-    if let Some(p) = s.ljspawn_pid.filter(|p| is_ours(*p, &j.dir)) {
+    let ljspawn_pid = s.ljspawn_pid.filter(|p| is_ours(*p, &j.dir));
+    if let (Some(p), Some(jail_pid)) = (ljspawn_pid, s.jail_pid) {
+        if parent_of(jail_pid) == Some(p) {
+            signal(jail_pid, Signal::KILL);
+            if gone(Duration::from_secs(5))? {
+                return Ok(true);
+            }
+        }
+    }
+    if let Some(p) = ljspawn_pid.filter(|p| is_ours(*p, &j.dir)) {
         signal(p, Signal::KILL);
     }
     if gone(Duration::from_secs(5))? {

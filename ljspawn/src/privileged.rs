@@ -154,6 +154,11 @@ impl Privileged {
         let (mountinfo, self_cgroup) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
         let rootless = (plan.mode == Mode::Rootless).then(sys::getuid);
         let name = format!("lightjail-{}", sys::getpid());
+        // (The jails of a killed ljspawn also left their delegated v2 cgroups.)
+        let v2 = limits::detect_v2(&mountinfo, &self_cgroup);
+        if let (None, Some(v2)) = (rootless, &v2) {
+            limits::reap_stale(v2, &tree, Path::new("/proc"));
+        }
         let mut cg = if plan.limits.is_empty() {
             Cgroup::empty(&tree)
         } else {
@@ -172,13 +177,13 @@ impl Privileged {
                     msg: "--delegate-cgroup is not granted to you in /etc/lightjail.conf".into(),
                 });
             }
-            let v2 = limits::detect_v2(&mountinfo, &self_cgroup).ok_or_else(|| SpawnError {
-                code: EXIT_SETUP,
-                msg: "--delegate-cgroup needs the cgroup v2 hierarchy, and this host mounts none".into(),
-            })?;
-            if rootless.is_none() {
-                limits::reap_stale(&v2, &tree, Path::new("/proc"));
-            }
+            let Some(v2) = v2 else {
+                let _ = cg.remove();
+                return Err(SpawnError {
+                    code: EXIT_SETUP,
+                    msg: "--delegate-cgroup needs the cgroup v2 hierarchy, and this host mounts none".into(),
+                });
+            };
             // The jail's root on the host (None without a user namespace: this process's ids).
             let owner = plan.userns.as_ref().and_then(|m| {
                 let id = |r: &[crate::plan::IdRange]| r.iter().find(|l| l.inside == 0).map(|l| l.outside);
