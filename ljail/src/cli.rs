@@ -238,6 +238,13 @@ pub enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// A login shell in the running jail (its user's shell from the jail's /etc/passwd, else
+    /// /bin/sh) on a pty of the jail's own: job control, Ctrl-C and the window size work.
+    /// Confined as `exec` is; needs a terminal.
+    Shell {
+        /// The jail.
+        name: String,
+    },
     /// (internal) The supervisor of one jail, run detached by `start`.
     #[command(hide = true)]
     Supervise {

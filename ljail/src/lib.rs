@@ -192,6 +192,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             };
             return supervise::exec(&jails, &jails.existing(&name)?, command);
         }
+        Cmd::Shell { name } => return supervise::shell(&jails, &jails.existing(&name)?),
         Cmd::Supervise { name } => {
             let j = jails.existing(&name)?;
             return supervise::supervise(&jails, &j);

@@ -400,6 +400,30 @@ pub fn exec(jails: &Jails, j: &Jail, command: Vec<String>) -> Result<u8, Error> 
     Err(Error::io("cannot run", &ljspawn)(e))
 }
 
+/// What `shell` runs in the jail: the login shell of the jail's user (from the jail's own
+/// /etc/passwd, else /bin/sh) as a login shell, in its home directory.
+const LOGIN: &str = r#"u=$(id -u)
+s=$(awk -F: -v u="$u" '$3 == u { print $7; exit }' /etc/passwd 2>/dev/null)
+h=$(awk -F: -v u="$u" '$3 == u { print $6; exit }' /etc/passwd 2>/dev/null)
+case $s in /*) [ -x "$s" ] || s=/bin/sh ;; *) s=/bin/sh ;; esac
+case $h in /*) [ -d "$h" ] && HOME=$h && export HOME ;; esac
+cd "${HOME:-/}" 2>/dev/null || cd /
+exec "$s" -l"#;
+
+/// `ljail shell NAME`: a login shell in the running jail, on a pty of the jail's own (ljspawn
+/// `--join` makes one when fd 0 is a terminal: job control, ^C, window size), under the jail's
+/// confinement, as `exec`.
+pub fn shell(jails: &Jails, j: &Jail) -> Result<u8, Error> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::Usage(format!(
+            "shell needs a terminal on stdin (for a command without one: ljail exec {} -- CMD)",
+            j.name
+        )));
+    }
+    exec(jails, j, vec!["/bin/sh".into(), "-c".into(), LOGIN.into()])
+}
+
 /// The parent pid of `pid`.
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

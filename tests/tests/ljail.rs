@@ -38,6 +38,7 @@ lj_tests::mode_tests! {
     exec_into_running_jail: root rootless setuid;
     gpu_profile: root;
     init_boots_systemd: root rootless;
+    shell_on_its_own_pty: root rootless;
 }
 
 /// One test's root and the ljail it runs.
@@ -1138,4 +1139,92 @@ fn init_boots_systemd(lj: &Lj) {
         lj.log("hang")
     );
     drop(deleg);
+}
+
+/// `ljail shell NAME` on a terminal (a pty the test made, standing in for the user's): a login
+/// shell (the jail user's from its /etc/passwd) on a pty of the jail's own devpts, with the
+/// terminal's window size and its changes, job control (^Z, fg) and ^C reaching the foreground
+/// job, not the shell; the user's terminal gets its modes back after `exit`. Without a
+/// terminal: one line saying so.
+fn shell_on_its_own_pty(lj: &Lj) {
+    let mut p = match lj_tests::Pty::open() {
+        Ok(p) => p,
+        Err(e) => return lj.cx.skip(&format!("cannot open a pty pair: {e}")),
+    };
+    p.give_to(lj.cx.caller_uid);
+    p.set_size(33, 111);
+    let before = p.modes();
+    lj.ok(&["create", "sh1", "--world", "busybox", "--", "/bin/sleep", "1000"]);
+    lj.ok(&["start", "sh1"]);
+    lj.wait_state("sh1", "running");
+    lj.fails(
+        &["shell", "sh1"],
+        2,
+        "shell needs a terminal on stdin (for a command without one: ljail exec sh1 -- CMD)",
+    );
+    let setsid = which("setsid").expect("setsid (util-linux)");
+    let mut cmd = lj.command_in(&[path_str(&setsid), "-c".into()], &["shell", "sh1"], &[]);
+    let slave = || {
+        let f =
+            fs::OpenOptions::new().read(true).write(true).open(&p.slave_path).expect("open the pty slave");
+        Stdio::from(f)
+    };
+    cmd.stdin(slave()).stdout(slave()).stderr(slave());
+    // (setsid: a session of its own whose controlling terminal is the pty, so ^C there never
+    // reaches the test runner. Not a process group leader, so setsid execs without a fork.)
+    let mut child = cmd.spawn().expect("ljail shell");
+    let limit = Duration::from_secs(30);
+    let expect = |p: &mut lj_tests::Pty, needle: &str| {
+        assert!(p.expect(needle, limit), "no {needle:?} on the terminal; it shows:\n{}", p.output);
+    };
+    p.write(b"echo login-$0 home-$HOME; tty; stty size\r");
+    expect(&mut p, "33 111\r\n");
+    assert!(
+        p.output.contains("login--sh home-/root") || p.output.contains("login-/bin/sh home-/root"),
+        "{}",
+        p.output
+    );
+    assert!(p.output.contains("/dev/pts/0\r\n"), "not the jail's own pty:\n{}", p.output);
+    assert!(!p.canonical(), "the user's terminal is not raw while the shell runs");
+    p.set_size(40, 120);
+    p.write(b"stty size\r");
+    expect(&mut p, "40 120\r\n");
+    p.write(b"sleep 105\r");
+    let mut sleep = None;
+    assert!(wait_until(limit, || {
+        sleep = procs_mentioning("sleep 105").into_iter().map(|(pid, _)| pid).next();
+        sleep.is_some()
+    }));
+    let sleep = sleep.unwrap();
+    let st = |pid: u32| {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next()).unwrap_or('?')
+    };
+    p.write(b"\x1a");
+    assert!(wait_until(limit, || st(sleep) == 'T'), "^Z did not stop sleep\n{}", p.output);
+    p.write(b"fg\r");
+    assert!(wait_until(limit, || st(sleep) == 'S'), "fg did not continue sleep\n{}", p.output);
+    p.write(b"\x03");
+    assert!(
+        wait_until(limit, || matches!(st(sleep), '?' | 'Z' | 'X')),
+        "^C did not stop sleep\n{}",
+        p.output
+    );
+    p.write(b"echo st=$((0+$?)) alive\r");
+    expect(&mut p, "st=130 alive");
+    p.write(b"exit\r");
+    let mut status = None;
+    assert!(
+        wait_until(limit, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        }),
+        "ljail shell did not end after exit:\n{}",
+        p.output
+    );
+    let _ = child.wait();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", p.output);
+    assert_eq!(p.modes(), before, "the user's terminal modes were not restored");
+    // The jail itself runs on.
+    assert_eq!(lj.status("sh1")["state"], "running");
 }
