@@ -167,6 +167,9 @@ fn plan(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Plan, Error> {
             let root_path = fs::canonicalize(&root.path).unwrap_or_else(|_| root.path.clone());
             let mut cache = copy::HashCache::load(&root.path.join(".cache/copy"), &src);
             let s = copy::scan_cached(&src, &[&root_path], &mut cache)?;
+            for w in &s.warnings {
+                ui.warn(w);
+            }
             for p in &s.skipped {
                 ui.warn(&format!("copy: skipping {} (not a file, directory or symlink)", p.display()));
             }
@@ -174,8 +177,8 @@ fn plan(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Plan, Error> {
         }
         None => Scan::default(),
     };
-    let inputs = inputs::collect(&chain, &recipe, &scan);
-    let hash = inputs::digest(&inputs);
+    let inputs = inputs::collect(&chain, &recipe);
+    let hash = inputs::digest_scan(&inputs, &scan);
     let version = match opts.version.clone().or_else(|| recipe.version.clone()) {
         Some(v) => {
             version::validate(&v).map_err(Error::Usage)?;
@@ -188,13 +191,13 @@ fn plan(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Plan, Error> {
 
 /// `Some(true)` if `name@version` is published with `hash`, `Some(false)` if with another hash.
 fn published(root: &Root, name: &OverlayName, version: &str, hash: &str) -> Result<Option<bool>, Error> {
-    Ok(root.read_meta(name, version)?.map(|m| m.inputs_hash == hash))
+    Ok(root.read_inputs_hash(name, version)?.map(|h| h == hash))
 }
 
 /// Runs a build.
 pub fn build(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Outcome, Error> {
     let t0 = Instant::now();
-    let plan = plan(root, opts, ui)?;
+    let mut plan = plan(root, opts, ui)?;
     let name = plan.recipe.name.clone();
     let overlay = plan.overlay();
     let state = published(root, &name, &plan.version, &plan.hash)?;
@@ -209,6 +212,8 @@ pub fn build(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Outcome, Error> {
     if state == Some(false) && !opts.force {
         return Err(StoreError::Immutable { name, version: plan.version }.into());
     }
+    // A miss: the copied entries are kept with the overlay and explain the next miss.
+    plan.inputs.copy = plan.scan.keys();
     ui.step(
         "resolve",
         &format!("{overlay} on {}, inputs {}", plan.chain.describe(), &plan.hash[..12]),

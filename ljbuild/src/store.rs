@@ -542,6 +542,24 @@ impl Root {
             .map_err(|e| StoreError::BadMeta { path: p, reason: e.to_string() })
     }
 
+    /// The inputs hash of a published `name@version`: its `meta.json` is parsed for that one
+    /// field (a cache hit needs no more, and the rest holds every copied file).
+    pub fn read_inputs_hash(&self, name: &OverlayName, version: &str) -> Result<Option<String>, StoreError> {
+        #[derive(Deserialize)]
+        struct Head {
+            inputs_hash: String,
+        }
+        let p = self.overlay_dir(name, version).join("meta.json");
+        let text = match fs::read(&p) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::io("cannot read", p)(e)),
+        };
+        serde_json::from_slice::<Head>(&text)
+            .map(|h| Some(h.inputs_hash))
+            .map_err(|e| StoreError::BadMeta { path: p, reason: e.to_string() })
+    }
+
     /// The published versions of `name` (unsorted).
     pub fn versions(&self, name: &OverlayName) -> Result<Vec<String>, StoreError> {
         let dir = self.path.join(&name.namespace).join(&name.name);
