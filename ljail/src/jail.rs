@@ -246,7 +246,7 @@ pub fn data_name(kind: RootKind) -> &'static str {
 /// The layers (bottom first) a source stands on.
 pub fn layers(root: &Root, source: &Source) -> Result<Vec<PathBuf>, Error> {
     match source {
-        Source::World(w) => Ok(vec![resolve::world(root, w)?.1]),
+        Source::World(w) => Ok(vec![root.layer_path(&resolve::world(root, w)?.1)]),
         Source::Image { name, version } => {
             let meta = root.read_meta(name, version)?.ok_or_else(|| {
                 Error::NotFound(format!(

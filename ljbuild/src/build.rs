@@ -252,7 +252,7 @@ pub fn build(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Outcome, Error> {
         Err(e) => ui.warn(&e.to_string()),
     }
     let result = stage_and_run(root, opts, ui, &plan, &staging);
-    let result = result.and_then(|started| publish(root, &plan, &staging, opts, started));
+    let result = result.and_then(|started| publish(root, &plan, &staging, opts, started, ui));
     match result {
         Ok(()) => {
             ui.step("done", &format!("{overlay} in {}", fmt_duration(t0.elapsed())), None);
@@ -681,6 +681,7 @@ fn publish(
     staging: &Path,
     opts: &BuildOpts,
     started: Instant,
+    ui: &Ui,
 ) -> Result<(), Error> {
     let name = &plan.recipe.name;
     let work = staging.join("work");
@@ -689,6 +690,14 @@ fn publish(
         let _ = fs::remove_file(staging.join(f));
     }
     let dest = root.overlay_dir(name, &plan.version);
+    // The layer goes into the store under its content digest (once: an identical layer there
+    // is kept), and `root` becomes a link to it; `gc` waits until it is referenced.
+    let _store = root.store_lock(true)?;
+    let t = Instant::now();
+    let upper = staging.join("root");
+    let layer = crate::cas::store(root, &upper, true)?;
+    Root::link_layer(&upper, &layer, 3)?;
+    ui.step("store", &format!("layer {}", crate::oci::import::short(&layer)), Some(t.elapsed()));
     let now = SystemTime::now();
     let meta = Meta {
         format: 1,
@@ -706,6 +715,7 @@ fn publish(
         copy: plan.recipe.copy.clone(),
         builder_uid: rustix::process::getuid().as_raw(),
         inputs: plan.inputs.clone(),
+        layer: Some(layer),
         found_in: None,
     };
     let json = serde_json::to_vec_pretty(&meta).expect("metadata serializes");

@@ -147,8 +147,9 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
     },
-    /// Remove stale staging areas (of builds that died), logs of failed builds, and derived
-    /// versions (0.0.0-h...) that no overlay is built on and that are not the newest of their name.
+    /// Remove stale staging areas (of builds that died), logs of failed builds, derived
+    /// versions (0.0.0-h...) that no overlay is built on and that are not the newest of their
+    /// name, and stored layers (store/sha256/...) that nothing references.
     Gc {
         /// Print what would be removed; remove nothing.
         #[arg(short = 'n', long)]
@@ -219,7 +220,8 @@ pub enum Cmd {
     },
     /// Pull an image ljbuild pushed back into this root: its world and each overlay of its
     /// chain, published as they were built (so builds here key on them as there); what is
-    /// present already (same world identity, same inputs hash) is not transferred. Any other
+    /// present already (same world identity, same inputs hash, or a layer whose content digest
+    /// is in the store) is not transferred. Any other
     /// image: `ljbuild world import NAME docker://...`.
     Pull {
         /// docker://HOST[:PORT]/REPOSITORY[:TAG|@DIGEST] [default TAG: latest].
@@ -231,6 +233,18 @@ pub enum Cmd {
         /// Verify the registry's TLS certificate (`--tls-verify=false`: also plain HTTP).
         #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
         tls_verify: bool,
+    },
+    /// Internal: a layer operation run by ljbuild itself in a jail with the caller's
+    /// subordinate ids mapped (a rootless store's files of other ids).
+    #[command(name = "__layer", hide = true)]
+    Layer {
+        /// `digest` (print the content digest) or `apply` (apply a layer tar from stdin).
+        op: String,
+        /// The layer directory.
+        dir: PathBuf,
+        /// An overlay upper (whiteouts), not a world.
+        #[arg(long)]
+        upper: bool,
     },
     /// Manage worlds (base systems under ROOT/worlds).
     World {

@@ -127,7 +127,12 @@ pub fn rm(root: &Root, spec: &str, force: bool, ui: &Ui) -> Result<(), Error> {
     if !kids.is_empty() && !force {
         return Err(StoreError::HasChildren { name, version: v, children: kids }.into());
     }
+    let layer = root.read_meta(&name, &v)?.and_then(|m| m.layer);
     remove_overlay(root, &name, &v, &key)?;
+    // Its layer goes too, unless another overlay has the same bytes.
+    if let Some(d) = layer {
+        root.remove_unreferenced(Some(&[d]), false, &[])?;
+    }
     if !kids.is_empty() {
         ui.warn(&format!("{} now depend on a removed overlay", kids.join(", ")));
     }
@@ -193,6 +198,13 @@ pub fn gc(root: &Root, dry_run: bool) -> Result<(), Error> {
         removed += 1;
     }
     let staged = if dry_run { Vec::new() } else { root.clean_stale(&[])? };
+    // Layers nothing references any more (once the versions above are gone).
+    let gone: Vec<(OverlayName, String)> =
+        doomed.iter().map(|m| (m.name.clone(), m.version.clone())).collect();
+    let layers = root.remove_unreferenced(None, dry_run, if dry_run { &gone } else { &[] })?;
+    for d in &layers {
+        println!("{verb} layer {d}");
+    }
     let mut logs = 0;
     let dir = root.logs_dir();
     for f in store::read_dir_names(&dir)? {
@@ -202,11 +214,16 @@ pub fn gc(root: &Root, dry_run: bool) -> Result<(), Error> {
         }
     }
     if dry_run {
-        println!("{verb} {} unused derived version(s), {logs} failed build log(s)", doomed.len());
+        println!(
+            "{verb} {} unused derived version(s), {logs} failed build log(s), {} unreferenced layer(s)",
+            doomed.len(),
+            layers.len()
+        );
     } else {
         println!(
-            "{verb} {} stale staging area(s), {logs} failed build log(s), {removed} unused derived version(s)",
-            staged.len()
+            "{verb} {} stale staging area(s), {logs} failed build log(s), {removed} unused derived version(s), {} unreferenced layer(s)",
+            staged.len(),
+            layers.len()
         );
     }
     Ok(())
@@ -522,8 +539,12 @@ pub fn world_rm(root: &Root, name: &str, force: bool, ui: &Ui) -> Result<(), Err
         ))
         .into());
     }
+    let layer = store::store_link(&dir);
     if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
         fs::remove_file(&dir).map_err(StoreError::io("cannot remove", &dir))?;
+        if let Some(d) = layer {
+            root.remove_unreferenced(Some(&[d]), false, &[])?;
+        }
     } else {
         let trash = root.staging(&format!("{key}%rm"));
         store::remove_tree(&trash).map_err(StoreError::io("cannot remove", &trash))?;
@@ -678,8 +699,17 @@ fn publish_world(
     if fs::symlink_metadata(staging.join("bin/sh")).is_err() {
         ui.warn(&format!("world '{name}' has no /bin/sh; builds on it will fail"));
     }
-    fs::rename(staging, &dest).map_err(StoreError::io("cannot move into place", &dest))?;
-    ui.step("import", &format!("world {name} from {}", source.display()), Some(t.elapsed()));
+    // Into the store under its content digest (an identical world there is kept and this copy
+    // dropped); `worlds/NAME` becomes a link to it.
+    let _store = root.store_lock(true)?;
+    let layer = crate::cas::store(root, staging, false)?;
+    Root::link_layer(&dest, &layer, 1)?;
+    drop(_store);
+    ui.step(
+        "import",
+        &format!("world {name} from {} as {}", source.display(), crate::oci::import::short(&layer)),
+        Some(t.elapsed()),
+    );
     if !root.world_dir("default").exists() {
         set_default_world(root, name)?;
         println!("imported world {name} (now the default)");

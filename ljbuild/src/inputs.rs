@@ -28,6 +28,12 @@ pub fn collect(chain: &Chain, recipe: &Recipe) -> Inputs {
         header: recipe.canonical.split("\n---").next().unwrap_or("").to_string(),
         script_lines: recipe.script.split('\n').map(|l| hex(&Sha256::digest(l.as_bytes()))).collect(),
         copy: Default::default(),
+        parent_layers: chain
+            .parents
+            .iter()
+            .map(|p| p.layer.clone())
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
     }
 }
 
@@ -87,10 +93,19 @@ impl Fields {
 
 fn digest_with(i: &Inputs, copies: usize, copy: impl FnOnce(&mut Fields)) -> String {
     let mut f = Fields { h: Sha256::new(), buf: Vec::with_capacity(17 * 1024) };
-    f.field("lj-inputs", b"1");
-    f.field("world", i.world.as_bytes());
-    f.field("parent", i.parent.as_deref().unwrap_or("").as_bytes());
-    f.field("parent-hash", i.parent_hash.as_deref().unwrap_or("").as_bytes());
+    if i.parent_layers.is_empty() {
+        f.field("lj-inputs", b"1");
+        f.field("world", i.world.as_bytes());
+        f.field("parent", i.parent.as_deref().unwrap_or("").as_bytes());
+        f.field("parent-hash", i.parent_hash.as_deref().unwrap_or("").as_bytes());
+    } else {
+        f.field("lj-inputs", b"2");
+        f.field("world", i.world.as_bytes());
+        f.field("parent-layers", i.parent_layers.len().to_string().as_bytes());
+        for l in &i.parent_layers {
+            f.field("layer", l.as_bytes());
+        }
+    }
     f.field("header", i.header.as_bytes());
     f.field("script-lines", i.script_lines.len().to_string().as_bytes());
     for l in &i.script_lines {
@@ -109,13 +124,15 @@ pub fn explain(old: &Inputs, new: &Inputs, script_line: usize) -> Vec<String> {
     if old.world != new.world {
         out.push("world".to_string());
     }
-    if old.parent != new.parent {
+    if old.parent != new.parent && (new.parent_layers.is_empty() || old.parent_layers != new.parent_layers) {
         out.push(format!(
             "parent {} -> {}",
             old.parent.as_deref().unwrap_or("none"),
             new.parent.as_deref().unwrap_or("none")
         ));
-    } else if old.parent_hash != new.parent_hash {
+    } else if old.parent_hash != new.parent_hash
+        && (new.parent_layers.is_empty() || old.parent_layers != new.parent_layers)
+    {
         out.push(format!("parent {} rebuilt", new.parent.as_deref().unwrap_or("none")));
     }
     if old.header != new.header {
@@ -157,6 +174,7 @@ mod tests {
             header: "name a/c\n".into(),
             script_lines: vec!["l1".into(), "l2".into()],
             copy: [("a.rb".to_string(), "0644 x".to_string())].into_iter().collect(),
+            parent_layers: Vec::new(),
         }
     }
 
@@ -165,6 +183,23 @@ mod tests {
     #[test]
     fn digest_format_is_stable() {
         assert_eq!(digest(&inputs()), "757d60ff34cd9f062e2039fbe8787855f78e0ae1e31883464ea13ddbc4a359e4");
+    }
+
+    #[test]
+    fn parent_layers_replace_labels() {
+        let mut a = inputs();
+        a.parent_layers = vec!["sha256:1".into(), "sha256:2".into()];
+        let d = digest(&a);
+        assert_ne!(d, digest(&inputs()));
+        // Another version or inputs hash of a parent with the same bytes: the same key.
+        let mut b = a.clone();
+        b.parent = Some("a/b@1.0.4".into());
+        b.parent_hash = Some("other".into());
+        assert_eq!(digest(&b), d);
+        assert!(explain(&a, &b, 5).is_empty());
+        b.parent_layers[1] = "sha256:3".into();
+        assert_ne!(digest(&b), d);
+        assert_eq!(explain(&a, &b, 5), ["parent a/b@1.0.3 -> a/b@1.0.4"]);
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //! Modules: [`store`] (the layout of `LIGHTJAIL_ROOT`, metadata, locks), [`version`]
 //! (ordering and prefixes), [`recipe`] (the Jailfile), [`resolve`] (worlds and parent
 //! chains), [`copy`] and [`inputs`] (the inputs hash), [`spawn`] (the ljspawn command line),
-//! [`build`] (the pipeline), [`commands`] (subcommands), [`cli`], [`ui`], [`oci`] (OCI images:
+//! [`build`] (the pipeline), [`cas`] (the layer store), [`commands`] (subcommands), [`cli`], [`ui`], [`oci`] (OCI images:
 //! import, export, registries).
 
 pub mod build;
+pub mod cas;
 pub mod cli;
 pub mod commands;
 pub mod copy;
@@ -29,6 +30,9 @@ use cli::{Cli, Cmd, WorldCmd};
 /// Runs ljbuild with parsed arguments; returns the exit status.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let ui = ui::Ui::new(cli.quiet);
+    if let Some(Cmd::Layer { op, dir, upper }) = &cli.command {
+        return cas::helper(op, dir, *upper);
+    }
     let (root_path, source_of) = store::locate(cli.root.as_deref(), &store::RootEnv::current())?;
     let mut root = store::Root::open(root_path, source_of)?;
     root.others = store::search_path(
@@ -80,6 +84,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Some(Cmd::Pull { source, name, tls_verify }) => {
             oci::pull::pull(&root, &source, name.as_deref(), tls_verify, &ui).map(|()| 0)
         }
+        Some(Cmd::Layer { op, dir, upper }) => cas::helper(&op, &dir, upper),
         Some(Cmd::World { command }) => match command {
             WorldCmd::List { json } => commands::world_list(&root, json).map(|()| 0),
             WorldCmd::Rm { name, force } => commands::world_rm(&root, &name, force, &ui).map(|()| 0),

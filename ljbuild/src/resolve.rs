@@ -126,11 +126,14 @@ pub struct Chain {
 
 impl Chain {
     /// The `--layer` directories, bottom first.
+    /// A layer in the store is named by its store path (`store/sha256/HEX`), not by the
+    /// symlink that references it.
     pub fn layers(&self, root: &Root) -> Vec<PathBuf> {
-        let mut v = vec![self.world_dir.clone()];
+        let world_root = self.world.root.as_ref().map_or_else(|| root.clone(), |r| Root::other(r));
+        let mut v = vec![world_root.layer_path(&self.world_dir)];
         v.extend(self.parents.iter().map(|p| {
             let r = p.root.as_ref().map_or_else(|| root.clone(), |r| Root::other(r));
-            r.overlay_dir(&p.name, &p.version).join("root")
+            r.layer_path(&r.overlay_dir(&p.name, &p.version).join("root"))
         }));
         v
     }
@@ -153,13 +156,21 @@ impl Chain {
     }
 }
 
-/// The identity of a world: sha256 over its `etc/lj-world` (if any) and the device, inode and
-/// modification time of its directory. Re-creating or re-importing a world changes it.
-/// A world imported from an image is identified by its layers' digests instead
-/// ([`crate::oci::world_identity`]).
+/// The identity of a world: a world imported from an image is identified by its layers' digests
+/// ([`crate::oci::world_identity`]); one in the store (`worlds/NAME` a link to
+/// `store/sha256/HEX`) by its content digest, so importing the same files again gives the same
+/// identity; any other directory (a world made before the store, or a symlink to a directory
+/// elsewhere) by sha256 over its `etc/lj-world` (if any) and the device, inode and modification
+/// time of its directory: re-creating it changes it.
 pub fn world_identity(dir: &Path) -> Result<String, StoreError> {
     if let Some(id) = crate::oci::world_identity(dir) {
         return Ok(id);
+    }
+    if let Some(d) = crate::store::store_link(dir) {
+        let mut h = Sha256::new();
+        h.update(b"lj-world-id store v1\0");
+        h.update(d.as_bytes());
+        return Ok(hex(&h.finalize()));
     }
     let md = fs::metadata(dir).map_err(StoreError::io("cannot stat world", dir))?;
     // A shared root's world is 0700: its tag is read from the copy root keeps beside it.
@@ -389,8 +400,11 @@ pub fn chain_of(root: &Root, meta: &Meta) -> Result<(Chain, Option<String>), Err
         let in_root = seen(&p.root);
         let r = in_root.as_deref().map_or_else(|| root.clone(), Root::other);
         let found = r.read_meta(&p.name, &p.version)?;
+        // With a layer digest, the bytes are what counts: rebuilt into the same layer, it is the
+        // same parent.
+        let same_layer = |m: &Meta| p.layer.is_some() && m.layer == p.layer;
         if let (Some(m), Some(b)) = (&found, p.built_at_ns) {
-            if m.built_at_ns != b {
+            if m.built_at_ns != b && !same_layer(m) {
                 return Err(ResolveError::BrokenChain { overlay: this, ancestor, what: "was rebuilt" }.into());
             }
         }
@@ -400,7 +414,7 @@ pub fn chain_of(root: &Root, meta: &Meta) -> Result<(Chain, Option<String>), Err
             None => {
                 return Err(ResolveError::BrokenChain { overlay: this, ancestor, what: "is missing" }.into())
             }
-            Some(m) if m.inputs_hash != p.inputs_hash => {
+            Some(m) if m.inputs_hash != p.inputs_hash && !same_layer(&m) => {
                 return Err(ResolveError::BrokenChain {
                     overlay: this,
                     ancestor,
@@ -424,6 +438,7 @@ pub fn chain_of(root: &Root, meta: &Meta) -> Result<(Chain, Option<String>), Err
         inputs_hash: meta.inputs_hash.clone(),
         root: home.clone().filter(|p| *p != root.path),
         built_at_ns: home.as_ref().filter(|p| **p != root.path).map(|_| meta.built_at_ns),
+        layer: meta.layer.clone(),
     });
     // The chain keeps the identity the overlays were built on, so hashes stay stable.
     let world = WorldRef { root: world_root, ..meta.world.clone() };

@@ -8,13 +8,21 @@
 //!     root/                       the upper directory of its build (a layer for ljspawn)
 //!     meta.json                   world, parents, inputs hash, build time, log
 //!     build.log                   the build script's output
+//!   store/sha256/HEX/           a layer, stored once by its content digest
+//!                               (`oci::layer::content_digest`); `worlds/NAME` and
+//!                               `NAMESPACE/NAME/VERSION/root` are then symlinks to it
 //!   .tmp/KEY[%SUFFIX]           staging areas, one per lock key
 //!   .locks/KEY.lock             flock(2) locks; a staging area whose lock is free is stale
 //!   .logs/                      logs of failed builds
 //! ```
 //!
 //! Lock keys: `o%NAMESPACE%NAME%VERSION` for overlays, `w%NAME` for worlds (`%` cannot appear in
-//! names or versions).
+//! names or versions); `store`, taken shared while a layer is put into the store and referenced,
+//! exclusively by `gc` while it removes unreferenced layers.
+//!
+//! Both layouts are read: a layer directory (`root/`, a world) that is a plain directory is an
+//! overlay or world made before the store existed, and keeps working as it is (nothing is
+//! migrated); every build, import and pull since puts its layer in the store.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -167,6 +175,10 @@ pub struct ParentRef {
     /// new layer) changes the key of what is built on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub built_at_ns: Option<u64>,
+    /// Its layer's content digest, when it has one: what a child keys on (a parent rebuilt
+    /// into the same bytes does not invalidate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
 }
 
 /// What went into the inputs hash, kept to explain a cache miss.
@@ -184,6 +196,10 @@ pub struct Inputs {
     pub script_lines: Vec<String>,
     /// Copied entries: relative path → `MODE HASH` (files), `MODE link TARGET`, `MODE dir`.
     pub copy: std::collections::BTreeMap<String, String>,
+    /// The content digests of every parent's layer, oldest first, when all of them have one:
+    /// then these, not the parent's name, version and inputs hash, are the input (early cutoff).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parent_layers: Vec<String>,
 }
 
 /// `meta.json` of a published overlay.
@@ -220,6 +236,10 @@ pub struct Meta {
     pub builder_uid: u32,
     /// The inputs, for explaining cache misses.
     pub inputs: Inputs,
+    /// The content digest of its layer (`sha256:HEX`, stored at `store/sha256/HEX`); none for
+    /// an overlay of the layout before the store (its layer is the directory `root/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
     /// Where resolution found it, when not in the caller's own root (not stored).
     #[serde(skip)]
     pub found_in: Option<PathBuf>,
@@ -356,7 +376,7 @@ impl Root {
             if !root.path.exists() {
                 mkdir_private(&root.path)?;
             }
-            for d in [".tmp", ".locks", ".logs", "worlds"] {
+            for d in [".tmp", ".locks", ".logs", "worlds", "store", "store/sha256"] {
                 let p = root.path.join(d);
                 if !p.is_dir() {
                     mkdir_private(&p)?;
@@ -406,6 +426,13 @@ impl Root {
             Ok(())
         };
         // Layers first: nothing is readable before it is sealed.
+        for d in read_dir_names(&self.store_dir())? {
+            if is_hex_digest(&d) {
+                set(&self.store_dir().join(&d), 0o700)?;
+            }
+        }
+        set(&self.path.join("store"), 0o755)?;
+        set(&self.store_dir(), 0o755)?;
         for w in read_dir_names(&self.worlds_dir())? {
             if !w.starts_with('.') && w != "default" {
                 set(&self.world_dir(&w), 0o700)?;
@@ -451,6 +478,133 @@ impl Root {
                 .map_err(StoreError::io("cannot chmod", &p))?;
         }
         Ok(())
+    }
+
+    /// `store/sha256/`: layers by content digest.
+    pub fn store_dir(&self) -> PathBuf {
+        self.path.join("store").join("sha256")
+    }
+
+    /// `store/sha256/HEX` for the digest `sha256:HEX`.
+    pub fn layer_dir(&self, digest: &str) -> PathBuf {
+        self.store_dir().join(digest.trim_start_matches("sha256:"))
+    }
+
+    /// The directory a layer reference (`worlds/NAME`, `NAMESPACE/NAME/VERSION/root`) names: the
+    /// store's own path for a link into this root's store (what ljspawn is given, so a shared
+    /// store's layers are opened without following a symlink), else `p` itself.
+    pub fn layer_path(&self, p: &Path) -> PathBuf {
+        match store_link(p) {
+            Some(d) => self.layer_dir(&d),
+            None => p.to_path_buf(),
+        }
+    }
+
+    /// Puts the layer directory `staged` into the store as `digest` and returns where it is: a
+    /// layer with that digest already there is kept and `staged` removed (the bytes are stored
+    /// once). The caller holds [`Root::store_lock`] (shared) until the layer is referenced.
+    pub fn put_layer(&self, staged: &Path, digest: &str) -> Result<PathBuf, StoreError> {
+        let dest = self.layer_dir(digest);
+        if !is_hex_digest(digest.trim_start_matches("sha256:")) {
+            return Err(StoreError::io("cannot store", &dest)(io::Error::other("not a sha256 digest")));
+        }
+        if !self.store_dir().is_dir() {
+            mkdir_private(&self.store_dir())?;
+        }
+        if fs::symlink_metadata(&dest).is_ok() {
+            remove_tree(staged).map_err(StoreError::io("cannot remove", staged))?;
+            return Ok(dest);
+        }
+        match fs::rename(staged, &dest) {
+            Ok(()) => Ok(dest),
+            // Another process stored the same digest meanwhile.
+            Err(_) if fs::symlink_metadata(&dest).is_ok() => {
+                remove_tree(staged).map_err(StoreError::io("cannot remove", staged))?;
+                Ok(dest)
+            }
+            Err(e) => Err(StoreError::io("cannot store layer", &dest)(e)),
+        }
+    }
+
+    /// Makes `link` a relative symlink to the stored layer `digest` (`link` is
+    /// `NAMESPACE/NAME/VERSION/root` or `worlds/NAME`, or the same under `.tmp/KEY/`, which has
+    /// the depth of `NAMESPACE/NAME/VERSION`).
+    pub fn link_layer(link: &Path, digest: &str, depth: usize) -> Result<(), StoreError> {
+        let mut target = PathBuf::new();
+        for _ in 0..depth {
+            target.push("..");
+        }
+        target.push("store/sha256");
+        target.push(digest.trim_start_matches("sha256:"));
+        std::os::unix::fs::symlink(&target, link).map_err(StoreError::io("cannot create symlink", link))
+    }
+
+    /// The store's lock: shared while a layer is stored and referenced, exclusive for `gc`.
+    pub fn store_lock(&self, shared: bool) -> Result<Lock, StoreError> {
+        let file = self.open_lock("store")?;
+        let op = if shared { FlockOperation::LockShared } else { FlockOperation::LockExclusive };
+        loop {
+            match rustix::fs::flock(&file, op) {
+                Ok(()) => return Ok(Lock { _file: file }),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(StoreError::io("cannot lock", self.lock_path("store"))(e.into())),
+            }
+        }
+    }
+
+    /// Every digest a world or a published overlay of this root (but those in `skip`)
+    /// references.
+    pub fn referenced_layers(
+        &self,
+        skip: &[(OverlayName, String)],
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let mut used = std::collections::BTreeSet::new();
+        for w in read_dir_names(&self.worlds_dir())? {
+            if let Some(d) = store_link(&self.world_dir(&w)) {
+                used.insert(d);
+            }
+        }
+        for (n, v) in self.overlays()? {
+            if skip.iter().any(|(sn, sv)| *sn == n && *sv == v) {
+                continue;
+            }
+            let dir = self.overlay_dir(&n, &v);
+            if let Some(d) = store_link(&dir.join("root")) {
+                used.insert(d);
+            }
+            if let Some(d) = self.read_meta(&n, &v)?.and_then(|m| m.layer) {
+                used.insert(d);
+            }
+        }
+        Ok(used)
+    }
+
+    /// Removes the stored layers nothing references (all of them, or those of `only`), holding
+    /// the store's lock exclusively; returns the digests removed (or, `dry_run`, that would be,
+    /// were the overlays of `skip` gone too).
+    pub fn remove_unreferenced(
+        &self,
+        only: Option<&[String]>,
+        dry_run: bool,
+        skip: &[(OverlayName, String)],
+    ) -> Result<Vec<String>, StoreError> {
+        let _lock = self.store_lock(false)?;
+        let used = self.referenced_layers(skip)?;
+        let mut out = Vec::new();
+        let mut names = read_dir_names(&self.store_dir())?;
+        names.sort();
+        for hex in names {
+            let d = format!("sha256:{hex}");
+            if !is_hex_digest(&hex) || used.contains(&d) || only.is_some_and(|o| !o.contains(&d)) {
+                continue;
+            }
+            if !dry_run {
+                let p = self.store_dir().join(&hex);
+                remove_tree(&p).map_err(StoreError::io("cannot remove layer", &p))?;
+            }
+            out.push(d);
+        }
+        Ok(out)
     }
 
     /// `worlds/`.
@@ -700,6 +854,27 @@ pub fn kill_orphan(staging: &Path) {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// 64 lower-case hex digits.
+pub fn is_hex_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The digest (`sha256:HEX`) a layer reference links to: `p` is a symlink to
+/// `../[../../]store/sha256/HEX` (into its own root's store). `None` for anything else.
+pub fn store_link(p: &Path) -> Option<String> {
+    let t = fs::read_link(p).ok()?;
+    let comps: Vec<_> = t.components().collect();
+    let n = comps.len();
+    if n < 4 {
+        return None;
+    }
+    let name = |c: &std::path::Component<'_>| c.as_os_str().to_str().map(str::to_string);
+    let hex = name(&comps[n - 1])?;
+    let ups = comps[..n - 3].iter().all(|c| matches!(c, std::path::Component::ParentDir));
+    (ups && name(&comps[n - 2])? == "sha256" && name(&comps[n - 3])? == "store" && is_hex_digest(&hex))
+        .then(|| format!("sha256:{hex}"))
 }
 
 /// Names of the entries of `dir` (empty if it does not exist).

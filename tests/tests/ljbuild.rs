@@ -52,6 +52,7 @@ lj_tests::mode_tests! {
     world_rm_and_json: root rootless;
     inspect_layer: root rootless;
     gc_unused_derived: root rootless;
+    content_addressed_store: root rootless;
 }
 
 /// One test's lightjail root and Jailfile directories.
@@ -1340,22 +1341,137 @@ fn gc_unused_derived(lj: &Lj) {
     lj.jailfile("g", "name g/app\n---\necho three > /v\n");
     lj.ok(&[&f]);
     assert_eq!(lj.versions("g/app").len(), 3);
+    // Its layer (in the store, referenced by nothing else) goes with it.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(lj.root().join("g/app").join(&second).join("meta.json")).unwrap())
+            .unwrap();
+    let layer = meta["layer"].as_str().expect("a layer digest in meta.json").to_string();
+    let stored = lj.root().join("store/sha256").join(layer.trim_start_matches("sha256:"));
+    assert!(stored.is_dir(), "{}", stored.display());
     let out = lj.ok(&["gc", "--dry-run"]);
     assert_eq!(
         out.stdout,
         format!(
-            "would remove g/app@{second}\nwould remove 1 unused derived version(s), 0 failed build log(s)\n"
+            "would remove g/app@{second}\nwould remove layer {layer}\nwould remove 1 unused derived version(s), 0 failed build log(s), 1 unreferenced layer(s)\n"
         )
     );
     assert_eq!(lj.versions("g/app").len(), 3);
+    assert!(stored.is_dir());
     let out = lj.ok(&["gc"]);
-    assert!(out.stdout.starts_with(&format!("removed g/app@{second}\n")), "{}", out.report());
-    assert!(out.stdout.contains("1 unused derived version(s)"), "{}", out.report());
+    assert!(
+        out.stdout.starts_with(&format!("removed g/app@{second}\nremoved layer {layer}\n")),
+        "{}",
+        out.report()
+    );
+    assert!(out.stdout.contains("1 unused derived version(s), 1 unreferenced layer(s)"), "{}", out.report());
+    assert!(!stored.exists());
     let left = lj.versions("g/app");
     assert_eq!(left.len(), 2);
     assert!(left.contains(&first) && !left.contains(&second), "{left:?}");
     assert_eq!(lj.jail("g/app", "cat /v"), "three\n");
     assert!(lj.ok(&["gc"]).stdout.contains("0 unused derived version(s)"));
+}
+
+/// The digest a layer reference (`worlds/NAME`, `NS/NAME/VERSION/root`) links to, checked to be
+/// a relative link into the root's own `store/sha256/`.
+fn stored_digest(lj: &Lj, rel: &str) -> String {
+    let link = lj.root().join(rel);
+    let target = fs::read_link(&link).unwrap_or_else(|e| panic!("{rel} is not a link: {e}"));
+    let t = path_str(&target);
+    let depth = rel.matches('/').count();
+    let want = format!("{}store/sha256/", "../".repeat(depth));
+    let hex = t.strip_prefix(&want).unwrap_or_else(|| panic!("{rel} -> {t}, not into {want}"));
+    assert!(hex.len() == 64 && lj.root().join("store/sha256").join(hex).is_dir(), "{rel} -> {t}");
+    format!("sha256:{hex}")
+}
+
+fn meta_of(lj: &Lj, name: &str, version: &str) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(lj.root().join(name).join(version).join("meta.json")).unwrap()).unwrap()
+}
+
+/// Layers are stored once by content digest; names and versions are references; a child keys
+/// on its parent's digest, so a parent rebuilt into the same bytes leaves it cached (early
+/// cutoff), and other bytes do not; rm and gc drop only unreferenced layers.
+fn content_addressed_store(lj: &Lj) {
+    let count = || fs::read_dir(lj.root().join("store/sha256")).unwrap().count();
+    let world = stored_digest(lj, "worlds/busybox");
+    assert_eq!(count(), 1, "the world is the only layer");
+    // The same world imported again under another name: the same bytes, one copy.
+    let src = lj.td.join("w.tar");
+    let mut cmd = Command::new("tar");
+    cmd.arg("-cf").arg(&src).arg("-C").arg(lj.root().join("worlds/busybox")).arg(".");
+    assert_eq!(run_with_timeout(cmd, None, Duration::from_secs(60)).expect("tar").status(), 0);
+    lj.cx.chown_caller(&src);
+    lj.ok(&["world", "import", "again", &path_str(&src)]);
+    assert_eq!(stored_digest(lj, "worlds/again"), world);
+    assert_eq!(count(), 1);
+
+    // /d is closed to a rootless caller on the host (a subordinate id's 0700 directory): its
+    // digest is taken in a jail with the caller's ids mapped.
+    let script = "echo a > /a\nmkdir /d\necho s > /d/f\nchown -R 5:6 /a /d\nchmod 700 /d\nrm /etc/lj-world\n";
+    let p = lj.jailfile("p", &format!("name s/p\nversion 1\n---\n{script}"));
+    lj.ok(&[&p]);
+    let pl = stored_digest(lj, "s/p/1/root");
+    assert_eq!(meta_of(lj, "s/p", "1")["layer"], pl.as_str());
+    // Another name with the same bytes shares the layer.
+    let q = lj.jailfile("q", &format!("name s/q\nversion 7\n---\n{script}"));
+    lj.ok(&[&q]);
+    assert_eq!(stored_digest(lj, "s/q/7/root"), pl);
+    assert_eq!(count(), 2);
+    let c = lj.jailfile("c", "name s/c\nfrom s/p 1\n---\ncat /a > /b\n");
+    lj.ok(&[&c]);
+    let cv = lj.versions("s/c")[0].clone();
+    assert_eq!(meta_of(lj, "s/c", &cv)["parents"][0]["layer"], pl.as_str());
+    assert_eq!(
+        lj.jail("s/c", "stat -c '%u:%g' /a; cat /b; test -e /etc/lj-world || echo gone"),
+        "5:6\na\ngone\n"
+    );
+
+    // The parent rebuilt (--force, another script) into the same files, with new times: the same
+    // digest, and the child is a cache hit.
+    std::thread::sleep(Duration::from_millis(1100));
+    lj.jailfile("p", "name s/p\nversion 1\n---\nprintf 'a\\n' > /a\nmkdir -p -m 700 /d\nprintf 's\\n' > /d/f\nchown -R 5:6 /d /a\nrm -f /etc/lj-world\n");
+    let out = lj.ok(&["--force", &p]);
+    assert!(out.stdout.contains("built s/p@1"), "{}", out.report());
+    assert_eq!(stored_digest(lj, "s/p/1/root"), pl, "a byte-identical rebuild has another digest");
+    let out = lj.ok(&[&c]);
+    assert!(out.stdout.contains(&format!("cached s/c@{cv}")), "{}", out.report());
+    // Other bytes: another layer, and the child is built again.
+    lj.jailfile("p", "name s/p\nversion 1\n---\necho b > /a\n");
+    lj.ok(&["--force", &p]);
+    let pl2 = stored_digest(lj, "s/p/1/root");
+    assert_ne!(pl2, pl);
+    let out = lj.ok(&[&c]);
+    assert!(out.stdout.contains("built s/c@"), "{}", out.report());
+    assert_eq!(lj.jail("s/c", "cat /b"), "b\n");
+
+    // rm drops a layer nothing else references (since s/p was rebuilt, only s/q had pl), and
+    // keeps one that is still referenced (the first s/c's, until it goes too).
+    lj.ok(&["rm", "s/q@7"]);
+    let old_child = lj
+        .root()
+        .join("store/sha256")
+        .join(meta_of(lj, "s/c", &cv)["layer"].as_str().unwrap().trim_start_matches("sha256:"));
+    assert!(old_child.is_dir());
+    assert!(
+        !lj.root().join("store/sha256").join(pl.trim_start_matches("sha256:")).exists(),
+        "an unreferenced layer stayed after rm"
+    );
+    lj.ok(&["rm", &format!("s/c@{cv}")]);
+    assert!(!old_child.exists());
+    // world rm of one of two names keeps the bytes.
+    lj.ok(&["world", "rm", "again"]);
+    assert!(lj.root().join("store/sha256").join(world.trim_start_matches("sha256:")).is_dir());
+    let out = lj.ok(&["gc"]);
+    assert!(out.stdout.contains(", 0 unreferenced layer(s)"), "{}", out.report());
+    // A layer left unreferenced (as by a build killed between storing and publishing) goes at gc.
+    let stray = lj.root().join("store/sha256").join("ab".repeat(32));
+    fs::create_dir(&stray).unwrap();
+    lj.cx.chown_caller(&stray);
+    let out = lj.ok(&["gc"]);
+    assert!(out.stdout.contains(&format!("removed layer sha256:{}", "ab".repeat(32))), "{}", out.report());
+    assert!(!stray.exists());
+    assert_eq!(lj.jail("s/p", "cat /a"), "b\n");
 }
 
 /// The copy hash cache trusts a settled file's metadata, and nothing less: the same size and

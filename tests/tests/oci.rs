@@ -620,6 +620,35 @@ fn registry_two_roots(lj: &Lj) {
         out.report()
     );
     assert_eq!(reg.blob_gets(), before, "the registry served blobs to a pull of an all-present image");
+    // Layers are stored by content digest, the same in both roots (import, build and pull make
+    // the same bytes), and a pull skips a layer whose digest is here under another name.
+    assert_eq!(stored(&b, "worlds/img"), stored(lj, "worlds/img"));
+    let layer = |l: &Lj, n: &str| -> String {
+        let dir = l.root().join(n);
+        let v = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+        let m: serde_json::Value = serde_json::from_slice(&fs::read(v.join("meta.json")).unwrap()).unwrap();
+        m["layer"].as_str().unwrap().to_string()
+    };
+    assert_eq!(layer(&b, "t/base"), layer(lj, "t/base"));
+    assert_eq!(layer(&b, "t/child"), layer(lj, "t/child"));
+    let out = b.ok(&["pull", &ref_, "t/copy@2", "--tls-verify=false"]);
+    assert!(
+        out.stdout.contains("pulled t/copy@2") && out.stdout.contains("0 blob(s) fetched"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(reg.blob_gets(), before, "the registry served a blob whose digest the root has");
+    assert_eq!(layer(&b, "t/copy"), layer(&b, "t/child"));
+    assert_eq!(b.ok(&["run", "t/copy", "--", "/bin/sh", "-c", script]).stdout, ours);
+    // A third runner holding only the world (imported from the same image under another name):
+    // the world layer is not fetched, the overlays are.
+    let c = Lj::new(lj.cx).unwrap();
+    c.ok(&["world", "import", "mine", &format!("oci:{}", path_str(&img))]);
+    assert_eq!(stored(&c, "worlds/mine"), stored(lj, "worlds/img"));
+    let out = c.ok(&["pull", &ref_, "--tls-verify=false"]);
+    assert!(out.stdout.contains("1 layer(s) already here"), "{}", out.report());
+    assert_eq!(stored(&c, "worlds/img"), stored(&c, "worlds/mine"));
+    assert_eq!(c.ok(&["run", "t/child", "--", "/bin/sh", "-c", script]).stdout, ours);
 
     // Any image works as a world: one skopeo pushed, and the one ljbuild pushed.
     tool(&[
@@ -640,6 +669,16 @@ fn registry_two_roots(lj: &Lj) {
         8,
         &["manifest"],
     );
+}
+
+/// The digest the layer reference `rel` (a symlink into the root's store) names.
+fn stored(lj: &Lj, rel: &str) -> String {
+    let t = fs::read_link(lj.root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let t = path_str(&t);
+    let hex =
+        t.rsplit_once("store/sha256/").map(|(_, h)| h.to_string()).unwrap_or_else(|| panic!("{rel} -> {t}"));
+    assert!(lj.root().join("store/sha256").join(&hex).is_dir(), "{rel} -> {t}");
+    hex
 }
 
 /// The pulled chain's layers are overlays as a build makes them (whiteouts, opaque dirs).

@@ -21,6 +21,9 @@ use crate::Error;
 pub const ANN_WORLD: &str = "org.lightjail.world";
 /// Annotation of the world layer: the world's identity (the cache input builds on it used).
 pub const ANN_WORLD_ID: &str = "org.lightjail.world.identity";
+/// Annotation of the world layer: the world's content digest in the store (`layer` in an
+/// overlay's `meta.json` is the same for an overlay), so a pull skips a layer it has.
+pub const ANN_WORLD_LAYER: &str = "org.lightjail.world.layer";
 /// Annotation of an overlay layer: its `meta.json`.
 pub const ANN_META: &str = "org.lightjail.meta";
 
@@ -165,7 +168,12 @@ pub fn write_image(
         let (label, ann) = if i == 0 {
             (
                 format!("world {}", chain.world.name),
-                json!({ ANN_WORLD: chain.world.name, ANN_WORLD_ID: chain.world.identity }),
+                match crate::store::store_link(&chain.world_dir) {
+                    Some(d) => {
+                        json!({ ANN_WORLD: chain.world.name, ANN_WORLD_ID: chain.world.identity, ANN_WORLD_LAYER: d })
+                    }
+                    None => json!({ ANN_WORLD: chain.world.name, ANN_WORLD_ID: chain.world.identity }),
+                },
             )
         } else {
             let p = &chain.parents[i - 1];

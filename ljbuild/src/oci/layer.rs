@@ -669,6 +669,7 @@ pub struct LayerWriter<'a, W: Write> {
     tar: tar::Builder<W>,
     ids: &'a IdMap,
     upper: bool,
+    times: bool,
     links: std::collections::HashMap<(u64, u64), PathBuf>,
 }
 
@@ -683,7 +684,14 @@ impl<'a, W: Write> LayerWriter<'a, W> {
     pub fn new(out: W, ids: &'a IdMap, upper: bool) -> Self {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
-        LayerWriter { tar, ids, upper, links: std::collections::HashMap::new() }
+        LayerWriter { tar, ids, upper, times: true, links: std::collections::HashMap::new() }
+    }
+
+    /// Writes every modification time as 0: the canonical form a layer's content digest is
+    /// taken of (see [`content_digest`]).
+    pub fn without_times(mut self) -> Self {
+        self.times = false;
+        self
     }
 
     /// Writes the tree at `dir` and finishes the archive.
@@ -699,7 +707,7 @@ impl<'a, W: Write> LayerWriter<'a, W> {
         h.set_mode(md.mode() & 0o7777);
         h.set_uid(u64::from(IdMap::map(self.ids.uid, md.uid())));
         h.set_gid(u64::from(IdMap::map(self.ids.gid, md.gid())));
-        h.set_mtime(md.mtime().max(0) as u64);
+        h.set_mtime(if self.times { md.mtime().max(0) as u64 } else { 0 });
         h.set_size(0);
         h
     }
@@ -817,4 +825,20 @@ impl<'a, W: Write> LayerWriter<'a, W> {
         }
         Ok(())
     }
+}
+
+/// The content digest of a layer directory (`sha256:HEX`), the name it is stored under in
+/// `store/sha256/`: the sha256 of the tar [`LayerWriter`] makes of it with every modification
+/// time 0. Entries sorted by name; owners as the jail sees them ([`IdMap::current`]: the same
+/// digest for a root and a rootless store); modes, extended attributes (overlay's own never),
+/// hard links, symlink targets and file contents; overlay whiteouts and opaque directories in
+/// their OCI form (so both ways a whiteout is made on disk give one digest); a world's `/dev`
+/// contents left out; the mode of the directory itself not included. A rebuild that makes the
+/// same files gives the same digest.
+pub fn content_digest(dir: &Path, upper: bool) -> Result<String, OciError> {
+    let ids = IdMap::current();
+    let sink = io::BufWriter::with_capacity(64 << 10, super::digest::HashWriter::new(io::sink()));
+    let out = LayerWriter::new(sink, &ids, upper).without_times().write_tree(dir)?;
+    let hw = out.into_inner().map_err(|e| io_err("cannot hash", dir, e.into_error()))?;
+    Ok(hw.finish().1)
 }

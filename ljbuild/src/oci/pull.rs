@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
-use super::export::{ANN_META, ANN_WORLD, ANN_WORLD_ID};
+use super::export::{ANN_META, ANN_WORLD, ANN_WORLD_ID, ANN_WORLD_LAYER};
 use super::layer::Applier;
 use super::registry::{Client, RegistryRef};
 use super::source;
@@ -21,6 +21,7 @@ use crate::Error;
 struct Plan {
     world: String,
     world_identity: String,
+    world_layer: Option<String>,
     overlays: Vec<Meta>,
 }
 
@@ -45,7 +46,15 @@ fn plan_of(layers: &[HashMap<String, String>], r: &RegistryRef) -> Result<Plan, 
     }
     let world_identity =
         first.get(ANN_WORLD_ID).cloned().unwrap_or_else(|| overlays[0].world.identity.clone());
-    Ok(Plan { world, world_identity, overlays })
+    let world_layer = first.get(ANN_WORLD_LAYER).filter(|d| valid_digest(d)).cloned();
+    for m in &mut overlays {
+        m.layer = m.layer.take().filter(|d| valid_digest(d));
+    }
+    Ok(Plan { world, world_identity, world_layer, overlays })
+}
+
+fn valid_digest(d: &str) -> bool {
+    d.strip_prefix("sha256:").is_some_and(store::is_hex_digest)
 }
 
 /// `ljbuild pull REF [NAME@VERSION]`.
@@ -79,10 +88,11 @@ pub fn pull(
     }
     let as_root = rustix::process::geteuid().is_root();
     let mut present = 0;
-    // The config (diff_ids, defaults) only when something is to be fetched.
+    let stored = |d: &Option<String>| d.as_ref().is_some_and(|d| root.layer_dir(d).is_dir());
+    // The config (diff_ids, defaults) only when something is to be fetched, or a world made.
     let mut missing = fs::symlink_metadata(root.world_dir(&plan.world)).is_err();
     for m in &plan.overlays {
-        missing |= root.read_meta(&m.name, &m.version)?.is_none();
+        missing |= root.read_meta(&m.name, &m.version)?.is_none() && !stored(&m.layer);
     }
     let img = if missing { Some(source::load_image(&mut c, &d, &manifest)?) } else { None };
     let img = img.as_ref();
@@ -111,13 +121,26 @@ pub fn pull(
             .map_err(StoreError::io("cannot chmod", &staging))?;
         let res = (|| -> Result<(), Error> {
             let lt = Instant::now();
-            let mut ap = Applier::new(&staging, as_root)?;
             let img = img.expect("loaded when something is missing");
-            source::with_layer(&mut c, &img.layers[0], &mut |rd| ap.apply(rd))?;
-            ap.finish()?;
+            let _store = root.store_lock(true)?;
+            let layer = match &plan.world_layer {
+                Some(d) if root.layer_dir(d).is_dir() => {
+                    // The same bytes are here already (another world, or another image's).
+                    store::remove_tree(&staging).map_err(StoreError::io("cannot remove", &staging))?;
+                    present += 1;
+                    d.clone()
+                }
+                _ => {
+                    let mut ap = Applier::new(&staging, as_root)?;
+                    source::with_layer(&mut c, &img.layers[0], &mut |rd| ap.apply(rd))?;
+                    ap.finish()?;
+                    let _ = fs::create_dir(staging.join("dev"));
+                    crate::cas::store(root, &staging, false)?
+                }
+            };
             ui.step(
                 "layer",
-                &format!("world {} {}", plan.world, super::import::short(&img.layers[0].diff_id)),
+                &format!("world {} {}", plan.world, super::import::short(&layer)),
                 Some(lt.elapsed()),
             );
             let meta = WorldImage {
@@ -131,8 +154,7 @@ pub fn pull(
             };
             let side = super::sidecar(&wdir).expect("a world directory has a name");
             Root::write_atomic(&side, &serde_json::to_vec_pretty(&meta).expect("serializes"))?;
-            let _ = fs::create_dir(staging.join("dev"));
-            fs::rename(&staging, &wdir).map_err(StoreError::io("cannot move into place", &wdir))?;
+            Root::link_layer(&wdir, &layer, 1)?;
             Ok(())
         })();
         if let Err(e) = res {
@@ -156,8 +178,14 @@ pub fn pull(
             present += 1;
             continue;
         }
+        if stored(&meta.layer) {
+            // Its bytes are here (under another name or version): only the reference is made.
+            publish_overlay(root, meta, None, world_mode, as_root, &r, &d, ui)?;
+            present += 1;
+            continue;
+        }
         let layer = &img.expect("loaded when something is missing").layers[i + 1];
-        publish_overlay(root, meta, &mut c, layer, world_mode, as_root, &r, &d, ui)?;
+        publish_overlay(root, meta, Some((&mut c, layer)), world_mode, as_root, &r, &d, ui)?;
     }
     let top = plan.overlays.last().expect("at least one overlay");
     ui.step("pull", &format!("{}@{} from {r}", top.name, top.version), Some(t.elapsed()));
@@ -172,8 +200,7 @@ pub fn pull(
 fn publish_overlay(
     root: &Root,
     meta: &Meta,
-    c: &mut Client,
-    layer: &source::LayerDesc,
+    fetch: Option<(&mut Client, &source::LayerDesc)>,
     world_mode: u32,
     as_root: bool,
     r: &RegistryRef,
@@ -193,21 +220,33 @@ fn publish_overlay(
     store::mkdir_private(&staging)?;
     let res = (|| -> Result<(), Error> {
         let upper = staging.join("root");
-        fs::create_dir(&upper).map_err(StoreError::io("cannot create", &upper))?;
-        fs::set_permissions(&upper, fs::Permissions::from_mode(world_mode))
-            .map_err(StoreError::io("cannot chmod", &upper))?;
+        let _store = root.store_lock(true)?;
         let lt = Instant::now();
-        let mut ap = Applier::new_upper(&upper, as_root)?;
-        source::with_layer(c, layer, &mut |rd| ap.apply(rd))?;
-        ap.finish()?;
+        let mut m = meta.clone();
+        let what = match fetch {
+            Some((c, layer)) => {
+                fs::create_dir(&upper).map_err(StoreError::io("cannot create", &upper))?;
+                fs::set_permissions(&upper, fs::Permissions::from_mode(world_mode))
+                    .map_err(StoreError::io("cannot chmod", &upper))?;
+                let mut ap = Applier::new_upper(&upper, as_root)?;
+                source::with_layer(c, layer, &mut |rd| ap.apply(rd))?;
+                ap.finish()?;
+                // Stored under the digest of what is on disk here (a rootless pull keeps only
+                // user.* attributes: not always the digest the image names).
+                m.layer = Some(crate::cas::store(root, &upper, true)?);
+                format!("layer {}", layer.diff_id)
+            }
+            None => "its layer was here".to_string(),
+        };
+        let digest = m.layer.clone().expect("a stored layer");
+        Root::link_layer(&upper, &digest, 3)?;
         ui.step(
             "layer",
-            &format!("{name}@{} {}", meta.version, super::import::short(&layer.diff_id)),
+            &format!("{name}@{} {}", meta.version, super::import::short(&digest)),
             Some(lt.elapsed()),
         );
-        let mut m = meta.clone();
         m.log = dest.join("build.log");
-        let log = format!("pulled from {r} (manifest {manifest}, layer {})\n", layer.diff_id);
+        let log = format!("pulled from {r} (manifest {manifest}, {what})\n");
         fs::write(staging.join("build.log"), log)
             .map_err(StoreError::io("cannot write", staging.join("build.log")))?;
         Root::write_atomic(&staging.join("meta.json"), &serde_json::to_vec_pretty(&m).expect("serializes"))?;
