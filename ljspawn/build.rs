@@ -3,7 +3,8 @@
 //!
 //! Four variants: `default.bpf` denies creating user namespaces and setuid/setgid files;
 //! `allow-userns.bpf` (`--allow-userns`) the latter only, `allow-suid.bpf`
-//! (`--allow-setuid-files`) the former only, `allow-userns-suid.bpf` neither. All cover every
+//! (`--allow-setuid-files`) the former only, `allow-userns-suid.bpf` neither; `container.bpf`
+//! (`--seccomp container`) neither, and allows keyrings and bpf too. All cover every
 //! x86 ABI a 64-bit kernel accepts (x86_64, i386 through `int 0x80`, x32), since a filter
 //! written for one ABI says nothing about the others.
 
@@ -52,7 +53,18 @@ const CLONE_NEWUSER: u64 = 0x1000_0000;
 const EPERM: i32 = 1;
 const ENOSYS: i32 = 38;
 
+/// What the `container` filter (`--seccomp container`, for podman or dockerd in the jail) allows
+/// beyond the default's user-namespace and setuid-file rules: the system calls Jailmaker's
+/// docker template adds to systemd-nspawn's filter (`--system-call-filter='add_key keyctl
+/// bpf'`: container runtimes make a session keyring per container and load cgroup device
+/// programs).
+const CONTAINER_ALLOWED: &[&str] = &["add_key", "keyctl", "bpf"];
+
 fn filter(allow_userns: bool, allow_suid: bool) -> ScmpFilterContext {
+    filter_with(allow_userns, allow_suid, &[])
+}
+
+fn filter_with(allow_userns: bool, allow_suid: bool, allowed: &[&str]) -> ScmpFilterContext {
     let mut f = ScmpFilterContext::new(ScmpAction::Allow).expect("seccomp_init");
     f.set_act_badarch(ScmpAction::KillProcess).expect("bad-arch action");
     // A binary tree over syscall numbers instead of a linear list: the kernel emulates the
@@ -69,7 +81,7 @@ fn filter(allow_userns: bool, allow_suid: bool) -> ScmpFilterContext {
         f.add_arch(arch).expect("add arch");
     }
     let sys = |name: &str| ScmpSyscall::from_name(name).unwrap_or_else(|_| panic!("unknown syscall {name}"));
-    for name in DENIED {
+    for name in DENIED.iter().filter(|n| !allowed.contains(n)) {
         f.add_rule(ScmpAction::Errno(EPERM), sys(name)).unwrap_or_else(|e| panic!("rule for {name}: {e}"));
     }
     // Faking terminal input (TIOCSTI) and the console's TIOCLINUX: the ioctl number is an int,
@@ -136,4 +148,6 @@ fn main() {
         let mut file = File::create(out.join(name)).expect("create bpf file");
         filter(allow_userns, allow_suid).export_bpf(&mut file).expect("export bpf");
     }
+    let mut file = File::create(out.join("container.bpf")).expect("create bpf file");
+    filter_with(true, true, CONTAINER_ALLOWED).export_bpf(&mut file).expect("export bpf");
 }

@@ -17,6 +17,8 @@
 # and, once, a Debian world with systemd and dbus at LJ_DEBIAN_SYSTEMD_WORLD (default
 # /var/tmp/lj-debian-systemd-world; ljail's --init test boots it), copied to
 #   worlds/debian-systemd-ljtest   owned by ljtest (the rootless boot)
+# and, once, a Debian world with podman at LJ_DEBIAN_PODMAN_WORLD (default
+# /var/tmp/lj-debian-podman-world; ljail's --docker test runs podman in it)
 # and the unprivileged user `ljtest` (with /etc/subuid and /etc/subgid ranges) if missing.
 # Idempotent: running it again starts from scratch.
 set -eu
@@ -84,6 +86,21 @@ elif command -v debootstrap >/dev/null 2>&1; then
     fi
 else
     say "Debian world: debootstrap missing; the Debian test will skip (or fail with LJ_MUST_WORK=1)"
+fi
+
+# The world of ljail's --docker test, where podman runs: the same, with podman.
+pdw=${LJ_DEBIAN_PODMAN_WORLD:-/var/tmp/lj-debian-podman-world}
+if [ -x "$pdw/usr/bin/podman" ] && [ -e "$pdw/etc/lj-world" ]; then
+    say "Debian world with podman: $pdw (kept from an earlier run)"
+elif command -v debootstrap >/dev/null 2>&1; then
+    say "Debian world with podman: making $pdw with debootstrap (log: $dir/debootstrap-podman.log)"
+    rm -rf --one-file-system "$pdw"
+    if ! worlds/debian/make-world.sh --include=podman,crun,fuse-overlayfs,uidmap,containernetworking-plugins \
+        "$pdw" >"$dir/debootstrap-podman.log" 2>&1; then
+        tail -n 5 "$dir/debootstrap-podman.log" >&2
+        rm -rf --one-file-system "$pdw"
+        say "Debian world with podman: debootstrap failed; the --docker test will skip (or fail with LJ_MUST_WORK=1)"
+    fi
 fi
 
 # The world ljail's --init test boots: the same, with systemd and dbus.

@@ -86,6 +86,13 @@ pub struct JailOpts {
     /// Let the program create user namespaces.
     #[arg(long)]
     pub allow_userns: bool,
+    /// What podman or dockerd in the jail need: a user namespace with ids 0-65535 and every
+    /// capability in it, nested user namespaces, keyrings and bpf (Jailmaker's docker
+    /// template), a delegated cgroup v2, /sys, /dev/fuse and /dev/net/tun where you may open
+    /// them, and the container storage (/var/lib/containers, /var/lib/docker) on the host's
+    /// file system, kept with the jail.
+    #[arg(long)]
+    pub docker: bool,
     /// Restart policy of the supervisor.
     #[arg(long, value_name = "POLICY", value_parser = ["no", "on-failure", "always"])]
     pub restart: Option<String>,

@@ -101,6 +101,9 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
         if cfg.init {
             sj.ensure_machine_id(cfg.root)?;
         }
+        if cfg.docker {
+            sj.ensure_storage()?;
+        }
         // ljspawn checks the options against the real directories (in the staging place:
         // its paths differ only in the last component).
         check_with_ljspawn(&sj, &cfg, &layers)?;

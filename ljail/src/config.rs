@@ -11,6 +11,7 @@
 //! image web/nginx@1.2.3         # the image (exact version), or: world NAME
 //! root thin                     # thin: a persistent upper over the image; copy: a full copy
 //! init yes                      # the command is the jail's own init (e.g. systemd) as PID 1
+//! docker yes                    # what podman or dockerd inside need (the --docker profile)
 //! command /bin/httpd -f -p 80   # what the jail runs (required)
 //! hostname web                  # default: the jail's name
 //! net bridge:br0                # none (default), host, bridge:BR, macvlan:IFACE
@@ -184,6 +185,8 @@ pub struct Config {
     pub gpu: Option<String>,
     /// `init yes`: the command is the jail's own init (systemd), run as its PID 1.
     pub init: bool,
+    /// `docker yes`: what podman or dockerd in the jail need (see `jail::ljspawn_args`).
+    pub docker: bool,
     /// The restart policy.
     pub restart: Restart,
     /// Delay between restarts.
@@ -228,6 +231,7 @@ impl Config {
             allow_userns: false,
             gpu: None,
             init: false,
+            docker: false,
             restart: Restart::No,
             restart_delay: DEFAULT_RESTART_DELAY,
             restart_max: 0,
@@ -262,6 +266,9 @@ impl Config {
         line("root", &[self.root.as_str()]);
         if self.init {
             line("init", &["yes"]);
+        }
+        if self.docker {
+            line("docker", &["yes"]);
         }
         let cmd: Vec<&str> = self.command.iter().map(String::as_str).collect();
         line("command", &cmd);
@@ -324,6 +331,7 @@ pub const KEYS: &[&str] = &[
     "world",
     "root",
     "init",
+    "docker",
     "command",
     "hostname",
     "net",
@@ -597,6 +605,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             }
             "allow-userns" => c.allow_userns = yes_no(&one("yes or no")?).map_err(&err)?,
             "init" => c.init = yes_no(&one("yes or no")?).map_err(&err)?,
+            "docker" => c.docker = yes_no(&one("yes or no")?).map_err(&err)?,
             "autostart" => c.autostart = yes_no(&one("yes or no")?).map_err(&err)?,
             "restart" => {
                 let v = one("no, on-failure or always")?;
@@ -761,6 +770,7 @@ mod tests {
         c.autostart = true;
         c.priority = 10;
         c.init = true;
+        c.docker = true;
         c.rlimits = vec!["nofile=64:128".into()];
         let text = c.to_text();
         assert_eq!(parse(&text).unwrap(), c, "{text}");

@@ -137,6 +137,25 @@ impl Jail {
         self.dir.join("stop-requested")
     }
 
+    /// `containers/` and `docker/` (`docker yes` jails): the container storage, bound at
+    /// /var/lib/containers and /var/lib/docker (an overlayfs, the jail's root, cannot be the
+    /// upper layer of the overlays podman and dockerd make).
+    pub fn storage_dirs(&self) -> [(PathBuf, &'static str); 2] {
+        [(self.dir.join("containers"), "/var/lib/containers"), (self.dir.join("docker"), "/var/lib/docker")]
+    }
+
+    /// Makes the storage directories of a `docker yes` jail if missing (0700: they hold the
+    /// images' setuid files).
+    pub fn ensure_storage(&self) -> Result<(), Error> {
+        use std::os::unix::fs::DirBuilderExt;
+        for (d, _) in self.storage_dirs() {
+            if !d.is_dir() {
+                fs::DirBuilder::new().mode(0o700).create(&d).map_err(Error::io("cannot create", &d))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The jail's `/etc/machine-id` in its own data (`upper/` or `rootfs/`).
     pub fn machine_id_path(&self, kind: RootKind) -> PathBuf {
         self.data_dir(kind).join("etc/machine-id")
@@ -267,6 +286,8 @@ pub struct Resolved {
     pub layers: Vec<PathBuf>,
     /// The `--gpu` mounts.
     pub devices: Vec<Mount>,
+    /// `docker yes`: those of the host's /dev/fuse and /dev/net/tun that the caller may open.
+    pub docker_devices: Vec<String>,
 }
 
 /// Resolves `cfg`'s layers and devices.
@@ -275,7 +296,16 @@ pub fn resolve(root: &Root, cfg: &Config) -> Result<Resolved, Error> {
         Some(v) => crate::gpu::mounts(v)?,
         None => Vec::new(),
     };
-    Ok(Resolved { layers: layers(root, &cfg.source)?, devices })
+    let docker_devices = if cfg.docker {
+        ["/dev/fuse", "/dev/net/tun"]
+            .iter()
+            .filter(|d| fs::OpenOptions::new().read(true).write(true).open(d).is_ok())
+            .map(|d| d.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Resolved { layers: layers(root, &cfg.source)?, devices, docker_devices })
 }
 
 /// What an `init yes` jail's PID 1 keeps: systemd-nspawn's default capability set (held in the
@@ -357,6 +387,26 @@ pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32
         ]);
         for c in INIT_CAPS {
             push(&[&"--cap-add", c]);
+        }
+    }
+    if cfg.docker {
+        // Container runtimes in the jail (podman, dockerd): root of a user namespace of its
+        // own with every capability there (never the host's), the container filter, a
+        // cgroup to delegate to containers, sysfs for theirs, the devices fuse-overlayfs and
+        // slirp/pasta use (where the caller may open them), storage off the overlay root.
+        if !cfg.init {
+            push(&[&"--subids", &"--sysfs", &"--delegate-cgroup", &"--tmpfs", &"/run"]);
+        }
+        push(&[&"--cap-add", &"ALL", &"--seccomp", &"container"]);
+        if cfg.net_mode() != "host" {
+            // The runtime sets its containers' network settings (ping_group_range, ...).
+            push(&[&"--net-sysctls-rw"]);
+        }
+        for dev in &r.docker_devices {
+            push(&[&"--dev-bind", &dev.as_str(), &dev.as_str()]);
+        }
+        for (d, dest) in jail.storage_dirs() {
+            push(&[&"--bind", &d.as_path(), &dest]);
         }
     }
     for m in r.devices.iter().chain(&cfg.mounts) {
@@ -470,7 +520,7 @@ mod tests {
         let mut c = Config::new(Source::World("busybox".into()), vec!["/bin/httpd".into(), "-f".into()]);
         c.mounts = vec![Mount::Bind("/srv".into(), "/data".into())];
         c.memory = Some("64M".into());
-        let r = Resolved { layers: vec!["/r/worlds/busybox".into()], devices: Vec::new() };
+        let r = Resolved { layers: vec!["/r/worlds/busybox".into()], ..Resolved::default() };
         let a = ljspawn_args(&j, &c, &r, Some(5));
         let line = ljbuild::spawn::command_line(Path::new("ljspawn"), &a);
         assert_eq!(

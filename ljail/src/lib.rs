@@ -70,6 +70,7 @@ fn config_of(
     c.rlimits = o.rlimit.clone();
     c.cap_add = o.cap_add.clone();
     c.allow_userns = o.allow_userns;
+    c.docker = o.docker;
     c.gpu = o.gpu.clone();
     if let Some(r) = &o.restart {
         c.restart = Restart::parse(r).map_err(Error::Usage)?;

@@ -109,6 +109,9 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
         // (A clone has none yet: it gets its own.)
         j.ensure_machine_id(cfg.root)?;
     }
+    if cfg.docker {
+        j.ensure_storage()?;
+    }
     let ljspawn = ljspawn()?;
     let old = read_state(j);
     if let Some(cg) = &old.freezer {

@@ -265,7 +265,7 @@ pub fn command() -> Command {
             Arg::new("seccomp")
                 .long("seccomp")
                 .value_name("MODE")
-                .help("Built-in seccomp filter: default, or none (root only) [default: default]"),
+                .help("Built-in seccomp filter: default; container (for podman or dockerd in the jail: also allows new user namespaces, setuid files, keyrings and bpf); or none (root only) [default: default]"),
         )
         .arg(
             Arg::new("allow-userns")
@@ -311,6 +311,12 @@ pub fn command() -> Command {
                 .long("sysfs")
                 .action(ArgAction::SetTrue)
                 .help("Mount a fresh sysfs at /sys, read-only (needs the jail's own network namespace outside root mode)"),
+        )
+        .arg(
+            Arg::new("net-sysctls-rw")
+                .long("net-sysctls-rw")
+                .action(ArgAction::SetTrue)
+                .help("Leave /proc/sys/net writable (the jail's own network namespace's settings, e.g. for a container runtime in the jail; not with --net host)"),
         )
         .arg(
             Arg::new("delegate-cgroup")
@@ -520,6 +526,7 @@ pub fn request(m: &ArgMatches) -> Request {
         as_pid_1: m.get_flag("as-pid-1"),
         stop_signal: m.get_one::<i32>("stop-signal").copied(),
         sysfs: m.get_flag("sysfs"),
+        net_sysctls_rw: m.get_flag("net-sysctls-rw"),
         delegate_cgroup: m.get_flag("delegate-cgroup"),
         ..Default::default()
     }

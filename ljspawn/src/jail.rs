@@ -330,6 +330,13 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 })?;
                 proc_read_only(mnt, dest, path)?
             }
+            Mount::ProcWritable { path } => {
+                let (mnt, dest) = proc_at.as_ref().ok_or_else(|| Failure {
+                    code: EXIT_SETUP,
+                    msg: format!("{path}: proc is not mounted"),
+                })?;
+                proc_writable(mnt, dest, path)?
+            }
             Mount::ProcMask { path } => {
                 let (mnt, dest) = proc_at.as_ref().ok_or_else(|| Failure {
                     code: EXIT_SETUP,
@@ -913,6 +920,26 @@ fn proc_read_only(proc: &OwnedFd, proc_dest: &str, path: &str) -> Result<()> {
     sys::move_mount(fd.as_fd(), target.as_fd()).ctx(|| format!("cannot mount on {path}"))
 }
 
+/// `path` (under a read-only bind of proc) bound onto itself writable again: a clone of what
+/// is there, read-only flag cleared (it was set in this namespace, so it is not locked).
+fn proc_writable(proc: &OwnedFd, proc_dest: &str, path: &str) -> Result<()> {
+    let rel = path.strip_prefix(proc_dest).unwrap_or(path).trim_start_matches('/');
+    let fd = sys::open_tree(Some(proc.as_fd()), rel, sys::OPEN_TREE_CLONE | sys::AT_SYMLINK_NOFOLLOW)
+        .ctx(|| format!("cannot bind {path}"))?;
+    let keep = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    sys::mount_setattr(fd.as_fd(), false, keep, sys::MOUNT_ATTR_RDONLY)
+        .ctx(|| format!("cannot make {path} writable"))?;
+    let target = sys::openat2(
+        Some(proc.as_fd()),
+        rel,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+    )
+    .ctx(|| format!("cannot open {path} in the jail's proc"))?;
+    sys::move_mount(fd.as_fd(), target.as_fd()).ctx(|| format!("cannot mount on {path}"))
+}
+
 /// The parent directory of `dest` in the jail (made if missing, symlinks followed inside the
 /// root only) and the last component.
 fn parent_of<'a>(root: &OwnedFd, dest: &'a str) -> Result<(OwnedFd, &'a str)> {
@@ -1265,6 +1292,7 @@ pub(crate) fn confine_and_exec(
     let builtin = match plan.seccomp {
         Seccomp::Default => Some(seccomp::builtin(false, plan.allow_setuid_files)),
         Seccomp::AllowUserns => Some(seccomp::builtin(true, plan.allow_setuid_files)),
+        Seccomp::Container => Some(seccomp::CONTAINER),
         Seccomp::None | Seccomp::Reexec => None,
     };
     for bpf in builtin.into_iter().chain(seccomp_extra.iter().map(Vec::as_slice)) {

@@ -156,6 +156,8 @@ pub struct Request {
     pub argv0: Option<String>,
     /// `--sysfs`: a fresh sysfs at /sys, read-only.
     pub sysfs: bool,
+    /// `--net-sysctls-rw`: /proc/sys/net writable (the jail's own network namespace's).
+    pub net_sysctls_rw: bool,
     /// `--stop-signal N`: what a SIGTERM to ljspawn (or the timeout's) becomes for the jail.
     pub stop_signal: Option<i32>,
     /// `--delegate-cgroup`: a cgroup of the jail's own, writable by the jail's root, mounted
@@ -348,6 +350,11 @@ pub enum Mount {
     ProcReadOnly {
         path: String,
     },
+    /// A bind of a sub-path of a read-only part of /proc onto itself, writable again
+    /// (`--net-sysctls-rw`: /proc/sys/net).
+    ProcWritable {
+        path: String,
+    },
     /// A file of /proc hidden under a read-only bind of the host's /dev/null (where the kernel
     /// has it).
     ProcMask {
@@ -384,6 +391,9 @@ pub enum Seccomp {
     AllowUserns,
     /// No built-in filter (`--seccomp none`, root only).
     None,
+    /// `--seccomp container`: the default without the user-namespace and setuid-file rules,
+    /// allowing keyrings and bpf (for container runtimes in the jail; every mode).
+    Container,
     /// No built-in filter because the program is ljspawn itself (bwrap form, `/proc/self/exe`
     /// as the command: bwrap's own way to nest a sandbox), which takes bwrap's command line
     /// again and installs the built-in filter for its own program.
@@ -694,6 +704,8 @@ pub enum PlanError {
     DelegateNotGranted,
     /// `--sysfs` with `--net host` outside root mode (sysfs belongs to a network namespace).
     SysfsHostNet(Mode),
+    /// `--net-sysctls-rw` with `--net host`.
+    NetSysctlsHostNet,
 }
 
 impl fmt::Display for PlanError {
@@ -762,7 +774,7 @@ impl fmt::Display for PlanError {
             LimitAboveGrant(what, max) => {
                 write!(f, "--{what} is above what /etc/lightjail.conf grants you ({what}={max})")
             }
-            BadSeccomp(m) => write!(f, "unknown --seccomp mode '{m}' (expected default or none)"),
+            BadSeccomp(m) => write!(f, "unknown --seccomp mode '{m}' (expected default, container or none)"),
             SeccompNoneNotAllowed(m) => {
                 write!(f, "--seccomp none is not allowed in {m} mode (only root may run without the filter)")
             }
@@ -782,6 +794,7 @@ impl fmt::Display for PlanError {
                 f,
                 "--delegate-cgroup is not granted to you in /etc/lightjail.conf (the jail's cgroup is made by ljspawn as root: a line like 'limits allow USER' is missing)"
             ),
+            NetSysctlsHostNet => write!(f, "--net-sysctls-rw needs the jail's own network namespace (not --net host: those settings are the host's)"),
             SysfsHostNet(m) => write!(f, "--sysfs with --net host is not allowed in {m} mode (a sysfs shows the network namespace it is mounted in: give the jail its own)"),
         }
     }
@@ -1105,6 +1118,15 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         mounts.push(Mount::Dev { dest: "/dev".into() });
         mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
     }
+    if req.net_sysctls_rw {
+        // Only the jail's own network namespace's settings: never the host's.
+        if net == Net::Host {
+            return Err(PlanError::NetSysctlsHostNet);
+        }
+        let at = mounts.iter().position(|m| matches!(m, Mount::ProcReadOnly { path } if path == "/proc/sys"));
+        let at = at.map_or(mounts.len(), |i| i + 1);
+        mounts.insert(at, Mount::ProcWritable { path: "/proc/sys/net".into() });
+    }
     if req.sysfs {
         if net == Net::Host && caller.mode != Mode::Root {
             return Err(PlanError::SysfsHostNet(caller.mode));
@@ -1313,6 +1335,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         (None, true) if reexec => Seccomp::Reexec,
         (None | Some("default"), false) => Seccomp::Default,
         (None | Some("default"), true) => Seccomp::AllowUserns,
+        (Some("container"), _) => Seccomp::Container,
         (Some("none"), _) if caller.mode == Mode::Root => Seccomp::None,
         (Some("none"), _) => return Err(PlanError::SeccompNoneNotAllowed(caller.mode)),
         (Some(other), _) => return Err(PlanError::BadSeccomp(other.into())),
@@ -1614,6 +1637,7 @@ impl fmt::Display for Plan {
             match m {
                 Mount::Proc { dest } => writeln!(f, "  {n}. {dest} <- proc (nosuid, nodev, noexec)")?,
                 Mount::ProcReadOnly { path } => writeln!(f, "  {n}. {path} <- bind {path} (ro, nosuid, nodev, noexec)")?,
+                Mount::ProcWritable { path } => writeln!(f, "  {n}. {path} <- bind {path} (rw again: the jail's own network namespace's; nosuid, nodev, noexec)")?,
                 Mount::ProcMask { path } => writeln!(f, "  {n}. {path} <- bind /dev/null (ro, nosuid, nodev, noexec: masked, where it exists)")?,
                 Mount::Dev { dest } => writeln!(
                     f,
@@ -1709,11 +1733,14 @@ impl fmt::Display for Plan {
                 Seccomp::Default => "default filter (all ABIs), new user namespaces denied",
                 Seccomp::AllowUserns => "default filter (all ABIs), new user namespaces allowed",
                 Seccomp::None => "no built-in filter",
+                Seccomp::Container =>
+                    "container filter (all ABIs): new user namespaces, keyrings and bpf allowed",
                 Seccomp::Reexec =>
                     "no built-in filter: the program is ljspawn itself (bwrap form), which installs it",
             },
             match (self.seccomp, self.allow_setuid_files) {
                 (Seccomp::None | Seccomp::Reexec, _) => "",
+                (Seccomp::Container, _) => ", setuid/setgid files allowed",
                 (_, false) => ", setuid/setgid files refused",
                 (_, true) => ", setuid/setgid files allowed",
             },
@@ -2219,10 +2246,14 @@ mod tests {
         r.sysfs = true;
         r.delegate_cgroup = true;
         r.stop_signal = Some(libc::SIGRTMIN() + 3);
+        r.net_sysctls_rw = true;
         let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
         assert!(p.as_pid_1 && p.delegate_cgroup);
         assert_eq!(p.stop_signal, libc::SIGRTMIN() + 3);
         // After the fixed mounts, before the caller's: /sys, then the cgroup over it.
+        let sys =
+            p.mounts.iter().position(|m| m == &Mount::ProcReadOnly { path: "/proc/sys".into() }).unwrap();
+        assert_eq!(p.mounts[sys + 1], Mount::ProcWritable { path: "/proc/sys/net".into() });
         let n = p.mounts.len();
         assert_eq!(
             p.mounts[n - 2..],
@@ -2248,6 +2279,8 @@ mod tests {
         assert!(build(&r, &c, &none_open).is_ok());
         // A sysfs shows its network namespace's devices: the host's only to root.
         r.net = Some("host".into());
+        assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::NetSysctlsHostNet));
+        r.net_sysctls_rw = false;
         assert_eq!(
             build(&r, &caller(Mode::Rootless), &none_open),
             Err(PlanError::SysfsHostNet(Mode::Rootless))
@@ -2294,6 +2327,16 @@ mod tests {
             build(&r, &caller(Mode::Rootless), &none_open),
             Err(PlanError::SeccompNoneNotAllowed(Mode::Rootless))
         );
+        // The container filter: every mode (what it allows beyond the default stays in the
+        // jail's own user namespace).
+        r.seccomp = Some("container".into());
+        for m in [Mode::Root, Mode::Rootless, Mode::Setuid] {
+            assert_eq!(build(&r, &caller(m), &none_open).unwrap().seccomp, Seccomp::Container, "{m}");
+        }
+        assert!(build(&r, &caller(Mode::Rootless), &none_open)
+            .unwrap()
+            .to_string()
+            .contains("seccomp: container filter (all ABIs): new user namespaces, keyrings and bpf allowed, setuid/setgid files allowed"));
         r.seccomp = Some("strict".into());
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSeccomp("strict".into())));
         r.seccomp = None;

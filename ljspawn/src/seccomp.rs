@@ -9,7 +9,9 @@
 //! `--allow-setuid-files` — giving a file the setuid or setgid bit (chmod, fchmod, fchmodat,
 //! fchmodat2, mknod, mknodat, creat, and open/openat with O_CREAT or O_TMPFILE and such a
 //! mode; `openat2` fails with ENOSYS as its mode is out of reach). Any other architecture's
-//! system calls kill the process.
+//! system calls kill the process. `--seccomp container` (for podman or dockerd in the jail)
+//! also allows keyrings and bpf, as Jailmaker's docker template does, and user namespaces and
+//! setuid files.
 
 /// The default filter.
 pub const DEFAULT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/default.bpf"));
@@ -19,6 +21,10 @@ pub const ALLOW_USERNS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/allow-
 pub const ALLOW_SUID: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/allow-suid.bpf"));
 /// Neither rule (`--allow-userns --allow-setuid-files`).
 pub const ALLOW_USERNS_SUID: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/allow-userns-suid.bpf"));
+
+/// For container runtimes in the jail (`--seccomp container`): new user namespaces and setuid
+/// files allowed, and keyrings and bpf too (Jailmaker's docker template).
+pub const CONTAINER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/container.bpf"));
 
 /// The built-in filter for a plan's choices.
 pub fn builtin(allow_userns: bool, allow_suid: bool) -> &'static [u8] {
@@ -61,6 +67,8 @@ mod tests {
         check_program(ALLOW_USERNS).unwrap();
         check_program(ALLOW_SUID).unwrap();
         check_program(ALLOW_USERNS_SUID).unwrap();
+        check_program(CONTAINER).unwrap();
+        assert!(ALLOW_USERNS_SUID.len() > CONTAINER.len());
         assert!(DEFAULT.len() > ALLOW_USERNS.len());
         assert!(DEFAULT.len() > ALLOW_SUID.len());
         assert!(ALLOW_SUID.len() > ALLOW_USERNS_SUID.len());

@@ -39,6 +39,7 @@ lj_tests::mode_tests! {
     gpu_profile: root;
     init_boots_systemd: root rootless;
     shell_on_its_own_pty: root rootless;
+    docker_profile_runs_podman: root;
 }
 
 /// One test's root and the ljail it runs.
@@ -1227,4 +1228,78 @@ fn shell_on_its_own_pty(lj: &Lj) {
     assert_eq!(p.modes(), before, "the user's terminal modes were not restored");
     // The jail itself runs on.
     assert_eq!(lj.status("sh1")["state"], "running");
+}
+
+/// An OCI archive of a one-binary image (the host's static busybox, `CMD echo ...`), made
+/// offline with buildah (as root, the test's helper), readable by the caller.
+fn busybox_oci_archive(lj: &Lj, name: &str) -> Option<PathBuf> {
+    let Some(buildah) = which("buildah") else {
+        lj.cx.skip("buildah not installed (Debian package buildah)");
+        return None;
+    };
+    let bb = ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(PathBuf::from).find(|p| p.is_file())?;
+    let archive = lj.td.join(format!("{name}.tar"));
+    let script = format!(
+        "set -e; c=$({b} from scratch); trap '{b} rm \"$c\" >/dev/null; {b} rmi -f {name}:1 >/dev/null 2>&1 || true' EXIT; \
+         m=$({b} mount \"$c\"); mkdir -p \"$m/bin\"; cp {bb} \"$m/bin/busybox\"; \
+         for t in sh echo cat id; do ln -s busybox \"$m/bin/$t\"; done; \
+         {b} config --cmd '[\"/bin/sh\", \"-c\", \"echo hello from $(id -u) in podman\"]' \"$c\"; \
+         {b} commit -q \"$c\" {name}:1 >/dev/null; {b} push -q {name}:1 oci-archive:{a}:{name}:1",
+        b = path_str(&buildah),
+        bb = path_str(&bb),
+        a = path_str(&archive),
+    );
+    let mut cmd = Command::new("/bin/sh");
+    cmd.args(["-c", &script]);
+    let out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("buildah");
+    assert_eq!(out.status(), 0, "making the OCI archive:\n{}", out.report());
+    lj.cx.chown_caller(&archive);
+    Some(archive)
+}
+
+/// Issue 15 item 5: a `--docker` jail runs podman: it loads an image from an OCI archive made
+/// offline with buildah and runs a container of it (its own mount, PID and network
+/// namespaces, crun, overlay storage in the jail's own `containers/`), as root of the jail's
+/// user namespace. Without `--docker`, podman in the same world cannot.
+fn docker_profile_runs_podman(lj: &Lj) {
+    let world = std::env::var_os("LJ_DEBIAN_PODMAN_WORLD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/lj-debian-podman-world"));
+    if !world.join("usr/bin/podman").is_file() || !world.join("etc/lj-world").is_file() {
+        return lj.cx.skip(&format!(
+            "no Debian world with podman at {} (tests/prepare.sh makes it with debootstrap)",
+            world.display()
+        ));
+    }
+    std::os::unix::fs::symlink(&world, lj.root().join("worlds/debpod")).unwrap();
+    let Some(archive) = busybox_oci_archive(lj, "lj-podman-test") else { return };
+    let a = path_str(&archive);
+    for (name, docker) in [("pod", true), ("plain", false)] {
+        let mut create = vec!["create", name, "--world", "debpod", "--ro-bind", &a, "/image.tar"];
+        if docker {
+            create.push("--docker");
+        }
+        create.extend(["--", "/bin/sleep", "1000"]);
+        lj.ok(&create);
+        lj.ok(&["start", name]);
+        lj.wait_state(name, "running");
+    }
+    // podman as in a container without systemd: cgroupfs, file events.
+    let podman = "podman --cgroup-manager=cgroupfs --events-backend=file";
+    let run = format!(
+        "{podman} load -q -i /image.tar && {podman} run --rm --network none localhost/lj-podman-test:1"
+    );
+    let out = lj.run(&["exec", "pod", "--", "/bin/sh", "-c", &run]);
+    assert!(
+        out.status() == 0 && out.stdout.contains("hello from 0 in podman"),
+        "podman in the --docker jail:\n{}",
+        out.report()
+    );
+    // The images are in the jail's own storage, kept with it.
+    assert!(lj.jail_dir("pod").join("containers/storage/overlay-images").is_dir());
+    let out = lj.run(&["exec", "plain", "--", "/bin/sh", "-c", &run]);
+    assert_ne!(out.status(), 0, "podman ran without --docker:\n{}", out.report());
+    for name in ["pod", "plain"] {
+        lj.ok(&["destroy", "--force", name]);
+    }
 }
