@@ -18,7 +18,8 @@
 # /var/tmp/lj-debian-systemd-world; ljail's --init test boots it), copied to
 #   worlds/debian-systemd-ljtest   owned by ljtest (the rootless boot)
 # and, once, a Debian world with podman at LJ_DEBIAN_PODMAN_WORLD (default
-# /var/tmp/lj-debian-podman-world; ljail's --docker test runs podman in it)
+# /var/tmp/lj-debian-podman-world; ljail's --docker test runs podman in it), copied to
+#   worlds/debian-podman-ljtest    owned by ljtest (the rootless run)
 # and the unprivileged user `ljtest` (with /etc/subuid and /etc/subgid ranges) if missing.
 # Idempotent: running it again starts from scratch.
 set -eu
@@ -151,6 +152,13 @@ if [ -x "$sdw/usr/lib/systemd/systemd" ]; then
     cp -a "$sdw" "$dir/worlds/debian-systemd-$user"
     chown -R "$user:$user" "$dir/worlds/debian-systemd-$user"
     say "Debian world with systemd for $user: $dir/worlds/debian-systemd-$user"
+fi
+
+if [ -x "$pdw/usr/bin/podman" ] && [ -e "$pdw/etc/lj-world" ]; then
+    rm -rf --one-file-system "$dir/worlds/debian-podman-$user"
+    cp -a "$pdw" "$dir/worlds/debian-podman-$user"
+    chown -R "$user:$user" "$dir/worlds/debian-podman-$user"
+    say "Debian world with podman for $user: $dir/worlds/debian-podman-$user"
 fi
 
 # The setuid tests need the setuid bit to take effect where LJ_TEST_DIR lives.

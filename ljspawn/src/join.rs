@@ -12,7 +12,8 @@
 //!    PID 1 of its own PID namespace, the child of a process running this same ljspawn
 //!    executable (same inode), and belong to the caller (real uid; root may join any);
 //! 3. root mode: move into the jail's cgroups (only those under `lightjail/`, where ljspawn
-//!    and ljail make them), so its limits and freezer hold the new process too;
+//!    and ljail make them), so its limits and freezer hold the new process too; rootless, into
+//!    the jail's delegated cgroup v2 where the caller may;
 //! 4. `setns` through a pidfd of the jail's program (PID 1's first child, also checked; with
 //!    `--as-pid-1`, PID 1 itself) into
 //!    every namespace the jail made (the kernel enters the user namespace first), which also
@@ -73,10 +74,23 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
     }
     if plan.mode == Mode::Root {
         join_cgroups(pid)?;
+    } else {
+        join_own_v2_cgroup(pid);
     }
     let flags = namespaces(plan);
-    sys::setns(progfd.as_fd(), flags)
-        .map_err(|e| err(format!("cannot enter the namespaces of jail {pid}"), e))?;
+    // Right after the jail started, its program may not have executed yet (until then it is
+    // PID 1's undumpable copy, which the kernel does not let us enter): retry for up to 2 s.
+    let mut tries = 0;
+    loop {
+        match sys::setns(progfd.as_fd(), flags) {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && tries < 200 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(err(format!("cannot enter the namespaces of jail {pid}"), e)),
+        }
+    }
     drop((pidfd, progfd));
     sys::block_signals().map_err(|e| err("cannot block signals", e))?;
     let umask = sys::umask(0o022);
@@ -233,6 +247,25 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
         }
     }
     Ok(())
+}
+
+/// Rootless (`--delegate-cgroup` in a subtree delegated to the caller): moves this process into
+/// the cgroup v2 of the jail's PID 1 when that is a jail's (`lightjail-N` or below it) and the
+/// caller may (the kernel checks the delegation), so the joined command sees its cgroup inside
+/// the jail's cgroup namespace. Best effort: elsewhere the command stays where it was.
+fn join_own_v2_cgroup(pid: i32) {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return };
+    let Some(path) = text.lines().find_map(|l| l.strip_prefix("0::")) else { return };
+    if path.contains("/..") || !path.split('/').any(|c| c.starts_with("lightjail-")) {
+        return;
+    }
+    for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
+        let procs = format!("{base}{path}/cgroup.procs");
+        if fs::metadata(&procs).is_ok() {
+            let _ = fs::write(&procs, sys::getpid().to_string());
+            return;
+        }
+    }
 }
 
 /// Forwards signals to `child` until it exits (relaying the jail's pty, if any); its status

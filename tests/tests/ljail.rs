@@ -39,7 +39,7 @@ lj_tests::mode_tests! {
     gpu_profile: root;
     init_boots_systemd: root rootless;
     shell_on_its_own_pty: root rootless;
-    docker_profile_runs_podman: root;
+    docker_profile_runs_podman: root rootless;
 }
 
 /// One test's root and the ljail it runs.
@@ -1260,18 +1260,33 @@ fn busybox_oci_archive(lj: &Lj, name: &str) -> Option<PathBuf> {
 /// Issue 15 item 5: a `--docker` jail runs podman: it loads an image from an OCI archive made
 /// offline with buildah and runs a container of it (its own mount, PID and network
 /// namespaces, crun, overlay storage in the jail's own `containers/`), as root of the jail's
-/// user namespace. Without `--docker`, podman in the same world cannot.
+/// user namespace; rootless in a cgroup subtree delegated to the user. Without `--docker`,
+/// podman in the same world cannot.
 fn docker_profile_runs_podman(lj: &Lj) {
-    let world = std::env::var_os("LJ_DEBIAN_PODMAN_WORLD")
+    use std::os::unix::fs::MetadataExt;
+    let shared = std::env::var_os("LJ_DEBIAN_PODMAN_WORLD")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/tmp/lj-debian-podman-world"));
-    if !world.join("usr/bin/podman").is_file() || !world.join("etc/lj-world").is_file() {
+    let world = if lj.cx.caller_uid == lj_tests::current_uid() {
+        shared
+    } else {
+        lj.cx.dir.join(format!("worlds/debian-podman-{}", lj_tests::TEST_USER))
+    };
+    if !world.join("usr/bin/podman").is_file()
+        || !world.join("etc/lj-world").is_file()
+        || fs::metadata(&world).map(|m| m.uid()).ok() != Some(lj.cx.caller_uid)
+    {
         return lj.cx.skip(&format!(
-            "no Debian world with podman at {} (tests/prepare.sh makes it with debootstrap)",
+            "no Debian world with podman of the caller's at {} (tests/prepare.sh makes it with debootstrap)",
             world.display()
         ));
     }
-    std::os::unix::fs::symlink(&world, lj.root().join("worlds/debpod")).unwrap();
+    let link = lj.root().join("worlds/debpod");
+    std::os::unix::fs::symlink(&world, &link).unwrap();
+    let _ = std::os::unix::fs::lchown(&link, Some(lj.cx.caller_uid), Some(lj.cx.caller_gid));
+    // Rootless: the delegated cgroup comes from a subtree delegated to the user.
+    let deleg = (lj.cx.mode != Mode::Root).then(|| Delegated::new(lj));
+    let prefix = deleg.as_ref().map(Delegated::enter).unwrap_or_default();
     let Some(archive) = busybox_oci_archive(lj, "lj-podman-test") else { return };
     let a = path_str(&archive);
     for (name, docker) in [("pod", true), ("plain", false)] {
@@ -1281,7 +1296,7 @@ fn docker_profile_runs_podman(lj: &Lj) {
         }
         create.extend(["--", "/bin/sleep", "1000"]);
         lj.ok(&create);
-        lj.ok(&["start", name]);
+        lj.run_in(&prefix, &["start", name], &[]).ok();
         lj.wait_state(name, "running");
     }
     // podman as in a container without systemd: cgroupfs, file events.
@@ -1289,7 +1304,8 @@ fn docker_profile_runs_podman(lj: &Lj) {
     let run = format!(
         "{podman} load -q -i /image.tar && {podman} run --rm --network none localhost/lj-podman-test:1"
     );
-    let out = lj.run(&["exec", "pod", "--", "/bin/sh", "-c", &run]);
+    // (Rootless: from the user's delegated subtree, as everything of a user's session runs.)
+    let out = lj.run_in(&prefix, &["exec", "pod", "--", "/bin/sh", "-c", &run], &[]);
     assert!(
         out.status() == 0 && out.stdout.contains("hello from 0 in podman"),
         "podman in the --docker jail:\n{}",
@@ -1297,9 +1313,10 @@ fn docker_profile_runs_podman(lj: &Lj) {
     );
     // The images are in the jail's own storage, kept with it.
     assert!(lj.jail_dir("pod").join("containers/storage/overlay-images").is_dir());
-    let out = lj.run(&["exec", "plain", "--", "/bin/sh", "-c", &run]);
+    let out = lj.run_in(&prefix, &["exec", "plain", "--", "/bin/sh", "-c", &run], &[]);
     assert_ne!(out.status(), 0, "podman ran without --docker:\n{}", out.report());
     for name in ["pod", "plain"] {
         lj.ok(&["destroy", "--force", name]);
     }
+    drop(deleg);
 }
