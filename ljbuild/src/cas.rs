@@ -7,9 +7,15 @@
 //! is then taken in a jail where the caller is root with its subordinate ids mapped and the
 //! container capabilities (`ljspawn --subids --cap-add container`, the host's `/` read-only as
 //! its root), by ljbuild itself (`ljbuild __layer digest DIR`, an internal command).
+//!
+//! The same kind of jail unpacks a rootless caller's image imports and pulls
+//! ([`JailApplier`]): the layers, read, decompressed and verified by ljbuild outside, are
+//! streamed to `ljbuild __layer apply DIR` inside, which keeps the image's owners: a file of
+//! uid N belongs on the host to the caller's subordinate uid (start + N - 1), as rootless podman
+//! stores it, and the caller's jails show it as N.
 
 use std::ffi::OsString;
-use std::io;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -31,7 +37,7 @@ pub fn digest(dir: &Path, upper: bool) -> Result<String, Error> {
         Err(OciError::Io { source, .. })
             if source.kind() == io::ErrorKind::PermissionDenied && !rustix::process::geteuid().is_root() =>
         {
-            let out = in_jail(dir, &["digest"], upper, None)?;
+            let out = in_jail(dir, &["digest"], upper)?;
             let d = String::from_utf8_lossy(&out).trim().to_string();
             if d.strip_prefix("sha256:").is_some_and(crate::store::is_hex_digest) {
                 Ok(d)
@@ -61,17 +67,21 @@ fn helper_failed(dir: &Path, why: String) -> Error {
     .into()
 }
 
-/// Runs `ljbuild __layer OP DIR [--upper]` in a jail where the caller is root with its
-/// subordinate ids mapped and the container capabilities; `DIR`'s parent is bound read-write
-/// (`stdin`: what the command reads). Returns its stdout.
-pub fn in_jail(dir: &Path, op: &[&str], upper: bool, stdin: Option<Stdio>) -> Result<Vec<u8>, Error> {
+/// `ljspawn ... -- ljbuild __layer OP DIR [--upper]`: a jail where the caller is root with its
+/// subordinate ids mapped and the container capabilities; `DIR`'s parent is bound read-write.
+fn jail_command(dir: &Path, op: &[&str], upper: bool) -> Result<Command, Error> {
     let ljspawn = crate::spawn::find_ljspawn().ok_or(crate::build::BuildError::NoLjspawn)?;
     let exe = std::env::current_exe().map_err(StoreError::io("cannot find", "/proc/self/exe"))?;
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Err(helper_failed(dir, "no parent directory".into()));
     };
     let mut args: Vec<OsString> =
-        ["--subids", "--cap-add", "container", "--root", "/", "--bind"].iter().map(Into::into).collect();
+        // Setuid and setgid files of an image keep their modes (the staging area is in the
+        // 0700 store, as a build's upper is).
+        ["--subids", "--cap-add", "container", "--allow-setuid-files", "--root", "/", "--bind"]
+            .iter()
+            .map(Into::into)
+            .collect();
     args.extend([parent.into(), AT.into(), "--ro-bind".into(), exe.into(), EXE.into(), "--".into()]);
     args.extend([EXE.into(), "__layer".into()]);
     args.extend(op.iter().map(Into::into));
@@ -79,26 +89,228 @@ pub fn in_jail(dir: &Path, op: &[&str], upper: bool, stdin: Option<Stdio>) -> Re
     if upper {
         args.push("--upper".into());
     }
-    let out = Command::new(&ljspawn)
-        .args(&args)
-        .stdin(stdin.unwrap_or_else(Stdio::null))
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
+    let mut cmd = Command::new(&ljspawn);
+    cmd.args(&args).stderr(Stdio::piped()).stdout(Stdio::piped());
+    Ok(cmd)
+}
+
+fn last_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    text.lines().last().unwrap_or("").trim().trim_start_matches("ljbuild: ").to_string()
+}
+
+/// Runs `ljbuild __layer OP DIR [--upper]` in a helper jail (see [`jail_command`]) and returns
+/// its stdout.
+pub fn in_jail(dir: &Path, op: &[&str], upper: bool) -> Result<Vec<u8>, Error> {
+    let out = jail_command(dir, op, upper)?
+        .stdin(Stdio::null())
         .output()
-        .map_err(|e| helper_failed(dir, format!("cannot run {}: {e}", ljspawn.display())))?;
+        .map_err(|e| helper_failed(dir, format!("cannot run ljspawn: {e}")))?;
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        let last = text.lines().last().unwrap_or("").trim().to_string();
-        return Err(helper_failed(dir, last));
+        return Err(helper_failed(dir, last_line(&out.stderr)));
     }
     Ok(out.stdout)
 }
 
-/// `ljbuild __layer digest DIR [--upper]` (in a helper jail): prints the digest.
+/// Writes the layer tar of `dir` (as `LayerWriter` does, with times) into `w` from a helper
+/// jail: for a rootless caller's export of files it cannot read on the host.
+pub fn tar_in_jail(dir: &Path, upper: bool, w: &mut dyn Write) -> Result<(), OciError> {
+    let fail = |why: String| {
+        OciError::Layer(format!("cannot write the layer of {} in a jail: {why}", dir.display()))
+    };
+    let mut child = jail_command(dir, &["tar"], upper)
+        .map_err(|e| fail(e.to_string()))?
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| fail(format!("cannot run ljspawn: {e}")))?;
+    let mut out = child.stdout.take().expect("piped");
+    let copied = io::copy(&mut out, w);
+    drop(out);
+    let mut err = Vec::new();
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_end(&mut err);
+    }
+    let st = child.wait().map_err(|e| fail(e.to_string()))?;
+    if !st.success() {
+        return Err(fail(last_line(&err)));
+    }
+    copied.map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// Whether a rootless caller's imports keep the image's owners: it has subordinate ids (the
+/// jail maps 0-65535) and ljspawn is there to make that jail.
+pub fn shifted_imports() -> bool {
+    !rustix::process::geteuid().is_root()
+        && crate::spawn::BuildIds::detect() == crate::spawn::BuildIds::Full
+        && crate::spawn::find_ljspawn().is_some()
+}
+
+/// The frame that ends a layer's stream, and the one that ends the last layer.
+const END_LAYER: u32 = 0;
+const END_ALL: u32 = u32::MAX;
+
+/// Unpacks layers in a helper jail that keeps the image's owners (see the module's text):
+/// [`JailApplier::apply`] streams one uncompressed layer tar into it (in frames: a 4-byte
+/// length, then that many bytes; an empty frame ends the layer), [`JailApplier::finish`] ends
+/// it and waits. Dropped before `finish`, the jail is killed (the caller removes the staging
+/// directory: nothing is published).
+pub struct JailApplier {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for JailApplier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JailApplier").field("dir", &self.dir).finish()
+    }
+}
+
+impl JailApplier {
+    /// Starts the jail that unpacks into the existing, empty directory `dir` (`upper`: one
+    /// layer as an overlay upper, as `Applier::new_upper`).
+    pub fn start(dir: &Path, upper: bool) -> Result<JailApplier, Error> {
+        let mut child = jail_command(dir, &["apply"], upper)?
+            .stdin(Stdio::piped())
+            .spawn()
+            .map_err(|e| helper_failed(dir, format!("cannot run ljspawn: {e}")))?;
+        let stdin = child.stdin.take();
+        Ok(JailApplier { child, stdin, dir: dir.to_path_buf() })
+    }
+
+    fn broken(&mut self, e: io::Error) -> OciError {
+        // The jail's own message says more than a broken pipe.
+        drop(self.stdin.take());
+        let mut err = Vec::new();
+        if let Some(mut s) = self.child.stderr.take() {
+            let _ = s.read_to_end(&mut err);
+        }
+        let _ = self.child.wait();
+        let why = last_line(&err);
+        OciError::Layer(if why.is_empty() { format!("unpacking in a jail: {e}") } else { why })
+    }
+
+    /// Streams one uncompressed layer (to its end) into the jail.
+    pub fn apply(&mut self, r: &mut dyn Read) -> Result<(), OciError> {
+        let mut buf = vec![0u8; 256 << 10];
+        loop {
+            let n = match r.read(&mut buf[4..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(OciError::Layer(format!("cannot read the layer: {e}"))),
+            };
+            buf[..4].copy_from_slice(&(n as u32).to_le_bytes());
+            let w = self.stdin.as_mut().expect("stdin until finish").write_all(&buf[..4 + n]);
+            if let Err(e) = w {
+                return Err(self.broken(e));
+            }
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Ends the stream and waits for the jail; the counts of what it skipped.
+    pub fn finish(mut self) -> Result<crate::oci::layer::Skipped, Error> {
+        let w = self.stdin.as_mut().expect("stdin until finish").write_all(&END_ALL.to_le_bytes());
+        if let Err(e) = w {
+            return Err(self.broken(e).into());
+        }
+        drop(self.stdin.take());
+        let mut out = String::new();
+        if let Some(mut s) = self.child.stdout.take() {
+            let _ = s.read_to_string(&mut out);
+        }
+        let mut err = Vec::new();
+        if let Some(mut s) = self.child.stderr.take() {
+            let _ = s.read_to_end(&mut err);
+        }
+        let st = self.child.wait().map_err(|e| helper_failed(&self.dir, e.to_string()))?;
+        if !st.success() {
+            return Err(OciError::Layer(last_line(&err)).into());
+        }
+        let mut n = out.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
+        Ok(crate::oci::layer::Skipped { xattrs: n.next().unwrap_or(0), devices: n.next().unwrap_or(0) })
+    }
+}
+
+impl Drop for JailApplier {
+    fn drop(&mut self) {
+        if self.stdin.is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads one layer's frames from `input` as one stream (see [`JailApplier`]).
+struct Frames<'a, R: Read> {
+    input: &'a mut R,
+    left: usize,
+    done: bool,
+}
+
+impl<R: Read> Read for Frames<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.left == 0 {
+            if self.done {
+                return Ok(0);
+            }
+            let mut len = [0u8; 4];
+            self.input.read_exact(&mut len)?;
+            match u32::from_le_bytes(len) {
+                END_LAYER => self.done = true,
+                END_ALL => return Err(io::Error::other("the layer stream ended early")),
+                n => self.left = n as usize,
+            }
+        }
+        let k = buf.len().min(self.left);
+        let n = self.input.read(&mut buf[..k])?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// `ljbuild __layer apply DIR [--upper]` (in a helper jail): applies the layers framed on stdin,
+/// keeping owners; prints how many extended attributes and device nodes it skipped.
+fn apply_from_stdin(dir: &Path, upper: bool) -> Result<u8, Error> {
+    use crate::oci::layer::Applier;
+    let ap = if upper { Applier::new_upper(dir, false)? } else { Applier::new(dir, false)? };
+    let mut ap = ap.keep_owners();
+    let mut input = io::BufReader::with_capacity(1 << 20, io::stdin().lock());
+    loop {
+        let mut len = [0u8; 4];
+        input.read_exact(&mut len).map_err(|e| OciError::Layer(format!("the layer stream: {e}")))?;
+        let first = u32::from_le_bytes(len);
+        if first == END_ALL {
+            break;
+        }
+        let mut fr = Frames { input: &mut input, left: first as usize, done: first == END_LAYER };
+        ap.apply(&mut fr)?;
+        io::copy(&mut fr, &mut io::sink()).map_err(|e| OciError::Layer(format!("the layer stream: {e}")))?;
+    }
+    let sk = ap.finish()?;
+    println!("{} {}", sk.xattrs, sk.devices);
+    Ok(0)
+}
+
+/// `ljbuild __layer digest|apply DIR [--upper]` (in a helper jail).
 pub fn helper(op: &str, dir: &Path, upper: bool) -> Result<u8, Error> {
     match op {
         "digest" => {
             println!("{}", content_digest(dir, upper)?);
+            Ok(0)
+        }
+        "apply" => apply_from_stdin(dir, upper),
+        "tar" => {
+            let out = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let ids = crate::oci::layer::IdMap::current();
+            let mut out = crate::oci::layer::LayerWriter::new(out, &ids, upper).write_tree(dir)?;
+            out.flush().map_err(StoreError::io("cannot write", "stdout"))?;
             Ok(0)
         }
         _ => Err(Error::Usage(format!("unknown internal layer operation '{op}'"))),

@@ -194,9 +194,13 @@ pub enum Cmd {
         /// [default TAG: the version].
         #[arg(value_name = "DEST")]
         dest: String,
-        /// Compress layers with gzip (default: uncompressed tar, faster; both are standard).
-        #[arg(long)]
+        /// Compress layers with gzip (= --compression gzip).
+        #[arg(long, conflicts_with = "compression")]
         gzip: bool,
+        /// Layer compression: none (uncompressed tar, the fastest), gzip (in parallel blocks),
+        /// zstd [default: none].
+        #[arg(long, value_enum, value_name = "HOW")]
+        compression: Option<crate::oci::compress::Compression>,
         /// Verify the registry's TLS certificate (`--tls-verify=false`: also plain HTTP).
         #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
         tls_verify: bool,
@@ -211,9 +215,12 @@ pub enum Cmd {
         /// docker://HOST[:PORT]/REPOSITORY[:TAG] [default TAG: the version].
         #[arg(value_name = "REF")]
         dest: String,
-        /// Compress layers with gzip.
-        #[arg(long)]
+        /// Compress layers with gzip (= --compression gzip).
+        #[arg(long, conflicts_with = "compression")]
         gzip: bool,
+        /// Layer compression: none, gzip, zstd [default: none].
+        #[arg(long, value_enum, value_name = "HOW")]
+        compression: Option<crate::oci::compress::Compression>,
         /// Verify the registry's TLS certificate (`--tls-verify=false`: also plain HTTP).
         #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
         tls_verify: bool,

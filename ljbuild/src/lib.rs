@@ -70,16 +70,18 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Some(Cmd::Run { overlay, jail, dry_run, command }) => {
             commands::run(&root, &overlay, &jail, command, dry_run, &ui)
         }
-        Some(Cmd::Export { overlay, dest, gzip, tls_verify }) => {
-            oci::export::export(&root, &overlay, &dest, gzip, tls_verify, &ui).map(|()| 0)
+        Some(Cmd::Export { overlay, dest, gzip, compression, tls_verify }) => {
+            let how = if gzip { oci::compress::Compression::Gzip } else { compression.unwrap_or_default() };
+            oci::export::export(&root, &overlay, &dest, how, tls_verify, &ui).map(|()| 0)
         }
-        Some(Cmd::Push { overlay, dest, gzip, tls_verify }) => {
+        Some(Cmd::Push { overlay, dest, gzip, compression, tls_verify }) => {
+            let how = if gzip { oci::compress::Compression::Gzip } else { compression.unwrap_or_default() };
             if !dest.starts_with("docker://") {
                 return Err(Error::Usage(format!(
                     "'{dest}' is not a registry reference (docker://HOST/REPOSITORY[:TAG])"
                 )));
             }
-            oci::export::export(&root, &overlay, &dest, gzip, tls_verify, &ui).map(|()| 0)
+            oci::export::export(&root, &overlay, &dest, how, tls_verify, &ui).map(|()| 0)
         }
         Some(Cmd::Pull { source, name, tls_verify }) => {
             oci::pull::pull(&root, &source, name.as_deref(), tls_verify, &ui).map(|()| 0)

@@ -29,6 +29,9 @@ lj_tests::mode_tests! {
     export_round_trip: root rootless;
     registry_two_roots: root rootless;
     registry_auth: root rootless;
+    registry_token_auth: root rootless;
+    owners_shifted_and_restored: root rootless;
+    zstd_layers: root rootless;
     registry_interrupted: root rootless;
 }
 
@@ -225,8 +228,8 @@ fn check_main_world(lj: &Lj, w: &Path, planted: &str) {
     assert_eq!((h1.ino(), h1.nlink()), (h2.ino(), 2), "hard link not kept");
     let suid = fs::metadata(w.join("data/suid")).unwrap();
     assert_eq!(suid.mode() & 0o7777, 0o4755, "mode not kept");
-    let want_owner = if lj.cx.mode == Mode::Root { (1000, 1001) } else { caller };
-    assert_eq!((suid.uid(), suid.gid()), want_owner, "owner (root: kept; rootless: the caller)");
+    let _ = caller;
+    assert_eq!((suid.uid(), suid.gid()), on_host(lj, 1000, 1001), "owner (root: kept; rootless: shifted)");
     assert_eq!(fs::metadata(w.join("ro")).unwrap().permissions().mode() & 0o7777, 0o555);
     assert!(w.join("ro/inner").is_file() && w.join("ro/added").is_file(), "writes into a read-only dir");
     assert_eq!(fs::metadata(w.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
@@ -236,6 +239,25 @@ fn check_main_world(lj: &Lj, w: &Path, planted: &str) {
     assert!(!Path::new("/tmp").join(planted).exists(), "a layer wrote outside the world through a symlink");
     assert!(!w.join("dev/zero-file").exists(), "/dev's contents must be skipped");
     assert_eq!(fs::read_link(w.join("esc")).unwrap(), Path::new("/tmp"));
+}
+
+/// The host owner of an image's `uid:gid` in a world the caller imported: root keeps them;
+/// rootless, they are shifted into the caller's subordinate range (start + N - 1; 0 is the
+/// caller), as rootless podman stores them.
+fn on_host(lj: &Lj, uid: u32, gid: u32) -> (u32, u32) {
+    if lj.cx.mode == Mode::Root {
+        return (uid, gid);
+    }
+    let start = |file: &str| -> u32 {
+        let text = fs::read_to_string(file).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{}:", lj_tests::TEST_USER)))
+            .unwrap_or_else(|| panic!("no range for {} in {file}", lj_tests::TEST_USER));
+        line.split(':').nth(1).unwrap().parse().unwrap()
+    };
+    let shift = |id: u32, me: u32, file: &str| if id == 0 { me } else { start(file) + id - 1 };
+    (shift(uid, lj.cx.caller_uid, "/etc/subuid"), shift(gid, lj.cx.caller_gid, "/etc/subgid"))
 }
 
 fn no_staging_left(lj: &Lj) {
@@ -456,6 +478,12 @@ struct Registry {
 
 impl Registry {
     fn start(cx: &Ctx, htpasswd: Option<(&str, &str)>) -> Option<Registry> {
+        Registry::start_auth(cx, htpasswd, None)
+    }
+
+    /// With `token`: `auth: token` (the registry trusts tokens signed by the key of `token`'s
+    /// certificate and sends clients to its realm).
+    fn start_auth(cx: &Ctx, htpasswd: Option<(&str, &str)>, token: Option<&TokenServer>) -> Option<Registry> {
         let Some(bin) = which("docker-registry") else {
             cx.skip("docker-registry not installed (Debian package docker-registry)");
             return None;
@@ -475,12 +503,19 @@ impl Registry {
                 path_str(&dir.join("htpasswd"))
             );
         }
+        if let Some(t) = token {
+            auth = format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                t.port,
+                path_str(&t.dir.join("cert.pem"))
+            );
+        }
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: lj-test-secret\n{auth}",
             path_str(&dir.join("data"))
         );
         fs::write(dir.join("config.yml"), config).unwrap();
-        let mut r = Registry { child: None, dir, port, auth: htpasswd.is_some() };
+        let mut r = Registry { child: None, dir, port, auth: htpasswd.is_some() || token.is_some() };
         r.spawn(&bin);
         Some(r)
     }
@@ -733,6 +768,351 @@ fn registry_auth(lj: &Lj) {
     b.fails(&["pull", &ref_, "--tls-verify=false"], 8, &["authentication to"]);
     b.run_env(&["pull", &ref_, "--tls-verify=false"], &env).ok();
     assert_eq!(b.ok(&["run", "t/child"]).stdout, "hello\n");
+}
+
+const TOKEN_SERVICE: &str = "lj-test-registry";
+const TOKEN_ISSUER: &str = "lj-test-issuer";
+
+/// A bearer-token server for `docker-registry` with `auth: token` (the distribution token
+/// protocol): on 127.0.0.1, it answers `GET /token?scope=...&service=...` with Basic
+/// credentials `user:password` by a JWT (RS256, signed with `openssl dgst` by a key whose
+/// self-signed certificate, made here with `openssl req`, is in the `x5c` header and is the
+/// registry's `rootcertbundle`) granting the asked scope; anything else gets 401.
+struct TokenServer {
+    dir: TempDir,
+    port: u16,
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn b64(data: &[u8], url: bool) -> String {
+    let abc: &[u8] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(abc[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+        if !url {
+            out.push_str(&"=".repeat(3 - c.len()));
+        }
+    }
+    out
+}
+
+fn unb64(s: &str) -> Vec<u8> {
+    let val = |c: u8| -> u32 {
+        match c {
+            b'A'..=b'Z' => u32::from(c - b'A'),
+            b'a'..=b'z' => u32::from(c - b'a') + 26,
+            b'0'..=b'9' => u32::from(c - b'0') + 52,
+            b'+' | b'-' => 62,
+            _ => 63,
+        }
+    };
+    let s: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for c in s.chunks(4) {
+        let n = c.iter().enumerate().fold(0u32, |n, (i, &b)| n | (val(b) << (18 - 6 * i)));
+        for i in 0..c.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%' && i + 2 < b.len())
+            .then(|| std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .flatten();
+        match hex {
+            Some(v) => {
+                out.push(v);
+                i += 3;
+            }
+            None => {
+                out.push(if b[i] == b'+' { b' ' } else { b[i] });
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TokenServer {
+    fn start(cx: &Ctx, user: &str, password: &str) -> Option<TokenServer> {
+        if which("openssl").is_none() {
+            cx.skip("openssl not installed (it makes the token server's signing key)");
+            return None;
+        }
+        let dir = cx.root_tempdir();
+        let (key, cert) = (path_str(&dir.join("key.pem")), path_str(&dir.join("cert.pem")));
+        tool(&[
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lj-test-token",
+        ]);
+        let der =
+            Command::new("openssl").args(["x509", "-in", &cert, "-outform", "DER"]).output().unwrap().stdout;
+        assert!(!der.is_empty(), "openssl x509 -outform DER gave nothing");
+        let x5c = b64(&der, false);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (iss, refs, want) = (issued.clone(), refused.clone(), format!("{user}:{password}"));
+        let keyfile = dir.join("key.pem");
+        let work = dir.join("sign");
+        // Serves until the process ends (the listener lives in the thread; the test's registry,
+        // the only client, is killed when the test ends).
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match std::io::Read::read(&mut conn, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&req).into_owned();
+                let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+                let creds = text
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        (k.eq_ignore_ascii_case("authorization")).then(|| v.trim().to_string())
+                    })
+                    .and_then(|v| {
+                        v.strip_prefix("Basic ").map(|b| String::from_utf8_lossy(&unb64(b)).into_owned())
+                    });
+                let query: std::collections::HashMap<String, String> = path
+                    .split_once('?')
+                    .map(|(_, q)| q)
+                    .unwrap_or("")
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), percent_decode(v)))
+                    .collect();
+                let answer = if !path.starts_with("/token") || creds.as_deref() != Some(want.as_str()) {
+                    refs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                } else {
+                    let access: Vec<serde_json::Value> = query
+                        .get("scope")
+                        .map(|s| s.split(' ').collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|sc| {
+                            let mut p = sc.splitn(3, ':');
+                            let (t, n, a) = (p.next()?, p.next()?, p.next()?);
+                            Some(serde_json::json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
+                        })
+                        .collect();
+                    let now =
+                        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                    let n = iss.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5c": [x5c]});
+                    let claims = serde_json::json!({
+                        "iss": TOKEN_ISSUER, "sub": "ljuser", "aud": TOKEN_SERVICE,
+                        "exp": now + 600, "nbf": now - 60, "iat": now - 60, "jti": format!("lj-{n}"),
+                        "access": access,
+                    });
+                    let input = format!(
+                        "{}.{}",
+                        b64(header.to_string().as_bytes(), true),
+                        b64(claims.to_string().as_bytes(), true)
+                    );
+                    fs::write(&work, &input).unwrap();
+                    let sig = Command::new("openssl")
+                        .args(["dgst", "-sha256", "-binary", "-sign"])
+                        .arg(&keyfile)
+                        .arg(&work)
+                        .output()
+                        .unwrap();
+                    assert!(sig.status.success(), "openssl dgst -sign failed");
+                    let jwt = format!("{input}.{}", b64(&sig.stdout, true));
+                    let body =
+                        serde_json::json!({"token": jwt, "access_token": jwt, "expires_in": 600}).to_string();
+                    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                };
+                let _ = std::io::Write::write_all(&mut conn, answer.as_bytes());
+            }
+        });
+        Some(TokenServer { dir, port, issued, refused })
+    }
+}
+
+/// Bearer tokens: docker-registry with `auth: token`, the token server above; a refused login
+/// is one line, the right one pushes and pulls.
+fn registry_token_auth(lj: &Lj) {
+    let Some(ts) = TokenServer::start(lj.cx, "ljuser", "t0ken-pass") else { return };
+    let Some(reg) = Registry::start_auth(lj.cx, None, Some(&ts)) else { return };
+    child_chain(lj);
+    let ref_ = format!("docker://{}/lj/child:v1", reg.host());
+    let authfile = |pass: &str| {
+        let p = lj.td.join(format!("auth-{pass}.json"));
+        let b64 = b64(format!("ljuser:{pass}").as_bytes(), false);
+        lj.cx.write_caller_file(
+            &p,
+            &format!("{{\"auths\": {{\"{}\": {{\"auth\": \"{b64}\"}}}}}}", reg.host()),
+        );
+        p
+    };
+    let (good, bad) = (authfile("t0ken-pass"), authfile("wrong"));
+    let env_of = |p: &Path| vec![("REGISTRY_AUTH_FILE".to_string(), path_str(p))];
+    let bad_env = env_of(&bad);
+    let bad_env: Vec<(&str, &str)> = bad_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = lj.fails_env(
+        &["push", "t/child", &ref_, "--tls-verify=false"],
+        &bad_env,
+        8,
+        &["authentication to", "failed"],
+    );
+    assert_eq!(
+        out.stderr.lines().filter(|l| l.starts_with("ljbuild: ") && !l.contains(": layer:")).count(),
+        1,
+        "one error line\n{}",
+        out.report()
+    );
+    assert!(ts.refused.load(std::sync::atomic::Ordering::SeqCst) > 0, "the token server refused nothing");
+    assert_eq!(ts.issued.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let good_env = env_of(&good);
+    let good_env: Vec<(&str, &str)> = good_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let out = lj.run_env(&["push", "t/child", &ref_, "--tls-verify=false"], &good_env).ok();
+    assert!(out.stdout.contains("4 blob(s) uploaded"), "{}", out.report());
+    assert!(ts.issued.load(std::sync::atomic::Ordering::SeqCst) > 0, "no token was issued");
+    assert_eq!(reg.inspect("lj/child:v1", Some(&good)), Ok(3), "skopeo with the same token server");
+    let b = Lj::new(lj.cx).unwrap();
+    b.fails(&["pull", &ref_, "--tls-verify=false"], 8, &["authentication to"]);
+    b.run_env(&["pull", &ref_, "--tls-verify=false"], &good_env).ok();
+    assert_eq!(b.ok(&["run", "t/child"]).stdout, "hello\n");
+}
+
+/// Rootless import keeps an image's owners, shifted into the caller's subordinate range on the
+/// host, so `ljbuild run` shows them as in the image; export gives them back (a 0600 file of a
+/// subordinate id the caller cannot read on the host included).
+fn owners_shifted_and_restored(lj: &Lj) {
+    if !other_side(lj) {
+        return;
+    }
+    let spec = format!(
+        r#"{{"tag": "o", "gzip": true, "config": {{"Cmd": ["/bin/sh"]}}, "layers": [[
+    {{"path": "bin", "type": "dir"}},
+    {{"path": "bin/busybox", "src": "{bb}", "mode": 493}},
+    {{"path": "bin/sh", "type": "symlink", "target": "busybox"}},
+    {{"path": "etc", "type": "dir"}},
+    {{"path": "etc/owned", "data": "o\n", "uid": 1000, "gid": 1000}},
+    {{"path": "etc/rootf", "data": "r\n"}},
+    {{"path": "etc/link", "type": "symlink", "target": "owned", "uid": 1000, "gid": 1000}},
+    {{"path": "home", "type": "dir"}},
+    {{"path": "home/u", "type": "dir", "mode": 448, "uid": 1000, "gid": 1000}},
+    {{"path": "home/u/secret", "data": "s3\n", "mode": 384, "uid": 1000, "gid": 1000}},
+    {{"path": "tmp", "type": "dir", "mode": 1023}}
+  ]]}}"#,
+        bb = busybox(lj.cx)
+    );
+    let img = lj.image(&spec, "owners", "layout");
+    lj.ok(&["world", "import", "ow", &format!("oci:{}:o", path_str(&img))]);
+    let w = lj.world("ow");
+    let md = |rel: &str| fs::symlink_metadata(w.join(rel)).unwrap();
+    assert_eq!((md("etc/owned").uid(), md("etc/owned").gid()), on_host(lj, 1000, 1000));
+    assert_eq!((md("etc/rootf").uid(), md("etc/rootf").gid()), on_host(lj, 0, 0));
+    assert_eq!((md("etc/link").uid(), md("etc/link").gid()), on_host(lj, 1000, 1000));
+    assert_eq!(md("home/u").uid(), on_host(lj, 1000, 0).0);
+    lj.build_on("ow", "t/ow", "echo x > /etc/new; chown 1000:1000 /etc/new");
+    let script = "stat -c '%u:%g %a %n' /etc/owned /etc/rootf /home/u /etc/new";
+    let out = lj.ok(&["run", "t/ow", "--", "/bin/sh", "-c", script]);
+    assert_eq!(
+        out.stdout,
+        "1000:1000 644 /etc/owned\n0:0 644 /etc/rootf\n1000:1000 700 /home/u\n1000:1000 644 /etc/new\n",
+        "{}",
+        out.report()
+    );
+    // (Jail root has no capabilities in `run`: the owner reads its 0700 home.)
+    let script = "stat -c '%u:%g %a %n' /home/u/secret; cat /home/u/secret; id -u";
+    let out = lj.ok(&["run", "t/ow", "--user", "1000", "--", "/bin/sh", "-c", script]);
+    assert_eq!(out.stdout, "1000:1000 600 /home/u/secret\ns3\n1000\n", "{}", out.report());
+    // Exported: the image's owners again (rootless too), the unreadable file included.
+    let out_dir = lj.td.join("ow-out");
+    lj.ok(&["export", "t/ow", &format!("oci:{}:o", path_str(&out_dir))]);
+    let bundle = lj.cx.root_tempdir();
+    let b = bundle.join("b");
+    tool(&["umoci", "unpack", "--image", &format!("{}:o", path_str(&out_dir)), &path_str(&b)]);
+    let r = b.join("rootfs");
+    let owner = |rel: &str| {
+        let m = fs::symlink_metadata(r.join(rel)).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    assert_eq!(owner("etc/owned"), (1000, 1000, 0o644));
+    assert_eq!(owner("etc/rootf"), (0, 0, 0o644));
+    assert_eq!(owner("home/u"), (1000, 1000, 0o700));
+    assert_eq!(owner("home/u/secret"), (1000, 1000, 0o600));
+    assert_eq!(owner("etc/new"), (1000, 1000, 0o644));
+    assert_eq!(fs::read_to_string(r.join("home/u/secret")).unwrap(), "s3\n");
+}
+
+/// zstd layers: an image skopeo recompressed with zstd imports; `--compression zstd` exports
+/// one that skopeo reads and that imports back.
+fn zstd_layers(lj: &Lj) {
+    if !other_side(lj) {
+        return;
+    }
+    let planted = planted_name();
+    let img = lj.image(&main_spec(lj.cx, &planted, true), "layout", "layout");
+    let z = lj.cx.root_tempdir();
+    let zdir = z.join("z");
+    tool(&[
+        "skopeo",
+        "copy",
+        "--dest-compress",
+        "--dest-compress-format",
+        "zstd",
+        &format!("oci:{}:v1", path_str(&img)),
+        &format!("oci:{}:v1", path_str(&zdir)),
+    ]);
+    let manifest = tool(&["skopeo", "inspect", "--raw", &format!("oci:{}:v1", path_str(&zdir))]);
+    assert!(manifest.contains("tar+zstd"), "skopeo did not write zstd layers: {manifest}");
+    lj.cx.chown_caller(z.path());
+    tool(&["chown", "-R", &format!("{}:{}", lj.cx.caller_uid, lj.cx.caller_gid), &path_str(&zdir)]);
+    lj.ok(&["world", "import", "zimg", &format!("oci:{}:v1", path_str(&zdir))]);
+    check_main_world(lj, &lj.world("zimg"), &planted);
+    lj.build_on("zimg", "t/z", "echo z > /z");
+    let out_dir = lj.td.join("zout");
+    lj.ok(&["export", "t/z", &format!("oci:{}:z", path_str(&out_dir)), "--compression", "zstd"]);
+    let manifest = tool(&["skopeo", "inspect", "--raw", &format!("oci:{}:z", path_str(&out_dir))]);
+    assert_eq!(manifest.matches("application/vnd.oci.image.layer.v1.tar+zstd").count(), 2, "{manifest}");
+    lj.ok(&["world", "import", "zback", &format!("oci:{}:z", path_str(&out_dir))]);
+    assert_eq!(fs::read_to_string(lj.world("zback").join("z")).unwrap(), "z\n");
+    assert_eq!(fs::read_to_string(lj.world("zback").join("data/hello")).unwrap(), "hello\n");
+    lj.fails(
+        &["export", "t/z", "oci:/nonexistent/x", "--gzip", "--compression", "zstd"],
+        2,
+        &["cannot be used with"],
+    );
 }
 
 /// Waits until `f` finds a file of at least `min` bytes; `false` after 60 s or if `done()`.

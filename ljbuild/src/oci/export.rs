@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::json;
 
+pub use super::compress::Compression;
+use super::compress::ParGz;
 use super::digest::{self, HashWriter};
 use super::layer::{IdMap, LayerWriter};
 use super::source::REF_NAME;
@@ -35,6 +37,8 @@ pub const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const MT_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Gzip layers.
 pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Zstd layers.
+pub const MT_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> OciError {
     let path = path.to_path_buf();
@@ -97,33 +101,66 @@ pub struct Written {
     pub media_type: &'static str,
 }
 
-/// Writes the tree `src` as a layer blob of layout `dir`.
+/// Writes the tree `src` as a layer blob of layout `dir`, compressed as `how` says. A rootless
+/// caller that cannot read a file of the tree (a subordinate id's 0600 file) has the tar written
+/// in a jail with its subordinate ids mapped (`ljbuild __layer tar`), where the owners are the
+/// jail's ids, as here.
 pub fn write_layer(
     dir: &Path,
     src: &Path,
     upper: bool,
-    gzip: bool,
+    how: Compression,
     ids: &IdMap,
+) -> Result<Written, OciError> {
+    let local = |w: &mut dyn Write| LayerWriter::new(w, ids, upper).write_tree(src).map(drop);
+    match write_blob(dir, how, local) {
+        Err(OciError::Io { source, .. })
+            if source.kind() == io::ErrorKind::PermissionDenied && !rustix::process::geteuid().is_root() =>
+        {
+            write_blob(dir, how, |w| crate::cas::tar_in_jail(src, upper, w))
+        }
+        r => r,
+    }
+}
+
+/// A layer blob of layout `dir` from the tar `produce` writes.
+fn write_blob(
+    dir: &Path,
+    how: Compression,
+    produce: impl FnOnce(&mut dyn Write) -> Result<(), OciError>,
 ) -> Result<Written, OciError> {
     let (b, f) = BlobFile::create(dir)?;
     let tmp = b.tmp.clone();
-    let blob = HashWriter::new(BufWriter::with_capacity(1 << 20, f));
-    let (digest, size, diff_id) = if gzip {
-        let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::fast());
-        let diff = LayerWriter::new(HashWriter::new(gz), ids, upper).write_tree(src)?;
-        let (gz, diff_id, _) = diff.finish();
-        let blob = gz.finish().map_err(io_err("cannot write", &tmp))?;
-        let (mut w, d, n) = blob.finish();
-        w.flush().map_err(io_err("cannot write", &tmp))?;
-        (d, n, diff_id)
-    } else {
-        let blob = LayerWriter::new(blob, ids, upper).write_tree(src)?;
-        let (mut w, d, n) = blob.finish();
-        w.flush().map_err(io_err("cannot write", &tmp))?;
-        (d.clone(), n, d)
+    let mut blob = HashWriter::new(BufWriter::with_capacity(1 << 20, f));
+    let (blob, diff_id) = match how {
+        Compression::Gzip => {
+            let mut diff = HashWriter::new(ParGz::new(blob));
+            produce(&mut diff)?;
+            let (gz, diff_id, _) = diff.finish();
+            (gz.finish().map_err(io_err("cannot write", &tmp))?, Some(diff_id))
+        }
+        Compression::Zstd => {
+            let z = super::compress::zstd(blob).map_err(io_err("cannot write", &tmp))?;
+            let mut diff = HashWriter::new(z);
+            produce(&mut diff)?;
+            let (z, diff_id, _) = diff.finish();
+            (z.finish().map_err(io_err("cannot write", &tmp))?, Some(diff_id))
+        }
+        Compression::None => {
+            produce(&mut blob)?;
+            (blob, None)
+        }
     };
+    let (mut w, digest, size) = blob.finish();
+    w.flush().map_err(io_err("cannot write", &tmp))?;
+    let diff_id = diff_id.unwrap_or_else(|| digest.clone());
     b.commit(&digest)?;
-    Ok(Written { digest, size, diff_id, media_type: if gzip { MT_LAYER_GZIP } else { MT_LAYER } })
+    let media_type = match how {
+        Compression::None => MT_LAYER,
+        Compression::Gzip => MT_LAYER_GZIP,
+        Compression::Zstd => MT_LAYER_ZSTD,
+    };
+    Ok(Written { digest, size, diff_id, media_type })
 }
 
 /// A tag made of a version (`+` is not allowed in tags).
@@ -155,7 +192,7 @@ pub fn write_image(
     meta: &Meta,
     chain: &Chain,
     dir: &Path,
-    gzip: bool,
+    how: Compression,
     ui: &Ui,
 ) -> Result<ManifestDesc, Error> {
     let ids = IdMap::current();
@@ -164,7 +201,7 @@ pub fn write_image(
     let dirs = chain.layers(root);
     for (i, src) in dirs.iter().enumerate() {
         let t = std::time::Instant::now();
-        let w = write_layer(dir, src, i > 0, gzip, &ids)?;
+        let w = write_layer(dir, src, i > 0, how, &ids)?;
         let (label, ann) = if i == 0 {
             (
                 format!("world {}", chain.world.name),
@@ -302,7 +339,7 @@ pub fn export(
     root: &Root,
     spec: &str,
     dest: &str,
-    gzip: bool,
+    how: Compression,
     tls_verify: bool,
     ui: &Ui,
 ) -> Result<(), Error> {
@@ -326,7 +363,7 @@ pub fn export(
             let _ = crate::store::remove_tree(&work);
             crate::store::mkdir_private(&work)?;
             let res = (|| -> Result<(String, super::registry::Stats), Error> {
-                let m = write_image(root, &meta, &chain, &work, gzip, ui)?;
+                let m = write_image(root, &meta, &chain, &work, how, ui)?;
                 let mut c = super::registry::Client::connect(rr, tls_verify, true)?;
                 let pt = std::time::Instant::now();
                 for d in m.layers.iter().map(|l| l.digest.clone()).chain([m.config.clone()]) {
@@ -349,7 +386,7 @@ pub fn export(
         ImageRef::Layout { dir, tag } => {
             let tag = tag.clone().unwrap_or_else(|| tag_of(&meta.version));
             fs::create_dir_all(dir).map_err(io_err("cannot create", dir))?;
-            let m = write_image(root, &meta, &chain, dir, gzip, ui)?;
+            let m = write_image(root, &meta, &chain, dir, how, ui)?;
             tag_layout(dir, &m, &tag)?;
             ui.step(
                 "export",
@@ -364,7 +401,7 @@ pub fn export(
             let _ = fs::remove_dir_all(&work);
             let res = (|| -> Result<String, Error> {
                 fs::create_dir_all(&work).map_err(io_err("cannot create", &work))?;
-                let m = write_image(root, &meta, &chain, &work, gzip, ui)?;
+                let m = write_image(root, &meta, &chain, &work, how, ui)?;
                 tag_layout(&work, &m, &tag)?;
                 archive_layout(&work, file)?;
                 Ok(m.digest)

@@ -53,15 +53,31 @@ pub fn open(r: &ImageRef, tls_verify: bool) -> Result<(Box<dyn Blobs>, Image), O
 }
 
 /// Applies every layer of `img` (from `blobs`) to the empty directory `dest`, checking digests.
-pub fn unpack(blobs: &mut dyn Blobs, img: &Image, dest: &Path, ui: &Ui) -> Result<(), OciError> {
+///
+/// Rootless with subordinate ids, the layers are unpacked in a jail that keeps their owners
+/// ([`crate::cas::JailApplier`]); without, every file is the caller's.
+pub fn unpack(blobs: &mut dyn Blobs, img: &Image, dest: &Path, ui: &Ui) -> Result<(), Error> {
     let as_root = rustix::process::geteuid().is_root();
-    let mut ap = Applier::new(dest, as_root)?;
-    for (i, l) in img.layers.iter().enumerate() {
-        let t = std::time::Instant::now();
-        source::with_layer(blobs, l, &mut |r: &mut dyn Read| ap.apply(r))?;
-        ui.step("layer", &format!("{}/{} {}", i + 1, img.layers.len(), short(&l.diff_id)), Some(t.elapsed()));
-    }
-    let skipped = ap.finish()?;
+    let step = |i: usize, l: &source::LayerDesc, t: std::time::Instant| {
+        ui.step("layer", &format!("{}/{} {}", i + 1, img.layers.len(), short(&l.diff_id)), Some(t.elapsed()))
+    };
+    let skipped = if crate::cas::shifted_imports() {
+        let mut ja = crate::cas::JailApplier::start(dest, false)?;
+        for (i, l) in img.layers.iter().enumerate() {
+            let t = std::time::Instant::now();
+            source::with_layer(blobs, l, &mut |r: &mut dyn Read| ja.apply(r))?;
+            step(i, l, t);
+        }
+        ja.finish()?
+    } else {
+        let mut ap = Applier::new(dest, as_root)?;
+        for (i, l) in img.layers.iter().enumerate() {
+            let t = std::time::Instant::now();
+            source::with_layer(blobs, l, &mut |r: &mut dyn Read| ap.apply(r))?;
+            step(i, l, t);
+        }
+        ap.finish()?
+    };
     if skipped.xattrs > 0 {
         ui.warn(&format!(
             "{} extended attribute(s) not kept (rootless: only user.* can be set)",

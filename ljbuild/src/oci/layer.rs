@@ -14,7 +14,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -61,12 +61,64 @@ struct DirAttrs {
     mtime: u64,
 }
 
+/// Set once `openat2` answered ENOSYS (an ljspawn jail's seccomp filter denies it so, as some
+/// kernels lack it): paths are then resolved by [`walk_in_root`].
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Opens `rel` below the directory `root` as `openat2(RESOLVE_IN_ROOT)` does, one component at
+/// a time: a symlink is followed with `root` as `/` (an absolute target starts again at
+/// `root`, `..` stops there), at most 40 of them; each component is opened `O_NOFOLLOW`.
+fn walk_in_root(root: &OwnedFd, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let comps = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_os_string()),
+                Component::ParentDir => Some(OsString::from("..")),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut todo: std::collections::VecDeque<OsString> = comps(rel).into();
+    let mut stack: Vec<OwnedFd> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop_front() {
+        if c == ".." {
+            stack.pop();
+            continue;
+        }
+        let cur = stack.last().unwrap_or(root);
+        let fd = rfs::openat(cur, &c, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?;
+        if FileType::from_raw_mode(rfs::fstat(&fd)?.st_mode) == FileType::Symlink {
+            links += 1;
+            if links > 40 {
+                return Err(Errno::LOOP);
+            }
+            let target = rfs::readlinkat(cur, &c, Vec::new())?;
+            let target = PathBuf::from(OsString::from_vec(target.into_bytes()));
+            if target.is_absolute() {
+                stack.clear();
+            }
+            for t in comps(&target).into_iter().rev() {
+                todo.push_front(t);
+            }
+            continue;
+        }
+        if todo.is_empty() {
+            return rfs::openat(cur, &c, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty());
+        }
+        stack.push(fd);
+    }
+    rfs::openat(stack.last().unwrap_or(root), ".", flags | OFlags::CLOEXEC, Mode::empty())
+}
+
 /// Applies layers, bottom first, to one directory.
 #[derive(Debug)]
 pub struct Applier {
     root: OwnedFd,
     root_path: PathBuf,
     as_root: bool,
+    /// Entries get their owners (root; or a jail's root, see [`Applier::keep_owners`]).
+    owners: bool,
     /// Writing an overlay upper: whiteouts become overlay whiteouts instead of removals.
     upper: bool,
     dirs: BTreeMap<PathBuf, DirAttrs>,
@@ -113,6 +165,7 @@ impl Applier {
             root,
             root_path: dir.to_path_buf(),
             as_root,
+            owners: as_root,
             upper: false,
             dirs: BTreeMap::new(),
             skipped: Skipped::default(),
@@ -128,6 +181,15 @@ impl Applier {
         let mut a = Applier::new(dir, as_root)?;
         a.upper = true;
         Ok(a)
+    }
+
+    /// Keeps the entries' owners without being real root: for a jail's root with the caller's
+    /// subordinate ids mapped (`ljbuild __layer apply`). An owner the jail does not map becomes
+    /// 65534 (nobody); extended attributes other than `user.*` and device nodes are skipped as
+    /// for any rootless import.
+    pub fn keep_owners(mut self) -> Self {
+        self.owners = true;
+        self
     }
 
     fn mark_opaque(&mut self, rel: &Path) -> Result<(), OciError> {
@@ -172,13 +234,19 @@ impl Applier {
 
     fn resolve(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
         let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-        rfs::openat2(
-            &self.root,
-            rel,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
+        if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
+            match rfs::openat2(
+                &self.root,
+                rel,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Err(Errno::NOSYS) => NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed),
+                r => return r,
+            }
+        }
+        walk_in_root(&self.root, rel, flags)
     }
 
     /// The directory `rel` (resolved inside the target), created with its missing parents.
@@ -316,10 +384,48 @@ impl Applier {
         Ok(())
     }
 
+    fn owner_at(
+        &self,
+        dir: impl AsFd,
+        name: &OsStr,
+        uid: u32,
+        gid: u32,
+        shown: &Path,
+    ) -> Result<(), OciError> {
+        if !self.owners {
+            return Ok(());
+        }
+        let chown = |u: u32, g: u32| {
+            rfs::chownat(
+                &dir,
+                name,
+                Some(rfs::Uid::from_raw(u)),
+                Some(rfs::Gid::from_raw(g)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+        };
+        match chown(uid, gid) {
+            Err(Errno::INVAL) if !self.as_root => {
+                chown(if uid > 65535 { 65534 } else { uid }, if gid > 65535 { 65534 } else { gid })
+            }
+            r => r,
+        }
+        .map_err(|err| io_err("cannot chown", shown, err))
+    }
+
     fn owner(&self, fd: impl AsFd, uid: u32, gid: u32, rel: &Path) -> Result<(), OciError> {
-        if self.as_root {
-            rfs::fchown(&fd, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)))
-                .map_err(|e| io_err("cannot chown", &self.root_path.join(rel), e))?;
+        if self.owners {
+            let chown =
+                |u: u32, g: u32| rfs::fchown(&fd, Some(rfs::Uid::from_raw(u)), Some(rfs::Gid::from_raw(g)));
+            match chown(uid, gid) {
+                // Not mapped in the jail's user namespace.
+                Err(Errno::INVAL) if !self.as_root => {
+                    let (u, g) =
+                        (if uid > 65535 { 65534 } else { uid }, if gid > 65535 { 65534 } else { gid });
+                    chown(u, g).map_err(|e| io_err("cannot chown", &self.root_path.join(rel), e))?;
+                }
+                r => r.map_err(|e| io_err("cannot chown", &self.root_path.join(rel), e))?,
+            }
         }
         Ok(())
     }
@@ -432,16 +538,7 @@ impl Applier {
                     self.clear(&pfd, &rel, &name, false)?;
                     rfs::symlinkat(OsStr::from_bytes(&target), &pfd, &name)
                         .map_err(|err| io_err("cannot create symlink", &shown, err))?;
-                    if self.as_root {
-                        rfs::chownat(
-                            &pfd,
-                            &name,
-                            Some(rfs::Uid::from_raw(uid)),
-                            Some(rfs::Gid::from_raw(gid)),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        )
-                        .map_err(|err| io_err("cannot chown", &shown, err))?;
-                    }
+                    self.owner_at(&pfd, &name, uid, gid, &shown)?;
                     self.skipped.xattrs += pax.xattrs.len() as u64;
                     let _ = rfs::utimensat(&pfd, &name, &ts, AtFlags::SYMLINK_NOFOLLOW);
                 }
@@ -477,16 +574,7 @@ impl Applier {
                     self.clear(&pfd, &rel, &name, false)?;
                     rfs::mknodat(&pfd, &name, ft, Mode::from_raw_mode(mode), dev)
                         .map_err(|err| io_err("cannot create node", &shown, err))?;
-                    if self.as_root {
-                        rfs::chownat(
-                            &pfd,
-                            &name,
-                            Some(rfs::Uid::from_raw(uid)),
-                            Some(rfs::Gid::from_raw(gid)),
-                            AtFlags::SYMLINK_NOFOLLOW,
-                        )
-                        .map_err(|err| io_err("cannot chown", &shown, err))?;
-                    }
+                    self.owner_at(&pfd, &name, uid, gid, &shown)?;
                 }
                 other => {
                     return Err(OciError::Layer(format!(

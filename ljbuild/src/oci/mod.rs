@@ -1,7 +1,7 @@
 //! OCI images: import as worlds (image layouts, OCI and docker archives, registries), export of
 //! overlays as images, push and pull.
 //!
-//! Modules: [`digest`] (sha256 of streams), [`layer`] (applying and writing layer tars, with
+//! Modules: [`compress`] (parallel gzip, zstd), [`digest`] (sha256 of streams), [`layer`] (applying and writing layer tars, with
 //! whiteouts), [`source`] (reading layouts and archives, picking and checking manifests),
 //! [`import`] (`ljbuild world import` of an image), [`export`] (`ljbuild export`, `push`),
 //! [`registry`] (the distribution protocol), [`pull`] (`ljbuild pull`).
@@ -11,6 +11,7 @@
 //! of its layers' digests, so the same image imported on two machines, or twice, keys builds
 //! the same way.
 
+pub mod compress;
 pub mod digest;
 pub mod export;
 pub mod import;

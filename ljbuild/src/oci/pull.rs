@@ -130,6 +130,13 @@ pub fn pull(
                     present += 1;
                     d.clone()
                 }
+                _ if crate::cas::shifted_imports() => {
+                    let mut ja = crate::cas::JailApplier::start(&staging, false)?;
+                    source::with_layer(&mut c, &img.layers[0], &mut |rd| ja.apply(rd))?;
+                    ja.finish()?;
+                    let _ = fs::create_dir(staging.join("dev"));
+                    crate::cas::store(root, &staging, false)?
+                }
                 _ => {
                     let mut ap = Applier::new(&staging, as_root)?;
                     source::with_layer(&mut c, &img.layers[0], &mut |rd| ap.apply(rd))?;
@@ -228,9 +235,15 @@ fn publish_overlay(
                 fs::create_dir(&upper).map_err(StoreError::io("cannot create", &upper))?;
                 fs::set_permissions(&upper, fs::Permissions::from_mode(world_mode))
                     .map_err(StoreError::io("cannot chmod", &upper))?;
-                let mut ap = Applier::new_upper(&upper, as_root)?;
-                source::with_layer(c, layer, &mut |rd| ap.apply(rd))?;
-                ap.finish()?;
+                if crate::cas::shifted_imports() {
+                    let mut ja = crate::cas::JailApplier::start(&upper, true)?;
+                    source::with_layer(c, layer, &mut |rd| ja.apply(rd))?;
+                    ja.finish()?;
+                } else {
+                    let mut ap = Applier::new_upper(&upper, as_root)?;
+                    source::with_layer(c, layer, &mut |rd| ap.apply(rd))?;
+                    ap.finish()?;
+                }
                 // Stored under the digest of what is on disk here (a rootless pull keeps only
                 // user.* attributes: not always the digest the image names).
                 m.layer = Some(crate::cas::store(root, &upper, true)?);

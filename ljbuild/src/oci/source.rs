@@ -280,9 +280,6 @@ pub fn load_image(b: &mut dyn Blobs, d: &str, m: &ImageManifest) -> Result<Image
     for (l, diff) in m.layers().iter().zip(diff_ids) {
         let ld = l.digest().to_string();
         let mt = l.media_type().to_string();
-        if mt.contains("zstd") {
-            return Err(OciError::Unsupported(format!("layer {ld} is zstd-compressed ({mt})")));
-        }
         if mt.contains("nondistributable") || mt.contains("foreign") {
             return Err(OciError::Unsupported(format!("layer {ld} is a foreign layer ({mt})")));
         }
@@ -415,7 +412,17 @@ pub fn with_layer(
         drop(blob);
         (blob_digest, blob_len, diff_digest)
     } else if head == [0x28, 0xb5, 0x2f, 0xfd] {
-        return Err(OciError::Unsupported(format!("layer {} is zstd-compressed", layer.loc)));
+        let z = zstd::stream::read::Decoder::with_buffer(io::BufReader::with_capacity(
+            1 << 20,
+            Prefixed::new(head.to_vec(), blob),
+        ))
+        .map_err(rd_err)?;
+        let mut diff = HashReader::new(z);
+        apply(&mut diff)?;
+        let (z, diff_digest, _) = diff.finish().map_err(rd_err)?;
+        let (blob, blob_digest, blob_len) = z.finish().into_inner().inner.finish().map_err(rd_err)?;
+        drop(blob);
+        (blob_digest, blob_len, diff_digest)
     } else {
         let mut diff = HashReader::new(Prefixed::new(head.to_vec(), blob));
         apply(&mut diff)?;
