@@ -288,8 +288,8 @@ pub struct HashCache {
     path: Option<PathBuf>,
     /// When the scan that wrote it started (ns since the epoch).
     scanned_at: i128,
-    /// The records (everything after the header).
-    records: Vec<u8>,
+    /// The file as read; its records start at [`HashCache::HEADER`].
+    data: Vec<u8>,
 }
 
 fn now_ns() -> i128 {
@@ -349,12 +349,15 @@ impl HashCache {
         let Some(rest) = data.strip_prefix(CACHE_MAGIC) else { return c };
         let Some((at, _)) = rest.split_first_chunk::<16>() else { return c };
         c.scanned_at = i128::from_le_bytes(*at);
-        c.records = data[CACHE_MAGIC.len() + 16..].to_vec();
+        c.data = data;
         c
     }
 
+    /// The size of the magic and the scan's start.
+    const HEADER: usize = CACHE_MAGIC.len() + 16;
+
     fn records(&self) -> Records<'_> {
-        Records { rest: &self.records }
+        Records { rest: self.data.get(Self::HEADER..).unwrap_or_default() }
     }
 
     /// Whether a hash taken at `cached` may stand for a file now at `now`.
@@ -462,8 +465,15 @@ impl Walker<'_> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes directories off the shared stack until none is left and none is being read.
+    /// Takes directories off the shared stack until none is left and none is being read, then
+    /// sorts what it found (each thread its own part, merged at the end).
     fn work(&self) -> Part {
+        let mut part = self.walk();
+        sort_by_key(&part.paths, &mut part.entries);
+        part
+    }
+
+    fn walk(&self) -> Part {
         let mut part = Part::default();
         let mut bufs = Bufs { dirents: Vec::with_capacity(32 * 1024), names: Vec::new(), list: Vec::new() };
         loop {
@@ -487,6 +497,8 @@ impl Walker<'_> {
             let res = self.dir(job, &mut part, &mut bufs, &mut found);
             let mut q = self.lock();
             q.busy -= 1;
+            // Waiters wait for work, for the end, or for a failure: wake them only then.
+            let wake = !found.is_empty() || q.busy == 0 || res.is_err();
             match res {
                 Ok(()) => q.jobs.append(&mut found),
                 Err(e) => {
@@ -494,7 +506,9 @@ impl Walker<'_> {
                 }
             }
             drop(q);
-            self.cv.notify_all();
+            if wake {
+                self.cv.notify_all();
+            }
         }
     }
 
@@ -701,24 +715,38 @@ pub fn scan_cached(src: &Path, exclude: &[&Path], cache: &mut HashCache) -> Resu
         return Err(e);
     }
     let mut out = Scan::default();
-    out.entries.reserve(1 + parts.iter().map(|p| p.entries.len()).sum::<usize>());
-    out.entries.push(Entry {
+    let top = Entry {
         off: 0,
         len: 0,
         plain: true,
         kind: Kind::Dir,
         mode: root_st.st_mode & 0o7777,
         stamp: Stamp::default(),
-    });
+    };
+    // Each part is sorted: merge them (and the source itself) into one list in key order.
+    let mut runs = vec![vec![top].into_iter().peekable()];
     for mut p in parts {
         let shift = out.paths.len();
         out.paths.append(&mut p.paths);
-        out.entries.extend(p.entries.into_iter().map(|e| Entry { off: e.off + shift, ..e }));
+        p.entries.iter_mut().for_each(|e| e.off += shift);
+        runs.push(p.entries.into_iter().peekable());
         out.skipped.append(&mut p.skipped);
         out.warnings.append(&mut p.warnings);
     }
     out.skipped.sort_unstable();
-    sort_by_key(&out.paths, &mut out.entries);
+    out.entries.reserve(runs.iter().map(|r| r.len()).sum());
+    loop {
+        let mut best: Option<(usize, Cow<'_, [u8]>)> = None;
+        for (i, r) in runs.iter_mut().enumerate() {
+            let Some(e) = r.peek() else { continue };
+            let k = key_of(&out.paths[e.off..e.off + e.len], e.plain);
+            if best.as_ref().is_none_or(|(_, b)| k < *b) {
+                best = Some((i, k));
+            }
+        }
+        let Some((i, _)) = best else { break };
+        out.entries.extend(runs[i].next());
+    }
     // Hashes from the cache, by a merge of its records (in key order) with the entries.
     let mut todo = Vec::new();
     // Records of files that are gone: the cache is written again without them.

@@ -696,22 +696,44 @@ impl Root {
             .map_err(|e| StoreError::BadMeta { path: p, reason: e.to_string() })
     }
 
-    /// The inputs hash of a published `name@version`: its `meta.json` is parsed for that one
-    /// field (a cache hit needs no more, and the rest holds every copied file).
+    /// The inputs hash of a published `name@version`, read from the start of its `meta.json`:
+    /// a cache hit needs no more, and the rest holds every copied file's entry (megabytes for a
+    /// large `copy`).
     pub fn read_inputs_hash(&self, name: &OverlayName, version: &str) -> Result<Option<String>, StoreError> {
-        #[derive(Deserialize)]
-        struct Head {
-            inputs_hash: String,
+        use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
+        /// Reads the top-level object's keys until `inputs_hash`, then stops with an error
+        /// (serde's only way to stop early): the value is kept in `.0`.
+        struct HashOnly<'a>(&'a mut Option<String>);
+        impl<'de> Visitor<'de> for HashOnly<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object with inputs_hash")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "inputs_hash" {
+                        *self.0 = Some(map.next_value()?);
+                        return Err(A::Error::custom("found"));
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Err(A::Error::missing_field("inputs_hash"))
+            }
         }
         let p = self.overlay_dir(name, version).join("meta.json");
-        let text = match fs::read(&p) {
-            Ok(t) => t,
+        let f = match File::open(&p) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(StoreError::io("cannot read", p)(e)),
         };
-        serde_json::from_slice::<Head>(&text)
-            .map(|h| Some(h.inputs_hash))
-            .map_err(|e| StoreError::BadMeta { path: p, reason: e.to_string() })
+        let mut de = serde_json::Deserializer::from_reader(io::BufReader::with_capacity(4096, f));
+        let mut hash = None;
+        let read = serde::Deserializer::deserialize_map(&mut de, HashOnly(&mut hash));
+        match (hash, read) {
+            (Some(h), _) => Ok(Some(h)),
+            (None, Err(e)) => Err(StoreError::BadMeta { path: p, reason: e.to_string() }),
+            (None, Ok(())) => Err(StoreError::BadMeta { path: p, reason: "no inputs_hash".into() }),
+        }
     }
 
     /// The published versions of `name` (unsorted).
@@ -965,6 +987,33 @@ fn make_dirs_writable(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hit reads `inputs_hash` from the start of `meta.json`, wherever the field is, and a
+    /// file that ends before it is bad metadata.
+    #[test]
+    fn inputs_hash_from_the_start_of_meta() {
+        let dir = std::env::temp_dir().join(format!("ljbuild-store-meta-{}", std::process::id()));
+        let root = Root { path: dir.clone(), others: Vec::new() };
+        let n = OverlayName { namespace: "a".into(), name: "b".into() };
+        fs::create_dir_all(root.overlay_dir(&n, "1")).unwrap();
+        let meta = root.overlay_dir(&n, "1").join("meta.json");
+        assert!(root.read_inputs_hash(&n, "2").unwrap().is_none());
+        let big = "x".repeat(100_000);
+        fs::write(
+            &meta,
+            format!(r#"{{"format":1,"name":{{"n":[1,2]}},"inputs_hash":"abc","inputs":"{big}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(root.read_inputs_hash(&n, "1").unwrap().as_deref(), Some("abc"));
+        fs::write(&meta, format!(r#"{{"inputs":{{"copy":"{big}"}},"inputs_hash":"def"}}"#)).unwrap();
+        assert_eq!(root.read_inputs_hash(&n, "1").unwrap().as_deref(), Some("def"));
+        for bad in [r#"{"format":1,"inputs"#, r#"{"format":1}"#, "[]", ""] {
+            fs::write(&meta, bad).unwrap();
+            let e = root.read_inputs_hash(&n, "1").unwrap_err().to_string();
+            assert!(e.starts_with("bad metadata "), "{bad}: {e}");
+        }
+        remove_tree(&dir).unwrap();
+    }
 
     #[test]
     fn keys() {
