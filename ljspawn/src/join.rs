@@ -11,9 +11,9 @@
 //!    (so the checks were about the process the pidfd names, not a reused pid): it must be the
 //!    PID 1 of its own PID namespace, the child of a process running this same ljspawn
 //!    executable (same inode), and belong to the caller (real uid; root may join any);
-//! 3. root mode: move into the jail's cgroups (only those under `lightjail/`, where ljspawn
-//!    and ljail make them), so its limits and freezer hold the new process too; rootless, into
-//!    the jail's delegated cgroup v2 where the caller may;
+//! 3. root mode: move into the jail's cgroups (only those named `lightjail-<pid>`, as ljspawn
+//!    makes them, and ljail's freezer under `lightjail/`), so its limits and freezer hold the
+//!    new process too; rootless, into the jail's delegated cgroup v2 where the caller may;
 //! 4. `setns` through a pidfd of the jail's program (PID 1's first child, also checked; with
 //!    `--as-pid-1`, PID 1 itself) into
 //!    every namespace the jail made (the kernel enters the user namespace first), which also
@@ -215,7 +215,7 @@ fn namespaces(plan: &Plan) -> i32 {
     flags
 }
 
-/// Moves this process into the jail's cgroups under `lightjail/` (v1 hierarchies and v2).
+/// Moves this process into the jail's cgroups named `lightjail-<pid>` (v1 hierarchies and v2).
 fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| err(format!("cannot read /proc/{pid}/cgroup"), e))?;
@@ -226,7 +226,13 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
             (Some(a), Some(b), Some(c)) => (a, b, c),
             _ => continue,
         };
-        if !path.starts_with("/lightjail/") || path.contains("/..") {
+        // The jail's own cgroups (`CALLER/lightjail-<pid>`, see `limits`) and ljail's freezer
+        // (under `/lightjail/`), no other.
+        let last = path.rsplit('/').next().unwrap_or("");
+        let named = last
+            .strip_prefix("lightjail-")
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !(named || path.starts_with("/lightjail/")) || path.contains("/..") {
             continue;
         }
         let base = match controllers {

@@ -4,10 +4,24 @@
 //!
 //! Where: cgroup v2 (`memory.max`, `pids.max`, `cpu.max`, `cgroup.kill`) when the v2 hierarchy
 //! has every controller the limits need; else the v1 hierarchies that are mounted (hybrid
-//! hosts: `memory.limit_in_bytes`, `pids.max`, `cpu.cfs_quota_us`). Root and setuid (as far as
-//! `/etc/lightjail.conf` grants) create it under `lightjail/` at the top of each hierarchy;
-//! rootless callers only in a v2 subtree delegated to them (their own cgroup, with the
-//! controllers enabled), since v1 cannot be delegated safely.
+//! hosts: `memory.limit_in_bytes`, `pids.max`, `cpu.cfs_quota_us`). In every mode the jail's
+//! cgroup is made *inside the caller's own* (its cgroup in each hierarchy, from
+//! `/proc/self/cgroup`): `CALLER/lightjail-<pid>`, so every limit the caller is under holds for
+//! the jail too and the jail's own can only tighten them. Nothing outside the caller's cgroup is
+//! written on its behalf.
+//!
+//! v1: the jail's cgroup is made in the caller's cgroup of each hierarchy (root and setuid;
+//! rootless callers get no v1 limits, since v1 cannot be delegated safely).
+//! v2: a cgroup with processes of its own cannot give a child a controller (the "no internal
+//! processes" rule), so the jail's cgroup needs the caller's cgroup to have the controllers in
+//! its `cgroup.subtree_control` already, or ljspawn to be the only process in it: then ljspawn
+//! moves itself into a leaf of its own (`lightjail-<pid>.ljspawn`) and enables the controllers
+//! in its cgroup, as `systemd-nspawn` does in a delegated unit; all undone when the jail's
+//! cgroup is removed (a leaf left by a killed ljspawn goes with a later run's `reap_stale`)
+//! (`systemd-run --scope -p Delegate=yes ljspawn ...`, with `--user` for a user's own
+//! delegated tree). Rootless, the caller's cgroup must be the caller's own (delegated). In the
+//! root cgroup, only root mode may enable controllers for children. Otherwise one line says
+//! which of these is missing.
 //!
 //! No unsafe code: everything is a file under the cgroup file systems. `Tree` is the seam
 //! the unit tests use to run the same code against a fake hierarchy in a temporary directory.
@@ -94,8 +108,28 @@ impl Tree {
 pub enum Layout {
     /// cgroup v2, mounted at `mount`; `own` is this process's cgroup (relative).
     V2 { mount: PathBuf, own: PathBuf },
-    /// cgroup v1: (controller, mount point) for each controller the limits need.
-    V1 { controllers: Vec<(String, PathBuf)> },
+    /// cgroup v1: (controller, mount point, this process's cgroup in that hierarchy) for each
+    /// controller the limits need.
+    V1 { controllers: Vec<(String, PathBuf, PathBuf)> },
+}
+
+/// Who the cgroup is made for: root itself, a setuid caller the administrator granted limits,
+/// or an ordinary caller without privileges (uid), who needs a v2 cgroup delegated to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    Root,
+    Setuid,
+    Rootless(u32),
+}
+
+/// `path` (absolute, as in /proc/self/cgroup) under `base`.
+fn under(base: &Path, path: &Path) -> PathBuf {
+    base.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+/// The numbers in a `cgroup.procs` file.
+fn pids_in(text: &str) -> Vec<i32> {
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
 /// Finds where the controllers `limits` needs live, from the text of `/proc/self/mountinfo`
@@ -108,7 +142,18 @@ pub fn detect(
 ) -> Result<Layout, LimitError> {
     let need = limits.controllers();
     let mut v2 = None;
-    let mut v1: Vec<(String, PathBuf)> = Vec::new();
+    let mut v1: Vec<(String, PathBuf, PathBuf)> = Vec::new();
+    // This process's cgroup in the v1 hierarchy that has controller `c`.
+    let own_v1 = |c: &str| {
+        self_cgroup
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+                ctrls.split(',').any(|x| x == c).then(|| PathBuf::from(path.trim()))
+            })
+            .unwrap_or_else(|| PathBuf::from("/"))
+    };
     for line in mountinfo.lines() {
         let Some((left, right)) = line.split_once(" - ") else { continue };
         let mount = left.split(' ').nth(4).unwrap_or("");
@@ -118,8 +163,8 @@ pub fn detect(
             "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mount)),
             "cgroup" => {
                 for c in opts.split(',').filter(|o| need.contains(o)) {
-                    if !v1.iter().any(|(n, _)| n == c) {
-                        v1.push((c.to_string(), PathBuf::from(mount)));
+                    if !v1.iter().any(|(n, _, _)| n == c) {
+                        v1.push((c.to_string(), PathBuf::from(mount), own_v1(c)));
                     }
                 }
             }
@@ -137,7 +182,7 @@ pub fn detect(
             return Ok(Layout::V2 { mount, own });
         }
     }
-    if let Some(missing) = need.iter().find(|c| !v1.iter().any(|(n, _)| n == *c)) {
+    if let Some(missing) = need.iter().find(|c| !v1.iter().any(|(n, _, _)| n == *c)) {
         return Err(LimitError(format!(
             "no cgroup {missing} controller on this host (neither cgroup v2 nor a v1 hierarchy has it)"
         )));
@@ -168,79 +213,40 @@ pub struct Cgroup {
     dirs: Vec<PathBuf>,
     v2: bool,
     memory_dir: Option<PathBuf>,
+    /// v2, when ljspawn made room in the caller's cgroup: (the caller's cgroup, ljspawn's
+    /// leaf in it, the controllers it enabled there), undone by `remove`.
+    leaf: Option<Leaf>,
 }
+
+/// (the caller's v2 cgroup, ljspawn's leaf in it, the controllers ljspawn enabled there).
+type Leaf = (PathBuf, PathBuf, Vec<&'static str>);
 
 const PERIOD_US: u64 = 100_000;
 
 impl Cgroup {
-    /// Makes the jail's cgroup `name` and writes the limits. `rootless`: the uid of an
-    /// ordinary caller without privileges (v2 delegation only); None for root, or a setuid
-    /// ljspawn acting for a caller the administrator granted limits.
+    /// Makes the jail's cgroup `name` inside the caller's own cgroup and writes the limits.
     pub fn create(
         layout: &Layout,
         tree: &Tree,
         name: &str,
         limits: &Limits,
-        rootless: Option<u32>,
+        who: Who,
     ) -> Result<Cgroup, LimitError> {
-        let mut cg = Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None };
-        let result = cg.make(layout, name, limits, rootless);
+        let mut cg = Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None, leaf: None };
+        let result = cg.make(layout, name, limits, who);
         if result.is_err() {
             let _ = cg.remove();
         }
         result.map(|()| cg)
     }
 
-    fn make(
-        &mut self,
-        layout: &Layout,
-        name: &str,
-        limits: &Limits,
-        rootless: Option<u32>,
-    ) -> Result<(), LimitError> {
+    fn make(&mut self, layout: &Layout, name: &str, limits: &Limits, who: Who) -> Result<(), LimitError> {
         let t = self.tree.clone();
         match layout {
             Layout::V2 { mount, own } => {
                 self.v2 = true;
-                let base = if let Some(uid) = rootless {
-                    // A delegated subtree: the parent of the caller's own cgroup (a cgroup with
-                    // processes in it cannot have children with controllers), owned by the
-                    // caller, with the controllers enabled for its children.
-                    let own_dir = t.path(mount).join(own.strip_prefix("/").unwrap_or(own));
-                    // (The root cgroup has no parent in the hierarchy: then the root itself,
-                    // which is never a user's, so the refusal names it.)
-                    let at_root = own.components().all(|c| c == std::path::Component::RootDir);
-                    let base = if at_root {
-                        t.path(mount)
-                    } else {
-                        own_dir.parent().unwrap_or(&own_dir).to_path_buf()
-                    };
-                    let owner = fs::metadata(&base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
-                    if !t.fake && owner.ok() != Some(uid) {
-                        return Err(LimitError(format!(
-                            "cgroup limits need a cgroup v2 subtree delegated to you; {} is not yours (run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
-                            base.display()
-                        )));
-                    }
-                    let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
-                    if let Some(c) =
-                        limits.controllers().iter().find(|c| !enabled.split_whitespace().any(|e| e == **c))
-                    {
-                        return Err(LimitError(format!(
-                            "cgroup limits need a cgroup v2 subtree delegated to you with the {c} controller enabled; {} has not (run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
-                            base.display()
-                        )));
-                    }
-                    base
-                } else {
-                    let top = t.path(mount);
-                    let base = top.join("lightjail");
-                    mkdir(&base)?;
-                    let enable: String = limits.controllers().iter().map(|c| format!("+{c} ")).collect();
-                    t.write(&top.join("cgroup.subtree_control"), enable.trim())?;
-                    t.write(&base.join("cgroup.subtree_control"), enable.trim())?;
-                    base
-                };
+                let base = under(&t.path(mount), own);
+                self.leaf = delegate_v2(&t, &base, own, name, &limits.controllers(), who)?;
                 let dir = base.join(name);
                 mkdir_new(&dir)?;
                 self.dirs.push(dir.clone());
@@ -259,15 +265,14 @@ impl Cgroup {
                 }
             }
             Layout::V1 { controllers } => {
-                if rootless.is_some() {
+                if matches!(who, Who::Rootless(_)) {
                     return Err(LimitError(
                         "cgroup limits are not available rootless on this host: its memory, pids and cpu controllers are cgroup v1, which cannot be delegated (run as root, or use a cgroup v2 host)".into(),
                     ));
                 }
-                for (c, mount) in controllers {
-                    let base = t.path(mount).join("lightjail");
-                    mkdir(&base)?;
-                    let dir = base.join(name);
+                for (c, mount, own) in controllers {
+                    // In the caller's own cgroup of this hierarchy.
+                    let dir = under(&t.path(mount), own).join(name);
                     // Controllers mounted together (cpu,cpuacct) share one directory.
                     if !self.dirs.contains(&dir) {
                         mkdir_new(&dir)?;
@@ -306,11 +311,11 @@ impl Cgroup {
         &mut self,
         v2: &Layout,
         name: &str,
-        rootless: Option<u32>,
+        who: Who,
         owner: Option<(u32, u32)>,
     ) -> Result<(), LimitError> {
         if !self.v2 || self.dirs.is_empty() {
-            let other = Cgroup::create(v2, &self.tree, name, &Limits::default(), rootless)
+            let other = Cgroup::create(v2, &self.tree, name, &Limits::default(), who)
                 .map_err(|e| LimitError(e.0.replacen("cgroup limits need", "--delegate-cgroup needs", 1)))?;
             self.dirs.extend(other.dirs);
         }
@@ -328,7 +333,12 @@ impl Cgroup {
 
     /// A cgroup with no directory yet (delegation only, no limits).
     pub fn empty(tree: &Tree) -> Cgroup {
-        Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None }
+        Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None, leaf: None }
+    }
+
+    /// The directories of the jail's cgroup (one per v1 hierarchy, or the v2 cgroup).
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
     }
 
     /// Moves process `pid` (the jail's PID 1, before it starts the program) in.
@@ -380,6 +390,17 @@ impl Cgroup {
                 return Err(io_err(format!("cannot remove cgroup {}", d.display()), e));
             }
         }
+        // The caller's cgroup as it was: its controllers off again, this process (ljspawn, or
+        // the setuid reaper, the leaf's last process) back in it, the leaf gone. (A process
+        // still in the leaf, e.g. pasta, leaves it to a later run's reap_stale.)
+        if let Some((base, leaf, enabled)) = &self.leaf {
+            if leaf.exists() {
+                let disable: String = enabled.iter().map(|c| format!("-{c} ")).collect();
+                self.tree.write(&base.join("cgroup.subtree_control"), disable.trim())?;
+                self.tree.write(&base.join("cgroup.procs"), &crate::sys::getpid().to_string())?;
+                let _ = if self.tree.fake { fs::remove_dir_all(leaf) } else { fs::remove_dir(leaf) };
+            }
+        }
         Ok(())
     }
 }
@@ -400,12 +421,62 @@ fn quota(cpus: f64) -> u64 {
     ((cpus * PERIOD_US as f64).round() as u64).max(1000)
 }
 
-fn mkdir(d: &Path) -> Result<(), LimitError> {
-    match fs::create_dir(d) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(io_err(format!("cannot create cgroup {}", d.display()), e)),
+/// v2: makes sure the caller's cgroup `base` (`own` in the hierarchy) gives `need` to its
+/// children, so the jail's cgroup `base/name` can have them. Already so: nothing to do. The
+/// root cgroup: root mode enables them (its own choice); nobody else may. Any other cgroup:
+/// only when ljspawn is its only process (a cgroup with processes of its own delegates
+/// nothing), and (rootless) the cgroup is the caller's: ljspawn moves itself into the leaf
+/// `base/name.ljspawn` and enables them in `base`.
+fn delegate_v2(
+    t: &Tree,
+    base: &Path,
+    own: &Path,
+    name: &str,
+    need: &[&'static str],
+    who: Who,
+) -> Result<Option<Leaf>, LimitError> {
+    let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
+    let missing: Vec<&'static str> =
+        need.iter().copied().filter(|c| !enabled.split_whitespace().any(|e| e == *c)).collect();
+    let shown = own.display();
+    // Rootless: the caller's cgroup must be its own (delegated to it), whatever it enables.
+    if let Who::Rootless(uid) = who {
+        let owner = fs::metadata(base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+        if !t.fake && owner.ok() != Some(uid) {
+            return Err(LimitError(format!(
+                "cgroup limits need a cgroup v2 delegated to you; {} is not yours (it is your cgroup: run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
+                base.display()
+            )));
+        }
     }
+    let Some(first) = missing.first() else { return Ok(None) };
+    let enable: String = missing.iter().map(|c| format!("+{c} ")).collect();
+    if own.components().all(|c| c == std::path::Component::RootDir) {
+        if who != Who::Root {
+            return Err(LimitError(format!(
+                "cgroup limits: you are in the root cgroup, which does not give the {first} controller to its children (cgroup.subtree_control), and only root may change that"
+            )));
+        }
+        return t.write(&base.join("cgroup.subtree_control"), enable.trim()).map(|()| None);
+    }
+    let available = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
+    if let Some(c) = missing.iter().find(|c| !available.split_whitespace().any(|a| a == **c)) {
+        return Err(LimitError(format!(
+            "cgroup limits: your cgroup {shown} does not get the {c} controller from its parent (its cgroup.controllers lacks it)"
+        )));
+    }
+    let me = crate::sys::getpid();
+    let procs = fs::read_to_string(base.join("cgroup.procs")).unwrap_or_default();
+    if pids_in(&procs) != [me] {
+        return Err(LimitError(format!(
+            "cgroup limits: your cgroup {shown} has other processes, so it cannot give the jail's cgroup inside it the {first} controller (a cgroup v2 with processes of its own delegates none): run ljspawn as the only process of its cgroup, e.g. `systemd-run --scope -p Delegate=yes ljspawn ...` (`--user` for your own)"
+        )));
+    }
+    let leaf = base.join(format!("{name}.ljspawn"));
+    mkdir_new(&leaf)?;
+    t.write(&leaf.join("cgroup.procs"), &me.to_string())?;
+    t.write(&base.join("cgroup.subtree_control"), enable.trim())?;
+    Ok(Some((base.to_path_buf(), leaf, missing)))
 }
 
 /// Makes the jail's own cgroup, which must be new: one that exists belongs to another jail
@@ -450,13 +521,14 @@ fn kill_all(d: &Path, v2: bool) {
     }
 }
 
-/// Removes `lightjail-<pid>` cgroups left by an ljspawn that no longer runs (killed before
-/// it could clean up). Returns how many were removed.
+/// Removes `lightjail-<pid>` cgroups (and `lightjail-<pid>.ljspawn` leaves) left in the
+/// caller's cgroups by an ljspawn that no longer runs (killed before it could clean up).
+/// Returns how many were removed.
 pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
     let bases: Vec<PathBuf> = match layout {
-        Layout::V2 { mount, .. } => vec![tree.path(mount).join("lightjail")],
+        Layout::V2 { mount, own } => vec![under(&tree.path(mount), own)],
         Layout::V1 { controllers } => {
-            controllers.iter().map(|(_, m)| tree.path(m).join("lightjail")).collect()
+            controllers.iter().map(|(_, m, own)| under(&tree.path(m), own)).collect()
         }
     };
     let mut n = 0;
@@ -464,8 +536,11 @@ pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
         let Ok(entries) = fs::read_dir(&base) else { continue };
         for e in entries.flatten() {
             let name = e.file_name();
-            let Some(pid) =
-                name.to_str().and_then(|s| s.strip_prefix("lightjail-")).and_then(|p| p.parse::<u32>().ok())
+            let Some(pid) = name
+                .to_str()
+                .and_then(|s| s.strip_prefix("lightjail-"))
+                .map(|s| s.strip_suffix(".ljspawn").unwrap_or(s))
+                .and_then(|p| p.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -529,33 +604,44 @@ mod tests {
     }
 
     #[test]
-    fn hybrid_host_uses_v1_and_writes_v1_files() {
+    fn hybrid_host_uses_v1_inside_the_callers_cgroups() {
         let (dir, tree) = fake(None);
-        let layout = detect(HYBRID, "0::/\n4:memory:/\n", &tree, &ALL).unwrap();
+        let me = "0::/\n4:memory:/ci/job7\n3:pids:/\n2:cpu,cpuacct:/ci\n";
+        let layout = detect(HYBRID, me, &tree, &ALL).unwrap();
         assert_eq!(
             layout,
             Layout::V1 {
                 controllers: vec![
-                    ("memory".into(), "/sys/fs/cgroup/memory".into()),
-                    ("pids".into(), "/sys/fs/cgroup/pids".into()),
-                    ("cpu".into(), "/sys/fs/cgroup/cpu,cpuacct".into()),
+                    ("memory".into(), "/sys/fs/cgroup/memory".into(), "/ci/job7".into()),
+                    ("pids".into(), "/sys/fs/cgroup/pids".into(), "/".into()),
+                    ("cpu".into(), "/sys/fs/cgroup/cpu,cpuacct".into(), "/ci".into()),
                 ]
             }
         );
-        let cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, None).unwrap();
-        let j = |c: &str, f: &str| dir.join(format!("sys/fs/cgroup/{c}/lightjail/lightjail-7/{f}"));
-        assert_eq!(read(j("memory", "memory.limit_in_bytes")), (64u64 << 20).to_string());
+        for d in ["memory/ci/job7", "cpu,cpuacct/ci"] {
+            fs::create_dir_all(dir.join("sys/fs/cgroup").join(d)).unwrap();
+        }
+        let cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, Who::Setuid).unwrap();
+        let j = |c: &str, f: &str| dir.join(format!("sys/fs/cgroup/{c}/lightjail-7/{f}"));
+        assert_eq!(read(j("memory/ci/job7", "memory.limit_in_bytes")), (64u64 << 20).to_string());
         assert_eq!(read(j("pids", "pids.max")), "64");
-        assert_eq!(read(j("cpu,cpuacct", "cpu.cfs_quota_us")), "50000");
-        assert_eq!(read(j("cpu,cpuacct", "cpu.cfs_period_us")), "100000");
+        assert_eq!(read(j("cpu,cpuacct/ci", "cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(j("cpu,cpuacct/ci", "cpu.cfs_period_us")), "100000");
+        // Nothing written outside the caller's cgroups.
+        assert!(!dir.join("sys/fs/cgroup/memory/lightjail").exists());
+        assert!(!dir.join("sys/fs/cgroup/memory/lightjail-7").exists());
         cg.add(42).unwrap();
         assert_eq!(read(j("pids", "cgroup.procs")), "42");
-        assert!(Cgroup::create(&layout, &tree, "lightjail-8", &ALL, Some(1000))
+        assert!(Cgroup::create(&layout, &tree, "lightjail-8", &ALL, Who::Rootless(1000))
             .unwrap_err()
             .0
             .contains("cgroup v1"));
+        // A stale one in the caller's cgroup (pid 9 has no /proc entry) is reaped.
+        fs::create_dir_all(dir.join("sys/fs/cgroup/memory/ci/job7/lightjail-9")).unwrap();
+        fs::create_dir_all(dir.join("proc/7")).unwrap();
+        assert_eq!(reap_stale(&layout, &tree, &dir.join("proc")), 1);
         cg.remove().unwrap();
-        assert!(!j("memory", "").exists());
+        assert!(!j("memory/ci/job7", "").exists());
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -567,8 +653,8 @@ mod tests {
         assert_eq!(detect_v2(&HYBRID.replace("cgroup2 cgroup2", "tmpfs tmpfs"), "0::/\n"), None);
         // Without limits: one v2 cgroup of the jail's own.
         let mut cg = Cgroup::empty(&tree);
-        cg.delegate(&v2, "lightjail-5", None, Some((1000, 1000))).unwrap();
-        let d = dir.join("sys/fs/cgroup/unified/lightjail/lightjail-5");
+        cg.delegate(&v2, "lightjail-5", Who::Root, Some((1000, 1000))).unwrap();
+        let d = dir.join("sys/fs/cgroup/unified/lightjail-5");
         assert!(d.is_dir());
         cg.add(42).unwrap();
         assert_eq!(read(d.join("cgroup.procs")), "42");
@@ -576,30 +662,33 @@ mod tests {
         assert!(!d.exists());
         // With v1 limits: those cgroups and the v2 one, all of them joined and removed.
         let layout = detect(HYBRID, "0::/\n4:memory:/\n", &tree, &ALL).unwrap();
-        let mut cg = Cgroup::create(&layout, &tree, "lightjail-6", &ALL, None).unwrap();
-        cg.delegate(&v2, "lightjail-6", None, None).unwrap();
+        let mut cg = Cgroup::create(&layout, &tree, "lightjail-6", &ALL, Who::Root).unwrap();
+        cg.delegate(&v2, "lightjail-6", Who::Root, None).unwrap();
         cg.add(43).unwrap();
         for h in ["memory", "pids", "cpu,cpuacct", "unified"] {
-            assert_eq!(read(dir.join(format!("sys/fs/cgroup/{h}/lightjail/lightjail-6/cgroup.procs"))), "43");
+            assert_eq!(read(dir.join(format!("sys/fs/cgroup/{h}/lightjail-6/cgroup.procs"))), "43");
         }
         cg.remove().unwrap();
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn pure_v2_host_enables_controllers_and_writes_v2_files() {
+    fn pure_v2_in_a_delegating_cgroup_or_the_root() {
         let (dir, tree) = fake(Some("cpuset cpu io memory pids\n"));
-        let layout = detect(PURE_V2, "0::/user.slice/x.scope\n", &tree, &ALL).unwrap();
-        assert_eq!(layout, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "/user.slice/x.scope".into() });
-        let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, None).unwrap();
-        // Another jail's cgroup of the same name is neither shared nor removed on failure.
-        let e = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, None).unwrap_err();
-        assert!(e.0.contains("already exists"), "{e}");
-        assert!(dir.join("sys/fs/cgroup/lightjail/lightjail-9").is_dir());
         let top = dir.join("sys/fs/cgroup");
-        assert_eq!(read(top.join("cgroup.subtree_control")), "+memory +pids +cpu");
-        assert_eq!(read(top.join("lightjail/cgroup.subtree_control")), "+memory +pids +cpu");
-        let j = top.join("lightjail/lightjail-9");
+        // The caller's cgroup already gives the controllers to its children.
+        let own = top.join("ci.slice/runner");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(own.join("cgroup.subtree_control"), "memory pids cpu\n").unwrap();
+        let layout = detect(PURE_V2, "0::/ci.slice/runner\n", &tree, &ALL).unwrap();
+        assert_eq!(layout, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "/ci.slice/runner".into() });
+        let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid).unwrap();
+        // Another jail's cgroup of the same name is neither shared nor removed on failure.
+        let e = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid).unwrap_err();
+        assert!(e.0.contains("already exists"), "{e}");
+        let j = own.join("lightjail-9");
+        assert!(j.is_dir());
+        assert!(!top.join("cgroup.subtree_control").exists(), "the top was written");
         assert_eq!(read(j.join("memory.max")), (64u64 << 20).to_string());
         assert_eq!(read(j.join("memory.swap.max")), "0");
         assert_eq!(read(j.join("pids.max")), "64");
@@ -610,29 +699,51 @@ mod tests {
         fs::create_dir_all(dir.join("proc/1")).unwrap();
         assert_eq!(reap_stale(&layout, &tree, &dir.join("proc")), 1);
         assert!(!j.exists());
+        // The root cgroup: root enables the controllers itself; a setuid caller may not.
+        let at_root = detect(PURE_V2, "0::/\n", &tree, &ALL).unwrap();
+        let e = Cgroup::create(&at_root, &tree, "lightjail-10", &ALL, Who::Setuid).unwrap_err();
+        assert!(e.0.contains("only root"), "{e}");
+        assert!(!top.join("cgroup.subtree_control").exists());
+        Cgroup::create(&at_root, &tree, "lightjail-10", &ALL, Who::Root).unwrap();
+        assert_eq!(read(top.join("cgroup.subtree_control")), "+memory +pids +cpu");
+        assert!(top.join("lightjail-10").is_dir());
         fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
-    fn rootless_needs_a_delegated_subtree_and_missing_controllers_are_named() {
-        let (dir, tree) = fake(Some("cpu pids\n"));
-        let e = detect(PURE_V2, "0::/\n", &tree, &ALL).unwrap_err();
-        assert!(e.0.contains("memory"), "{e}");
+    fn pure_v2_caller_cgroup_with_processes_or_not_delegated_is_refused() {
+        let (dir, tree) = fake(Some("cpu pids memory\n"));
         let pids = Limits { pids: Some(10), ..Limits::default() };
-        let layout = detect(PURE_V2, "0::/user.slice/me/ljspawn.scope\n", &tree, &pids).unwrap();
-        let parent = dir.join("sys/fs/cgroup/user.slice/me");
-        fs::create_dir_all(parent.join("ljspawn.scope")).unwrap();
-        let e = Cgroup::create(&layout, &tree, "lightjail-3", &pids, Some(1000)).unwrap_err();
-        assert!(e.0.contains("delegated") && e.0.contains("pids"), "{e}");
-        fs::write(parent.join("cgroup.subtree_control"), "pids").unwrap();
-        Cgroup::create(&layout, &tree, "lightjail-3", &pids, Some(1000)).unwrap();
-        assert_eq!(read(parent.join("lightjail-3/pids.max")), "10");
-        // A caller in the root cgroup: the subtree looked at is the root, never above it.
-        let layout = detect(PURE_V2, "0::/\n", &tree, &pids).unwrap();
-        fs::write(dir.join("sys/fs/cgroup/cgroup.subtree_control"), "pids").unwrap();
-        Cgroup::create(&layout, &tree, "lightjail-4", &pids, Some(1000)).unwrap();
-        assert_eq!(read(dir.join("sys/fs/cgroup/lightjail-4/pids.max")), "10");
-        assert!(!dir.join("sys/fs/lightjail-4").exists());
+        let e = detect(PURE_V2, "0::/\n", &fake(Some("cpu pids\n")).1, &ALL).unwrap_err();
+        assert!(e.0.contains("memory"), "{e}");
+        let scope = dir.join("sys/fs/cgroup/user.slice/me/run.scope");
+        fs::create_dir_all(&scope).unwrap();
+        fs::write(scope.join("cgroup.controllers"), "pids\n").unwrap();
+        let me = crate::sys::getpid();
+        fs::write(scope.join("cgroup.procs"), format!("{me}\n1\n")).unwrap();
+        let layout = detect(PURE_V2, "0::/user.slice/me/run.scope\n", &tree, &pids).unwrap();
+        // Other processes in the caller's cgroup: it cannot delegate.
+        let e = Cgroup::create(&layout, &tree, "lightjail-3", &pids, Who::Setuid).unwrap_err();
+        assert!(e.0.contains("has other processes") && e.0.contains("Delegate=yes"), "{e}");
+        // A controller the parent does not give.
+        let mem = Limits { memory: Some(64 << 20), ..Limits::default() };
+        let e = Cgroup::create(&layout, &tree, "lightjail-3", &mem, Who::Setuid).unwrap_err();
+        assert!(e.0.contains("does not get the memory controller"), "{e}");
+        // ljspawn alone there: it moves into a leaf of its own and enables the controller.
+        fs::write(scope.join("cgroup.procs"), format!("{me}\n")).unwrap();
+        let cg = Cgroup::create(&layout, &tree, "lightjail-3", &pids, Who::Rootless(1000)).unwrap();
+        assert_eq!(read(scope.join("lightjail-3.ljspawn/cgroup.procs")), me.to_string());
+        assert_eq!(read(scope.join("cgroup.subtree_control")), "+pids");
+        assert_eq!(read(scope.join("lightjail-3/pids.max")), "10");
+        assert_eq!(cg.dirs(), [scope.join("lightjail-3")]);
+        // Removing the jail's cgroup puts the caller's back as it was.
+        cg.remove().unwrap();
+        assert!(!scope.join("lightjail-3").exists() && !scope.join("lightjail-3.ljspawn").exists());
+        assert_eq!(read(scope.join("cgroup.subtree_control")), "-pids");
+        assert_eq!(read(scope.join("cgroup.procs")), me.to_string());
+        // Nothing above the caller's cgroup was written.
+        assert!(!dir.join("sys/fs/cgroup/user.slice/me/cgroup.subtree_control").exists());
+        assert!(!dir.join("sys/fs/cgroup/cgroup.subtree_control").exists());
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -3,9 +3,13 @@
 //! A setuid ljspawn is host root from `exec` until [`Privileged::drop`]. Between the two it
 //! does exactly this, in this order, and nothing else as root:
 //! 1. the second look at the plan ([`Privileged::enter`]): what the caller's mode does not
-//!    allow is refused here, in the code that acts, whatever the parser said;
+//!    allow is refused here, in the code that acts, whatever the parser said (user namespace,
+//!    seccomp, network grants, `--idmap-layer`, id maps, cgroup limits against the grant, one
+//!    descriptor given to two fd options);
 //! 2. `-O`/`-E` opened as the caller, by a child that gave up root ([`Privileged::open_outputs`]);
-//! 3. the jail's cgroup made under the granted limits ([`Privileged::make_cgroup`]);
+//! 3. the jail's cgroup made under the granted limits, inside the caller's own cgroup of each
+//!    hierarchy (so it only tightens what the caller is under; see `limits`)
+//!    ([`Privileged::make_cgroup`]);
 //!    the `--idmap-layer` layers opened by ljspawn itself, fd-relative from `/` through a
 //!    store granted in `/etc/lightjail.conf` (no symlink, every directory root-owned and not
 //!    writable by group or others), cloned detached and idmapped onto a user namespace with
@@ -28,7 +32,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::jail;
-use crate::limits::{self, Cgroup, Tree};
+use crate::limits::{self, Cgroup, Tree, Who};
 use crate::net;
 use crate::plan::{self, IdMap, Mode, Net, Plan, RootFs, Seccomp};
 use crate::spawn::{err, SpawnError};
@@ -152,21 +156,25 @@ impl Privileged {
         let read = |p: &str| std::fs::read_to_string(p).map_err(|e| err(format!("cannot read {p}"), e));
         let tree = Tree::real();
         let (mountinfo, self_cgroup) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
-        let rootless = (plan.mode == Mode::Rootless).then(sys::getuid);
+        let who = match plan.mode {
+            Mode::Root => Who::Root,
+            Mode::Setuid => Who::Setuid,
+            Mode::Rootless => Who::Rootless(sys::getuid()),
+        };
         let name = format!("lightjail-{}", sys::getpid());
-        // (The jails of a killed ljspawn also left their delegated v2 cgroups.)
+        // (The jails of a killed ljspawn also left their delegated v2 cgroups; rootless: in the
+        // caller's own cgroup, where it may remove what it left itself.)
         let v2 = limits::detect_v2(&mountinfo, &self_cgroup);
-        if let (None, Some(v2)) = (rootless, &v2) {
+        if let Some(v2) = &v2 {
             limits::reap_stale(v2, &tree, Path::new("/proc"));
         }
         let mut cg = if plan.limits.is_empty() {
             Cgroup::empty(&tree)
         } else {
             let layout = limits::detect(&mountinfo, &self_cgroup, &tree, &plan.limits).map_err(fail)?;
-            if rootless.is_none() {
-                limits::reap_stale(&layout, &tree, Path::new("/proc"));
-            }
-            Cgroup::create(&layout, &tree, &name, &plan.limits, rootless).map_err(fail)?
+            limits::reap_stale(&layout, &tree, Path::new("/proc"));
+            // Inside the caller's own cgroup (see `limits`): nothing outside it is written.
+            Cgroup::create(&layout, &tree, &name, &plan.limits, who).map_err(fail)?
         };
         if plan.delegate_cgroup {
             // Re-checked here, where it is acted on: setuid mode delegates only with a grant.
@@ -189,7 +197,7 @@ impl Privileged {
                 let id = |r: &[crate::plan::IdRange]| r.iter().find(|l| l.inside == 0).map(|l| l.outside);
                 Some((id(&m.uids)?, id(&m.gids)?))
             });
-            if let Err(e) = cg.delegate(&v2, &name, rootless, owner) {
+            if let Err(e) = cg.delegate(&v2, &name, who, owner) {
                 let _ = cg.remove();
                 return Err(fail(e));
             }
@@ -396,12 +404,40 @@ fn open_output(p: &Path, flag: &str) -> Result<OwnedFd, SpawnError> {
 /// Refuses, here in the code that acts, what the caller's mode does not allow, whatever the
 /// plan says (the plan checks the same rules; this is the second look).
 fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
+    // One descriptor, one use, in every mode: a number given to two options would be passed on
+    // after ljspawn closed or reused it (see `plan::build`).
+    let uses: Vec<(&str, i32)> = plan
+        .pass_fds
+        .iter()
+        .map(|&fd| ("--pass-fd", fd))
+        .chain(plan.json_status.map(|fd| ("--json-status", fd)))
+        .chain(plan.seccomp_fd.map(|fd| ("--seccomp-fd", fd)))
+        .collect();
+    for (i, &(a, fd)) in uses.iter().enumerate() {
+        if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
+            return Err(SpawnError {
+                code: EXIT_SETUP,
+                msg: format!("refused: fd {fd} is given to both {b} and {a}"),
+            });
+        }
+    }
     if plan.mode == Mode::Root {
         return Ok(());
     }
     let refuse = |what: &str| {
         Err(SpawnError { code: EXIT_SETUP, msg: format!("{what} is not allowed in {} mode", plan.mode) })
     };
+    // Cgroup limits: rootless callers only where the kernel delegates (checked where the
+    // cgroup is made); setuid callers only within what /etc/lightjail.conf grants them.
+    if plan.mode == Mode::Setuid && !plan.limits.is_empty() {
+        let Some(max) = plan.grants.limits else { return refuse("cgroup limits (no grant)") };
+        let above = |v: Option<f64>, m: Option<f64>| matches!((v, m), (Some(v), Some(m)) if v > m);
+        let f = |v: Option<u64>| v.map(|v| v as f64);
+        let l = &plan.limits;
+        if above(f(l.memory), f(max.memory)) || above(f(l.pids), f(max.pids)) || above(l.cpus, max.cpus) {
+            return refuse("a cgroup limit above the grant");
+        }
+    }
     if plan.userns.is_none() {
         return refuse("a jail without a user namespace");
     }
@@ -546,4 +582,58 @@ pub fn drop_privileges(uid: u32, gid: u32) -> Result<(), SpawnError> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conf::{Grants, MaxLimits};
+    use crate::plan::{build, Caller, Request};
+
+    fn plan(mode: Mode, limits: Option<MaxLimits>) -> Plan {
+        let caller = Caller {
+            mode,
+            uid: 1000,
+            gid: 1000,
+            tty: false,
+            stdin_tty: false,
+            term: None,
+            subuids: vec![],
+            subgids: vec![],
+            grants: Grants { limits, ..Grants::default() },
+            cwd: None,
+            host_links: vec![],
+        };
+        let req = Request { root: Some("/w".into()), command: vec!["true".into()], ..Request::default() };
+        build(&req, &caller, &|_| true).unwrap()
+    }
+
+    /// The second look refuses what the plan would have, if the plan was wrong (or changed).
+    #[test]
+    fn second_look_rechecks_cgroup_grants_and_fd_options() {
+        let grant = MaxLimits { memory: Some(64 << 20), pids: Some(16), cpus: None };
+        let mut p = plan(Mode::Setuid, Some(grant));
+        p.limits.memory = Some(64 << 20);
+        assert!(check_policy(&p).is_ok());
+        p.limits.memory = Some(65 << 20);
+        assert!(check_policy(&p).unwrap_err().msg.contains("above the grant"));
+        p.limits.memory = None;
+        p.limits.pids = Some(17);
+        assert!(check_policy(&p).unwrap_err().msg.contains("above the grant"));
+        p.limits.pids = Some(8);
+        p.grants.limits = None;
+        assert!(check_policy(&p).unwrap_err().msg.contains("no grant"));
+        // Root too: one fd, one use.
+        for mode in [Mode::Root, Mode::Rootless, Mode::Setuid] {
+            let mut p = plan(mode, None);
+            assert!(check_policy(&p).is_ok(), "{mode}");
+            p.pass_fds = vec![7];
+            p.seccomp_fd = Some(7);
+            let e = check_policy(&p).unwrap_err();
+            assert!(e.msg.contains("fd 7 is given to both --pass-fd and --seccomp-fd"), "{mode}: {}", e.msg);
+            p.seccomp_fd = None;
+            p.json_status = Some(7);
+            assert!(check_policy(&p).is_err(), "{mode}");
+        }
+    }
 }

@@ -39,6 +39,7 @@ mod limits {
         dry_run_lists_limits: root rootless;
         memory_sizes: root rootless setuid;
         jail_sees_its_cgroup_as_root: root;
+        jail_cgroup_inside_the_callers: root setuid;
     }
 }
 
@@ -165,24 +166,33 @@ fn wait_jail_cgroup(lj: u32, controller: &str) -> PathBuf {
     dir.expect("found")
 }
 
-/// Every `lightjail-<pid>` cgroup under a `lightjail/` directory at the top of a hierarchy.
+/// Every `lightjail-<pid>` cgroup in any hierarchy (ljspawn makes them inside its caller's
+/// cgroup, wherever that is).
 fn all_lightjail_cgroups() -> Vec<(PathBuf, u32)> {
+    fn walk(dir: &Path, depth: usize, found: &mut Vec<(PathBuf, u32)>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name();
+            let pid = name.to_str().and_then(|s| s.strip_prefix("lightjail-")).and_then(|s| s.parse().ok());
+            match pid {
+                Some(pid) => found.push((e.path(), pid)),
+                None if depth < 8 => walk(&e.path(), depth + 1, found),
+                None => {}
+            }
+        }
+    }
     let mut found = Vec::new();
     let mut seen = Vec::new();
     for m in cgroup_mounts() {
-        let base = Path::new(&m.mount_point).join("lightjail");
+        let base = PathBuf::from(&m.mount_point);
         if seen.contains(&base) {
             continue;
         }
         seen.push(base.clone());
-        let Ok(rd) = fs::read_dir(&base) else { continue };
-        for e in rd.flatten() {
-            let name = e.file_name();
-            let pid = name.to_str().and_then(|s| s.strip_prefix("lightjail-")).and_then(|s| s.parse().ok());
-            if let Some(pid) = pid {
-                found.push((e.path(), pid));
-            }
-        }
+        walk(&base, 0, &mut found);
     }
     found
 }
@@ -838,7 +848,7 @@ fn dry_run_lists_limits(cx: &Ctx) {
 
 /// With limits, the jail's cgroup namespace is rooted at the jail's own cgroup: every line of
 /// its /proc/self/cgroup for the limited controllers ends in `:/` (and so does the v2 line),
-/// while the host sees the jail under `lightjail/lightjail-<pid>`.
+/// while the host sees the jail under `CALLER/lightjail-<pid>`.
 fn jail_sees_its_cgroup_as_root(cx: &Ctx) {
     let out = sh_with(cx, &["--pids", "20", "--memory", "64M"], "cat /proc/self/cgroup").ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -850,4 +860,137 @@ fn jail_sees_its_cgroup_as_root(cx: &Ctx) {
     for l in limited {
         assert!(l.ends_with(":/"), "the jail sees {l:?}, not its own cgroup as /\n{}", out.report());
     }
+}
+
+/// The jail's cgroup is made inside the caller's own (issue 10, item 4): a caller placed in a
+/// cgroup capped at 64M asks for 200M, and its jail is still held at 64M; the jail's cgroup is
+/// under the caller's. On a v1 memory hierarchy (this kind of host) the cap is a child of the
+/// test's own memory cgroup; on pure v2 a cgroup under the root where ljspawn is the only
+/// process (ljspawn then delegates to the jail's cgroup itself).
+fn jail_cgroup_inside_the_callers(cx: &Ctx) {
+    if current_uid() != 0 {
+        cx.skip("needs root to make the caller's capped cgroup");
+        return;
+    }
+    if !need_controllers(cx, &["memory"]) {
+        return;
+    }
+    let mounts = cgroup_mounts();
+    let v2 = mounts.iter().find(|m| m.fstype == "cgroup2").filter(|m| {
+        read_trim(&Path::new(&m.mount_point).join("cgroup.controllers"))
+            .is_some_and(|l| l.split_whitespace().any(|c| c == "memory"))
+    });
+    let (mount, own) = match v2 {
+        Some(m) => {
+            // The root cgroup gives memory to its children (systemd hosts do; else root may).
+            let top = PathBuf::from(&m.mount_point);
+            let enabled = read_trim(&top.join("cgroup.subtree_control")).unwrap_or_default();
+            if !enabled.split_whitespace().any(|c| c == "memory") {
+                if let Err(e) = fs::write(top.join("cgroup.subtree_control"), "+memory") {
+                    cx.skip(&format!("cannot enable the v2 memory controller at the root: {e}"));
+                    return;
+                }
+            }
+            (m.clone(), "/".to_string())
+        }
+        None => {
+            let m = mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == "memory"))
+                .expect("a v1 memory hierarchy")
+                .clone();
+            let me = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+            let path = me
+                .lines()
+                .find_map(|l| {
+                    let mut f = l.splitn(3, ':');
+                    let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+                    c.split(',').any(|x| x == "memory").then(|| p.to_string())
+                })
+                .unwrap_or_else(|| "/".into());
+            (m, path)
+        }
+    };
+    let cap = cgroup_dir(&mount, &own).join(lj_tests::marker("cap"));
+    fs::create_dir(&cap).unwrap_or_else(|e| panic!("mkdir {}: {e}", cap.display()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            // The jail's cgroup is gone by now; a v2 leaf ljspawn left for itself is empty.
+            if let Ok(rd) = fs::read_dir(&self.0) {
+                for e in rd.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        let _ = fs::remove_dir(e.path());
+                    }
+                }
+            }
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(cap.clone());
+    let limit = if v2.is_some() { "memory.max" } else { "memory.limit_in_bytes" };
+    fs::write(cap.join(limit), (64 * MIB).to_string()).expect("cap the caller's cgroup at 64M");
+    for swap in ["memory.swap.max", "memory.memsw.limit_in_bytes"] {
+        if cap.join(swap).exists() {
+            let v = if swap == "memory.swap.max" { "0".to_string() } else { (64 * MIB).to_string() };
+            fs::write(cap.join(swap), v).unwrap_or_else(|e| panic!("{swap}: {e}"));
+        }
+    }
+    let conf = (cx.mode == Mode::Setuid).then(ConfGuard::take);
+    if let Some(c) = &conf {
+        let user = &cx.run_as.as_ref().expect("setuid caller").name;
+        c.set(&format!("limits allow {user} memory=256M\n"));
+    }
+    // Root moves the shell into the capped cgroup, then it becomes the caller and ljspawn (the
+    // same process: ljspawn is the cgroup's only process).
+    let spawn = |script: &str| {
+        let mut argv: Vec<String> =
+            vec!["sh".into(), "-c".into(), "echo $$ > \"$0\"/cgroup.procs && exec \"$@\"".into()];
+        argv.push(cap.display().to_string());
+        if let Some(u) = &cx.run_as {
+            let setpriv = lj_tests::which("setpriv").expect("setpriv");
+            argv.extend([
+                setpriv.display().to_string(),
+                format!("--reuid={}", u.uid),
+                format!("--regid={}", u.gid),
+                "--init-groups".into(),
+                "--reset-env".into(),
+                "--".into(),
+            ]);
+        }
+        argv.push(cx.bin.display().to_string());
+        for a in ["--root", &cx.world_str(), "--memory", "200M", "--", "/bin/sh", "-c", script] {
+            argv.push(a.to_string());
+        }
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]).current_dir(&cx.dir).stdin(std::process::Stdio::null());
+        cmd
+    };
+    // Where the jail's cgroup is, while it runs.
+    let mut sleeper = spawn("sleep 30").stdout(std::process::Stdio::null()).spawn().expect("start ljspawn");
+    let lj = sleeper.id();
+    let found = wait_until(Duration::from_secs(10), || jail_cgroup(lj, "memory").is_some());
+    let dir = jail_cgroup(lj, "memory");
+    // SIGTERM (forwarded to the jail): ljspawn removes the jail's cgroup on the way out.
+    let _ = Command::new("kill").args(["-TERM", &lj.to_string()]).status();
+    let _ = sleeper.wait();
+    assert!(found, "no memory cgroup holds the jail of ljspawn {lj}");
+    let dir = dir.expect("found");
+    assert!(
+        dir.starts_with(&cap),
+        "the jail's cgroup {} is not inside the caller's {}",
+        dir.display(),
+        cap.display()
+    );
+    assert_eq!(dir.file_name().and_then(|n| n.to_str()), Some(format!("lightjail-{lj}").as_str()));
+    assert!(wait_until(Duration::from_secs(5), || !dir.exists()), "{} left behind", dir.display());
+    // 100M of zeros held in memory: within the jail's 200M, above the caller's 64M.
+    let out = lj_tests::run_with_timeout(
+        spawn("head -c 104857600 /dev/zero | tail >/dev/null"),
+        None,
+        Duration::from_secs(60),
+    )
+    .expect("run ljspawn");
+    drop(conf);
+    assert_eq!(out.status(), 137, "the caller's 64M did not hold for the jail\n{}", out.report());
 }

@@ -318,10 +318,22 @@ fn assert_nothing_left(lj: &Lj, name: &str, supervisor: u32, ljspawn: u32) {
     assert!(!host_mountinfo().contains(&dir), "a mount of {dir} is left:\n{}", host_mountinfo());
     let freezer = PathBuf::from(format!("/sys/fs/cgroup/freezer/lightjail/ljail-{supervisor}"));
     assert!(!freezer.exists(), "{} is left", freezer.display());
-    for h in ["memory", "pids", "cpu", "unified"] {
-        let cg = PathBuf::from(format!("/sys/fs/cgroup/{h}/lightjail/lightjail-{ljspawn}"));
-        assert!(!cg.exists(), "{} is left", cg.display());
+    // ljspawn makes the jail's cgroups inside its caller's, wherever that is in each hierarchy.
+    fn find(dir: &std::path::Path, name: &str, depth: usize, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            if e.file_name().to_str() == Some(name) {
+                out.push(e.path());
+            } else if depth < 8 {
+                find(&e.path(), name, depth + 1, out);
+            }
+        }
     }
+    let mut left = Vec::new();
+    for h in ["memory", "pids", "cpu", "cpu,cpuacct", "unified"] {
+        find(&PathBuf::from(format!("/sys/fs/cgroup/{h}")), &format!("lightjail-{ljspawn}"), 0, &mut left);
+    }
+    assert!(left.is_empty(), "cgroups of the jail's ljspawn are left: {left:?}");
 }
 
 /// A busybox httpd service whose data is in the jail's upper: each start counts itself in

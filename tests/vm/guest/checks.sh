@@ -118,7 +118,7 @@ check_root_pids() {
     # Once the bomb is over (the jail counted its processes), while the jail still sleeps.
     i=0
     while ! grep -q procs /tmp/pids.out 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
-    d=$CG/lightjail/lightjail-$lj
+    d=$CG/lightjail-$lj
     run cat $d/pids.max $d/pids.current $d/pids.events
     has 32
     max=$(sed -n 's/^max //p' $d/pids.events)
@@ -138,7 +138,7 @@ check_root_cpus() {
     userns 1
     $LJ --root $W --cpus 0.5 -- /bin/sh -c 'end=$(($(date +%s) + 4)); while [ $(date +%s) -lt $end ]; do :; done' &
     lj=$!
-    d=$CG/lightjail/lightjail-$lj
+    d=$CG/lightjail-$lj
     wait_for -f $d/cpu.stat
     sleep 0.5
     run cat $d/cpu.max
@@ -166,7 +166,7 @@ check_root_cgroup_cleanup() {
     # A SIGKILLed ljspawn cannot remove its cgroup: the jail dies with it, the next run reaps it.
     $LJ --root $W --pids 10 --memory 64M -- /bin/sleep 100 &
     lj=$!
-    d=$CG/lightjail/lightjail-$lj
+    d=$CG/lightjail-$lj
     wait_for -d $d
     [ -d "$d" ] || fail "no cgroup $d for the running jail"
     sleep 0.5
@@ -248,6 +248,16 @@ delegate() {
         fail "the user cannot use its delegated subtree"
     SCOPE=$svc/app.slice/run-1.scope
 }
+# inscope DIR CMD...: CMD as the only process of a new cgroup DIR (as `systemd-run --scope`
+# gives one): ljspawn makes the jail's cgroup inside its caller's, which a v2 cgroup with other
+# processes in it cannot hold.
+inscope_script() {
+    cat > /tmp/inscope <<'EOS'
+#!/bin/sh
+mkdir "$1" && echo $$ > "$1/cgroup.procs" && shift && exec "$@"
+EOS
+    chmod 755 /tmp/inscope
+}
 # uscope SCRIPT: urun in the user's delegated scope (root moves the login there, as systemd).
 uscope() {
     echo "+ (ljtest in $SCOPE) $1"
@@ -266,20 +276,36 @@ check_rootless_delegated_limits() {
     hasnt RAN
     has "delegated to you; $CG is not yours"
     delegate
-    uscope "$LJ --root /home/ljtest/world --memory 16M -- /bin/sh -c 'id -u; head -c 4194304 /dev/zero | tail | wc -c'"
+    inscope_script
+    APP=$(dirname $SCOPE)
+    # Not alone in its cgroup (the login's shell and su are there too): refused, saying why.
+    uscope "$LJ --root /home/ljtest/world --pids 10 -- /bin/echo RAN"
+    want_rc 125
+    hasnt RAN
+    has "has other processes"
+    uscope "/tmp/inscope $APP/run-2.scope $LJ --root /home/ljtest/world --memory 16M -- /bin/sh -c 'id -u; head -c 4194304 /dev/zero | tail | wc -c'"
     want_rc 0
     is "0
 4194304"
-    uscope "$LJ --root /home/ljtest/world --memory 16M -- /bin/sh -c 'head -c 33554432 /dev/zero | tail >/dev/null'"
+    uscope "/tmp/inscope $APP/run-3.scope $LJ --root /home/ljtest/world --memory 16M -- /bin/sh -c 'head -c 33554432 /dev/zero | tail >/dev/null'"
     want_rc 137
     has "$NOTE_OOM"
-    uscope "$LJ --root /home/ljtest/world --pids 16 -- /bin/sh -c '( i=0; while [ \$i -lt 50 ]; do sleep 100 & i=\$((i+1)); done ) 2>/dev/null; n=0; for p in /proc/[0-9]*; do n=\$((n+1)); done; echo procs \$n'"
+    uscope "/tmp/inscope $APP/run-4.scope $LJ --root /home/ljtest/world --pids 16 -- /bin/sh -c '( i=0; while [ \$i -lt 50 ]; do sleep 100 & i=\$((i+1)); done ) 2>/dev/null; n=0; for p in /proc/[0-9]*; do n=\$((n+1)); done; echo procs \$n'"
     want_rc 0
     n=$(printf '%s\n' "$OUT" | sed -n 's/^procs //p')
     [ -n "$n" ] && [ "$n" -le 16 ] && [ "$n" -ge 10 ] || fail "procs in the jail: $n (want 10..16)"
-    uscope "$LJ --root /home/ljtest/world --cpus 0.5 -- /bin/sleep 3 & sleep 1.5; cat $(dirname $SCOPE)/lightjail-*/cpu.max; wait"
+    # The jail's cgroup inside the caller's (the scope), with the limit; the scope as it was after.
+    uscope "/tmp/inscope $APP/run-5.scope $LJ --root /home/ljtest/world --cpus 0.5 -- /bin/sleep 3 & sleep 1.5; cat $APP/run-5.scope/lightjail-*/cpu.max; wait"
     want_rc 0
     has "50000 100000"
+    run cat $APP/run-5.scope/cgroup.subtree_control
+    is ""
+    # A caller capped at 8M by its own cgroup asks for 16M: the jail is held at 8M.
+    mkdir $APP/run-6.scope && echo 8388608 > $APP/run-6.scope/memory.max && echo 0 > $APP/run-6.scope/memory.swap.max &&
+        chown ljtest:ljtest $APP/run-6.scope/cgroup.procs $APP/run-6.scope/cgroup.subtree_control $APP/run-6.scope ||
+        fail "cannot make the capped scope"
+    uscope "sh -c 'echo \$\$ > $APP/run-6.scope/cgroup.procs && exec $LJ --root /home/ljtest/world --memory 16M -- /bin/sh -c \"head -c 12582912 /dev/zero | tail >/dev/null\"'"
+    want_rc 137
     run find $CG/user.slice -name 'lightjail-*'
     is ""
 }
@@ -432,6 +458,9 @@ ls: /etc/hostname: No such file or directory"
 
 check_setuid_limits() {
     userns 0
+    # The jail's cgroup is inside the caller's (here the root cgroup, which the administrator
+    # lets give these controllers to children); ljspawn never enables them for a caller.
+    echo '+memory +pids +cpu' > $CG/cgroup.subtree_control || fail "cannot enable the controllers"
     urun "$SLJ --root $W --memory 16M -- /bin/echo RAN"
     want_rc 125
     hasnt RAN
