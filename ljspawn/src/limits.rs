@@ -474,8 +474,13 @@ fn delegate_v2(
     }
     let leaf = base.join(format!("{name}.ljspawn"));
     mkdir_new(&leaf)?;
-    t.write(&leaf.join("cgroup.procs"), &me.to_string())?;
-    t.write(&base.join("cgroup.subtree_control"), enable.trim())?;
+    let moved = t.write(&leaf.join("cgroup.procs"), &me.to_string());
+    if let Err(e) = moved.and_then(|()| t.write(&base.join("cgroup.subtree_control"), enable.trim())) {
+        // Back as it was: this process in the caller's cgroup, no leaf.
+        let _ = t.write(&base.join("cgroup.procs"), &me.to_string());
+        let _ = fs::remove_dir(&leaf);
+        return Err(e);
+    }
     Ok(Some((base.to_path_buf(), leaf, missing)))
 }
 
