@@ -411,7 +411,10 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
         .iter()
         .map(|&fd| ("--pass-fd", fd))
         .chain(plan.json_status.map(|fd| ("--json-status", fd)))
-        .chain(plan.seccomp_fd.map(|fd| ("--seccomp-fd", fd)))
+        .chain(plan.seccomp_fds.iter().map(|&fd| ("--seccomp-fd", fd)))
+        .chain(plan.block_fd.map(|fd| ("--block-fd", fd)))
+        .chain(plan.userns_block_fd.map(|fd| ("--userns-block-fd", fd)))
+        .chain(plan.info_fd.map(|fd| ("--info-fd", fd)))
         .collect();
     for (i, &(a, fd)) in uses.iter().enumerate() {
         if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
@@ -628,10 +631,10 @@ mod tests {
             let mut p = plan(mode, None);
             assert!(check_policy(&p).is_ok(), "{mode}");
             p.pass_fds = vec![7];
-            p.seccomp_fd = Some(7);
+            p.seccomp_fds = vec![7];
             let e = check_policy(&p).unwrap_err();
             assert!(e.msg.contains("fd 7 is given to both --pass-fd and --seccomp-fd"), "{mode}: {}", e.msg);
-            p.seccomp_fd = None;
+            p.seccomp_fds.clear();
             p.json_status = Some(7);
             assert!(check_policy(&p).is_err(), "{mode}");
         }
