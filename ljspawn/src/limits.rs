@@ -124,7 +124,10 @@ pub enum Who {
 
 /// `path` (absolute, as in /proc/self/cgroup) under `base`.
 fn under(base: &Path, path: &Path) -> PathBuf {
-    base.join(path.strip_prefix("/").unwrap_or(path))
+    match path.strip_prefix("/").unwrap_or(path) {
+        rel if rel.as_os_str().is_empty() => base.to_path_buf(),
+        rel => base.join(rel),
+    }
 }
 
 /// The numbers in a `cgroup.procs` file.

@@ -278,8 +278,8 @@ check_rootless_delegated_limits() {
     delegate
     inscope_script
     APP=$(dirname $SCOPE)
-    # Not alone in its cgroup (the login's shell and su are there too): refused, saying why.
-    uscope "$LJ --root /home/ljtest/world --pids 10 -- /bin/echo RAN"
+    # Not alone in its cgroup (a sleep of the login's is there too): refused, saying why.
+    uscope "sleep 30 & $LJ --root /home/ljtest/world --pids 10 -- /bin/echo RAN; rc=\$?; kill \$!; exit \$rc"
     want_rc 125
     hasnt RAN
     has "has other processes"
