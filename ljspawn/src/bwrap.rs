@@ -66,11 +66,12 @@ ljspawn's bwrap form: bubblewrap's options, in command-line order, on an empty t
     --lock-file DEST, --info-fd FD, --json-status-fd FD, --cap-add CAP, --cap-drop CAP,
     --new-session, --die-with-parent, --level-prefix, --chmod OCTAL PATH, --block-fd FD,
     --userns-block-fd FD, --argv0 VALUE, --as-pid-1, --mqueue DEST, --overlay-src SRC,
-    --overlay RWSRC WORKDIR DEST, --tmp-overlay DEST, --ro-overlay DEST
+    --overlay RWSRC WORKDIR DEST, --tmp-overlay DEST, --ro-overlay DEST, --userns FD,
+    --userns2 FD
 Other bwrap options are refused by name. See ljspawn's README for the differences.";
 
 /// Options bwrap has that this form refuses by name (rather than as unknown).
-const NOT_SUPPORTED: [&str; 5] = ["--userns", "--userns2", "--pidns", "--exec-label", "--file-label"];
+const NOT_SUPPORTED: [&str; 3] = ["--pidns", "--exec-label", "--file-label"];
 
 /// Translates bwrap's arguments (after argv\[0\]) into a request. `env` is the caller's
 /// environment, `host_name` the host's name (kept in the jail unless `--hostname`), and
@@ -166,6 +167,8 @@ pub fn request(
             "--argv0" => r.argv0 = Some(take(&args, &opt, 1, &mut i)?.remove(0)),
             "--block-fd" => r.block_fd = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
             "--userns-block-fd" => r.userns_block_fd = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            "--userns" => r.join_userns = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            "--userns2" => r.join_userns2 = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
             "--chmod" => {
                 let v = take(&args, &opt, 2, &mut i)?;
                 let mode = u32::from_str_radix(&v[0], 8)
@@ -343,6 +346,9 @@ pub fn request(
     if r.userns_block_fd.is_some() && r.info_fd.is_none() {
         return Err(bad("--userns-block-fd requires --info-fd".into()));
     }
+    if r.join_userns.is_some() && unshare_user {
+        return Err(bad("--userns not compatible --unshare-user".into()));
+    }
     if disable_userns && !unshare_user {
         return Err(bad("--disable-userns requires --unshare-user".into()));
     }
@@ -487,7 +493,7 @@ mod tests {
         assert_eq!(parse(&["--bind", "/a"]), Err(BwrapError::Msg("--bind takes 2 arguments".into())));
         assert_eq!(parse(&["--frob", "true"]), Err(BwrapError::Msg("Unknown option --frob".into())));
         assert!(
-            matches!(parse(&["--userns", "3", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
+            matches!(parse(&["--pidns", "3", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
         );
         let msg = |a: &[&str]| match parse(a) {
             Err(BwrapError::Msg(m)) => m,

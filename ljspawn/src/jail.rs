@@ -72,6 +72,10 @@ pub struct Inputs {
     pub block: Option<OwnedFd>,
     /// bwrap's `--userns-block-fd`: ljspawn reads it before the go byte (never the jail).
     pub userns_block: Option<OwnedFd>,
+    /// bwrap's `--userns`: ljspawn joins it before the clone (never the jail).
+    pub userns: Option<OwnedFd>,
+    /// bwrap's `--userns2`: the jail's init joins it once set up.
+    pub userns2: Option<OwnedFd>,
 }
 
 /// A `--pass-fd` descriptor and what it was (device, inode) when ljspawn started.
@@ -501,6 +505,11 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
 
     // Step 7.
     sys::sethostname(&plan.hostname).ctx(|| "cannot set the host name".into())?;
+    if let Some(ns) = &h.inputs.userns2 {
+        // bwrap's --userns2: the rest (network, the program) in that user namespace.
+        sys::setns(ns.as_fd(), libc::CLONE_NEWUSER)
+            .ctx(|| "cannot join the --userns2 user namespace".into())?;
+    }
     if let Some((ljspawn, ready)) = &h.net_join {
         let mut b = [0u8; 1];
         if !matches!(sys::read(ready.as_fd(), &mut b), Ok(1)) {
@@ -1382,14 +1391,24 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
     // setgroups, and there the caller's groups show as the overflow gid).
     // Capabilities are kept inside the jail's own user namespace, or (root only) without one:
     // checked again here, where they would be kept.
-    if !plan.caps.is_empty() && plan.mode != crate::plan::Mode::Root && plan.userns.is_none() {
+    if !plan.caps.is_empty()
+        && plan.mode != crate::plan::Mode::Root
+        && plan.userns.is_none()
+        && plan.join_userns.is_none()
+    {
         return Err(Failure {
             code: EXIT_SETUP,
             msg: format!("--cap-add is not allowed in {} mode", plan.mode),
         });
     }
+    let joined = plan.join_userns.is_some() || plan.join_userns2.is_some();
     if plan.userns.as_ref().is_none_or(|m| m.setgroups) {
-        sys::setgroups_empty().ctx(|| "cannot clear supplementary groups".into())?;
+        match sys::setgroups_empty() {
+            // A joined namespace may deny setgroups (its `setgroups` file): the groups are
+            // then the caller's, as in any rootless namespace.
+            Err(e) if joined && e.raw_os_error() == Some(libc::EPERM) => {}
+            r => r.ctx(|| "cannot clear supplementary groups".into())?,
+        }
     }
     if keep != 0 && plan.uid != 0 {
         sys::set_keepcaps(true).ctx(|| "cannot keep capabilities across setuid".into())?;

@@ -52,6 +52,8 @@ fn main() -> ExitCode {
     keep.extend(&req.seccomp_fds);
     keep.extend(req.block_fd);
     keep.extend(req.userns_block_fd);
+    keep.extend(req.join_userns);
+    keep.extend(req.join_userns2);
     keep.extend(req.info_fd);
     keep.extend(req.mounts.iter().filter_map(|m| match m {
         plan::MountReq::File { fd, .. }
@@ -146,7 +148,18 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => return fail(EXIT_USAGE, &format!("--userns-block-fd: {e}")),
     };
-    let inputs = ljspawn::jail::Inputs { seccomp_extra, files, info, block, userns_block };
+    let take = |fd: Option<i32>, what: &str| {
+        fd.map(sys::take_inherited_fd).transpose().map_err(|e| fail(EXIT_USAGE, &format!("{what}: {e}")))
+    };
+    let userns = match take(plan.join_userns, "--userns") {
+        Ok(u) => u,
+        Err(code) => return code,
+    };
+    let userns2 = match take(plan.join_userns2, "--userns2") {
+        Ok(u) => u,
+        Err(code) => return code,
+    };
+    let inputs = ljspawn::jail::Inputs { seccomp_extra, files, info, block, userns_block, userns, userns2 };
     // Dropping privileges (setuid mode) clears the parent-death signal: spawn sets it again.
     let die_with_parent = req.die_with_parent.then_some(parent);
     match spawn::run(&plan, json, inputs, die_with_parent) {

@@ -132,6 +132,12 @@ pub struct Request {
     pub userns_block_fd: Option<i32>,
     /// bwrap's `--as-pid-1`: the program is the PID namespace's init, no ljspawn init.
     pub as_pid_1: bool,
+    /// bwrap's `--userns FD`: the jail is made in the user namespace FD is open on (ljspawn
+    /// joins it first) instead of a new one.
+    pub join_userns: Option<i32>,
+    /// bwrap's `--userns2 FD`: the jail's init joins the user namespace FD is open on once the
+    /// jail is set up (the program starts there).
+    pub join_userns2: Option<i32>,
     /// `--die-with-parent`: ljspawn (and with it the jail) dies with its own parent.
     pub die_with_parent: bool,
     /// `--join PID`: run the command in the running jail whose PID 1 is PID (see `join`).
@@ -614,6 +620,11 @@ pub struct Plan {
     pub as_pid_1: bool,
     /// bwrap's `/dev`: with the terminal on stdout as `/dev/console`.
     pub dev_console: bool,
+    /// The jail is made in the user namespace this fd is open on (`userns` is then None:
+    /// ljspawn writes no maps; never in setuid mode).
+    pub join_userns: Option<i32>,
+    /// The init joins this user namespace after the mounts (before the program starts).
+    pub join_userns2: Option<i32>,
     /// The administrator's grants this plan relies on (setuid mode), kept for the second
     /// look at the policy before acting.
     pub grants: Grants,
@@ -706,6 +717,10 @@ pub enum PlanError {
     SysfsHostNet(Mode),
     /// `--net-sysctls-rw` with `--net host`.
     NetSysctlsHostNet,
+    /// bwrap's `--userns`/`--userns2` in setuid mode.
+    JoinInSetuid(&'static str),
+    /// `--userns FD` with a new user namespace too.
+    JoinAndNewUserns,
 }
 
 impl fmt::Display for PlanError {
@@ -788,6 +803,8 @@ impl fmt::Display for PlanError {
             IdmapNotGranted(l) => write!(f, "--idmap-layer {l} is not in a store granted to you in /etc/lightjail.conf (a line like 'store DIR allow USER' is missing, DIR the lightjail root holding the layer)"),
             UsernsBlockInSetuid => write!(f, "--userns-block-fd is not available in setuid mode (ljspawn writes the id maps itself there); use rootless mode"),
             UsernsBlockWithoutUserns => write!(f, "--userns-block-fd needs a user namespace of the jail's own (--unshare-user)"),
+            JoinInSetuid(o) => write!(f, "{o} is not available in setuid mode (the namespaces setuid ljspawn makes belong to root, and joining one as root is more than rootless gives); use rootless mode"),
+            JoinAndNewUserns => write!(f, "--userns joins a user namespace: it does not go with a new one (--unshare-user)"),
             OverlayWithoutSrc => write!(f, "an overlay needs at least one lower directory (--overlay-src)"),
             IdmapNotPlain(l) => write!(f, "--idmap-layer '{l}' must be an absolute path without '.', '..', empty components or a trailing '/'"),
             DelegateNotGranted => write!(
@@ -820,6 +837,7 @@ impl PlanError {
             | PlanError::UsernsBlockInSetuid
             | PlanError::DelegateNotGranted
             | PlanError::SysfsHostNet(_)
+            | PlanError::JoinInSetuid(_)
             | PlanError::BadInstall => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
         }
@@ -1074,7 +1092,21 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         None => (0, 0),
     };
 
-    let userns = userns_map(req, caller, uid, gid)?;
+    if caller.mode == Mode::Setuid {
+        // The namespaces setuid ljspawn makes belong to root, and as root it could join
+        // namespaces the caller could not: what rootless would give is nothing here.
+        if req.join_userns.is_some() {
+            return Err(PlanError::JoinInSetuid("--userns"));
+        }
+        if req.join_userns2.is_some() {
+            return Err(PlanError::JoinInSetuid("--userns2"));
+        }
+    }
+    let userns = match req.join_userns {
+        Some(_) if req.userns || req.subids => return Err(PlanError::JoinAndNewUserns),
+        Some(_) => None,
+        None => userns_map(req, caller, uid, gid)?,
+    };
     if req.userns_block_fd.is_some() {
         if caller.mode == Mode::Setuid {
             return Err(PlanError::UsernsBlockInSetuid);
@@ -1092,7 +1124,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     for c in &req.cap_add {
         // Capabilities held in the jail's own user namespace give no power over the host: every
         // mode may keep them there. Only root may keep them without one.
-        if caller.mode != Mode::Root && userns.is_none() {
+        if caller.mode != Mode::Root && userns.is_none() && req.join_userns.is_none() {
             return Err(PlanError::CapsNotAllowed(caller.mode));
         }
         let n = if c.eq_ignore_ascii_case("all") {
@@ -1312,6 +1344,9 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     for fd in req.block_fd.iter().chain(&req.userns_block_fd) {
         check_fd("--block-fd", *fd, open_fd)?;
     }
+    for fd in req.join_userns.iter().chain(&req.join_userns2) {
+        check_fd("--userns", *fd, open_fd)?;
+    }
     // One descriptor, one use: ljspawn closes --seccomp-fd after reading it and keeps
     // --json-status for itself, so a number given twice would pass on whatever reuses it.
     let uses: Vec<(&'static str, i32)> = req
@@ -1323,6 +1358,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         .chain(req.block_fd.map(|fd| ("--block-fd", fd)))
         .chain(req.userns_block_fd.map(|fd| ("--userns-block-fd", fd)))
         .chain(req.info_fd.map(|fd| ("--info-fd", fd)))
+        .chain(req.join_userns.map(|fd| ("--userns", fd)))
+        .chain(req.join_userns2.map(|fd| ("--userns2", fd)))
         .collect();
     for (i, &(a, fd)) in uses.iter().enumerate() {
         if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
@@ -1381,6 +1418,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         argv0: if reexec { Some("bwrap".into()) } else { req.argv0.clone() },
         as_pid_1: req.as_pid_1,
         dev_console: req.bwrap,
+        join_userns: req.join_userns,
+        join_userns2: req.join_userns2,
         grants: caller.grants.clone(),
         pty,
         stop_signal: req.stop_signal.unwrap_or(libc::SIGTERM),
@@ -1590,6 +1629,11 @@ impl fmt::Display for Plan {
                     if m.setgroups { "allow (a gid range is mapped)" } else { "deny" }
                 )?;
             }
+            None if self.join_userns.is_some() => writeln!(
+                f,
+                "user namespace: joined (bwrap --userns fd {}), its own maps",
+                self.join_userns.unwrap_or(-1)
+            )?,
             None => writeln!(f, "uid map: none (no user namespace: jail ids are host ids)")?,
         }
         writeln!(f, "mounts:")?;
@@ -1872,6 +1916,23 @@ mod tests {
             build(&req(&[SELF_EXE]), &caller(Mode::Rootless), &none_open).unwrap().seccomp,
             Seccomp::Default
         );
+    }
+
+    #[test]
+    fn joining_a_user_namespace_is_not_for_setuid() {
+        let open = |_| true;
+        let r = Request { join_userns: Some(3), ..bwrap_req(&["true"]) };
+        let p = build(&r, &caller(Mode::Rootless), &open).unwrap();
+        assert_eq!((&p.userns, p.join_userns), (&None, Some(3)));
+        assert_eq!(p.clone_flags() & libc::CLONE_NEWUSER as u64, 0);
+        assert_eq!(build(&r, &caller(Mode::Setuid), &open), Err(PlanError::JoinInSetuid("--userns")));
+        let r = Request { join_userns2: Some(4), ..bwrap_req(&["true"]) };
+        assert_eq!(build(&r, &caller(Mode::Setuid), &open), Err(PlanError::JoinInSetuid("--userns2")));
+        let r = Request { join_userns: Some(3), userns: true, ..bwrap_req(&["true"]) };
+        assert_eq!(build(&r, &caller(Mode::Rootless), &open), Err(PlanError::JoinAndNewUserns));
+        // A capability is kept in the joined namespace, as in a new one.
+        let r = Request { join_userns: Some(3), cap_add: vec!["net_admin".into()], ..bwrap_req(&["true"]) };
+        assert!(build(&r, &caller(Mode::Rootless), &open).is_ok());
     }
 
     #[test]

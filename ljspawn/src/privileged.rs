@@ -441,7 +441,11 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
             return refuse("a cgroup limit above the grant");
         }
     }
-    if plan.userns.is_none() {
+    // Joining a user namespace (bwrap's --userns, --userns2) is rootless only.
+    if plan.mode == Mode::Setuid && (plan.join_userns.is_some() || plan.join_userns2.is_some()) {
+        return refuse("joining a user namespace");
+    }
+    if plan.userns.is_none() && plan.join_userns.is_none() {
         return refuse("a jail without a user namespace");
     }
     // (Capabilities are kept only inside the jail's own user namespace, checked above.)

@@ -205,6 +205,20 @@ fn clone_jail(
         net_join = Some((me, r));
         net_ready = Some(w);
     }
+    if let Some(ns) = inputs.userns.take() {
+        // bwrap's --userns: the jail's namespaces are made inside that one (rootless or root:
+        // the plan and the privileged side refuse it in setuid mode).
+        sys::setns(ns.as_fd(), libc::CLONE_NEWUSER).map_err(|e| {
+            remove(err(
+                if e.raw_os_error() == Some(libc::EINVAL) {
+                    "cannot join the --userns user namespace (it might not be a descendant of yours)"
+                } else {
+                    "cannot join the --userns user namespace"
+                },
+                e,
+            ))
+        })?;
+    }
     // PID 1 sets up with umask 0 (modes are given explicitly); the program gets ours back.
     let umask = sys::umask(0);
     let pid = match sys::clone_fork(flags) {
@@ -244,7 +258,7 @@ fn clone_jail(
         }
     };
     drop((net_join, status_w, exit_w, maps_r, outputs, idmapped, pty_theirs));
-    drop(inputs.block.take());
+    drop((inputs.block.take(), inputs.userns2.take()));
     Ok(Cloned {
         pid,
         status_r,

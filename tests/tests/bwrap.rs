@@ -30,6 +30,7 @@ mod bwrap {
         console_on_a_terminal: root rootless setuid;
         nested_through_proc_self_exe: root rootless setuid;
         userns_block_fd: root rootless setuid;
+        join_user_namespaces: root rootless setuid;
     }
 }
 
@@ -673,6 +674,62 @@ fn userns_block_fd(cx: &Ctx) {
     assert_eq!(
         (map, lines[1].as_str()),
         (vec!["0", &*cx.caller_uid.to_string(), "1"], "0"),
+        "{}",
+        out.report()
+    );
+}
+
+/// `--userns FD`: the sandbox is made in the user namespace of another one (bwrap's
+/// test-specifying-userns.sh, in our words); `--userns2 FD`: its program ends up in a user
+/// namespace made inside that one. Both refused in setuid mode.
+fn join_user_namespaces(cx: &Ctx) {
+    let d = cx.tempdir();
+    let dir = d.str();
+    // A first sandbox: its program leaves a process in the sandbox's user namespace, then
+    // makes one of its own (Y) and waits. The second sandbox joins them.
+    let hs = "\"$@\" --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc";
+    let first = format!(
+        "{hs} --dev /dev --bind {dir} {dir} --info-fd 8 --unshare-user --cap-add ALL -- \
+         sh -c 'sleep 600 & readlink /proc/self/ns/user > {dir}/outer-ns; \
+         exec unshare --user --map-root-user sh -c \"readlink /proc/self/ns/user > {dir}/inner-ns; cat {dir}/fifo\"'"
+    );
+    let kids = |p: &str| format!("$(cat /proc/{p}/task/{p}/children | cut -d' ' -f1)");
+    let script = format!(
+        "mkfifo {dir}/fifo; {first} 8>{dir}/info >/dev/null & bg=$!; \
+         for i in $(seq 100); do test -s {dir}/inner-ns && break; sleep 0.1; done; \
+         init=$(grep -o '\"child-pid\": *[0-9]*' {dir}/info | grep -o '[0-9]*$'); \
+         inner={k1}; outer={k2}; \
+         {hs} --userns 11 -- sh -c 'readlink /proc/self/ns/user' 11</proc/$outer/ns/user; echo status $?; \
+         {hs} --userns 11 --userns2 12 --uid 0 --gid 0 -- sh -c 'readlink /proc/self/ns/user' \
+            11</proc/$outer/ns/user 12</proc/$inner/ns/user; echo status $?; \
+         cat {dir}/outer-ns {dir}/inner-ns; echo done > {dir}/fifo; wait $bg",
+        k1 = kids("$init"),
+        k2 = kids("$inner"),
+    );
+    if cx.mode == Mode::Setuid {
+        for opt in ["--userns", "--userns2"] {
+            let out = host(cx)
+                .args([opt, "11", "--", "true"])
+                .wrapper(["sh", "-c", "exec \"$@\" 11</proc/self/ns/user", "sh"])
+                .run();
+            let out = out.expect_status(1);
+            assert!(
+                out.stderr.contains(&format!("{opt} is not available in setuid mode")),
+                "{}",
+                out.report()
+            );
+        }
+        return;
+    }
+    let out = cx.ljspawn().arg("--bwrap").wrapper(["bash", "-c", &script, "sh"]).run();
+    let lines = out.lines();
+    let out = out.ok();
+    assert_eq!(lines.len(), 6, "{}", out.report());
+    let (outer, inner) = (&lines[4], &lines[5]);
+    assert!(outer.starts_with("user:[") && outer != inner, "{}", out.report());
+    assert_eq!(
+        lines[..4],
+        [outer.clone(), "status 0".into(), inner.clone(), "status 0".into()],
         "{}",
         out.report()
     );
