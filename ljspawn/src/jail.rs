@@ -239,8 +239,17 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     let proc_mnt = new_proc()?;
     let mut host: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.mounts.len());
     let mut devices = None;
+    let mut contents = h.inputs.files.iter();
     for m in &plan.mounts {
+        // (The content of each File and Data mount, in plan order.)
+        let content =
+            if matches!(m, Mount::File { .. } | Mount::Data { .. }) { contents.next() } else { None };
         host.push(match m {
+            Mount::Data { dest, ro, mode, .. } => {
+                let data = content
+                    .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
+                Some(data_file(data, *mode, *ro, dest)?)
+            }
             Mount::Bind { src, ro, dev, .. } => Some(bind_source(&src.display().to_string(), *ro, *dev)?),
             // bwrap's --bind-try: a source that does not exist is skipped, any other error is one.
             Mount::BindTry { src, ro, dev, .. } => match bind_source(&src.display().to_string(), *ro, *dev) {
@@ -387,25 +396,11 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 let kind = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Kind::Dir } else { Kind::File };
                 attach(&root, src.as_fd(), dest, kind, Own::No)?;
             }
-            Mount::Data { dest, ro, mode, .. } => {
-                let data = files
-                    .next()
-                    .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
-                let t = tmpfs(0o700, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
-                    .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
-                let f = sys::openat2(
-                    Some(t.as_fd()),
-                    "data",
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-                    *mode,
-                    sys::RESOLVE_BENEATH,
-                )
-                .ctx(|| format!("cannot create the file for {dest}"))?;
-                sys::write_all(f.as_fd(), data).ctx(|| format!("cannot write the file for {dest}"))?;
-                drop(f);
-                let p = sys::openat2(Some(t.as_fd()), "data", libc::O_PATH, 0, sys::RESOLVE_BENEATH)
-                    .ctx(|| format!("cannot open the file for {dest}"))?;
-                let mnt = bind_fd(p, dest, *ro, false)?;
+            Mount::Data { dest, .. } => {
+                // Made before pivot_root (see `data_file`); its content was used there.
+                files.next();
+                let mnt =
+                    src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no file for {dest}") })?;
                 attach(&root, mnt.as_fd(), dest, Kind::File, Own::No)?;
             }
             Mount::Overlay { dest, .. } => {
@@ -731,6 +726,34 @@ fn overlay(layers: &[String], shown: &[String], upper: Upper<'_>, opt: &str) -> 
         d.hold();
     }
     Ok(root)
+}
+
+/// bwrap's `--bind-data`: a file of its own holding `data`, `mode`, as a detached bind to
+/// attach at `dest`. Made before pivot_root: its tmpfs is attached over this (private) mount
+/// namespace's `/` while the file is cloned (a kernel before 6.15 clones no mount of a detached
+/// tree), then detached again.
+fn data_file(data: &[u8], mode: u32, ro: bool, dest: &str) -> Result<OwnedFd> {
+    let t = tmpfs(0o700, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
+        .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
+    let f = sys::openat2(
+        Some(t.as_fd()),
+        "data",
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        mode,
+        sys::RESOLVE_BENEATH,
+    )
+    .ctx(|| format!("cannot create the file for {dest}"))?;
+    sys::write_all(f.as_fd(), data).ctx(|| format!("cannot write the file for {dest}"))?;
+    drop(f);
+    let slash = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+        .ctx(|| "cannot open the host's /".into())?;
+    sys::move_mount(t.as_fd(), slash.as_fd()).ctx(|| format!("cannot attach the tmpfs for {dest}"))?;
+    let p = sys::openat2(Some(t.as_fd()), "data", libc::O_PATH, 0, sys::RESOLVE_BENEATH)
+        .ctx(|| format!("cannot open the file for {dest}"));
+    let mnt = p.and_then(|p| bind_fd(p, dest, ro, false));
+    sys::umount_detach(&format!("/proc/self/fd/{}", t.as_raw_fd()))
+        .ctx(|| format!("cannot detach the tmpfs for {dest}"))?;
+    mnt
 }
 
 fn tmpfs(mode: u32, attrs: u64) -> io::Result<OwnedFd> {

@@ -2,7 +2,8 @@
 //! `tests/vm/run.sh` (once per `make test`, after `tests/prepare.sh`), where the checks of
 //! `tests/vm/guest/checks.sh` run what this host cannot: pure cgroup v2 limits as root and
 //! rootless under a delegated subtree, setuid mode with `kernel.unprivileged_userns_clone = 0`,
-//! overlays and ljbuild on a kernel without `lowerdir+` and whose tmpfs has no user xattrs.
+//! overlays and ljbuild on a kernel without `lowerdir+` and whose tmpfs has no user xattrs,
+//! and `flatpak run` through the setuid bwrap form where user namespaces are forbidden.
 //!
 //! Each check is one test here, `vm::NAME`, passing when the guest reported status 0 for it and
 //! failing with the check's output (and the kernel's messages) otherwise. A VM that did not
@@ -106,4 +107,5 @@ vm_checks! {
     setuid_escapes,
     setuid_ljbuild,
     setuid_idmap_layer,
+    setuid_flatpak,
 }

@@ -137,6 +137,18 @@ for b in "$src/ljspawn" "$src/ljbuild" "$g/bin/tar" "$g/lj/ip"; do
             cp -L "$lib" "$g$lib"
         done
 done
+# flatpak (issue 14: `flatpak run` through setuid ljspawn where user namespaces are forbidden),
+# with its libraries; its installation goes on the disk below.
+fp=$(command -v flatpak || true)
+if [ -n "$fp" ]; then
+    mkdir -p "$g/usr/bin"
+    cp "$fp" "$g/usr/bin/flatpak"
+    ldd "$fp" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p' |
+        while read -r lib; do
+            mkdir -p "$g$(dirname "$lib")"
+            [ -e "$g$lib" ] || cp -L "$lib" "$g$lib"
+        done
+fi
 if ldd "$src/ljspawn" 2>/dev/null | grep -q '=>'; then
     say "note: $src/ljspawn is dynamically linked (make build makes it static): its libraries are copied in"
 fi
@@ -148,11 +160,38 @@ install -m 0755 tests/vm/guest/checks.sh "$g/lj/checks.sh"
 d=$out/disk
 mkdir -p "$d/lj" "$d/user"
 worlds/busybox/make-world.sh "$d/worlds/busybox" >/dev/null
+if [ -n "$fp" ]; then
+    # A busybox runtime and a one-script app, built offline with flatpak's own tools into a
+    # private system installation (as tests/tests/flatpak.rs does on the host).
+    f=$d/flatpak
+    mkdir -p "$f/home" "$f/rt/files/bin"
+    (
+        set -e
+        cd "$f"
+        export HOME=$f/home FLATPAK_SYSTEM_DIR=$f/sys
+        arch=$(flatpak --default-arch)
+        cp "$bb" rt/files/bin/busybox
+        for c in sh echo cat id head; do ln -s busybox "rt/files/bin/$c"; done
+        printf '[Runtime]\nname=org.lj.Platform\nruntime=org.lj.Platform/%s/1\nsdk=org.lj.Platform/%s/1\n' "$arch" "$arch" > rt/metadata
+        flatpak build-export --runtime --files=files repo rt 1
+        flatpak --system remote-add --no-gpg-verify lj "$f/repo"
+        flatpak --system install -y --noninteractive lj org.lj.Platform//1
+        flatpak build-init app org.lj.Hello org.lj.Platform org.lj.Platform 1
+        mkdir -p app/files/bin
+        printf '#!/bin/sh\necho hello from flatpak\nhead -2 /.flatpak-info\nid -u\n' > app/files/bin/hello
+        chmod +x app/files/bin/hello
+        flatpak build-finish app --command=hello
+        flatpak build-export repo app
+        flatpak --system install -y --noninteractive lj org.lj.Hello
+        rm -rf repo rt app home
+        chmod -R a+rX "$f"
+    ) >"$out/flatpak.log" 2>&1 || finish "fail: cannot build the flatpak app for the guest: $(tail -n 1 "$out/flatpak.log")"
+fi
 chmod 0755 "$d/worlds"
 chown 1000:1000 "$d/user"
 chmod 0700 "$d/lj"
 rm -f "$out/disk.img"
-mkfs.ext4 -q -F -L ljvm -d "$d" "$out/disk.img" 96M >"$out/mkfs.log" 2>&1 ||
+mkfs.ext4 -q -F -L ljvm -d "$d" "$out/disk.img" 128M >"$out/mkfs.log" 2>&1 ||
     finish "fail: mkfs.ext4 -d failed: $(tail -n 1 "$out/mkfs.log")"
 rm -rf "$d"
 

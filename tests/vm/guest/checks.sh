@@ -456,6 +456,27 @@ ls: /etc/hostname: No such file or directory"
     is x
 }
 
+# An unmodified `flatpak run` of an installed app, through a link named bwrap to the setuid
+# ljspawn, where unprivileged user namespaces are forbidden; the rootless binary cannot.
+check_setuid_flatpak() {
+    userns 0
+    [ -x /usr/bin/flatpak ] || fail "no flatpak in the guest (flatpak is not installed on the host: make deps)"
+    [ -d /mnt/disk/flatpak/sys ] || fail "no flatpak installation on the disk"
+    mkdir -p /lj/sbwrap /lj/ubwrap
+    ln -sf "$SLJ" /lj/sbwrap/bwrap
+    ln -sf "$LJ" /lj/ubwrap/bwrap
+    env="HOME=/tmp/fp-home XDG_RUNTIME_DIR=/tmp/fp-run FLATPAK_SYSTEM_DIR=/mnt/disk/flatpak/sys"
+    urun "mkdir -p /tmp/fp-home /tmp/fp-run && chmod 700 /tmp/fp-run && $env FLATPAK_BWRAP=/lj/sbwrap/bwrap /usr/bin/flatpak --system run org.lj.Hello"
+    want_rc 0
+    has "hello from flatpak"
+    has "name=org.lj.Hello"
+    printf '%s\n' "$OUT" | grep -qx 1000 || fail "the app did not run as uid 1000"
+    urun "$env FLATPAK_BWRAP=/lj/ubwrap/bwrap /usr/bin/flatpak --system run org.lj.Hello"
+    [ "$RC" != 0 ] || fail "rootless ljspawn ran flatpak with user namespaces forbidden"
+    hasnt "hello from flatpak"
+    has "$USERNS_MSG"
+}
+
 check_setuid_limits() {
     userns 0
     # The jail's cgroup is inside the caller's (here the root cgroup, which the administrator
@@ -556,7 +577,8 @@ DONE"
 
 ALL="kernel_layout root_memory_oom root_pids root_cpus root_cgroup_cleanup net_bridge_macvlan
      rootless_delegated_limits overlay_root overlay_stack ljbuild_root
-     userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild setuid_idmap_layer"
+     userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild setuid_idmap_layer
+     setuid_flatpak"
 
 case ${1:-all} in
 all)
