@@ -178,7 +178,7 @@ fn exit_codes_and_messages(cx: &Ctx) {
     };
     one(&["--", "no-such-program"], "no-such-program");
     one(&["--frobnicate", "true"], "Unknown option --frobnicate");
-    one(&["--userns", "3", "true"], "--userns is not supported");
+    one(&["--pidns", "3", "true"], "--pidns is not supported");
     one(&["--bind", "/nonexistent-src", "/x", "true"], "/nonexistent-src");
     one(&["--dir"], "--dir takes 1 argument");
 }
