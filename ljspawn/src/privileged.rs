@@ -415,6 +415,8 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
         .chain(plan.block_fd.map(|fd| ("--block-fd", fd)))
         .chain(plan.userns_block_fd.map(|fd| ("--userns-block-fd", fd)))
         .chain(plan.info_fd.map(|fd| ("--info-fd", fd)))
+        .chain(plan.join_userns.map(|fd| ("--userns", fd)))
+        .chain(plan.join_userns2.map(|fd| ("--userns2", fd)))
         .collect();
     for (i, &(a, fd)) in uses.iter().enumerate() {
         if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
