@@ -240,6 +240,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     let mut host: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.mounts.len());
     let mut devices = None;
     let mut contents = h.inputs.files.iter();
+    let mut masked_src = false;
     for m in &plan.mounts {
         // (The content of each File and Data mount, in plan order.)
         let content =
@@ -266,7 +267,12 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 devices = Some(host_devices(plan.dev_console && !plan.pty)?);
                 None
             }
-            Mount::ProcMask { .. } => Some(masking_null()?),
+            // One bind of /dev/null serves every mask: each further mask is a clone of the first,
+            // made once it is attached (its restrictions come with it).
+            Mount::ProcMask { .. } if !masked_src => {
+                masked_src = true;
+                Some(masking_null()?)
+            }
             Mount::Overlay { srcs, upper, tmp, .. } => {
                 let names: Vec<String> = srcs.iter().map(|s| s.display().to_string()).collect();
                 let up = match (upper, tmp) {
@@ -327,6 +333,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     // The devpts of the first /dev: where the jail's pty comes from.
     let mut pts: Option<OwnedFd> = None;
     let mut files = h.inputs.files.iter();
+    let mut mask = Mask::None;
     for (m, src) in plan.mounts.iter().zip(host) {
         match m {
             Mount::Proc { dest } => {
@@ -355,9 +362,10 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                     code: EXIT_SETUP,
                     msg: format!("{path}: proc is not mounted"),
                 })?;
-                let null =
-                    src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: "mask source missing".into() })?;
-                proc_mask(mnt, dest, path, null)?
+                if let Some(null) = src {
+                    mask = Mask::Detached(null);
+                }
+                proc_mask(mnt, dest, path, &mut mask)?
             }
             Mount::Dev { dest } => {
                 let devs = devices
@@ -477,7 +485,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
             }
         }
     }
-    drop(proc_at);
+    drop((proc_at, mask));
     // The jail's pty, from its own devpts: the master to ljspawn, the slave for the program.
     let slave = match (&h.pty, pts) {
         (Some(sock), Some(pts)) => {
@@ -1039,9 +1047,18 @@ fn masking_null() -> Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Hides `path` (under the proc mounted at `proc_dest`) under `null`, looked up in the proc
-/// mount itself; a file this kernel's proc does not have needs no mask.
-fn proc_mask(proc: &OwnedFd, proc_dest: &str, path: &str, null: OwnedFd) -> Result<()> {
+/// The source of the /proc masks: the read-only bind of /dev/null made before pivot_root,
+/// then, once attached on the first mask, that mask (each further one is a clone of it).
+enum Mask {
+    None,
+    Detached(OwnedFd),
+    Attached(OwnedFd),
+}
+
+/// Hides `path` (under the proc mounted at `proc_dest`) under the mask source, looked up in
+/// the proc mount itself; a file this kernel's proc does not have needs no mask (and costs no
+/// bind: an unattached one would be dissolved when closed, after an RCU grace period).
+fn proc_mask(proc: &OwnedFd, proc_dest: &str, path: &str, mask: &mut Mask) -> Result<()> {
     let rel = path.strip_prefix(proc_dest).unwrap_or(path).trim_start_matches('/');
     let resolve = sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV;
     let target = match sys::openat2(Some(proc.as_fd()), rel, libc::O_PATH | libc::O_NOFOLLOW, 0, resolve) {
@@ -1049,7 +1066,22 @@ fn proc_mask(proc: &OwnedFd, proc_dest: &str, path: &str, null: OwnedFd) -> Resu
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(setup_err(format!("cannot open {path} in the jail's proc"), e)),
     };
-    sys::move_mount(null.as_fd(), target.as_fd()).ctx(|| format!("cannot mask {path}"))
+    let src = match std::mem::replace(mask, Mask::None) {
+        Mask::Detached(null) => null,
+        // A clone of an attached mask keeps its mount flags (read-only, nosuid, nodev, noexec).
+        Mask::Attached(first) => {
+            let clone = sys::open_tree(Some(first.as_fd()), "", sys::OPEN_TREE_CLONE)
+                .ctx(|| format!("cannot bind the mask for {path}"));
+            *mask = Mask::Attached(first);
+            clone?
+        }
+        Mask::None => return Err(Failure { code: EXIT_SETUP, msg: "mask source missing".into() }),
+    };
+    sys::move_mount(src.as_fd(), target.as_fd()).ctx(|| format!("cannot mask {path}"))?;
+    if matches!(mask, Mask::None) {
+        *mask = Mask::Attached(src);
+    }
+    Ok(())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -1468,13 +1468,13 @@ pub fn userns_hint(errno: i32, mode: Mode, s: &UsernsSysctls) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rlimit {
     pub name: &'static str,
-    pub resource: u32,
+    pub resource: crate::sys::Resource,
     pub soft: u64,
     pub hard: u64,
 }
 
 /// The resources `--rlimit` knows, by their `ulimit`/`prlimit` names.
-pub const RLIMITS: [(&str, u32); 10] = [
+pub const RLIMITS: [(&str, crate::sys::Resource); 10] = [
     ("as", libc::RLIMIT_AS),
     ("core", libc::RLIMIT_CORE),
     ("cpu", libc::RLIMIT_CPU),

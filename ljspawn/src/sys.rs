@@ -117,7 +117,7 @@ pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
             // SAFETY: plain values: close_range takes a numeric range; no descriptor in it is
             // owned by a Rust object at this point (ljspawn opens nothing before sanitizing),
             // so no `OwnedFd` is left dangling.
-            cvt_unit(unsafe { libc::close_range(first, last, 0) })?;
+            cvt(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) })?;
         }
         first = fd.saturating_add(1);
     }
@@ -443,7 +443,7 @@ pub fn wait_signal(timeout: Option<std::time::Duration>) -> io::Result<Option<(c
     let tsp = match timeout {
         Some(d) => {
             ts = libc::timespec {
-                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_sec: d.as_secs().min(i64::MAX as u64) as _,
                 tv_nsec: d.subsec_nanos() as libc::c_long,
             };
             &ts as *const libc::timespec
@@ -660,10 +660,16 @@ pub fn sethostname(name: &str) -> io::Result<()> {
     cvt_unit(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
 }
 
-pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> io::Result<()> {
+/// A resource number of `setrlimit` (glibc takes an unsigned, musl a signed int).
+#[cfg(target_env = "musl")]
+pub type Resource = libc::c_int;
+#[cfg(not(target_env = "musl"))]
+pub type Resource = libc::__rlimit_resource_t;
+
+pub fn setrlimit(resource: Resource, soft: u64, hard: u64) -> io::Result<()> {
     let r = libc::rlimit { rlim_cur: soft, rlim_max: hard };
     // SAFETY: out-parameters: `r` is a live rlimit read by the kernel.
-    cvt_unit(unsafe { libc::setrlimit(resource as _, &r) })
+    cvt_unit(unsafe { libc::setrlimit(resource, &r) })
 }
 
 /// Installs a classic BPF seccomp program (raw `struct sock_filter` array bytes).
@@ -1006,7 +1012,7 @@ pub fn ifindex(name: &str) -> io::Result<i32> {
     }
     // SAFETY: borrowed fds and out-parameters: `ifr` is a live ifreq with a NUL-terminated name
     // (the name is shorter than IFNAMSIZ and the rest is zero).
-    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFINDEX, &mut ifr) })?;
+    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFINDEX as _, &mut ifr) })?;
     // SAFETY: reading the union member that SIOCGIFINDEX just filled.
     Ok(unsafe { ifr.ifr_ifru.ifru_ifindex })
 }
@@ -1022,12 +1028,12 @@ pub fn loopback_up() -> io::Result<()> {
         *d = *s as libc::c_char;
     }
     // SAFETY: borrowed fds and out-parameters: `ifr` is a live ifreq naming "lo".
-    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) })?;
+    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS as _, &mut ifr) })?;
     // SAFETY: reading the union member that SIOCGIFFLAGS just filled.
     let flags = unsafe { ifr.ifr_ifru.ifru_flags };
     ifr.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: borrowed fds and out-parameters: `ifr` is a live ifreq naming "lo".
-    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) })
+    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS as _, &ifr) })
 }
 
 // ---- descriptors handed over by the caller ---------------------------------------------
