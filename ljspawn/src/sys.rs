@@ -1135,7 +1135,7 @@ pub fn pty_peer(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     let flags = (libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) as libc::c_ulong;
     // SAFETY: borrowed fds and plain values: TIOCGPTPEER takes open flags as an integer and
     // returns a new descriptor.
-    let fd = unsafe { libc::ioctl(fd.as_raw_fd(), TIOCGPTPEER, flags) };
+    let fd = unsafe { libc::ioctl(fd.as_raw_fd(), TIOCGPTPEER as _, flags) };
     cvt_fd(fd as c_long)
 }
 
@@ -1288,7 +1288,7 @@ pub fn recv_fd(sock: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
     }
     let want = FdCmsg::new(0).hdr.cmsg_len;
     if msg.msg_flags & libc::MSG_CTRUNC != 0
-        || (msg.msg_controllen as usize) < want
+        || msg.msg_controllen < want as _
         || cmsg.hdr.cmsg_level != libc::SOL_SOCKET
         || cmsg.hdr.cmsg_type != libc::SCM_RIGHTS
         || cmsg.hdr.cmsg_len != want
