@@ -102,9 +102,9 @@ pub struct Handover {
     /// Make the cgroup namespace after the go byte, once ljspawn moved us into the jail's
     /// cgroup (it was left out of the clone).
     pub cgroupns_late: bool,
-    /// ljspawn makes the jail's network namespace in parallel with this setup: a pidfd of
-    /// ljspawn, and the pipe that says the namespace is ready (loopback up) to be joined.
-    pub net_join: Option<(OwnedFd, OwnedFd)>,
+    /// ljspawn makes the jail's network namespace in parallel with this setup and sends it
+    /// (loopback up) on this socket, to be joined; end of file if it failed.
+    pub net_join: Option<OwnedFd>,
     /// The `--idmap-layer` layers, made by the privileged side (one per layer, None for a
     /// plain one; empty without any): detached mounts, idmapped, read-only.
     pub idmapped: Vec<Option<OwnedFd>>,
@@ -513,12 +513,9 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
         sys::setns(ns.as_fd(), libc::CLONE_NEWUSER)
             .ctx(|| "cannot join the --userns2 user namespace".into())?;
     }
-    if let Some((ljspawn, ready)) = &h.net_join {
-        let mut b = [0u8; 1];
-        if !matches!(sys::read(ready.as_fd(), &mut b), Ok(1)) {
-            sys::exit_now(EXIT_SETUP as i32);
-        }
-        sys::setns(ljspawn.as_fd(), libc::CLONE_NEWNET)
+    if let Some(sock) = &h.net_join {
+        let Ok(Some(netns)) = sys::recv_fd(sock.as_fd()) else { sys::exit_now(EXIT_SETUP as i32) };
+        sys::setns(netns.as_fd(), libc::CLONE_NEWNET)
             .ctx(|| "cannot join the jail's network namespace".into())?;
     } else if plan.net != Net::Host {
         sys::loopback_up().ctx(|| "cannot bring up the loopback interface".into())?;

@@ -20,7 +20,10 @@
 //!    plumbed (a granted bridge or macvlan), its PID 1 moved into the cgroup, and the reaper
 //!    started (a root process that removes the cgroup once ljspawn is gone);
 //! 5. [`Privileged::drop`]: every id set to the caller's, capabilities read back as empty,
-//!    and `setresuid(0)` seen to fail.
+//!    and `setresuid(0)` seen to fail; or, when ljspawn makes the jail's network namespace
+//!    itself (network `none`, no cgroup), [`Privileged::drop_into_jail`]: ljspawn enters the
+//!    jail's user namespace as the caller's ids there (nothing of root's holds outside it),
+//!    makes the network namespace with what that namespace gives, and drops that too.
 //!
 //! Root and rootless callers go through the same calls (root uses the same cgroup and
 //! network code; rootless has nothing to drop), so the order is one for every mode.
@@ -349,6 +352,51 @@ impl Privileged {
             return Ok(());
         }
         drop_privileges(self.uid, self.gid)?;
+        if let Some(parent) = die_with_parent {
+            let again = sys::set_pdeathsig(libc::SIGKILL);
+            if again.is_err() || sys::getppid() != parent {
+                return Err(SpawnError { code: EXIT_SETUP, msg: "the parent process is gone".into() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Setuid, network `none` made in parallel: ends the window by entering the jail's user
+    /// namespace (`pid`'s, whose `map` is written) with the caller's ids there. That leaves
+    /// nothing of root's: a process in a child user namespace holds no capability outside it,
+    /// and its ids are the caller's on the host. With the capabilities that namespace gives
+    /// (what a rootless ljspawn holds) it makes the jail's network namespace (`make_net`),
+    /// then drops those too and checks that no capability is held and no other id can be taken.
+    pub fn drop_into_jail(
+        self,
+        pid: i32,
+        map: &IdMap,
+        die_with_parent: Option<i32>,
+        make_net: impl FnOnce() -> Result<(), SpawnError>,
+    ) -> Result<(), SpawnError> {
+        if !self.setuid {
+            return Err(SpawnError {
+                code: EXIT_SETUP,
+                msg: "not setuid: no user namespace to enter".into(),
+            });
+        }
+        let fail = |what: &str, e: io::Error| err(format!("cannot drop privileges ({what})"), e);
+        let jail = sys::pidfd_open(pid).map_err(|e| fail("the jail's pidfd", e))?;
+        sys::setns(jail.as_fd(), libc::CLONE_NEWUSER).map_err(|e| fail("the jail's user namespace", e))?;
+        drop(jail);
+        let (u, g) = (map.uids[0].inside, map.gids[0].inside);
+        sys::setresgid(g).map_err(|e| fail("gid", e))?;
+        sys::setresuid(u).map_err(|e| fail("uid", e))?;
+        make_net()?;
+        sys::capset(0).map_err(|e| fail("capabilities", e))?;
+        sys::ambient_clear().map_err(|e| fail("ambient capabilities", e))?;
+        let caps = sys::capget().map_err(|e| fail("capabilities", e))?;
+        if sys::getresids() != (u, u, u, g, g, g) || caps != (0, 0, 0) || sys::setresuid(u ^ 1).is_ok() {
+            return Err(SpawnError {
+                code: EXIT_SETUP,
+                msg: "privileges are still held after dropping them".into(),
+            });
+        }
         if let Some(parent) = die_with_parent {
             let again = sys::set_pdeathsig(libc::SIGKILL);
             if again.is_err() || sys::getppid() != parent {

@@ -75,7 +75,16 @@ pub fn run(
         j.started(jail.pid, plan.userns.is_some());
     }
     // From here on the reaper (if any) removes the cgroup: ljspawn cannot any more.
-    if let Err(e) = window.drop(die_with_parent) {
+    let dropped = match plan.userns.as_ref().filter(|_| jail.net_in_jail) {
+        None => window.drop(die_with_parent),
+        // Setuid, parallel network: the jail's maps are written, so it may start its setup
+        // while ljspawn enters its user namespace and makes its network there.
+        Some(map) => {
+            jail.send_maps();
+            window.drop_into_jail(jail.pid, map, die_with_parent, || jail.make_net())
+        }
+    };
+    if let Err(e) = dropped {
         return Err(jail.abort(e, None));
     }
     if let Some(b) = jail.userns_block.take() {
@@ -125,8 +134,13 @@ struct Cloned {
     status_r: OwnedFd,
     exit_r: OwnedFd,
     maps_w: OwnedFd,
-    /// Parallel network namespace (see `clone_jail`): made by ljspawn after the clone.
+    /// The maps byte was sent (see `send_maps`).
+    maps_sent: bool,
+    /// Parallel network namespace (see `clone_jail`): made by ljspawn after the clone, sent
+    /// on this socket.
     net_ready: Option<OwnedFd>,
+    /// Setuid: the network namespace is made once ljspawn is in the jail's user namespace.
+    net_in_jail: bool,
     umask: u32,
     /// bwrap's `--info-fd`, written once the jail runs.
     info: Option<OwnedFd>,
@@ -172,19 +186,24 @@ fn clone_jail(
     } else {
         (None, None)
     };
-    // The common case (no setuid, no network device, no cgroup, no --json-status): creating
-    // a network namespace costs about 0.3 ms, so ljspawn makes it itself, after the clone,
-    // while the jail sets up its mounts on the other CPU; the jail joins it when ready. For
-    // the namespace to belong to the jail's user namespace, ljspawn enters that one first.
+    // The common case (no network device, no cgroup, no --json-status): creating a network
+    // namespace costs about 0.5 ms, so ljspawn makes it itself, after the clone, while the
+    // jail sets up its mounts on the other CPU, and sends it to the jail to join. For the
+    // namespace to belong to the jail's user namespace, ljspawn is in that one first: root and
+    // rootless make it here (the jail is cloned into it); setuid enters the jail's once its
+    // maps are written, which ends its privileges (`Privileged::drop_into_jail`).
     let parallel_net = plan.net == Net::None
-        && matches!(plan.mode, Mode::Root | Mode::Rootless)
-        && plan.userns.as_ref().is_none_or(|m| !m.by_parent)
         && plan.json_status.is_none()
         && plan.userns_block_fd.is_none()
         && plan.limits.is_empty()
         && !plan.delegate_cgroup
         // (A sysfs is made in the jail's network namespace, before the parallel one is ready.)
-        && !plan.mounts.iter().any(|m| matches!(m, plan::Mount::Sysfs { .. }));
+        && !plan.mounts.iter().any(|m| matches!(m, plan::Mount::Sysfs { .. }))
+        && match plan.mode {
+            Mode::Root | Mode::Rootless => plan.userns.as_ref().is_none_or(|m| !m.by_parent),
+            Mode::Setuid => plan.userns.as_ref().is_some_and(|m| m.by_parent && !m.helper),
+        };
+    let net_in_jail = parallel_net && plan.mode == Mode::Setuid;
     let mut flags = plan.clone_flags();
     // With a cgroup, the jail makes its cgroup namespace once it is in that cgroup (after the
     // go byte), so the jail sees its own cgroup as `/`.
@@ -193,17 +212,17 @@ fn clone_jail(
     }
     let mut net_join = None;
     let mut net_ready = None;
+    let own_userns = parallel_net && !net_in_jail && plan.userns.is_some();
     if parallel_net {
         flags &= !(libc::CLONE_NEWNET as u64);
-        if let Some(m) = &plan.userns {
+        if let Some(m) = plan.userns.as_ref().filter(|_| own_userns) {
             flags &= !(libc::CLONE_NEWUSER as u64);
             sys::unshare(libc::CLONE_NEWUSER).map_err(|e| userns_failure(plan, e))?;
             jail::write_maps("/proc/self", m).map_err(|(file, e)| err(format!("cannot write {file}"), e))?;
         }
-        let me = sys::pidfd_open(sys::getpid()).map_err(|e| err("cannot open a pidfd", e))?;
-        let (r, w) = sys::pipe().map_err(|e| err("cannot make a pipe", e))?;
-        net_join = Some((me, r));
-        net_ready = Some(w);
+        let (ours, theirs) = sys::socketpair().map_err(|e| err("cannot make a socket pair", e))?;
+        net_join = Some(theirs);
+        net_ready = Some(ours);
     }
     if let Some(ns) = inputs.userns.take() {
         // bwrap's --userns: the jail's namespaces are made inside that one (rootless or root:
@@ -239,7 +258,7 @@ fn clone_jail(
                 stdout: outputs.stdout,
                 stderr: outputs.stderr,
                 inputs,
-                maps_written: parallel_net && plan.userns.is_some(),
+                maps_written: own_userns,
                 cgroupns_late: cgroup.is_some(),
                 net_join,
                 idmapped,
@@ -250,7 +269,7 @@ fn clone_jail(
         }
         Ok(pid) => pid,
         Err(e) => {
-            return Err(remove(if plan.userns.is_some() && !parallel_net {
+            return Err(remove(if plan.userns.is_some() && !own_userns {
                 userns_failure(plan, e)
             } else {
                 err("cannot create the jail's namespaces", e)
@@ -264,7 +283,9 @@ fn clone_jail(
         status_r,
         exit_r,
         maps_w,
+        maps_sent: false,
         net_ready,
+        net_in_jail,
         umask,
         info: inputs.info.take(),
         userns_block: inputs.userns_block.take(),
@@ -273,18 +294,34 @@ fn clone_jail(
 }
 
 impl Cloned {
-    /// Parallel network: makes the jail's network namespace, loopback up, for it to join.
+    /// Parallel network (root, rootless): makes the jail's network namespace now.
     fn finish_net(&self) -> Result<(), SpawnError> {
-        if let Some(ready) = &self.net_ready {
-            sys::unshare(libc::CLONE_NEWNET)
-                .map_err(|e| err("cannot create the jail's network namespace", e))
-                .and_then(|()| {
-                    sys::loopback_up().map_err(|e| err("cannot bring up the loopback interface", e))
-                })?;
-            let _ = sys::write_all(ready.as_fd(), b"n");
-        }
         sys::umask(self.umask);
+        if self.net_in_jail {
+            return Ok(());
+        }
+        self.make_net()
+    }
+
+    /// Parallel network: makes the jail's network namespace (ljspawn moves into it), loopback
+    /// up, and sends it to the jail to join.
+    fn make_net(&self) -> Result<(), SpawnError> {
+        let Some(sock) = &self.net_ready else { return Ok(()) };
+        sys::unshare(libc::CLONE_NEWNET).map_err(|e| err("cannot create the jail's network namespace", e))?;
+        sys::loopback_up().map_err(|e| err("cannot bring up the loopback interface", e))?;
+        let netns = std::fs::File::open("/proc/self/ns/net")
+            .map_err(|e| err("cannot open the jail's network namespace", e))?;
+        // A jail that failed its setup is gone: its own message says why (see `go`).
+        let _ = sys::send_fd(sock.as_fd(), netns.as_fd());
         Ok(())
+    }
+
+    /// The maps byte: the jail's maps are written (setuid), it may become the caller there.
+    fn send_maps(&mut self) {
+        if !self.maps_sent {
+            let _ = sys::write_all(self.maps_w.as_fd(), b"m");
+            self.maps_sent = true;
+        }
     }
 
     /// A failure before the go byte kills the jail and, given its cgroup (none once a setuid
@@ -299,11 +336,10 @@ impl Cloned {
     }
 
     /// Sends the go byte and waits until the program is executed or the jail failed.
-    fn go(self) -> Started {
+    fn go(mut self) -> Started {
+        self.send_maps();
         let Cloned { pid, status_r, exit_r, maps_w, net_ready, pty, .. } = self;
-        drop(net_ready);
-        let _ = sys::write_all(maps_w.as_fd(), b"m");
-        drop(maps_w);
+        drop((net_ready, maps_w));
         // The status pipe: empty at end-of-file when the program was executed; else one failure.
         let mut msg = Vec::new();
         let mut buf = [0u8; 512];
