@@ -67,6 +67,8 @@ fn main() -> ExitCode {
 
     let setuid = mode == Mode::Setuid;
     let stdin_tty = sys::isatty(0);
+    // The caller's login name, read once from /etc/passwd for the subid files and the grants.
+    let login = if setuid || req.subids { subids::login_name(ruid) } else { None };
     let caller = Caller {
         mode,
         uid: ruid,
@@ -75,10 +77,18 @@ fn main() -> ExitCode {
         stdin_tty,
         // Setuid mode never reads the environment.
         term: if setuid { None } else { std::env::var("TERM").ok() },
-        subuids: if setuid || req.subids { subids::ranges("/etc/subuid", ruid) } else { Vec::new() },
-        subgids: if setuid || req.subids { subids::ranges("/etc/subgid", ruid) } else { Vec::new() },
+        subuids: if setuid || req.subids {
+            subids::ranges("/etc/subuid", ruid, login.as_deref())
+        } else {
+            Vec::new()
+        },
+        subgids: if setuid || req.subids {
+            subids::ranges("/etc/subgid", ruid, login.as_deref())
+        } else {
+            Vec::new()
+        },
         grants: if setuid {
-            match read_grants(ruid, rgid) {
+            match read_grants(login.clone(), rgid) {
                 Ok(g) => g,
                 Err(e) => return fail(EXIT_SETUP, &e),
             }
@@ -283,13 +293,13 @@ fn host_links() -> Vec<(String, Option<String>)> {
 
 /// What `/etc/lightjail.conf` grants the caller (setuid mode). A missing file grants
 /// nothing; a file that is not root's alone, or is malformed, is an error.
-fn read_grants(uid: u32, gid: u32) -> Result<conf::Grants, String> {
+fn read_grants(login: Option<String>, gid: u32) -> Result<conf::Grants, String> {
     let Some(text) = subids::read_trusted_file(conf::PATH)? else {
         return Ok(conf::Grants::default());
     };
     let mut gids = sys::getgroups().map_err(|e| format!("cannot read your groups: {e}"))?;
     gids.push(gid);
-    let who = conf::Who { user: subids::login_name(uid), groups: subids::group_names(&gids) };
+    let who = conf::Who { user: login, groups: subids::group_names(&gids) };
     conf::grants(&text, &who).map_err(|e| e.to_string())
 }
 

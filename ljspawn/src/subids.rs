@@ -10,11 +10,10 @@ use std::os::unix::fs::MetadataExt;
 /// At most this many ranges are used (each becomes a map line; the kernel allows 340).
 const MAX_RANGES: usize = 8;
 
-/// The caller's ranges (start, count) in `path`, or none.
-pub fn ranges(path: &str, uid: u32) -> Vec<(u32, u32)> {
+/// The caller's ranges (start, count) in `path`, or none; `name` is its login name.
+pub fn ranges(path: &str, uid: u32, name: Option<&str>) -> Vec<(u32, u32)> {
     let Some(text) = read_trusted(path) else { return Vec::new() };
-    let name = login_name(uid);
-    parse(&text, uid, name.as_deref())
+    parse(&text, uid, name)
 }
 
 /// Reads `path` if it is a regular, root-owned file that only root may write (checked on the
