@@ -18,6 +18,7 @@
 pub mod bwrap;
 pub mod cli;
 pub mod conf;
+mod errno;
 pub mod jail;
 pub mod join;
 pub mod limits;
@@ -33,8 +34,12 @@ pub mod subids;
 pub mod sys;
 pub mod upper;
 
-/// `io::Error` as one lower-case phrase, without the " (os error N)" std appends.
+/// `io::Error` as one lower-case phrase, without the " (os error N)" std appends, in glibc's
+/// words whatever the libc (see `errno`).
 pub(crate) fn describe(e: &std::io::Error) -> String {
+    if let Some(t) = e.raw_os_error().and_then(errno::text) {
+        return t.to_lowercase();
+    }
     let s = e.to_string();
     match s.find(" (os error") {
         Some(i) => s[..i].to_lowercase(),
