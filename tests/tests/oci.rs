@@ -446,6 +446,42 @@ fn export_round_trip(lj: &Lj) {
     assert_eq!(theirs, ours, "buildah run of the exported image differs from ljbuild run");
     assert_eq!(theirs, "hello\nbar\n/data\n/opt:\nd\nkept\nl1\nl2\n\n/opt/d:\nc\nnew\n");
     bh(&["rm", &ctr]);
+    // podman runs it too, with runc: crun cannot run containers on this host (it refuses the
+    // hybrid cgroup layout), and both runtimes fail to raise RLIMIT_NOFILE and RLIMIT_NPROC
+    // to podman's defaults here (the host's hard limits are lower and CAP_SYS_RESOURCE is
+    // missing), so the limits are given below the host's.
+    if which("runc").is_some() && which("podman").is_some() {
+        // (podman wants a run root of at most 50 characters.)
+        let prun = format!("/tmp/lj-pod.{}.{}", std::process::id(), lj.cx.mode);
+        let argv = [
+            "podman",
+            "--root",
+            &broot,
+            "--runroot",
+            &prun,
+            "--storage-driver",
+            "vfs",
+            "--runtime",
+            "runc",
+            "run",
+            "--rm",
+            "--net",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=4096:4096",
+            "localhost/lj-oci-test:v1",
+            "/bin/sh",
+            "-c",
+            script,
+        ];
+        let theirs = tool(&argv);
+        let _ = fs::remove_dir_all(&prun);
+        assert_eq!(theirs, ours, "podman run of the exported image differs from ljbuild run");
+    } else {
+        lj.cx.skip("podman or runc not installed (Debian packages podman, runc): no podman run check");
+    }
     let _ = Command::new("buildah")
         .args(["--root", &broot, "--runroot", &brun, "--storage-driver", "vfs", "rmi", "--all", "--force"])
         .output();
