@@ -15,7 +15,7 @@
 //! command /bin/httpd -f -p 80   # what the jail runs (required)
 //! hostname web                  # default: the jail's name
 //! net bridge:br0                # none (default), host, bridge:BR, macvlan:IFACE
-//! ip 10.0.0.2/24                # bridge and macvlan only
+//! ip 10.0.0.2/24                # bridge and macvlan only; without it, DHCP (the jail's own client)
 //! gateway 10.0.0.1
 //! bind /srv/web /data           # also: ro-bind SRC DEST, dev-bind SRC DEST, tmpfs DEST
 //! setenv LANG C.UTF-8
@@ -239,6 +239,12 @@ impl Config {
             autostart: false,
             priority: DEFAULT_PRIORITY,
         }
+    }
+
+    /// A bridge or macvlan without an address: the jail's own DHCP client configures eth0.
+    pub fn dhcp(&self) -> bool {
+        self.ip.is_none()
+            && (self.net_mode().starts_with("bridge:") || self.net_mode().starts_with("macvlan:"))
     }
 
     /// The network mode (`none` unless set).
@@ -648,8 +654,12 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
                 });
             }
         }
-    } else if ip_line == 0 {
-        return Err(whole("'net bridge:...' and 'net macvlan:...' need an 'ip ADDR/PREFIX' line"));
+    } else if ip_line == 0 && gw_line != 0 {
+        // Without an address the jail's own DHCP client configures eth0, routes included.
+        return Err(ConfigError {
+            line: gw_line,
+            msg: "'gateway' needs an 'ip ADDR/PREFIX' line (without one, DHCP gives the route)".into(),
+        });
     }
     Ok(c)
 }
@@ -804,9 +814,10 @@ mod tests {
             e("world a\ncommand x\nip 10.0.0.2/24"),
             "line 3: 'ip' needs 'net bridge:BR' or 'net macvlan:IFACE'"
         );
+        assert!(parse("world a\ncommand x\nnet bridge:br0").unwrap().dhcp());
         assert_eq!(
-            e("world a\ncommand x\nnet bridge:br0"),
-            "'net bridge:...' and 'net macvlan:...' need an 'ip ADDR/PREFIX' line"
+            e("world a\ncommand x\nnet bridge:br0\ngateway 10.0.0.1"),
+            "line 4: 'gateway' needs an 'ip ADDR/PREFIX' line (without one, DHCP gives the route)"
         );
         assert_eq!(
             e("world a\ncommand x\nrestart sometimes"),

@@ -437,6 +437,11 @@ pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32
             push(&[&flag, v]);
         }
     }
+    if cfg.dhcp() {
+        // eth0 up without an address; the jail's own DHCP client (udhcpc, dhclient,
+        // systemd-networkd) needs these two in the jail to configure it.
+        push(&[&"--ip", &"dhcp", &"--cap-add", &"CAP_NET_ADMIN", &"--cap-add", &"CAP_NET_RAW"]);
+    }
     for r in &cfg.rlimits {
         push(&[&"--rlimit", r]);
     }

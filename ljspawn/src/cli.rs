@@ -151,8 +151,8 @@ pub fn command() -> Command {
             Arg::new("ip")
                 .long("ip")
                 .short('i')
-                .value_name("ADDR[/PREFIX]")
-                .help("The jail's IPv4 address on eth0 (bridge and macvlan; prefix default 24)"),
+                .value_name("ADDR[/PREFIX]|dhcp")
+                .help("The jail's IPv4 address on eth0 (bridge and macvlan; prefix default 24), or dhcp: eth0 up without one, for the jail's own DHCP client"),
         )
         .arg(Arg::new("gateway").long("gateway").value_name("GW").help("Default route of the jail (bridge and macvlan)"))
         .arg(

@@ -524,8 +524,11 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     {
         // ljspawn created eth0 in this namespace before sending the go byte.
         let idx = sys::ifindex("eth0").ctx(|| "the jail has no eth0".into())?;
-        net::request(&net::addr_msg(idx, *addr, *prefix))
-            .ctx(|| format!("cannot give eth0 the address {addr}/{prefix}"))?;
+        // (Prefix 0: `--ip dhcp`, the jail's own client gives it its address.)
+        if *prefix != 0 {
+            net::request(&net::addr_msg(idx, *addr, *prefix))
+                .ctx(|| format!("cannot give eth0 the address {addr}/{prefix}"))?;
+        }
         net::request(&net::link_up_msg(idx)).ctx(|| "cannot bring eth0 up".into())?;
         if let Some(gw) = gateway {
             net::request(&net::default_route_msg(idx, *gw))

@@ -737,7 +737,7 @@ impl fmt::Display for PlanError {
             DotDot { what, path } => write!(f, "{what} '{path}' must not contain '..' or '.' components"),
             BadNet(m) => write!(f, "unknown network mode '{m}' (expected none, host, bridge:BR or macvlan:IFACE)"),
             BadInterface(n) => write!(f, "invalid interface name '{n}' (1-15 characters, no '/', ':' or spaces)"),
-            NeedsIp(m) => write!(f, "--net {m} needs --ip ADDR/PREFIX (lightjail: -i IP)"),
+            NeedsIp(m) => write!(f, "--net {m} needs --ip ADDR/PREFIX, or --ip dhcp for the jail's own DHCP client (lightjail: -i IP)"),
             BadIp(a) => write!(f, "invalid address '{a}' (expected IPv4 ADDR[/PREFIX], e.g. 10.0.0.2/24)"),
             IpWithoutLink => write!(f, "--ip and --gateway need --net bridge:BR or macvlan:IFACE (lightjail: -f IFACE)"),
             PastaInSetuid => write!(
@@ -1549,6 +1549,19 @@ fn parse_net(req: &Request, caller: &Caller) -> Result<Net, PlanError> {
         return Err(PlanError::NetNotAllowed(caller.mode, mode.into()));
     }
     let ip = req.ip.as_deref().ok_or_else(|| PlanError::NeedsIp(mode.into()))?;
+    if ip == "dhcp" {
+        // eth0 up without an address: the jail's own DHCP client configures it (and the route).
+        if let Some(g) = &req.gateway {
+            return Err(PlanError::BadIp(format!(
+                "{g} (--gateway with --ip dhcp: the DHCP server gives the route)"
+            )));
+        }
+        let addr = Ipv4Addr::UNSPECIFIED;
+        return Ok(match kind {
+            "bridge" => Net::Bridge { bridge: iface, addr, prefix: 0, gateway: None },
+            _ => Net::Macvlan { parent: iface, addr, prefix: 0, gateway: None },
+        });
+    }
     let (addr, prefix) = match ip.split_once('/') {
         Some((a, p)) => (a, p.parse::<u8>().ok().filter(|p| (1..=32).contains(p))),
         None => (ip, Some(24)),
@@ -1743,10 +1756,18 @@ impl fmt::Display for Plan {
                 f,
                 "network: own namespace, loopback up, eth0 through pasta (outbound only: no host loopback, no forwarded ports)"
             )?,
+            Net::Bridge { bridge, prefix: 0, .. } => writeln!(
+                f,
+                "network: veth lj<PID> on bridge {bridge}, eth0 up without an address in the jail (its own DHCP client configures it), loopback up"
+            )?,
             Net::Bridge { bridge, addr, prefix, gateway } => writeln!(
                 f,
                 "network: veth lj<PID> on bridge {bridge}, eth0 {addr}/{prefix}{} in the jail, loopback up",
                 gw(gateway)
+            )?,
+            Net::Macvlan { parent, prefix: 0, .. } => writeln!(
+                f,
+                "network: macvlan (bridge mode) on {parent}, eth0 up without an address in the jail (its own DHCP client configures it), loopback up"
             )?,
             Net::Macvlan { parent, addr, prefix, gateway } => writeln!(
                 f,

@@ -40,6 +40,7 @@ lj_tests::mode_tests! {
     init_boots_systemd: root rootless;
     shell_on_its_own_pty: root rootless;
     docker_profile_runs_podman: root rootless;
+    dhcp_with_the_jails_own_client: root;
 }
 
 /// One test's root and the ljail it runs.
@@ -1331,4 +1332,96 @@ fn docker_profile_runs_podman(lj: &Lj) {
         lj.ok(&["destroy", "--force", name]);
     }
     drop(deleg);
+}
+
+/// A bridged jail without an address gets one from a DHCP server on the bridge with its own
+/// client: busybox udhcpd on a bridge in a test network namespace, busybox udhcpc in the jail
+/// (eth0 up without an address, CAP_NET_ADMIN and CAP_NET_RAW in the jail); the service then
+/// answers on the leased address, and the route is the server's.
+fn dhcp_with_the_jails_own_client(lj: &Lj) {
+    let Some(busybox) =
+        ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(PathBuf::from).find(|p| p.is_file())
+    else {
+        return lj.cx.skip("no busybox for udhcpd (Debian package busybox-static)");
+    };
+    let ns = NetNs::new();
+    ns.ip(&["link", "add", "ljtbr2", "type", "bridge"]);
+    ns.ip(&["addr", "add", "10.215.0.1/24", "dev", "ljtbr2"]);
+    ns.ip(&["link", "set", "ljtbr2", "up"]);
+    let conf = lj.file(
+        "udhcpd.conf",
+        &format!(
+            "start 10.215.0.50\nend 10.215.0.59\ninterface ljtbr2\nlease_file {}\npidfile {}\n\
+             option subnet 255.255.255.0\noption router 10.215.0.1\noption lease 600\n",
+            path_str(&lj.td.join("leases")),
+            path_str(&lj.td.join("udhcpd.pid"))
+        ),
+    );
+    fs::write(lj.td.join("leases"), b"").unwrap();
+    let mut server = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path))
+        .arg(&busybox)
+        .args(["udhcpd", "-f"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("udhcpd");
+    // The client's script: what busybox udhcpc tells it, applied with ip.
+    let script = lj.file(
+        "dhcp.sh",
+        "#!/bin/sh\ncase $1 in\n  deconfig) ip addr flush dev $interface; ip link set $interface up ;;\n  \
+         bound|renew) ip addr add $ip/$mask dev $interface; for r in $router; do ip route add default via $r; done ;;\nesac\n",
+    );
+    let mut perms = fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    fs::set_permissions(&script, perms).unwrap();
+    let cmd = "udhcpc -i eth0 -f -q -n -t 10 -T 1 -s /dhcp.sh || exit 3; mkdir -p /www; \
+               ip -4 -o addr show eth0 | awk '{print $4}' > /www/index.html; ip route >> /www/index.html; \
+               exec httpd -f -p 8080 -h /www";
+    lj.ok(&[
+        "create",
+        "dh",
+        "--world",
+        "busybox",
+        "--net",
+        "bridge:ljtbr2",
+        "--ro-bind",
+        &path_str(&script),
+        "/dhcp.sh",
+        "--",
+        "/bin/sh",
+        "-c",
+        cmd,
+    ]);
+    let config = fs::read_to_string(lj.jail_dir("dh").join("config")).unwrap();
+    assert!(config.contains("\nnet bridge:ljtbr2\n") && !config.contains("\nip "), "{config}");
+    let dry = lj.ok(&["start", "--dry-run", "dh"]).stdout;
+    assert!(dry.contains(" --ip dhcp --cap-add CAP_NET_ADMIN --cap-add CAP_NET_RAW "), "{dry}");
+    lj.run_in(&ns.enter(), &["start", "dh"], &[]).ok();
+    lj.wait_state("dh", "running");
+    // The address the server leased (udhcpd picks one of its range from the client's MAC).
+    let mut addr = None;
+    let leased = wait_until(Duration::from_secs(30), || {
+        let out = lj.run(&["exec", "dh", "--", "/bin/sh", "-c", "ip -4 -o addr show eth0"]);
+        addr = out.stdout.split_whitespace().skip_while(|w| *w != "inet").nth(1).map(str::to_string);
+        addr.is_some()
+    });
+    assert!(leased, "eth0 never got an address; log:\n{}", lj.log("dh"));
+    let addr = addr.unwrap();
+    let host = addr.strip_suffix("/24").unwrap_or_else(|| panic!("not a /24 of the server's: {addr}"));
+    let last: u8 = host.strip_prefix("10.215.0.").and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!((50..=59).contains(&last), "{addr} is not in the server's range");
+    let url = format!("http://{host}:8080/index.html");
+    let mut page = None;
+    let answered = wait_until(Duration::from_secs(20), || {
+        page = fetch(&ns.path, &url);
+        page.as_deref().is_some_and(|p| p.contains(&addr))
+    });
+    assert!(answered, "the jail never answered on {url}: {page:?}; log:\n{}", lj.log("dh"));
+    let page = page.unwrap();
+    assert!(page.contains("default via 10.215.0.1 dev eth0"), "{page}");
+    lj.ok(&["destroy", "--force", "dh"]);
+    let _ = server.kill();
+    let _ = server.wait();
 }
