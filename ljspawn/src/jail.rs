@@ -416,10 +416,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 attach(&root, src.as_fd(), dest, Kind::Dir, Own::No)?;
             }
             Mount::Mqueue { dest } => {
-                let fc = FsContext::open("mqueue").ctx(|| format!("cannot mount mqueue on {dest}"))?;
-                let m = fc
-                    .mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
-                    .ctx(|| format!("cannot mount mqueue on {dest}"))?;
+                let m = new_fs("mqueue", dest, 0)?;
                 attach(&root, m.as_fd(), dest, Kind::Dir, Own::Yes)?;
             }
             Mount::Chmod { dest, mode } => {
@@ -837,7 +834,7 @@ fn host_devices(console: bool) -> Result<HostDevices> {
     let console = if console && sys::isatty(1) {
         let what = || "cannot bind the terminal as /dev/console".to_string();
         let name = std::fs::read_link("/proc/self/fd/1").ctx(what)?.display().to_string();
-        let fd = sys::open_tree(None, &name, sys::OPEN_TREE_CLONE).ctx(what)?;
+        let fd = sys::open_tree(None, &name, sys::OPEN_TREE_CLONE | sys::AT_SYMLINK_NOFOLLOW).ctx(what)?;
         let stdout = sys::fd_stat(1).map(|(st, _)| (st.st_dev, st.st_ino, st.st_rdev)).ok();
         let bound = sys::fstat(fd.as_fd()).map(|st| (st.st_dev, st.st_ino, st.st_rdev)).ok();
         if stdout.is_none() || stdout != bound {

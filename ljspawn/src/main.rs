@@ -150,16 +150,16 @@ fn main() -> ExitCode {
         Ok(i) => i,
         Err(e) => return fail(EXIT_USAGE, &format!("--info-fd: {e}")),
     };
-    let block = match plan.block_fd.map(sys::take_inherited_fd).transpose() {
-        Ok(b) => b,
-        Err(e) => return fail(EXIT_USAGE, &format!("--block-fd: {e}")),
-    };
-    let userns_block = match plan.userns_block_fd.map(sys::take_inherited_fd).transpose() {
-        Ok(b) => b,
-        Err(e) => return fail(EXIT_USAGE, &format!("--userns-block-fd: {e}")),
-    };
     let take = |fd: Option<i32>, what: &str| {
         fd.map(sys::take_inherited_fd).transpose().map_err(|e| fail(EXIT_USAGE, &format!("{what}: {e}")))
+    };
+    let block = match take(plan.block_fd, "--block-fd") {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
+    let userns_block = match take(plan.userns_block_fd, "--userns-block-fd") {
+        Ok(b) => b,
+        Err(code) => return code,
     };
     let userns = match take(plan.join_userns, "--userns") {
         Ok(u) => u,

@@ -1341,11 +1341,15 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     for &fd in &req.seccomp_fds {
         check_fd("--seccomp-fd", fd, open_fd)?;
     }
-    for fd in req.block_fd.iter().chain(&req.userns_block_fd) {
-        check_fd("--block-fd", *fd, open_fd)?;
-    }
-    for fd in req.join_userns.iter().chain(&req.join_userns2) {
-        check_fd("--userns", *fd, open_fd)?;
+    for (what, fd) in [
+        ("--block-fd", req.block_fd),
+        ("--userns-block-fd", req.userns_block_fd),
+        ("--userns", req.join_userns),
+        ("--userns2", req.join_userns2),
+    ] {
+        if let Some(fd) = fd {
+            check_fd(what, fd, open_fd)?;
+        }
     }
     // One descriptor, one use: ljspawn closes --seccomp-fd after reading it and keeps
     // --json-status for itself, so a number given twice would pass on whatever reuses it.
