@@ -118,7 +118,8 @@ pub enum Layout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Who {
     Root,
-    Setuid,
+    /// Setuid mode: ljspawn is root, acting for the caller (its real uid).
+    Setuid(u32),
     Rootless(u32),
 }
 
@@ -453,6 +454,16 @@ fn delegate_v2(
         }
     }
     let Some(first) = missing.first() else { return Ok(None) };
+    // Setuid: enabling controllers changes the caller's cgroup, which only its owner may do
+    // (rootless would need the same); a cgroup that already gives them needs nothing.
+    if let Who::Setuid(uid) = who {
+        let owner = fs::metadata(base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
+        if !t.fake && owner.ok() != Some(uid) {
+            return Err(LimitError(format!(
+                "cgroup limits: your cgroup {shown} does not give the {first} controller to its children, and it is not yours to change (run under `systemd-run --user --scope -p Delegate=yes`)"
+            )));
+        }
+    }
     let enable: String = missing.iter().map(|c| format!("+{c} ")).collect();
     if own.components().all(|c| c == std::path::Component::RootDir) {
         if who != Who::Root {
@@ -629,7 +640,7 @@ mod tests {
         for d in ["memory/ci/job7", "cpu,cpuacct/ci"] {
             fs::create_dir_all(dir.join("sys/fs/cgroup").join(d)).unwrap();
         }
-        let cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, Who::Setuid).unwrap();
+        let cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, Who::Setuid(1000)).unwrap();
         let j = |c: &str, f: &str| dir.join(format!("sys/fs/cgroup/{c}/lightjail-7/{f}"));
         assert_eq!(read(j("memory/ci/job7", "memory.limit_in_bytes")), (64u64 << 20).to_string());
         assert_eq!(read(j("pids", "pids.max")), "64");
@@ -690,9 +701,9 @@ mod tests {
         fs::write(own.join("cgroup.subtree_control"), "memory pids cpu\n").unwrap();
         let layout = detect(PURE_V2, "0::/ci.slice/runner\n", &tree, &ALL).unwrap();
         assert_eq!(layout, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "/ci.slice/runner".into() });
-        let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid).unwrap();
+        let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid(1000)).unwrap();
         // Another jail's cgroup of the same name is neither shared nor removed on failure.
-        let e = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid).unwrap_err();
+        let e = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid(1000)).unwrap_err();
         assert!(e.0.contains("already exists"), "{e}");
         let j = own.join("lightjail-9");
         assert!(j.is_dir());
@@ -709,7 +720,7 @@ mod tests {
         assert!(!j.exists());
         // The root cgroup: root enables the controllers itself; a setuid caller may not.
         let at_root = detect(PURE_V2, "0::/\n", &tree, &ALL).unwrap();
-        let e = Cgroup::create(&at_root, &tree, "lightjail-10", &ALL, Who::Setuid).unwrap_err();
+        let e = Cgroup::create(&at_root, &tree, "lightjail-10", &ALL, Who::Setuid(1000)).unwrap_err();
         assert!(e.0.contains("only root"), "{e}");
         assert!(!top.join("cgroup.subtree_control").exists());
         Cgroup::create(&at_root, &tree, "lightjail-10", &ALL, Who::Root).unwrap();
@@ -731,11 +742,11 @@ mod tests {
         fs::write(scope.join("cgroup.procs"), format!("{me}\n1\n")).unwrap();
         let layout = detect(PURE_V2, "0::/user.slice/me/run.scope\n", &tree, &pids).unwrap();
         // Other processes in the caller's cgroup: it cannot delegate.
-        let e = Cgroup::create(&layout, &tree, "lightjail-3", &pids, Who::Setuid).unwrap_err();
+        let e = Cgroup::create(&layout, &tree, "lightjail-3", &pids, Who::Setuid(1000)).unwrap_err();
         assert!(e.0.contains("has other processes") && e.0.contains("Delegate=yes"), "{e}");
         // A controller the parent does not give.
         let mem = Limits { memory: Some(64 << 20), ..Limits::default() };
-        let e = Cgroup::create(&layout, &tree, "lightjail-3", &mem, Who::Setuid).unwrap_err();
+        let e = Cgroup::create(&layout, &tree, "lightjail-3", &mem, Who::Setuid(1000)).unwrap_err();
         assert!(e.0.contains("does not get the memory controller"), "{e}");
         // ljspawn alone there: it moves into a leaf of its own and enables the controller.
         fs::write(scope.join("cgroup.procs"), format!("{me}\n")).unwrap();

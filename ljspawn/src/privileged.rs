@@ -161,7 +161,7 @@ impl Privileged {
         let (mountinfo, self_cgroup) = (read("/proc/self/mountinfo")?, read("/proc/self/cgroup")?);
         let who = match plan.mode {
             Mode::Root => Who::Root,
-            Mode::Setuid => Who::Setuid,
+            Mode::Setuid => Who::Setuid(sys::getuid()),
             Mode::Rootless => Who::Rootless(sys::getuid()),
         };
         let name = format!("lightjail-{}", sys::getpid());

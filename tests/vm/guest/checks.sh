@@ -486,6 +486,18 @@ check_setuid_limits() {
     want_rc 125
     hasnt RAN
     echo 'limits allow ljtest memory=64M pids=64 cpus=1' > /etc/lightjail.conf
+    # Alone in a cgroup of root's that gives its children no controller: setuid ljspawn does
+    # not change that cgroup for the caller (rootless could not either), it refuses.
+    inscope_script
+    echo "+ (ljtest alone in root's $CG/lj-not-yours.scope) $SLJ --memory 16M"
+    OUT=$(/tmp/inscope $CG/lj-not-yours.scope su -s /bin/sh ljtest -c "$SLJ --root $W --memory 16M -- /bin/echo RAN" 2>&1)
+    RC=$?
+    printf '%s\n' "$OUT" | sed 's/^/  | /'
+    want_rc 125
+    hasnt RAN
+    has "is not yours to change"
+    [ -z "$(cat $CG/lj-not-yours.scope/cgroup.subtree_control)" ] || fail "setuid ljspawn changed root's cgroup"
+    rmdir $CG/lj-not-yours.scope
     urun "$SLJ --root $W --memory 16M --pids 20 -- /bin/sh -c 'head -c 33554432 /dev/zero | tail >/dev/null'"
     want_rc 137
     has "$NOTE_OOM"
