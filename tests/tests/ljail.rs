@@ -385,8 +385,11 @@ fn service_survives_stop_start(lj: &Lj) {
     lj.ok(&["destroy", "--force", "web"]);
     assert_nothing_left(lj, "web", sup, ljspawn);
     if let Some(ns) = &ns {
-        let links = ns.links();
-        assert!(!links.iter().any(|l| l.starts_with("lj") && l != "ljtbr0"), "veth left: {links:?}");
+        // The kernel removes the veth with the jail's network namespace, asynchronously, a
+        // moment after the jail's last process is gone (see ljspawn/src/net.rs).
+        let jail_veth = |links: Vec<String>| links.iter().any(|l| l.starts_with("lj") && l != "ljtbr0");
+        let gone = wait_until(Duration::from_secs(5), || !jail_veth(ns.links()));
+        assert!(gone, "veth left 5 s after destroy: {:?}", ns.links());
     }
     lj.fails(&["status", "web"], 4, "no jail 'web'");
 }

@@ -59,7 +59,7 @@ const CMD_TIMEOUT: Duration = Duration::from_secs(20);
 const JAIL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the kernel may take to destroy a dead jail's network namespace (and its links).
-const NETNS_GONE: Duration = Duration::from_secs(2);
+const NETNS_GONE: Duration = Duration::from_secs(5);
 
 /// Accepts `count` connections on ADDR:PORT; to each sends TOKEN and a newline, then prints
 /// `peer ADDRESS sent LINE`. Gives up (traceback, status 1) when no connection comes for 10 s.
