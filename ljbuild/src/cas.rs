@@ -316,3 +316,80 @@ pub fn helper(op: &str, dir: &Path, upper: bool) -> Result<u8, Error> {
         _ => Err(Error::Usage(format!("unknown internal layer operation '{op}'"))),
     }
 }
+
+/// `store/oci/`: which stored layer an image layer was unpacked into (or written from), by
+/// the digest of its blob and of its uncompressed tar (`diff_id`), so an import or a pull
+/// knows what it has from the store's own record, never from what an image says of itself.
+/// `KIND-HEX` symlinks to `../sha256/LAYER`; `KIND` is `w` (the layer is a world's bottom, as
+/// `world import` makes it) or `u` (an overlay upper, whiteouts in overlay form).
+fn record_path(root: &Root, upper: bool, oci: &str) -> Option<PathBuf> {
+    let hex = crate::oci::digest::sha256_hex(oci).ok()?;
+    Some(root.path.join("store/oci").join(format!("{}-{hex}", if upper { 'u' } else { 'w' })))
+}
+
+/// Records that the image layer named by each of `oci` (blob digest, diff id) is the stored
+/// layer `layer`. An index only: a record that cannot be written costs a transfer later.
+pub fn record(root: &Root, upper: bool, oci: &[&str], layer: &str) {
+    let Ok(hex) = crate::oci::digest::sha256_hex(layer) else { return };
+    let dir = root.path.join("store/oci");
+    if !dir.is_dir() && crate::store::mkdir_private(&dir).is_err() {
+        return;
+    }
+    for d in oci {
+        let Some(p) = record_path(root, upper, d) else { continue };
+        if recorded(root, upper, d).as_deref() == Some(layer) {
+            continue;
+        }
+        let tmp = dir.join(format!(".tmp-{}-{}", std::process::id(), hex));
+        let _ = std::fs::remove_file(&tmp);
+        if std::os::unix::fs::symlink(format!("../sha256/{hex}"), &tmp).is_ok()
+            && std::fs::rename(&tmp, &p).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+}
+
+/// The stored layer an image layer (blob digest or diff id `oci`) was recorded as, if the
+/// record and the layer are there.
+pub fn recorded(root: &Root, upper: bool, oci: &str) -> Option<String> {
+    let t = std::fs::read_link(record_path(root, upper, oci)?).ok()?;
+    let hex = t.strip_prefix("../sha256").ok()?.to_str()?;
+    (crate::store::is_hex_digest(hex) && root.layer_dir(hex).is_dir()).then(|| format!("sha256:{hex}"))
+}
+
+/// Removes the records whose layer is gone (after `gc`).
+pub fn prune_records(root: &Root) {
+    let dir = root.path.join("store/oci");
+    let Ok(rd) = std::fs::read_dir(&dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if std::fs::metadata(&p).is_err() {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+/// The digest of the uncompressed tar `ljbuild export` writes of the stored layer `dir` (its
+/// `diff_id`): what an image layer must have for `dir` to stand for it.
+pub fn export_diff_id(dir: &Path, upper: bool) -> Result<String, OciError> {
+    let ids = crate::oci::layer::IdMap::current();
+    let local = || -> Result<String, OciError> {
+        let sink = io::BufWriter::with_capacity(1 << 20, crate::oci::digest::HashWriter::new(io::sink()));
+        let out = crate::oci::layer::LayerWriter::new(sink, &ids, upper).write_tree(dir)?;
+        let hw = out
+            .into_inner()
+            .map_err(|e| OciError::Layer(format!("cannot hash {}: {}", dir.display(), e.error())))?;
+        Ok(hw.finish().1)
+    };
+    match local() {
+        Err(OciError::Io { source, .. })
+            if source.kind() == io::ErrorKind::PermissionDenied && !rustix::process::geteuid().is_root() =>
+        {
+            let mut hw = crate::oci::digest::HashWriter::new(io::sink());
+            tar_in_jail(dir, upper, &mut hw)?;
+            Ok(hw.finish().1)
+        }
+        r => r,
+    }
+}

@@ -604,6 +604,9 @@ impl Root {
             }
             out.push(d);
         }
+        if !dry_run && !out.is_empty() {
+            crate::cas::prune_records(self);
+        }
         Ok(out)
     }
 

@@ -33,6 +33,7 @@ lj_tests::mode_tests! {
     owners_shifted_and_restored: root rootless;
     zstd_layers: root rootless;
     registry_interrupted: root rootless;
+    pull_verifies_claimed_layers: root rootless;
 }
 
 /// One test's lightjail root, as the caller of its mode.
@@ -1235,4 +1236,60 @@ fn registry_interrupted(lj: &Lj) {
     reg.restart();
     b.ok(&["pull", &ref_, "--tls-verify=false"]);
     assert!(b.root().join("t/big").is_dir());
+}
+
+/// The meta.json of the one version of overlay `name` in `lj`'s root, and its path.
+fn meta_of(lj: &Lj, name: &str) -> (serde_json::Value, PathBuf) {
+    let dir = lj.root().join(name);
+    let v = fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path().join("meta.json");
+    (serde_json::from_slice(&fs::read(&v).unwrap()).unwrap(), v)
+}
+
+/// A pull decides what it has from the store's own records (or from ljbuild's export of the
+/// stored layer matching the image's diff id), never from the layer digest an image's
+/// annotations claim: an image claiming a layer this root has, but carrying other bytes, is
+/// fetched, and the stored layer is not substituted for it.
+fn pull_verifies_claimed_layers(lj: &Lj) {
+    let Some(reg) = Registry::start(lj.cx, None) else { return };
+    let img = lj.image(&main_spec(lj.cx, &planted_name(), true), "layout", "layout");
+    lj.ok(&["world", "import", "img", &format!("oci:{}", path_str(&img))]);
+    lj.build_on("img", "t/good", "echo good > /verdict");
+    lj.build_on("img", "t/evil", "echo evil > /verdict");
+    let good = format!("docker://{}/lj/good:v1", reg.host());
+    let evil = format!("docker://{}/lj/evil:v1", reg.host());
+    lj.ok(&["push", "t/good", &good, "--tls-verify=false"]);
+    let (good_meta, _) = meta_of(lj, "t/good");
+    let good_layer = good_meta["layer"].as_str().unwrap().to_string();
+    // The hostile image: t/evil's bytes, annotated with t/good's layer digest.
+    let (mut evil_meta, evil_path) = meta_of(lj, "t/evil");
+    assert_ne!(evil_meta["layer"].as_str().unwrap(), good_layer);
+    evil_meta["layer"] = serde_json::Value::String(good_layer.clone());
+    fs::write(&evil_path, serde_json::to_vec(&evil_meta).unwrap()).unwrap();
+    lj.ok(&["push", "t/evil", &evil, "--tls-verify=false"]);
+
+    // The victim has the world and t/good's layer.
+    let b = Lj::new(lj.cx).unwrap();
+    b.ok(&["pull", &good, "--tls-verify=false"]);
+    assert_eq!(b.ok(&["run", "t/good", "--", "/bin/cat", "/verdict"]).stdout, "good\n");
+    let before = reg.blob_gets();
+    let out = b.ok(&["pull", &evil, "--tls-verify=false"]);
+    assert!(out.stdout.contains("1 layer(s) already here"), "only the world is here\n{}", out.report());
+    assert!(reg.blob_gets() > before, "the layer the annotation claims was not fetched\n{}", out.report());
+    assert_eq!(
+        b.ok(&["run", "t/evil", "--", "/bin/cat", "/verdict"]).stdout,
+        "evil\n",
+        "the stored layer was substituted for the image's"
+    );
+    let (pulled, _) = meta_of(&b, "t/evil");
+    assert_ne!(pulled["layer"].as_str().unwrap(), good_layer, "t/evil references t/good's layer");
+    assert_ne!(
+        stored(&b, &format!("t/evil/{}/root", pulled["version"].as_str().unwrap())),
+        stored(&b, &format!("t/good/{}/root", meta_of(&b, "t/good").0["version"].as_str().unwrap()))
+    );
+    // What is recorded is trusted: pulling t/good again (as another version) fetches nothing.
+    let before = reg.blob_gets();
+    let out = b.ok(&["pull", &good, "t/good2@1", "--tls-verify=false"]);
+    assert!(out.stdout.contains("0 blob(s) fetched"), "{}", out.report());
+    assert_eq!(reg.blob_gets(), before);
+    assert_eq!(meta_of(&b, "t/good2").0["layer"].as_str().unwrap(), good_layer);
 }

@@ -202,6 +202,12 @@ pub fn write_image(
     for (i, src) in dirs.iter().enumerate() {
         let t = std::time::Instant::now();
         let w = write_layer(dir, src, i > 0, how, &ids)?;
+        if src.parent() == Some(root.store_dir().as_path()) {
+            if let Some(hex) = src.file_name().and_then(|n| n.to_str()) {
+                // A later pull of this image knows the layer from this record.
+                crate::cas::record(root, i > 0, &[&w.digest, &w.diff_id], &format!("sha256:{hex}"));
+            }
+        }
         let (label, ann) = if i == 0 {
             (
                 format!("world {}", chain.world.name),

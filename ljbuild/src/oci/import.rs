@@ -93,6 +93,18 @@ pub fn unpack(blobs: &mut dyn Blobs, img: &Image, dest: &Path, ui: &Ui) -> Resul
     Ok(())
 }
 
+/// Gives a world unpacked into `dir` an empty `/dev` (every jail mounts its own there) when
+/// the image has none, with modification time 0, so its export is the same tar on every
+/// machine.
+pub fn make_dev(dir: &Path) {
+    let dev = dir.join("dev");
+    if fs::symlink_metadata(&dev).is_err() && fs::create_dir(&dev).is_ok() {
+        let t = rustix::fs::Timespec { tv_sec: 0, tv_nsec: 0 };
+        let ts = rustix::fs::Timestamps { last_access: t, last_modification: t };
+        let _ = rustix::fs::utimensat(rustix::fs::CWD, &dev, &ts, rustix::fs::AtFlags::SYMLINK_NOFOLLOW);
+    }
+}
+
 /// `sha256:` and 12 hex digits.
 pub fn short(d: &str) -> &str {
     &d[..d.len().min(19)]
@@ -110,10 +122,7 @@ pub fn world_from_image(
 ) -> Result<(), Error> {
     let (mut blobs, img) = open(r, tls_verify)?;
     unpack(blobs.as_mut(), &img, staging, ui)?;
-    let dev = staging.join("dev");
-    if fs::symlink_metadata(&dev).is_err() {
-        let _ = fs::create_dir(&dev);
-    }
+    make_dev(staging);
     let meta = WorldImage {
         format: 1,
         source: r.to_string(),

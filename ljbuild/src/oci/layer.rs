@@ -575,6 +575,7 @@ impl Applier {
                     rfs::mknodat(&pfd, &name, ft, Mode::from_raw_mode(mode), dev)
                         .map_err(|err| io_err("cannot create node", &shown, err))?;
                     self.owner_at(&pfd, &name, uid, gid, &shown)?;
+                    let _ = rfs::utimensat(&pfd, &name, &ts, AtFlags::SYMLINK_NOFOLLOW);
                 }
                 other => {
                     return Err(OciError::Layer(format!(

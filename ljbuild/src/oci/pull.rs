@@ -88,14 +88,38 @@ pub fn pull(
     }
     let as_root = rustix::process::geteuid().is_root();
     let mut present = 0;
-    let stored = |d: &Option<String>| d.as_ref().is_some_and(|d| root.layer_dir(d).is_dir());
-    // The config (diff_ids, defaults) only when something is to be fetched, or a world made.
-    let mut missing = fs::symlink_metadata(root.world_dir(&plan.world)).is_err();
+    // What the store's own records say each layer (by its blob digest) is here; what an
+    // image's annotations say of itself is a hint, never a reason to skip a layer.
+    let blobs: Vec<String> = manifest.layers().iter().map(|l| l.digest().to_string()).collect();
+    let mut known: Vec<Option<String>> =
+        blobs.iter().enumerate().map(|(i, b)| crate::cas::recorded(root, i > 0, b)).collect();
+    let world_missing = fs::symlink_metadata(root.world_dir(&plan.world)).is_err();
+    let mut needed = vec![world_missing];
     for m in &plan.overlays {
-        missing |= root.read_meta(&m.name, &m.version)?.is_none() && !stored(&m.layer);
+        needed.push(root.read_meta(&m.name, &m.version)?.is_none());
     }
+    // The config (diff_ids, defaults) only when something is to be fetched, or a world made.
+    let missing = needed.iter().zip(&known).any(|(n, k)| *n && k.is_none());
     let img = if missing { Some(source::load_image(&mut c, &d, &manifest)?) } else { None };
     let img = img.as_ref();
+    if let Some(img) = img {
+        // A layer the annotations name and the store has, but no record ties to this blob:
+        // it stands for the image's layer only if ljbuild's export of it is that layer (the
+        // diff id the config, checked against the manifest, names).
+        let claims = std::iter::once(&plan.world_layer).chain(plan.overlays.iter().map(|m| &m.layer));
+        for (i, claim) in claims.enumerate() {
+            let Some(claim) = claim.as_ref().filter(|c| root.layer_dir(c).is_dir()) else { continue };
+            if !needed[i] || known[i].is_some() {
+                continue;
+            }
+            let want = &img.layers[i].diff_id;
+            let got = crate::cas::export_diff_id(&root.layer_dir(claim), i > 0)?;
+            if got == *want {
+                crate::cas::record(root, i > 0, &[&blobs[i], want], claim);
+                known[i] = Some(claim.clone());
+            }
+        }
+    }
 
     // The world.
     let wdir = root.world_dir(&plan.world);
@@ -123,8 +147,8 @@ pub fn pull(
             let lt = Instant::now();
             let img = img.expect("loaded when something is missing");
             let _store = root.store_lock(true)?;
-            let layer = match &plan.world_layer {
-                Some(d) if root.layer_dir(d).is_dir() => {
+            let layer = match &known[0] {
+                Some(d) => {
                     // The same bytes are here already (another world, or another image's).
                     store::remove_tree(&staging).map_err(StoreError::io("cannot remove", &staging))?;
                     present += 1;
@@ -134,15 +158,19 @@ pub fn pull(
                     let mut ja = crate::cas::JailApplier::start(&staging, false)?;
                     source::with_layer(&mut c, &img.layers[0], &mut |rd| ja.apply(rd))?;
                     ja.finish()?;
-                    let _ = fs::create_dir(staging.join("dev"));
-                    crate::cas::store(root, &staging, false)?
+                    super::import::make_dev(&staging);
+                    let l = crate::cas::store(root, &staging, false)?;
+                    crate::cas::record(root, false, &[&blobs[0], &img.layers[0].diff_id], &l);
+                    l
                 }
                 _ => {
                     let mut ap = Applier::new(&staging, as_root)?;
                     source::with_layer(&mut c, &img.layers[0], &mut |rd| ap.apply(rd))?;
                     ap.finish()?;
-                    let _ = fs::create_dir(staging.join("dev"));
-                    crate::cas::store(root, &staging, false)?
+                    super::import::make_dev(&staging);
+                    let l = crate::cas::store(root, &staging, false)?;
+                    crate::cas::record(root, false, &[&blobs[0], &img.layers[0].diff_id], &l);
+                    l
                 }
             };
             ui.step(
@@ -185,9 +213,11 @@ pub fn pull(
             present += 1;
             continue;
         }
-        if stored(&meta.layer) {
+        if let Some(have) = &known[i + 1] {
             // Its bytes are here (under another name or version): only the reference is made.
-            publish_overlay(root, meta, None, world_mode, as_root, &r, &d, ui)?;
+            let mut m = meta.clone();
+            m.layer = Some(have.clone());
+            publish_overlay(root, &m, None, world_mode, as_root, &r, &d, ui)?;
             present += 1;
             continue;
         }
@@ -246,7 +276,10 @@ fn publish_overlay(
                 }
                 // Stored under the digest of what is on disk here (a rootless pull keeps only
                 // user.* attributes: not always the digest the image names).
-                m.layer = Some(crate::cas::store(root, &upper, true)?);
+                let l = crate::cas::store(root, &upper, true)?;
+                let blob = layer.digest.as_ref().map(|(b, _)| b.as_str()).unwrap_or(&layer.diff_id);
+                crate::cas::record(root, true, &[blob, &layer.diff_id], &l);
+                m.layer = Some(l);
                 format!("layer {}", layer.diff_id)
             }
             None => "its layer was here".to_string(),
