@@ -67,11 +67,11 @@ ljspawn's bwrap form: bubblewrap's options, in command-line order, on an empty t
     --new-session, --die-with-parent, --level-prefix, --chmod OCTAL PATH, --block-fd FD,
     --userns-block-fd FD, --argv0 VALUE, --as-pid-1, --mqueue DEST, --overlay-src SRC,
     --overlay RWSRC WORKDIR DEST, --tmp-overlay DEST, --ro-overlay DEST, --userns FD,
-    --userns2 FD
+    --userns2 FD, --pidns FD
 Other bwrap options are refused by name. See ljspawn's README for the differences.";
 
 /// Options bwrap has that this form refuses by name (rather than as unknown).
-const NOT_SUPPORTED: [&str; 3] = ["--pidns", "--exec-label", "--file-label"];
+const NOT_SUPPORTED: [&str; 2] = ["--exec-label", "--file-label"];
 
 /// Translates bwrap's arguments (after argv\[0\]) into a request. `env` is the caller's
 /// environment, `host_name` the host's name (kept in the jail unless `--hostname`), and
@@ -169,6 +169,13 @@ pub fn request(
             "--userns-block-fd" => r.userns_block_fd = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
             "--userns" => r.join_userns = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
             "--userns2" => r.join_userns2 = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            "--pidns" => {
+                let f = fd(&take(&args, &opt, 1, &mut i)?[0])?;
+                if r.join_pidns.is_some() {
+                    warnings.push("Only the last --pidns option will take effect".to_string());
+                }
+                r.join_pidns = Some(f);
+            }
             "--chmod" => {
                 let v = take(&args, &opt, 2, &mut i)?;
                 let mode = u32::from_str_radix(&v[0], 8)
@@ -364,6 +371,8 @@ pub fn request(
     // bwrap lets a sandbox make user namespaces unless --disable-userns.
     r.allow_userns = !disable_userns;
     r.seccomp_fds = seccomp.into_iter().chain(add_seccomp).collect();
+    // (ljspawn always makes a PID namespace; --unshare-pid matters only under --pidns.)
+    r.unshare_pid = unshare_pid;
     r.command = args[i.min(args.len())..].to_vec();
     if r.command.is_empty() {
         return Err(BwrapError::Usage);
@@ -493,7 +502,7 @@ mod tests {
         assert_eq!(parse(&["--bind", "/a"]), Err(BwrapError::Msg("--bind takes 2 arguments".into())));
         assert_eq!(parse(&["--frob", "true"]), Err(BwrapError::Msg("Unknown option --frob".into())));
         assert!(
-            matches!(parse(&["--pidns", "3", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
+            matches!(parse(&["--exec-label", "x", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
         );
         let msg = |a: &[&str]| match parse(a) {
             Err(BwrapError::Msg(m)) => m,
@@ -599,6 +608,11 @@ mod tests {
             ]
         );
         assert!(!parse(&["--unshare-user", "--disable-userns", "true"]).unwrap().allow_userns);
+        let r = parse(&["--pidns", "6", "true"]).unwrap();
+        assert_eq!((r.join_pidns, r.unshare_pid), (Some(6), false));
+        let r = parse(&["--unshare-pid", "--pidns", "6", "true"]).unwrap();
+        assert_eq!((r.join_pidns, r.unshare_pid), (Some(6), true));
+        assert_eq!(parse(&["--pidns", "x", "true"]), Err(BwrapError::Msg("Invalid fd: x".into())));
         let r = parse(&["--unshare-user", "--userns-block-fd", "4", "--info-fd", "5", "true"]).unwrap();
         assert_eq!((r.userns_block_fd, r.info_fd), (Some(4), Some(5)));
     }

@@ -76,6 +76,8 @@ pub struct Inputs {
     pub userns: Option<OwnedFd>,
     /// bwrap's `--userns2`: the jail's init joins it once set up.
     pub userns2: Option<OwnedFd>,
+    /// bwrap's `--pidns`: ljspawn joins it before the clone (never the jail).
+    pub pidns: Option<OwnedFd>,
 }
 
 /// A `--pass-fd` descriptor and what it was (device, inode) when ljspawn started.
@@ -1211,6 +1213,15 @@ fn supervise(plan: &Plan, h: Handover, umask: u32, slave: Option<OwnedFd>) -> u8
     // The program's process shares PID 1's memory until it execs (see `sys::vfork_run`):
     // `program` only borrows.
     let mut run = || program(plan, &h, umask, slave.as_ref());
+    // In a joined PID namespace (bwrap's --pidns without --unshare-pid) this process is not
+    // its init: the program's orphans come back here, not to that namespace's init.
+    if !plan.own_pidns {
+        if let Err(e) = sys::set_child_subreaper() {
+            let f = setup_err("cannot become the jail's child subreaper", e);
+            report(h.status.as_fd(), &f);
+            return f.code;
+        }
+    }
     let pid = match sys::vfork_run(&mut run) {
         Ok(pid) => pid,
         Err(e) => {
@@ -1240,9 +1251,15 @@ fn supervise(plan: &Plan, h: Handover, umask: u32, slave: Option<OwnedFd>) -> u8
         }
     };
     // The program is gone: so is everything it started. Kill and reap the rest, then tell
-    // ljspawn, which need not wait for the kernel to tear the namespaces down.
-    let _ = sys::kill(-1, libc::SIGKILL);
-    while sys::wait_blocking(-1).is_ok() {}
+    // ljspawn, which need not wait for the kernel to tear the namespaces down. Not in a joined
+    // PID namespace: there kill(-1) would reach its other processes; what the program left
+    // runs on, as under bwrap (a cgroup of the jail's, if any, still ends it).
+    if plan.own_pidns {
+        let _ = sys::kill(-1, libc::SIGKILL);
+        while sys::wait_blocking(-1).is_ok() {}
+    } else {
+        while let Ok(Some(_)) = sys::wait_nohang(-1) {}
+    }
     upper::remove_held();
     let _ = sys::write_all(exit.as_fd(), &[code]);
     code

@@ -54,6 +54,7 @@ fn main() -> ExitCode {
     keep.extend(req.userns_block_fd);
     keep.extend(req.join_userns);
     keep.extend(req.join_userns2);
+    keep.extend(req.join_pidns);
     keep.extend(req.info_fd);
     keep.extend(req.mounts.iter().filter_map(|m| match m {
         plan::MountReq::File { fd, .. }
@@ -169,7 +170,12 @@ fn main() -> ExitCode {
         Ok(u) => u,
         Err(code) => return code,
     };
-    let inputs = ljspawn::jail::Inputs { seccomp_extra, files, info, block, userns_block, userns, userns2 };
+    let pidns = match take(plan.join_pidns, "--pidns") {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let inputs =
+        ljspawn::jail::Inputs { seccomp_extra, files, info, block, userns_block, userns, userns2, pidns };
     // Dropping privileges (setuid mode) clears the parent-death signal: spawn sets it again.
     let die_with_parent = req.die_with_parent.then_some(parent);
     match spawn::run(&plan, json, inputs, die_with_parent) {

@@ -138,6 +138,12 @@ pub struct Request {
     /// bwrap's `--userns2 FD`: the jail's init joins the user namespace FD is open on once the
     /// jail is set up (the program starts there).
     pub join_userns2: Option<i32>,
+    /// bwrap's `--pidns FD`: the jail is made in the PID namespace FD is open on (ljspawn joins
+    /// it before the clone) instead of a new one; with `unshare_pid` a new one nested in it.
+    pub join_pidns: Option<i32>,
+    /// bwrap's `--unshare-pid`: only meaningful with `join_pidns` (ljspawn otherwise always
+    /// makes a PID namespace).
+    pub unshare_pid: bool,
     /// `--die-with-parent`: ljspawn (and with it the jail) dies with its own parent.
     pub die_with_parent: bool,
     /// `--join PID`: run the command in the running jail whose PID 1 is PID (see `join`).
@@ -625,6 +631,12 @@ pub struct Plan {
     pub join_userns: Option<i32>,
     /// The init joins this user namespace after the mounts (before the program starts).
     pub join_userns2: Option<i32>,
+    /// The jail is made in the PID namespace this fd is open on (ljspawn joins it before the
+    /// clone; never in setuid mode).
+    pub join_pidns: Option<i32>,
+    /// The jail has a PID namespace of its own, its init is its PID 1: always, except with
+    /// `join_pidns` and no `--unshare-pid` (then the init is one process of the joined one).
+    pub own_pidns: bool,
     /// The administrator's grants this plan relies on (setuid mode), kept for the second
     /// look at the policy before acting.
     pub grants: Grants,
@@ -1101,6 +1113,9 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         if req.join_userns2.is_some() {
             return Err(PlanError::JoinInSetuid("--userns2"));
         }
+        if req.join_pidns.is_some() {
+            return Err(PlanError::JoinInSetuid("--pidns"));
+        }
     }
     let userns = match req.join_userns {
         Some(_) if req.userns || req.subids => return Err(PlanError::JoinAndNewUserns),
@@ -1346,6 +1361,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         ("--userns-block-fd", req.userns_block_fd),
         ("--userns", req.join_userns),
         ("--userns2", req.join_userns2),
+        ("--pidns", req.join_pidns),
     ] {
         if let Some(fd) = fd {
             check_fd(what, fd, open_fd)?;
@@ -1364,6 +1380,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         .chain(req.info_fd.map(|fd| ("--info-fd", fd)))
         .chain(req.join_userns.map(|fd| ("--userns", fd)))
         .chain(req.join_userns2.map(|fd| ("--userns2", fd)))
+        .chain(req.join_pidns.map(|fd| ("--pidns", fd)))
         .collect();
     for (i, &(a, fd)) in uses.iter().enumerate() {
         if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
@@ -1424,6 +1441,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         dev_console: req.bwrap,
         join_userns: req.join_userns,
         join_userns2: req.join_userns2,
+        join_pidns: req.join_pidns,
+        own_pidns: req.join_pidns.is_none() || req.unshare_pid,
         grants: caller.grants.clone(),
         pty,
         stop_signal: req.stop_signal.unwrap_or(libc::SIGTERM),
@@ -1596,11 +1615,10 @@ fn check_fd(what: &'static str, fd: i32, open_fd: &dyn Fn(i32) -> bool) -> Resul
 impl Plan {
     /// The namespaces the jail gets, as clone flags.
     pub fn clone_flags(&self) -> u64 {
-        let mut f = libc::CLONE_NEWNS
-            | libc::CLONE_NEWPID
-            | libc::CLONE_NEWUTS
-            | libc::CLONE_NEWIPC
-            | libc::CLONE_NEWCGROUP;
+        let mut f = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP;
+        if self.own_pidns {
+            f |= libc::CLONE_NEWPID;
+        }
         if self.userns.is_some() {
             f |= libc::CLONE_NEWUSER;
         }
@@ -1615,7 +1633,11 @@ impl Plan {
         if self.userns.is_some() {
             v.push("user");
         }
-        v.extend(["mount", "pid", "uts", "ipc", "cgroup"]);
+        v.push("mount");
+        if self.own_pidns {
+            v.push("pid");
+        }
+        v.extend(["uts", "ipc", "cgroup"]);
         if self.net != Net::Host {
             v.push("net");
         }
@@ -1652,6 +1674,10 @@ impl fmt::Display for Plan {
                 self.join_userns.unwrap_or(-1)
             )?,
             None => writeln!(f, "uid map: none (no user namespace: jail ids are host ids)")?,
+        }
+        if let Some(fd) = self.join_pidns {
+            let nested = if self.own_pidns { ", a new one nested in it" } else { "" };
+            writeln!(f, "pid namespace: joined (bwrap --pidns fd {fd}){nested}")?;
         }
         writeln!(f, "mounts:")?;
         let mut n = 1;
@@ -1955,6 +1981,25 @@ mod tests {
         assert_eq!(build(&r, &caller(Mode::Setuid), &open), Err(PlanError::JoinInSetuid("--userns2")));
         let r = Request { join_userns: Some(3), userns: true, ..bwrap_req(&["true"]) };
         assert_eq!(build(&r, &caller(Mode::Rootless), &open), Err(PlanError::JoinAndNewUserns));
+        // --pidns: the jail's PID namespace is the joined one, or one nested in it.
+        let r = Request { join_pidns: Some(5), ..bwrap_req(&["true"]) };
+        let p = build(&r, &caller(Mode::Root), &open).unwrap();
+        assert!(!p.own_pidns && p.clone_flags() & libc::CLONE_NEWPID as u64 == 0);
+        let r = Request { join_pidns: Some(5), unshare_pid: true, ..bwrap_req(&["true"]) };
+        let p = build(&r, &caller(Mode::Root), &open).unwrap();
+        assert!(p.own_pidns && p.clone_flags() & libc::CLONE_NEWPID as u64 != 0);
+        assert!(build(&bwrap_req(&["true"]), &caller(Mode::Root), &open).unwrap().own_pidns);
+        assert_eq!(build(&r, &caller(Mode::Setuid), &open), Err(PlanError::JoinInSetuid("--pidns")));
+        let r = Request { join_pidns: Some(5), ..bwrap_req(&["true"]) };
+        assert_eq!(
+            build(&r, &caller(Mode::Rootless), &|fd| fd != 5),
+            Err(PlanError::BadFd { what: "--pidns", fd: 5 })
+        );
+        let r = Request { join_pidns: Some(3), join_userns: Some(3), ..bwrap_req(&["true"]) };
+        assert_eq!(
+            build(&r, &caller(Mode::Rootless), &open),
+            Err(PlanError::FdTwice { fd: 3, first: "--userns", second: "--pidns" })
+        );
         // A capability is kept in the joined namespace, as in a new one.
         let r = Request { join_userns: Some(3), cap_add: vec!["net_admin".into()], ..bwrap_req(&["true"]) };
         assert!(build(&r, &caller(Mode::Rootless), &open).is_ok());

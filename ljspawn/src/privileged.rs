@@ -465,6 +465,7 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
         .chain(plan.info_fd.map(|fd| ("--info-fd", fd)))
         .chain(plan.join_userns.map(|fd| ("--userns", fd)))
         .chain(plan.join_userns2.map(|fd| ("--userns2", fd)))
+        .chain(plan.join_pidns.map(|fd| ("--pidns", fd)))
         .collect();
     for (i, &(a, fd)) in uses.iter().enumerate() {
         if let Some(&(b, _)) = uses[..i].iter().find(|&&(b, other)| other == fd && b != a) {
@@ -494,6 +495,12 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     // Joining a user namespace (bwrap's --userns, --userns2) is rootless only.
     if plan.mode == Mode::Setuid && (plan.join_userns.is_some() || plan.join_userns2.is_some()) {
         return refuse("joining a user namespace");
+    }
+    // So is joining a PID namespace (bwrap's --pidns): it needs CAP_SYS_ADMIN in the user
+    // namespace that owns it, which rootless ljspawn has only after --userns (refused above);
+    // as root, ljspawn could enter namespaces the caller cannot.
+    if plan.mode == Mode::Setuid && (plan.join_pidns.is_some() || !plan.own_pidns) {
+        return refuse("joining a PID namespace");
     }
     if plan.userns.is_none() && plan.join_userns.is_none() {
         return refuse("a jail without a user namespace");

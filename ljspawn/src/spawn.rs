@@ -238,9 +238,32 @@ fn clone_jail(
             ))
         })?;
     }
+    if let Some(ns) = inputs.pidns.take() {
+        // bwrap's --pidns: ljspawn's children are made in that PID namespace from here on, so
+        // the jail is one of its processes (or, with --unshare-pid, makes one nested in it).
+        // The kernel asks CAP_SYS_ADMIN in the namespace's owner: root, or rootless inside
+        // the --userns joined above (the plan and the privileged side refuse it in setuid mode).
+        sys::setns(ns.as_fd(), libc::CLONE_NEWPID).map_err(|e| {
+            remove(err(
+                match e.raw_os_error() {
+                    Some(libc::EINVAL) => {
+                        "cannot join the --pidns PID namespace (not a PID namespace, or not one below yours)"
+                    }
+                    Some(libc::EPERM) => {
+                        "cannot join the --pidns PID namespace (it needs --userns with the user namespace that owns it, unless root)"
+                    }
+                    _ => "cannot join the --pidns PID namespace",
+                },
+                e,
+            ))
+        })?;
+    }
     // PID 1 sets up with umask 0 (modes are given explicitly); the program gets ours back.
     let umask = sys::umask(0);
-    let pid = match sys::clone_fork(flags) {
+    // --pidns with --unshare-pid: the kernel makes a PID namespace only under the caller's
+    // active one, so a process in the joined namespace clones the jail (see `fork_nested`).
+    let nested = plan.join_pidns.is_some() && plan.own_pidns;
+    let pid = match if nested { fork_nested(flags) } else { sys::clone_fork(flags) } {
         Ok(0) => {
             drop((
                 status_r,
@@ -291,6 +314,56 @@ fn clone_jail(
         userns_block: inputs.userns_block.take(),
         pty: pty_ours,
     })
+}
+
+/// Clones the jail (`flags`, a new PID namespace among them) from an intermediate process in
+/// the PID namespace ljspawn joined, as bwrap does; `CLONE_PARENT` makes the jail ljspawn's own
+/// child (waited for, tied to it by the parent-death signal). Returns 0 in the jail, its pid
+/// as ljspawn sees it in ljspawn (the intermediate sends a pidfd: the kernel translates).
+fn fork_nested(flags: u64) -> io::Result<i32> {
+    let (ours, theirs) = sys::socketpair()?;
+    match sys::clone_fork(0)? {
+        0 => {
+            drop(ours);
+            match sys::clone_fork(flags | libc::CLONE_PARENT as u64) {
+                Ok(0) => {
+                    drop(theirs);
+                    Ok(0)
+                }
+                Ok(pid) => {
+                    let sent = sys::pidfd_open(pid).and_then(|fd| sys::send_fd(theirs.as_fd(), fd.as_fd()));
+                    if sent.is_err() {
+                        let _ = sys::kill(pid, libc::SIGKILL);
+                    }
+                    sys::exit_now(sent.map_or(libc::EIO, |()| 0))
+                }
+                // The clone's errno as the exit status (it is below 256).
+                Err(e) => sys::exit_now(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        }
+        mid => {
+            drop(theirs);
+            let status = sys::wait_blocking(mid)?.1;
+            let pidfd = sys::recv_fd(ours.as_fd());
+            match (status, pidfd) {
+                (WaitStatus::Exited(0), Ok(Some(fd))) => pidfd_pid(&fd),
+                (WaitStatus::Exited(n), _) if n != 0 => Err(io::Error::from_raw_os_error(n)),
+                _ => Err(io::Error::other("the intermediate process died")),
+            }
+        }
+    }
+}
+
+/// The pid (in ljspawn's PID namespace) a pidfd refers to, from its `Pid:` line in
+/// `/proc/self/fdinfo`.
+fn pidfd_pid(fd: &OwnedFd) -> io::Result<i32> {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .filter(|&p: &i32| p > 0)
+        .ok_or_else(|| io::Error::other("no pid in the jail's pidfd"))
 }
 
 impl Cloned {

@@ -522,6 +522,10 @@ pub fn set_pdeathsig(sig: c_int) -> io::Result<()> {
 pub fn set_no_new_privs() -> io::Result<()> {
     prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0).map(drop)
 }
+/// The orphans of this process's descendants are reparented to it (`PR_SET_CHILD_SUBREAPER`).
+pub fn set_child_subreaper() -> io::Result<()> {
+    prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0).map(drop)
+}
 pub fn no_new_privs() -> io::Result<bool> {
     prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0).map(|r| r == 1)
 }

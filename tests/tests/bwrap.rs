@@ -31,6 +31,7 @@ mod bwrap {
         nested_through_proc_self_exe: root rootless setuid;
         userns_block_fd: root rootless setuid;
         join_user_namespaces: root rootless setuid;
+        join_a_pid_namespace: root rootless setuid;
     }
 }
 
@@ -178,7 +179,7 @@ fn exit_codes_and_messages(cx: &Ctx) {
     };
     one(&["--", "no-such-program"], "no-such-program");
     one(&["--frobnicate", "true"], "Unknown option --frobnicate");
-    one(&["--pidns", "3", "true"], "--pidns is not supported");
+    one(&["--exec-label", "x", "true"], "--exec-label is not supported");
     one(&["--bind", "/nonexistent-src", "/x", "true"], "/nonexistent-src");
     one(&["--dir"], "--dir takes 1 argument");
 }
@@ -733,4 +734,111 @@ fn join_user_namespaces(cx: &Ctx) {
         "{}",
         out.report()
     );
+}
+
+/// `--pidns FD`: the sandbox is a process of the PID namespace FD is open on (a holder's, made
+/// by `unshare --pid --fork`), which sees the sandbox's processes; with `--unshare-pid` a new
+/// one is nested in it (bwrap's test-specifying-pidns.sh, in our words). Rootless needs
+/// `--userns` with the namespace that owns it, as bwrap does. Refused in setuid mode.
+fn join_a_pid_namespace(cx: &Ctx) {
+    if cx.mode == Mode::Setuid {
+        let out = host(cx)
+            .args(["--pidns", "11", "--", "true"])
+            .wrapper(["bash", "-c", "exec \"$@\" 11</proc/self/ns/pid", "sh"])
+            .run()
+            .expect_status(1);
+        assert_eq!(
+            out.stderr.trim_end(),
+            "bwrap: --pidns is not available in setuid mode (the namespaces setuid ljspawn makes belong to root, and joining one as root is more than rootless gives); use rootless mode",
+            "{}",
+            out.report()
+        );
+        return;
+    }
+    // Bad descriptors: not open, not a namespace.
+    let out = host(cx).args(["--pidns", "42", "--", "true"]).run().expect_status(1);
+    assert_eq!(out.stderr.trim_end(), "bwrap: --pidns 42 is not an open file descriptor", "{}", out.report());
+    let out = host(cx)
+        .args(["--pidns", "11", "--", "true"])
+        .wrapper(["bash", "-c", "exec \"$@\" 11</dev/null", "sh"])
+        .run()
+        .expect_status(1);
+    assert!(
+        out.stderr.starts_with("bwrap: cannot join the --pidns PID namespace (not a PID namespace"),
+        "{}",
+        out.report()
+    );
+    if cx.mode == Mode::Rootless {
+        // Without --userns a rootless caller has no CAP_SYS_ADMIN over any PID namespace.
+        let out = host(cx)
+            .args(["--pidns", "11", "--", "true"])
+            .wrapper(["bash", "-c", "exec \"$@\" 11</proc/self/ns/pid", "sh"])
+            .run()
+            .expect_status(1);
+        assert!(
+            out.stderr.contains("it needs --userns with the user namespace that owns it"),
+            "{}",
+            out.report()
+        );
+    }
+    let d = cx.tempdir();
+    let dir = d.str();
+    let (holder, userns) = match cx.mode {
+        Mode::Root => ("unshare --pid --fork --kill-child --mount-proc", ""),
+        _ => (
+            "unshare --user --map-root-user --pid --fork --kill-child --mount-proc",
+            "--userns 11 --uid 0 --gid 0",
+        ),
+    };
+    // The holder lists, in its own /proc, the processes whose command line has the marker
+    // (ljspawn's init is a copy of ljspawn: its command line has it too), once per sandbox;
+    // then it stays (its namespace, and every one nested in it, ends when it exits).
+    fs::write(
+        format!("{dir}/holder.sh"),
+        format!(
+            "echo > {dir}/ready\n\
+             for r in 1 2; do\n\
+               timeout 60 sh -c 'read x < {dir}/go' || exit\n\
+               for p in /proc/[0-9]*; do\n\
+                 tr '\\0' ' ' < $p/cmdline 2>/dev/null | grep -q 'pidns-marke[r]' && echo ${{p#/proc/}}\n\
+               done > {dir}/seen\n\
+               echo done > {dir}/done\n\
+             done\n\
+             exec sleep 600\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        format!("{dir}/sandbox.sh"),
+        format!(
+            "readlink /proc/self/ns/pid; echo $$; echo go > {dir}/go; timeout 60 cat {dir}/done >/dev/null\n"
+        ),
+    )
+    .unwrap();
+    let script = format!(
+        "mkfifo {dir}/go {dir}/done; {holder} sh {dir}/holder.sh & u=$!; \
+         for i in $(seq 300); do test -e {dir}/ready && break; sleep 0.1; done; \
+         h=$(cut -d' ' -f1 /proc/$u/task/$u/children); readlink /proc/$h/ns/pid; \
+         for nest in '' --unshare-pid; do \
+           \"$@\" --bind {dir} {dir} {userns} $nest --pidns 12 -- sh {dir}/sandbox.sh pidns-marker \
+             11</proc/$h/ns/user 12</proc/$h/ns/pid; \
+           echo status $?; echo $(cat {dir}/seen); \
+         done; kill -9 $u; wait"
+    );
+    let out = host(cx).wrapper(["bash", "-c", &script, "sh"]).run().ok();
+    let lines = out.lines();
+    assert_eq!(lines.len(), 9, "{}", out.report());
+    let seen = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    // Joined: the same namespace as the holder's, whose /proc shows the sandbox's program
+    // (by the pid it has there) and ljspawn's init.
+    let ns = &lines[0];
+    assert!(ns.starts_with("pid:["), "{}", out.report());
+    assert_eq!((&lines[1], lines[3].as_str()), (ns, "status 0"), "{}", out.report());
+    let first = seen(&lines[4]);
+    assert!(first.len() == 2 && first.contains(&lines[2]), "{}", out.report());
+    // Nested: a namespace of its own (its program is 2, after ljspawn's init), whose
+    // processes the holder's namespace sees too.
+    assert!(lines[5].starts_with("pid:[") && &lines[5] != ns, "{}", out.report());
+    assert_eq!((lines[6].as_str(), lines[7].as_str()), ("2", "status 0"), "{}", out.report());
+    assert_eq!(seen(&lines[8]).len(), 2, "{}", out.report());
 }
