@@ -10,7 +10,8 @@ use crate::error::EXIT_CODES_HELP;
 /// Persistent named jails on top of ljspawn: create, start, stop, snapshot, clone.
 ///
 /// A jail is ROOT/jails/NAME/: a config file, a persistent upper over an image's layers (or a
-/// full copy), snapshots and a log. Every jail runs through ljspawn under ljail's own
+/// full copy), snapshots and a log. Every jail runs through ljspawn: where systemd is PID 1 as
+/// the unit lightjail-NAME (systemctl, journalctl -u, machinectl), elsewhere under ljail's own
 /// supervisor (detached; restart policy; `start --all` in boot order).
 #[derive(Debug, Parser)]
 #[command(name = "ljail", version, after_help = EXIT_CODES_HELP)]
@@ -23,6 +24,13 @@ pub struct Cli {
     /// Only print warnings and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Who runs jails: systemd (transient units lightjail-NAME: the system manager for root,
+    /// your user manager for others), ljail (its own supervisor), or auto: systemd where it is
+    /// PID 1 (and, for non-root users, their user manager runs), else ljail [default:
+    /// $LJAIL_SUPERVISOR, else auto].
+    #[arg(long, global = true, value_name = "WHO", value_parser = ["auto", "systemd", "ljail"])]
+    pub supervisor: Option<String>,
 
     #[command(subcommand)]
     pub command: Cmd,
@@ -251,6 +259,30 @@ pub enum Cmd {
     Shell {
         /// The jail.
         name: String,
+    },
+    /// Start the jail at boot: under systemd, write its unit (/etc/systemd/system, or
+    /// ~/.config/systemd/user, lightjail-NAME.service, ordered after the jails of lower
+    /// priority) and `systemctl enable` it; elsewhere, set `autostart yes` (`start --all`).
+    Enable {
+        /// The jail.
+        name: String,
+        /// Print the unit file; change nothing.
+        #[arg(short = 'n', long)]
+        dry_run: bool,
+    },
+    /// Undo `enable`: `systemctl disable` and remove the unit file (a running jail keeps
+    /// running); elsewhere, set `autostart no`.
+    Disable {
+        /// The jail.
+        name: String,
+    },
+    /// (internal) Run by a jail's systemd unit when it started or stopped.
+    #[command(hide = true)]
+    UnitHook {
+        /// The jail.
+        name: String,
+        /// `started` or `stopped`.
+        what: String,
     },
     /// (internal) The supervisor of one jail, run detached by `start`.
     #[command(hide = true)]

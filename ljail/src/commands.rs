@@ -165,8 +165,10 @@ pub struct Status {
     pub snapshots: Vec<String>,
     /// The jail's directory.
     pub dir: PathBuf,
-    /// The log.
+    /// The log (of ljail's supervisor; under systemd, the journal: `journalctl -u UNIT`).
     pub log: PathBuf,
+    /// The systemd unit that runs the jail, when systemd does.
+    pub unit: Option<String>,
 }
 
 /// The status of one jail.
@@ -186,19 +188,28 @@ pub fn status_of(jails: &Jails, j: &Jail) -> Result<Status, Error> {
     } else {
         st.state.clone()
     };
+    let unit = st.unit.clone().zip(st.scope);
+    // Under systemd, the unit says how it is (and how often it restarted).
+    let (state, restarts) = match &unit {
+        Some((u, scope)) if running => {
+            let us = crate::systemd::show(*scope, u);
+            (us.ljail_state().to_string(), us.restarts)
+        }
+        _ => (state, st.restarts),
+    };
     let frozen = running && st.freezer.as_deref().and_then(freezer::state).is_some_and(|s| s != "THAWED");
     Ok(Status {
         name: j.name.clone(),
         state,
         pid: if running { st.jail_pid } else { None },
-        supervisor_pid: if running { Some(st.supervisor_pid) } else { None },
+        supervisor_pid: if running && st.supervisor_pid != 0 { Some(st.supervisor_pid) } else { None },
         source: cfg.source.to_string(),
         root: cfg.root.as_str().into(),
         net: cfg.net_mode().into(),
         ip: cfg.ip.clone(),
         command: cfg.command.clone(),
         restart: cfg.restart.as_str().into(),
-        restarts: st.restarts,
+        restarts,
         last_exit: st.last_exit,
         started_at: st.started_at,
         autostart: cfg.autostart,
@@ -207,6 +218,7 @@ pub fn status_of(jails: &Jails, j: &Jail) -> Result<Status, Error> {
         snapshots: j.snapshots()?,
         dir: j.dir.clone(),
         log: j.log_path(),
+        unit: unit.map(|(u, _)| u),
     })
 }
 
@@ -241,7 +253,10 @@ pub fn status(jails: &Jails, name: &str, json: bool) -> Result<(), Error> {
     println!("autostart   {} (priority {})", if s.autostart { "yes" } else { "no" }, s.priority);
     println!("snapshots   {}", if s.snapshots.is_empty() { "-".into() } else { s.snapshots.join(", ") });
     println!("dir         {}", s.dir.display());
-    println!("log         {}", s.log.display());
+    match &s.unit {
+        Some(u) => println!("log         journalctl -u {u}"),
+        None => println!("log         {}", s.log.display()),
+    }
     Ok(())
 }
 
@@ -334,6 +349,9 @@ pub fn destroy(jails: &Jails, name: &str, force: bool, ui: &Ui) -> Result<(), Er
             )));
         }
         supervise::stop_locked(jails, &j, None)?;
+    }
+    if let Some(scope) = jails.manager {
+        crate::systemd::disable(&j, scope)?;
     }
     if let Some(cg) = read_state(&j).freezer {
         freezer::remove(&cg);
@@ -511,5 +529,39 @@ pub fn clone(jails: &Jails, name: &str, new: &str, snap: Option<&str>, ui: &Ui) 
     if let Some(ip) = &cfg.ip {
         ui.warn(&format!("{new} has {name}'s address {ip}: change it (ljail edit {new}) before both run"));
     }
+    Ok(())
+}
+
+/// `ljail enable NAME` (`on`) and `disable NAME`: under systemd, the jail's unit file
+/// installed and enabled, or disabled and removed; elsewhere, `autostart` in its config.
+pub fn enable(jails: &Jails, name: &str, on: bool, dry_run: bool, ui: &Ui) -> Result<(), Error> {
+    let j = jails.existing(name)?;
+    let _lock = jails.lock(&j)?;
+    let what = if on { "enable" } else { "disable" };
+    if let Some(scope) = jails.manager {
+        let unit = crate::systemd::unit_name(name);
+        if on {
+            let path = crate::systemd::enable(jails, &j, scope, dry_run)?;
+            if !dry_run {
+                ui.step(what, &format!("{name}: {unit} ({}), started at boot", path.display()), None);
+            }
+        } else if crate::systemd::disable(&j, scope)? {
+            ui.step(what, &format!("{name}: {unit} disabled and removed"), None);
+        } else {
+            ui.step(what, &format!("{name}: {unit} was not enabled"), None);
+        }
+        return Ok(());
+    }
+    let mut cfg = j.config()?;
+    if dry_run {
+        println!("autostart {}", if on { "yes" } else { "no" });
+        return Ok(());
+    }
+    if cfg.autostart != on {
+        cfg.autostart = on;
+        ljbuild::store::Root::write_atomic(&j.config_path(), cfg.to_text().as_bytes())?;
+    }
+    let how = if on { "yes (started by `ljail start --all`)" } else { "no" };
+    ui.step(what, &format!("{name}: autostart {how}; systemd is not PID 1 here"), None);
     Ok(())
 }

@@ -44,6 +44,8 @@ pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
 pub struct Jails {
     /// The lightjail root.
     pub root: Root,
+    /// The systemd manager `start` runs jails under, if any (else ljail's own supervisor).
+    pub manager: Option<crate::systemd::Scope>,
 }
 
 impl Jails {
@@ -53,7 +55,7 @@ impl Jails {
         if !dir.is_dir() {
             ljbuild::store::mkdir_private(&dir)?;
         }
-        Ok(Jails { root })
+        Ok(Jails { root, manager: None })
     }
 
     /// `ROOT/jails`.
@@ -101,9 +103,14 @@ impl Jails {
         Ok(self.root.try_lock(&format!("r%{}", j.name))?)
     }
 
-    /// Whether the jail's supervisor runs (its run lock is held).
+    /// Whether the jail runs: its supervisor runs (its run lock is held), or its systemd unit
+    /// is up.
     pub fn running(&self, j: &Jail) -> Result<bool, Error> {
-        Ok(self.try_run_lock(j)?.is_none())
+        if self.try_run_lock(j)?.is_none() {
+            return Ok(true);
+        }
+        Ok(crate::supervise::unit_of(j)
+            .is_some_and(|(scope, unit)| crate::systemd::show(scope, &unit).running()))
     }
 }
 

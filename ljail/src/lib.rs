@@ -16,6 +16,7 @@ pub mod freezer;
 pub mod gpu;
 pub mod jail;
 pub mod supervise;
+pub mod systemd;
 
 use cli::{Cli, Cmd, JailOpts};
 use config::{Config, Mount, Restart, RootKind};
@@ -114,7 +115,12 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
     let ui = Ui::named("ljail", cli.quiet);
     let (root_path, source_of) = store::locate(cli.root.as_deref(), &store::RootEnv::current())?;
     let root = store::Root::open(root_path, source_of)?;
-    let jails = jail::Jails::open(root)?;
+    let mut jails = jail::Jails::open(root)?;
+    let choice = match &cli.supervisor {
+        Some(s) => s.clone(),
+        None => std::env::var("LJAIL_SUPERVISOR").unwrap_or_default(),
+    };
+    jails.manager = systemd::detect(systemd::Choice::parse(&choice)?)?;
     match cli.command {
         Cmd::Create { name, image, world, copy, init, opts, dry_run, command } => {
             jail::check_name("jail", &name)?;
@@ -137,13 +143,21 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 let j = jails.existing(&n)?;
                 if dry_run {
                     let cfg = j.config()?;
+                    if let Some(scope) = jails.manager {
+                        let argv = systemd::run_argv(&jails, &j, &cfg, scope)?;
+                        println!("{}", command_line(std::path::Path::new(&argv[0]), &argv[1..]));
+                        continue;
+                    }
                     let layers = jail::resolve(&jails.root, &cfg)?;
                     let args = jail::ljspawn_args(&j, &cfg, &layers, None);
                     println!("{}", command_line(&supervise::ljspawn()?, &args));
                     continue;
                 }
                 match supervise::start(&jails, &j) {
-                    Ok(supervise::Started::Now(pid)) => ui.step("start", &format!("{n} (pid {pid})"), None),
+                    Ok(supervise::Started::Now(pid)) => {
+                        let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+                        ui.step("start", &format!("{n}{pid}"), None)
+                    }
                     Ok(supervise::Started::Already(pid)) => {
                         let pid = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
                         ui.step("start", &format!("{n} is running already{pid}"), None)
@@ -172,7 +186,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Restart { name, timeout } => {
             let j = jails.existing(&name)?;
             supervise::stop(&jails, &j, timeout)?;
-            if let supervise::Started::Now(pid) | supervise::Started::Already(Some(pid)) =
+            if let supervise::Started::Now(Some(pid)) | supervise::Started::Already(Some(pid)) =
                 supervise::start(&jails, &j)?
             {
                 ui.step("restart", &format!("{name} (pid {pid})"), None);
@@ -194,6 +208,9 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             return supervise::exec(&jails, &jails.existing(&name)?, command);
         }
         Cmd::Shell { name } => return supervise::shell(&jails, &jails.existing(&name)?),
+        Cmd::Enable { name, dry_run } => commands::enable(&jails, &name, true, dry_run, &ui)?,
+        Cmd::Disable { name } => commands::enable(&jails, &name, false, false, &ui)?,
+        Cmd::UnitHook { name, what } => return systemd::hook_run(&jails.existing(&name)?, &what),
         Cmd::Supervise { name } => {
             let j = jails.existing(&name)?;
             return supervise::supervise(&jails, &j);

@@ -22,6 +22,7 @@ use crate::config::Restart;
 use crate::error::Error;
 use crate::freezer;
 use crate::jail::{self, Jail, Jails};
+use crate::systemd::{self, Scope};
 
 /// `state.json`, written by the supervisor.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -45,6 +46,19 @@ pub struct State {
     pub last_exit: Option<i32>,
     /// The freezer cgroup the jail runs in, if any.
     pub freezer: Option<PathBuf>,
+    /// The systemd unit that runs the jail (`lightjail-NAME.service`), if systemd runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The manager of `unit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+}
+
+/// The unit and manager that run the jail, if systemd runs it (its hooks say so in
+/// `state.json`).
+pub fn unit_of(j: &Jail) -> Option<(Scope, String)> {
+    let s = read_state(j);
+    Some((s.scope?, s.unit?))
 }
 
 fn now() -> u64 {
@@ -56,7 +70,7 @@ pub fn read_state(j: &Jail) -> State {
     fs::read(j.state_path()).ok().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or_default()
 }
 
-fn write_state(j: &Jail, s: &State) -> Result<(), Error> {
+pub fn write_state(j: &Jail, s: &State) -> Result<(), Error> {
     let text = serde_json::to_vec_pretty(s).map_err(|e| Error::Failed(e.to_string()))?;
     Ok(ljbuild::store::Root::write_atomic(&j.state_path(), &text)?)
 }
@@ -89,8 +103,8 @@ fn signal(pid: u32, sig: Signal) {
 /// How `start` went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Started {
-    /// Started now; the jail's pid.
-    Now(u32),
+    /// Started now; the jail's pid (unknown when it exited at once under systemd).
+    Now(Option<u32>),
     /// It was running already.
     Already(Option<u32>),
 }
@@ -111,6 +125,10 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     }
     if cfg.docker {
         j.ensure_storage()?;
+    }
+    let _ = fs::remove_file(j.stop_path());
+    if let Some(scope) = jails.manager {
+        return systemd::start(jails, j, &cfg, scope).map(Started::Now);
     }
     let ljspawn = ljspawn()?;
     let old = read_state(j);
@@ -141,7 +159,7 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
         if s.supervisor_pid == child.id() {
             // Started (it may have exited already: a quick program).
             if let Some(pid) = s.last_pid {
-                return Ok(Started::Now(pid));
+                return Ok(Started::Now(Some(pid)));
             }
             if matches!(s.state.as_str(), "exited" | "failed" | "stopped") {
                 break;
@@ -200,6 +218,10 @@ pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result
         Some(t) => t,
         None => j.config().map(|c| c.stop_timeout).unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT),
     };
+    if let (Some((scope, unit)), Some(_free)) = (unit_of(j), jails.try_run_lock(j)?) {
+        systemd::stop(j, scope, &unit, timeout)?;
+        return Ok(true);
+    }
     fs::write(j.stop_path(), b"stop\n").map_err(Error::io("cannot write", j.stop_path()))?;
     let s = read_state(j);
     if let Some(cg) = &s.freezer {
@@ -435,6 +457,9 @@ fn parent_of(pid: u32) -> Option<u32> {
 
 /// `ljail log NAME [-f]`: the log; with `follow`, then what is appended, until interrupted.
 pub fn log(j: &Jail, follow: bool) -> Result<(), Error> {
+    if let Some((scope, unit)) = unit_of(j) {
+        return systemd::log(scope, &unit, follow);
+    }
     let p = j.log_path();
     let mut f = match File::open(&p) {
         Ok(f) => f,
