@@ -8,6 +8,7 @@ LJ_TEST_DIR ?= /tmp/lj-test
 LJ_DEBIAN_WORLD ?= /var/tmp/lj-debian-world
 LJ_DEBIAN_SYSTEMD_WORLD ?= /var/tmp/lj-debian-systemd-world
 LJ_DEBIAN_PODMAN_WORLD ?= /var/tmp/lj-debian-podman-world
+LJ_DEBIAN_MACHINED_WORLD ?= /var/tmp/lj-debian-machined-world
 CARGO       ?= cargo
 TRIPLE      := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
 # ljspawn is linked statically against musl: no dynamic loader, and none of glibc's start-up
@@ -73,9 +74,9 @@ build: deps
 test: build
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
-	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) LJ_DEBIAN_SYSTEMD_WORLD=$(LJ_DEBIAN_SYSTEMD_WORLD) LJ_DEBIAN_PODMAN_WORLD=$(LJ_DEBIAN_PODMAN_WORLD) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/prepare.sh
+	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) LJ_DEBIAN_SYSTEMD_WORLD=$(LJ_DEBIAN_SYSTEMD_WORLD) LJ_DEBIAN_PODMAN_WORLD=$(LJ_DEBIAN_PODMAN_WORLD) LJ_DEBIAN_MACHINED_WORLD=$(LJ_DEBIAN_MACHINED_WORLD) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/prepare.sh
 	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_BIN_SRC=$(CURDIR)/$(BIN) sh tests/vm/run.sh
-	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) LJ_DEBIAN_SYSTEMD_WORLD=$(LJ_DEBIAN_SYSTEMD_WORLD) LJ_DEBIAN_PODMAN_WORLD=$(LJ_DEBIAN_PODMAN_WORLD) $(CARGO) nextest run --workspace --locked --no-fail-fast
+	LJ_TEST_DIR=$(LJ_TEST_DIR) LJ_DEBIAN_WORLD=$(LJ_DEBIAN_WORLD) LJ_DEBIAN_SYSTEMD_WORLD=$(LJ_DEBIAN_SYSTEMD_WORLD) LJ_DEBIAN_PODMAN_WORLD=$(LJ_DEBIAN_PODMAN_WORLD) LJ_DEBIAN_MACHINED_WORLD=$(LJ_DEBIAN_MACHINED_WORLD) $(CARGO) nextest run --workspace --locked --no-fail-fast
 
 # Only the kernel VM tier: boot Debian 12's kernel, run its checks, report them as tests.
 test-vm: build
@@ -148,6 +149,6 @@ clean-test-host:
 	-pkill -KILL -u ljtest 2>/dev/null; true
 	-id -u ljtest >/dev/null 2>&1 && userdel -r ljtest 2>/dev/null; true
 	sed -i '/^ljtest:/d' /etc/subuid /etc/subgid
-	rm -rf --one-file-system $(LJ_TEST_DIR) $(LJ_DEBIAN_WORLD) $(LJ_DEBIAN_SYSTEMD_WORLD) $(LJ_DEBIAN_PODMAN_WORLD) /var/tmp/lj-vm-cache
+	rm -rf --one-file-system $(LJ_TEST_DIR) $(LJ_DEBIAN_WORLD) $(LJ_DEBIAN_SYSTEMD_WORLD) $(LJ_DEBIAN_PODMAN_WORLD) $(LJ_DEBIAN_MACHINED_WORLD) $(LJ_DEBIAN_MACHINED_WORLD).new /var/tmp/lj-vm-cache
 	rm -rf --one-file-system /var/lib/lj-test-store-* /var/lib/lj-test-shared-* /var/tmp/ljspawn-upper.* \
 	    /tmp/lj-tests-etc-lightjail-conf.lock

@@ -20,6 +20,9 @@
 # and, once, a Debian world with podman at LJ_DEBIAN_PODMAN_WORLD (default
 # /var/tmp/lj-debian-podman-world; ljail's --docker test runs podman in it), copied to
 #   worlds/debian-podman-ljtest    owned by ljtest (the rootless run)
+# and, once, that systemd world with systemd-container added (apt-get in a build jail) at
+# LJ_DEBIAN_MACHINED_WORLD (default /var/tmp/lj-debian-machined-world; ljail's systemd-unit
+# test boots it and runs jails as units lightjail-NAME in it)
 # and the unprivileged user `ljtest` (with /etc/subuid and /etc/subgid ranges) if missing.
 # Idempotent: running it again starts from scratch.
 set -eu
@@ -115,6 +118,29 @@ elif command -v debootstrap >/dev/null 2>&1; then
         tail -n 5 "$dir/debootstrap-systemd.log" >&2
         rm -rf --one-file-system "$sdw"
         say "Debian world with systemd: debootstrap failed; the --init test will skip (or fail with LJ_MUST_WORK=1)"
+    fi
+fi
+
+# The world of ljail's systemd-unit test (ljail boots it and runs jails as units in it): the
+# systemd world with systemd-container (systemd-machined, machinectl), installed with apt-get in
+# a build jail (ljspawn as root) over a copy of it. Kept at LJ_DEBIAN_MACHINED_WORLD.
+mdw=${LJ_DEBIAN_MACHINED_WORLD:-/var/tmp/lj-debian-machined-world}
+if [ -x "$mdw/usr/lib/systemd/systemd-machined" ] && [ -e "$mdw/etc/lj-world" ]; then
+    say "Debian world with systemd-machined: $mdw (kept from an earlier run)"
+elif [ -x "$sdw/usr/lib/systemd/systemd" ] && [ -e /etc/resolv.conf ]; then
+    say "Debian world with systemd-machined: making $mdw (log: $dir/apt-machined.log)"
+    rm -rf --one-file-system "$mdw" "$mdw.new"
+    cp -a "$sdw" "$mdw.new"
+    if "$dir/bin/ljspawn" --root "$mdw.new" --rw --net host --cap-add container --allow-setuid-files \
+        --ro-bind /etc/resolv.conf /etc/resolv.conf -- /bin/sh -c \
+        'export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends systemd-container && apt-get clean && rm -rf /var/lib/apt/lists/*' \
+        >"$dir/apt-machined.log" 2>&1; then
+        printf 'world: debian bookworm minbase +systemd,dbus,systemd-container %s\n' "$(date -u +%Y-%m-%d)" > "$mdw.new/etc/lj-world"
+        mv "$mdw.new" "$mdw"
+    else
+        tail -n 5 "$dir/apt-machined.log" >&2
+        rm -rf --one-file-system "$mdw.new"
+        say "Debian world with systemd-machined: apt-get failed; the systemd-unit test will skip (or fail with LJ_MUST_WORK=1)"
     fi
 fi
 

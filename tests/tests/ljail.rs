@@ -41,6 +41,7 @@ lj_tests::mode_tests! {
     shell_on_its_own_pty: root rootless;
     docker_profile_runs_podman: root rootless;
     dhcp_with_the_jails_own_client: root;
+    systemd_units_in_a_booted_jail: root;
 }
 
 /// One test's root and the ljail it runs.
@@ -84,8 +85,13 @@ impl<'a> Lj<'a> {
 
     /// `env LIGHTJAIL_ROOT=... [LJSPAWN=setuid copy]`.
     fn env_argv(&self) -> Vec<OsString> {
-        let mut argv: Vec<OsString> =
-            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
+        // ljail's own supervisor, also where systemd is PID 1 (the systemd units are tested in
+        // a booted jail: systemd_units_in_a_booted_jail).
+        let mut argv: Vec<OsString> = vec![
+            "/usr/bin/env".into(),
+            format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into(),
+            "LJAIL_SUPERVISOR=ljail".into(),
+        ];
         if self.cx.mode == Mode::Setuid {
             argv.push(format!("LJSPAWN={}", path_str(&self.cx.bin)).into());
         }
@@ -1439,4 +1445,219 @@ fn dhcp_with_the_jails_own_client(lj: &Lj) {
     lj.ok(&["destroy", "--force", "dh"]);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// Issue 15 item 3, where systemd is PID 1: a booted jail (`--init --docker`: Debian's systemd
+/// 252 with systemd-machined, tests/prepare.sh's world at `$LJ_DEBIAN_MACHINED_WORLD`) gets the
+/// built ljail and ljspawn (read-only) and a root of its own; ljail in it runs each jail as the
+/// unit lightjail-NAME: `systemctl` shows it active with ljspawn as its main process,
+/// `journalctl -u` has the jail's output (and so has `ljail log`), `machinectl list` shows it
+/// (led by the jail's PID 1) until it stops, `exec` joins it, `stop` ends the unit (a jail that
+/// ignores SIGTERM: SIGKILL after `--timeout`), the restart policy is systemd's (on-failure,
+/// restart-max 2: three runs, then `failed`), and `enable` installs an enabled unit ordered after
+/// the jails of lower priority, which the next boot starts in that order; `disable` removes it.
+fn systemd_units_in_a_booted_jail(lj: &Lj) {
+    let world = std::env::var_os("LJ_DEBIAN_MACHINED_WORLD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/lj-debian-machined-world"));
+    if !world.join("usr/lib/systemd/systemd-machined").is_file() {
+        return lj.cx.skip(&format!(
+            "no Debian world with systemd-machined at {} (tests/prepare.sh makes it)",
+            world.display()
+        ));
+    }
+    std::os::unix::fs::symlink(&world, lj.root().join("worlds/debmd")).unwrap();
+    let inner = lj.dir("inner");
+    let bin = path_str(&lj.cx.dir.join("bin"));
+    let busybox = lj.cx.world_str();
+    lj.ok(&[
+        "create",
+        "sdhost",
+        "--world",
+        "debmd",
+        "--init",
+        "--docker",
+        "--ro-bind",
+        &bin,
+        "/opt/lj",
+        "--ro-bind",
+        &busybox,
+        "/opt/busybox",
+        "--bind",
+        &path_str(&inner),
+        "/usr/local/lj",
+    ]);
+    let boot = || {
+        lj.ok(&["start", "sdhost"]);
+        lj.wait_state("sdhost", "running");
+        let mut last = None;
+        let up = wait_until(Duration::from_secs(90), || {
+            let out = lj.run(&["exec", "sdhost", "--", "systemctl", "is-system-running"]);
+            let s = out.stdout.trim().to_string();
+            last = Some(out);
+            s == "running" || s == "degraded"
+        });
+        assert!(up, "systemd in sdhost never got up: {}", last.map(|o| o.report()).unwrap_or_default());
+    };
+    boot();
+    // A command in the booted jail (its root: ljail's system mode).
+    let sh = |script: &str| lj.run(&["exec", "sdhost", "--", "/bin/sh", "-c", script]);
+    let ok = |script: &str| sh(script).ok().stdout;
+    let status = |name: &str| -> Value {
+        let out = sh(&format!("/opt/lj/ljail status {name} --json")).ok();
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{}", out.report()))
+    };
+    let journal = |name: &str| ok(&format!("journalctl --no-pager -o cat -u lightjail-{name}.service"));
+    ok("mkdir -p /usr/local/lj/worlds && ln -s /opt/busybox /usr/local/lj/worlds/busybox");
+
+    // start: a transient unit running ljspawn, the jail's output in the journal.
+    ok("/opt/lj/ljail create web --world busybox -- /bin/sh -c 'echo hello from web; exec sleep 1000'");
+    assert_eq!(ok("ls -d /run/systemd/system; id -u"), "/run/systemd/system\n0\n");
+    let dry = ok("/opt/lj/ljail start web --dry-run");
+    assert!(
+        dry.starts_with("systemd-run --quiet --collect --unit=lightjail-web.service ")
+            && dry.contains(" --property=KillMode=mixed ")
+            && dry.contains(" -- /opt/lj/ljspawn --layer /usr/local/lj/worlds/busybox "),
+        "{dry}\n{}",
+        sh("env; /opt/lj/ljail --supervisor systemd start web --dry-run").report()
+    );
+    assert_eq!(
+        ok("systemctl is-active lightjail-web.service || true"),
+        "inactive\n",
+        "the dry run started it"
+    );
+    let out = sh("/opt/lj/ljail start web").ok();
+    assert!(out.stderr.contains("start: web (pid "), "{}", out.report());
+    let st = status("web");
+    assert_eq!(
+        (st["state"].as_str(), st["unit"].as_str()),
+        (Some("running"), Some("lightjail-web.service")),
+        "{st}"
+    );
+    let pid1 = pid_of(&st);
+    let show = ok("systemctl show -p ActiveState,SubState,MainPID,FragmentPath lightjail-web.service");
+    let main = ok("cat /usr/local/lj/jails/web/state.json | tr -d ' ,' | grep ljspawn_pid | cut -d: -f2");
+    assert_eq!(
+        show,
+        format!(
+            "MainPID={}\nActiveState=active\nSubState=running\nFragmentPath=/run/systemd/transient/lightjail-web.service\n",
+            main.trim()
+        )
+    );
+    assert!(ok("systemctl status --no-pager lightjail-web.service").contains("Active: active (running)"));
+    let said = wait_until(Duration::from_secs(20), || journal("web").contains("hello from web"));
+    assert!(said, "journalctl -u lightjail-web.service:\n{}", journal("web"));
+    assert!(ok("/opt/lj/ljail log web").contains("hello from web"));
+    assert_eq!(ok("/opt/lj/ljail exec web -- hostname"), "web\n");
+    // machined knows it, led by the jail's PID 1, in its unit.
+    let listed = wait_until(Duration::from_secs(20), || {
+        ok("machinectl list --no-legend --no-pager").lines().any(|l| {
+            l.split_whitespace().collect::<Vec<_>>() == ["web", "container", "lightjail", "-", "-", "-"]
+        })
+    });
+    assert!(listed, "machinectl list:\n{}", ok("machinectl list --no-pager"));
+    assert_eq!(
+        ok("machinectl show web -p Leader -p Unit -p Class"),
+        format!("Unit=lightjail-web.service\nLeader={pid1}\nClass=container\n")
+    );
+
+    // stop: the unit's stop job; the machine goes.
+    let out = sh("/opt/lj/ljail stop web").ok();
+    assert!(out.stderr.contains("stop: web"), "{}", out.report());
+    assert_eq!(ok("systemctl is-active lightjail-web.service || true"), "inactive\n");
+    assert_eq!(status("web")["state"], "stopped");
+    let gone =
+        wait_until(Duration::from_secs(20), || !ok("machinectl list --no-legend --no-pager").contains("web"));
+    assert!(gone, "machinectl list:\n{}", ok("machinectl list --no-pager"));
+    assert!(journal("web").contains("Stopped lightjail-web.service"), "{}", journal("web"));
+
+    // A jail that ignores SIGTERM: SIGKILL after --timeout.
+    ok("/opt/lj/ljail create stub --world busybox --stop-timeout 60s -- /bin/sh -c 'trap \"\" TERM; while :; do sleep 1; done'");
+    ok("/opt/lj/ljail start stub && /opt/lj/ljail stop stub --timeout 1s");
+    let st = status("stub");
+    assert_eq!((st["state"].as_str(), st["last_exit"].as_i64()), (Some("stopped"), Some(137)), "{st}");
+
+    // The restart policy: on-failure, at most 2 restarts.
+    ok("/opt/lj/ljail create crash --world busybox --restart on-failure --restart-delay 100ms --restart-max 2 -- /bin/sh -c 'echo crash run; exit 3'");
+    ok("/opt/lj/ljail start crash");
+    let mut last = Value::Null;
+    let failed = wait_until(Duration::from_secs(30), || {
+        last = status("crash");
+        last["state"] == "failed"
+    });
+    assert!(failed, "{last}\n{}", journal("crash"));
+    assert_eq!((last["restarts"].as_u64(), last["last_exit"].as_i64()), (Some(2), Some(3)), "{last}");
+    let runs = || journal("crash").lines().filter(|l| *l == "crash run").count();
+    assert!(wait_until(Duration::from_secs(20), || runs() >= 3), "{}", journal("crash"));
+    assert_eq!(runs(), 3, "{}", journal("crash"));
+    // A program that is not there: ljspawn's line, no restart.
+    ok("/opt/lj/ljail create bad --world busybox --restart always -- /nonexistent");
+    let out = sh("/opt/lj/ljail start bad");
+    expect_error(
+        &out,
+        1,
+        "bad did not start: ljspawn: cannot execute /nonexistent: no such file or directory",
+    );
+
+    // enable: a unit file for boot, after the jails of lower priority; the next boot starts both.
+    ok("/opt/lj/ljail create early --world busybox --priority 10 -- /bin/sh -c 'echo early; exec sleep 1000'");
+    ok("/opt/lj/ljail enable early && /opt/lj/ljail enable web");
+    let unit = ok("cat /etc/systemd/system/lightjail-web.service");
+    for want in [
+        "\n[Unit]\n",
+        "\nAfter=lightjail-early.service\n",
+        "\nExecStart=/opt/lj/ljspawn --layer /usr/local/lj/worlds/busybox ",
+        " -- /bin/sh -c \"echo hello from web; exec sleep 1000\"\n",
+        "\nKillMode=mixed\n",
+        "\nTimeoutStopSec=10000ms\n",
+        "\nExecStartPost=-/opt/lj/ljail --root /usr/local/lj unit-hook web started\n",
+        "\n[Install]\nWantedBy=multi-user.target\n",
+    ] {
+        assert!(unit.contains(want), "{want:?} missing:\n{unit}");
+    }
+    assert_eq!(
+        ok("systemctl is-enabled lightjail-web.service lightjail-early.service"),
+        "enabled\nenabled\n"
+    );
+    lj.ok(&["stop", "sdhost"]);
+    boot();
+    let both = wait_until(Duration::from_secs(30), || {
+        ok("systemctl is-active lightjail-early.service lightjail-web.service || true") == "active\nactive\n"
+    });
+    assert!(both, "{}", ok("systemctl status --no-pager 'lightjail-*' || true"));
+    let at = |u: &str| -> u64 {
+        ok(&format!("systemctl show -p ActiveEnterTimestampMonotonic --value {u}")).trim().parse().unwrap()
+    };
+    assert!(at("lightjail-early.service") <= at("lightjail-web.service"), "web came up before early");
+    let st = status("web");
+    assert_eq!(
+        (st["state"].as_str(), st["unit"].as_str()),
+        (Some("running"), Some("lightjail-web.service")),
+        "{st}"
+    );
+    assert!(ok("systemctl status --no-pager lightjail-web.service")
+        .contains("Loaded: loaded (/etc/systemd/system/lightjail-web.service; enabled;"));
+    assert_eq!(ok("/opt/lj/ljail exec web -- hostname"), "web\n");
+    let listed =
+        wait_until(Duration::from_secs(20), || ok("machinectl list --no-legend --no-pager").contains("web "));
+    assert!(listed, "machinectl list:\n{}", ok("machinectl list --no-pager"));
+
+    // disable: refused while it runs (its unit would lose its settings); then the file goes.
+    expect_error(&sh("/opt/lj/ljail disable web"), 5, "jail 'web' is running: stop it, then disable it");
+    ok("/opt/lj/ljail stop web");
+    assert_eq!(ok("systemctl is-active lightjail-web.service || true"), "inactive\n");
+    let out = sh("/opt/lj/ljail disable web").ok();
+    assert!(
+        out.stderr.contains("disable: web: lightjail-web.service disabled and removed"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(ok("test -e /etc/systemd/system/lightjail-web.service || echo gone"), "gone\n");
+    assert_eq!(ok("systemctl is-enabled lightjail-web.service 2>/dev/null || true"), "");
+    ok("/opt/lj/ljail stop --all");
+    assert_eq!(
+        ok("systemctl is-active lightjail-early.service lightjail-web.service || true"),
+        "inactive\ninactive\n"
+    );
+    lj.ok(&["stop", "sdhost"]);
 }
