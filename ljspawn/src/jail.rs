@@ -333,7 +333,8 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     let mut proc_mnt = Some(proc_mnt);
     let mut proc_at: Option<(OwnedFd, &str)> = None;
     // The devpts of the first /dev: where the jail's pty comes from.
-    let mut pts: Option<OwnedFd> = None;
+    // The first /dev's devpts and its directory (the tmpfs ljspawn made there).
+    let mut pts: Option<(OwnedFd, OwnedFd)> = None;
     let mut files = h.inputs.files.iter();
     let mut mask = Mask::None;
     for (m, src) in plan.mounts.iter().zip(host) {
@@ -487,18 +488,14 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     drop((proc_at, mask));
     // The jail's pty, from its own devpts: the master to ljspawn, the slave for the program.
     let slave = match (&h.pty, pts) {
-        (Some(sock), Some(pts)) => {
+        (Some(sock), Some((pts, dev))) => {
             let (master, slave) = crate::pty::open_in_jail(pts.as_fd(), plan.uid, plan.gid)
                 .map_err(|msg| Failure { code: EXIT_SETUP, msg })?;
             sys::send_fd(sock.as_fd(), master.as_fd())
                 .ctx(|| "cannot hand the jail's pty to ljspawn".into())?;
             // bwrap's /dev/console is the terminal on stdout: here, the jail's own.
-            let dev = plan.mounts.iter().find_map(|m| match m {
-                Mount::Dev { dest } => Some(dest.as_str()),
-                _ => None,
-            });
-            if let (true, true, Some(dev)) = (plan.dev_console, sys::isatty(1), dev) {
-                pty_console(&root, slave.as_fd(), dev)?;
+            if plan.dev_console && sys::isatty(1) {
+                pty_console(&dev, slave.as_fd())?;
             }
             Some(slave)
         }
@@ -853,8 +850,8 @@ fn host_devices(console: bool) -> Result<HostDevices> {
     Ok(HostDevices { nodes, console })
 }
 
-/// The jail's `/dev` at `at`; returns its devpts mount.
-fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str) -> Result<OwnedFd> {
+/// The jail's `/dev` at `at`; returns its devpts mount and the `/dev` directory itself.
+fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str) -> Result<(OwnedFd, OwnedFd)> {
     let dev = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV)
         .ctx(|| format!("cannot make the tmpfs for {at}"))?;
     attach(root, dev.as_fd(), at, Kind::Dir, Own::Yes)?;
@@ -892,25 +889,18 @@ fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str) -> Result<OwnedF
     ] {
         sys::symlinkat(target, dev.as_fd(), link).ctx(|| format!("cannot create /dev/{link}"))?;
     }
-    Ok(pts)
+    Ok((pts, dev))
 }
 
-/// `DEV/console`: a read-only bind of the jail's pty `slave` (on the jail's own devpts).
-fn pty_console(root: &OwnedFd, slave: BorrowedFd<'_>, dev: &str) -> Result<()> {
+/// `console` in `dev` (the jail's `/dev`, as `populate_dev` made it): a read-only bind of the
+/// jail's pty `slave` (on the jail's own devpts).
+fn pty_console(dev: &OwnedFd, slave: BorrowedFd<'_>) -> Result<()> {
     let what = || "cannot bind the jail's pty as /dev/console".to_string();
     let node = sys::open_tree(Some(slave), "", sys::OPEN_TREE_CLONE).ctx(what)?;
     let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
     sys::mount_setattr(node.as_fd(), false, attrs, 0).ctx(what)?;
-    let dir = sys::openat2(
-        Some(root.as_fd()),
-        dev.trim_start_matches('/'),
-        libc::O_PATH | libc::O_DIRECTORY,
-        0,
-        Own::Yes.resolve(),
-    )
-    .ctx(what)?;
     let target = sys::openat2(
-        Some(dir.as_fd()),
+        Some(dev.as_fd()),
         "console",
         libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
         0o444,
