@@ -351,14 +351,14 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                     code: EXIT_SETUP,
                     msg: format!("{path}: proc is not mounted"),
                 })?;
-                proc_read_only(mnt, dest, path)?
+                proc_rebind(mnt, dest, path, true)?
             }
             Mount::ProcWritable { path } => {
                 let (mnt, dest) = proc_at.as_ref().ok_or_else(|| Failure {
                     code: EXIT_SETUP,
                     msg: format!("{path}: proc is not mounted"),
                 })?;
-                proc_writable(mnt, dest, path)?
+                proc_rebind(mnt, dest, path, false)?
             }
             Mount::ProcMask { path } => {
                 let (mnt, dest) = proc_at.as_ref().ok_or_else(|| Failure {
@@ -918,52 +918,45 @@ fn devpts() -> io::Result<OwnedFd> {
     fc.mount(sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC)
 }
 
-/// Binds `path` (under the proc mounted at `proc_dest`) read-only onto itself, both looked
-/// up in the proc mount `proc` itself (never again from the jail's root, where a symlink could
-/// send the lookup elsewhere). Only `sys` must exist: the others are absent from every proc of
-/// a kernel built without them (`sysrq-trigger` without MAGIC_SYSRQ, `bus` without PCI).
-fn proc_read_only(proc: &OwnedFd, proc_dest: &str, path: &str) -> Result<()> {
+/// Binds `path` (under the proc mounted at `proc_dest`) onto itself, read-only or writable
+/// again, both looked up in the proc mount `proc` itself (never again from the jail's root,
+/// where a symlink could send the lookup elsewhere).
+///
+/// Read-only (`ProcReadOnly`): the whole subtree, onto a path nothing is mounted on yet. Only
+/// `sys` must exist: the others are absent from every proc of a kernel built without them
+/// (`sysrq-trigger` without MAGIC_SYSRQ, `bus` without PCI).
+/// Writable (`ProcWritable`): `path` lies under such a read-only bind; a clone of what is there
+/// with the read-only flag cleared (it was set in this namespace, so it is not locked).
+fn proc_rebind(proc: &OwnedFd, proc_dest: &str, path: &str, read_only: bool) -> Result<()> {
     let rel = path.strip_prefix(proc_dest).unwrap_or(path).trim_start_matches('/');
-    let optional = rel != "sys";
+    let optional = read_only && rel != "sys";
+    let recursive = if read_only { sys::AT_RECURSIVE } else { 0 };
     let fd = match sys::open_tree(
         Some(proc.as_fd()),
         rel,
-        sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE | sys::AT_SYMLINK_NOFOLLOW,
+        sys::OPEN_TREE_CLONE | recursive | sys::AT_SYMLINK_NOFOLLOW,
     ) {
         Ok(fd) => fd,
         // Not every kernel has every one of these (e.g. no /proc/bus without PCI).
         Err(e) if optional && e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
         Err(e) => return Err(setup_err(format!("cannot bind {path}"), e)),
     };
-    let attrs =
-        sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
-    sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot make {path} read-only"))?;
-    let target = sys::openat2(
-        Some(proc.as_fd()),
-        rel,
-        libc::O_PATH | libc::O_NOFOLLOW,
-        0,
-        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV,
-    )
-    .ctx(|| format!("cannot open {path} in the jail's proc"))?;
-    sys::move_mount(fd.as_fd(), target.as_fd()).ctx(|| format!("cannot mount on {path}"))
-}
-
-/// `path` (under a read-only bind of proc) bound onto itself writable again: a clone of what
-/// is there, read-only flag cleared (it was set in this namespace, so it is not locked).
-fn proc_writable(proc: &OwnedFd, proc_dest: &str, path: &str) -> Result<()> {
-    let rel = path.strip_prefix(proc_dest).unwrap_or(path).trim_start_matches('/');
-    let fd = sys::open_tree(Some(proc.as_fd()), rel, sys::OPEN_TREE_CLONE | sys::AT_SYMLINK_NOFOLLOW)
-        .ctx(|| format!("cannot bind {path}"))?;
     let keep = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
-    sys::mount_setattr(fd.as_fd(), false, keep, sys::MOUNT_ATTR_RDONLY)
-        .ctx(|| format!("cannot make {path} writable"))?;
+    if read_only {
+        sys::mount_setattr(fd.as_fd(), true, keep | sys::MOUNT_ATTR_RDONLY, 0)
+            .ctx(|| format!("cannot make {path} read-only"))?;
+    } else {
+        sys::mount_setattr(fd.as_fd(), false, keep, sys::MOUNT_ATTR_RDONLY)
+            .ctx(|| format!("cannot make {path} writable"))?;
+    }
+    // (A writable path is reached through the read-only bind above it: a mount crossed.)
+    let no_xdev = if read_only { sys::RESOLVE_NO_XDEV } else { 0 };
     let target = sys::openat2(
         Some(proc.as_fd()),
         rel,
         libc::O_PATH | libc::O_NOFOLLOW,
         0,
-        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | no_xdev,
     )
     .ctx(|| format!("cannot open {path} in the jail's proc"))?;
     sys::move_mount(fd.as_fd(), target.as_fd()).ctx(|| format!("cannot mount on {path}"))
