@@ -95,7 +95,8 @@ pub fn request(
     let (mut seccomp, mut add_seccomp) = (None, Vec::new());
     let mut share_net = false;
     let mut unshare_net = false;
-    let (mut unshare_user, mut unshare_pid, mut disable_userns) = (false, false, false);
+    // (--unshare-user is `r.userns`: the one record of it.)
+    let (mut unshare_pid, mut disable_userns) = (false, false);
     let mut overlay_srcs: Vec<std::path::PathBuf> = Vec::new();
     let mut args: Vec<String> = args.to_vec();
     let mut i = 0;
@@ -147,15 +148,11 @@ pub fn request(
             }
             "--unshare-all" => {
                 r.userns = true;
-                unshare_user = true;
                 unshare_pid = true;
                 unshare_net = true;
             }
             "--share-net" => share_net = true,
-            "--unshare-user" | "--unshare-user-try" => {
-                r.userns = true;
-                unshare_user = true;
-            }
+            "--unshare-user" | "--unshare-user-try" => r.userns = true,
             "--unshare-net" => unshare_net = true,
             "--unshare-pid" => unshare_pid = true,
             // Always new in ljspawn (a deliberate difference).
@@ -347,16 +344,16 @@ pub fn request(
         return Err(bad(OVERLAY_SRC_ALONE.into()));
     }
     // bwrap's own rules, with its messages.
-    if r.userns_block_fd.is_some() && !unshare_user {
+    if r.userns_block_fd.is_some() && !r.userns {
         return Err(bad("--userns-block-fd requires --unshare-user".into()));
     }
     if r.userns_block_fd.is_some() && r.info_fd.is_none() {
         return Err(bad("--userns-block-fd requires --info-fd".into()));
     }
-    if r.join_userns.is_some() && unshare_user {
+    if r.join_userns.is_some() && r.userns {
         return Err(bad("--userns not compatible --unshare-user".into()));
     }
-    if disable_userns && !unshare_user {
+    if disable_userns && !r.userns {
         return Err(bad("--disable-userns requires --unshare-user".into()));
     }
     if disable_userns && r.userns_block_fd.is_some() {
