@@ -239,15 +239,25 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     // Step 4: everything from the host, while its paths still resolve.
     let root = open_root(&plan.root, &h.idmapped)?;
     let proc_mnt = new_proc()?;
-    let mut host: Vec<Option<OwnedFd>> = Vec::with_capacity(plan.mounts.len());
+    // Per mount: what was opened from the host, and the content of a File or Data mount (one
+    // of `inputs.files` each, in plan order: checked to be as many).
+    let mut host: Vec<(Option<OwnedFd>, Option<&[u8]>)> = Vec::with_capacity(plan.mounts.len());
     let mut devices = None;
+    let with_content = plan.mounts.iter().filter(|m| matches!(m, Mount::File { .. } | Mount::Data { .. }));
+    if with_content.count() != h.inputs.files.len() {
+        return Err(Failure {
+            code: EXIT_SETUP,
+            msg: "the file contents do not match the plan's files".into(),
+        });
+    }
     let mut contents = h.inputs.files.iter();
     let mut masked_src = false;
     for m in &plan.mounts {
-        // (The content of each File and Data mount, in plan order.)
-        let content =
-            if matches!(m, Mount::File { .. } | Mount::Data { .. }) { contents.next() } else { None };
-        host.push(match m {
+        let content = match m {
+            Mount::File { .. } | Mount::Data { .. } => contents.next().map(Vec::as_slice),
+            _ => None,
+        };
+        let opened = match m {
             Mount::Data { dest, ro, mode, .. } => {
                 let data = content
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
@@ -314,7 +324,8 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 }
             }
             _ => None,
-        });
+        };
+        host.push((opened, content));
     }
 
     // Step 5.
@@ -332,12 +343,10 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
     // read-only parts of proc are found in the proc mount itself, wherever it is attached.
     let mut proc_mnt = Some(proc_mnt);
     let mut proc_at: Option<(OwnedFd, &str)> = None;
-    // The devpts of the first /dev: where the jail's pty comes from.
-    // The first /dev's devpts and its directory (the tmpfs ljspawn made there).
+    // The devpts of the first /dev (where the jail's pty comes from) and that /dev itself.
     let mut pts: Option<(OwnedFd, OwnedFd)> = None;
-    let mut files = h.inputs.files.iter();
     let mut mask = Mask::None;
-    for (m, src) in plan.mounts.iter().zip(host) {
+    for (m, (src, content)) in plan.mounts.iter().zip(host) {
         match m {
             Mount::Proc { dest } => {
                 let mnt = proc_mnt
@@ -409,7 +418,6 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
             }
             Mount::Data { dest, .. } => {
                 // Made before pivot_root (see `data_file`); its content was used there.
-                files.next();
                 let mnt =
                     src.ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no file for {dest}") })?;
                 attach(&root, mnt.as_fd(), dest, Kind::File, Own::No)?;
@@ -471,8 +479,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 }
             }
             Mount::File { dest, mode, .. } => {
-                let data = files
-                    .next()
+                let data = content
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
                 make_file(&root, dest, *mode & !umask, data)?
             }
