@@ -251,6 +251,8 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
         });
     }
     let mut contents = h.inputs.files.iter();
+    // The host's `/`, opened once for every Data mount (see `data_file`).
+    let mut host_slash: Option<OwnedFd> = None;
     let mut masked_src = false;
     for m in &plan.mounts {
         let content = match m {
@@ -261,7 +263,14 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
             Mount::Data { dest, ro, mode, .. } => {
                 let data = content
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
-                Some(data_file(data, *mode, *ro, dest)?)
+                let slash = match &host_slash {
+                    Some(s) => s,
+                    None => host_slash.insert(
+                        sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
+                            .ctx(|| "cannot open the host's /".into())?,
+                    ),
+                };
+                Some(data_file(slash, data, *mode, *ro, dest)?)
             }
             Mount::Bind { src, ro, dev, .. } => Some(bind_source(&src.display().to_string(), *ro, *dev)?),
             // bwrap's --bind-try: a source that does not exist is skipped, any other error is one.
@@ -742,8 +751,8 @@ fn overlay(layers: &[String], shown: &[String], upper: Upper<'_>, opt: &str) -> 
 /// bwrap's `--bind-data`: a file of its own holding `data`, `mode`, as a detached bind to
 /// attach at `dest`. Made before pivot_root: its tmpfs is attached over this (private) mount
 /// namespace's `/` while the file is cloned (a kernel before 6.15 clones no mount of a detached
-/// tree), then detached again.
-fn data_file(data: &[u8], mode: u32, ro: bool, dest: &str) -> Result<OwnedFd> {
+/// tree), then detached again. `slash` is the host's `/` (this mount namespace's root).
+fn data_file(slash: &OwnedFd, data: &[u8], mode: u32, ro: bool, dest: &str) -> Result<OwnedFd> {
     let t = tmpfs(0o700, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC)
         .ctx(|| format!("cannot make a tmpfs for {dest}"))?;
     let f = sys::openat2(
@@ -756,8 +765,6 @@ fn data_file(data: &[u8], mode: u32, ro: bool, dest: &str) -> Result<OwnedFd> {
     .ctx(|| format!("cannot create the file for {dest}"))?;
     sys::write_all(f.as_fd(), data).ctx(|| format!("cannot write the file for {dest}"))?;
     drop(f);
-    let slash = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
-        .ctx(|| "cannot open the host's /".into())?;
     sys::move_mount(t.as_fd(), slash.as_fd()).ctx(|| format!("cannot attach the tmpfs for {dest}"))?;
     let p = sys::openat2(Some(t.as_fd()), "data", libc::O_PATH, 0, sys::RESOLVE_BENEATH)
         .ctx(|| format!("cannot open the file for {dest}"));
