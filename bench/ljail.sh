@@ -5,7 +5,7 @@
 # systemd-nspawn with the same world when systemd-container is installed: target <= 0.25x).
 #
 #   sh bench/ljail.sh     (as root; LJAIL=path overrides target/release/ljail, which finds
-#                          target/release/ljspawn next to it)
+#                          target/release/ljspawn and ljail-supervisor next to it)
 set -eu
 cd "$(dirname "$0")/.."
 LJAIL=$(realpath "${LJAIL:-target/release/ljail}")
@@ -37,10 +37,17 @@ hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$dir/exec.json" \
     -n nsenter "nsenter -t $prog -a /bin/true" \
     >/dev/null 2>"$dir/hyperfine.log" || { cat "$dir/hyperfine.log"; exit 1; }
 
-# Memory of each supervisor (a process whose command line is `ljail ... supervise`): its
-# resident set (VmRSS, shared pages of the binary and libc included), its proportional share
-# (Pss) and what is its own alone (Private_Clean + Private_Dirty), in kB, means over the jails.
-rss=$(for p in $(pgrep -f "$LJAIL --root $LIGHTJAIL_ROOT supervise"); do
+# Memory of each jail's supervisor (`ljail-supervisor`, the pid `status --json` gives): its
+# resident set (Rss of smaps_rollup, the same as VmRSS: shared pages of the binary and libc
+# included), its proportional share (Pss) and what is its own alone (Private_Clean +
+# Private_Dirty), in kB, means over the jails.
+sups=
+for i in $(seq 1 "$JAILS"); do
+    p=$("$LJAIL" status "j$i" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["supervisor_pid"])')
+    grep -q ljail-supervisor "/proc/$p/cmdline" || { echo "bench: pid $p is not j$i's supervisor"; exit 1; }
+    sups="$sups $p"
+done
+rss=$(for p in $sups; do
     awk '/^Rss:/ { r = $2 } /^Pss:/ { s = $2 } /^Private_(Clean|Dirty):/ { v += $2 } END { print r, s, v }' "/proc/$p/smaps_rollup"
 done | python3 -c 'import sys
 rows = [list(map(int, l.split())) for l in sys.stdin if l.strip()]

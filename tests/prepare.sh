@@ -7,8 +7,8 @@
 #                $CARGO_TARGET_DIR/release when that is set)
 #
 # It makes, under LJ_TEST_DIR (0755, so the unprivileged test user can reach it):
-#   bin/ljspawn, bin/ljbuild, bin/ljail   copies of the built binaries (tests never run binaries from the
-#                              repository, which may live under /root)
+#   bin/ljspawn, bin/ljbuild,  copies of the built binaries (tests never run binaries from the
+#   bin/ljail, bin/ljail-supervisor   repository, which may live under /root)
 #   setuid/ljspawn             a copy owned by root, mode 4755 (setuid-mode tests)
 #   worlds/busybox             the busybox world (worlds/busybox/make-world.sh)
 #   tmp/                       1777: the tests' temporary directories
@@ -61,7 +61,7 @@ mkdir -m 1777 "$dir/tmp"
 
 install -m 0755 "$src/ljspawn" "$dir/bin/ljspawn"
 installed=ljspawn
-for b in ljbuild ljail; do
+for b in ljbuild ljail ljail-supervisor; do
     if [ -x "$src/$b" ]; then
         install -m 0755 "$src/$b" "$dir/bin/$b"
         installed="$installed $b"

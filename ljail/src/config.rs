@@ -99,37 +99,8 @@ impl RootKind {
     }
 }
 
-/// The restart policy of the supervisor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restart {
-    /// Never restart.
-    No,
-    /// Restart when the jail exits non-zero (or is killed).
-    OnFailure,
-    /// Restart whenever the jail exits (unless stopped).
-    Always,
-}
-
-impl Restart {
-    /// `no`, `on-failure`, `always`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Restart::No => "no",
-            Restart::OnFailure => "on-failure",
-            Restart::Always => "always",
-        }
-    }
-
-    /// Parses a policy.
-    pub fn parse(s: &str) -> Result<Restart, String> {
-        match s {
-            "no" => Ok(Restart::No),
-            "on-failure" => Ok(Restart::OnFailure),
-            "always" => Ok(Restart::Always),
-            _ => Err(format!("bad restart policy '{s}' (expected no, on-failure or always)")),
-        }
-    }
-}
+/// The restart policy of the supervisor (defined with it, in `ljail-supervisor`).
+pub use ljail_supervisor::Restart;
 
 /// A mount, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]

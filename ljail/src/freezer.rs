@@ -1,44 +1,19 @@
 //! The cgroup freezer, to hold a running jail still while it is snapshotted or cloned.
 //!
-//! The supervisor (as root, where the v1 freezer hierarchy is mounted, as on hybrid hosts)
-//! makes `/sys/fs/cgroup/freezer/lightjail/ljail-PID` and moves itself in before it starts
-//! ljspawn, so the whole jail is in it (ljspawn's own cgroups for limits are in other
+//! The supervisor (`ljail-supervisor`, as root, where the v1 freezer hierarchy is mounted, as
+//! on hybrid hosts) makes `/sys/fs/cgroup/freezer/lightjail/ljail-PID` and moves itself in
+//! before it starts ljspawn, so the whole jail is in it (ljspawn's own cgroups for limits are in other
 //! hierarchies). On a pure cgroup v2 host, or for non-root users, there is no freezer cgroup
 //! and a running jail cannot be snapshotted (stop it first): ljail says so.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 
 /// The v1 freezer hierarchy.
-pub const V1: &str = "/sys/fs/cgroup/freezer";
-
-/// Moves the calling process (the supervisor, `pid`) into a new freezer cgroup of its own;
-/// `None` when there is no usable v1 freezer (not root, no hierarchy).
-pub fn enter(pid: u32) -> Option<PathBuf> {
-    if rustix::process::geteuid().as_raw() != 0 || !Path::new(V1).join("cgroup.procs").is_file() {
-        return None;
-    }
-    let parent = Path::new(V1).join("lightjail");
-    if !parent.is_dir() {
-        let _ = fs::create_dir(&parent);
-    }
-    let cg = parent.join(format!("ljail-{pid}"));
-    let _ = fs::create_dir(&cg);
-    if fs::write(cg.join("cgroup.procs"), pid.to_string()).is_err() {
-        let _ = fs::remove_dir(&cg);
-        return None;
-    }
-    Some(cg)
-}
-
-/// Moves `pid` back to the top freezer cgroup and removes `cg` (once it is empty).
-pub fn leave(pid: u32, cg: &Path) {
-    let _ = fs::write(Path::new(V1).join("cgroup.procs"), pid.to_string());
-    remove(cg);
-}
+pub const V1: &str = ljail_supervisor::FREEZER_V1;
 
 /// Removes a freezer cgroup left behind (thawed first, so nothing stays frozen).
 pub fn remove(cg: &Path) {

@@ -103,6 +103,11 @@ impl Jails {
         Ok(self.root.try_lock(&format!("r%{}", j.name))?)
     }
 
+    /// The run lock's file (the supervisor opens and holds it itself).
+    pub fn run_lock_path(&self, j: &Jail) -> PathBuf {
+        self.root.lock_path(&format!("r%{}", j.name))
+    }
+
     /// Whether the jail runs: its supervisor runs (its run lock is held), or its systemd unit
     /// is up.
     pub fn running(&self, j: &Jail) -> Result<bool, Error> {

@@ -1,58 +1,30 @@
-//! ljail's own supervisor: `start` runs `ljail supervise NAME` detached (its own session,
-//! stdin `/dev/null`, stdout and stderr the jail's log). The supervisor holds the jail's run
-//! lock for as long as it lives (that lock, not a pid file, says whether the jail runs), runs
-//! ljspawn with `--die-with-parent` (if the supervisor dies, so does the jail) and
-//! `--json-status` on a pipe (the jail's pid, then its exit code), keeps `state.json` up to date
-//! and restarts the jail per its policy. `stop` writes `stop-requested`, sends ljspawn SIGTERM
-//! (which ljspawn forwards to the jail's PID 1; an `init yes` jail's as SIGRTMIN+3, its init's
-//! halt, through `--stop-signal`), waits `stop-timeout`, then SIGKILLs ljspawn (the kernel kills
-//! the jail with it).
+//! Starting and stopping jails under ljail's own supervisor, `ljail-supervisor` (a small
+//! static program next to ljail, see its crate): `start` resolves the jail (config, layers,
+//! the ljspawn command line) and runs the supervisor detached (its own session, stdin
+//! `/dev/null`, stdout and stderr the jail's log) with all of it on its command line. The
+//! supervisor holds the jail's run lock for as long as it lives (that lock, not a pid file, says
+//! whether the jail runs), runs ljspawn with `--die-with-parent` (if the supervisor dies, so does
+//! the jail) and `--json-status` on a pipe (the jail's pid, then its exit code), keeps
+//! `state.json` up to date and restarts the jail per its policy. `stop` writes `stop-requested`,
+//! sends ljspawn SIGTERM (which ljspawn forwards to the jail's PID 1; an `init yes` jail's as
+//! SIGRTMIN+3, its init's halt, through `--stop-signal`), waits `stop-timeout`, then SIGKILLs
+//! ljspawn (the kernel kills the jail with it).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal};
-use serde::{Deserialize, Serialize};
 
-use crate::config::Restart;
+use crate::config::Config;
 use crate::error::Error;
 use crate::freezer;
 use crate::jail::{self, Jail, Jails};
 use crate::systemd::{self, Scope};
 
-/// `state.json`, written by the supervisor.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct State {
-    /// `starting`, `running`, `restarting`, `stopping`, `stopped`, `exited`, `failed`.
-    pub state: String,
-    /// The supervisor's pid.
-    pub supervisor_pid: u32,
-    /// The running ljspawn's pid.
-    pub ljspawn_pid: Option<u32>,
-    /// The jail's PID 1, as seen from the host (while it runs).
-    pub jail_pid: Option<u32>,
-    /// The PID 1 of the latest start (kept after it exits).
-    #[serde(default)]
-    pub last_pid: Option<u32>,
-    /// When the jail last started (seconds since the epoch).
-    pub started_at: Option<u64>,
-    /// Restarts since `start`.
-    pub restarts: u32,
-    /// The last exit status of ljspawn (the program's, or ljspawn's own code).
-    pub last_exit: Option<i32>,
-    /// The freezer cgroup the jail runs in, if any.
-    pub freezer: Option<PathBuf>,
-    /// The systemd unit that runs the jail (`lightjail-NAME.service`), if systemd runs it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit: Option<String>,
-    /// The manager of `unit`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<Scope>,
-}
+pub use ljail_supervisor::State;
 
 /// The unit and manager that run the jail, if systemd runs it (its hooks say so in
 /// `state.json`).
@@ -61,18 +33,13 @@ pub fn unit_of(j: &Jail) -> Option<(Scope, String)> {
     Some((s.scope?, s.unit?))
 }
 
-fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
 /// Reads `state.json` (default when missing or unreadable).
 pub fn read_state(j: &Jail) -> State {
-    fs::read(j.state_path()).ok().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or_default()
+    ljail_supervisor::read_state(&j.state_path())
 }
 
 pub fn write_state(j: &Jail, s: &State) -> Result<(), Error> {
-    let text = serde_json::to_vec_pretty(s).map_err(|e| Error::Failed(e.to_string()))?;
-    Ok(ljbuild::store::Root::write_atomic(&j.state_path(), &text)?)
+    ljail_supervisor::write_state(&j.state_path(), s).map_err(|e| Error::Failed(e.0))
 }
 
 /// Finds ljspawn (`LJSPAWN`, next to ljail, or on `PATH`).
@@ -82,17 +49,7 @@ pub fn ljspawn() -> Result<PathBuf, Error> {
     })
 }
 
-/// A line for the log, from ljail itself.
-fn log_line(msg: &str) {
-    let t = humantime::format_rfc3339_seconds(SystemTime::now());
-    eprintln!("ljail: {t} {msg}");
-}
-
-/// Whether `pid` still runs a command line mentioning `needle` (guards against pid reuse).
-fn is_ours(pid: u32, needle: &Path) -> bool {
-    let n = needle.as_os_str().as_encoded_bytes();
-    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(n.len()).any(|w| w == n))
-}
+use ljail_supervisor::is_ours;
 
 fn signal(pid: u32, sig: Signal) {
     if let Some(p) = Pid::from_raw(pid as i32) {
@@ -118,7 +75,7 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
         return Ok(Started::Already(read_state(j).jail_pid));
     }
     // Resolve now, so a missing image is this command's error.
-    jail::resolve(&jails.root, &cfg)?;
+    let layers = jail::resolve(&jails.root, &cfg)?;
     if cfg.init {
         // (A clone has none yet: it gets its own.)
         j.ensure_machine_id(cfg.root)?;
@@ -130,7 +87,7 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     if let Some(scope) = jails.manager {
         return systemd::start(jails, j, &cfg, scope).map(Started::Now);
     }
-    let ljspawn = ljspawn()?;
+    let mut cmd = supervisor(jails, j, &cfg, &layers)?;
     let old = read_state(j);
     if let Some(cg) = &old.freezer {
         freezer::remove(cg);
@@ -139,20 +96,13 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     let log = open_log(j)?;
     let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
     write_state(j, &State { state: "starting".into(), ..State::default() })?;
-    let exe =
-        std::env::current_exe().map_err(Error::io("cannot find ljail's own executable", "/proc/self/exe"))?;
-    let mut child = Command::new(&exe)
-        .arg("--root")
-        .arg(&jails.root.path)
-        .arg("supervise")
-        .arg(&j.name)
-        .env("LJSPAWN", &ljspawn)
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(Error::io("cannot open", j.log_path()))?)
         .stderr(log)
         .current_dir("/")
         .spawn()
-        .map_err(Error::io("cannot run", &exe))?;
+        .map_err(Error::io("cannot run", cmd.get_program()))?;
     let start = Instant::now();
     loop {
         let s = read_state(j);
@@ -273,131 +223,45 @@ pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result
     Err(Error::Failed(format!("{} did not stop (supervisor pid {})", j.name, s.supervisor_pid)))
 }
 
-/// `ljail supervise NAME` (run by `start`, detached): the supervisor's whole life.
-pub fn supervise(jails: &Jails, j: &Jail) -> Result<u8, Error> {
-    let _ = rustix::process::setsid();
-    let Some(_run) = jails.try_run_lock(j)? else {
-        log_line("another supervisor runs this jail");
-        return Ok(0);
+/// Finds `ljail-supervisor`: next to ljail's own executable, else on `PATH`.
+pub fn find_supervisor() -> Result<PathBuf, Error> {
+    const NAME: &str = "ljail-supervisor";
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join(NAME)));
+    let on_path = || {
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path).map(|d| d.join(NAME)).find(|p| p.is_file())
     };
-    let me = std::process::id();
-    let mut st = State { state: "starting".into(), supervisor_pid: me, ..State::default() };
-    let result = supervise_locked(jails, j, &mut st);
-    if let Err(e) = &result {
-        log_line(&format!("cannot run the jail: {e}"));
-        st.state = "failed".into();
-    }
-    st.ljspawn_pid = None;
-    st.jail_pid = None;
-    if let Some(cg) = st.freezer.take() {
-        freezer::leave(me, &cg);
-    }
-    let _ = write_state(j, &st);
-    let _ = fs::remove_file(j.stop_path());
-    result
+    beside.filter(|p| p.is_file()).or_else(on_path).ok_or_else(|| {
+        Error::Jail(format!("{NAME} not found (not next to ljail, not on PATH; make install puts it there)"))
+    })
 }
 
-fn supervise_locked(jails: &Jails, j: &Jail, st: &mut State) -> Result<u8, Error> {
+/// The supervisor's command for `j` with `cfg`: everything it runs resolved now (a missing
+/// image or ljspawn is the caller's error, not a line in the log).
+fn supervisor(jails: &Jails, j: &Jail, cfg: &Config, layers: &jail::Resolved) -> Result<Command, Error> {
+    let spec = ljail_supervisor::Spec {
+        name: j.name.clone(),
+        dir: j.dir.clone(),
+        lock: jails.run_lock_path(j),
+        restart: cfg.restart,
+        restart_delay: cfg.restart_delay,
+        restart_max: cfg.restart_max,
+        ljspawn: ljspawn()?,
+        args: jail::ljspawn_args(j, cfg, layers, None),
+    };
+    let mut cmd = Command::new(find_supervisor()?);
+    cmd.args(spec.to_args());
+    Ok(cmd)
+}
+
+/// `ljail supervise NAME` (internal): the jail's supervisor in the foreground (ljail replaced
+/// by `ljail-supervisor`, as `start` runs it detached).
+pub fn supervise(jails: &Jails, j: &Jail) -> Result<u8, Error> {
+    use std::os::unix::process::CommandExt;
     let cfg = j.config()?;
-    let layers = jail::resolve(&jails.root, &cfg)?;
-    let ljspawn = ljspawn()?;
-    st.freezer = freezer::enter(st.supervisor_pid);
-    loop {
-        let (rd, wr): (OwnedFd, OwnedFd) =
-            rustix::pipe::pipe().map_err(|e| Error::io("cannot make a pipe", "ljspawn")(e.into()))?;
-        // The read end stays here; the write end (no close-on-exec) is ljspawn's --json-status.
-        rustix::io::fcntl_setfd(&rd, rustix::io::FdFlags::CLOEXEC)
-            .map_err(|e| Error::io("cannot set close-on-exec", "pipe")(e.into()))?;
-        let args = jail::ljspawn_args(j, &cfg, &layers, Some(wr.as_raw_fd()));
-        let log = open_log(j)?;
-        let spawned = Command::new(&ljspawn)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(Error::io("cannot open", j.log_path()))?)
-            .stderr(log)
-            .spawn();
-        drop(wr);
-        let mut child = spawned.map_err(Error::io("cannot run", &ljspawn))?;
-        st.ljspawn_pid = Some(child.id());
-        st.jail_pid = None;
-        st.state = "starting".into();
-        write_state(j, st)?;
-        let mut reported_start = false;
-        for line in BufReader::new(File::from(rd)).lines() {
-            let Ok(line) = line else { break };
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            if let Some(pid) = v.get("child-pid").and_then(serde_json::Value::as_u64) {
-                st.jail_pid = Some(pid as u32);
-                st.last_pid = Some(pid as u32);
-                st.started_at = Some(now());
-                st.state = "running".into();
-                reported_start = true;
-                write_state(j, st)?;
-                log_line(&format!("started (pid {pid})"));
-            }
-        }
-        let status = child.wait().map_err(Error::io("cannot wait for", &ljspawn))?;
-        let code = status.code().unwrap_or(128 + 9);
-        st.last_exit = Some(code);
-        st.ljspawn_pid = None;
-        st.jail_pid = None;
-        let stopping = j.stop_path().exists();
-        if !reported_start {
-            // ljspawn failed before the jail ran (its line is in the log): a restart would fail
-            // the same way.
-            log_line(&format!("the jail did not start (ljspawn status {code}); not restarted"));
-            st.state = "failed".into();
-            write_state(j, st)?;
-            return Ok(0);
-        }
-        let again = !stopping
-            && match cfg.restart {
-                Restart::No => false,
-                Restart::OnFailure => code != 0,
-                Restart::Always => true,
-            };
-        if stopping {
-            log_line(&format!("stopped (status {code})"));
-            st.state = "stopped".into();
-            write_state(j, st)?;
-            return Ok(0);
-        }
-        if !again {
-            log_line(&format!("exited with status {code}"));
-            st.state = "exited".into();
-            write_state(j, st)?;
-            return Ok(0);
-        }
-        if cfg.restart_max != 0 && st.restarts >= cfg.restart_max {
-            log_line(&format!(
-                "exited with status {code}; not restarted: {} restarts already (restart-max)",
-                st.restarts
-            ));
-            st.state = "failed".into();
-            write_state(j, st)?;
-            return Ok(0);
-        }
-        st.restarts += 1;
-        st.state = "restarting".into();
-        write_state(j, st)?;
-        log_line(&format!(
-            "exited with status {code}; restart {} in {}",
-            st.restarts,
-            humantime::format_duration(cfg.restart_delay)
-        ));
-        let until = Instant::now() + cfg.restart_delay;
-        while Instant::now() < until {
-            if j.stop_path().exists() {
-                st.state = "stopped".into();
-                write_state(j, st)?;
-                log_line("stopped while waiting to restart");
-                return Ok(0);
-            }
-            std::thread::sleep(
-                Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
-            );
-        }
-    }
+    let mut cmd = supervisor(jails, j, &cfg, &jail::resolve(&jails.root, &cfg)?)?;
+    let e = cmd.exec();
+    Err(Error::io("cannot run", cmd.get_program())(e))
 }
 
 /// `ljail exec NAME CMD...`: replaces ljail with `ljspawn --join PID` and the jail's own

@@ -20,41 +20,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{Config, Restart};
 use crate::error::Error;
 use crate::jail::{self, Jail, Jails};
 use crate::supervise::{self, State};
 
-/// Which service manager runs a jail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// The system manager (root).
-    System,
-    /// The caller's user manager (`systemctl --user`).
-    User,
-}
-
-impl Scope {
-    /// `system` or `user`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::System => "system",
-            Scope::User => "user",
-        }
-    }
-
-    /// `systemctl`, `systemd-run` or `journalctl` for this manager.
-    pub fn command(self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        if self == Scope::User {
-            c.arg("--user");
-        }
-        c
-    }
-}
+/// Which service manager runs a jail (defined with `state.json`, which records it).
+pub use ljail_supervisor::Scope;
 
 /// `--supervisor`: who runs jails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -645,7 +645,8 @@ impl Root {
         self.path.join(".logs")
     }
 
-    fn lock_path(&self, key: &str) -> PathBuf {
+    /// The file of the lock `key`.
+    pub fn lock_path(&self, key: &str) -> PathBuf {
         self.path.join(".locks").join(format!("{key}.lock"))
     }
 

@@ -502,8 +502,10 @@ fn concurrent_start_serialized(lj: &Lj) {
     }
     assert_eq!((started, already), (1, 3), "{outs:#?}");
     let root = path_str(&lj.root());
-    let sups: Vec<_> =
-        procs_mentioning(&root).into_iter().filter(|(_, c)| c.contains(" supervise one")).collect();
+    let sups: Vec<_> = procs_mentioning(&root)
+        .into_iter()
+        .filter(|(_, c)| c.contains("ljail-supervisor --name one "))
+        .collect();
     assert_eq!(sups.len(), 1, "{sups:?}");
     let dir = path_str(&lj.jail_dir("one"));
     // ljspawn, and not the jail's PID 1 (a clone of it, with the same command line).

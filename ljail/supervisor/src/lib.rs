@@ -1,0 +1,334 @@
+#![forbid(unsafe_code)]
+//! The supervisor of one running ljail jail, a program of its own (`ljail-supervisor`, next to
+//! `ljail`): `ljail start` resolves the jail (config, layers, the ljspawn command line) and runs
+//! it detached with a [`Spec`] on its command line. One supervisor lives as long as its jail
+//! runs, so it is kept small: no command-line parser, no image code, no threads, linked
+//! statically (`make build`: against musl, as ljspawn), about 0.4 MiB resident instead of the
+//! 3 MiB of a dynamically linked `ljail` (its libc's pages alone are 1.5 MiB).
+//!
+//! What it does (see [`supervise`]): holds the jail's run lock for as long as it lives (that
+//! lock, not a pid file, says whether the jail runs), runs ljspawn with `--die-with-parent` (if
+//! the supervisor dies, so does the jail) and `--json-status` on a pipe (the jail's pid, then
+//! its exit code), keeps `state.json` up to date, writes its own lines to the jail's log (its
+//! stdout and stderr) and restarts the jail per its policy.
+//!
+//! Shared with `ljail`: [`State`] (`state.json`, with the [`Scope`] it names), [`Restart`],
+//! [`Spec`] (both sides of its command line) and the v1 freezer's hierarchy.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+mod supervise;
+pub use supervise::supervise;
+
+/// The v1 freezer hierarchy (hybrid hosts), where a root supervisor puts itself and so its
+/// jail, so that `snapshot` and `clone` can hold a running jail still.
+pub const FREEZER_V1: &str = "/sys/fs/cgroup/freezer";
+
+/// The supervisor's own failures (one line in the jail's log).
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// `what path: why`, the io error as one lower-case phrase without std's " (os error N)".
+pub fn io_error(what: &str, path: &Path, e: &std::io::Error) -> Error {
+    let s = e.to_string();
+    let why = s.split(" (os error").next().unwrap_or(&s).to_lowercase();
+    Error(format!("{what} {}: {why}", path.display()))
+}
+
+/// The restart policy of the supervisor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    /// Never restart.
+    No,
+    /// Restart when the jail exits non-zero (or is killed).
+    OnFailure,
+    /// Restart whenever the jail exits (unless stopped).
+    Always,
+}
+
+impl Restart {
+    /// `no`, `on-failure`, `always`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::No => "no",
+            Restart::OnFailure => "on-failure",
+            Restart::Always => "always",
+        }
+    }
+
+    /// Parses a policy.
+    pub fn parse(s: &str) -> Result<Restart, String> {
+        match s {
+            "no" => Ok(Restart::No),
+            "on-failure" => Ok(Restart::OnFailure),
+            "always" => Ok(Restart::Always),
+            _ => Err(format!("bad restart policy '{s}' (expected no, on-failure or always)")),
+        }
+    }
+}
+
+/// Which service manager runs a jail (`state.json` records it for jails under systemd).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The system manager (root).
+    System,
+    /// The caller's user manager (`systemctl --user`).
+    User,
+}
+
+impl Scope {
+    /// `system` or `user`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::System => "system",
+            Scope::User => "user",
+        }
+    }
+
+    /// `systemctl`, `systemd-run` or `journalctl` for this manager.
+    pub fn command(self, program: &str) -> std::process::Command {
+        let mut c = std::process::Command::new(program);
+        if self == Scope::User {
+            c.arg("--user");
+        }
+        c
+    }
+}
+
+/// `state.json`, written by the supervisor (and, for a jail under systemd, by its unit's
+/// hooks).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// `starting`, `running`, `restarting`, `stopping`, `stopped`, `exited`, `failed`.
+    pub state: String,
+    /// The supervisor's pid.
+    pub supervisor_pid: u32,
+    /// The running ljspawn's pid.
+    pub ljspawn_pid: Option<u32>,
+    /// The jail's PID 1, as seen from the host (while it runs).
+    pub jail_pid: Option<u32>,
+    /// The PID 1 of the latest start (kept after it exits).
+    #[serde(default)]
+    pub last_pid: Option<u32>,
+    /// When the jail last started (seconds since the epoch).
+    pub started_at: Option<u64>,
+    /// Restarts since `start`.
+    pub restarts: u32,
+    /// The last exit status of ljspawn (the program's, or ljspawn's own code).
+    pub last_exit: Option<i32>,
+    /// The freezer cgroup the jail runs in, if any.
+    pub freezer: Option<PathBuf>,
+    /// The systemd unit that runs the jail (`lightjail-NAME.service`), if systemd runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The manager of `unit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<Scope>,
+}
+
+/// Reads a `state.json` (the default when missing or unreadable).
+pub fn read_state(path: &Path) -> State {
+    fs::read(path).ok().and_then(|t| serde_json::from_slice(&t).ok()).unwrap_or_default()
+}
+
+/// Writes a `state.json` atomically (a temporary file beside it, synced, renamed over it).
+pub fn write_state(path: &Path, s: &State) -> Result<(), Error> {
+    let text = serde_json::to_vec_pretty(s).map_err(|e| Error(format!("cannot write the state: {e}")))?;
+    let tmp = path.with_extension("tmp~");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| io_error("cannot create", &tmp, &e))?;
+    f.write_all(&text).and_then(|()| f.sync_all()).map_err(|e| io_error("cannot write", &tmp, &e))?;
+    fs::rename(&tmp, path).map_err(|e| io_error("cannot rename into place", path, &e))
+}
+
+/// What one supervisor runs, from `ljail start`, on the supervisor's command line:
+/// `ljail-supervisor --name NAME --dir DIR --lock FILE --restart POLICY --restart-delay-ms N
+/// --restart-max N --ljspawn PATH -- ARG...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    /// The jail's name.
+    pub name: String,
+    /// `ROOT/jails/NAME`: `state.json`, `stop-requested` and `log` are there.
+    pub dir: PathBuf,
+    /// The jail's run lock, held for as long as the supervisor lives.
+    pub lock: PathBuf,
+    /// The restart policy.
+    pub restart: Restart,
+    /// The pause before a restart.
+    pub restart_delay: Duration,
+    /// At most this many restarts (0: no limit).
+    pub restart_max: u32,
+    /// The ljspawn to run.
+    pub ljspawn: PathBuf,
+    /// Its arguments (the supervisor adds `--die-with-parent --json-status FD` in front).
+    pub args: Vec<OsString>,
+}
+
+impl Spec {
+    /// `state.json`.
+    pub fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    /// `stop-requested`.
+    pub fn stop_path(&self) -> PathBuf {
+        self.dir.join("stop-requested")
+    }
+
+    /// `log`.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    /// The supervisor's arguments (after its program name).
+    pub fn to_args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut opt = |k: &str, v: &OsStr| {
+            a.push(k.into());
+            a.push(v.to_owned());
+        };
+        opt("--name", self.name.as_ref());
+        opt("--dir", self.dir.as_os_str());
+        opt("--lock", self.lock.as_os_str());
+        opt("--restart", self.restart.as_str().as_ref());
+        opt("--restart-delay-ms", self.restart_delay.as_millis().to_string().as_ref());
+        opt("--restart-max", self.restart_max.to_string().as_ref());
+        opt("--ljspawn", self.ljspawn.as_os_str());
+        a.push("--".into());
+        a.extend(self.args.iter().cloned());
+        a
+    }
+
+    /// Parses what [`Spec::to_args`] made (every option once, all of them).
+    pub fn from_args(args: impl IntoIterator<Item = OsString>) -> Result<Spec, Error> {
+        let mut it = args.into_iter();
+        let (mut name, mut dir, mut lock, mut restart, mut delay, mut max, mut ljspawn) =
+            (None, None, None, None, None, None, None);
+        let bad = |m: String| Error(format!("{m} (ljail-supervisor is run by `ljail start`)"));
+        loop {
+            let Some(k) = it.next() else { return Err(bad("no `--` before ljspawn's arguments".into())) };
+            if k == "--" {
+                break;
+            }
+            let k = k.to_string_lossy().into_owned();
+            let v = it.next().ok_or_else(|| bad(format!("{k} needs a value")))?;
+            let text = || v.to_str().map(str::to_string).ok_or_else(|| bad(format!("{k}: not UTF-8")));
+            let number = |t: String| t.parse::<u64>().map_err(|_| bad(format!("{k}: not a number: {t}")));
+            let slot_taken = match k.as_str() {
+                "--name" => name.replace(text()?).is_some(),
+                "--dir" => dir.replace(PathBuf::from(&v)).is_some(),
+                "--lock" => lock.replace(PathBuf::from(&v)).is_some(),
+                "--restart" => restart.replace(Restart::parse(&text()?).map_err(bad)?).is_some(),
+                "--restart-delay-ms" => delay.replace(Duration::from_millis(number(text()?)?)).is_some(),
+                "--restart-max" => {
+                    let n = u32::try_from(number(text()?)?).map_err(|_| bad(format!("{k}: too large")))?;
+                    max.replace(n).is_some()
+                }
+                "--ljspawn" => ljspawn.replace(PathBuf::from(&v)).is_some(),
+                _ => return Err(bad(format!("unknown option {k}"))),
+            };
+            if slot_taken {
+                return Err(bad(format!("{k} given twice")));
+            }
+        }
+        let need = |what: &str| bad(format!("--{what} is missing"));
+        Ok(Spec {
+            name: name.ok_or_else(|| need("name"))?,
+            dir: dir.ok_or_else(|| need("dir"))?,
+            lock: lock.ok_or_else(|| need("lock"))?,
+            restart: restart.ok_or_else(|| need("restart"))?,
+            restart_delay: delay.ok_or_else(|| need("restart-delay-ms"))?,
+            restart_max: max.ok_or_else(|| need("restart-max"))?,
+            ljspawn: ljspawn.ok_or_else(|| need("ljspawn"))?,
+            args: it.collect(),
+        })
+    }
+}
+
+/// Whether `pid` still runs a command line mentioning `needle` (guards against pid reuse).
+pub fn is_ours(pid: u32, needle: &Path) -> bool {
+    let n = needle.as_os_str().as_bytes();
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(n.len()).any(|w| w == n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> Spec {
+        Spec {
+            name: "web".into(),
+            dir: "/r/jails/web".into(),
+            lock: "/r/.locks/r%web.lock".into(),
+            restart: Restart::OnFailure,
+            restart_delay: Duration::from_millis(1500),
+            restart_max: 3,
+            ljspawn: "/usr/bin/ljspawn".into(),
+            args: vec!["--layer".into(), "/w".into(), "--".into(), "--name".into(), "-x".into()],
+        }
+    }
+
+    #[test]
+    fn spec_round_trips_through_its_command_line() {
+        let s = spec();
+        let a = s.to_args();
+        assert_eq!(Spec::from_args(a.clone()).unwrap(), s);
+        // Everything after the first `--` is ljspawn's, options of the supervisor included.
+        assert_eq!(a[a.len() - 5..], s.args[..]);
+        let non_utf8 = OsString::from(std::ffi::OsStr::from_bytes(b"/r/\xff"));
+        let s2 = Spec { dir: non_utf8.into(), args: Vec::new(), ..spec() };
+        assert_eq!(Spec::from_args(s2.to_args()).unwrap(), s2);
+    }
+
+    #[test]
+    fn spec_refuses_what_ljail_never_makes() {
+        let with = |edit: &dyn Fn(&mut Vec<OsString>)| {
+            let mut a = spec().to_args();
+            edit(&mut a);
+            Spec::from_args(a).unwrap_err().0
+        };
+        assert!(with(&|a| a.truncate(14)).contains("no `--`"));
+        assert!(with(&|a| a.drain(0..2).for_each(drop)).contains("--name is missing"));
+        assert!(with(&|a| a.splice(0..0, ["--dir".into(), "/x".into()]).for_each(drop))
+            .contains("--dir given twice"));
+        assert!(with(&|a| a[7] = "sometimes".into()).contains("bad restart policy 'sometimes'"));
+        assert!(with(&|a| a[9] = "1s".into()).contains("--restart-delay-ms: not a number: 1s"));
+        assert!(with(&|a| a[0] = "--nmae".into()).contains("unknown option --nmae"));
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let d = std::env::temp_dir().join(format!("ljail-supervisor-state-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("state.json");
+        assert_eq!(read_state(&p).state, "", "missing: the default");
+        let s = State { state: "running".into(), supervisor_pid: 7, jail_pid: Some(9), ..State::default() };
+        write_state(&p, &s).unwrap();
+        let back = read_state(&p);
+        assert_eq!((back.state.as_str(), back.supervisor_pid, back.jail_pid), ("running", 7, Some(9)));
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

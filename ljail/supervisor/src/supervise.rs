@@ -1,0 +1,206 @@
+//! The supervisor's life: the run lock, the freezer cgroup, ljspawn run and run again.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::FlockOperation;
+
+use crate::{io_error, write_state, Error, Restart, Spec, State, FREEZER_V1};
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A line for the log, from the supervisor (stderr is the jail's log).
+fn log_line(msg: &str) {
+    let t = humantime::format_rfc3339_seconds(SystemTime::now());
+    eprintln!("ljail: {t} {msg}");
+}
+
+/// The run lock, if it is free.
+fn try_run_lock(p: &Path) -> Result<Option<File>, Error> {
+    let f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(p)
+        .map_err(|e| io_error("cannot open lock", p, &e))?;
+    match rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(f)),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+        Err(e) => Err(io_error("cannot lock", p, &e.into())),
+    }
+}
+
+/// Moves the calling process (the supervisor, `pid`) into a new v1 freezer cgroup of its own;
+/// `None` when there is no usable v1 freezer (not root, no hierarchy).
+fn freezer_enter(pid: u32) -> Option<PathBuf> {
+    if !rustix::process::geteuid().is_root() || !Path::new(FREEZER_V1).join("cgroup.procs").is_file() {
+        return None;
+    }
+    let parent = Path::new(FREEZER_V1).join("lightjail");
+    if !parent.is_dir() {
+        let _ = fs::create_dir(&parent);
+    }
+    let cg = parent.join(format!("ljail-{pid}"));
+    let _ = fs::create_dir(&cg);
+    if fs::write(cg.join("cgroup.procs"), pid.to_string()).is_err() {
+        let _ = fs::remove_dir(&cg);
+        return None;
+    }
+    Some(cg)
+}
+
+/// Moves `pid` back to the top freezer cgroup and removes `cg` (thawed, once it is empty).
+fn freezer_leave(pid: u32, cg: &Path) {
+    let _ = fs::write(Path::new(FREEZER_V1).join("cgroup.procs"), pid.to_string());
+    let _ = fs::write(cg.join("freezer.state"), "THAWED");
+    for _ in 0..50 {
+        if fs::remove_dir(cg).is_ok() || !cg.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn open_log(spec: &Spec) -> Result<File, Error> {
+    let p = spec.log_path();
+    OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io_error("cannot open", &p, &e))
+}
+
+/// The supervisor's whole life (its own session, detached; stdout and stderr the jail's log):
+/// returns its exit status.
+pub fn supervise(spec: &Spec) -> u8 {
+    let _ = rustix::process::setsid();
+    let _run = match try_run_lock(&spec.lock) {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            log_line("another supervisor runs this jail");
+            return 0;
+        }
+        Err(e) => {
+            log_line(&format!("cannot run the jail: {e}"));
+            return 1;
+        }
+    };
+    let me = std::process::id();
+    let state = spec.state_path();
+    let mut st = State { state: "starting".into(), supervisor_pid: me, ..State::default() };
+    st.freezer = freezer_enter(me);
+    let result = run(spec, &mut st);
+    if let Err(e) = &result {
+        log_line(&format!("cannot run the jail: {e}"));
+        st.state = "failed".into();
+    }
+    st.ljspawn_pid = None;
+    st.jail_pid = None;
+    if let Some(cg) = st.freezer.take() {
+        freezer_leave(me, &cg);
+    }
+    let _ = write_state(&state, &st);
+    let _ = fs::remove_file(spec.stop_path());
+    u8::from(result.is_err())
+}
+
+/// Runs ljspawn, and again per the restart policy, until the jail is stopped or done.
+fn run(spec: &Spec, st: &mut State) -> Result<(), Error> {
+    let state = spec.state_path();
+    loop {
+        let (rd, wr): (OwnedFd, OwnedFd) =
+            rustix::pipe::pipe().map_err(|e| io_error("cannot make a pipe for", &spec.ljspawn, &e.into()))?;
+        // The read end stays here; the write end (no close-on-exec) is ljspawn's --json-status.
+        rustix::io::fcntl_setfd(&rd, rustix::io::FdFlags::CLOEXEC)
+            .map_err(|e| io_error("cannot set close-on-exec on a pipe for", &spec.ljspawn, &e.into()))?;
+        let log = open_log(spec)?;
+        let spawned = Command::new(&spec.ljspawn)
+            .arg("--die-with-parent")
+            .arg("--json-status")
+            .arg(wr.as_raw_fd().to_string())
+            .args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| io_error("cannot open", &spec.log_path(), &e))?)
+            .stderr(log)
+            .spawn();
+        drop(wr);
+        let mut child = spawned.map_err(|e| io_error("cannot run", &spec.ljspawn, &e))?;
+        st.ljspawn_pid = Some(child.id());
+        st.jail_pid = None;
+        st.state = "starting".into();
+        write_state(&state, st)?;
+        let mut reported_start = false;
+        for line in BufReader::new(File::from(rd)).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if let Some(pid) = v.get("child-pid").and_then(serde_json::Value::as_u64) {
+                st.jail_pid = Some(pid as u32);
+                st.last_pid = Some(pid as u32);
+                st.started_at = Some(now());
+                st.state = "running".into();
+                reported_start = true;
+                write_state(&state, st)?;
+                log_line(&format!("started (pid {pid})"));
+            }
+        }
+        let status = child.wait().map_err(|e| io_error("cannot wait for", &spec.ljspawn, &e))?;
+        let code = status.code().unwrap_or(128 + 9);
+        st.last_exit = Some(code);
+        st.ljspawn_pid = None;
+        st.jail_pid = None;
+        let stopping = spec.stop_path().exists();
+        if !reported_start {
+            // ljspawn failed before the jail ran (its line is in the log): a restart would fail
+            // the same way.
+            log_line(&format!("the jail did not start (ljspawn status {code}); not restarted"));
+            st.state = "failed".into();
+            return write_state(&state, st);
+        }
+        if stopping {
+            log_line(&format!("stopped (status {code})"));
+            st.state = "stopped".into();
+            return write_state(&state, st);
+        }
+        let again = match spec.restart {
+            Restart::No => false,
+            Restart::OnFailure => code != 0,
+            Restart::Always => true,
+        };
+        if !again {
+            log_line(&format!("exited with status {code}"));
+            st.state = "exited".into();
+            return write_state(&state, st);
+        }
+        if spec.restart_max != 0 && st.restarts >= spec.restart_max {
+            log_line(&format!(
+                "exited with status {code}; not restarted: {} restarts already (restart-max)",
+                st.restarts
+            ));
+            st.state = "failed".into();
+            return write_state(&state, st);
+        }
+        st.restarts += 1;
+        st.state = "restarting".into();
+        write_state(&state, st)?;
+        log_line(&format!(
+            "exited with status {code}; restart {} in {}",
+            st.restarts,
+            humantime::format_duration(spec.restart_delay)
+        ));
+        let until = Instant::now() + spec.restart_delay;
+        while Instant::now() < until {
+            if spec.stop_path().exists() {
+                st.state = "stopped".into();
+                write_state(&state, st)?;
+                log_line("stopped while waiting to restart");
+                return Ok(());
+            }
+            std::thread::sleep(
+                Duration::from_millis(20).min(until.saturating_duration_since(Instant::now())),
+            );
+        }
+    }
+}
