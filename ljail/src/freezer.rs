@@ -21,8 +21,11 @@ pub fn remove(cg: &Path) {
         return;
     }
     let _ = fs::write(cg.join("freezer.state"), "THAWED");
-    for _ in 0..50 {
-        if fs::remove_dir(cg).is_ok() || !cg.exists() {
+    // Its last processes leave it when the kernel has run their exit: seconds on a loaded
+    // machine, so a deadline rather than a count of tries.
+    let start = Instant::now();
+    loop {
+        if fs::remove_dir(cg).is_ok() || !cg.exists() || start.elapsed() > Duration::from_secs(10) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));

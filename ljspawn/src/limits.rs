@@ -30,6 +30,7 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Limits asked for on the command line.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -227,6 +228,9 @@ type Leaf = (PathBuf, PathBuf, Vec<&'static str>);
 
 const PERIOD_US: u64 = 100_000;
 
+/// How long [`Cgroup::remove`] keeps trying to remove a cgroup whose processes were killed.
+const REMOVE_DEADLINE: Duration = Duration::from_secs(10);
+
 impl Cgroup {
     /// Makes the jail's cgroup `name` inside the caller's own cgroup and writes the limits.
     pub fn create(
@@ -372,11 +376,16 @@ impl Cgroup {
                 fs::remove_dir_all(d).map_err(|e| io_err(format!("cannot remove {}", d.display()), e))?;
                 continue;
             }
-            kill_all(d, self.v2 || d.join("cgroup.kill").exists());
-            // A delegated cgroup has the jail's own below it (empty once the jail is gone).
-            remove_children(d);
-            let mut last = None;
-            for _ in 0..100 {
+            // Killed processes leave the cgroup when the kernel has run their exit, which on a
+            // loaded machine (or for a large process freeing its memory) takes a while: rmdir
+            // is retried, the rest killed again, until a deadline, not a count of tries.
+            let deadline = Instant::now() + REMOVE_DEADLINE;
+            let mut pause = Duration::from_millis(1);
+            let mut last;
+            loop {
+                kill_all(d, self.v2 || d.join("cgroup.kill").exists());
+                // A delegated cgroup has the jail's own below it (empty once the jail is gone).
+                remove_children(d);
                 match fs::remove_dir(d) {
                     Ok(()) => {
                         last = None;
@@ -388,7 +397,11 @@ impl Cgroup {
                     }
                     Err(e) => last = Some(e),
                 }
-                std::thread::sleep(std::time::Duration::from_millis(5));
+                if Instant::now() >= deadline {
+                    break;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
             }
             if let Some(e) = last {
                 return Err(io_err(format!("cannot remove cgroup {}", d.display()), e));
@@ -515,6 +528,7 @@ fn kill_all(d: &Path, v2: bool) {
     if v2 && fs::write(d.join("cgroup.kill"), "1").is_ok() {
         return;
     }
+    // (A few rounds: `remove` calls this again while the cgroup stays busy.)
     for _ in 0..50 {
         let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
         // 0 is a process in another pid namespace (v2 shows it so): kill(0) would hit our
