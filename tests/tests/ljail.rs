@@ -44,6 +44,15 @@ lj_tests::mode_tests! {
     systemd_units_in_a_booted_jail: root;
 }
 
+/// How long a test waits for what a started jail does (its first lines, its files, a namespace
+/// appearing): seconds on a loaded machine.
+const UP: Duration = Duration::from_secs(30);
+
+/// How long a test waits for what the kernel removes after a jail is gone (processes being
+/// reaped, cgroups, a veth that goes with its network namespace: the kernel's netns cleanup is
+/// asynchronous and late on a busy machine). A deadline, not a timing check.
+const GONE: Duration = Duration::from_secs(30);
+
 /// One test's root and the ljail it runs.
 struct Lj<'a> {
     cx: &'a Ctx,
@@ -159,7 +168,7 @@ impl<'a> Lj<'a> {
     #[track_caller]
     fn wait_state(&self, name: &str, state: &str) -> Value {
         let mut last = Value::Null;
-        let ok = wait_until(Duration::from_secs(20), || {
+        let ok = wait_until(UP, || {
             last = self.status(name);
             last["state"] == state
         });
@@ -223,7 +232,7 @@ fn procs_mentioning(needle: &str) -> Vec<(u32, String)> {
 #[track_caller]
 fn program_of(pid1: u32) -> u32 {
     let mut prog = None;
-    wait_until(Duration::from_secs(10), || {
+    wait_until(UP, || {
         prog = fs::read_to_string(format!("/proc/{pid1}/task/{pid1}/children"))
             .ok()
             .and_then(|k| k.split_whitespace().next().and_then(|p| p.parse().ok()));
@@ -244,10 +253,10 @@ fn fetch(net: &str, url: &str) -> Option<String> {
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net={net}")).arg(py).args([
         "-c",
-        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())",
+        "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())",
         url,
     ]);
-    let out = run_with_timeout(cmd, None, Duration::from_secs(10)).ok()?;
+    let out = run_with_timeout(cmd, None, Duration::from_secs(30)).ok()?;
     (out.status() == 0).then_some(out.stdout)
 }
 
@@ -255,7 +264,7 @@ fn fetch(net: &str, url: &str) -> Option<String> {
 #[track_caller]
 fn expect_answer(net: &str, url: &str, want: &str) {
     let mut got = None;
-    let ok = wait_until(Duration::from_secs(15), || {
+    let ok = wait_until(UP, || {
         got = fetch(net, url);
         got.as_deref().is_some_and(|g| g.contains(want))
     });
@@ -279,7 +288,7 @@ impl NetNs {
             .expect("unshare --net");
         let path = format!("/proc/{}/ns/net", holder.id());
         let mine = fs::read_link("/proc/self/ns/net").expect("readlink");
-        assert!(wait_until(Duration::from_secs(5), || fs::read_link(&path).is_ok_and(|l| l != mine)));
+        assert!(wait_until(UP, || fs::read_link(&path).is_ok_and(|l| l != mine)));
         let ns = NetNs { holder, path };
         ns.ip(&["link", "set", "lo", "up"]);
         ns
@@ -288,7 +297,7 @@ impl NetNs {
     fn ip(&self, args: &[&str]) -> String {
         let mut cmd = Command::new("nsenter");
         cmd.arg(format!("--net={}", self.path)).arg("ip").args(args);
-        let out = run_with_timeout(cmd, None, Duration::from_secs(10)).expect("ip");
+        let out = run_with_timeout(cmd, None, Duration::from_secs(30)).expect("ip");
         assert_eq!(out.status(), 0, "ip {args:?}: {}", out.report());
         out.stdout
     }
@@ -321,7 +330,7 @@ fn assert_nothing_left(lj: &Lj, name: &str, supervisor: u32, ljspawn: u32) {
     let dir = path_str(&lj.jail_dir(name));
     assert!(!lj.jail_dir(name).exists(), "{dir} still exists");
     let left = || procs_mentioning(&dir);
-    assert!(wait_until(Duration::from_secs(5), || left().is_empty()), "processes left: {:?}", left());
+    assert!(wait_until(GONE, || left().is_empty()), "processes left: {:?}", left());
     assert!(!host_mountinfo().contains(&dir), "a mount of {dir} is left:\n{}", host_mountinfo());
     let freezer = PathBuf::from(format!("/sys/fs/cgroup/freezer/lightjail/ljail-{supervisor}"));
     assert!(!freezer.exists(), "{} is left", freezer.display());
@@ -394,8 +403,8 @@ fn service_survives_stop_start(lj: &Lj) {
         // The kernel removes the veth with the jail's network namespace, asynchronously, a
         // moment after the jail's last process is gone (see ljspawn/src/net.rs).
         let jail_veth = |links: Vec<String>| links.iter().any(|l| l.starts_with("lj") && l != "ljtbr0");
-        let gone = wait_until(Duration::from_secs(5), || !jail_veth(ns.links()));
-        assert!(gone, "veth left 5 s after destroy: {:?}", ns.links());
+        let gone = wait_until(GONE, || !jail_veth(ns.links()));
+        assert!(gone, "veth left {GONE:?} after destroy: {:?}", ns.links());
     }
     lj.fails(&["status", "web"], 4, "no jail 'web'");
 }
@@ -424,12 +433,11 @@ fn restart_policy(lj: &Lj) {
     // Crash the service (the jail's program: the child of its PID 1).
     let prog = program_of(pid1);
     let runs = lj.jail_dir("svc").join("upper/runs");
-    assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&runs)
-        .is_ok_and(|r| r.lines().count() == 1)));
+    assert!(wait_until(UP, || fs::read_to_string(&runs).is_ok_and(|r| r.lines().count() == 1)));
     assert!(Command::new("kill").args(["-KILL", &prog.to_string()]).status().unwrap().success());
     let mut st = Value::Null;
     assert!(
-        wait_until(Duration::from_secs(15), || {
+        wait_until(UP, || {
             st = lj.status("svc");
             st["state"] == "running" && st["restarts"] == 1 && st["pid"].as_u64() != Some(pid1 as u64)
         }),
@@ -437,8 +445,7 @@ fn restart_policy(lj: &Lj) {
         lj.log("svc")
     );
     assert_eq!(st["last_exit"], 137);
-    assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&runs)
-        .is_ok_and(|r| r.lines().count() == 2)));
+    assert!(wait_until(UP, || fs::read_to_string(&runs).is_ok_and(|r| r.lines().count() == 2)));
     let log = lj.log("svc");
     assert!(log.contains("exited with status 137; restart 1 in 100ms"), "{log}");
     lj.ok(&["stop", "svc"]);
@@ -533,7 +540,7 @@ fn snapshot_rollback_clone(lj: &Lj) {
 
     lj.ok(&["start", "j"]);
     lj.wait_state("j", "running");
-    assert!(wait_until(Duration::from_secs(5), || lj.log("j").contains("v=two")), "{}", lj.log("j"));
+    assert!(wait_until(UP, || lj.log("j").contains("v=two")), "{}", lj.log("j"));
     lj.fails(&["rollback", "j", "s1"], 5, "jail 'j' is running (stop it before a rollback)");
     if lj.cx.mode == Mode::Root && Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists() {
         lj.ok(&["snapshot", "j", "live"]);
@@ -551,13 +558,13 @@ fn snapshot_rollback_clone(lj: &Lj) {
     lj.ok(&["rollback", "j", "s1"]);
     assert_eq!(fs::read_to_string(upper.join("v")).unwrap(), "one");
     lj.ok(&["start", "j"]);
-    assert!(wait_until(Duration::from_secs(5), || lj.log("j").contains("v=one")), "{}", lj.log("j"));
+    assert!(wait_until(UP, || lj.log("j").contains("v=one")), "{}", lj.log("j"));
     lj.ok(&["stop", "j"]);
 
     lj.ok(&["clone", "j", "c", "--snapshot", "s1"]);
     lj.fails(&["clone", "j", "c"], 5, "jail 'c' exists already");
     lj.ok(&["start", "c"]);
-    assert!(wait_until(Duration::from_secs(5), || lj.log("c").contains("v=one")), "{}", lj.log("c"));
+    assert!(wait_until(UP, || lj.log("c").contains("v=one")), "{}", lj.log("c"));
     assert!(!lj.log("c").contains("v=two"));
     assert_eq!(lj.status("c")["snapshots"], Value::Array(vec![]));
     lj.ok(&["stop", "c"]);
@@ -583,7 +590,7 @@ fn copy_jail(lj: &Lj) {
     let rootfs = lj.jail_dir("full").join("rootfs");
     assert!(rootfs.join("bin/busybox").is_file());
     lj.ok(&["start", "full"]);
-    assert!(wait_until(Duration::from_secs(5), || rootfs.join("mark").is_file()));
+    assert!(wait_until(UP, || rootfs.join("mark").is_file()));
     assert!(!rootfs.join("etc/lj-world").exists(), "the copy is written in place");
     assert!(lj.root().join("worlds/busybox/etc/lj-world").exists(), "the world is untouched");
     lj.ok(&["stop", "full"]);
@@ -612,8 +619,7 @@ fn start_all_in_boot_order(lj: &Lj) {
     let order = shared.join("order");
     // `start` returns once the jail's program runs, not once that program has written its line:
     // the start order is ljail's (above); here both services ran, and c did not.
-    assert!(wait_until(Duration::from_secs(10), || fs::read_to_string(&order)
-        .is_ok_and(|o| o.lines().count() == 2)));
+    assert!(wait_until(UP, || fs::read_to_string(&order).is_ok_and(|o| o.lines().count() == 2)));
     let started = fs::read_to_string(&order).unwrap();
     let mut lines: Vec<&str> = started.lines().collect();
     lines.sort_unstable();
@@ -849,7 +855,7 @@ fn exec_into_running_jail(lj: &Lj) {
     joined.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let mut child = joined.spawn().expect("ljail exec");
     let mut sleeper = None;
-    wait_until(Duration::from_secs(10), || {
+    wait_until(UP, || {
         sleeper = lj_tests::process_tree(child.id()).into_iter().find(|p| {
             fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == "/bin/sleep\x0030\x00")
         });
@@ -887,7 +893,7 @@ fn exec_into_running_jail(lj: &Lj) {
         root_jail.args(["--root", &lj.cx.world_str(), "--", "/bin/sleep", "30"]).stdin(Stdio::null());
         let mut rj = root_jail.spawn().expect("root jail");
         let mut pid1 = None;
-        wait_until(Duration::from_secs(10), || {
+        wait_until(UP, || {
             pid1 = fs::read_to_string(format!("/proc/{0}/task/{0}/children", rj.id()))
                 .ok()
                 .and_then(|c| c.split_whitespace().next().map(str::to_string));
@@ -941,7 +947,7 @@ mknod -m 400 /dev/nvidia-caps/nvidia-cap1 c 236 1
 "$LJAIL" -q create i --world busybox --gpu intel -- /bin/sh -c 'ls -ln /dev/dri/card0'
 "$LJAIL" -q start g
 "$LJAIL" -q start i
-for n in $(seq 200); do
+for n in $(seq 600); do
     grep -q -e read-only -e writable "$LIGHTJAIL_ROOT/jails/g/log" && grep -q card0 "$LIGHTJAIL_ROOT/jails/i/log" && break
     sleep 0.05
 done
@@ -963,7 +969,7 @@ done
         &show,
     ])
     .env("LIGHTJAIL_ROOT", lj.root());
-    let out = run_with_timeout(cmd, None, Duration::from_secs(60)).expect("unshare");
+    let out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("unshare");
     assert_eq!(out.status(), 0, "{}", out.report());
     let refused = fs::read_to_string(t.join("refused")).unwrap();
     assert_eq!(
@@ -1155,13 +1161,9 @@ fn init_boots_systemd(lj: &Lj) {
         "{st}\n{}",
         lj.log("sd")
     );
-    assert!(wait_until(Duration::from_secs(10), || !jail_cg.exists()), "{} is left", jail_cg.display());
+    assert!(wait_until(GONE, || !jail_cg.exists()), "{} is left", jail_cg.display());
     let dir = path_str(&lj.jail_dir("sd"));
-    assert!(
-        wait_until(Duration::from_secs(5), || procs_mentioning(&dir).is_empty()),
-        "{:?}",
-        procs_mentioning(&dir)
-    );
+    assert!(wait_until(GONE, || procs_mentioning(&dir).is_empty()), "{:?}", procs_mentioning(&dir));
 
     // An init that ignores SIGRTMIN+3 (PID 1 without a handler): killed after the timeout.
     lj.ok(&["create", "hang", "--world", "busybox", "--init", "--", "/bin/sleep", "1000"]);
@@ -1267,7 +1269,9 @@ fn shell_on_its_own_pty(lj: &Lj) {
 }
 
 /// An OCI archive of a one-binary image (the host's static busybox, `CMD echo ...`), made
-/// offline with buildah (as root, the test's helper), readable by the caller.
+/// offline with buildah (as root, the test's helper), readable by the caller. buildah keeps its
+/// storage in the test's own directory (vfs: nothing mounted on the host): the tests running at
+/// the same time, both modes of this one among them, never share an image or a container.
 fn busybox_oci_archive(lj: &Lj, name: &str) -> Option<PathBuf> {
     let Some(buildah) = which("buildah") else {
         lj.cx.skip("buildah not installed (Debian package buildah)");
@@ -1275,13 +1279,18 @@ fn busybox_oci_archive(lj: &Lj, name: &str) -> Option<PathBuf> {
     };
     let bb = ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(PathBuf::from).find(|p| p.is_file())?;
     let archive = lj.td.join(format!("{name}.tar"));
+    let store = lj.cx.root_tempdir();
+    let b = format!(
+        "{} --root {s}/storage --runroot {s}/run --storage-driver vfs",
+        path_str(&buildah),
+        s = store.str()
+    );
     let script = format!(
         "set -e; c=$({b} from scratch); trap '{b} rm \"$c\" >/dev/null; {b} rmi -f {name}:1 >/dev/null 2>&1 || true' EXIT; \
          m=$({b} mount \"$c\"); mkdir -p \"$m/bin\"; cp {bb} \"$m/bin/busybox\"; \
          for t in sh echo cat id; do ln -s busybox \"$m/bin/$t\"; done; \
          {b} config --cmd '[\"/bin/sh\", \"-c\", \"echo hello from $(id -u) in podman\"]' \"$c\"; \
          {b} commit -q \"$c\" {name}:1 >/dev/null; {b} push -q {name}:1 oci-archive:{a}:{name}:1",
-        b = path_str(&buildah),
         bb = path_str(&bb),
         a = path_str(&archive),
     );
@@ -1437,7 +1446,7 @@ fn dhcp_with_the_jails_own_client(lj: &Lj) {
     assert!((50..=59).contains(&last), "{addr} is not in the server's range");
     let url = format!("http://{host}:8080/index.html");
     let mut page = None;
-    let answered = wait_until(Duration::from_secs(20), || {
+    let answered = wait_until(UP, || {
         page = fetch(&ns.path, &url);
         page.as_deref().is_some_and(|p| p.contains(&addr))
     });
