@@ -504,7 +504,7 @@ fn as_pid_1_and_block_fd(cx: &Ctx) {
     let script = format!(
         "mkfifo {d}/fifo; exec 3<>{d}/fifo; \
          \"$@\" 8>{d}/info & pid=$!; \
-         for i in $(seq 100); do grep -q child-pid {d}/info 2>/dev/null && break; sleep 0.1; done; \
+         for i in $(seq 300); do grep -q child-pid {d}/info 2>/dev/null && break; kill -0 $pid 2>/dev/null || break; sleep 0.1; done; \
          sleep 0.5; test -e {o} && echo early; echo go >&3; wait $pid; echo status $?",
         d = d.str()
     );
@@ -642,7 +642,7 @@ fn userns_block_fd(cx: &Ctx) {
     let d = cx.tempdir();
     let script = format!(
         "mkfifo {d}/fifo; exec 9<>{d}/fifo; \"$@\" 8>{d}/info & bg=$!; \
-         for i in $(seq 100); do grep -q child-pid {d}/info 2>/dev/null && break; sleep 0.1; done; \
+         for i in $(seq 300); do grep -q child-pid {d}/info 2>/dev/null && break; kill -0 $bg 2>/dev/null || break; sleep 0.1; done; \
          pid=$(grep -o '\"child-pid\": *[0-9]*' {d}/info | grep -o '[0-9]*$'); \
          echo deny > /proc/$pid/setgroups; echo \"0 $(id -g) 1\" > /proc/$pid/gid_map; \
          echo \"0 $(id -u) 1\" > /proc/$pid/uid_map; echo x >&9; wait $bg",
@@ -697,7 +697,7 @@ fn join_user_namespaces(cx: &Ctx) {
     let kids = |p: &str| format!("$(cat /proc/{p}/task/{p}/children | cut -d' ' -f1)");
     let script = format!(
         "mkfifo {dir}/fifo; {first} 8>{dir}/info >/dev/null & bg=$!; \
-         for i in $(seq 100); do test -s {dir}/inner-ns && break; sleep 0.1; done; \
+         for i in $(seq 300); do test -s {dir}/inner-ns && break; kill -0 $bg 2>/dev/null || break; sleep 0.1; done; \
          init=$(grep -o '\"child-pid\": *[0-9]*' {dir}/info | grep -o '[0-9]*$'); \
          inner={k1}; outer={k2}; \
          {hs} --userns 11 -- sh -c 'readlink /proc/self/ns/user' 11</proc/$outer/ns/user; echo status $?; \

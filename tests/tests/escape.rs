@@ -694,7 +694,7 @@ fn ptrace_from_host(cx: &Ctx) {
         .args(["--root", &world(cx), "--setenv", "LJ_MARKER", &m, "--", "/bin/sleep", "1000"])
         .timeout(Duration::from_secs(40))
         .start();
-    let found = wait_until(Duration::from_secs(10), || {
+    let found = wait_until(Duration::from_secs(30), || {
         procs_with_env("LJ_MARKER", &m).iter().any(|(_, c)| c == "sleep")
     });
     assert!(found, "the jail's sleep never appeared");

@@ -132,7 +132,7 @@ fn outputs_opened_as_the_caller(cx: &Ctx) {
         .expect("spawn unshare");
     let pid = child.id();
     let inside = format!("/proc/{pid}/root{ds}");
-    let ready = wait_until(Duration::from_secs(10), || Path::new(&format!("{inside}/ready")).exists());
+    let ready = wait_until(Duration::from_secs(30), || Path::new(&format!("{inside}/ready")).exists());
     let result = std::panic::catch_unwind(|| {
         assert!(ready, "the private tmpfs never appeared");
         for flag in ["-O", "-E"] {

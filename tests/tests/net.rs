@@ -52,17 +52,30 @@ mod net {
 
 // ---------------------------------------------------------------- helpers
 
-/// How long a helper command (ip, python3 on the namespace side) may run.
-const CMD_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a helper command (ip, python3 on the namespace side) may run. A server started
+/// with [`NetNs::spawn`] waits for the test's jails, so it outlasts several of them.
+const CMD_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// How long ljspawn may run in these tests (each jail takes well under a second).
-const JAIL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long ljspawn may run in these tests (each jail takes well under a second on an idle
+/// machine, several on a loaded one).
+const JAIL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// How long the kernel may take to destroy a dead jail's network namespace (and its links).
-const NETNS_GONE: Duration = Duration::from_secs(5);
+/// How long the kernel may take to destroy a dead jail's network namespace (and its links):
+/// the kernel's netns cleanup work runs asynchronously and, on a busy machine that makes and
+/// drops many namespaces, seconds late. A deadline, not a timing check.
+const NETNS_GONE: Duration = Duration::from_secs(30);
+
+/// How long a client retries while the server's jail may not be up yet (seconds, as an
+/// argument of [`CLIENT`]).
+const CLIENT_RETRY: &str = "30";
+
+/// How long the test waits for something a running jail does (a link appearing, its
+/// processes, its `--json-status` line).
+const JAIL_UP: Duration = Duration::from_secs(30);
 
 /// Accepts `count` connections on ADDR:PORT; to each sends TOKEN and a newline, then prints
-/// `peer ADDRESS sent LINE`. Gives up (traceback, status 1) when no connection comes for 10 s.
+/// `peer ADDRESS sent LINE`. Gives up (traceback, status 1) when no connection comes for 60 s
+/// (the test's other jails run before the one that connects, each slow on a loaded machine).
 const SERVER: &str = r#"
 import socket, sys
 addr, port, token, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -70,10 +83,10 @@ s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((addr, port))
 s.listen(8)
-s.settimeout(10)
+s.settimeout(60)
 for _ in range(count):
     c, peer = s.accept()
-    c.settimeout(5)
+    c.settimeout(30)
     c.sendall(token.encode() + b"\n")
     line = c.makefile().readline().strip()
     print("peer", peer[0], "sent", line, flush=True)
@@ -101,6 +114,7 @@ while True:
             print("ERR", errno.errorcode.get(e.errno, type(e).__name__), flush=True)
             sys.exit(1)
         time.sleep(0.05)
+s.settimeout(30)
 f = s.makefile("rw")
 print("got", f.readline().strip(), flush=True)
 f.write(token + "\n")
@@ -114,7 +128,7 @@ s.close()
 const PING: &str = r#"
 import errno, socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
-s.settimeout(3)
+s.settimeout(15)
 s.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"lightjail", (sys.argv[1], 0))
 data, peer = s.recvfrom(1024)
 print("reply", data[0], "from", peer[0], flush=True)
@@ -125,9 +139,9 @@ except OSError as e:
     print("raw", errno.errorcode.get(e.errno, e.errno))
 "#;
 
-/// Waits (at most 10 s) for `/home/go`, the test's gate directory bound there: a jail that runs
-/// until the test says so.
-const GATE: &str = "i=0; while [ ! -e /home/go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done";
+/// Waits (at most about [`JAIL_TIMEOUT`]: 1200 rounds of 50 ms) for `/home/go`, the test's gate
+/// directory bound there: a jail that runs until the test says so.
+const GATE: &str = "i=0; while [ ! -e /home/go ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done";
 
 /// `ip`, or a SKIP.
 fn need_ip(cx: &Ctx) -> bool {
@@ -190,7 +204,7 @@ impl NetNs {
         let ns = NetNs { holder, path };
         let mine = fs::read_link("/proc/self/ns/net").expect("readlink /proc/self/ns/net");
         assert!(
-            wait_until(Duration::from_secs(5), || fs::read_link(&ns.path).is_ok_and(|l| l != mine)),
+            wait_until(JAIL_UP, || fs::read_link(&ns.path).is_ok_and(|l| l != mine)),
             "unshare --net made no network namespace"
         );
         ns.ip(&["link", "set", "lo", "up"]);
@@ -461,12 +475,12 @@ fn two_jails_on_a_bridge(cx: &Ctx) {
             &py_jail(&["--net", "bridge:br0", "--ip", &ip], &py, CLIENT, &["10.77.0.2", port, tok, retry]),
         )
     };
-    assert_lines(&client("10.77.0.3", "5000", &tok_b, "5").ok(), &[&format!("got {tok_a}")]);
+    assert_lines(&client("10.77.0.3", "5000", &tok_b, CLIENT_RETRY).ok(), &[&format!("got {tok_a}")]);
     // Control, while the server's jail still runs: a port nobody listens on is refused.
     let refused = client("10.77.0.3", "5001", "x", "0");
     assert_eq!(refused.status(), 1, "{}", refused.report());
     assert_lines(&refused, &["ERR ECONNREFUSED"]);
-    assert_lines(&client("10.77.0.4", "5000", "third", "5").ok(), &[&format!("got {tok_a}")]);
+    assert_lines(&client("10.77.0.4", "5000", "third", CLIENT_RETRY).ok(), &[&format!("got {tok_a}")]);
     // Straight over the bridge: the server sees each client's own address.
     assert_lines(
         &server.wait().ok(),
@@ -505,7 +519,7 @@ fn net_none_reaches_nothing(cx: &Ctx) {
             &["--net", "bridge:br0", "--ip", "10.77.0.2/24"],
             &py,
             CLIENT,
-            &["10.77.0.1", "5000", "ctl", "5"],
+            &["10.77.0.1", "5000", "ctl", CLIENT_RETRY],
         ),
     );
     assert_lines(&out.ok(), &[&format!("got {tok}")]);
@@ -548,7 +562,7 @@ fn macvlan_uplink(cx: &Ctx) {
             "10.78.0.1",
             "5000",
             "lightjail",
-            "5",
+            CLIENT_RETRY,
         ],
     )
     .ok();
@@ -576,7 +590,7 @@ fn macvlan_uplink(cx: &Ctx) {
             "10.78.0.1",
             "5000",
             "netmacvlan",
-            "5",
+            CLIENT_RETRY,
         ],
     )
     .ok();
@@ -610,7 +624,7 @@ fn server_in_jail_answers_host(cx: &Ctx) {
         .timeout(JAIL_TIMEOUT)
         .start();
     // The host's side of the bridge (the test namespace) connects to the jail's address.
-    let client = ns.exec(&[&py, "-c", CLIENT, "10.77.0.2", "8080", &tok_host, "5"]);
+    let client = ns.exec(&[&py, "-c", CLIENT, "10.77.0.2", "8080", &tok_host, CLIENT_RETRY]);
     let server = server.wait();
     assert_lines(&client.ok(), &[&format!("got {tok_jail}")]);
     assert_lines(&server.ok(), &[&format!("peer 10.77.0.1 sent {tok_host}")]);
@@ -668,11 +682,11 @@ impl Gated {
         Gated { jail: Some(jail), gate, _status_dir: status_dir, status }
     }
 
-    /// Waits up to 5 s for `cond` while the jail runs; panics with `what` and the jail's
+    /// Waits up to [`JAIL_UP`] for `cond` while the jail runs; panics with `what` and the jail's
     /// output when it does not come (or the jail ended).
     fn wait_for(&mut self, what: &str, mut cond: impl FnMut() -> bool) {
         let mut jail = self.jail.take().expect("running");
-        let held = wait_until(Duration::from_secs(5), || jail.exited() || cond());
+        let held = wait_until(JAIL_UP, || jail.exited() || cond());
         if held && !jail.exited() {
             self.jail = Some(jail);
             return;
@@ -994,7 +1008,7 @@ fn setuid_with_grant(cx: &Ctx) {
             "10.77.0.1",
             "5000",
             "setuid",
-            "5",
+            CLIENT_RETRY,
         ],
     )
     .ok();
@@ -1176,7 +1190,8 @@ print("listening", flush=True)
 serve(t)
 "#;
 
-/// Tries each target (`tcp:ADDR:PORT` or `unix:NAME`, abstract) once, 2 s each; prints
+/// Tries each target (`tcp:ADDR:PORT` or `unix:NAME`, abstract) once, 15 s each (refusals come
+/// at once; a loaded machine may take seconds to forward an answer); prints
 /// `TARGET got LINE` or `TARGET ERR NAME`.
 const PROBE: &str = r#"
 import errno, socket, sys
@@ -1185,12 +1200,12 @@ for t in sys.argv[1:]:
     try:
         if kind == "unix":
             s = socket.socket(socket.AF_UNIX)
-            s.settimeout(2)
+            s.settimeout(15)
             s.connect("\0" + rest)
         else:
             a, p = rest.rsplit(":", 1)
             s = socket.socket()
-            s.settimeout(2)
+            s.settimeout(15)
             s.connect((a, int(p)))
         print(t, "got", s.makefile().readline().strip(), flush=True)
     except OSError as e:
