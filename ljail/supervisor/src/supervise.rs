@@ -60,8 +60,11 @@ fn freezer_enter(pid: u32) -> Option<PathBuf> {
 fn freezer_leave(pid: u32, cg: &Path) {
     let _ = fs::write(Path::new(FREEZER_V1).join("cgroup.procs"), pid.to_string());
     let _ = fs::write(cg.join("freezer.state"), "THAWED");
-    for _ in 0..50 {
-        if fs::remove_dir(cg).is_ok() || !cg.exists() {
+    // Its last processes leave it when the kernel has run their exit: seconds on a loaded
+    // machine, so a deadline rather than a count of tries.
+    let start = Instant::now();
+    loop {
+        if fs::remove_dir(cg).is_ok() || !cg.exists() || start.elapsed() > Duration::from_secs(10) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
