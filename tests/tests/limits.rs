@@ -158,7 +158,7 @@ fn jail_cgroup(lj: u32, controller: &str) -> Option<PathBuf> {
 #[track_caller]
 fn wait_jail_cgroup(lj: u32, controller: &str) -> PathBuf {
     let mut dir = None;
-    let found = wait_until(Duration::from_secs(10), || {
+    let found = wait_until(Duration::from_secs(30), || {
         dir = jail_cgroup(lj, controller);
         dir.is_some()
     });
@@ -992,7 +992,7 @@ fn jail_cgroup_inside_the_callers(cx: &Ctx) {
     // Where the jail's cgroup is, while it runs.
     let mut sleeper = spawn("sleep 30").stdout(std::process::Stdio::null()).spawn().expect("start ljspawn");
     let lj = sleeper.id();
-    let found = wait_until(Duration::from_secs(10), || jail_cgroup(lj, "memory").is_some());
+    let found = wait_until(Duration::from_secs(30), || jail_cgroup(lj, "memory").is_some());
     let dir = jail_cgroup(lj, "memory");
     // SIGTERM (forwarded to the jail): ljspawn removes the jail's cgroup on the way out.
     let _ = Command::new("kill").args(["-TERM", &lj.to_string()]).status();

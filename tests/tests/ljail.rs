@@ -1556,12 +1556,12 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
         )
     );
     assert!(ok("systemctl status --no-pager lightjail-web.service").contains("Active: active (running)"));
-    let said = wait_until(Duration::from_secs(20), || journal("web").contains("hello from web"));
+    let said = wait_until(UP, || journal("web").contains("hello from web"));
     assert!(said, "journalctl -u lightjail-web.service:\n{}", journal("web"));
     assert!(ok("/opt/lj/ljail log web").contains("hello from web"));
     assert_eq!(ok("/opt/lj/ljail exec web -- hostname"), "web\n");
     // machined knows it, led by the jail's PID 1, in its unit.
-    let listed = wait_until(Duration::from_secs(20), || {
+    let listed = wait_until(UP, || {
         ok("machinectl list --no-legend --no-pager").lines().any(|l| {
             l.split_whitespace().collect::<Vec<_>>() == ["web", "container", "lightjail", "-", "-", "-"]
         })
@@ -1577,8 +1577,7 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
     assert!(out.stderr.contains("stop: web"), "{}", out.report());
     assert_eq!(ok("systemctl is-active lightjail-web.service || true"), "inactive\n");
     assert_eq!(status("web")["state"], "stopped");
-    let gone =
-        wait_until(Duration::from_secs(20), || !ok("machinectl list --no-legend --no-pager").contains("web"));
+    let gone = wait_until(UP, || !ok("machinectl list --no-legend --no-pager").contains("web"));
     assert!(gone, "machinectl list:\n{}", ok("machinectl list --no-pager"));
     assert!(journal("web").contains("Stopped lightjail-web.service"), "{}", journal("web"));
 
@@ -1599,7 +1598,7 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
     assert!(failed, "{last}\n{}", journal("crash"));
     assert_eq!((last["restarts"].as_u64(), last["last_exit"].as_i64()), (Some(2), Some(3)), "{last}");
     let runs = || journal("crash").lines().filter(|l| *l == "crash run").count();
-    assert!(wait_until(Duration::from_secs(20), || runs() >= 3), "{}", journal("crash"));
+    assert!(wait_until(UP, || runs() >= 3), "{}", journal("crash"));
     assert_eq!(runs(), 3, "{}", journal("crash"));
     // A program that is not there: ljspawn's line, no restart.
     ok("/opt/lj/ljail create bad --world busybox --restart always -- /nonexistent");
@@ -1649,8 +1648,7 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
     assert!(ok("systemctl status --no-pager lightjail-web.service")
         .contains("Loaded: loaded (/etc/systemd/system/lightjail-web.service; enabled;"));
     assert_eq!(ok("/opt/lj/ljail exec web -- hostname"), "web\n");
-    let listed =
-        wait_until(Duration::from_secs(20), || ok("machinectl list --no-legend --no-pager").contains("web "));
+    let listed = wait_until(UP, || ok("machinectl list --no-legend --no-pager").contains("web "));
     assert!(listed, "machinectl list:\n{}", ok("machinectl list --no-pager"));
 
     // disable: refused while it runs (its unit would lose its settings); then the file goes.
