@@ -11,10 +11,13 @@
 //! - [`jail`]: PID 1 of the jail: mounts, pivot_root, privileges dropped, exec;
 //! - [`join`]: `--join PID`: a command in a running jail, under the same confinement;
 //! - [`upper`]: a disk-backed ephemeral overlay upper where tmpfs has no user xattrs;
-//! - [`sys`]: every system call std does not wrap; the only module with `unsafe`.
+//! - [`sys`]: every system call std does not wrap; with [`arena`] (the memory allocator), the
+//!   only modules with `unsafe`.
 
 #![deny(unsafe_code)]
 
+#[allow(unsafe_code)]
+pub mod arena;
 pub mod bwrap;
 pub mod cli;
 pub mod conf;

@@ -10,6 +10,11 @@ use ljspawn::{bwrap, cli, conf, privileged, spawn, subids, sys, EXIT_SETUP, EXIT
 /// Invoked in bubblewrap's form: messages say `bwrap: ` and ljspawn's own failures exit 1.
 static BWRAP_FORM: AtomicBool = AtomicBool::new(false);
 
+/// A bump arena in front of the C library's allocator (see `arena`): no mmap/munmap per
+/// allocation during setup.
+#[global_allocator]
+static ALLOC: ljspawn::arena::Arena = ljspawn::arena::Arena::new();
+
 fn main() -> ExitCode {
     // Setuid mode (see `spawn` for the privilege phase): never dumpable, no environment read,
     // no panic message that consults RUST_BACKTRACE. Setgid or setuid-to-non-root installs
