@@ -124,7 +124,7 @@ pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
         // --as-pid-1 (also bwrap's): this process becomes the program; ljspawn watches it
         // through a pidfd (the exit pipe closes at exec), forwarding signals meanwhile. The
         // kernel kills what is left in the PID namespace when it exits.
-        Ok(slave) if plan.as_pid_1 => {
+        Ok((slave, early)) if plan.as_pid_1 => {
             if upper::any_held() {
                 let f = Failure {
                     code: EXIT_SETUP,
@@ -134,9 +134,9 @@ pub fn pid1(plan: &Plan, h: Handover, umask: u32) -> ! {
                 report(h.status.as_fd(), &f);
                 sys::exit_now(f.code as i32)
             }
-            program(plan, &h, umask, slave.as_ref()) as u8
+            program(plan, &h, umask, slave.as_ref(), early) as u8
         }
-        Ok(slave) => supervise(plan, h, umask, slave),
+        Ok((slave, early)) => supervise(plan, h, umask, slave, early),
         Err(f) => {
             upper::remove_held();
             report(h.status.as_fd(), &f);
@@ -169,7 +169,9 @@ pub(crate) fn write_maps(proc: &str, m: &IdMap) -> std::result::Result<(), (&'st
 }
 
 /// Sets the jail up (steps 1-7); returns the slave of the jail's pty, if the plan has one.
-fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
+/// Returns the program's pty slave, if any, and whether PID 1 took the program's first
+/// confinement steps for it (see `confine_early`).
+fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool)> {
     sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
     if sys::pipe_reader_gone(h.status.as_fd()) {
         sys::exit_now(EXIT_SETUP as i32);
@@ -525,6 +527,9 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
         sys::setns(ns.as_fd(), libc::CLONE_NEWUSER)
             .ctx(|| "cannot join the --userns2 user namespace".into())?;
     }
+    // Parallel network: ljspawn is still making the jail's network namespace (which takes
+    // longer than the mounts above): PID 1 takes the program's first steps meanwhile.
+    let early = h.net_join.is_some() && confine_early(plan)?;
     if let Some(sock) = &h.net_join {
         let Ok(Some(netns)) = sys::recv_fd(sock.as_fd()) else { sys::exit_now(EXIT_SETUP as i32) };
         sys::setns(netns.as_fd(), libc::CLONE_NEWNET)
@@ -547,7 +552,46 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<Option<OwnedFd>> {
                 .ctx(|| format!("cannot add the default route via {gw}"))?;
         }
     }
-    Ok(slave)
+    Ok((slave, early))
+}
+
+/// The program's confinement steps PID 1 can take for it while it waits for ljspawn (the
+/// program inherits all three): a new session keyring, the devices reopened (root mode), and
+/// the built-in seccomp filter (the caller's own filters still come last, in the program,
+/// after the privileges are dropped). The filter confines PID 1 too from here on: what it does
+/// afterwards (join the network namespace, start and reap the program, forward signals,
+/// report) every built-in filter allows. Not taken in setuid mode (PID 1 has become the caller
+/// there, and without no_new_privs the kernel takes a filter only from CAP_SYS_ADMIN), without
+/// a built-in filter, or when PID 1 must still remove an overlay's on-disk upper (a filter
+/// could refuse that). Returns whether they were taken.
+fn confine_early(plan: &Plan) -> Result<bool> {
+    let Some(bpf) = builtin_filter(plan) else { return Ok(false) };
+    if plan.mode == crate::plan::Mode::Setuid || upper::any_held() {
+        return Ok(false);
+    }
+    sys::join_session_keyring().ctx(|| "cannot join a new session keyring".into())?;
+    if reopens_devices(plan) {
+        reopen_devices()?;
+    }
+    sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
+    Ok(true)
+}
+
+/// The built-in seccomp filter the plan asks for, if any.
+fn builtin_filter(plan: &Plan) -> Option<&'static [u8]> {
+    match plan.seccomp {
+        Seccomp::Default => Some(seccomp::builtin(false, plan.allow_setuid_files)),
+        Seccomp::AllowUserns => Some(seccomp::builtin(true, plan.allow_setuid_files)),
+        Seccomp::Container => Some(seccomp::CONTAINER),
+        Seccomp::None | Seccomp::Reexec => None,
+    }
+}
+
+/// Root mode with ljspawn's /dev: fds 0-2 that are host devices are opened again from it
+/// (see `reopen_devices`). (The bwrap form without `--dev /dev` has no /dev of ljspawn's.)
+fn reopens_devices(plan: &Plan) -> bool {
+    plan.mode == crate::plan::Mode::Root
+        && plan.mounts.iter().any(|m| matches!(m, Mount::Dev { dest } if dest == "/dev"))
 }
 
 fn open_root(root: &RootFs, idmapped: &[Option<OwnedFd>]) -> Result<OwnedFd> {
@@ -1206,10 +1250,10 @@ fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind, own: Own) -> Result
 
 /// PID 1 after setup: start the program, then reap every child and forward signals until the
 /// program exits. Returns the program's exit code (128+N for signal N).
-fn supervise(plan: &Plan, h: Handover, umask: u32, slave: Option<OwnedFd>) -> u8 {
+fn supervise(plan: &Plan, h: Handover, umask: u32, slave: Option<OwnedFd>, early: bool) -> u8 {
     // The program's process shares PID 1's memory until it execs (see `sys::vfork_run`):
     // `program` only borrows.
-    let mut run = || program(plan, &h, umask, slave.as_ref());
+    let mut run = || program(plan, &h, umask, slave.as_ref(), early);
     // In a joined PID namespace (bwrap's --pidns without --unshare-pid) this process is not
     // its init: the program's orphans come back here, not to that namespace's init.
     if !plan.own_pidns {
@@ -1281,8 +1325,8 @@ fn reap(program: i32) -> Option<u8> {
 
 /// The program's process: drop everything, then exec. Returns only on failure (reported),
 /// with the exit code.
-fn program(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedFd>) -> i32 {
-    let f = match prepare_and_exec(plan, h, umask, slave) {
+fn program(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedFd>, early: bool) -> i32 {
+    let f = match prepare_and_exec(plan, h, umask, slave, early) {
         Ok(never) => match never {},
         Err(f) => f,
     };
@@ -1292,10 +1336,19 @@ fn program(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedFd>) -> i3
 
 pub(crate) enum Never {}
 
-fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedFd>) -> Result<Never> {
+/// `early`: PID 1 took the first confinement steps already (see `confine_early`).
+fn prepare_and_exec(
+    plan: &Plan,
+    h: &Handover,
+    umask: u32,
+    slave: Option<&OwnedFd>,
+    early: bool,
+) -> Result<Never> {
     sys::setsid().ctx(|| "cannot start a new session".into())?;
     // A session keyring of its own (empty): the caller's session keys stay out of reach.
-    sys::join_session_keyring().ctx(|| "cannot join a new session keyring".into())?;
+    if !early {
+        sys::join_session_keyring().ctx(|| "cannot join a new session keyring".into())?;
+    }
     if let Some(fd) = &h.stdout {
         sys::dup2(fd.as_fd(), 1).ctx(|| "cannot redirect stdout".into())?;
     }
@@ -1306,23 +1359,22 @@ fn prepare_and_exec(plan: &Plan, h: &Handover, umask: u32, slave: Option<&OwnedF
         crate::pty::attach_program(s.as_fd()).ctx(|| "cannot attach the jail's pty".into())?;
     }
     let block = h.inputs.block.as_ref().map(|b| b.as_fd());
-    confine_and_exec(plan, &h.inputs.seccomp_extra, block, &h.passed, umask)
+    confine_and_exec(plan, &h.inputs.seccomp_extra, block, &h.passed, umask, early)
 }
 
 /// The program's confinement, then exec: rlimits, devices reopened (root mode), privileges
 /// dropped and read back, cwd, passed fds, umask, signals, seccomp last. Shared by a new jail's
-/// program and a process joining a running jail (`join`), so both get the same.
+/// program and a process joining a running jail (`join`), so both get the same. `early`: PID 1
+/// reopened the devices and installed the built-in filter already (see `confine_early`).
 pub(crate) fn confine_and_exec(
     plan: &Plan,
     seccomp_extra: &[Vec<u8>],
     block: Option<BorrowedFd<'_>>,
     passed: &[PassedFd],
     umask: u32,
+    early: bool,
 ) -> Result<Never> {
-    // (The bwrap form without `--dev /dev` has no /dev of ljspawn's to reopen them from.)
-    if plan.mode == crate::plan::Mode::Root
-        && plan.mounts.iter().any(|m| matches!(m, Mount::Dev { dest } if dest == "/dev"))
-    {
+    if !early && reopens_devices(plan) {
         reopen_devices()?;
     }
     for r in &plan.rlimits {
@@ -1364,12 +1416,7 @@ pub(crate) fn confine_and_exec(
         }
     }
     // Last before exec: from here on, nothing but execve runs.
-    let builtin = match plan.seccomp {
-        Seccomp::Default => Some(seccomp::builtin(false, plan.allow_setuid_files)),
-        Seccomp::AllowUserns => Some(seccomp::builtin(true, plan.allow_setuid_files)),
-        Seccomp::Container => Some(seccomp::CONTAINER),
-        Seccomp::None | Seccomp::Reexec => None,
-    };
+    let builtin = if early { None } else { builtin_filter(plan) };
     for bpf in builtin.into_iter().chain(seccomp_extra.iter().map(Vec::as_slice)) {
         sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
     }

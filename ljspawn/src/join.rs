@@ -122,7 +122,7 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
             }) {
             Ok(()) => {
                 drop(pty);
-                match jail::confine_and_exec(plan, &[], None, &passed, umask) {
+                match jail::confine_and_exec(plan, &[], None, &passed, umask, false) {
                     Ok(never) => match never {},
                     Err(f) => f,
                 }
