@@ -356,6 +356,7 @@ pub fn destroy(jails: &Jails, name: &str, force: bool, ui: &Ui) -> Result<(), Er
     if let Some(cg) = read_state(&j).freezer {
         freezer::remove(&cg);
     }
+    supervise::remove_cgroup(&j);
     // Renamed first, so a half-removed jail never looks like a jail.
     let trash = jails.dir().join(format!(".{name}.destroy"));
     remove_tree(&trash).map_err(Error::io("cannot remove", &trash))?;
@@ -373,7 +374,7 @@ fn frozen<T>(jails: &Jails, j: &Jail, f: impl FnOnce() -> Result<T, Error>) -> R
     }
     let Some(cg) = read_state(j).freezer else {
         return Err(Error::Conflict(format!(
-            "jail '{}' is running and cannot be frozen (no freezer cgroup: that needs root and the cgroup v1 freezer); stop it first",
+            "jail '{}' is running and cannot be frozen (no freezer cgroup: that needs root and the cgroup v1 freezer, or a cgroup v2 of its own); stop it first",
             j.name
         )));
     };

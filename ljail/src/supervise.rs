@@ -162,6 +162,8 @@ pub fn stop(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result<bool, 
 /// [`stop`] with the management lock held.
 pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result<bool, Error> {
     if !jails.running(j)? {
+        // (It may have exited on its own: its cgroup goes now.)
+        remove_cgroup(j);
         return Ok(false);
     }
     let timeout = match timeout {
@@ -185,6 +187,7 @@ pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result
         let start = Instant::now();
         loop {
             if !jails.running(j)? {
+                remove_cgroup(j);
                 return Ok(true);
             }
             if start.elapsed() >= t {
@@ -223,6 +226,14 @@ pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result
     Err(Error::Failed(format!("{} did not stop (supervisor pid {})", j.name, s.supervisor_pid)))
 }
 
+/// Removes the jail's own cgroup v2 once its supervisor has ended (it holds the supervisor to
+/// its end); one left behind goes with the next `start` or `destroy`.
+pub fn remove_cgroup(j: &Jail) {
+    if let Some(g) = read_state(j).cgroup {
+        let _ = ljail_supervisor::cgroup::remove(&g, Duration::from_secs(2));
+    }
+}
+
 /// Finds `ljail-supervisor`: next to ljail's own executable, else on `PATH`.
 pub fn find_supervisor() -> Result<PathBuf, Error> {
     const NAME: &str = "ljail-supervisor";
@@ -239,6 +250,9 @@ pub fn find_supervisor() -> Result<PathBuf, Error> {
 /// The supervisor's command for `j` with `cfg`: everything it runs resolved now (a missing
 /// image or ljspawn is the caller's error, not a line in the log).
 fn supervisor(jails: &Jails, j: &Jail, cfg: &Config, layers: &jail::Resolved) -> Result<Command, Error> {
+    let (ljspawn, program) = (ljspawn()?, find_supervisor()?);
+    // (This process moves into the jail's cgroup, where the supervisor is born.)
+    let cgroup = ljail_supervisor::cgroup::prepare(&j.name).map_err(|e| Error::Failed(e.0))?;
     let spec = ljail_supervisor::Spec {
         name: j.name.clone(),
         dir: j.dir.clone(),
@@ -246,10 +260,11 @@ fn supervisor(jails: &Jails, j: &Jail, cfg: &Config, layers: &jail::Resolved) ->
         restart: cfg.restart,
         restart_delay: cfg.restart_delay,
         restart_max: cfg.restart_max,
-        ljspawn: ljspawn()?,
+        cgroup,
+        ljspawn,
         args: jail::ljspawn_args(j, cfg, layers, None),
     };
-    let mut cmd = Command::new(find_supervisor()?);
+    let mut cmd = Command::new(program);
     cmd.args(spec.to_args());
     Ok(cmd)
 }

@@ -98,6 +98,8 @@ vm_checks! {
     root_cgroup_cleanup,
     net_bridge_macvlan,
     rootless_delegated_limits,
+    ljail_v2_cgroups,
+    ljail_v2_cgroups_rootless,
     overlay_root,
     overlay_stack,
     ljbuild_root,

@@ -117,9 +117,13 @@ for m in $want; do
     done
 done
 echo "$kver" > "$g/lj/kver"
-# The binaries: ljspawn (static, as `make build` makes it), ljbuild, and the shared libraries of
-# whichever is dynamic.
+# The binaries: ljspawn (static, as `make build` makes it), ljbuild, ljail, and the shared
+# libraries of whichever is dynamic.
 install -m 0755 "$src/ljspawn" "$src/ljbuild" "$g/lj/bin/"
+# ljail and its supervisor (the ljail_v2_cgroups checks), found next to ljspawn.
+[ -x "$src/ljail" ] || finish "skip: $src/ljail not built"
+[ -x "$src/ljail-supervisor" ] || finish "skip: $src/ljail-supervisor not built"
+install -m 0755 "$src/ljail" "$src/ljail-supervisor" "$g/lj/bin/"
 install -o root -g root -m 4755 "$src/ljspawn" "$g/lj/setuid/ljspawn"
 # The setuid copy needs ljbuild beside it for the setuid ljbuild checks (ljbuild finds ljspawn
 # next to itself).
@@ -130,7 +134,7 @@ cp "$(command -v tar)" "$g/bin/tar"
 # iproute2's ip for veth pairs (busybox ip cannot name a veth's peer).
 command -v ip >/dev/null 2>&1 || finish "skip: ip (iproute2) not installed"
 cp "$(command -v ip)" "$g/lj/ip"
-for b in "$src/ljspawn" "$src/ljbuild" "$g/bin/tar" "$g/lj/ip"; do
+for b in "$src/ljspawn" "$src/ljbuild" "$src/ljail" "$src/ljail-supervisor" "$g/bin/tar" "$g/lj/ip"; do
     ldd "$b" 2>/dev/null | sed -n 's/.*=> \(\/[^ ]*\).*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p' |
         while read -r lib; do
             mkdir -p "$g$(dirname "$lib")"

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub mod cgroup;
 mod supervise;
 pub use supervise::supervise;
 
@@ -134,7 +135,8 @@ pub struct State {
     pub restarts: u32,
     /// The last exit status of ljspawn (the program's, or ljspawn's own code).
     pub last_exit: Option<i32>,
-    /// The freezer cgroup the jail runs in, if any.
+    /// The freezer cgroup the jail runs in, if any (v1: the supervisor's in the freezer
+    /// hierarchy; v2: the jail's `payload`).
     pub freezer: Option<PathBuf>,
     /// The systemd unit that runs the jail (`lightjail-NAME.service`), if systemd runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -142,6 +144,9 @@ pub struct State {
     /// The manager of `unit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
+    /// The jail's own cgroup v2 (see [`cgroup`]), if any.
+    #[serde(default)]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Reads a `state.json` (the default when missing or unreadable).
@@ -166,7 +171,7 @@ pub fn write_state(path: &Path, s: &State) -> Result<(), Error> {
 
 /// What one supervisor runs, from `ljail start`, on the supervisor's command line:
 /// `ljail-supervisor --name NAME --dir DIR --lock FILE --restart POLICY --restart-delay-ms N
-/// --restart-max N --ljspawn PATH -- ARG...`.
+/// --restart-max N [--cgroup DIR] --ljspawn PATH -- ARG...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spec {
     /// The jail's name.
@@ -181,6 +186,8 @@ pub struct Spec {
     pub restart_delay: Duration,
     /// At most this many restarts (0: no limit).
     pub restart_max: u32,
+    /// The jail's own cgroup v2, made by `ljail start` ([`cgroup::prepare`]).
+    pub cgroup: Option<PathBuf>,
     /// The ljspawn to run.
     pub ljspawn: PathBuf,
     /// Its arguments (the supervisor adds `--die-with-parent --json-status FD` in front).
@@ -216,6 +223,9 @@ impl Spec {
         opt("--restart", self.restart.as_str().as_ref());
         opt("--restart-delay-ms", self.restart_delay.as_millis().to_string().as_ref());
         opt("--restart-max", self.restart_max.to_string().as_ref());
+        if let Some(c) = &self.cgroup {
+            opt("--cgroup", c.as_os_str());
+        }
         opt("--ljspawn", self.ljspawn.as_os_str());
         a.push("--".into());
         a.extend(self.args.iter().cloned());
@@ -227,6 +237,7 @@ impl Spec {
         let mut it = args.into_iter();
         let (mut name, mut dir, mut lock, mut restart, mut delay, mut max, mut ljspawn) =
             (None, None, None, None, None, None, None);
+        let mut cgroup = None;
         let bad = |m: String| Error(format!("{m} (ljail-supervisor is run by `ljail start`)"));
         loop {
             let Some(k) = it.next() else { return Err(bad("no `--` before ljspawn's arguments".into())) };
@@ -247,6 +258,7 @@ impl Spec {
                     let n = u32::try_from(number(text()?)?).map_err(|_| bad(format!("{k}: too large")))?;
                     max.replace(n).is_some()
                 }
+                "--cgroup" => cgroup.replace(PathBuf::from(&v)).is_some(),
                 "--ljspawn" => ljspawn.replace(PathBuf::from(&v)).is_some(),
                 _ => return Err(bad(format!("unknown option {k}"))),
             };
@@ -262,6 +274,7 @@ impl Spec {
             restart: restart.ok_or_else(|| need("restart"))?,
             restart_delay: delay.ok_or_else(|| need("restart-delay-ms"))?,
             restart_max: max.ok_or_else(|| need("restart-max"))?,
+            cgroup,
             ljspawn: ljspawn.ok_or_else(|| need("ljspawn"))?,
             args: it.collect(),
         })
@@ -286,6 +299,7 @@ mod tests {
             restart: Restart::OnFailure,
             restart_delay: Duration::from_millis(1500),
             restart_max: 3,
+            cgroup: None,
             ljspawn: "/usr/bin/ljspawn".into(),
             args: vec!["--layer".into(), "/w".into(), "--".into(), "--name".into(), "-x".into()],
         }
@@ -299,7 +313,8 @@ mod tests {
         // Everything after the first `--` is ljspawn's, options of the supervisor included.
         assert_eq!(a[a.len() - 5..], s.args[..]);
         let non_utf8 = OsString::from(std::ffi::OsStr::from_bytes(b"/r/\xff"));
-        let s2 = Spec { dir: non_utf8.into(), args: Vec::new(), ..spec() };
+        let s2 =
+            Spec { dir: non_utf8.into(), args: Vec::new(), cgroup: Some("/cg/ljail-web".into()), ..spec() };
         assert_eq!(Spec::from_args(s2.to_args()).unwrap(), s2);
     }
 

@@ -94,16 +94,35 @@ pub fn supervise(spec: &Spec) -> u8 {
     let me = std::process::id();
     let state = spec.state_path();
     let mut st = State { state: "starting".into(), supervisor_pid: me, ..State::default() };
-    st.freezer = freezer_enter(me);
-    let result = run(spec, &mut st);
+    st.cgroup = spec.cgroup.clone();
+    let payload = match spec.cgroup.as_deref().map(crate::cgroup::payload).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            log_line(&format!("cannot run the jail: {e}"));
+            st.state = "failed".into();
+            let _ = write_state(&state, &st);
+            return 1;
+        }
+    };
+    st.freezer = match &payload {
+        Some(p) => Some(p.clone()),
+        None => freezer_enter(me),
+    };
+    let result = run(spec, payload.as_deref(), &mut st);
     if let Err(e) = &result {
         log_line(&format!("cannot run the jail: {e}"));
         st.state = "failed".into();
     }
     st.ljspawn_pid = None;
     st.jail_pid = None;
-    if let Some(cg) = st.freezer.take() {
-        freezer_leave(me, &cg);
+    match (st.freezer.take(), &payload) {
+        (Some(p), Some(_)) => {
+            // ljspawn is gone, and its cgroups with it: the payload is empty.
+            let _ = fs::write(p.join("cgroup.freeze"), "0");
+            let _ = crate::cgroup::remove_one(&p, Duration::from_secs(2));
+        }
+        (Some(cg), None) => freezer_leave(me, &cg),
+        (None, _) => {}
     }
     let _ = write_state(&state, &st);
     let _ = fs::remove_file(spec.stop_path());
@@ -111,7 +130,8 @@ pub fn supervise(spec: &Spec) -> u8 {
 }
 
 /// Runs ljspawn, and again per the restart policy, until the jail is stopped or done.
-fn run(spec: &Spec, st: &mut State) -> Result<(), Error> {
+/// `payload`: the cgroup v2 ljspawn is started in (through `ljail-supervisor --enter`).
+fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error> {
     let state = spec.state_path();
     loop {
         let (rd, wr): (OwnedFd, OwnedFd) =
@@ -120,7 +140,17 @@ fn run(spec: &Spec, st: &mut State) -> Result<(), Error> {
         rustix::io::fcntl_setfd(&rd, rustix::io::FdFlags::CLOEXEC)
             .map_err(|e| io_error("cannot set close-on-exec on a pipe for", &spec.ljspawn, &e.into()))?;
         let log = open_log(spec)?;
-        let spawned = Command::new(&spec.ljspawn)
+        let mut cmd = match payload {
+            Some(p) => {
+                let me = std::env::current_exe()
+                    .map_err(|e| io_error("cannot find", Path::new("/proc/self/exe"), &e))?;
+                let mut c = Command::new(me);
+                c.arg("--enter").arg(p).arg("--").arg(&spec.ljspawn);
+                c
+            }
+            None => Command::new(&spec.ljspawn),
+        };
+        let spawned = cmd
             .arg("--die-with-parent")
             .arg("--json-status")
             .arg(wr.as_raw_fd().to_string())

@@ -5,7 +5,8 @@
 # tests/tests/vm.rs turns each into the nextest test vm::NAME, failing with this output.
 #
 # The guest: Debian bookworm's kernel (6.1), pure cgroup v2 at /sys/fs/cgroup, a tmpfs root,
-# the static ljspawn in /lj/bin (and a setuid copy in /lj/setuid), ljbuild beside both, a
+# the static ljspawn in /lj/bin (and a setuid copy in /lj/setuid), ljbuild beside both (and ljail
+# with ljail-supervisor in /lj/bin), a
 # busybox world and an empty store on an ext4 disk at /mnt/disk, the user ljtest (uid 1000) with
 # subordinate ids 100000-165535.
 
@@ -310,6 +311,97 @@ check_rootless_delegated_limits() {
     is ""
 }
 
+# ---------------------------------------------------------------- ljail's jails on pure v2
+
+# json_field NAME FIELD: a number of `ljail status NAME --json` (no python in the guest).
+json_field() {
+    $LJAIL status "$1" --json | sed -n "s/^ *\"$2\": \([0-9]*\),*$/\1/p"
+}
+
+# ljail's own supervisor on a pure v2 host. `ljail start` as the only process of a cgroup (as
+# under `systemd-run --scope -p Delegate=yes`) gives the jail a cgroup of its own there,
+# OWN/ljail-NAME with the supervisor in `supervisor/` and ljspawn alone in `payload/`, so the
+# jail's limits hold (ljspawn beside its supervisor would refuse them); a running jail is frozen
+# there for a snapshot; `stop` leaves nothing. With other processes in OWN, ljspawn's refusal.
+check_ljail_v2_cgroups() {
+    userns 1
+    inscope_script
+    # As a host's init would have it: the controllers given to the root's children.
+    echo '+memory +pids +cpu' > $CG/cgroup.subtree_control || fail "cannot enable controllers in $CG"
+    LJAIL=/lj/bin/ljail
+    export LIGHTJAIL_ROOT=/mnt/disk/ljail
+    run /lj/bin/ljbuild -q world import busybox $W
+    want_rc 0
+    run $LJAIL -q create m --world busybox --memory 16M --pids 20 -- /bin/sh -c 'echo up; exec sleep 1000'
+    want_rc 0
+    S=$CG/ljail-m.scope
+    run /tmp/inscope $S $LJAIL start m
+    want_rc 0
+    G=$S/ljail-m
+    sup=$(json_field m supervisor_pid)
+    run cat $S/cgroup.procs
+    is ""
+    run cat $G/supervisor/cgroup.procs
+    is "$sup"
+    run cat $G/payload/lightjail-*[0-9]/memory.max $G/payload/lightjail-*[0-9]/pids.max
+    is "16777216
+20"
+    run $LJAIL snapshot m s1
+    want_rc 0
+    run cat $G/payload/cgroup.freeze
+    is 0
+    run $LJAIL stop m
+    want_rc 0
+    [ ! -e $G ] || fail "$G left after stop"
+    # The limit holds: 32M of memory in a jail held at 16M is OOM-killed.
+    run $LJAIL -q create o --world busybox --memory 16M -- /bin/sh -c 'head -c 33554432 /dev/zero | tail >/dev/null'
+    want_rc 0
+    run /tmp/inscope $CG/ljail-o.scope $LJAIL start o
+    i=0
+    while [ "$($LJAIL status o --json | grep -c '"state": "exited"')" = 0 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    run $LJAIL log o
+    has "$NOTE_OOM"
+    [ "$(json_field o last_exit)" = 137 ] || fail "last exit $(json_field o last_exit), wanted 137"
+    run $LJAIL stop o
+    [ ! -e $CG/ljail-o.scope/ljail-o ] || fail "the cgroup of the exited jail o was left after stop"
+    # Not alone in its cgroup: no cgroup of its own, and ljspawn says why it cannot limit.
+    run /tmp/inscope $CG/ljail-shared.scope sh -c "sleep 30 & $LJAIL start m; rc=\$?; kill \$!; exit \$rc"
+    want_rc 1
+    has "has other processes"
+    [ ! -e $CG/ljail-shared.scope/ljail-m ] || fail "a jail cgroup was made beside other processes"
+    # (The shared scope's processes may still be leaving it.)
+    i=0
+    while ! rmdir $S $CG/ljail-o.scope $CG/ljail-shared.scope 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+    [ ! -e $S ] && [ ! -e $CG/ljail-o.scope ] && [ ! -e $CG/ljail-shared.scope ] || fail "cannot remove the test's scopes"
+    no_jail_cgroups
+}
+
+# The same rootless, in the user's delegated subtree.
+check_ljail_v2_cgroups_rootless() {
+    userns 1
+    user_world
+    delegate
+    inscope_script
+    APP=$(dirname $SCOPE)
+    LJAIL=/lj/bin/ljail
+    E="env LIGHTJAIL_ROOT=/home/ljtest/ljr"
+    urun "$E /lj/bin/ljbuild -q world import busybox /home/ljtest/world && $E $LJAIL -q create r --world busybox --memory 16M -- /bin/sh -c 'exec sleep 1000'"
+    want_rc 0
+    uscope "/tmp/inscope $APP/run-7.scope $E $LJAIL start r"
+    want_rc 0
+    G=$APP/run-7.scope/ljail-r
+    run cat $APP/run-7.scope/cgroup.procs
+    is ""
+    run cat $G/payload/lightjail-*[0-9]/memory.max
+    is 16777216
+    uscope "$E $LJAIL stop r"
+    want_rc 0
+    [ ! -e $G ] || fail "$G left after stop"
+    rmdir $APP/run-7.scope
+    run find $CG/user.slice -name 'lightjail-*'
+    is ""
+}
+
 # ---------------------------------------------------------------- overlays on 6.1
 
 # An ephemeral overlay root (--layer) as root and rootless: tmpfs has no user xattrs before 6.6.
@@ -588,7 +680,7 @@ DONE"
 }
 
 ALL="kernel_layout root_memory_oom root_pids root_cpus root_cgroup_cleanup net_bridge_macvlan
-     rootless_delegated_limits overlay_root overlay_stack ljbuild_root
+     rootless_delegated_limits ljail_v2_cgroups ljail_v2_cgroups_rootless overlay_root overlay_stack ljbuild_root
      userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild setuid_idmap_layer
      setuid_flatpak"
 
