@@ -169,6 +169,8 @@ pub struct Status {
     pub log: PathBuf,
     /// The systemd unit that runs the jail, when systemd does.
     pub unit: Option<String>,
+    /// Its manager: `system` or `user`.
+    pub scope: Option<&'static str>,
 }
 
 /// The status of one jail.
@@ -218,6 +220,7 @@ pub fn status_of(jails: &Jails, j: &Jail) -> Result<Status, Error> {
         snapshots: j.snapshots()?,
         dir: j.dir.clone(),
         log: j.log_path(),
+        scope: unit.as_ref().map(|(_, s)| s.as_str()),
         unit: unit.map(|(u, _)| u),
     })
 }
@@ -254,6 +257,7 @@ pub fn status(jails: &Jails, name: &str, json: bool) -> Result<(), Error> {
     println!("snapshots   {}", if s.snapshots.is_empty() { "-".into() } else { s.snapshots.join(", ") });
     println!("dir         {}", s.dir.display());
     match &s.unit {
+        Some(u) if s.scope == Some("user") => println!("log         journalctl --user -u {u}"),
         Some(u) => println!("log         journalctl -u {u}"),
         None => println!("log         {}", s.log.display()),
     }
@@ -371,6 +375,13 @@ pub fn destroy(jails: &Jails, name: &str, force: bool, ui: &Ui) -> Result<(), Er
 fn frozen<T>(jails: &Jails, j: &Jail, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
     if !jails.running(j)? {
         return f();
+    }
+    if let (Some((scope, unit)), Some(_free)) = (supervise::unit_of(j), jails.try_run_lock(j)?) {
+        // Under systemd: the unit's cgroup v2 freezer (`systemctl freeze`).
+        crate::systemd::freeze(scope, &unit, true)?;
+        let r = f();
+        let thawed = crate::systemd::freeze(scope, &unit, false);
+        return r.and_then(|v| thawed.map(|()| v));
     }
     let Some(cg) = read_state(j).freezer else {
         return Err(Error::Conflict(format!(

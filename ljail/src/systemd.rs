@@ -503,6 +503,14 @@ pub fn disable(j: &Jail, scope: Scope) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// `systemctl freeze` (`on`) or `thaw` of the unit (its cgroup v2 freezer).
+pub fn freeze(scope: Scope, unit: &str, on: bool) -> Result<(), Error> {
+    let verb = if on { "freeze" } else { "thaw" };
+    let mut c = scope.command("systemctl");
+    c.args([verb, "--", unit]);
+    run(c, &format!("systemctl {verb} {unit}"))
+}
+
 /// `ljail log` of a unit's jail: `journalctl -u` (with `follow`: `-f`).
 pub fn log(scope: Scope, unit: &str, follow: bool) -> Result<(), Error> {
     let mut c = scope.command("journalctl");

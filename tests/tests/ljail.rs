@@ -1572,6 +1572,14 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
         format!("Unit=lightjail-web.service\nLeader={pid1}\nClass=container\n")
     );
 
+    // A snapshot of the running jail: frozen meanwhile (the unit's freezer; ljail's supervisor
+    // would refuse here, without a v1 freezer), then thawed.
+    ok("echo kept > /usr/local/lj/jails/web/upper/data");
+    let out = sh("/opt/lj/ljail snapshot web s1").ok();
+    assert!(out.stderr.contains("snapshot: web@s1"), "{}", out.report());
+    assert_eq!(ok("cat /usr/local/lj/jails/web/snapshots/s1/upper/data"), "kept\n");
+    assert_eq!(ok("systemctl show -p FreezerState --value lightjail-web.service"), "running\n");
+
     // stop: the unit's stop job; the machine goes.
     let out = sh("/opt/lj/ljail stop web").ok();
     assert!(out.stderr.contains("stop: web"), "{}", out.report());
