@@ -19,6 +19,8 @@ done
 
 dir=$(mktemp -d /tmp/lj-bench-ljail.XXXXXX)
 export LIGHTJAIL_ROOT=$dir/root
+# The supervisor measured here is ljail's own, also where systemd is PID 1.
+export LJAIL_SUPERVISOR=ljail
 trap '"$LJAIL" stop --all --timeout 2s >/dev/null 2>&1; rm -rf --one-file-system "$dir"' EXIT
 worlds/busybox/make-world.sh "$dir/w" >/dev/null
 "$LJBUILD" -q world import busybox "$dir/w"
