@@ -404,15 +404,28 @@ pub fn start(jails: &Jails, j: &Jail, cfg: &Config, scope: Scope) -> Result<Opti
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let journal = scope
-        .command("journalctl")
-        .args(["--no-pager", "-o", "cat", &format!("--since=@{since}"), "-u", &unit])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    if let Some(line) = journal.lines().find(|l| l.starts_with("ljspawn: ")) {
+    let ljspawn_line = || {
+        let journal = scope
+            .command("journalctl")
+            .args(["--no-pager", "-o", "cat", &format!("--since=@{since}"), "-u", &unit])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        journal.lines().find(|l| l.starts_with("ljspawn: ")).map(str::to_string)
+    };
+    // ljspawn's own failure (125-127) printed its line; the journal may not have it yet.
+    let own_failure = result.is_err() && st.last_exit.is_none_or(|c| (125..=127).contains(&c));
+    let deadline = Instant::now() + if own_failure { Duration::from_secs(10) } else { Duration::ZERO };
+    let line = loop {
+        let l = ljspawn_line();
+        if l.is_some() || Instant::now() >= deadline {
+            break l;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    if let Some(line) = line {
         return Err(Error::Failed(format!("{} did not start: {line}", j.name)));
     }
     // The start job fails when the program exits (non-zero) before the unit is up; it ran,
