@@ -165,9 +165,11 @@ impl Privileged {
             Mode::Rootless => Who::Rootless(sys::getuid()),
         };
         let name = format!("lightjail-{}", sys::getpid());
-        // (The jails of a killed ljspawn also left their delegated v2 cgroups; rootless: in the
-        // caller's own cgroup, where it may remove what it left itself.)
-        let v2 = limits::detect_v2(&mountinfo, &self_cgroup);
+        // --delegate-cgroup: the v2 hierarchy, whatever the limits use. (The jails of a killed
+        // ljspawn also left their delegated v2 cgroups there; rootless: in the caller's own
+        // cgroup, where it may remove what it left itself.) Without it, the limits' own
+        // hierarchies are all there is to clean.
+        let v2 = if plan.delegate_cgroup { limits::detect_v2(&mountinfo, &self_cgroup) } else { None };
         if let Some(v2) = &v2 {
             limits::reap_stale(v2, &tree, Path::new("/proc"));
         }
@@ -175,7 +177,10 @@ impl Privileged {
             Cgroup::empty(&tree)
         } else {
             let layout = limits::detect(&mountinfo, &self_cgroup, &tree, &plan.limits).map_err(fail)?;
-            limits::reap_stale(&layout, &tree, Path::new("/proc"));
+            // (Pure v2: the same cgroup, cleaned just above.)
+            if v2.as_ref() != Some(&layout) {
+                limits::reap_stale(&layout, &tree, Path::new("/proc"));
+            }
             // Inside the caller's own cgroup (see `limits`): nothing outside it is written.
             Cgroup::create(&layout, &tree, &name, &plan.limits, who).map_err(fail)?
         };
