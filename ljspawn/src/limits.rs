@@ -218,6 +218,8 @@ pub struct Cgroup {
     dirs: Vec<PathBuf>,
     v2: bool,
     memory_dir: Option<PathBuf>,
+    /// `--delegate-cgroup` beside v1 limits: the v2 cgroup `delegate` made (one of `dirs`).
+    v2_dir: Option<PathBuf>,
     /// v2, when ljspawn made room in the caller's cgroup: (the caller's cgroup, ljspawn's
     /// leaf in it, the controllers it enabled there), undone by `remove`.
     leaf: Option<Leaf>,
@@ -240,7 +242,7 @@ impl Cgroup {
         limits: &Limits,
         who: Who,
     ) -> Result<Cgroup, LimitError> {
-        let mut cg = Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None, leaf: None };
+        let mut cg = Cgroup::empty(tree);
         let result = cg.make(layout, name, limits, who);
         if result.is_err() {
             let _ = cg.remove();
@@ -325,6 +327,8 @@ impl Cgroup {
         if !self.v2 || self.dirs.is_empty() {
             let other = Cgroup::create(v2, &self.tree, name, &Limits::default(), who)
                 .map_err(|e| LimitError(e.0.replacen("cgroup limits need", "--delegate-cgroup needs", 1)))?;
+            // (No controllers asked: `other` made no leaf, only its one directory.)
+            self.v2_dir = other.dirs.last().cloned();
             self.dirs.extend(other.dirs);
         }
         let dir = self.dirs.last().cloned().ok_or_else(|| LimitError("no cgroup to delegate".into()))?;
@@ -341,7 +345,7 @@ impl Cgroup {
 
     /// A cgroup with no directory yet (delegation only, no limits).
     pub fn empty(tree: &Tree) -> Cgroup {
-        Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None, leaf: None }
+        Cgroup { tree: tree.clone(), dirs: Vec::new(), v2: false, memory_dir: None, v2_dir: None, leaf: None }
     }
 
     /// The directories of the jail's cgroup (one per v1 hierarchy, or the v2 cgroup).
@@ -383,7 +387,7 @@ impl Cgroup {
             let mut pause = Duration::from_millis(1);
             let mut last;
             loop {
-                kill_all(d, self.v2 || d.join("cgroup.kill").exists());
+                kill_all(d, self.v2 || self.v2_dir.as_ref() == Some(d));
                 // A delegated cgroup has the jail's own below it (empty once the jail is gone).
                 remove_children(d);
                 match fs::remove_dir(d) {
