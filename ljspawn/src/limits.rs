@@ -225,6 +225,31 @@ pub struct Cgroup {
     leaf: Option<Leaf>,
 }
 
+/// What a cgroup is made for, as its errors name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// `--memory`, `--pids`, `--cpus`.
+    Limits,
+    /// `--delegate-cgroup` (beside v1 limits, or without limits).
+    Delegate,
+}
+
+impl Purpose {
+    fn name(self) -> &'static str {
+        match self {
+            Purpose::Limits => "cgroup limits",
+            Purpose::Delegate => "--delegate-cgroup",
+        }
+    }
+
+    fn needs(self) -> &'static str {
+        match self {
+            Purpose::Limits => "cgroup limits need",
+            Purpose::Delegate => "--delegate-cgroup needs",
+        }
+    }
+}
+
 /// (the caller's v2 cgroup, ljspawn's leaf in it, the controllers ljspawn enabled there).
 type Leaf = (PathBuf, PathBuf, Vec<&'static str>);
 
@@ -242,21 +267,39 @@ impl Cgroup {
         limits: &Limits,
         who: Who,
     ) -> Result<Cgroup, LimitError> {
+        Cgroup::create_for(layout, tree, name, limits, who, Purpose::Limits)
+    }
+
+    fn create_for(
+        layout: &Layout,
+        tree: &Tree,
+        name: &str,
+        limits: &Limits,
+        who: Who,
+        purpose: Purpose,
+    ) -> Result<Cgroup, LimitError> {
         let mut cg = Cgroup::empty(tree);
-        let result = cg.make(layout, name, limits, who);
+        let result = cg.make(layout, name, limits, who, purpose);
         if result.is_err() {
             let _ = cg.remove();
         }
         result.map(|()| cg)
     }
 
-    fn make(&mut self, layout: &Layout, name: &str, limits: &Limits, who: Who) -> Result<(), LimitError> {
+    fn make(
+        &mut self,
+        layout: &Layout,
+        name: &str,
+        limits: &Limits,
+        who: Who,
+        purpose: Purpose,
+    ) -> Result<(), LimitError> {
         let t = self.tree.clone();
         match layout {
             Layout::V2 { mount, own } => {
                 self.v2 = true;
                 let base = under(&t.path(mount), own);
-                self.leaf = delegate_v2(&t, &base, own, name, &limits.controllers(), who)?;
+                self.leaf = delegate_v2(&t, &base, own, name, &limits.controllers(), who, purpose)?;
                 let dir = base.join(name);
                 mkdir_new(&dir)?;
                 self.dirs.push(dir.clone());
@@ -325,8 +368,7 @@ impl Cgroup {
         owner: Option<(u32, u32)>,
     ) -> Result<(), LimitError> {
         if !self.v2 || self.dirs.is_empty() {
-            let other = Cgroup::create(v2, &self.tree, name, &Limits::default(), who)
-                .map_err(|e| LimitError(e.0.replacen("cgroup limits need", "--delegate-cgroup needs", 1)))?;
+            let other = Cgroup::create_for(v2, &self.tree, name, &Limits::default(), who, Purpose::Delegate)?;
             // (No controllers asked: `other` made no leaf, only its one directory.)
             self.v2_dir = other.dirs.last().cloned();
             self.dirs.extend(other.dirs);
@@ -455,7 +497,9 @@ fn delegate_v2(
     name: &str,
     need: &[&'static str],
     who: Who,
+    purpose: Purpose,
 ) -> Result<Option<Leaf>, LimitError> {
+    let what = purpose.name();
     let enabled = fs::read_to_string(base.join("cgroup.subtree_control")).unwrap_or_default();
     let missing: Vec<&'static str> =
         need.iter().copied().filter(|c| !enabled.split_whitespace().any(|e| e == *c)).collect();
@@ -465,7 +509,8 @@ fn delegate_v2(
         let owner = fs::metadata(base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
         if !t.fake && owner.ok() != Some(uid) {
             return Err(LimitError(format!(
-                "cgroup limits need a cgroup v2 delegated to you; {} is not yours (it is your cgroup: run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
+                "{} a cgroup v2 delegated to you; {} is not yours (it is your cgroup: run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
+                purpose.needs(),
                 base.display()
             )));
         }
@@ -477,7 +522,7 @@ fn delegate_v2(
         let owner = fs::metadata(base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
         if !t.fake && owner.ok() != Some(uid) {
             return Err(LimitError(format!(
-                "cgroup limits: your cgroup {shown} does not give the {first} controller to its children, and it is not yours to change (run under `systemd-run --user --scope -p Delegate=yes`)"
+                "{what}: your cgroup {shown} does not give the {first} controller to its children, and it is not yours to change (run under `systemd-run --user --scope -p Delegate=yes`)"
             )));
         }
     }
@@ -485,7 +530,7 @@ fn delegate_v2(
     if own.components().all(|c| c == std::path::Component::RootDir) {
         if who != Who::Root {
             return Err(LimitError(format!(
-                "cgroup limits: you are in the root cgroup, which does not give the {first} controller to its children (cgroup.subtree_control), and only root may change that"
+                "{what}: you are in the root cgroup, which does not give the {first} controller to its children (cgroup.subtree_control), and only root may change that"
             )));
         }
         return t.write(&base.join("cgroup.subtree_control"), enable.trim()).map(|()| None);
@@ -493,14 +538,14 @@ fn delegate_v2(
     let available = fs::read_to_string(base.join("cgroup.controllers")).unwrap_or_default();
     if let Some(c) = missing.iter().find(|c| !available.split_whitespace().any(|a| a == **c)) {
         return Err(LimitError(format!(
-            "cgroup limits: your cgroup {shown} does not get the {c} controller from its parent (its cgroup.controllers lacks it)"
+            "{what}: your cgroup {shown} does not get the {c} controller from its parent (its cgroup.controllers lacks it)"
         )));
     }
     let me = crate::sys::getpid();
     let procs = fs::read_to_string(base.join("cgroup.procs")).unwrap_or_default();
     if pids_in(&procs) != [me] {
         return Err(LimitError(format!(
-            "cgroup limits: your cgroup {shown} has other processes, so it cannot give the jail's cgroup inside it the {first} controller (a cgroup v2 with processes of its own delegates none): run ljspawn as the only process of its cgroup, e.g. `systemd-run --scope -p Delegate=yes ljspawn ...` (`--user` for your own)"
+            "{what}: your cgroup {shown} has other processes, so it cannot give the jail's cgroup inside it the {first} controller (a cgroup v2 with processes of its own delegates none): run ljspawn as the only process of its cgroup, e.g. `systemd-run --scope -p Delegate=yes ljspawn ...` (`--user` for your own)"
         )));
     }
     let leaf = base.join(format!("{name}.ljspawn"));
