@@ -1628,6 +1628,21 @@ impl Plan {
         f as u64
     }
 
+    /// Who gets the jail's delegated cgroup (`--delegate-cgroup`), as host (uid, gid): the
+    /// jail's root; without one mapped (no subordinate ids), the jail's own user, as rootless
+    /// ljspawn's cgroup is the caller's and so its jail's user's. None without a user
+    /// namespace (the jail's ids are the host's: ljspawn's own).
+    pub fn cgroup_owner(&self) -> Option<(u32, u32)> {
+        let m = self.userns.as_ref()?;
+        let host = |r: &[IdRange], id: u32| {
+            r.iter().find(|l| id >= l.inside && id - l.inside < l.count).map(|l| l.outside + (id - l.inside))
+        };
+        match (host(&m.uids, 0), host(&m.gids, 0)) {
+            (Some(u), Some(g)) => Some((u, g)),
+            _ => Some((host(&m.uids, self.uid)?, host(&m.gids, self.gid)?)),
+        }
+    }
+
     pub fn namespace_names(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
         if self.userns.is_some() {
@@ -2003,6 +2018,30 @@ mod tests {
         // A capability is kept in the joined namespace, as in a new one.
         let r = Request { join_userns: Some(3), cap_add: vec!["net_admin".into()], ..bwrap_req(&["true"]) };
         assert!(build(&r, &caller(Mode::Rootless), &open).is_ok());
+    }
+
+    #[test]
+    fn the_delegated_cgroup_goes_to_the_jails_root_else_its_user() {
+        let mut r = req(&["true"]);
+        r.delegate_cgroup = true;
+        r.user = Some((5, Some(6)));
+        let granted = Grants { limits: Some(Default::default()), ..Default::default() };
+        let c = Caller {
+            subuids: vec![(100000, 65536)],
+            subgids: vec![(100000, 65536)],
+            grants: granted,
+            ..caller(Mode::Setuid)
+        };
+        // Setuid with subordinate ids: the jail's root is the first of them.
+        let p = build(&r, &c, &none_open).unwrap();
+        assert_eq!(p.cgroup_owner(), Some((100000, 100000)));
+        // Without any: the jail has no root; its user (5:6) is the caller (1000:1000).
+        let c = Caller { subuids: vec![], subgids: vec![], ..c };
+        let p = build(&r, &c, &none_open).unwrap();
+        assert_eq!(p.cgroup_owner(), Some((1000, 1000)));
+        // Root without a user namespace: ljspawn's own ids (None).
+        let p = build(&req(&["true"]), &caller(Mode::Root), &none_open).unwrap();
+        assert_eq!(p.cgroup_owner(), None);
     }
 
     #[test]

@@ -200,11 +200,16 @@ impl Privileged {
                     msg: "--delegate-cgroup needs the cgroup v2 hierarchy, and this host mounts none".into(),
                 });
             };
-            // The jail's root on the host (None without a user namespace: this process's ids).
-            let owner = plan.userns.as_ref().and_then(|m| {
-                let id = |r: &[crate::plan::IdRange]| r.iter().find(|l| l.inside == 0).map(|l| l.outside);
-                Some((id(&m.uids)?, id(&m.gids)?))
-            });
+            // The jail's root on the host, else its user (None without a user namespace: this
+            // process's ids). Setuid: never root's, so the jail can use what it is given.
+            let owner = plan.cgroup_owner();
+            if self.setuid && owner.is_none_or(|(u, g)| u == 0 || g == 0) {
+                let _ = cg.remove();
+                return Err(SpawnError {
+                    code: EXIT_SETUP,
+                    msg: "--delegate-cgroup: the jail has no ids of yours to give its cgroup to".into(),
+                });
+            }
             if let Err(e) = cg.delegate(&v2, &name, who, owner) {
                 let _ = cg.remove();
                 return Err(fail(e));

@@ -34,6 +34,7 @@ mod limits {
         killed_ljspawn_cgroup_reaped: root;
         rootless_refused: rootless;
         setuid_grants: setuid;
+        setuid_delegated_cgroup: setuid;
         setuid_failure_leaves_no_cgroup: setuid;
         rlimits: root rootless setuid;
         dry_run_lists_limits: root rootless;
@@ -680,6 +681,39 @@ fn rootless_refused(cx: &Ctx) {
         let want = if v2_has(c) { "delegated" } else { "cgroup v1" };
         assert!(out.stderr.contains(want), "{opt}: the message does not mention {want:?}\n{}", out.report());
     }
+}
+
+/// Setuid: `--delegate-cgroup` only with a `limits` grant; then the jail's root owns the
+/// jail's cgroup v2 (it makes cgroups below it), and the cgroup goes when the jail ends.
+/// (The case without subordinate ids, where the jail's own user gets it, is a unit test:
+/// the test user has them.)
+fn setuid_delegated_cgroup(cx: &Ctx) {
+    if current_uid() != 0 {
+        cx.skip("needs root to write /etc/lightjail.conf");
+        return;
+    }
+    if !host_mountinfo().contains(" - cgroup2 ") {
+        cx.skip("no cgroup v2 hierarchy on this host");
+        return;
+    }
+    let user = cx.run_as.as_ref().expect("setuid caller").name.clone();
+    let conf = ConfGuard::take();
+    let script =
+        "stat -c '%u %g' /sys/fs/cgroup; mkdir /sys/fs/cgroup/sub && echo made; rmdir /sys/fs/cgroup/sub";
+    // A world with the mount point (the busybox world has an empty /sys).
+    let d = cx.tempdir();
+    let world = format!("{}/w", d.str());
+    let made = std::process::Command::new("cp").args(["-a", &cx.world_str(), &world]).status();
+    assert!(made.is_ok_and(|s| s.success()), "cp -a {} {world}", cx.world_str());
+    fs::create_dir_all(format!("{world}/sys/fs/cgroup")).expect("mkdir sys/fs/cgroup");
+    let run =
+        || cx.ljspawn().args(["--root", &world, "--delegate-cgroup", "--", "/bin/sh", "-c", script]).run();
+    conf.set("");
+    let out = run().expect_ljspawn_error(125);
+    assert!(out.stderr.contains("--delegate-cgroup") && !out.stdout.contains("made"), "{}", out.report());
+    conf.set(&format!("limits allow {user} pids=100\n"));
+    let out = run().ok();
+    assert_eq!(out.lines(), ["0 0", "made"], "{}", out.report());
 }
 
 /// Setuid: cgroup limits only as /etc/lightjail.conf grants them.
