@@ -135,14 +135,23 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
     let relay = match pty {
         Some((master, slave)) => {
             drop(slave);
-            Some(
-                pty::Relay::new(master, plan.stdout_file.is_some(), plan.stderr_file.is_some())
-                    .map_err(|e| err("cannot relay the jail's terminal", e))?,
-            )
+            match pty::Relay::new(master, plan.stdout_file.is_some(), plan.stderr_file.is_some()) {
+                Ok(r) => Some(r),
+                Err(e) => return Err(abandon(child, err("cannot relay the jail's terminal", e))),
+            }
         }
         None => None,
     };
-    forward_until_exit(child, relay)
+    // (A failure returns before the child is reaped: its pid is still its own.)
+    forward_until_exit(child, relay).map_err(|e| abandon(child, e))
+}
+
+/// The child forked into the jail, when ljspawn cannot go on supervising it: killed and reaped,
+/// so no command runs on unwatched in the jail. Returns `e`.
+fn abandon(child: i32, e: SpawnError) -> SpawnError {
+    let _ = sys::kill(child, libc::SIGKILL);
+    let _ = sys::wait_blocking(child);
+    e
 }
 
 /// The parent pid of `pid`.
