@@ -229,6 +229,7 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| err(format!("cannot read /proc/{pid}/cgroup"), e))?;
     let me = sys::getpid().to_string();
+    let v2 = v2_mount();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
@@ -245,14 +246,12 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
             continue;
         }
         let base = match controllers {
-            "" => "/sys/fs/cgroup/unified".to_string(),
+            // The v2 hierarchy, wherever this host mounts it.
+            "" => match &v2 {
+                Some(m) => m.display().to_string(),
+                None => continue,
+            },
             c => format!("/sys/fs/cgroup/{}", c.strip_prefix("name=").unwrap_or(c)),
-        };
-        // A pure v2 host mounts the unified hierarchy at /sys/fs/cgroup itself.
-        let base = if controllers.is_empty() && !fs::metadata(&base).is_ok_and(|m| m.is_dir()) {
-            "/sys/fs/cgroup".to_string()
-        } else {
-            base
         };
         let procs = format!("{base}{path}/cgroup.procs");
         match fs::write(&procs, &me) {
@@ -274,12 +273,16 @@ fn join_own_v2_cgroup(pid: i32) {
     if path.contains("/..") || !path.split('/').any(|c| c.starts_with("lightjail-")) {
         return;
     }
-    for base in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] {
-        let procs = format!("{base}{path}/cgroup.procs");
-        if fs::metadata(&procs).is_ok() {
-            let _ = fs::write(&procs, sys::getpid().to_string());
-            return;
-        }
+    let Some(mount) = v2_mount() else { return };
+    let _ = fs::write(format!("{}{path}/cgroup.procs", mount.display()), sys::getpid().to_string());
+}
+
+/// Where this host mounts the cgroup v2 hierarchy (`limits::detect_v2`), if it does.
+fn v2_mount() -> Option<std::path::PathBuf> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    match crate::limits::detect_v2(&mountinfo, "")? {
+        crate::limits::Layout::V2 { mount, .. } => Some(mount),
+        crate::limits::Layout::V1 { .. } => None,
     }
 }
 
