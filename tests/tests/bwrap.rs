@@ -834,11 +834,13 @@ fn join_a_pid_namespace(cx: &Ctx) {
     let ns = &lines[0];
     assert!(ns.starts_with("pid:["), "{}", out.report());
     assert_eq!((&lines[1], lines[3].as_str()), (ns, "status 0"), "{}", out.report());
+    // (At least ljspawn's init and the program; a child the program just forked may still
+    // carry its command line too.)
     let first = seen(&lines[4]);
-    assert!(first.len() == 2 && first.contains(&lines[2]), "{}", out.report());
+    assert!(first.len() >= 2 && first.contains(&lines[2]), "{}", out.report());
     // Nested: a namespace of its own (its program is 2, after ljspawn's init), whose
     // processes the holder's namespace sees too.
     assert!(lines[5].starts_with("pid:[") && &lines[5] != ns, "{}", out.report());
     assert_eq!((lines[6].as_str(), lines[7].as_str()), ("2", "status 0"), "{}", out.report());
-    assert_eq!(seen(&lines[8]).len(), 2, "{}", out.report());
+    assert!(seen(&lines[8]).len() >= 2, "{}", out.report());
 }
