@@ -827,7 +827,7 @@ fn exec_into_running_jail(lj: &Lj) {
         assert_eq!(out.stderr.trim(), "ljspawn: --join is not available in setuid mode", "{}", out.report());
         return;
     }
-    let out = lj.ok(&["exec", "ex", "--", "/bin/sh", "-c", "hostname; cat /state; echo \"$GREETING\"; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup"]);
+    let out = lj.ok(&["exec", "ex", "--", "/bin/sh", "-c", "hostname; for i in $(seq 300); do test -e /state && break; sleep 0.1; done; cat /state; echo \"$GREETING\"; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup"]);
     let lines = out.lines();
     assert_eq!(&lines[..3], ["ex", "ready", "hi there"], "{}", out.report());
     assert!(
