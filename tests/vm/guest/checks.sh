@@ -59,6 +59,19 @@ no_jail_cgroups() {
     left=$(find "$CG" -name 'lightjail-*' -type d 2>/dev/null)
     [ -z "$left" ] || fail "jail cgroups left behind: $left"
 }
+# reaped_jail_cgroups: as no_jail_cgroups, once setuid mode's root helper, which removes a
+# jail's cgroup after its ljspawn exited (asynchronously), has had its time (at most 60 s).
+reaped_jail_cgroups() {
+    i=0
+    while [ -n "$(find "$CG" -name 'lightjail-*' -type d 2>/dev/null)" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    no_jail_cgroups
+}
+# gone PATTERN: wait (at most 60 s) until no process's command line matches PATTERN (a jail
+# dies with its SIGKILLed ljspawn through a parent-death signal: asynchronously).
+gone() {
+    i=0
+    while ps -o args | grep -v grep | grep -q -- "$1" && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+}
 # A copy of the busybox world owned by the user (rootless jails copy up only what they own).
 user_world() {
     [ -d /home/ljtest/world ] && return
@@ -173,7 +186,7 @@ check_root_cgroup_cleanup() {
     sleep 0.5
     kill -KILL $lj
     wait $lj
-    sleep 0.5
+    gone 'sleep 100'
     run ps -o pid,args
     hasnt 'sleep 100'
     run $LJ --root $W --pids 10 -- /bin/true
@@ -190,10 +203,19 @@ listen() {
     rm -f /tmp/got
     nc -l -p "$1" > /tmp/got &
     NC=$!
-    sleep 0.3
+    # Listening (the port in state 0A of /proc/net/tcp or tcp6: busybox nc listens on :: where
+    # the kernel has IPv6), at most 60 s.
+    port=$(printf '%04X' "$1")
+    i=0
+    while ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ":$port 0*:0000 0A" && [ $i -lt 300 ]; do
+        sleep 0.2
+        i=$((i+1))
+    done
+    [ $i -lt 300 ] || fail "nc never listened on port $1"
 }
 got() {
-    sleep 0.3
+    i=0
+    while ! grep -q hello-from-jail /tmp/got 2>/dev/null && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
     kill $NC 2>/dev/null
     wait $NC 2>/dev/null
     grep -q hello-from-jail /tmp/got || fail "the jail's message did not arrive"
@@ -227,7 +249,10 @@ check_net_bridge_macvlan() {
     rm -f /etc/lightjail.conf
     want_rc 0
     got
-    sleep 0.5
+    # The host end goes with the jail's network namespace, which the kernel removes
+    # asynchronously: at most 60 s.
+    i=0
+    while [ -n "$($IP -o link show master ljbr0)" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
     run $IP -o link show master ljbr0
     is ""
     ip link del ljv0
@@ -296,7 +321,8 @@ check_rootless_delegated_limits() {
     n=$(printf '%s\n' "$OUT" | sed -n 's/^procs //p')
     [ -n "$n" ] && [ "$n" -le 16 ] && [ "$n" -ge 10 ] || fail "procs in the jail: $n (want 10..16)"
     # The jail's cgroup inside the caller's (the scope), with the limit; the scope as it was after.
-    uscope "/tmp/inscope $APP/run-5.scope $LJ --root /home/ljtest/world --cpus 0.5 -- /bin/sleep 3 & sleep 1.5; cat $APP/run-5.scope/lightjail-*/cpu.max; wait"
+    # (The jail runs until the cgroup was read, at most 60 s; then SIGTERM, forwarded: 143.)
+    uscope "/tmp/inscope $APP/run-5.scope $LJ --root /home/ljtest/world --cpus 0.5 -- /bin/sleep 100 & lj=\$!; i=0; while ! cat $APP/run-5.scope/lightjail-*/cpu.max 2>/dev/null && [ \$i -lt 300 ]; do sleep 0.2; i=\$((i+1)); done; kill \$lj; wait \$lj; [ \$? = 143 ]"
     want_rc 0
     has "50000 100000"
     run cat $APP/run-5.scope/cgroup.subtree_control
@@ -597,8 +623,7 @@ check_setuid_limits() {
     want_rc 125
     hasnt RAN
     rm -f /etc/lightjail.conf
-    sleep 0.5
-    no_jail_cgroups
+    reaped_jail_cgroups
 }
 
 check_setuid_escapes() {
