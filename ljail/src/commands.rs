@@ -86,13 +86,13 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
         let mut stats = Stats::default();
         match cfg.root {
             RootKind::Thin => {
-                for d in ["upper", "work"] {
-                    fs::create_dir(staging.join(d)).map_err(Error::io("cannot create", staging.join(d)))?;
-                }
+                copy::make_data_dir(&staging.join("upper"))?;
+                fs::create_dir(staging.join("work"))
+                    .map_err(Error::io("cannot create", staging.join("work")))?;
             }
             RootKind::Copy => {
                 let dst = staging.join("rootfs");
-                fs::create_dir(&dst).map_err(Error::io("cannot create", &dst))?;
+                copy::make_data_dir(&dst)?;
                 for l in &layers.layers {
                     copy::copy_tree(l, &dst, How::Merge, &mut stats)?;
                 }
@@ -121,6 +121,11 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
     let how = match cfg.root {
         RootKind::Thin => "thin: a persistent upper over its layers".to_string(),
         RootKind::Copy => format!("a full copy: {} files cloned, {} copied", stats.cloned, stats.copied),
+    };
+    let how = if crate::btrfs::is_subvolume(&j.data_dir(cfg.root)) {
+        format!("{how}; a btrfs subvolume")
+    } else {
+        how
     };
     ui.step("create", &format!("{name} on {} ({how})", cfg.source), None);
     Ok(())
@@ -412,9 +417,7 @@ pub fn snapshot(jails: &Jails, name: &str, snap: &str, ui: &Ui) -> Result<(), Er
     let r = (|| -> Result<(), Error> {
         fs::create_dir(&tmp).map_err(Error::io("cannot create", &tmp))?;
         let data = jail::data_name(cfg.root);
-        frozen(jails, &j, || {
-            copy::copy_tree(&j.data_dir(cfg.root), &tmp.join(data), How::Verbatim, &mut stats)
-        })?;
+        frozen(jails, &j, || copy::copy_data(&j.data_dir(cfg.root), &tmp.join(data), &mut stats))?;
         fs::copy(j.config_path(), tmp.join("config")).map_err(Error::io("cannot copy", j.config_path()))?;
         fs::rename(&tmp, &dst).map_err(Error::io("cannot rename into place", &dst))
     })();
@@ -422,11 +425,7 @@ pub fn snapshot(jails: &Jails, name: &str, snap: &str, ui: &Ui) -> Result<(), Er
         let _ = remove_tree(&tmp);
     }
     r?;
-    ui.step(
-        "snapshot",
-        &format!("{name}@{snap} ({} files cloned, {} copied)", stats.cloned, stats.copied),
-        None,
-    );
+    ui.step("snapshot", &format!("{name}@{snap} ({})", stats.describe()), None);
     Ok(())
 }
 
@@ -451,7 +450,7 @@ fn replace_with_copy(src: &Path, dst: &Path, stats: &mut Stats) -> Result<(), Er
     for p in [&new, &old] {
         remove_tree(p).map_err(Error::io("cannot remove", p))?;
     }
-    copy::copy_tree(src, &new, How::Verbatim, stats)?;
+    copy::copy_data(src, &new, stats)?;
     fs::rename(dst, &old).map_err(Error::io("cannot rename", dst))?;
     fs::rename(&new, dst).map_err(Error::io("cannot rename into place", dst))?;
     remove_tree(&old).map_err(Error::io("cannot remove", &old))
@@ -476,7 +475,7 @@ pub fn rollback(jails: &Jails, name: &str, snap: &str, ui: &Ui) -> Result<(), Er
     }
     let text = fs::read(sp.join("config")).map_err(Error::io("cannot read", sp.join("config")))?;
     ljbuild::store::Root::write_atomic(&j.config_path(), &text)?;
-    ui.step("rollback", &format!("{name} to {snap}"), None);
+    ui.step("rollback", &format!("{name} to {snap} ({})", stats.describe()), None);
     Ok(())
 }
 
@@ -505,8 +504,7 @@ pub fn clone(jails: &Jails, name: &str, new: &str, snap: Option<&str>, ui: &Ui) 
     let mut stats = Stats::default();
     let r = (|| -> Result<(), Error> {
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
-        let mut copy_data =
-            || copy::copy_tree(&data_src.join(data), &staging.join(data), How::Verbatim, &mut stats);
+        let mut copy_data = || copy::copy_data(&data_src.join(data), &staging.join(data), &mut stats);
         if snap.is_some() {
             copy_data()?;
         } else {
@@ -533,11 +531,7 @@ pub fn clone(jails: &Jails, name: &str, new: &str, snap: Option<&str>, ui: &Ui) 
     }
     r?;
     let from = snap.map(|s| format!("{name}@{s}")).unwrap_or_else(|| name.to_string());
-    ui.step(
-        "clone",
-        &format!("{from} -> {new} ({} files cloned, {} copied)", stats.cloned, stats.copied),
-        None,
-    );
+    ui.step("clone", &format!("{from} -> {new} ({})", stats.describe()), None);
     if let Some(ip) = &cfg.ip {
         ui.warn(&format!("{new} has {name}'s address {ip}: change it (ljail edit {new}) before both run"));
     }

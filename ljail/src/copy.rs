@@ -5,7 +5,8 @@
 //! File data is cloned with FICLONE where the file system shares extents (btrfs, XFS with
 //! reflink); elsewhere it is copied (`copy_file_range` through `std::io::copy`). Owners are
 //! kept (as root; as another user a different owner is an error, never silently changed),
-//! and so are modes, xattrs and modification times. Hard links become separate files.
+//! and so are modes, xattrs and modification times. Hard links become separate files. On
+//! btrfs a jail's data is a subvolume, and its copies are subvolume snapshots ([`copy_data`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -33,6 +34,40 @@ pub struct Stats {
     pub cloned: u64,
     /// Files whose data was copied.
     pub copied: u64,
+    /// Trees taken as one btrfs subvolume snapshot instead.
+    pub snapshots: u64,
+}
+
+impl Stats {
+    /// What was done, for a message: `a btrfs snapshot` or `N files cloned, M copied`.
+    pub fn describe(&self) -> String {
+        if self.snapshots > 0 && self.cloned + self.copied == 0 {
+            "a btrfs subvolume snapshot".into()
+        } else {
+            format!("{} files cloned, {} copied", self.cloned, self.copied)
+        }
+    }
+}
+
+/// A jail's data directory (`upper`, `rootfs`) copied verbatim to `dst` (which must not
+/// exist): a btrfs subvolume is snapshotted when `dst` is on btrfs too (a subvolume again, its
+/// extents shared), anything else copied by [`copy_tree`].
+pub fn copy_data(src: &Path, dst: &Path, stats: &mut Stats) -> Result<(), Error> {
+    if crate::btrfs::is_subvolume(src) && dst.parent().is_some_and(crate::btrfs::is_btrfs) {
+        crate::btrfs::snapshot(src, dst).map_err(Error::io("cannot snapshot (btrfs) into", dst))?;
+        stats.snapshots += 1;
+        return Ok(());
+    }
+    copy_tree(src, dst, How::Verbatim, stats)
+}
+
+/// Makes a jail's new data directory `dst`: a subvolume of its own on btrfs (so that its
+/// snapshots are subvolume snapshots), else a plain directory.
+pub fn make_data_dir(dst: &Path) -> Result<(), Error> {
+    if dst.parent().is_some_and(crate::btrfs::is_btrfs) {
+        return crate::btrfs::create(dst).map_err(Error::io("cannot create a btrfs subvolume at", dst));
+    }
+    fs::create_dir(dst).map_err(Error::io("cannot create", dst))
 }
 
 /// Copies the tree `src` to `dst` (which must not exist for [`How::Verbatim`]; it is merged

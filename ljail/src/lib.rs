@@ -1,12 +1,14 @@
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 //! ljail: persistent named jails on top of `ljspawn` (run by executing it, never linked), with
 //! ljbuild's library for the root, images, errors and UI.
 //!
 //! Modules: [`config`] (the config file), [`jail`] (the layout of `ROOT/jails` and the ljspawn
 //! command line), [`supervise`] (start, stop, the supervisor, logs), [`commands`] (create,
 //! list, status, edit, destroy, snapshot, rollback, clone), [`copy`] (tree copies with
-//! reflinks), [`freezer`] (the cgroup freezer), [`cli`], [`error`].
+//! reflinks), [`btrfs`] (subvolumes and snapshots: ljail's only unsafe code, two ioctls),
+//! [`freezer`] (the cgroup freezer), [`cli`], [`error`].
 
+pub mod btrfs;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -30,6 +30,7 @@ lj_tests::mode_tests! {
     restart_policy: root rootless;
     concurrent_start_serialized: root rootless;
     snapshot_rollback_clone: root rootless;
+    btrfs_snapshots: root rootless;
     copy_jail: root rootless;
     start_all_in_boot_order: root rootless;
     json_outputs: root rootless;
@@ -57,12 +58,42 @@ const GONE: Duration = Duration::from_secs(30);
 struct Lj<'a> {
     cx: &'a Ctx,
     bin: PathBuf,
+    /// LIGHTJAIL_ROOT: `td/root`, or on the btrfs of `mount`.
+    root: PathBuf,
+    /// A btrfs file system mounted for the test (unmounted after the jails are stopped, before
+    /// `td` is removed: fields drop in this order).
+    mount: Option<LoopMount>,
     /// Owned by the caller: `root/` (LIGHTJAIL_ROOT) and the test's files.
     td: TempDir,
 }
 
+/// A file system in a file, mounted through a loop device (`mount -o loop`: the device goes
+/// with the unmount), unmounted when dropped.
+struct LoopMount(PathBuf);
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        let gone = |lazy: bool| {
+            let mut c = Command::new("umount");
+            if lazy {
+                c.arg("-l");
+            }
+            c.arg(&self.0).status().is_ok_and(|s| s.success())
+        };
+        if !wait_until(Duration::from_secs(10), || gone(false)) {
+            gone(true);
+        }
+    }
+}
+
 impl<'a> Lj<'a> {
     fn new(cx: &'a Ctx) -> Option<Lj<'a>> {
+        Lj::new_on(cx, false)
+    }
+
+    /// `btrfs`: the root on a btrfs file system made for the test (a 256 MiB sparse file);
+    /// `None` (skipped, with the reason) without btrfs-progs or the kernel's btrfs.
+    fn new_on(cx: &'a Ctx, btrfs: bool) -> Option<Lj<'a>> {
         let bin = cx.dir.join("bin/ljail");
         let ljbuild = cx.dir.join("bin/ljbuild");
         if !bin.is_file() || !ljbuild.is_file() {
@@ -72,7 +103,31 @@ impl<'a> Lj<'a> {
             ));
             return None;
         }
-        let lj = Lj { cx, bin, td: cx.tempdir() };
+        let td = cx.tempdir();
+        let (mut root, mut mount) = (td.join("root"), None);
+        if btrfs {
+            let Some(mkfs) = which("mkfs.btrfs") else {
+                cx.skip("mkfs.btrfs missing (Debian's btrfs-progs; make deps installs it)");
+                return None;
+            };
+            let (img, mnt) = (td.join("btrfs.img"), td.join("mnt"));
+            fs::File::create(&img).and_then(|f| f.set_len(256 << 20)).expect("btrfs.img");
+            let made = Command::new(mkfs).arg("-q").arg(&img).output().expect("mkfs.btrfs");
+            assert!(made.status.success(), "mkfs.btrfs: {}", String::from_utf8_lossy(&made.stderr));
+            fs::create_dir(&mnt).expect("mnt");
+            let m = Command::new("mount").arg("-o").arg("loop").arg(&img).arg(&mnt).output().expect("mount");
+            if !m.status.success() {
+                cx.skip(&format!(
+                    "cannot mount a btrfs loop file: {}",
+                    String::from_utf8_lossy(&m.stderr).trim()
+                ));
+                return None;
+            }
+            mount = Some(LoopMount(mnt.clone()));
+            cx.chown_caller(&mnt);
+            root = mnt.join("root");
+        }
+        let lj = Lj { cx, bin, root, mount, td };
         // The world: imported (copied) by the caller, so a rootless caller owns its files.
         let src = if cx.caller_uid == lj_tests::current_uid() { None } else { Some(cx.world_copy()) };
         let world = src.as_ref().map_or_else(|| cx.world(), |t| t.path().to_path_buf());
@@ -85,7 +140,7 @@ impl<'a> Lj<'a> {
     }
 
     fn root(&self) -> PathBuf {
-        self.td.join("root")
+        self.root.clone()
     }
 
     fn jail_dir(&self, name: &str) -> PathBuf {
@@ -523,6 +578,96 @@ fn concurrent_start_serialized(lj: &Lj) {
     assert_eq!(spawns.len(), 1, "{spawns:?}");
     lj.ok(&["stop", "one"]);
     assert!(procs_mentioning(&dir).is_empty());
+}
+
+/// `btrfs subvolume show P`: its UUID and its Parent UUID (`-` for none).
+fn subvolume_uuids(p: &Path) -> (String, String) {
+    let out =
+        Command::new("btrfs").arg("subvolume").arg("show").arg(p).output().expect("btrfs subvolume show");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "btrfs subvolume show {}: {}",
+        p.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    (field("UUID:"), field("Parent UUID:"))
+}
+
+/// `p` is a subvolume's root (inode 256, and btrfs says so), a snapshot of `parent` if given.
+#[track_caller]
+fn assert_subvolume(p: &Path, parent: Option<&Path>) {
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::symlink_metadata(p).expect("stat").ino(),
+        256,
+        "{} is not a subvolume's root",
+        p.display()
+    );
+    let (_, from) = subvolume_uuids(p);
+    if let Some(parent) = parent {
+        assert_eq!(
+            from,
+            subvolume_uuids(parent).0,
+            "{} is not a snapshot of {}",
+            p.display(),
+            parent.display()
+        );
+    }
+}
+
+/// On btrfs (a file system in a file the test makes, on a loop device) a jail's upper is a
+/// subvolume of its own, and snapshot, rollback and clone take subvolume snapshots (each one's
+/// Parent UUID is its source's), of a running jail too (frozen, as root here); the data round
+/// trips and `destroy` leaves no subvolume.
+fn btrfs_snapshots(lj: &Lj) {
+    let Some(b) = Lj::new_on(lj.cx, true) else { return };
+    let show = "echo \"v=$(cat /v 2>/dev/null)\"; exec sleep 1000";
+    let out = b.ok(&["create", "j", "--world", "busybox", "--", "/bin/sh", "-c", show]);
+    assert!(out.stderr.contains("a btrfs subvolume"), "{}", out.report());
+    let upper = b.jail_dir("j").join("upper");
+    assert_subvolume(&upper, None);
+    b.cx.write_caller_file(&upper.join("v"), "one");
+    let out = b.ok(&["snapshot", "j", "s1"]);
+    assert!(out.stderr.contains("(a btrfs subvolume snapshot)"), "{}", out.report());
+    let s1 = b.jail_dir("j").join("snapshots/s1/upper");
+    assert_subvolume(&s1, Some(&upper));
+    b.cx.write_caller_file(&upper.join("v"), "two");
+    assert_eq!(fs::read_to_string(s1.join("v")).unwrap(), "one");
+    b.ok(&["rollback", "j", "s1"]);
+    assert_subvolume(&upper, Some(&s1));
+    assert_eq!(fs::read_to_string(upper.join("v")).unwrap(), "one");
+    b.ok(&["start", "j"]);
+    b.wait_state("j", "running");
+    assert!(wait_until(UP, || b.log("j").contains("v=one")), "{}", b.log("j"));
+    if b.cx.mode == Mode::Root && Path::new("/sys/fs/cgroup/freezer/cgroup.procs").exists() {
+        b.cx.write_caller_file(&upper.join("v"), "live");
+        b.ok(&["snapshot", "j", "live"]);
+        let live = b.jail_dir("j").join("snapshots/live/upper");
+        assert_subvolume(&live, Some(&upper));
+        assert_eq!(fs::read_to_string(live.join("v")).unwrap(), "live");
+    }
+    b.ok(&["clone", "j", "k", "--snapshot", "s1"]);
+    let k = b.jail_dir("k").join("upper");
+    assert_subvolume(&k, Some(&s1));
+    b.ok(&["start", "k"]);
+    assert!(wait_until(UP, || b.log("k").contains("v=one")), "{}", b.log("k"));
+    b.ok(&["stop", "--all"]);
+    b.ok(&["destroy", "j"]);
+    b.ok(&["destroy", "k"]);
+    let mnt = b.mount.as_ref().expect("mounted").0.clone();
+    let list =
+        Command::new("btrfs").arg("subvolume").arg("list").arg(&mnt).output().expect("btrfs subvolume list");
+    assert!(
+        list.status.success() && list.stdout.is_empty(),
+        "subvolumes left: {}",
+        String::from_utf8_lossy(&list.stdout)
+    );
 }
 
 /// snapshot, change, rollback, clone (of a snapshot and of the live jail), and what the jail
