@@ -277,7 +277,12 @@ pub fn data_name(kind: RootKind) -> &'static str {
 /// The layers (bottom first) a source stands on.
 pub fn layers(root: &Root, source: &Source) -> Result<Vec<PathBuf>, Error> {
     match source {
-        Source::World(w) => Ok(vec![root.layer_path(&resolve::world(root, w)?.1)]),
+        Source::World(w) => {
+            let dir = resolve::world(root, w)?.1;
+            let mut v = vec![root.layer_path(&dir)];
+            v.extend(ljbuild::oci::world_layers(root, &dir));
+            Ok(v)
+        }
         Source::Image { name, version } => {
             let meta = root.read_meta(name, version)?.ok_or_else(|| {
                 Error::NotFound(format!(

@@ -70,6 +70,11 @@ fn helper_failed(dir: &Path, why: String) -> Error {
 /// `ljspawn ... -- ljbuild __layer OP DIR [--upper]`: a jail where the caller is root with its
 /// subordinate ids mapped and the container capabilities; `DIR`'s parent is bound read-write.
 fn jail_command(dir: &Path, op: &[&str], upper: bool) -> Result<Command, Error> {
+    jail_command_lowers(dir, op, upper, &[])
+}
+
+/// As [`jail_command`], with `lowers` bound read-only in the jail and passed as `--lower`.
+fn jail_command_lowers(dir: &Path, op: &[&str], upper: bool, lowers: &[PathBuf]) -> Result<Command, Error> {
     let ljspawn = crate::spawn::find_ljspawn().ok_or(crate::build::BuildError::NoLjspawn)?;
     let exe = std::env::current_exe().map_err(StoreError::io("cannot find", "/proc/self/exe"))?;
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
@@ -85,6 +90,13 @@ fn jail_command(dir: &Path, op: &[&str], upper: bool) -> Result<Command, Error> 
     args.extend([parent.into(), AT.into(), "--ro-bind".into(), exe.into(), EXE.into(), "--".into()]);
     args.extend([EXE.into(), "__layer".into()]);
     args.extend(op.iter().map(Into::into));
+    // (The binds go before `--`: inserted there.)
+    let sep = args.iter().position(|a| a == "--").expect("the command follows --");
+    for (i, l) in lowers.iter().enumerate() {
+        let at = format!("{AT}-lower-{i}");
+        args.splice(sep..sep, ["--ro-bind".into(), l.into(), at.clone().into()]);
+        args.extend(["--lower".into(), at.into()]);
+    }
     args.push(PathBuf::from(AT).join(name).into());
     if upper {
         args.push("--upper".into());
@@ -171,7 +183,17 @@ impl JailApplier {
     /// Starts the jail that unpacks into the existing, empty directory `dir` (`upper`: one
     /// layer as an overlay upper, as `Applier::new_upper`).
     pub fn start(dir: &Path, upper: bool) -> Result<JailApplier, Error> {
-        let mut child = jail_command(dir, &["apply"], upper)?
+        JailApplier::start_op(dir, &["apply"], upper, &[])
+    }
+
+    /// As [`JailApplier::start`] for a further layer of a world
+    /// ([`crate::oci::layer::Applier::new_world_part`]; `lowers` bottom first).
+    pub fn start_world_part(dir: &Path, lowers: &[PathBuf]) -> Result<JailApplier, Error> {
+        JailApplier::start_op(dir, &["apply-world-part"], true, lowers)
+    }
+
+    fn start_op(dir: &Path, op: &[&str], upper: bool, lowers: &[PathBuf]) -> Result<JailApplier, Error> {
+        let mut child = jail_command_lowers(dir, op, upper, lowers)?
             .stdin(Stdio::piped())
             .spawn()
             .map_err(|e| helper_failed(dir, format!("cannot run ljspawn: {e}")))?;
@@ -188,6 +210,9 @@ impl JailApplier {
         }
         let _ = self.child.wait();
         let why = last_line(&err);
+        if let Some(u) = why.strip_prefix("unsupported: ") {
+            return OciError::Unsupported(u.to_string());
+        }
         OciError::Layer(if why.is_empty() { format!("unpacking in a jail: {e}") } else { why })
     }
 
@@ -228,7 +253,11 @@ impl JailApplier {
         }
         let st = self.child.wait().map_err(|e| helper_failed(&self.dir, e.to_string()))?;
         if !st.success() {
-            return Err(OciError::Layer(last_line(&err)).into());
+            let why = last_line(&err);
+            if let Some(u) = why.strip_prefix("unsupported: ") {
+                return Err(OciError::Unsupported(u.to_string()).into());
+            }
+            return Err(OciError::Layer(why).into());
         }
         let mut n = out.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
         Ok(crate::oci::layer::Skipped { xattrs: n.next().unwrap_or(0), devices: n.next().unwrap_or(0) })
@@ -277,9 +306,15 @@ impl<R: Read> Read for Frames<'_, R> {
 
 /// `ljbuild __layer apply DIR [--upper]` (in a helper jail): applies the layers framed on stdin,
 /// keeping owners; prints how many extended attributes and device nodes it skipped.
-fn apply_from_stdin(dir: &Path, upper: bool) -> Result<u8, Error> {
+fn apply_from_stdin(dir: &Path, upper: bool, world_part: Option<&[PathBuf]>) -> Result<u8, Error> {
     use crate::oci::layer::Applier;
-    let ap = if upper { Applier::new_upper(dir, false)? } else { Applier::new(dir, false)? };
+    let ap = if let Some(lowers) = world_part {
+        Applier::new_world_part(dir, false, lowers)?
+    } else if upper {
+        Applier::new_upper(dir, false)?
+    } else {
+        Applier::new(dir, false)?
+    };
     let mut ap = ap.keep_owners();
     let mut input = io::BufReader::with_capacity(1 << 20, io::stdin().lock());
     loop {
@@ -299,13 +334,14 @@ fn apply_from_stdin(dir: &Path, upper: bool) -> Result<u8, Error> {
 }
 
 /// `ljbuild __layer digest|apply DIR [--upper]` (in a helper jail).
-pub fn helper(op: &str, dir: &Path, upper: bool) -> Result<u8, Error> {
+pub fn helper(op: &str, dir: &Path, upper: bool, lowers: &[PathBuf]) -> Result<u8, Error> {
     match op {
         "digest" => {
             println!("{}", content_digest(dir, upper)?);
             Ok(0)
         }
-        "apply" => apply_from_stdin(dir, upper),
+        "apply" => apply_from_stdin(dir, upper, None),
+        "apply-world-part" => apply_from_stdin(dir, true, Some(lowers)),
         "tar" => {
             let out = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
             let ids = crate::oci::layer::IdMap::current();

@@ -252,6 +252,9 @@ pub enum Cmd {
         /// An overlay upper (whiteouts), not a world.
         #[arg(long)]
         upper: bool,
+        /// `apply-world-part`: the layers below, bottom first.
+        #[arg(long)]
+        lower: Vec<PathBuf>,
     },
     /// Manage worlds (base systems under ROOT/worlds).
     World {

@@ -539,11 +539,16 @@ pub fn world_rm(root: &Root, name: &str, force: bool, ui: &Ui) -> Result<(), Err
         ))
         .into());
     }
-    let layer = store::store_link(&dir);
+    let mut layers: Vec<String> = store::store_link(&dir).into_iter().collect();
+    layers.extend(crate::oci::world_image(&dir).map(|w| w.layers).unwrap_or_default());
     if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
         fs::remove_file(&dir).map_err(StoreError::io("cannot remove", &dir))?;
-        if let Some(d) = layer {
-            root.remove_unreferenced(Some(&[d]), false, &[])?;
+        if let Some(side) = crate::oci::sidecar(&dir) {
+            // It references the world's further layers.
+            let _ = fs::remove_file(side);
+        }
+        if !layers.is_empty() {
+            root.remove_unreferenced(Some(&layers), false, &[])?;
         }
     } else {
         let trash = root.staging(&format!("{key}%rm"));
@@ -652,11 +657,13 @@ pub fn world_import(root: &Root, name: &str, source: &Path, tls_verify: bool, ui
         .map_err(StoreError::io("cannot chmod", &staging))?;
     let t = std::time::Instant::now();
     if let Some(image) = image {
-        if let Err(e) = crate::oci::import::world_from_image(root, name, &image, tls_verify, &staging, ui) {
-            let _ = store::remove_tree(&staging);
-            return Err(e);
-        }
-        return publish_world(root, name, source, &staging, t, ui);
+        return match crate::oci::import::world_from_image(root, name, &image, tls_verify, &staging, ui) {
+            Ok(layer) => publish_world(root, name, source, &staging, Some(layer), t, ui),
+            Err(e) => {
+                let _ = store::remove_tree(&staging);
+                Err(e)
+            }
+        };
     }
     if let Some(side) = crate::oci::sidecar(&dest) {
         // A stale image record of an earlier world of this name.
@@ -683,7 +690,7 @@ pub fn world_import(root: &Root, name: &str, source: &Path, tls_verify: bool, ui
     if !dev.exists() {
         let _ = fs::create_dir(&dev);
     }
-    publish_world(root, name, source, &staging, t, ui)
+    publish_world(root, name, source, &staging, None, t, ui)
 }
 
 /// Moves an imported world's staging area into place (the first world becomes the default).
@@ -692,17 +699,26 @@ fn publish_world(
     name: &str,
     source: &Path,
     staging: &Path,
+    stored: Option<String>,
     t: std::time::Instant,
     ui: &Ui,
 ) -> Result<(), Error> {
     let dest = root.world_dir(name);
-    if fs::symlink_metadata(staging.join("bin/sh")).is_err() {
+    // Into the store under its content digest (an identical world there is kept and this copy
+    // dropped); `worlds/NAME` becomes a link to it. An image's first layer is stored already.
+    let _store = root.store_lock(true)?;
+    let layer = match stored {
+        Some(d) => {
+            let _ = store::remove_tree(staging);
+            d
+        }
+        None => crate::cas::store(root, staging, false)?,
+    };
+    let mut layers = vec![root.layer_dir(&layer)];
+    layers.extend(crate::oci::world_layers(root, &dest));
+    if !layers.iter().any(|l| fs::symlink_metadata(l.join("bin/sh")).is_ok()) {
         ui.warn(&format!("world '{name}' has no /bin/sh; builds on it will fail"));
     }
-    // Into the store under its content digest (an identical world there is kept and this copy
-    // dropped); `worlds/NAME` becomes a link to it.
-    let _store = root.store_lock(true)?;
-    let layer = crate::cas::store(root, staging, false)?;
     Root::link_layer(&dest, &layer, 1)?;
     drop(_store);
     ui.step(

@@ -30,8 +30,8 @@ use cli::{Cli, Cmd, WorldCmd};
 /// Runs ljbuild with parsed arguments; returns the exit status.
 pub fn run(cli: Cli) -> Result<u8, Error> {
     let ui = ui::Ui::new(cli.quiet);
-    if let Some(Cmd::Layer { op, dir, upper }) = &cli.command {
-        return cas::helper(op, dir, *upper);
+    if let Some(Cmd::Layer { op, dir, upper, lower }) = &cli.command {
+        return cas::helper(op, dir, *upper, lower);
     }
     let (root_path, source_of) = store::locate(cli.root.as_deref(), &store::RootEnv::current())?;
     let mut root = store::Root::open(root_path, source_of)?;
@@ -86,7 +86,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Some(Cmd::Pull { source, name, tls_verify }) => {
             oci::pull::pull(&root, &source, name.as_deref(), tls_verify, &ui).map(|()| 0)
         }
-        Some(Cmd::Layer { op, dir, upper }) => cas::helper(&op, &dir, upper),
+        Some(Cmd::Layer { op, dir, upper, lower }) => cas::helper(&op, &dir, upper, &lower),
         Some(Cmd::World { command }) => match command {
             WorldCmd::List { json } => commands::world_list(&root, json).map(|()| 0),
             WorldCmd::Rm { name, force } => commands::world_rm(&root, &name, force, &ui).map(|()| 0),

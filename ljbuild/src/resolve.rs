@@ -131,6 +131,7 @@ impl Chain {
     pub fn layers(&self, root: &Root) -> Vec<PathBuf> {
         let world_root = self.world.root.as_ref().map_or_else(|| root.clone(), |r| Root::other(r));
         let mut v = vec![world_root.layer_path(&self.world_dir)];
+        v.extend(crate::oci::world_layers(&world_root, &self.world_dir));
         v.extend(self.parents.iter().map(|p| {
             let r = p.root.as_ref().map_or_else(|| root.clone(), |r| Root::other(r));
             r.layer_path(&r.overlay_dir(&p.name, &p.version).join("root"))
@@ -142,6 +143,8 @@ impl Chain {
     /// own (a non-root caller has ljspawn idmap those: `--idmap-layer`).
     pub fn foreign(&self) -> Vec<bool> {
         let mut v = vec![self.world.root.is_some()];
+        let parts = crate::oci::world_image(&self.world_dir).map_or(0, |w| w.layers.len());
+        v.extend(std::iter::repeat_n(self.world.root.is_some(), parts));
         v.extend(self.parents.iter().map(|p| p.root.is_some()));
         v
     }

@@ -563,6 +563,9 @@ impl Root {
             if let Some(d) = store_link(&self.world_dir(&w)) {
                 used.insert(d);
             }
+            if let Some(img) = crate::oci::world_image(&self.world_dir(&w)) {
+                used.extend(img.layers);
+            }
         }
         for (n, v) in self.overlays()? {
             if skip.iter().any(|(sn, sv)| *sn == n && *sv == v) {

@@ -34,6 +34,7 @@ lj_tests::mode_tests! {
     zstd_layers: root rootless;
     registry_interrupted: root rootless;
     pull_verifies_claimed_layers: root rootless;
+    images_share_base_layers: root rootless;
 }
 
 /// One test's lightjail root, as the caller of its mode.
@@ -128,6 +129,35 @@ impl<'a> Lj<'a> {
 
     fn world(&self, name: &str) -> PathBuf {
         self.root().join("worlds").join(name)
+    }
+
+    /// The merged tree of world `name`: the world's directory itself, or, for a world of
+    /// several layers, a read-only overlay of them the test mounts (as ljspawn does, with
+    /// `userxattr`), unmounted when dropped.
+    fn view(&self, name: &str) -> View {
+        let parts = world_parts(self, name);
+        if parts.is_empty() {
+            return View { dir: self.world(name), _td: None };
+        }
+        let td = self.cx.root_tempdir();
+        let dir = td.join("merged");
+        fs::create_dir(&dir).unwrap();
+        let mut lowers: Vec<String> = parts
+            .iter()
+            .rev()
+            .map(|d| path_str(&self.root().join("store/sha256").join(d.trim_start_matches("sha256:"))))
+            .collect();
+        lowers.push(path_str(&fs::canonicalize(self.world(name)).unwrap()));
+        tool(&[
+            "mount",
+            "-t",
+            "overlay",
+            "overlay",
+            "-o",
+            &format!("ro,userxattr,lowerdir={}", lowers.join(":")),
+            &path_str(&dir),
+        ]);
+        View { dir, _td: Some(td) }
     }
 
     /// Builds `name` on `world` with `script`.
@@ -489,7 +519,7 @@ fn export_round_trip(lj: &Lj) {
 
     // And back: the exported image imports as a world with the same tree and defaults.
     lj.ok(&["world", "import", "back", &format!("oci:{}:v1", path_str(&out_dir))]);
-    check_child_tree(&lj.world("back"));
+    check_child_tree(&lj.view("back").dir);
     lj.build_on("back", "t/on-back", "true");
     assert_eq!(lj.ok(&["run", "t/on-back"]).stdout, "hello\n");
 
@@ -501,7 +531,7 @@ fn export_round_trip(lj: &Lj) {
             .unwrap();
     assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(3));
     lj.ok(&["world", "import", "back2", &path_str(&tarf)]);
-    check_child_tree(&lj.world("back2"));
+    check_child_tree(&lj.view("back2").dir);
 }
 
 /// A `docker-registry` (the CNCF distribution registry, from Debian) on 127.0.0.1 with its
@@ -734,7 +764,7 @@ fn registry_two_roots(lj: &Lj) {
     b.ok(&["world", "import", "foreign", &foreign, "--tls-verify=false"]);
     check_main_world(&b, &b.world("foreign"), &planted_name());
     b.ok(&["world", "import", "whole", &ref_, "--tls-verify=false"]);
-    check_child_tree(&b.world("whole"));
+    check_child_tree(&b.view("whole").dir);
     b.fails(&["pull", &foreign, "--tls-verify=false"], 8, &["not an image ljbuild exported", "world import"]);
     b.fails(
         &["pull", &format!("docker://{}/lj/nothing:v1", reg.host()), "--tls-verify=false"],
@@ -1143,8 +1173,9 @@ fn zstd_layers(lj: &Lj) {
     let manifest = tool(&["skopeo", "inspect", "--raw", &format!("oci:{}:z", path_str(&out_dir))]);
     assert_eq!(manifest.matches("application/vnd.oci.image.layer.v1.tar+zstd").count(), 2, "{manifest}");
     lj.ok(&["world", "import", "zback", &format!("oci:{}:z", path_str(&out_dir))]);
-    assert_eq!(fs::read_to_string(lj.world("zback").join("z")).unwrap(), "z\n");
-    assert_eq!(fs::read_to_string(lj.world("zback").join("data/hello")).unwrap(), "hello\n");
+    let zback = lj.view("zback");
+    assert_eq!(fs::read_to_string(zback.dir.join("z")).unwrap(), "z\n");
+    assert_eq!(fs::read_to_string(zback.dir.join("data/hello")).unwrap(), "hello\n");
     lj.fails(
         &["export", "t/z", "oci:/nonexistent/x", "--gzip", "--compression", "zstd"],
         2,
@@ -1292,4 +1323,114 @@ fn pull_verifies_claimed_layers(lj: &Lj) {
     assert!(out.stdout.contains("0 blob(s) fetched"), "{}", out.report());
     assert_eq!(reg.blob_gets(), before);
     assert_eq!(meta_of(&b, "t/good2").0["layer"].as_str().unwrap(), good_layer);
+}
+
+/// A three-layer image: a busybox base, a middle layer with a whiteout, an opaque directory, a
+/// directory it implies (its mode from the base) and a hard link, and a top layer of its own.
+fn chain_spec(cx: &Ctx, top: &str) -> String {
+    format!(
+        r#"{{"tag": "v1", "gzip": true, "config": {{"Env": ["PATH=/bin"], "Cmd": ["/bin/cat", "/top"]}},
+  "layers": [[
+    {{"path": "bin", "type": "dir"}},
+    {{"path": "bin/busybox", "src": "{bb}", "mode": 493}},
+    {{"path": "bin/sh", "type": "symlink", "target": "busybox"}},
+    {{"path": "bin/cat", "type": "symlink", "target": "busybox"}},
+    {{"path": "etc", "type": "dir"}},
+    {{"path": "etc/gone", "data": "g"}},
+    {{"path": "opq", "type": "dir"}},
+    {{"path": "opq/old", "data": "old"}},
+    {{"path": "ro", "type": "dir", "mode": 365}},
+    {{"path": "ro/inner", "data": "i"}}
+  ], [
+    {{"path": "etc/.wh.gone"}},
+    {{"path": "opq", "type": "dir"}},
+    {{"path": "opq/.wh..wh..opq"}},
+    {{"path": "opq/new", "data": "new"}},
+    {{"path": "ro/added", "data": "a"}},
+    {{"path": "mid", "data": "m"}},
+    {{"path": "mid2", "type": "link", "target": "mid"}}
+  ], [
+    {{"path": "top", "data": "{top}\n"}}
+  ]]}}"#,
+        bb = busybox(cx)
+    )
+}
+
+/// The world's layers as the sidecar lists them (its further layers, bottom first).
+fn world_parts(lj: &Lj, name: &str) -> Vec<String> {
+    let side: serde_json::Value =
+        serde_json::from_slice(&fs::read(lj.root().join(format!("worlds/.{name}.image.json"))).unwrap())
+            .unwrap();
+    side["layers"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Two images that share their base layers share them in the store: the second import reads
+/// only its own top layer; each world is a chain (its first layer and one overlay layer per
+/// further image layer), stacked by `ljbuild run`; export gives back the same layers; `world
+/// rm` of one keeps the layers the other references.
+fn images_share_base_layers(lj: &Lj) {
+    let a = lj.image(&chain_spec(lj.cx, "a"), "img-a", "layout");
+    let b = lj.image(&chain_spec(lj.cx, "b"), "img-b", "layout");
+    lj.ok(&["world", "import", "wa", &format!("oci:{}", path_str(&a))]);
+    let out = lj.ok(&["world", "import", "wb", &format!("oci:{}", path_str(&b))]);
+    assert_eq!(
+        out.stderr.matches("(here)").count(),
+        2,
+        "the shared layers were read again\n{}",
+        out.report()
+    );
+    let (pa, pb) = (world_parts(lj, "wa"), world_parts(lj, "wb"));
+    assert_eq!((pa.len(), pb.len()), (2, 2), "each further image layer is a layer of the world");
+    assert_eq!(stored(lj, "worlds/wa"), stored(lj, "worlds/wb"), "the base layer is stored once");
+    assert_eq!(pa[0], pb[0], "the middle layer is stored once");
+    assert_ne!(pa[1], pb[1]);
+    // The chain stacked: whiteout, opaque directory, implied directory, hard link, top.
+    let check = "cat /top; ls /etc; ls /opq; stat -c %a /ro; ls /ro; stat -c %i /mid /mid2 | uniq | wc -l";
+    let want = |t: &str| format!("{t}\nnew\n555\nadded\ninner\n1\n");
+    lj.build_on("wa", "t/a", "true");
+    lj.build_on("wb", "t/b", "echo built > /built");
+    assert_eq!(lj.ok(&["run", "t/a"]).stdout, "a\n", "the image's Cmd");
+    assert_eq!(lj.ok(&["run", "t/a", "--", "/bin/sh", "-c", check]).stdout, want("a"));
+    assert_eq!(lj.ok(&["run", "t/b", "--", "/bin/sh", "-c", check]).stdout, want("b"));
+
+    // Export: one layer per world layer and overlay; imported back, the same stored layers.
+    if other_side(lj) {
+        let out_dir = lj.td.join("out");
+        lj.ok(&["export", "t/b", &format!("oci:{}:v1", path_str(&out_dir))]);
+        let inspect: serde_json::Value =
+            serde_json::from_str(&tool(&["skopeo", "inspect", &format!("oci:{}:v1", path_str(&out_dir))]))
+                .unwrap();
+        assert_eq!(inspect["Layers"].as_array().map(Vec::len), Some(4), "{inspect}");
+        lj.ok(&["world", "import", "back", &format!("oci:{}:v1", path_str(&out_dir))]);
+        let back = world_parts(lj, "back");
+        assert_eq!(stored(lj, "worlds/back"), stored(lj, "worlds/wb"));
+        assert_eq!(&back[..2], &pb[..], "the exported world layers are the stored ones");
+    }
+
+    // world rm keeps what the other world references, and removes what only it did.
+    let va = meta_of(lj, "t/a").0["version"].as_str().unwrap().to_string();
+    lj.ok(&["rm", &format!("t/a@{va}")]);
+    lj.ok(&["world", "rm", "wa"]);
+    lj.ok(&["gc"]);
+    let layer_dir = |d: &str| lj.root().join("store/sha256").join(d.trim_start_matches("sha256:"));
+    assert!(!layer_dir(&pa[1]).exists(), "world rm left the layer only it referenced");
+    assert!(layer_dir(&pb[0]).is_dir() && layer_dir(&pb[1]).is_dir(), "gc took a layer wb references");
+    assert_eq!(lj.ok(&["run", "t/b", "--", "/bin/sh", "-c", check]).stdout, want("b"));
+}
+
+/// A world's merged tree (see [`Lj::view`]).
+struct View {
+    dir: PathBuf,
+    _td: Option<TempDir>,
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        if self._td.is_some() {
+            let _ = Command::new("umount").arg(&self.dir).status();
+        }
+    }
 }

@@ -26,6 +26,9 @@ pub const ANN_WORLD_ID: &str = "org.lightjail.world.identity";
 /// Annotation of the world layer: the world's content digest in the store (`layer` in an
 /// overlay's `meta.json` is the same for an overlay), so a pull skips a layer it has.
 pub const ANN_WORLD_LAYER: &str = "org.lightjail.world.layer";
+/// Annotation of a further layer of the world (an image's second layer and up, imported as a
+/// chain): its content digest in the store.
+pub const ANN_WORLD_PART: &str = "org.lightjail.world.part";
 /// Annotation of an overlay layer: its `meta.json`.
 pub const ANN_META: &str = "org.lightjail.meta";
 
@@ -199,6 +202,8 @@ pub fn write_image(
     let mut layers = Vec::new();
     let mut annotations = Vec::new();
     let dirs = chain.layers(root);
+    let world = super::world_image(&chain.world_dir);
+    let parts = world.as_ref().map_or(0, |w| w.layers.len());
     for (i, src) in dirs.iter().enumerate() {
         let t = std::time::Instant::now();
         let w = write_layer(dir, src, i > 0, how, &ids)?;
@@ -218,8 +223,11 @@ pub fn write_image(
                     None => json!({ ANN_WORLD: chain.world.name, ANN_WORLD_ID: chain.world.identity }),
                 },
             )
+        } else if i <= parts {
+            let d = &world.as_ref().expect("a world with parts").layers[i - 1];
+            (format!("world {} layer {}", chain.world.name, i + 1), json!({ ANN_WORLD_PART: d }))
         } else {
-            let p = &chain.parents[i - 1];
+            let p = &chain.parents[i - 1 - parts];
             let m = root
                 .read_meta(&p.name, &p.version)?
                 .ok_or_else(|| OciError::Source(format!("{}@{} has no meta.json", p.name, p.version)))?;
@@ -234,7 +242,7 @@ pub fn write_image(
         layers.push(w);
         annotations.push(ann);
     }
-    let d = super::world_image(&chain.world_dir).map(|w| w.defaults).unwrap_or_else(|| Defaults {
+    let d = world.map(|w| w.defaults).unwrap_or_else(|| Defaults {
         env: vec![DEFAULT_PATH.into()],
         cmd: vec!["/bin/sh".into()],
         ..Defaults::default()
@@ -257,10 +265,10 @@ pub fn write_image(
     }
     let history: Vec<_> = (0..layers.len())
         .map(|i| {
-            let by = if i == 0 {
+            let by = if i <= parts {
                 format!("ljbuild world {}", chain.world.name)
             } else {
-                let p = &chain.parents[i - 1];
+                let p = &chain.parents[i - 1 - parts];
                 format!("ljbuild {}@{}", p.name, p.version)
             };
             json!({ "created": meta.built_at, "created_by": by })

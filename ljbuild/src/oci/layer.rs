@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -121,6 +122,14 @@ pub struct Applier {
     owners: bool,
     /// Writing an overlay upper: whiteouts become overlay whiteouts instead of removals.
     upper: bool,
+    /// An upper that is a layer of a world: the contents of `/dev` are skipped, as for a world.
+    world_part: bool,
+    /// The layers below a world's further layer, top first: a directory this layer implies
+    /// (an entry's parent it has no entry of) gets their mode, owner and time, as overlayfs's
+    /// copy-up would.
+    lowers: Vec<PathBuf>,
+    /// The directories made as the layers below have them (applied with `dirs`).
+    implied: std::cell::RefCell<BTreeMap<PathBuf, DirAttrs>>,
     dirs: BTreeMap<PathBuf, DirAttrs>,
     /// What was skipped so far.
     pub skipped: Skipped,
@@ -167,6 +176,9 @@ impl Applier {
             as_root,
             owners: as_root,
             upper: false,
+            world_part: false,
+            lowers: Vec::new(),
+            implied: Default::default(),
             dirs: BTreeMap::new(),
             skipped: Skipped::default(),
         })
@@ -181,6 +193,49 @@ impl Applier {
         let mut a = Applier::new(dir, as_root)?;
         a.upper = true;
         Ok(a)
+    }
+
+    /// An upper that is a further layer of a world (an image's second layer and up): as
+    /// [`Applier::new_upper`], and the contents of `/dev` are skipped, as for a world.
+    /// `lowers`: the layers below it, bottom first. An entry that needs a lower layer (a path
+    /// through a lower layer's symlink, a hard link to a lower layer's file) cannot be stacked:
+    /// [`OciError::Unsupported`] (the import then flattens the image).
+    pub fn new_world_part(dir: &Path, as_root: bool, lowers: &[PathBuf]) -> Result<Applier, OciError> {
+        let mut a = Applier::new_upper(dir, as_root)?;
+        a.world_part = true;
+        a.lowers = lowers.iter().rev().cloned().collect();
+        Ok(a)
+    }
+
+    /// What the layers below say of the directory `rel` this layer implies: `Ok(None)` when
+    /// they do not have it (or whiteout it); an error when it is not a directory there.
+    fn lower_dir(&self, rel: &Path) -> Result<Option<std::fs::Metadata>, OciError> {
+        use std::os::unix::fs::FileTypeExt;
+        for l in &self.lowers {
+            match std::fs::symlink_metadata(l.join(rel)) {
+                Ok(m) if m.is_dir() => return Ok(Some(m)),
+                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return Ok(None),
+                Ok(m)
+                    if m.is_file()
+                        && m.len() == 0
+                        && has_overlay_flag(
+                            &xattrs_of(&l.join(rel)).unwrap_or_default(),
+                            "whiteout",
+                            b"",
+                        ) =>
+                {
+                    return Ok(None)
+                }
+                Ok(_) => {
+                    return Err(OciError::Unsupported(format!(
+                        "a layer's entry under {} goes through what is not a directory in a layer below",
+                        rel.display()
+                    )))
+                }
+                Err(_) => continue,
+            }
+        }
+        Ok(None)
     }
 
     /// Keeps the entries' owners without being real root: for a jail's root with the caller's
@@ -265,14 +320,31 @@ impl Applier {
             cur = match self.resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
-                    match rfs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                    let lower = if self.world_part { self.lower_dir(&prefix)? } else { None };
+                    let mode = lower.as_ref().map_or(0o755, |m| m.mode() & 0o7777 | 0o700);
+                    match rfs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(mode)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => {
                             return Err(io_err("cannot create directory", &self.root_path.join(&prefix), e))
                         }
                     }
-                    self.resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY)
-                        .map_err(|e| io_err("cannot open directory", &self.root_path.join(&prefix), e))?
+                    let fd = self
+                        .resolve(&prefix, OFlags::PATH | OFlags::DIRECTORY)
+                        .map_err(|e| io_err("cannot open directory", &self.root_path.join(&prefix), e))?;
+                    if let Some(m) = lower {
+                        // As the layer below has it (overlayfs's copy-up keeps the same).
+                        let shown = self.root_path.join(&prefix);
+                        let parent = prefix.parent().unwrap_or(Path::new(""));
+                        let pfd = self
+                            .resolve(parent, OFlags::PATH | OFlags::DIRECTORY)
+                            .map_err(|e| io_err("cannot open directory", &shown, e))?;
+                        self.owner_at(&pfd, c.as_os_str(), m.uid(), m.gid(), &shown)?;
+                        self.implied.borrow_mut().insert(
+                            prefix.clone(),
+                            DirAttrs { mode: m.mode() & 0o7777, mtime: m.mtime().max(0) as u64 },
+                        );
+                    }
+                    fd
                 }
                 Err(e) => return Err(io_err("cannot open directory", &self.root_path.join(&prefix), e)),
             };
@@ -463,7 +535,7 @@ impl Applier {
                 }
                 continue;
             }
-            if !self.upper && rel.starts_with("dev") && rel.components().count() > 1 {
+            if (!self.upper || self.world_part) && rel.starts_with("dev") && rel.components().count() > 1 {
                 self.skipped.devices +=
                     u64::from(matches!(kind, tar::EntryType::Char | tar::EntryType::Block));
                 continue;
@@ -550,12 +622,29 @@ impl Applier {
                         .ok_or_else(|| OciError::Layer(format!("hard link {} to the root", rel.display())))?;
                     let tparent = target.parent().unwrap_or(Path::new(""));
                     let tname = target.file_name().expect("normalized");
-                    let tfd = self.resolve(tparent, OFlags::PATH | OFlags::DIRECTORY).map_err(|err| {
-                        io_err("cannot open the target of hard link", &self.root_path.join(&target), err)
-                    })?;
+                    let tfd = match self.resolve(tparent, OFlags::PATH | OFlags::DIRECTORY) {
+                        Err(Errno::NOENT) if self.world_part => {
+                            return Err(OciError::Unsupported(format!(
+                                "hard link {} to {}, which is in a layer below",
+                                rel.display(),
+                                target.display()
+                            )))
+                        }
+                        r => r.map_err(|err| {
+                            io_err("cannot open the target of hard link", &self.root_path.join(&target), err)
+                        })?,
+                    };
                     self.clear(&pfd, &rel, &name, false)?;
-                    rfs::linkat(&tfd, tname, &pfd, &name, AtFlags::empty())
-                        .map_err(|err| io_err("cannot create hard link", &shown, err))?;
+                    match rfs::linkat(&tfd, tname, &pfd, &name, AtFlags::empty()) {
+                        Err(Errno::NOENT) if self.world_part => {
+                            return Err(OciError::Unsupported(format!(
+                                "hard link {} to {}, which is in a layer below",
+                                rel.display(),
+                                target.display()
+                            )))
+                        }
+                        r => r.map_err(|err| io_err("cannot create hard link", &shown, err))?,
+                    }
                 }
                 tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                     let ft = match kind {
@@ -590,7 +679,10 @@ impl Applier {
 
     /// Applies the deferred directory modes and times (deepest first).
     pub fn finish(mut self) -> Result<Skipped, OciError> {
-        let dirs = std::mem::take(&mut self.dirs);
+        let mut dirs = std::mem::take(&mut self.dirs);
+        for (k, v) in std::mem::take(self.implied.get_mut()) {
+            dirs.entry(k).or_insert(v);
+        }
         for (rel, a) in dirs.iter().rev() {
             let shown = self.root_path.join(rel);
             let fd = self

@@ -190,6 +190,22 @@ pub struct WorldImage {
     /// exported (so builds on it key as they did there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<String>,
+    /// The world's further layers, bottom first: each an overlay upper in the store
+    /// (`sha256:HEX`), stacked on `worlds/NAME` (the bottom layer). Empty for a world of one
+    /// layer (and for worlds imported before images became chains: flattened).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<String>,
+}
+
+/// How many of an image's layers a world keeps as layers of its own: the bottom ones of a
+/// deeper image are flattened into its first layer, so a world and the builds on it stay far
+/// below overlayfs's limit of 500 lower layers.
+pub const MAX_WORLD_LAYERS: usize = 64;
+
+/// The further layers (store directories, bottom first) of the world `world_dir` of `root`,
+/// above `worlds/NAME` itself.
+pub fn world_layers(root: &crate::store::Root, world_dir: &Path) -> Vec<PathBuf> {
+    world_image(world_dir).map(|w| w.layers.iter().map(|d| root.layer_dir(d)).collect()).unwrap_or_default()
 }
 
 /// The run defaults of an image config (`Env`, `WorkingDir`, `User`, `Entrypoint`, `Cmd`).

@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Instant;
 
-use super::export::{ANN_META, ANN_WORLD, ANN_WORLD_ID, ANN_WORLD_LAYER};
+use super::export::{ANN_META, ANN_WORLD, ANN_WORLD_ID, ANN_WORLD_LAYER, ANN_WORLD_PART};
 use super::layer::Applier;
 use super::registry::{Client, RegistryRef};
 use super::source;
@@ -22,6 +22,8 @@ struct Plan {
     world: String,
     world_identity: String,
     world_layer: Option<String>,
+    /// The world's further layers (their annotated store digests).
+    world_parts: Vec<Option<String>>,
     overlays: Vec<Meta>,
 }
 
@@ -35,7 +37,14 @@ fn plan_of(layers: &[HashMap<String, String>], r: &RegistryRef) -> Result<Plan, 
     let first = layers.first().ok_or_else(not_ours)?;
     let world = first.get(ANN_WORLD).ok_or_else(not_ours)?.clone();
     let mut overlays = Vec::new();
-    for (i, l) in layers.iter().enumerate().skip(1) {
+    let mut world_parts = Vec::new();
+    for l in layers.iter().skip(1) {
+        match l.get(ANN_WORLD_PART) {
+            Some(d) => world_parts.push(Some(d.clone()).filter(|d| valid_digest(d))),
+            None => break,
+        }
+    }
+    for (i, l) in layers.iter().enumerate().skip(1 + world_parts.len()) {
         let raw = l.get(ANN_META).ok_or_else(not_ours)?;
         let m: Meta = serde_json::from_str(raw)
             .map_err(|e| OciError::Malformed(format!("{ANN_META} annotation of layer {}: {e}", i + 1)))?;
@@ -50,7 +59,7 @@ fn plan_of(layers: &[HashMap<String, String>], r: &RegistryRef) -> Result<Plan, 
     for m in &mut overlays {
         m.layer = m.layer.take().filter(|d| valid_digest(d));
     }
-    Ok(Plan { world, world_identity, world_layer, overlays })
+    Ok(Plan { world, world_identity, world_layer, world_parts, overlays })
 }
 
 fn valid_digest(d: &str) -> bool {
@@ -94,7 +103,9 @@ pub fn pull(
     let mut known: Vec<Option<String>> =
         blobs.iter().enumerate().map(|(i, b)| crate::cas::recorded(root, i > 0, b)).collect();
     let world_missing = fs::symlink_metadata(root.world_dir(&plan.world)).is_err();
-    let mut needed = vec![world_missing];
+    // Layers 0..=P are the world's (its first and P further ones), then one per overlay.
+    let p = plan.world_parts.len();
+    let mut needed = vec![world_missing; 1 + p];
     for m in &plan.overlays {
         needed.push(root.read_meta(&m.name, &m.version)?.is_none());
     }
@@ -106,7 +117,9 @@ pub fn pull(
         // A layer the annotations name and the store has, but no record ties to this blob:
         // it stands for the image's layer only if ljbuild's export of it is that layer (the
         // diff id the config, checked against the manifest, names).
-        let claims = std::iter::once(&plan.world_layer).chain(plan.overlays.iter().map(|m| &m.layer));
+        let claims = std::iter::once(&plan.world_layer)
+            .chain(&plan.world_parts)
+            .chain(plan.overlays.iter().map(|m| &m.layer));
         for (i, claim) in claims.enumerate() {
             let Some(claim) = claim.as_ref().filter(|c| root.layer_dir(c).is_dir()) else { continue };
             if !needed[i] || known[i].is_some() {
@@ -178,14 +191,48 @@ pub fn pull(
                 &format!("world {} {}", plan.world, super::import::short(&layer)),
                 Some(lt.elapsed()),
             );
+            // Its further layers.
+            let mut parts = Vec::new();
+            let mut lowers = vec![root.layer_dir(&layer)];
+            let mut skipped = super::layer::Skipped::default();
+            for (k, have) in known.iter().enumerate().take(p + 1).skip(1) {
+                if let Some(have) = have {
+                    present += 1;
+                    lowers.push(root.layer_dir(have));
+                    parts.push(have.clone());
+                    continue;
+                }
+                let l = &img.layers[k];
+                let mut step = |l: &source::LayerDesc, t: Instant| {
+                    ui.step(
+                        "layer",
+                        &format!("world {} layer {} {}", plan.world, k + 1, super::import::short(&l.diff_id)),
+                        Some(t.elapsed()),
+                    )
+                };
+                let part = super::import::store_part(
+                    root,
+                    &plan.world,
+                    k,
+                    &mut c,
+                    l,
+                    &lowers,
+                    &mut skipped,
+                    &mut step,
+                )?;
+                lowers.push(root.layer_dir(&part));
+                parts.push(part);
+            }
+            super::import::warn_skipped(&skipped, ui);
             let meta = WorldImage {
                 format: 1,
                 source: r.to_string(),
                 manifest: Some(d.clone()),
                 config: img.config_digest.clone(),
-                diff_ids: vec![img.layers[0].diff_id.clone()],
+                diff_ids: img.layers[..=p].iter().map(|l| l.diff_id.clone()).collect(),
                 defaults: Defaults::from_config(&img.config),
                 identity: Some(plan.world_identity.clone()),
+                layers: parts,
             };
             let side = super::sidecar(&wdir).expect("a world directory has a name");
             Root::write_atomic(&side, &serde_json::to_vec_pretty(&meta).expect("serializes"))?;
@@ -213,7 +260,7 @@ pub fn pull(
             present += 1;
             continue;
         }
-        if let Some(have) = &known[i + 1] {
+        if let Some(have) = &known[p + 1 + i] {
             // Its bytes are here (under another name or version): only the reference is made.
             let mut m = meta.clone();
             m.layer = Some(have.clone());
@@ -221,7 +268,7 @@ pub fn pull(
             present += 1;
             continue;
         }
-        let layer = &img.expect("loaded when something is missing").layers[i + 1];
+        let layer = &img.expect("loaded when something is missing").layers[p + 1 + i];
         publish_overlay(root, meta, Some((&mut c, layer)), world_mode, as_root, &r, &d, ui)?;
     }
     let top = plan.overlays.last().expect("at least one overlay");
