@@ -35,6 +35,7 @@ lj_tests::mode_tests! {
     registry_interrupted: root rootless;
     pull_verifies_claimed_layers: root rootless;
     images_share_base_layers: root rootless;
+    deep_image_is_flattened: root rootless;
 }
 
 /// One test's lightjail root, as the caller of its mode.
@@ -1419,6 +1420,51 @@ fn images_share_base_layers(lj: &Lj) {
     assert!(!layer_dir(&pa[1]).exists(), "world rm left the layer only it referenced");
     assert!(layer_dir(&pb[0]).is_dir() && layer_dir(&pb[1]).is_dir(), "gc took a layer wb references");
     assert_eq!(lj.ok(&["run", "t/b", "--", "/bin/sh", "-c", check]).stdout, want("b"));
+
+    // Through a registry: the pulled world is the same chain, and runs the same.
+    let Some(reg) = Registry::start(lj.cx, None) else { return };
+    let ref_ = format!("docker://{}/lj/b:v1", reg.host());
+    lj.ok(&["push", "t/b", &ref_, "--tls-verify=false"]);
+    let c = Lj::new(lj.cx).unwrap();
+    c.ok(&["pull", &ref_, "--tls-verify=false"]);
+    assert_eq!(world_parts(&c, "wb"), pb, "the pulled world's layers");
+    assert_eq!(stored(&c, "worlds/wb"), stored(lj, "worlds/wb"));
+    assert_eq!(c.ok(&["run", "t/b", "--", "/bin/sh", "-c", check]).stdout, want("b"));
+    let before = reg.blob_gets();
+    let out = c.ok(&["pull", &ref_, "t/b2@1", "--tls-verify=false"]);
+    assert!(out.stdout.contains("0 blob(s) fetched"), "{}", out.report());
+    assert_eq!(reg.blob_gets(), before);
+}
+
+/// An image deeper than a world keeps (64 layers) has its bottom layers flattened into the
+/// world's first layer; the rest stay layers, and the files of every layer are there.
+fn deep_image_is_flattened(lj: &Lj) {
+    let mut layers = vec![format!(
+        r#"[{{"path": "bin", "type": "dir"}}, {{"path": "bin/busybox", "src": "{}", "mode": 493}},
+            {{"path": "bin/sh", "type": "symlink", "target": "busybox"}}, {{"path": "d", "type": "dir"}}]"#,
+        busybox(lj.cx)
+    )];
+    for i in 1..70 {
+        layers.push(format!(r#"[{{"path": "d", "type": "dir"}}, {{"path": "d/f{i}", "data": "{i}"}}]"#));
+    }
+    let spec = format!(r#"{{"gzip": false, "layers": [{}]}}"#, layers.join(","));
+    let img = lj.image(&spec, "deep", "layout");
+    let out = lj.ok(&["world", "import", "deep", &format!("oci:{}", path_str(&img))]);
+    assert!(out.stderr.contains("the bottom 7 become the world's first layer"), "{}", out.report());
+    assert_eq!(world_parts(lj, "deep").len(), 63);
+    lj.build_on("deep", "t/deep", "true");
+    let out = lj.ok(&[
+        "run",
+        "t/deep",
+        "--setenv",
+        "PATH",
+        "/bin",
+        "--",
+        "/bin/sh",
+        "-c",
+        "busybox cat /d/f1 /d/f6 /d/f7 /d/f69; echo; busybox ls /d | busybox wc -l",
+    ]);
+    assert_eq!(out.stdout, "16769\n69\n", "{}", out.report());
 }
 
 /// A world's merged tree (see [`Lj::view`]).
