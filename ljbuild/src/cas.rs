@@ -259,8 +259,7 @@ impl JailApplier {
             }
             return Err(OciError::Layer(why).into());
         }
-        let mut n = out.split_whitespace().map(|v| v.parse::<u64>().unwrap_or(0));
-        Ok(crate::oci::layer::Skipped { xattrs: n.next().unwrap_or(0), devices: n.next().unwrap_or(0) })
+        Ok(crate::oci::layer::Skipped::from_line(out.trim()))
     }
 }
 
@@ -329,7 +328,7 @@ fn apply_from_stdin(dir: &Path, upper: bool, world_part: Option<&[PathBuf]>) -> 
         io::copy(&mut fr, &mut io::sink()).map_err(|e| OciError::Layer(format!("the layer stream: {e}")))?;
     }
     let sk = ap.finish()?;
-    println!("{} {}", sk.xattrs, sk.devices);
+    println!("{}", sk.to_line());
     Ok(0)
 }
 

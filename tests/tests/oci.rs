@@ -36,6 +36,7 @@ lj_tests::mode_tests! {
     pull_verifies_claimed_layers: root rootless;
     images_share_base_layers: root rootless;
     deep_image_is_flattened: root rootless;
+    capabilities_and_big_ids: root rootless;
 }
 
 /// One test's lightjail root, as the caller of its mode.
@@ -1479,4 +1480,74 @@ impl Drop for View {
             let _ = Command::new("umount").arg(&self.dir).status();
         }
     }
+}
+
+/// A file capability (`security.capability`, as `setcap cap_net_raw=ep` writes it: a v2
+/// `vfs_cap_data`) is kept by an import, root and rootless (there the kernel stores it for the
+/// jail's root), and `getcap` in a jail shows it; a `trusted.*` attribute and an owner above
+/// 65535 cannot be kept rootless: one warning line each, with the count.
+fn capabilities_and_big_ids(lj: &Lj) {
+    let Some(getcap) = which("getcap") else {
+        return lj.cx.skip("getcap not installed (Debian package libcap2-bin)");
+    };
+    let real = |p: &str| path_str(&fs::canonicalize(p).unwrap());
+    // getcap and what it links, from the host, so the busybox image can run it.
+    let libs = [
+        "/lib/x86_64-linux-gnu/libcap.so.2",
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib64/ld-linux-x86-64.so.2",
+    ];
+    if libs.iter().any(|l| !Path::new(l).exists()) {
+        return lj.cx.skip("getcap's libraries are not where this test looks (x86_64 Debian)");
+    }
+    let cap = "\\u0001\\u0000\\u0000\\u0002\\u0000 \\u0000\\u0000".to_string() + &"\\u0000".repeat(12);
+    let spec = format!(
+        r#"{{"gzip": false, "layers": [[
+    {{"path": "bin", "type": "dir"}},
+    {{"path": "bin/busybox", "src": "{bb}", "mode": 493}},
+    {{"path": "bin/sh", "type": "symlink", "target": "busybox"}},
+    {{"path": "bin/pingish", "data": "p", "mode": 493, "xattrs": {{"security.capability": "{cap}"}}}},
+    {{"path": "usr", "type": "dir"}}, {{"path": "usr/sbin", "type": "dir"}},
+    {{"path": "usr/sbin/getcap", "src": "{getcap}", "mode": 493}},
+    {{"path": "lib", "type": "dir"}}, {{"path": "lib/x86_64-linux-gnu", "type": "dir"}},
+    {{"path": "lib/x86_64-linux-gnu/libcap.so.2", "src": "{l0}", "mode": 420}},
+    {{"path": "lib/x86_64-linux-gnu/libc.so.6", "src": "{l1}", "mode": 493}},
+    {{"path": "lib64", "type": "dir"}},
+    {{"path": "lib64/ld-linux-x86-64.so.2", "src": "{l2}", "mode": 493}},
+    {{"path": "data", "type": "dir"}},
+    {{"path": "data/trusted", "data": "t", "xattrs": {{"trusted.lj": "1"}}}},
+    {{"path": "data/bigid", "data": "b", "uid": 70000, "gid": 70001}}
+  ]]}}"#,
+        bb = busybox(lj.cx),
+        getcap = path_str(&getcap),
+        l0 = real(libs[0]),
+        l1 = real(libs[1]),
+        l2 = real(libs[2]),
+    );
+    let img = lj.image(&spec, "cap", "layout");
+    let out = lj.ok(&["world", "import", "capw", &format!("oci:{}", path_str(&img))]);
+    let warns: Vec<&str> = out.stderr.lines().filter(|l| l.contains("warning")).collect();
+    let bigid = fs::metadata(lj.world("capw").join("data/bigid")).unwrap();
+    if lj.cx.mode == Mode::Root {
+        assert!(warns.is_empty(), "{}", out.report());
+        assert_eq!((bigid.uid(), bigid.gid()), (70000, 70001));
+        assert_eq!(xattr(&lj.world("capw").join("data/trusted"), "trusted.lj"), "1");
+    } else {
+        assert_eq!(warns.len(), 2, "one line for the attributes, one for the owners\n{}", out.report());
+        assert!(
+            warns[0].contains("1 extended attribute(s) not kept (trusted.lj)")
+                && warns[0].contains("file capabilities are kept"),
+            "{}",
+            out.report()
+        );
+        assert!(warns[1].contains("1 owner(s) above 65535 became 65534"), "{}", out.report());
+        assert_eq!((bigid.uid(), bigid.gid()), on_host(lj, 65534, 65534));
+    }
+    lj.build_on("capw", "t/cap", "true");
+    let out = lj.ok(&["run", "t/cap", "--", "/usr/sbin/getcap", "/bin/pingish"]);
+    assert!(
+        out.stdout.contains("/bin/pingish cap_net_raw=ep"),
+        "the file capability is lost\n{}",
+        out.report()
+    );
 }

@@ -102,9 +102,25 @@ pub fn apply_layers(
 /// Says once what an import could not keep.
 pub fn warn_skipped(skipped: &Skipped, ui: &Ui) {
     if skipped.xattrs > 0 {
+        let names: Vec<&str> = skipped.xattr_names.iter().map(String::as_str).collect();
+        let more = if skipped.xattrs > names.len() as u64 { ", ..." } else { "" };
+        let why = if rustix::process::geteuid().is_root() {
+            "the file system refused them"
+        } else if crate::cas::shifted_imports() {
+            "rootless: a user namespace cannot set trusted.* attributes; file capabilities are kept"
+        } else {
+            "rootless without subordinate ids: only user.* can be set"
+        };
         ui.warn(&format!(
-            "{} extended attribute(s) not kept (rootless: only user.* can be set)",
-            skipped.xattrs
+            "{} extended attribute(s) not kept ({}{more}): {why}",
+            skipped.xattrs,
+            names.join(", ")
+        ));
+    }
+    if skipped.ids > 0 {
+        ui.warn(&format!(
+            "{} owner(s) above 65535 became 65534 (nobody): rootless jails map ids 0-65535",
+            skipped.ids
         ));
     }
     if skipped.devices > 0 && !rustix::process::geteuid().is_root() {
@@ -157,8 +173,7 @@ pub fn store_part(
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755))
             .map_err(StoreError::io("cannot chmod", &dir))?;
         let sk = apply_layers(blobs, std::slice::from_ref(l), &dir, Form::Part, lowers, step)?;
-        skipped.xattrs += sk.xattrs;
-        skipped.devices += sk.devices;
+        skipped.add(sk);
         let d = crate::cas::store(root, &dir, true)?;
         let blob = l.digest.as_ref().map(|(b, _)| b.as_str()).unwrap_or(&l.diff_id);
         crate::cas::record(root, true, &[blob, &l.diff_id], &d);

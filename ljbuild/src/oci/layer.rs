@@ -48,12 +48,60 @@ pub fn normalize(raw: &[u8]) -> Result<Option<PathBuf>, OciError> {
 }
 
 /// What applying layers skipped (reported as warnings).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Skipped {
     /// Device nodes (rootless cannot make them; `/dev`'s contents are always skipped).
     pub devices: u64,
-    /// Extended attributes that could not be set (rootless: all but `user.*`).
+    /// Extended attributes that could not be set (rootless: `trusted.*`; without subordinate
+    /// ids all but `user.*`).
     pub xattrs: u64,
+    /// The names of some of them (at most 4).
+    pub xattr_names: std::collections::BTreeSet<String>,
+    /// Owners the jail does not map (above 65535), made 65534.
+    pub ids: u64,
+}
+
+impl Skipped {
+    /// Adds what `o` counted.
+    pub fn add(&mut self, o: Skipped) {
+        self.devices += o.devices;
+        self.xattrs += o.xattrs;
+        self.ids += o.ids;
+        for n in o.xattr_names {
+            if self.xattr_names.len() < 4 {
+                self.xattr_names.insert(n);
+            }
+        }
+    }
+
+    fn xattr(&mut self, name: &[u8]) {
+        self.xattrs += 1;
+        if self.xattr_names.len() < 4 {
+            self.xattr_names.insert(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+
+    /// One line, as `ljbuild __layer apply` prints it: `XATTRS DEVICES IDS NAME,NAME` (`-`: no
+    /// names).
+    pub fn to_line(&self) -> String {
+        let names: Vec<&str> = self.xattr_names.iter().map(String::as_str).collect();
+        let names = if names.is_empty() { "-".to_string() } else { names.join(",") };
+        format!("{} {} {} {names}", self.xattrs, self.devices, self.ids)
+    }
+
+    /// The line [`Skipped::to_line`] wrote.
+    pub fn from_line(s: &str) -> Skipped {
+        let mut f = s.split_whitespace();
+        let mut n = || f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let (xattrs, devices, ids) = (n(), n(), n());
+        let xattr_names = s
+            .split_whitespace()
+            .nth(3)
+            .filter(|v| *v != "-")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default();
+        Skipped { devices, xattrs, xattr_names, ids }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +178,8 @@ pub struct Applier {
     lowers: Vec<PathBuf>,
     /// The directories made as the layers below have them (applied with `dirs`).
     implied: std::cell::RefCell<BTreeMap<PathBuf, DirAttrs>>,
+    /// Owners not mapped here, made 65534.
+    clamped: std::cell::Cell<u64>,
     dirs: BTreeMap<PathBuf, DirAttrs>,
     /// What was skipped so far.
     pub skipped: Skipped,
@@ -179,6 +229,7 @@ impl Applier {
             world_part: false,
             lowers: Vec::new(),
             implied: Default::default(),
+            clamped: Default::default(),
             dirs: BTreeMap::new(),
             skipped: Skipped::default(),
         })
@@ -441,13 +492,22 @@ impl Applier {
         rel: &Path,
     ) -> Result<(), OciError> {
         for (k, v) in xattrs {
-            if !self.as_root && !k.as_bytes().starts_with(b"user.") {
-                self.skipped.xattrs += 1;
+            // A jail's root (its user namespace's, with CAP_SETFCAP) sets file capabilities
+            // (the kernel stores them for that namespace's root) and what else the namespace
+            // allows, never `trusted.*`; a plain rootless caller only `user.*`.
+            let kb = k.as_bytes();
+            let settable =
+                self.as_root || kb.starts_with(b"user.") || (self.owners && !kb.starts_with(b"trusted."));
+            if !settable {
+                self.skipped.xattr(kb);
                 continue;
             }
             match rfs::fsetxattr(&fd, k.as_os_str(), v, rfs::XattrFlags::empty()) {
                 Ok(()) => {}
-                Err(Errno::NOTSUP) | Err(Errno::PERM) => self.skipped.xattrs += 1,
+                Err(Errno::NOTSUP) | Err(Errno::PERM) | Err(Errno::INVAL) if !self.as_root => {
+                    self.skipped.xattr(kb)
+                }
+                Err(Errno::NOTSUP) | Err(Errno::PERM) => self.skipped.xattr(kb),
                 Err(e) => {
                     return Err(io_err("cannot set an extended attribute on", &self.root_path.join(rel), e))
                 }
@@ -478,6 +538,7 @@ impl Applier {
         };
         match chown(uid, gid) {
             Err(Errno::INVAL) if !self.as_root => {
+                self.clamped.set(self.clamped.get() + 1);
                 chown(if uid > 65535 { 65534 } else { uid }, if gid > 65535 { 65534 } else { gid })
             }
             r => r,
@@ -492,6 +553,7 @@ impl Applier {
             match chown(uid, gid) {
                 // Not mapped in the jail's user namespace.
                 Err(Errno::INVAL) if !self.as_root => {
+                    self.clamped.set(self.clamped.get() + 1);
                     let (u, g) =
                         (if uid > 65535 { 65534 } else { uid }, if gid > 65535 { 65534 } else { gid });
                     chown(u, g).map_err(|e| io_err("cannot chown", &self.root_path.join(rel), e))?;
@@ -611,7 +673,9 @@ impl Applier {
                     rfs::symlinkat(OsStr::from_bytes(&target), &pfd, &name)
                         .map_err(|err| io_err("cannot create symlink", &shown, err))?;
                     self.owner_at(&pfd, &name, uid, gid, &shown)?;
-                    self.skipped.xattrs += pax.xattrs.len() as u64;
+                    for (k, _) in &pax.xattrs {
+                        self.skipped.xattr(k.as_bytes());
+                    }
                     let _ = rfs::utimensat(&pfd, &name, &ts, AtFlags::SYMLINK_NOFOLLOW);
                 }
                 tar::EntryType::Link => {
@@ -692,7 +756,8 @@ impl Applier {
             let t = Timespec { tv_sec: a.mtime as i64, tv_nsec: 0 };
             let _ = rfs::futimens(&fd, &Timestamps { last_access: t, last_modification: t });
         }
-        Ok(self.skipped)
+        self.skipped.ids += self.clamped.get();
+        Ok(std::mem::take(&mut self.skipped))
     }
 }
 
