@@ -23,7 +23,7 @@
 use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::plan::{IdMap, IdRange, Mount, Net, Plan, RootFs, Seccomp};
 use crate::sys::{self, FsContext, WaitStatus};
@@ -529,7 +529,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
     }
     // Parallel network: ljspawn is still making the jail's network namespace (which takes
     // longer than the mounts above): PID 1 takes the program's first steps meanwhile.
-    let early = h.net_join.is_some() && confine_early(plan)?;
+    let early = h.net_join.is_some() && confine_early(plan, h)?;
     if let Some(sock) = &h.net_join {
         let Ok(Some(netns)) = sys::recv_fd(sock.as_fd()) else { sys::exit_now(EXIT_SETUP as i32) };
         sys::setns(netns.as_fd(), libc::CLONE_NEWNET)
@@ -564,14 +564,17 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
 /// there, and without no_new_privs the kernel takes a filter only from CAP_SYS_ADMIN), without
 /// a built-in filter, or when PID 1 must still remove an overlay's on-disk upper (a filter
 /// could refuse that). Returns whether they were taken.
-fn confine_early(plan: &Plan) -> Result<bool> {
+fn confine_early(plan: &Plan, h: &Handover) -> Result<bool> {
     let Some(bpf) = builtin_filter(plan) else { return Ok(false) };
     if plan.mode == crate::plan::Mode::Setuid || upper::any_held() {
         return Ok(false);
     }
     sys::join_session_keyring().ctx(|| "cannot join a new session keyring".into())?;
     if reopens_devices(plan) {
-        reopen_devices()?;
+        // PID 1's fds 0-2, and the -O/-E files that become the program's 1 and 2 later
+        // (the filter refuses openat2 from here on).
+        let outputs = [&h.stdout, &h.stderr].into_iter().flatten().map(|f| f.as_raw_fd());
+        reopen_devices((0..3).chain(outputs))?;
     }
     sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
     Ok(true)
@@ -1375,7 +1378,7 @@ pub(crate) fn confine_and_exec(
     early: bool,
 ) -> Result<Never> {
     if !early && reopens_devices(plan) {
-        reopen_devices()?;
+        reopen_devices(0..3)?;
     }
     for r in &plan.rlimits {
         sys::setrlimit(r.resource, r.soft, r.hard).ctx(|| format!("cannot set --rlimit {}", r.name))?;
@@ -1430,12 +1433,12 @@ pub(crate) fn confine_and_exec(
     exec(plan)
 }
 
-/// Root mode: the jail's uid 0 owns the host's root-owned inodes. A fd 0-2 that is one of the
-/// host's device nodes the jail's `/dev` has too (e.g. `/dev/null` as stdin) is opened again
+/// Root mode: the jail's uid 0 owns the host's root-owned inodes. A fd in `fds` (0-2, and the
+/// `-O`/`-E` files before they become 1 and 2) that is one of the host's device nodes the jail's `/dev` has too (e.g. `/dev/null` as stdin) is opened again
 /// from that read-only `/dev`, so neither fchmod on it nor chmod of `/proc/self/fd/N` reaches
 /// the host's inode.
-fn reopen_devices() -> Result<()> {
-    for fd in 0..3 {
+fn reopen_devices(fds: impl Iterator<Item = RawFd>) -> Result<()> {
+    for fd in fds {
         let Ok((st, flags)) = sys::fd_stat(fd) else { continue };
         if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
             continue;

@@ -1072,6 +1072,13 @@ fn host_devices_unchanged(cx: &Ctx) {
     )
     .ok();
     assert_lines(&out, &["wrote"]);
+    // The same for the host's /dev/null given as -O and -E (the program's fds 1 and 2).
+    let out = sh_with(
+        cx,
+        &["-O", "/dev/null", "-E", "/dev/null"],
+        "for f in /proc/self/fd/1 /proc/self/fd/2; do chmod 0666 $f && exit 7; done; exit 0",
+    );
+    assert_eq!(out.status(), 0, "the host's /dev/null was chmod-ed through -O/-E\n{}", out.report());
     let after: Vec<u32> = ["/dev/full", "/dev/null", "/dev/zero"]
         .iter()
         .map(|d| fs::metadata(d).unwrap().permissions().mode())
