@@ -85,7 +85,7 @@ pub fn run(
         }
     };
     if let Err(e) = dropped {
-        return Err(jail.abort(e, None));
+        return Err(jail.abort_setup(e));
     }
     if let Some(b) = jail.userns_block.take() {
         // bwrap's --userns-block-fd: the caller read the jail's pid from --info-fd and writes
@@ -408,6 +408,32 @@ impl Cloned {
         e
     }
 
+    /// ljspawn failed after the jail got its maps and started its setup: the jail is killed
+    /// and reaped, and its own failure is reported when it wrote one first, since that is the
+    /// cause (a jail whose setup failed is gone, so entering its user namespace fails too).
+    fn abort_setup(&self, e: SpawnError) -> SpawnError {
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        let _ = sys::wait_blocking(self.pid);
+        // PID 1 is reaped: what it wrote is in the pipe; never wait for more.
+        let mut msg = Vec::new();
+        let mut buf = [0u8; 512];
+        if sys::set_nonblocking(self.status_r.as_fd()).is_ok() {
+            loop {
+                match sys::read(self.status_r.as_fd(), &mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => msg.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        if msg.is_empty() {
+            e
+        } else {
+            jail_failure(&msg)
+        }
+    }
+
     /// Sends the go byte and waits until the program is executed or the jail failed.
     fn go(mut self) -> Started {
         self.send_maps();
@@ -564,11 +590,16 @@ fn report(
         j.exited(code);
     }
     if !msg.is_empty() {
-        let text = String::from_utf8_lossy(&msg);
-        let (c, line) = text.split_once('\t').unwrap_or(("125", &text));
-        return Err(SpawnError { code: c.parse().unwrap_or(EXIT_SETUP), msg: line.trim_end().to_string() });
+        return Err(jail_failure(&msg));
     }
     Ok(code)
+}
+
+/// The jail's setup failure as written on the status pipe: `CODE\tLINE`.
+fn jail_failure(msg: &[u8]) -> SpawnError {
+    let text = String::from_utf8_lossy(msg);
+    let (c, line) = text.split_once('\t').unwrap_or(("125", &text));
+    SpawnError { code: c.parse().unwrap_or(EXIT_SETUP), msg: line.trim_end().to_string() }
 }
 
 /// A failed user namespace, explained (see `plan::userns_hint`).
