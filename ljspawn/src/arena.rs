@@ -45,7 +45,8 @@ pub struct Arena {
 // SAFETY: `buf` is only ever handed out in disjoint blocks: a block is [start, end) with
 // `next` moved from at most `start` to `end` by one successful compare-and-swap, so no two
 // live blocks overlap, whichever threads ask; the arena itself never reads or writes `buf`
-// except in `realloc`'s copy, of a block the caller owns.
+// except in `realloc`'s copy and `alloc_zeroed`'s clearing, each of a block the caller owns;
+// a block given back is handed out again only through a Release/Acquire pair on `next`.
 unsafe impl Sync for Arena {}
 
 impl std::fmt::Debug for Arena {
@@ -94,7 +95,9 @@ impl Arena {
             if end > SIZE {
                 return None;
             }
-            match self.next.compare_exchange_weak(cur, end, Ordering::Relaxed, Ordering::Relaxed) {
+            // Acquire: a block given back (Release, in `dealloc`/`realloc`) is handed out only
+            // after its old owner's writes.
+            match self.next.compare_exchange_weak(cur, end, Ordering::Acquire, Ordering::Relaxed) {
                 // The pointer is derived from `buf`'s own (provenance), at `start`.
                 Ok(_) => return Some(self.buf.get().cast::<u8>().wrapping_add(start)),
                 Err(now) => cur = now,
@@ -139,7 +142,7 @@ unsafe impl GlobalAlloc for Arena {
             Some(start) => {
                 // The last block: give it back. Anything else stays until the process ends.
                 let end = start + layout.size();
-                let _ = self.next.compare_exchange(end, start, Ordering::Relaxed, Ordering::Relaxed);
+                let _ = self.next.compare_exchange(end, start, Ordering::Release, Ordering::Relaxed);
             }
             // SAFETY: not an arena address, so `alloc` got it from `System` with this layout.
             None => unsafe { System.dealloc(ptr, layout) },
@@ -156,13 +159,13 @@ unsafe impl GlobalAlloc for Arena {
         let end = start + layout.size();
         if new_size <= layout.size() {
             // Shrinking stays in place; the last block gives its tail back.
-            let _ = self.next.compare_exchange(end, start + new_size, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.next.compare_exchange(end, start + new_size, Ordering::Release, Ordering::Relaxed);
             return ptr;
         }
         // The last block grows in place while it fits (and stays small).
         if start + new_size <= SIZE
             && new_size < LARGE
-            && self.next.compare_exchange(end, start + new_size, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+            && self.next.compare_exchange(end, start + new_size, Ordering::AcqRel, Ordering::Relaxed).is_ok()
         {
             return ptr;
         }
