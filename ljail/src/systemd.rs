@@ -350,7 +350,13 @@ pub fn run_argv(jails: &Jails, j: &Jail, cfg: &Config, scope: Scope) -> Result<V
         a.push(format!("--property={k}={v}").into());
     }
     a.push("--".into());
-    a.extend(main_process(jails, j, cfg)?);
+    // The manager expands `$VAR`/`${VAR}` in a transient unit's command (systemd-run's
+    // default, always before systemd 254) and turns `$$` into `$`: every `$` is doubled, so
+    // the jail's command reaches ljspawn as written, as in a unit file (`exec_word`).
+    a.extend(main_process(jails, j, cfg)?.into_iter().map(|w| match w.to_str() {
+        Some(s) if s.contains('$') => OsString::from(s.replace('$', "$$")),
+        _ => w,
+    }));
     Ok(a)
 }
 

@@ -1667,7 +1667,8 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
     ok("mkdir -p /usr/local/lj/worlds && ln -s /opt/busybox /usr/local/lj/worlds/busybox");
 
     // start: a transient unit running ljspawn, the jail's output in the journal.
-    ok("/opt/lj/ljail create web --world busybox -- /bin/sh -c 'echo hello from web; exec sleep 1000'");
+    // A `$` reaches the jail's shell as written (the manager would expand `${x}` itself).
+    ok("/opt/lj/ljail create web --world busybox -- /bin/sh -c 'x=lit; echo hello from web ${x}; exec sleep 1000'");
     assert_eq!(ok("ls -d /run/systemd/system; id -u"), "/run/systemd/system\n0\n");
     let dry = ok("/opt/lj/ljail start web --dry-run");
     assert!(
@@ -1701,9 +1702,9 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
         )
     );
     assert!(ok("systemctl status --no-pager lightjail-web.service").contains("Active: active (running)"));
-    let said = wait_until(UP, || journal("web").contains("hello from web"));
+    let said = wait_until(UP, || journal("web").contains("hello from web lit"));
     assert!(said, "journalctl -u lightjail-web.service:\n{}", journal("web"));
-    assert!(ok("/opt/lj/ljail log web").contains("hello from web"));
+    assert!(ok("/opt/lj/ljail log web").contains("hello from web lit"));
     assert_eq!(ok("/opt/lj/ljail exec web -- hostname"), "web\n");
     // machined knows it, led by the jail's PID 1, in its unit.
     let listed = wait_until(UP, || {
@@ -1770,7 +1771,7 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
         "\n[Unit]\n",
         "\nAfter=lightjail-early.service\n",
         "\nExecStart=/opt/lj/ljspawn --layer /usr/local/lj/worlds/busybox ",
-        " -- /bin/sh -c \"echo hello from web; exec sleep 1000\"\n",
+        " -- /bin/sh -c \"x=lit; echo hello from web $${x}; exec sleep 1000\"\n",
         "\nKillMode=mixed\n",
         "\nTimeoutStopSec=10000ms\n",
         "\nExecStartPost=-/opt/lj/ljail --root /usr/local/lj unit-hook web started\n",
