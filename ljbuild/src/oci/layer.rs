@@ -496,6 +496,12 @@ impl Applier {
             // (the kernel stores them for that namespace's root) and what else the namespace
             // allows, never `trusted.*`; a plain rootless caller only `user.*`.
             let kb = k.as_bytes();
+            // Overlayfs's own attributes (opaque, redirect, metacopy, whiteout) come only from
+            // the image's whiteouts, converted here: never from an image's headers.
+            if overlay_internal(kb) {
+                self.skipped.xattr(kb);
+                continue;
+            }
             let settable =
                 self.as_root || kb.starts_with(b"user.") || (self.owners && !kb.starts_with(b"trusted."));
             if !settable {
