@@ -22,16 +22,7 @@ pub fn remove(cg: &Path) {
     if !cg.starts_with(V1) || !cg.is_dir() {
         return;
     }
-    let _ = fs::write(cg.join("freezer.state"), "THAWED");
-    // Its last processes leave it when the kernel has run their exit: seconds on a loaded
-    // machine, so a deadline rather than a count of tries.
-    let start = Instant::now();
-    loop {
-        if fs::remove_dir(cg).is_ok() || !cg.exists() || start.elapsed() > Duration::from_secs(10) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    ljail_supervisor::remove_thawed(cg);
 }
 
 fn v1(cg: &Path) -> bool {

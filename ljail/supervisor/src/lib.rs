@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod cgroup;
 mod supervise;
-pub use supervise::supervise;
+pub use supervise::{remove_thawed, supervise};
 
 /// The v1 freezer hierarchy (hybrid hosts), where a root supervisor puts itself and so its
 /// jail, so that `snapshot` and `clone` can hold a running jail still.

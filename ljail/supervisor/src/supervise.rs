@@ -59,6 +59,12 @@ fn freezer_enter(pid: u32) -> Option<PathBuf> {
 /// Moves `pid` back to the top freezer cgroup and removes `cg` (thawed, once it is empty).
 fn freezer_leave(pid: u32, cg: &Path) {
     let _ = fs::write(Path::new(FREEZER_V1).join("cgroup.procs"), pid.to_string());
+    remove_thawed(cg);
+}
+
+/// Thaws the freezer cgroup `cg` and removes it once it is empty (also ljail's, for one a
+/// supervisor left behind).
+pub fn remove_thawed(cg: &Path) {
     let _ = fs::write(cg.join("freezer.state"), "THAWED");
     // Its last processes leave it when the kernel has run their exit: seconds on a loaded
     // machine, so a deadline rather than a count of tries.
