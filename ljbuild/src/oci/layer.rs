@@ -15,7 +15,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
@@ -215,6 +214,54 @@ fn read_pax<R: Read>(e: &mut tar::Entry<'_, R>) -> io::Result<Pax> {
     Ok(p)
 }
 
+/// What overlayfs sees of one name in one layer's directory.
+enum Seen {
+    Absent,
+    /// A 0/0 character device, or an empty file marked `overlay.whiteout`.
+    Whiteout,
+    /// A directory (`O_PATH`), marked `overlay.opaque=y` or not.
+    Dir {
+        fd: OwnedFd,
+        st: rfs::Stat,
+        opaque: bool,
+    },
+    /// A symlink or another non-directory.
+    Other,
+}
+
+/// Looks `name` up in the layer directory `dir` without following a symlink (absent too in a
+/// directory the caller cannot search).
+fn seen_in_layer(dir: &OwnedFd, name: &OsStr) -> Result<Seen, Errno> {
+    let fd = match rfs::openat(dir, name, OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Err(Errno::NOENT) | Err(Errno::ACCESS) => return Ok(Seen::Absent),
+        r => r?,
+    };
+    let st = rfs::fstat(&fd)?;
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::CharacterDevice if st.st_rdev == 0 => Seen::Whiteout,
+        FileType::RegularFile if st.st_size == 0 && overlay_flag_at(dir, name, "whiteout", b"") => {
+            Seen::Whiteout
+        }
+        FileType::Directory => Seen::Dir { opaque: overlay_flag_at(dir, name, "opaque", b"y"), fd, st },
+        _ => Seen::Other,
+    })
+}
+
+/// Whether the file or directory `name` in `dir` has overlayfs's attribute `flag` (`user.` or
+/// `trusted.`), with `value` unless that is empty. One that cannot be opened has none.
+fn overlay_flag_at(dir: &OwnedFd, name: &OsStr, flag: &str, value: &[u8]) -> bool {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let Ok(fd) = rfs::openat(dir, name, flags, Mode::empty()) else { return false };
+    ["user", "trusted"].iter().any(|ns| {
+        let mut v = [0u8; 16];
+        match rfs::fgetxattr(&fd, format!("{ns}.overlay.{flag}"), &mut v[..]) {
+            Ok(n) => value.is_empty() || &v[..n] == value,
+            Err(Errno::RANGE) => value.is_empty(),
+            Err(_) => false,
+        }
+    })
+}
+
 impl Applier {
     /// Applies into the existing, empty directory `dir`.
     pub fn new(dir: &Path, as_root: bool) -> Result<Applier, OciError> {
@@ -258,33 +305,63 @@ impl Applier {
         Ok(a)
     }
 
-    /// What the layers below say of the directory `rel` this layer implies: `Ok(None)` when
-    /// they do not have it (or whiteout it); an error when it is not a directory there.
-    fn lower_dir(&self, rel: &Path) -> Result<Option<std::fs::Metadata>, OciError> {
-        use std::os::unix::fs::FileTypeExt;
+    /// What the layers below say of the directory `rel` this layer implies, as overlayfs shows
+    /// the merged tree: `Ok(None)` when they do not have it. Resolved a name at a time, never
+    /// following a symlink: a layer's symlink does not lead into another of its directories (nor
+    /// out of the layer); a whiteout hides the name in the layers below it; an opaque directory
+    /// (this layer's or a lower one's) hides the layers below it; a directory merges only with
+    /// the directories under it, down to the first non-directory. An error when the topmost
+    /// layer that has `rel` has no directory there, or when `rel`'s parent in this layer goes
+    /// through a symlink (the path in the merged tree is another one).
+    fn lower_dir(&self, rel: &Path) -> Result<Option<rfs::Stat>, OciError> {
+        let comps: Vec<&OsStr> = rel.iter().collect();
+        let unsupported = |what: &str| {
+            Err(OciError::Unsupported(format!("a layer's entry under {} goes through {what}", rel.display())))
+        };
+        let open_err = |p: &Path, e: Errno| io_err("cannot open directory", p, e);
+        let mut up = self
+            .resolve(Path::new(""), OFlags::PATH | OFlags::DIRECTORY)
+            .map_err(|e| open_err(&self.root_path, e))?;
+        let mut live = Vec::with_capacity(self.lowers.len());
         for l in &self.lowers {
-            match std::fs::symlink_metadata(l.join(rel)) {
-                Ok(m) if m.is_dir() => return Ok(Some(m)),
-                Ok(m) if m.file_type().is_char_device() && m.rdev() == 0 => return Ok(None),
-                Ok(m)
-                    if m.is_file()
-                        && m.len() == 0
-                        && has_overlay_flag(
-                            &xattrs_of(&l.join(rel)).unwrap_or_default(),
-                            "whiteout",
-                            b"",
-                        ) =>
-                {
-                    return Ok(None)
+            live.push(
+                rfs::open(l, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                    .map_err(|e| open_err(l, e))?,
+            );
+        }
+        for (i, &c) in comps.iter().enumerate() {
+            let last = i + 1 == comps.len();
+            if !last {
+                // This layer has the parents (`dir` made them): through its own directories only.
+                match seen_in_layer(&up, c).map_err(|e| open_err(&self.root_path.join(rel), e))? {
+                    Seen::Dir { opaque: true, .. } => return Ok(None),
+                    Seen::Dir { fd, .. } => up = fd,
+                    _ => return unsupported("a symlink of its own layer"),
                 }
-                Ok(_) => {
-                    return Err(OciError::Unsupported(format!(
-                        "a layer's entry under {} goes through what is not a directory in a layer below",
-                        rel.display()
-                    )))
-                }
-                Err(_) => continue,
             }
+            let mut next = Vec::new();
+            let mut top = None;
+            for d in &live {
+                match seen_in_layer(d, c).map_err(|e| open_err(&self.root_path.join(rel), e))? {
+                    Seen::Absent => continue,
+                    Seen::Whiteout => break,
+                    Seen::Dir { fd, st, opaque } => {
+                        top.get_or_insert(st);
+                        next.push(fd);
+                        if opaque {
+                            break;
+                        }
+                    }
+                    Seen::Other if last && next.is_empty() => {
+                        return unsupported("what is not a directory in a layer below")
+                    }
+                    Seen::Other => break,
+                }
+            }
+            if last || next.is_empty() {
+                return Ok(top);
+            }
+            live = next;
         }
         Ok(None)
     }
@@ -372,7 +449,7 @@ impl Applier {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
                     let lower = if self.world_part { self.lower_dir(&prefix)? } else { None };
-                    let mode = lower.as_ref().map_or(0o755, |m| m.mode() & 0o7777 | 0o700);
+                    let mode = lower.as_ref().map_or(0o755, |m| m.st_mode & 0o7777 | 0o700);
                     match rfs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(mode)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => {
@@ -389,10 +466,10 @@ impl Applier {
                         let pfd = self
                             .resolve(parent, OFlags::PATH | OFlags::DIRECTORY)
                             .map_err(|e| io_err("cannot open directory", &shown, e))?;
-                        self.owner_at(&pfd, c.as_os_str(), m.uid(), m.gid(), &shown)?;
+                        self.owner_at(&pfd, c.as_os_str(), m.st_uid, m.st_gid, &shown)?;
                         self.implied.borrow_mut().insert(
                             prefix.clone(),
-                            DirAttrs { mode: m.mode() & 0o7777, mtime: m.mtime().max(0) as u64 },
+                            DirAttrs { mode: m.st_mode & 0o7777, mtime: m.st_mtime.max(0) as u64 },
                         );
                     }
                     fd
@@ -805,12 +882,124 @@ pub fn tar_name(p: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt as _;
 
     #[test]
     fn normalizes() {
         assert_eq!(normalize(b"./a//b/").unwrap(), Some(PathBuf::from("a/b")));
         assert_eq!(normalize(b"/").unwrap(), None);
         assert!(normalize(b"a/../../etc").is_err());
+    }
+
+    /// A fresh directory of the test's own.
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("ljbuild-layer-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// A layer of directories (mode 0755) and empty files (names ending in `/` are directories).
+    fn layer_tar(names: &[&str]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for n in names {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(if n.ends_with('/') {
+                tar::EntryType::Directory
+            } else {
+                tar::EntryType::Regular
+            });
+            h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_size(0);
+            b.append_data(&mut h, n, io::empty()).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    fn mkdir_mode(p: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Applies `names` as a world's further layer over `lowers` (bottom first) into `top`.
+    fn apply_part(top: &Path, lowers: &[PathBuf], names: &[&str]) -> Result<(), OciError> {
+        std::fs::create_dir_all(top).unwrap();
+        let root = rustix::process::geteuid().is_root();
+        let mut a = Applier::new_world_part(top, root, lowers)?;
+        a.apply(&layer_tar(names)[..])?;
+        a.finish().map(drop)
+    }
+
+    /// A directory a layer implies gets what overlayfs shows of it in the layers below, and
+    /// nothing of what the merged tree does not have there: nothing through a lower layer's
+    /// symlink (here `a -> b`, and `h -> /`, the host's root), under a whiteout, under an opaque
+    /// directory (a lower one's or this layer's own), or under a non-directory.
+    #[test]
+    fn implied_directory_as_overlayfs_shows_it() {
+        let d = scratch("implied");
+        let (bottom, mid) = (d.join("bottom"), d.join("mid"));
+        for l in [&bottom, &mid] {
+            std::fs::create_dir_all(l).unwrap();
+        }
+        // The layers below: directories of mode 0750, each hidden from `top` in its own way.
+        mkdir_mode(&mid.join("b/c"), 0o750);
+        std::os::unix::fs::symlink("b", mid.join("a")).unwrap();
+        std::os::unix::fs::symlink("/", mid.join("h")).unwrap();
+        mkdir_mode(&bottom.join("w/y"), 0o750);
+        std::fs::write(mid.join("w"), b"").unwrap();
+        rfs::setxattr(mid.join("w"), "user.overlay.whiteout", b"y", rfs::XattrFlags::empty()).unwrap();
+        mkdir_mode(&bottom.join("x/y"), 0o750);
+        mkdir_mode(&mid.join("x"), 0o711);
+        rfs::setxattr(mid.join("x"), "user.overlay.opaque", b"y", rfs::XattrFlags::empty()).unwrap();
+        mkdir_mode(&bottom.join("o/p"), 0o750);
+        mkdir_mode(&bottom.join("f/g"), 0o750);
+        std::fs::write(mid.join("f"), b"data").unwrap();
+        // Shown through: a directory of a lower layer, under a merged directory.
+        mkdir_mode(&bottom.join("m/n"), 0o750);
+        std::fs::create_dir(mid.join("m")).unwrap();
+        let top = d.join("top");
+        apply_part(
+            &top,
+            &[bottom.clone(), mid.clone()],
+            &[
+                "a/",
+                "a/c/file",
+                "h/",
+                "h/etc/file",
+                "w/",
+                "w/y/file",
+                "x/y/file",
+                "o/",
+                "o/.wh..wh..opq",
+                "o/p/file",
+                "f/",
+                "f/g/file",
+                "m/n/file",
+                "new/dir/file",
+            ],
+        )
+        .unwrap();
+        let fresh = mode(&top.join("new/dir"));
+        assert_ne!(fresh, 0o750);
+        let shown: Vec<_> = ["a/c", "h/etc", "w/y", "x/y", "o/p", "f/g"]
+            .into_iter()
+            .filter(|h| mode(&top.join(h)) != fresh)
+            .collect();
+        assert!(shown.is_empty(), "{shown:?}: as the layers below have them, which overlayfs does not show");
+        assert_eq!(mode(&top.join("m/n")), 0o750, "m/n: as the layer below has it");
+        assert_eq!(mode(&top.join("x")), mode(&mid.join("x")), "x: as the topmost layer below has it");
+        // An implied directory the topmost layer below has as a symlink: cannot be stacked.
+        let err = apply_part(&d.join("top2"), &[bottom.clone(), mid.clone()], &["a/c/file"]).unwrap_err();
+        assert!(matches!(err, OciError::Unsupported(_)), "{err}");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
 
