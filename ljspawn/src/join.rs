@@ -229,7 +229,7 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| err(format!("cannot read /proc/{pid}/cgroup"), e))?;
     let me = sys::getpid().to_string();
-    let v2 = v2_mount();
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, controllers, path) = match (parts.next(), parts.next(), parts.next()) {
@@ -245,15 +245,14 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
         if !(named || path.starts_with("/lightjail/")) || path.contains("/..") {
             continue;
         }
-        let base = match controllers {
+        let procs = match controllers {
             // The v2 hierarchy, wherever this host mounts it.
-            "" => match &v2 {
-                Some(m) => m.display().to_string(),
+            "" => match crate::limits::v2_dir(&mountinfo, path) {
+                Some(d) => d.join("cgroup.procs").display().to_string(),
                 None => continue,
             },
-            c => format!("/sys/fs/cgroup/{}", c.strip_prefix("name=").unwrap_or(c)),
+            c => format!("/sys/fs/cgroup/{}{path}/cgroup.procs", c.strip_prefix("name=").unwrap_or(c)),
         };
-        let procs = format!("{base}{path}/cgroup.procs");
         match fs::write(&procs, &me) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -273,17 +272,9 @@ fn join_own_v2_cgroup(pid: i32) {
     if path.contains("/..") || !path.split('/').any(|c| c.starts_with("lightjail-")) {
         return;
     }
-    let Some(mount) = v2_mount() else { return };
-    let _ = fs::write(format!("{}{path}/cgroup.procs", mount.display()), sys::getpid().to_string());
-}
-
-/// Where this host mounts the cgroup v2 hierarchy (`limits::detect_v2`), if it does.
-fn v2_mount() -> Option<std::path::PathBuf> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    match crate::limits::detect_v2(&mountinfo, "")? {
-        crate::limits::Layout::V2 { mount, .. } => Some(mount),
-        crate::limits::Layout::V1 { .. } => None,
-    }
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Some(dir) = crate::limits::v2_dir(&mountinfo, path) else { return };
+    let _ = fs::write(dir.join("cgroup.procs"), sys::getpid().to_string());
 }
 
 /// Forwards signals to `child` until it exits (relaying the jail's pty, if any); its status

@@ -107,10 +107,12 @@ impl Tree {
 /// The hierarchies found on this host.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Layout {
-    /// cgroup v2, mounted at `mount`; `own` is this process's cgroup (relative).
-    V2 { mount: PathBuf, own: PathBuf },
-    /// cgroup v1: (controller, mount point, this process's cgroup in that hierarchy) for each
-    /// controller the limits need.
+    /// cgroup v2, mounted at `mount`, which shows the hierarchy from its cgroup `root` (`/`
+    /// but in a container that was given its own cgroup only); `own` is this process's cgroup
+    /// (both as `/proc/self/cgroup` names them: under `root`).
+    V2 { mount: PathBuf, root: PathBuf, own: PathBuf },
+    /// cgroup v1: (controller, mount point, this process's cgroup in that hierarchy relative to
+    /// the mount's root) for each controller the limits need.
     V1 { controllers: Vec<(String, PathBuf, PathBuf)> },
 }
 
@@ -132,6 +134,87 @@ fn under(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
+/// The directory of the cgroup `cgroup` in a mount of its hierarchy at `mount` that shows it
+/// from its cgroup `root` (`cgroup` is under `root`).
+fn in_mount(mount: &Path, root: &Path, cgroup: &Path) -> PathBuf {
+    under(mount, cgroup.strip_prefix(root).unwrap_or(cgroup))
+}
+
+/// One line of `/proc/self/mountinfo`.
+struct Mount {
+    /// The directory of its file system it shows (for a cgroup file system, a cgroup).
+    root: PathBuf,
+    point: PathBuf,
+    fstype: String,
+    /// The super block's options.
+    opts: String,
+}
+
+/// The mounts of a `/proc/self/mountinfo` text: `ID PARENT DEV ROOT POINT OPTIONS [OPTIONAL...] -
+/// FSTYPE SOURCE SUPER-OPTIONS`, ROOT and POINT with the kernel's octal escapes (`\040` for a
+/// space, also tab, newline and backslash) decoded.
+fn mounts(mountinfo: &str) -> Vec<Mount> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (root, point) = (f.nth(3)?, f.next()?);
+            f.next()?;
+            f.find(|x| *x == "-")?;
+            let (fstype, _source) = (f.next()?, f.next()?);
+            let opts = f.next().unwrap_or("");
+            Some(Mount {
+                root: unescape(root),
+                point: unescape(point),
+                fstype: fstype.into(),
+                opts: opts.into(),
+            })
+        })
+        .collect()
+}
+
+/// A mountinfo path with its `\NNN` (octal) escapes decoded.
+fn unescape(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct =
+            b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct.map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'))) {
+            Some(v) if v <= 0xff => {
+                out.push(v as u8);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+/// The mounts of `fstype` that show the cgroup `own` (under their root) and are not hidden by a
+/// later mount on the same point, last mounted first.
+fn showing<'a>(mounts: &'a [Mount], fstype: &'a str, own: &'a Path) -> impl Iterator<Item = &'a Mount> + 'a {
+    mounts.iter().enumerate().rev().filter_map(move |(i, m)| {
+        let shown = m.fstype == fstype
+            && own.starts_with(&m.root)
+            && !mounts[i + 1..].iter().any(|later| later.point == m.point);
+        shown.then_some(m)
+    })
+}
+
+/// This process's cgroup v2 in the text of `/proc/self/cgroup` (`/` without one).
+fn own_v2(self_cgroup: &str) -> PathBuf {
+    self_cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map_or_else(|| PathBuf::from("/"), |p| PathBuf::from(p.trim()))
+}
+
 /// The numbers in a `cgroup.procs` file.
 fn pids_in(text: &str) -> Vec<i32> {
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()
@@ -146,7 +229,7 @@ pub fn detect(
     limits: &Limits,
 ) -> Result<Layout, LimitError> {
     let need = limits.controllers();
-    let mut v2 = None;
+    let mounts = mounts(mountinfo);
     let mut v1: Vec<(String, PathBuf, PathBuf)> = Vec::new();
     // This process's cgroup in the v1 hierarchy that has controller `c`.
     let own_v1 = |c: &str| {
@@ -159,32 +242,18 @@ pub fn detect(
             })
             .unwrap_or_else(|| PathBuf::from("/"))
     };
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let mount = left.split(' ').nth(4).unwrap_or("");
-        let mut r = right.split(' ');
-        let (fstype, opts) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
-        match fstype {
-            "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(mount)),
-            "cgroup" => {
-                for c in opts.split(',').filter(|o| need.contains(o)) {
-                    if !v1.iter().any(|(n, _, _)| n == c) {
-                        v1.push((c.to_string(), PathBuf::from(mount), own_v1(c)));
-                    }
-                }
-            }
-            _ => {}
+    for c in need.iter().copied() {
+        let own = own_v1(c);
+        let mut with_c = showing(&mounts, "cgroup", &own).filter(|m| m.opts.split(',').any(|o| o == c));
+        if let Some(m) = with_c.next() {
+            let rel = Path::new("/").join(own.strip_prefix(&m.root).unwrap_or(&own));
+            v1.push((c.to_string(), m.point.clone(), rel));
         }
     }
-    if let Some(mount) = v2 {
-        let own = self_cgroup
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
-            .map(|p| PathBuf::from(p.trim()))
-            .unwrap_or_else(|| PathBuf::from("/"));
+    if let Some(Layout::V2 { mount, root, own }) = v2_layout(&mounts, self_cgroup) {
         let available = fs::read_to_string(tree.path(&mount).join("cgroup.controllers")).unwrap_or_default();
         if need.iter().all(|c| available.split_whitespace().any(|a| a == *c)) {
-            return Ok(Layout::V2 { mount, own });
+            return Ok(Layout::V2 { mount, root, own });
         }
     }
     if let Some(missing) = need.iter().find(|c| !v1.iter().any(|(n, _, _)| n == *c)) {
@@ -196,19 +265,25 @@ pub fn detect(
 }
 
 /// The cgroup v2 hierarchy, whatever controllers it has (`--delegate-cgroup`; on a hybrid host
-/// the unified hierarchy beside the v1 controllers, often with none), or None without one.
+/// the unified hierarchy beside the v1 controllers, often with none): the mount that shows
+/// this process's cgroup, or None without one.
 pub fn detect_v2(mountinfo: &str, self_cgroup: &str) -> Option<Layout> {
-    let mount = mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split(' ').next() == Some("cgroup2"))
-            .then(|| PathBuf::from(left.split(' ').nth(4).unwrap_or("")))
-    })?;
-    let own = self_cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(|p| PathBuf::from(p.trim()))
-        .unwrap_or_else(|| PathBuf::from("/"));
-    Some(Layout::V2 { mount, own })
+    v2_layout(&mounts(mountinfo), self_cgroup)
+}
+
+fn v2_layout(mounts: &[Mount], self_cgroup: &str) -> Option<Layout> {
+    let own = own_v2(self_cgroup);
+    let m = showing(mounts, "cgroup2", &own).next()?;
+    Some(Layout::V2 { mount: m.point.clone(), root: m.root.clone(), own })
+}
+
+/// The directory of the cgroup v2 `cgroup` (as `/proc/PID/cgroup` names it) in a mount that
+/// shows it, if one does.
+pub fn v2_dir(mountinfo: &str, cgroup: &str) -> Option<PathBuf> {
+    let cgroup = Path::new(cgroup.trim());
+    let mounts = mounts(mountinfo);
+    let m = showing(&mounts, "cgroup2", cgroup).next()?;
+    Some(in_mount(&m.point, &m.root, cgroup))
 }
 
 /// One jail's cgroup: the directories made (one per v1 hierarchy, or one v2 cgroup).
@@ -296,9 +371,9 @@ impl Cgroup {
     ) -> Result<(), LimitError> {
         let t = self.tree.clone();
         match layout {
-            Layout::V2 { mount, own } => {
+            Layout::V2 { mount, root, own } => {
                 self.v2 = true;
-                let base = under(&t.path(mount), own);
+                let base = in_mount(&t.path(mount), root, own);
                 self.leaf = delegate_v2(&t, &base, own, name, &limits.controllers(), who, purpose)?;
                 let dir = base.join(name);
                 mkdir_new(&dir)?;
@@ -608,7 +683,7 @@ fn kill_all(d: &Path, v2: bool) {
 /// Returns how many were removed.
 pub fn reap_stale(layout: &Layout, tree: &Tree, proc_root: &Path) -> usize {
     let bases: Vec<PathBuf> = match layout {
-        Layout::V2 { mount, own } => vec![under(&tree.path(mount), own)],
+        Layout::V2 { mount, root, own } => vec![in_mount(&tree.path(mount), root, own)],
         Layout::V1 { controllers } => {
             controllers.iter().map(|(_, m, own)| under(&tree.path(m), own)).collect()
         }
@@ -731,7 +806,10 @@ mod tests {
     fn delegation_uses_the_v2_hierarchy_beside_v1_limits() {
         let (dir, tree) = fake(None);
         let v2 = detect_v2(HYBRID, "0::/\n4:memory:/\n").unwrap();
-        assert_eq!(v2, Layout::V2 { mount: "/sys/fs/cgroup/unified".into(), own: "/".into() });
+        assert_eq!(
+            v2,
+            Layout::V2 { mount: "/sys/fs/cgroup/unified".into(), root: "/".into(), own: "/".into() }
+        );
         assert_eq!(detect_v2(&HYBRID.replace("cgroup2 cgroup2", "tmpfs tmpfs"), "0::/\n"), None);
         // Without limits: one v2 cgroup of the jail's own.
         let mut cg = Cgroup::empty(&tree);
@@ -763,7 +841,10 @@ mod tests {
         fs::create_dir_all(&own).unwrap();
         fs::write(own.join("cgroup.subtree_control"), "memory pids cpu\n").unwrap();
         let layout = detect(PURE_V2, "0::/ci.slice/runner\n", &tree, &ALL).unwrap();
-        assert_eq!(layout, Layout::V2 { mount: "/sys/fs/cgroup".into(), own: "/ci.slice/runner".into() });
+        assert_eq!(
+            layout,
+            Layout::V2 { mount: "/sys/fs/cgroup".into(), root: "/".into(), own: "/ci.slice/runner".into() }
+        );
         let cg = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid(1000)).unwrap();
         // Another jail's cgroup of the same name is neither shared nor removed on failure.
         let e = Cgroup::create(&layout, &tree, "lightjail-9", &ALL, Who::Setuid(1000)).unwrap_err();
@@ -789,6 +870,48 @@ mod tests {
         Cgroup::create(&at_root, &tree, "lightjail-10", &ALL, Who::Root).unwrap();
         assert_eq!(read(top.join("cgroup.subtree_control")), "+memory +pids +cpu");
         assert!(top.join("lightjail-10").is_dir());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// mountinfo's fields: optional ones up to `-`, octal escapes in paths, and a cgroup mount's
+    /// root: a container given only its own cgroup (mounted with that root) finds its cgroup at
+    /// the mount point itself; a mount that does not show the process's cgroup (an inherited
+    /// one, seen from inside a cgroup namespace as `/..`), or one mounted over, is skipped.
+    #[test]
+    fn the_mount_that_shows_the_callers_cgroup() {
+        let text = "\
+20 1 0:19 / /proc rw shared:12 - proc proc rw
+30 1 0:26 /../.. /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw
+31 1 0:26 /outer /old\\040cgroup rw - cgroup2 cgroup2 rw
+32 1 0:26 /job/7 /run/my\\040cg\\011x\\134y rw,nosuid shared:5 master:1 propagate_from:2 - cgroup2 none rw
+33 1 0:27 / /old\\040cgroup rw shared:6 - tmpfs tmpfs rw
+";
+        let v2 = detect_v2(text, "0::/job/7/svc\n").unwrap();
+        let mount = PathBuf::from("/run/my cg\tx\\y");
+        assert_eq!(v2, Layout::V2 { mount: mount.clone(), root: "/job/7".into(), own: "/job/7/svc".into() });
+        assert_eq!(v2_dir(text, "/job/7/svc/lightjail-3\n"), Some(mount.join("svc/lightjail-3")));
+        assert_eq!(v2_dir(text, "/job/70"), None, "a sibling of the mount's root");
+        assert_eq!(v2_dir(text, "/outer/x"), None, "mounted over");
+        assert_eq!(detect_v2(text, "0::/\n"), None);
+        // Limits there: the jail's cgroup in the caller's, at the mount point (not joined again).
+        let (dir, tree) = fake(None);
+        let at = dir.join("run/my cg\tx\\y/svc");
+        fs::create_dir_all(&at).unwrap();
+        fs::write(at.parent().unwrap().join("cgroup.controllers"), "cpu pids memory\n").unwrap();
+        fs::write(at.join("cgroup.subtree_control"), "pids\n").unwrap();
+        let pids = Limits { pids: Some(10), ..Limits::default() };
+        let layout = detect(text, "0::/job/7/svc\n", &tree, &pids).unwrap();
+        let cg = Cgroup::create(&layout, &tree, "lightjail-4", &pids, Who::Root).unwrap();
+        assert_eq!(cg.dirs(), [at.join("lightjail-4")]);
+        assert_eq!(read(at.join("lightjail-4/pids.max")), "10");
+        cg.remove().unwrap();
+        // v1 likewise: a hierarchy mounted with the container's cgroup as its root.
+        let v1 = "40 1 0:35 /ci/job7 /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n";
+        assert_eq!(
+            detect(v1, "3:pids:/ci/job7/step\n", &tree, &pids).unwrap(),
+            Layout::V1 { controllers: vec![("pids".into(), "/sys/fs/cgroup/pids".into(), "/step".into())] }
+        );
+        assert!(detect(v1, "3:pids:/elsewhere\n", &tree, &pids).is_err());
         fs::remove_dir_all(dir).unwrap();
     }
 

@@ -41,6 +41,7 @@ mod limits {
         memory_sizes: root rootless setuid;
         jail_sees_its_cgroup_as_root: root;
         jail_cgroup_inside_the_callers: root setuid;
+        cgroup_mounted_with_a_root_of_its_own: root;
     }
 }
 
@@ -1050,4 +1051,79 @@ fn jail_cgroup_inside_the_callers(cx: &Ctx) {
     .expect("run ljspawn");
     drop(conf);
     assert_eq!(out.status(), 137, "the caller's 64M did not hold for the jail\n{}", out.report());
+}
+
+/// ljspawn run where its cgroup hierarchy is mounted with a root of its own (as a container
+/// given only its own cgroup sees it: mountinfo's root field is that cgroup, and an earlier
+/// mount of the whole hierarchy on the same point is hidden): the jail's cgroup is made in the
+/// caller's, found at the mount point itself, and its `--pids 8` holds.
+fn cgroup_mounted_with_a_root_of_its_own(cx: &Ctx) {
+    if current_uid() != 0 {
+        cx.skip("needs root to make a cgroup and mount it");
+        return;
+    }
+    if !need_controllers(cx, &["pids"]) {
+        return;
+    }
+    let mounts = cgroup_mounts();
+    let me = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let own = |v2: bool| {
+        me.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            let here = if v2 { c.is_empty() } else { c.split(',').any(|x| x == "pids") };
+            here.then(|| p.to_string())
+        })
+    };
+    let v2 = mounts.iter().find(|m| {
+        m.fstype == "cgroup2"
+            && read_trim(&Path::new(&m.mount_point).join("cgroup.controllers"))
+                .is_some_and(|l| l.split_whitespace().any(|c| c == "pids"))
+    });
+    let (m, path) = match v2 {
+        Some(m) => (m.clone(), own(true).unwrap_or_else(|| "/".into())),
+        None => {
+            let m = mounts.iter().find(|m| m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == "pids"));
+            (m.expect("a v1 pids hierarchy").clone(), own(false).unwrap_or_else(|| "/".into()))
+        }
+    };
+    let parent = cgroup_dir(&m, &path);
+    if v2.is_some()
+        && !read_trim(&parent.join("cgroup.subtree_control"))
+            .is_some_and(|l| l.split_whitespace().any(|c| c == "pids"))
+    {
+        cx.skip(&format!("the test's cgroup {} does not give pids to its children", parent.display()));
+        return;
+    }
+    let cg = parent.join(lj_tests::marker("own-root"));
+    fs::create_dir(&cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            // A v2 leaf ljspawn made for itself is left empty.
+            if let Ok(rd) = fs::read_dir(&self.0) {
+                for e in rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(cg.clone());
+    let unshare = lj_tests::which("unshare").expect("unshare");
+    // In a mount namespace of its own: into the new cgroup, which is then mounted over the
+    // hierarchy's mount point; ljspawn becomes that shell.
+    let mut cmd = Command::new(unshare);
+    cmd.args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg(r#"c=$0; m=$1; shift; echo $$ > "$c/cgroup.procs" && mount --bind "$c" "$m" && exec "$@""#)
+        .arg(&cg)
+        .arg(&m.mount_point)
+        .arg(&cx.bin)
+        .args(["--root", &cx.world_str(), "--pids", "8", "--", "/bin/sh", "-c"])
+        .arg(fork_bomb_script(30, "echo end"))
+        .current_dir(&cx.dir);
+    let out = lj_tests::run_with_timeout(cmd, None, Duration::from_secs(60)).expect("run ljspawn").ok();
+    let inside = procs_counted(&out);
+    assert!((4..=8).contains(&inside), "{inside} processes in a jail under --pids 8\n{}", out.report());
+    assert_eq!(out.lines().last().map(String::as_str), Some("end"), "{}", out.report());
 }
