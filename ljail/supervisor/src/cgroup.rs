@@ -32,23 +32,66 @@ use crate::{io_error, Error};
 /// The controllers given to a jail's cgroup (those ljspawn's limits use), where available.
 const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
 
-/// The v2 hierarchy's mount point and this process's cgroup directory in it, when the v2
+/// The directory of the v2 hierarchy's root cgroup (None where the mount shows a cgroup below
+/// it, as in a container given only its own) and this process's cgroup directory, when the v2
 /// hierarchy has one of [`CONTROLLERS`] (on a hybrid host they are v1's, and v2 is left alone).
-pub fn detect() -> Option<(PathBuf, PathBuf)> {
+pub fn detect() -> Option<(Option<PathBuf>, PathBuf)> {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let mount = mountinfo.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        let point = left.split(' ').nth(4)?;
-        (right.split(' ').next() == Some("cgroup2")).then(|| PathBuf::from(point))
-    })?;
-    let available = fs::read_to_string(mount.join("cgroup.controllers")).ok()?;
+    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (top, dir) = locate(&mountinfo, &own)?;
+    let available = fs::read_to_string(dir.join("cgroup.controllers")).ok()?;
     if !available.split_whitespace().any(|c| CONTROLLERS.contains(&c)) {
         return None;
     }
-    let own = fs::read_to_string("/proc/self/cgroup").ok()?;
-    let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-    let dir = mount.join(own.trim_start_matches('/'));
-    Some((mount, dir))
+    Some((top, dir))
+}
+
+/// From the texts of `/proc/self/mountinfo` and `/proc/self/cgroup`: the last cgroup v2 mount
+/// that shows this process's cgroup (its root, mountinfo's fourth field, is that cgroup or above
+/// it) and is not mounted over; the root cgroup's directory if the mount shows it, and this
+/// process's cgroup directory. (ljspawn's `limits` reads mountinfo the same way; neither
+/// depends on the other.)
+fn locate(mountinfo: &str, self_cgroup: &str) -> Option<(Option<PathBuf>, PathBuf)> {
+    let own = Path::new(self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim());
+    // ID PARENT DEV ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER-OPTIONS
+    let mounts: Vec<(PathBuf, PathBuf, &str)> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (root, point) = (f.nth(3)?, f.next()?);
+            f.next()?;
+            f.find(|x| *x == "-")?;
+            Some((unescape(root), unescape(point), f.next()?))
+        })
+        .collect();
+    let (_, (root, point, _)) = mounts.iter().enumerate().rev().find(|(i, (root, point, fstype))| {
+        *fstype == "cgroup2" && own.starts_with(root) && !mounts[i + 1..].iter().any(|l| l.1 == *point)
+    })?;
+    let dir = point.join(own.strip_prefix(root).ok()?);
+    Some(((root == Path::new("/")).then(|| point.clone()), dir))
+}
+
+/// A mountinfo path with its `\\NNN` (octal) escapes decoded (space, tab, newline, backslash).
+fn unescape(s: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct =
+            b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match oct.map(|d| d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'))) {
+            Some(v) if v <= 0xff => {
+                out.push(v as u8);
+                i += 4;
+            }
+            _ => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsString::from_vec(out))
 }
 
 fn pids(dir: &Path) -> Vec<u32> {
@@ -99,7 +142,7 @@ pub fn remove_one(dir: &Path, wait: Duration) -> Result<(), Error> {
 /// `supervisor/` when it must leave its own cgroup; `None` where there is none to make (no
 /// controllers in v2, other processes in this cgroup, no right to change it).
 pub fn prepare(name: &str) -> Result<Option<PathBuf>, Error> {
-    let Some((mount, mut own)) = detect() else { return Ok(None) };
+    let Some((top, mut own)) = detect() else { return Ok(None) };
     let me = std::process::id();
     // Moved already by an earlier jail of this command (`start --all`, `restart`): its cgroup,
     // which has no process of its own left, is OWN.
@@ -109,9 +152,9 @@ pub fn prepare(name: &str) -> Result<Option<PathBuf>, Error> {
             .and_then(Path::file_name)
             .is_some_and(|n| n.as_encoded_bytes().starts_with(b"ljail-"));
     if moved {
-        own = own.parent().and_then(Path::parent).unwrap_or(&mount).to_path_buf();
+        own = own.parent().and_then(Path::parent).map_or_else(|| own.clone(), Path::to_path_buf);
     }
-    let at_root = own == mount;
+    let at_root = top.as_ref() == Some(&own);
     if !at_root && !moved && pids(&own) != [me] {
         return Ok(None);
     }
@@ -181,4 +224,27 @@ pub fn enter_and_exec(args: &[std::ffi::OsString]) -> Error {
     }
     let e = std::process::Command::new(rest.0).args(rest.1).exec();
     io_error("cannot run", Path::new(rest.0), &e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cgroup v2 mount's root (a container given only its own cgroup) and mountinfo's octal
+    /// escapes; a mount that does not show this process's cgroup, or one mounted over, is not it.
+    #[test]
+    fn locates_the_mount_that_shows_this_cgroup() {
+        let text = "\
+30 1 0:26 /../.. /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw
+31 1 0:26 / /old rw - cgroup2 cgroup2 rw
+32 1 0:26 /job/7 /run/my\\040cg\\134x rw,nosuid shared:5 master:1 - cgroup2 none rw
+33 1 0:27 / /old rw shared:6 - tmpfs tmpfs rw
+";
+        assert_eq!(locate(text, "0::/job/7/svc\n"), Some((None, PathBuf::from("/run/my cg\\x/svc"))));
+        assert_eq!(locate(text, "0::/job/70\n"), None);
+        let host = "30 1 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw\n";
+        let top = Some(PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(locate(host, "0::/\n"), Some((top.clone(), PathBuf::from("/sys/fs/cgroup"))));
+        assert_eq!(locate(host, "0::/a/b\n"), Some((top, PathBuf::from("/sys/fs/cgroup/a/b"))));
+    }
 }
