@@ -354,16 +354,31 @@ fn fork_nested(flags: u64) -> io::Result<i32> {
     }
 }
 
-/// The pid (in ljspawn's PID namespace) a pidfd refers to, from its `Pid:` line in
-/// `/proc/self/fdinfo`.
+/// The pid (in ljspawn's PID namespace) a pidfd refers to: `PIDFD_GET_INFO` answers in the
+/// caller's namespace (Linux 6.13); before it, `/proc/self/fdinfo`'s `NSpid:` at ljspawn's own
+/// depth (its `Pid:` is in the namespace of the /proc mount, which may be an ancestor's, as
+/// under `unshare --pid --fork` without a /proc of its own).
 fn pidfd_pid(fd: &OwnedFd) -> io::Result<i32> {
     use std::os::fd::AsRawFd;
+    match sys::pidfd_get_pid(fd.as_fd()) {
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {}
+        r => return r,
+    }
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("Pid:"))
-        .and_then(|p| p.trim().parse().ok())
-        .filter(|&p: &i32| p > 0)
-        .ok_or_else(|| io::Error::other("no pid in the jail's pidfd"))
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    pid_at_own_depth(&info, &status).ok_or_else(|| io::Error::other("no pid in the jail's pidfd"))
+}
+
+/// From a pidfd's `/proc/self/fdinfo` and `/proc/self/status` (one /proc mount): the pidfd's
+/// pid in this process's PID namespace. Both `NSpid:` lines list a pid per namespace from the
+/// /proc mount's down to the process's own, so this process's depth is its line's length.
+fn pid_at_own_depth(fdinfo: &str, status: &str) -> Option<i32> {
+    let nspid = |text: &str| -> Vec<i32> {
+        let line = text.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap_or("");
+        line.split_whitespace().map_while(|p| p.parse().ok()).collect()
+    };
+    let depth = nspid(status).len().checked_sub(1)?;
+    nspid(fdinfo).get(depth).copied().filter(|&p| p > 0)
 }
 
 impl Cloned {
@@ -656,4 +671,23 @@ fn ns_id(pid: i32, kind: &str) -> Option<u64> {
     let link = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
     let s = link.to_str()?;
     s.strip_prefix(kind)?.strip_prefix(":[")?.strip_suffix(']')?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pid_at_own_depth;
+
+    /// The jail's pid in ljspawn's namespace, whichever namespace's /proc ljspawn reads: its
+    /// own, or an ancestor's (where `Pid:` is the pid there, not ljspawn's).
+    #[test]
+    fn pidfd_pid_at_ljspawns_depth() {
+        let own = "Pos:\t0\nFlags:\t02000002\nPid:\t42\nNSpid:\t42\t1\n";
+        assert_eq!(pid_at_own_depth(own, "Name:\tljspawn\nNSpid:\t7\n"), Some(42));
+        let ancestors = "Pid:\t30989\nNSpid:\t30989\t7\t1\n";
+        assert_eq!(pid_at_own_depth(ancestors, "NSpid:\t30987\t5\n"), Some(7));
+        // Not in the /proc mount's namespace, or gone.
+        assert_eq!(pid_at_own_depth("Pid:\t0\nNSpid:\t0\n", "NSpid:\t7\n"), None);
+        assert_eq!(pid_at_own_depth("Pid:\t-1\nNSpid:\t-1\n", "NSpid:\t7\n"), None);
+        assert_eq!(pid_at_own_depth(own, "Name:\tljspawn\n"), None);
+    }
 }

@@ -343,6 +343,36 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     cvt_fd(unsafe { libc::syscall(libc::SYS_pidfd_open, pid as c_long, 0 as c_long) })
 }
 
+/// `struct pidfd_info` as Linux 6.13 defines it (`PIDFD_INFO_SIZE_VER0`, 64 bytes); later
+/// kernels take this first version too (the size is part of the request number).
+#[repr(C)]
+#[derive(Default)]
+struct PidfdInfo {
+    mask: u64,
+    cgroupid: u64,
+    pid: u32,
+    tgid: u32,
+    ppid: u32,
+    /// ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid.
+    ids: [u32; 8],
+    spare: u32,
+}
+
+/// `ioctl(PIDFD_GET_INFO)` (Linux 6.13): the pid of the process `pidfd` refers to in the
+/// caller's own PID namespace. Older kernels: ENOTTY (or EINVAL).
+pub fn pidfd_get_pid(pidfd: BorrowedFd<'_>) -> io::Result<i32> {
+    const PIDFD_GET_INFO: libc::Ioctl = libc::_IOWR::<PidfdInfo>(0xFF, 11);
+    const PIDFD_INFO_PID: u64 = 1;
+    let mut info = PidfdInfo { mask: PIDFD_INFO_PID, ..PidfdInfo::default() };
+    // SAFETY: borrowed fds; out-parameters: `info` is a live, writable `PidfdInfo`, whose size
+    // the request number carries, so the kernel writes no more than it holds.
+    cvt_unit(unsafe { libc::ioctl(pidfd.as_raw_fd(), PIDFD_GET_INFO, &mut info as *mut PidfdInfo) })?;
+    match i32::try_from(info.pid) {
+        Ok(pid) if info.mask & PIDFD_INFO_PID != 0 && pid > 0 => Ok(pid),
+        _ => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+    }
+}
+
 /// `pidfd_send_signal(2)`: sends `sig` (0: only checks that the process still exists) to the
 /// process `pidfd` refers to, which is never a reused pid.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: c_int) -> io::Result<()> {

@@ -32,6 +32,7 @@ mod bwrap {
         userns_block_fd: root rootless setuid;
         join_user_namespaces: root rootless setuid;
         join_a_pid_namespace: root rootless setuid;
+        pidns_under_an_ancestors_proc: root rootless;
     }
 }
 
@@ -843,4 +844,41 @@ fn join_a_pid_namespace(cx: &Ctx) {
     assert!(lines[5].starts_with("pid:[") && &lines[5] != ns, "{}", out.report());
     assert_eq!((lines[6].as_str(), lines[7].as_str()), ("2", "status 0"), "{}", out.report());
     assert!(seen(&lines[8]).len() >= 2, "{}", out.report());
+}
+
+/// `--unshare-pid --pidns FD` where ljspawn's /proc is an ancestor PID namespace's (`unshare
+/// --pid --fork` without `--mount-proc`), whose pids are not ljspawn's: a SIGTERM to ljspawn
+/// still reaches the sandbox's program (ljspawn knows the sandbox by its pid in ljspawn's own
+/// namespace), which dies of it: status 143, long before its `sleep 30` ends.
+fn pidns_under_an_ancestors_proc(cx: &Ctx) {
+    let d = cx.tempdir();
+    let dir = d.str();
+    // Rootless: the caller is root of a user namespace of its own, with its subordinate ids
+    // mapped (ljspawn clears the supplementary groups, which `--map-root-user` alone denies).
+    let unshare = match cx.mode {
+        Mode::Root => "unshare --pid --fork --kill-child",
+        _ => "unshare --user --map-root-user --map-auto --pid --fork --kill-child",
+    };
+    let help =
+        std::process::Command::new("unshare").arg("--help").output().map(|o| o.stdout).unwrap_or_default();
+    if cx.mode != Mode::Root && !String::from_utf8_lossy(&help).contains("--map-auto") {
+        cx.skip("this unshare has no --map-auto (util-linux 2.38)");
+        return;
+    }
+    // In the new namespace (its /proc still the outer one), a shell starts ljspawn, waits for
+    // the program to be up, and signals ljspawn by the pid it has there.
+    let script = format!(
+        "{unshare} bash -c '\
+           \"$@\" 12</proc/self/ns/pid & lj=$!; \
+           for i in $(seq 600); do test -e {dir}/up && break; kill -0 $lj 2>/dev/null || break; sleep 0.1; done; \
+           kill -TERM $lj; wait $lj; echo status $?' \
+         sh \"$@\" --bind {dir} {dir} --unshare-pid --pidns 12 -- sh -c 'echo > {dir}/up; exec sleep 30'"
+    );
+    let out = host(cx).wrapper(["bash", "-c", &script, "sh"]).run().ok();
+    assert!(
+        std::path::Path::new(&format!("{dir}/up")).exists(),
+        "the program never started\n{}",
+        out.report()
+    );
+    assert_eq!(out.lines(), ["status 143"], "the program did not die of the SIGTERM\n{}", out.report());
 }
