@@ -19,26 +19,15 @@ RUNS=${RUNS:-60}
 USER_NAME=${BENCH_USER:-ljtest}
 OUT=$(realpath -m "${BENCH_OUT:-target/bench}")
 
-for t in hyperfine bwrap python3 setpriv gcc; do
-    command -v $t >/dev/null || { echo "bench: $t is missing (make deps)"; exit 1; }
-done
-[ "$(id -u)" = 0 ] || { echo "bench: run as root (it also measures rootless, as $USER_NAME)"; exit 1; }
+. bench/common.sh
+bench_need hyperfine bwrap python3 setpriv gcc
+bench_as_root rootless
 [ -x "$LJSPAWN" ] || { echo "bench: $LJSPAWN not found (make build, or set LJSPAWN)"; exit 1; }
-id "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$USER_NAME"
-
 # Everything the user runs lives in a directory it can traverse; the JSON goes to one it owns.
-dir=$(mktemp -d /tmp/lj-bench.XXXXXX)
-trap 'rm -rf --one-file-system "$dir"' EXIT
-chmod 755 "$dir"
-mkdir -m 755 "$dir/setuid"
-mkdir "$dir/json"
-chown "$USER_NAME" "$dir/json"
-worlds/busybox/make-world.sh "$dir/w" >/dev/null
+bench_setup
 install -m 0755 "$LJSPAWN" "$dir/ljspawn"
 install -o root -g root -m 4755 "$LJSPAWN" "$dir/setuid/ljspawn"
 gcc -O2 -static -o "$dir/floor" bench/floor.c
-W=$dir/w
-AS_USER="setpriv --reuid=$USER_NAME --regid=$USER_NAME --init-groups --"
 LJ="$dir/ljspawn --root $W -- /bin/true"
 LJO="$dir/ljspawn --layer $W -- /bin/true"
 LJS="$dir/setuid/ljspawn --root $W -- /bin/true"
@@ -60,19 +49,11 @@ for c in "$LJ" "$LJO" "$LJB" "$BW"; do check "$AS_USER" "$c" || exit 1; done
 setuid="-n lj-setuid"
 check "$AS_USER" "$LJS" || { echo "bench: (setuid mode not measured)"; setuid=""; LJS=""; }
 
-hf() { # hf AS OUTFILE ARGS...: one hyperfine run; its output goes to a log, shown on failure
-    as=$1 json=$2
-    shift 2
-    if ! $as hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$json" "$@" >"$dir/log" 2>&1; then
-        cat "$dir/log"
-        exit 1
-    fi
-}
 echo "bench: $ROUNDS rounds x $RUNS runs of each command, root and rootless in turn"
 i=1
 while [ "$i" -le "$ROUNDS" ]; do
-    hf "" "$dir/json/root-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-bwrap-form "$LJB" -n lj-overlay "$LJO" -n floor "$FLOOR"
-    hf "$AS_USER" "$dir/json/user-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-bwrap-form "$LJB" -n lj-overlay "$LJO" $setuid ${LJS:+"$LJS"}
+    bench_hf "" "$dir/json/root-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-bwrap-form "$LJB" -n lj-overlay "$LJO" -n floor "$FLOOR"
+    bench_hf "$AS_USER" "$dir/json/user-$i.json" -n lj "$LJ" -n bwrap "$BW" -n lj-bwrap-form "$LJB" -n lj-overlay "$LJO" $setuid ${LJS:+"$LJS"}
     i=$((i + 1))
 done
 mkdir -p "$OUT"

@@ -14,29 +14,17 @@ NEW=$(realpath "$2")
 ROUNDS=${ROUNDS:-5}
 RUNS=${RUNS:-60}
 USER_NAME=${BENCH_USER:-ljtest}
-[ "$(id -u)" = 0 ] || { echo "bench: run as root (it also measures rootless and setuid, as $USER_NAME)"; exit 1; }
-for t in hyperfine python3 setpriv; do
-    command -v $t >/dev/null || { echo "bench: $t is missing (make deps)"; exit 1; }
-done
-id "$USER_NAME" >/dev/null 2>&1 || useradd --create-home --shell /bin/sh "$USER_NAME"
-dir=$(mktemp -d /tmp/lj-bench.XXXXXX)
-trap 'rm -rf --one-file-system "$dir"' EXIT
-chmod 755 "$dir"
-mkdir -m 755 "$dir/setuid"
-mkdir "$dir/json"
-chown "$USER_NAME" "$dir/json"
-worlds/busybox/make-world.sh "$dir/w" >/dev/null
+. bench/common.sh
+bench_as_root "rootless and setuid"
+bench_need hyperfine python3 setpriv
+bench_setup
 install -m 0755 "$OLD" "$dir/old"
 install -m 0755 "$NEW" "$dir/new"
 install -o root -g root -m 4755 "$OLD" "$dir/setuid/old"
 install -o root -g root -m 4755 "$NEW" "$dir/setuid/new"
-AS_USER="setpriv --reuid=$USER_NAME --regid=$USER_NAME --init-groups --"
 cd "$dir"
 hf() { # hf AS JSON OLD-CMD NEW-CMD
-    if ! $1 hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$2" -n old "$3" -n new "$4" >"$dir/log" 2>&1; then
-        cat "$dir/log"
-        exit 1
-    fi
+    bench_hf "$1" "$2" -n old "$3" -n new "$4"
 }
 echo "bench: $ROUNDS rounds x $RUNS runs of each binary, root, rootless and setuid in turn"
 i=1
