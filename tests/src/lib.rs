@@ -150,6 +150,41 @@ pub struct User {
     pub gid: u32,
 }
 
+/// `setpriv` arguments that run the rest as `user` (its groups, a reset environment).
+pub fn setpriv_args(user: &User) -> Vec<String> {
+    vec![
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+        "--init-groups".into(),
+        "--reset-env".into(),
+        "--".into(),
+    ]
+}
+
+/// The start of a command line (root's) that runs the rest in a mount namespace of its own
+/// where `/etc` is an overlay of the host's, its upper layer on a tmpfs mounted at `mnt` (an
+/// empty directory), so the host's `/etc` is never written: there `/etc/lightjail.conf` is a
+/// copy of the file `conf` owned by `owner` (uid, group 0) with `mode`, or (None) absent.
+pub fn private_etc_argv(mnt: &Path, conf: Option<&Path>, owner: u32, mode: u32) -> Vec<String> {
+    let script = r#"set -e
+t=$1 conf=$2 uid=$3 mode=$4
+shift 4
+mount -t tmpfs -o mode=0755 lj-etc "$t"
+mkdir "$t/u" "$t/w"
+mount -t overlay -o "lowerdir=/etc,upperdir=$t/u,workdir=$t/w" lj-etc /etc
+rm -f /etc/lightjail.conf
+if [ -n "$conf" ]; then
+    cat "$conf" > /etc/lightjail.conf
+    chown "$uid:0" /etc/lightjail.conf
+    chmod "$mode" /etc/lightjail.conf
+fi
+exec "$@""#;
+    let mut v: Vec<String> =
+        ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script, "sh"].map(String::from).into();
+    v.extend([path_str(mnt), conf.map(path_str).unwrap_or_default(), owner.to_string(), format!("{mode:o}")]);
+    v
+}
+
 /// Look a user up in `/etc/passwd` by name.
 pub fn lookup_user(name: &str) -> Option<User> {
     let passwd = fs::read_to_string("/etc/passwd").ok()?;
@@ -463,12 +498,7 @@ impl Ctx {
         let mut cmd = match (&self.run_as, &self.setpriv) {
             (Some(user), Some(setpriv)) => {
                 let mut c = Command::new(setpriv);
-                c.arg(format!("--reuid={}", user.uid))
-                    .arg(format!("--regid={}", user.gid))
-                    .arg("--init-groups")
-                    .arg("--reset-env")
-                    .arg("--")
-                    .args(&argv);
+                c.args(setpriv_args(user)).args(&argv);
                 c
             }
             _ => {

@@ -941,14 +941,8 @@ echo end";
     let launch = |extra: &[&str], script: &str| {
         let mut argv: Vec<String> = Vec::new();
         if let Some(u) = &cx.run_as {
-            argv.extend([
-                path_str(&sp),
-                format!("--reuid={}", u.uid),
-                format!("--regid={}", u.gid),
-                "--init-groups".into(),
-                "--reset-env".into(),
-                "--".into(),
-            ]);
+            argv.push(path_str(&sp));
+            argv.extend(lj_tests::setpriv_args(u));
         }
         argv.extend([bin.clone(), "--root".into(), w.clone()]);
         argv.extend(extra.iter().map(|a| a.to_string()));

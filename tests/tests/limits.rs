@@ -117,6 +117,35 @@ fn cgroup_dir(m: &lj_tests::MountEntry, path: &str) -> PathBuf {
     Path::new(&m.mount_point).join(rel.trim_start_matches('/'))
 }
 
+/// The test's own cgroup (as `/proc/self/cgroup` names it) in the v1 hierarchy of
+/// `controller`, or (None) in the v2 one; `/` without one.
+fn own_cgroup(controller: Option<&str>) -> String {
+    let me = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    me.lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+            let here = controller.map_or(c.is_empty(), |want| c.split(',').any(|x| x == want));
+            here.then(|| p.to_string())
+        })
+        .unwrap_or_else(|| "/".into())
+}
+
+/// A cgroup a test made for ljspawn's caller: removed when dropped, with the cgroups ljspawn
+/// left empty in it (the jail's is gone by then; a v2 leaf ljspawn made for itself is empty).
+struct CallerCgroup(PathBuf);
+
+impl Drop for CallerCgroup {
+    fn drop(&mut self) {
+        if let Ok(rd) = fs::read_dir(&self.0) {
+            for e in rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+                let _ = fs::remove_dir(e.path());
+            }
+        }
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
 fn pid_ns(pid: u32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
 }
@@ -957,35 +986,12 @@ fn jail_cgroup_inside_the_callers(cx: &Ctx) {
                 .find(|m| m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == "memory"))
                 .expect("a v1 memory hierarchy")
                 .clone();
-            let me = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-            let path = me
-                .lines()
-                .find_map(|l| {
-                    let mut f = l.splitn(3, ':');
-                    let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-                    c.split(',').any(|x| x == "memory").then(|| p.to_string())
-                })
-                .unwrap_or_else(|| "/".into());
-            (m, path)
+            (m, own_cgroup(Some("memory")))
         }
     };
     let cap = cgroup_dir(&mount, &own).join(lj_tests::marker("cap"));
     fs::create_dir(&cap).unwrap_or_else(|e| panic!("mkdir {}: {e}", cap.display()));
-    struct Rm(PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            // The jail's cgroup is gone by now; a v2 leaf ljspawn left for itself is empty.
-            if let Ok(rd) = fs::read_dir(&self.0) {
-                for e in rd.flatten() {
-                    if e.file_type().is_ok_and(|t| t.is_dir()) {
-                        let _ = fs::remove_dir(e.path());
-                    }
-                }
-            }
-            let _ = fs::remove_dir(&self.0);
-        }
-    }
-    let _rm = Rm(cap.clone());
+    let _rm = CallerCgroup(cap.clone());
     let limit = if v2.is_some() { "memory.max" } else { "memory.limit_in_bytes" };
     fs::write(cap.join(limit), (64 * MIB).to_string()).expect("cap the caller's cgroup at 64M");
     for swap in ["memory.swap.max", "memory.memsw.limit_in_bytes"] {
@@ -1007,14 +1013,8 @@ fn jail_cgroup_inside_the_callers(cx: &Ctx) {
         argv.push(cap.display().to_string());
         if let Some(u) = &cx.run_as {
             let setpriv = lj_tests::which("setpriv").expect("setpriv");
-            argv.extend([
-                setpriv.display().to_string(),
-                format!("--reuid={}", u.uid),
-                format!("--regid={}", u.gid),
-                "--init-groups".into(),
-                "--reset-env".into(),
-                "--".into(),
-            ]);
+            argv.push(setpriv.display().to_string());
+            argv.extend(lj_tests::setpriv_args(u));
         }
         argv.push(cx.bin.display().to_string());
         for a in ["--root", &cx.world_str(), "--memory", "200M", "--", "/bin/sh", "-c", script] {
@@ -1066,25 +1066,16 @@ fn cgroup_mounted_with_a_root_of_its_own(cx: &Ctx) {
         return;
     }
     let mounts = cgroup_mounts();
-    let me = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-    let own = |v2: bool| {
-        me.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-            let here = if v2 { c.is_empty() } else { c.split(',').any(|x| x == "pids") };
-            here.then(|| p.to_string())
-        })
-    };
     let v2 = mounts.iter().find(|m| {
         m.fstype == "cgroup2"
             && read_trim(&Path::new(&m.mount_point).join("cgroup.controllers"))
                 .is_some_and(|l| l.split_whitespace().any(|c| c == "pids"))
     });
     let (m, path) = match v2 {
-        Some(m) => (m.clone(), own(true).unwrap_or_else(|| "/".into())),
+        Some(m) => (m.clone(), own_cgroup(None)),
         None => {
             let m = mounts.iter().find(|m| m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == "pids"));
-            (m.expect("a v1 pids hierarchy").clone(), own(false).unwrap_or_else(|| "/".into()))
+            (m.expect("a v1 pids hierarchy").clone(), own_cgroup(Some("pids")))
         }
     };
     let parent = cgroup_dir(&m, &path);
@@ -1097,19 +1088,7 @@ fn cgroup_mounted_with_a_root_of_its_own(cx: &Ctx) {
     }
     let cg = parent.join(lj_tests::marker("own-root"));
     fs::create_dir(&cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
-    struct Rm(PathBuf);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            // A v2 leaf ljspawn made for itself is left empty.
-            if let Ok(rd) = fs::read_dir(&self.0) {
-                for e in rd.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-                    let _ = fs::remove_dir(e.path());
-                }
-            }
-            let _ = fs::remove_dir(&self.0);
-        }
-    }
-    let _rm = Rm(cg.clone());
+    let _rm = CallerCgroup(cg.clone());
     let unshare = lj_tests::which("unshare").expect("unshare");
     // In a mount namespace of its own: into the new cgroup, which is then mounted over the
     // hierarchy's mount point; ljspawn becomes that shell.

@@ -250,22 +250,6 @@ impl NetNs {
     fn prefix(&self, etc: Option<(&Path, Conf, &Path)>) -> Vec<String> {
         let mut v = self.enter();
         let Some((mnt, conf, conf_file)) = etc else { return v };
-        let script = r#"set -e
-t=$1 conf=$2 uid=$3 mode=$4
-shift 4
-mount -t tmpfs -o mode=0755 lj-etc "$t"
-mkdir "$t/u" "$t/w"
-mount -t overlay -o "lowerdir=/etc,upperdir=$t/u,workdir=$t/w" lj-etc /etc
-rm -f /etc/lightjail.conf
-if [ -n "$conf" ]; then
-    cat "$conf" > /etc/lightjail.conf
-    chown "$uid:0" /etc/lightjail.conf
-    chmod "$mode" /etc/lightjail.conf
-fi
-exec "$@""#;
-        v.extend(
-            ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script, "sh"].map(String::from),
-        );
         let (text, uid, mode) = match conf {
             Conf::Absent => (None, 0, 0o644),
             Conf::Text(t) => (Some(t), 0, 0o644),
@@ -274,8 +258,7 @@ exec "$@""#;
         if let Some(t) = text {
             fs::write(conf_file, t).unwrap_or_else(|e| panic!("write {}: {e}", conf_file.display()));
         }
-        let conf_arg = if text.is_some() { path_str(conf_file) } else { String::new() };
-        v.extend([path_str(mnt), conf_arg, uid.to_string(), format!("{mode:o}")]);
+        v.extend(lj_tests::private_etc_argv(mnt, text.map(|_| conf_file), uid, mode));
         v
     }
 

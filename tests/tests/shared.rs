@@ -80,29 +80,15 @@ impl User<'_> {
             fs::write(&conf_file, t).unwrap();
         }
         let user = self.cx.run_as.as_ref().expect("the tests run as root");
-        let script = r#"set -e
-t=$1 conf=$2
-shift 2
-mount -t tmpfs -o mode=0755 lj-etc "$t"
-mkdir "$t/u" "$t/w"
-mount -t overlay -o "lowerdir=/etc,upperdir=$t/u,workdir=$t/w" lj-etc /etc
-rm -f /etc/lightjail.conf
-if [ -n "$conf" ]; then cat "$conf" > /etc/lightjail.conf; chmod 0644 /etc/lightjail.conf; fi
-exec "$@""#;
         let mut argv: Vec<OsString> =
-            ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script, "sh"]
+            lj_tests::private_etc_argv(&mnt, conf.map(|_| conf_file.as_path()), 0, 0o644)
+                .into_iter()
                 .map(OsString::from)
-                .into();
-        argv.push(mnt.into());
-        argv.push(if conf.is_some() { conf_file.into() } else { OsString::new() });
+                .collect();
+        argv.push("setpriv".into());
+        argv.extend(lj_tests::setpriv_args(user).into_iter().map(OsString::from));
         argv.extend(
             [
-                "setpriv".to_string(),
-                format!("--reuid={}", user.uid),
-                format!("--regid={}", user.gid),
-                "--init-groups".into(),
-                "--reset-env".into(),
-                "--".into(),
                 "/usr/bin/env".into(),
                 "PATH=/usr/bin:/bin".into(),
                 "CI=true".into(),

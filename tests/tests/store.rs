@@ -96,39 +96,12 @@ fn lj(cx: &Ctx, conf: Option<&str>, args: &[&str]) -> Output {
         if let Some(t) = conf {
             fs::write(&conf_file, t).unwrap();
         }
-        let script = r#"set -e
-t=$1 conf=$2
-shift 2
-mount -t tmpfs -o mode=0755 lj-etc "$t"
-mkdir "$t/u" "$t/w"
-mount -t overlay -o "lowerdir=/etc,upperdir=$t/u,workdir=$t/w" lj-etc /etc
-rm -f /etc/lightjail.conf
-if [ -n "$conf" ]; then cat "$conf" > /etc/lightjail.conf; chmod 0644 /etc/lightjail.conf; fi
-exec "$@""#;
-        argv.extend(
-            ["unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script, "sh"].map(String::from),
-        );
-        argv.push(path_str(&mnt));
-        argv.push(if conf.is_some() { path_str(&conf_file) } else { String::new() });
-        let user = cx.run_as.as_ref().expect("setuid mode runs as a user");
-        argv.extend([
-            "setpriv".to_string(),
-            format!("--reuid={}", user.uid),
-            format!("--regid={}", user.gid),
-            "--init-groups".into(),
-            "--reset-env".into(),
-            "--".into(),
-        ]);
+        argv.extend(lj_tests::private_etc_argv(&mnt, conf.map(|_| conf_file.as_path()), 0, 0o644));
         std::mem::forget(scratch); // removed with the test dir; the mount namespace is gone
-    } else if let Some(user) = &cx.run_as {
-        argv.extend([
-            "setpriv".to_string(),
-            format!("--reuid={}", user.uid),
-            format!("--regid={}", user.gid),
-            "--init-groups".into(),
-            "--reset-env".into(),
-            "--".into(),
-        ]);
+    }
+    if let Some(user) = &cx.run_as {
+        argv.push("setpriv".into());
+        argv.extend(lj_tests::setpriv_args(user));
     }
     argv.push(path_str(&cx.bin));
     argv.extend(args.iter().map(|s| s.to_string()));
