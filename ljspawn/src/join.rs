@@ -245,14 +245,13 @@ fn join_cgroups(pid: i32) -> Result<(), SpawnError> {
         if !(named || path.starts_with("/lightjail/")) || path.contains("/..") {
             continue;
         }
-        let procs = match controllers {
-            // The v2 hierarchy, wherever this host mounts it.
-            "" => match crate::limits::v2_dir(&mountinfo, path) {
-                Some(d) => d.join("cgroup.procs").display().to_string(),
-                None => continue,
-            },
-            c => format!("/sys/fs/cgroup/{}{path}/cgroup.procs", c.strip_prefix("name=").unwrap_or(c)),
+        // Each hierarchy wherever this host mounts it (the mount that shows the jail's cgroup).
+        let dir = match controllers {
+            "" => crate::limits::v2_dir(&mountinfo, path),
+            c => crate::limits::v1_dir(&mountinfo, c, path),
         };
+        let Some(dir) = dir else { continue };
+        let procs = dir.join("cgroup.procs").display().to_string();
         match fs::write(&procs, &me) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

@@ -286,6 +286,17 @@ pub fn v2_dir(mountinfo: &str, cgroup: &str) -> Option<PathBuf> {
     Some(in_mount(&m.point, &m.root, cgroup))
 }
 
+/// The directory of the cgroup `cgroup` of the v1 hierarchy `controllers` (both as a line of
+/// `/proc/PID/cgroup` names them: `cpu,cpuacct`, `name=systemd`) in a mount of that hierarchy
+/// (every one of them among its options) that shows it, if one does.
+pub fn v1_dir(mountinfo: &str, controllers: &str, cgroup: &str) -> Option<PathBuf> {
+    let cgroup = Path::new(cgroup.trim());
+    let mounts = mounts(mountinfo);
+    let has_all = |m: &&Mount| controllers.split(',').all(|c| m.opts.split(',').any(|o| o == c));
+    let m = showing(&mounts, "cgroup", cgroup).find(has_all)?;
+    Some(in_mount(&m.point, &m.root, cgroup))
+}
+
 /// One jail's cgroup: the directories made (one per v1 hierarchy, or one v2 cgroup).
 #[derive(Debug, Clone)]
 pub struct Cgroup {
@@ -893,6 +904,17 @@ mod tests {
         assert_eq!(v2_dir(text, "/job/70"), None, "a sibling of the mount's root");
         assert_eq!(v2_dir(text, "/outer/x"), None, "mounted over");
         assert_eq!(detect_v2(text, "0::/\n"), None);
+        // A v1 hierarchy likewise, found by its controllers (all of them) or its name.
+        let v1 = "\
+40 1 0:35 /ci/job7 /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+41 1 0:36 / /sys/fs/cgroup/sys\\040temd rw - cgroup cgroup rw,xattr,name=systemd
+";
+        let cpu = Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/step/lightjail-3"));
+        assert_eq!(v1_dir(v1, "cpu,cpuacct", "/ci/job7/step/lightjail-3"), cpu);
+        assert_eq!(v1_dir(v1, "cpu,cpuacct", "/ci/job8/lightjail-3"), None);
+        assert_eq!(v1_dir(v1, "cpu,memory", "/ci/job7/lightjail-3"), None);
+        let sd = Some(PathBuf::from("/sys/fs/cgroup/sys temd/lightjail/x"));
+        assert_eq!(v1_dir(v1, "name=systemd", "/lightjail/x"), sd);
         // Limits there: the jail's cgroup in the caller's, at the mount point (not joined again).
         let (dir, tree) = fake(None);
         let at = dir.join("run/my cg\tx\\y/svc");
