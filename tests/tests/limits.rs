@@ -118,15 +118,14 @@ fn cgroup_dir(m: &lj_tests::MountEntry, path: &str) -> PathBuf {
 }
 
 /// The test's own cgroup (as `/proc/self/cgroup` names it) in the v1 hierarchy of
-/// `controller`, or (None) in the v2 one; `/` without one.
-fn own_cgroup(controller: Option<&str>) -> String {
+/// `controller`; `/` without one.
+fn own_v1_cgroup(controller: &str) -> String {
     let me = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     me.lines()
         .find_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, c, p) = (f.next()?, f.next()?, f.next()?);
-            let here = controller.map_or(c.is_empty(), |want| c.split(',').any(|x| x == want));
-            here.then(|| p.to_string())
+            c.split(',').any(|x| x == controller).then(|| p.to_string())
         })
         .unwrap_or_else(|| "/".into())
 }
@@ -1022,7 +1021,7 @@ fn jail_cgroup_inside_the_callers(cx: &Ctx) {
                 .find(|m| m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == "memory"))
                 .expect("a v1 memory hierarchy")
                 .clone();
-            (m, own_cgroup(Some("memory")))
+            (m, own_v1_cgroup("memory"))
         }
     };
     let cap = cgroup_dir(&mount, &own).join(lj_tests::marker("cap"));
@@ -1107,22 +1106,27 @@ fn cgroup_mounted_with_a_root_of_its_own(cx: &Ctx) {
             && read_trim(&Path::new(&m.mount_point).join("cgroup.controllers"))
                 .is_some_and(|l| l.split_whitespace().any(|c| c == "pids"))
     });
+    // v1: a child of the test's own pids cgroup. v2: a child of the root cgroup (which gives
+    // pids to its children: systemd hosts do; else root may), where the shell that becomes
+    // ljspawn is the only process (ljspawn then delegates to the jail's cgroup itself).
     let (m, path) = match v2 {
-        Some(m) => (m.clone(), own_cgroup(None)),
+        Some(m) => {
+            let top = PathBuf::from(&m.mount_point);
+            let enabled = read_trim(&top.join("cgroup.subtree_control")).unwrap_or_default();
+            if !enabled.split_whitespace().any(|c| c == "pids") {
+                if let Err(e) = fs::write(top.join("cgroup.subtree_control"), "+pids") {
+                    cx.skip(&format!("cannot enable the v2 pids controller at the root: {e}"));
+                    return;
+                }
+            }
+            (m.clone(), "/".to_string())
+        }
         None => {
             let m = mounts.iter().find(|m| m.fstype == "cgroup" && m.super_opts.iter().any(|o| o == "pids"));
-            (m.expect("a v1 pids hierarchy").clone(), own_cgroup(Some("pids")))
+            (m.expect("a v1 pids hierarchy").clone(), own_v1_cgroup("pids"))
         }
     };
-    let parent = cgroup_dir(&m, &path);
-    if v2.is_some()
-        && !read_trim(&parent.join("cgroup.subtree_control"))
-            .is_some_and(|l| l.split_whitespace().any(|c| c == "pids"))
-    {
-        cx.skip(&format!("the test's cgroup {} does not give pids to its children", parent.display()));
-        return;
-    }
-    let cg = parent.join(lj_tests::marker("own-root"));
+    let cg = cgroup_dir(&m, &path).join(lj_tests::marker("own-root"));
     fs::create_dir(&cg).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.display()));
     let _rm = CallerCgroup(cg.clone());
     let unshare = lj_tests::which("unshare").expect("unshare");
