@@ -94,6 +94,12 @@ pub struct JailOpts {
     /// Let the program create user namespaces.
     #[arg(long)]
     pub allow_userns: bool,
+    /// /proc without its masks (ljspawn's --proc-unmasked), so jails nested in this one
+    /// (podman's, a user's own ljail under the jail's systemd) can mount a proc of their own;
+    /// the default for --init and --docker jails of a non-root user. Not as root (a root jail's
+    /// ids are the host's).
+    #[arg(long)]
+    pub proc_unmasked: bool,
     /// What podman or dockerd in the jail need: a user namespace with ids 0-65535 and every
     /// capability in it, nested user namespaces, keyrings and bpf (Jailmaker's docker
     /// template), a delegated cgroup v2, /sys, /dev/fuse and /dev/net/tun where you may open

@@ -24,6 +24,7 @@
 //! memory 512M                   # also: pids N, cpus FRACTION, rlimit NAME=SOFT[:HARD]
 //! gpu nvidia                    # the host's GPU devices (nvidia, intel, amd); NVIDIA's libraries
 //! cap-add CAP_NET_RAW           # kept in the jail's own user namespace (root: on the host); also: allow-userns yes
+//! proc-unmasked yes             # /proc without masks, for nested jails (not root's; default: init/docker jails of users)
 //! restart on-failure            # no (default), on-failure, always
 //! restart-delay 1s              # between restarts (default 1s)
 //! restart-max 5                 # give up after this many restarts (0: never; default 0)
@@ -158,6 +159,8 @@ pub struct Config {
     pub init: bool,
     /// `docker yes`: what podman or dockerd in the jail need (see `jail::ljspawn_args`).
     pub docker: bool,
+    /// `proc-unmasked yes`: ljspawn's `--proc-unmasked` (nested jails can mount a proc).
+    pub proc_unmasked: bool,
     /// The restart policy.
     pub restart: Restart,
     /// Delay between restarts.
@@ -203,6 +206,7 @@ impl Config {
             gpu: None,
             init: false,
             docker: false,
+            proc_unmasked: false,
             restart: Restart::No,
             restart_delay: DEFAULT_RESTART_DELAY,
             restart_max: 0,
@@ -246,6 +250,9 @@ impl Config {
         }
         if self.docker {
             line("docker", &["yes"]);
+        }
+        if self.proc_unmasked {
+            line("proc-unmasked", &["yes"]);
         }
         let cmd: Vec<&str> = self.command.iter().map(String::as_str).collect();
         line("command", &cmd);
@@ -309,6 +316,7 @@ pub const KEYS: &[&str] = &[
     "root",
     "init",
     "docker",
+    "proc-unmasked",
     "command",
     "hostname",
     "net",
@@ -583,6 +591,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             "allow-userns" => c.allow_userns = yes_no(&one("yes or no")?).map_err(&err)?,
             "init" => c.init = yes_no(&one("yes or no")?).map_err(&err)?,
             "docker" => c.docker = yes_no(&one("yes or no")?).map_err(&err)?,
+            "proc-unmasked" => c.proc_unmasked = yes_no(&one("yes or no")?).map_err(&err)?,
             "autostart" => c.autostart = yes_no(&one("yes or no")?).map_err(&err)?,
             "restart" => {
                 let v = one("no, on-failure or always")?;

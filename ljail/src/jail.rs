@@ -468,6 +468,11 @@ pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32
     if cfg.allow_userns {
         push(&[&"--allow-userns"]);
     }
+    if cfg.proc_unmasked {
+        // Jails nested in this one (their own user namespaces) may mount a proc only where one
+        // is fully visible (ljspawn's check_proc_unmasked says why that is safe, and where).
+        push(&[&"--proc-unmasked"]);
+    }
     if let Some(fd) = json_fd {
         push(&[&"--die-with-parent", &"--json-status", &fd.to_string()]);
     }

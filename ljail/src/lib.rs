@@ -136,6 +136,15 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
             };
             let mut cfg = config_of(source, copy, &opts, command)?;
             cfg.init = init;
+            // Nested jails need a proc they can mount: unmasked where ljspawn allows it, in the
+            // jails of a non-root user (their own user namespace holds no host root).
+            let root = rustix::process::geteuid().is_root();
+            if opts.proc_unmasked && root {
+                return Err(Error::Usage(
+                    "--proc-unmasked is not for root's jails (their ids are the host's, whom only /proc's masks keep out): use it in a non-root user's jails".into(),
+                ));
+            }
+            cfg.proc_unmasked = opts.proc_unmasked || ((init || opts.docker) && !root);
             commands::create(&jails, &name, cfg, dry_run, &ui)?;
         }
         Cmd::Start { names, all, dry_run } => {

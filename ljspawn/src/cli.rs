@@ -319,6 +319,12 @@ pub fn command() -> Command {
                 .help("Leave /proc/sys/net writable (the jail's own network namespace's settings, e.g. for a container runtime in the jail; not with --net host)"),
         )
         .arg(
+            Arg::new("proc-unmasked")
+                .long("proc-unmasked")
+                .action(ArgAction::SetTrue)
+                .help("Leave /proc without its read-only binds and masks, so nested jails (user namespaces in the jail) can mount a proc of their own; rootless and setuid only (the jail's ids hold no host root), refused in root mode"),
+        )
+        .arg(
             Arg::new("delegate-cgroup")
                 .long("delegate-cgroup")
                 .action(ArgAction::SetTrue)
@@ -527,6 +533,7 @@ pub fn request(m: &ArgMatches) -> Request {
         stop_signal: m.get_one::<i32>("stop-signal").copied(),
         sysfs: m.get_flag("sysfs"),
         net_sysctls_rw: m.get_flag("net-sysctls-rw"),
+        proc_unmasked: m.get_flag("proc-unmasked"),
         delegate_cgroup: m.get_flag("delegate-cgroup"),
         ..Default::default()
     }

@@ -170,6 +170,9 @@ pub struct Request {
     pub sysfs: bool,
     /// `--net-sysctls-rw`: /proc/sys/net writable (the jail's own network namespace's).
     pub net_sysctls_rw: bool,
+    /// `--proc-unmasked`: /proc without the read-only binds and masks, so user namespaces made
+    /// in the jail (nested jails) may mount a proc of their own (see `check_proc_unmasked`).
+    pub proc_unmasked: bool,
     /// `--stop-signal N`: what a SIGTERM to ljspawn (or the timeout's) becomes for the jail.
     pub stop_signal: Option<i32>,
     /// `--delegate-cgroup`: a cgroup of the jail's own, writable by the jail's root, mounted
@@ -539,6 +542,39 @@ pub fn userns_map(req: &Request, caller: &Caller, uid: u32, gid: u32) -> Result<
     })
 }
 
+/// `--proc-unmasked`, the one way a jail's /proc goes without its read-only binds and masks.
+///
+/// Why it exists: the kernel lets a user namespace that does not own the jail's mounts mount a
+/// new proc only if some proc in its mount namespace is fully visible, with no mount over
+/// anything but an empty directory (fs/namespace.c, `mount_too_revealing`); the jail's masks,
+/// locked when a nested jail copies them, make every nested jail (rootless podman, a user's own
+/// ljspawn under the jail's systemd) fail with EPERM. Binding the existing /proc instead (the
+/// fallback crun and runc keep for containers without a PID namespace of their own) would show
+/// a nested jail's new PID namespace the outer one's processes. A second, fully visible proc
+/// hidden under a mount of its own would pass the kernel's check too and keep the jail's own
+/// /proc masked, but it is no narrower: any nested namespace could then mount an unmasked proc,
+/// and the jail's root, holding `CAP_SYS_ADMIN` in its own user namespace (`--init`, podman),
+/// can unmount its masks (made in its namespace, not locked) anyway; it would only add a hidden
+/// mount to reason about.
+///
+/// Why it is safe where it is allowed: the masks keep the host's root out of /proc/sys,
+/// sysrq-trigger, kcore and the rest. A jail whose user namespace maps neither host uid 0 nor
+/// gid 0 holds no host root at all (and nothing made inside it can map ids it lacks): what the
+/// kernel checks for these files (owner root, `CAP_SYS_ADMIN`/`CAP_SYS_RAWIO` in the initial
+/// user namespace, per-namespace sysctls for the namespace's owner) refuses the jail as it
+/// refuses the caller, who sees the same /proc on the host. Rootless jails are such, and setuid
+/// ones (the caller's id and granted ranges: rootless could do the same in its own user
+/// namespace, so setuid grants nothing more). Root mode is refused, with or without a user
+/// namespace: its maps hold host uid 0 (its jail root could write /proc/sys/kernel/core_pattern
+/// unmasked), and so is any map holding 0.
+pub fn check_proc_unmasked(mode: Mode, userns: Option<&IdMap>) -> Result<(), PlanError> {
+    let host_root = |m: &IdMap| m.uids.iter().chain(&m.gids).any(|r| r.outside == 0);
+    match userns {
+        Some(m) if mode != Mode::Root && !host_root(m) => Ok(()),
+        _ => Err(PlanError::ProcUnmaskedHostRoot(mode)),
+    }
+}
+
 /// The kernel's limit on lines in one id map.
 const MAX_MAP_LINES: usize = 340;
 
@@ -729,6 +765,9 @@ pub enum PlanError {
     SysfsHostNet(Mode),
     /// `--net-sysctls-rw` with `--net host`.
     NetSysctlsHostNet,
+    /// `--proc-unmasked` where the jail's ids include the host's root (root mode, with or
+    /// without a user namespace, or a map holding host uid or gid 0).
+    ProcUnmaskedHostRoot(Mode),
     /// bwrap's `--userns`/`--userns2` in setuid mode.
     JoinInSetuid(&'static str),
     /// `--userns FD` with a new user namespace too.
@@ -823,6 +862,7 @@ impl fmt::Display for PlanError {
                 f,
                 "--delegate-cgroup is not granted to you in /etc/lightjail.conf (the jail's cgroup is made by ljspawn as root: a line like 'limits allow USER' is missing)"
             ),
+            ProcUnmaskedHostRoot(m) => write!(f, "--proc-unmasked is not allowed in {m} mode: the jail's ids include the host's root (uid or gid 0), whom only the masks keep from /proc/sys and the rest; use it in a rootless or setuid jail (its own user namespace without host root)"),
             NetSysctlsHostNet => write!(f, "--net-sysctls-rw needs the jail's own network namespace (not --net host: those settings are the host's)"),
             SysfsHostNet(m) => write!(f, "--sysfs with --net host is not allowed in {m} mode (a sysfs shows the network namespace it is mounted in: give the jail its own)"),
         }
@@ -849,6 +889,7 @@ impl PlanError {
             | PlanError::UsernsBlockInSetuid
             | PlanError::DelegateNotGranted
             | PlanError::SysfsHostNet(_)
+            | PlanError::ProcUnmaskedHostRoot(_)
             | PlanError::JoinInSetuid(_)
             | PlanError::BadInstall => crate::EXIT_SETUP,
             _ => crate::EXIT_USAGE,
@@ -1156,12 +1197,23 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     caps.sort_unstable();
     caps.dedup();
 
+    if req.proc_unmasked {
+        check_proc_unmasked(caller.mode, userns.as_ref())?;
+    }
+    // The read-only binds and masks over a proc mounted at `dest` (none with --proc-unmasked).
+    let proc_covers = |dest: &str| -> Vec<Mount> {
+        if req.proc_unmasked {
+            return Vec::new();
+        }
+        let under = |p: &&str| p.replacen("/proc", dest, 1);
+        let root_masks = if caller.mode == Mode::Root { &PROC_MASKED_ROOT[..] } else { &[] };
+        let ro = PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: under(p) });
+        ro.chain(PROC_MASKED.iter().chain(root_masks).map(|p| Mount::ProcMask { path: under(p) })).collect()
+    };
     let mut mounts = Vec::new();
     if !req.bwrap {
         mounts.push(Mount::Proc { dest: "/proc".into() });
-        mounts.extend(PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: (*p).into() }));
-        let root_masks = if caller.mode == Mode::Root { &PROC_MASKED_ROOT[..] } else { &[] };
-        mounts.extend(PROC_MASKED.iter().chain(root_masks).map(|p| Mount::ProcMask { path: (*p).into() }));
+        mounts.extend(proc_covers("/proc"));
         mounts.push(Mount::Dev { dest: "/dev".into() });
         mounts.push(Mount::Tmpfs { dest: "/tmp".into(), mode: 0o1777 });
     }
@@ -1170,6 +1222,9 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         if net == Net::Host {
             return Err(PlanError::NetSysctlsHostNet);
         }
+    }
+    if req.net_sysctls_rw && !req.proc_unmasked {
+        // (Unmasked, /proc/sys/net is as writable as the kernel lets the jail: no bind.)
         let at = mounts.iter().position(|m| matches!(m, Mount::ProcReadOnly { path } if path == "/proc/sys"));
         let at = at.map_or(mounts.len(), |i| i + 1);
         mounts.insert(at, Mount::ProcWritable { path: "/proc/sys/net".into() });
@@ -1241,20 +1296,11 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             }
             MountReq::Proc { dest } => {
                 let dest = jail_path("--proc destination", dest)?;
-                let under = |p: &&str| p.replacen("/proc", &dest, 1);
-                let ro: Vec<Mount> =
-                    PROC_READ_ONLY.iter().map(|p| Mount::ProcReadOnly { path: under(p) }).collect();
                 // The same masks as ljspawn's own /proc (bwrap has none: a deliberate
                 // difference).
-                let root_masks = if caller.mode == Mode::Root { &PROC_MASKED_ROOT[..] } else { &[] };
-                let masks: Vec<Mount> = PROC_MASKED
-                    .iter()
-                    .chain(root_masks)
-                    .map(|p| Mount::ProcMask { path: under(p) })
-                    .collect();
+                let covers = proc_covers(&dest);
                 mounts.push(Mount::Proc { dest });
-                mounts.extend(ro);
-                mounts.extend(masks);
+                mounts.extend(covers);
                 continue;
             }
             MountReq::Dev { dest } => Mount::Dev { dest: jail_path("--dev destination", dest)? },
@@ -2456,6 +2502,59 @@ mod tests {
             Err(PlanError::SysfsHostNet(Mode::Rootless))
         );
         assert!(build(&r, &caller(Mode::Root), &none_open).is_ok());
+    }
+
+    #[test]
+    fn proc_unmasked_only_without_host_root() {
+        let is_cover = |m: &Mount| {
+            matches!(m, Mount::ProcReadOnly { .. } | Mount::ProcMask { .. } | Mount::ProcWritable { .. })
+        };
+        let mut r = req(&["true"]);
+        r.proc_unmasked = true;
+        r.net_sysctls_rw = true;
+        let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        assert!(p.mounts.contains(&Mount::Proc { dest: "/proc".into() }));
+        assert!(!p.mounts.iter().any(is_cover), "{:?}", p.mounts);
+        assert!(p.to_string().contains("/proc <- proc"), "{p}");
+        // bwrap's --proc DEST too.
+        let b = Request {
+            mounts: vec![MountReq::Proc { dest: "/p".into() }],
+            proc_unmasked: true,
+            ..bwrap_req(&["true"])
+        };
+        assert!(!build(&b, &caller(Mode::Rootless), &none_open).unwrap().mounts.iter().any(is_cover));
+        // Setuid: the caller's own id and granted ranges, as rootless has them.
+        let mut c = caller(Mode::Setuid);
+        c.subuids = vec![(100000, 65536)];
+        c.subgids = vec![(100000, 65536)];
+        r.subids = true;
+        assert!(!build(&r, &c, &none_open).unwrap().mounts.iter().any(is_cover));
+        // A granted range holding host id 0 (a mistaken /etc/subuid) is refused.
+        c.subgids = vec![(0, 65536)];
+        assert_eq!(build(&r, &c, &none_open), Err(PlanError::ProcUnmaskedHostRoot(Mode::Setuid)));
+        // Root: without a user namespace, with --userns (mapped onto uid 0) and with --subids
+        // (the identity map): always host root.
+        r.subids = false;
+        assert_eq!(
+            build(&r, &caller(Mode::Root), &none_open),
+            Err(PlanError::ProcUnmaskedHostRoot(Mode::Root))
+        );
+        r.userns = true;
+        assert_eq!(
+            build(&r, &caller(Mode::Root), &none_open),
+            Err(PlanError::ProcUnmaskedHostRoot(Mode::Root))
+        );
+        r.userns = false;
+        r.subids = true;
+        let e = build(&r, &caller(Mode::Root), &none_open).unwrap_err();
+        assert_eq!(
+            (e.clone(), e.exit_code()),
+            (PlanError::ProcUnmaskedHostRoot(Mode::Root), crate::EXIT_SETUP)
+        );
+        assert!(e.to_string().starts_with("--proc-unmasked is not allowed in root mode"), "{e}");
+        // Masked otherwise, as before.
+        r.proc_unmasked = false;
+        assert!(build(&r, &caller(Mode::Root), &none_open).unwrap().mounts.iter().any(is_cover));
     }
 
     #[test]
