@@ -20,8 +20,8 @@
 //! cgroup is removed (a leaf left by a killed ljspawn goes with a later run's `reap_stale`)
 //! (`systemd-run --scope -p Delegate=yes ljspawn ...`, with `--user` for a user's own
 //! delegated tree). Rootless, the caller's cgroup must be the caller's own (delegated). In the
-//! root cgroup, only root mode may enable controllers for children. Otherwise one line says
-//! which of these is missing.
+//! root cgroup (the hierarchy's, not a cgroup namespace's), only root mode may enable controllers
+//! for children. Otherwise one line says which of these is missing.
 //!
 //! No unsafe code: everything is a file under the cgroup file systems. `Tree` is the seam
 //! the unit tests use to run the same code against a fake hierarchy in a temporary directory.
@@ -613,7 +613,11 @@ fn delegate_v2(
         }
     }
     let enable: String = missing.iter().map(|c| format!("+{c} ")).collect();
-    if own.components().all(|c| c == std::path::Component::RootDir) {
+    // The hierarchy's root, which the kernel exempts from the rule (and makes without
+    // `cgroup.type`); not the root of a cgroup namespace, which is `/` too (in a container).
+    let at_root =
+        own.components().all(|c| c == std::path::Component::RootDir) && !base.join("cgroup.type").exists();
+    if at_root {
         if who != Who::Root {
             return Err(LimitError(format!(
                 "{what}: you are in the root cgroup, which does not give the {first} controller to its children (cgroup.subtree_control), and only root may change that"
@@ -873,6 +877,15 @@ mod tests {
         fs::create_dir_all(dir.join("proc/1")).unwrap();
         assert_eq!(reap_stale(&layout, &tree, &dir.join("proc")), 1);
         assert!(!j.exists());
+        // A cgroup namespace's root (`/` in /proc/self/cgroup, but a cgroup with `cgroup.type`):
+        // not the hierarchy's root, so it delegates as any other cgroup (here it has processes).
+        fs::write(top.join("cgroup.type"), "domain\n").unwrap();
+        fs::write(top.join("cgroup.procs"), "1\n").unwrap();
+        let in_ns = detect(PURE_V2, "0::/\n", &tree, &ALL).unwrap();
+        let e = Cgroup::create(&in_ns, &tree, "lightjail-10", &ALL, Who::Root).unwrap_err();
+        assert!(e.0.contains("has other processes"), "{e}");
+        assert!(!top.join("cgroup.subtree_control").exists());
+        fs::remove_file(top.join("cgroup.type")).unwrap();
         // The root cgroup: root enables the controllers itself; a setuid caller may not.
         let at_root = detect(PURE_V2, "0::/\n", &tree, &ALL).unwrap();
         let e = Cgroup::create(&at_root, &tree, "lightjail-10", &ALL, Who::Setuid(1000)).unwrap_err();
