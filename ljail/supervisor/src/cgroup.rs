@@ -71,6 +71,13 @@ fn locate(mountinfo: &str, self_cgroup: &str) -> Option<(Option<PathBuf>, PathBu
     Some(((root == Path::new("/")).then(|| point.clone()), dir))
 }
 
+/// Whether the cgroup directory `own` is the hierarchy's root cgroup (`top`, where the mount
+/// shows it), which the kernel makes without `cgroup.type`: not the root of a cgroup namespace
+/// (in a container), which `/proc/self/cgroup` names `/` too.
+fn is_root(top: Option<&Path>, own: &Path) -> bool {
+    top == Some(own) && !own.join("cgroup.type").exists()
+}
+
 /// A mountinfo path with its `\\NNN` (octal) escapes decoded (space, tab, newline, backslash).
 fn unescape(s: &str) -> PathBuf {
     use std::os::unix::ffi::OsStringExt;
@@ -154,7 +161,7 @@ pub fn prepare(name: &str) -> Result<Option<PathBuf>, Error> {
     if moved {
         own = own.parent().and_then(Path::parent).map_or_else(|| own.clone(), Path::to_path_buf);
     }
-    let at_root = top.as_ref() == Some(&own);
+    let at_root = is_root(top.as_deref(), &own);
     if !at_root && !moved && pids(&own) != [me] {
         return Ok(None);
     }
@@ -246,5 +253,19 @@ mod tests {
         let top = Some(PathBuf::from("/sys/fs/cgroup"));
         assert_eq!(locate(host, "0::/\n"), Some((top.clone(), PathBuf::from("/sys/fs/cgroup"))));
         assert_eq!(locate(host, "0::/a/b\n"), Some((top, PathBuf::from("/sys/fs/cgroup/a/b"))));
+    }
+
+    /// The hierarchy's root has no `cgroup.type`; a cgroup namespace's root (mounted at the same
+    /// point inside a container) has one.
+    #[test]
+    fn the_root_cgroup_is_the_one_without_a_type() {
+        let d = std::env::temp_dir().join(format!("ljail-supervisor-root-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        assert!(is_root(Some(&d), &d));
+        assert!(!is_root(Some(&d), &d.join("child")));
+        assert!(!is_root(None, &d));
+        fs::write(d.join("cgroup.type"), "domain\n").unwrap();
+        assert!(!is_root(Some(&d), &d), "a cgroup namespace's root");
+        fs::remove_dir_all(&d).unwrap();
     }
 }
