@@ -150,6 +150,78 @@ pub struct User {
     pub gid: u32,
 }
 
+/// A network namespace made for one test, held by `unshare --net cat` (whose stdin is a pipe
+/// from this process: it ends with the test, whatever happens), with `lo` up; gone when
+/// dropped, with every link in it, once no jail is left in it.
+///
+/// Not `ip netns add`: that mounts the namespace on `/run/netns/NAME` in the host's mount table,
+/// which other tests running at the same time compare before and after their jails.
+#[derive(Debug)]
+pub struct NetNs {
+    holder: Child,
+    /// `/proc/PID/ns/net` of the holder.
+    pub path: String,
+}
+
+impl NetNs {
+    /// A new namespace with `lo` up (root only).
+    pub fn make() -> NetNs {
+        let holder = Command::new("unshare")
+            .args(["--net", "--", "cat"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run unshare --net: {e}"));
+        let path = format!("/proc/{}/ns/net", holder.id());
+        let ns = NetNs { holder, path };
+        let mine = fs::read_link("/proc/self/ns/net").expect("readlink /proc/self/ns/net");
+        assert!(
+            wait_until(Duration::from_secs(30), || fs::read_link(&ns.path).is_ok_and(|l| l != mine)),
+            "unshare --net made no network namespace"
+        );
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// The holder's pid (for `ip link ... netns PID`).
+    pub fn pid(&self) -> String {
+        self.holder.id().to_string()
+    }
+
+    /// `nsenter --net=NS`: the start of a command line run in the namespace.
+    pub fn enter(&self) -> Vec<String> {
+        vec!["nsenter".into(), format!("--net={}", self.path)]
+    }
+
+    /// `ip ARGS...` in the namespace, which must succeed; its stdout.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.path)).arg("ip").args(args);
+        let mut out = run_with_timeout(cmd, None, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("cannot run nsenter: {e}"));
+        out.command = format!("ip {}", args.join(" "));
+        out.ok().stdout
+    }
+
+    /// The names of the links in the namespace.
+    pub fn links(&self) -> Vec<String> {
+        self.ip(&["-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect()
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        drop(self.holder.stdin.take());
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
 /// `setpriv` arguments that run the rest as `user` (its groups, a reset environment).
 pub fn setpriv_args(user: &User) -> Vec<String> {
     vec![

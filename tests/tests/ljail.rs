@@ -12,10 +12,12 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use lj_tests::{host_mountinfo, path_str, run_with_timeout, wait_until, which, Ctx, Mode, Output, TempDir};
+use lj_tests::{
+    host_mountinfo, path_str, run_with_timeout, wait_until, which, Ctx, Mode, NetNs, Output, TempDir,
+};
 use serde_json::Value;
 
 fn run(name: &str, mode: Mode, test: fn(&Lj)) {
@@ -326,58 +328,6 @@ fn expect_answer(net: &str, url: &str, want: &str) {
     assert!(ok, "{url} in {net} never answered '{want}' (last: {got:?})");
 }
 
-/// A network namespace held by `unshare --net cat` (gone with the test).
-struct NetNs {
-    holder: Child,
-    path: String,
-}
-
-impl NetNs {
-    fn new() -> NetNs {
-        let holder = Command::new("unshare")
-            .args(["--net", "--", "cat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("unshare --net");
-        let path = format!("/proc/{}/ns/net", holder.id());
-        let mine = fs::read_link("/proc/self/ns/net").expect("readlink");
-        assert!(wait_until(UP, || fs::read_link(&path).is_ok_and(|l| l != mine)));
-        let ns = NetNs { holder, path };
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new("nsenter");
-        cmd.arg(format!("--net={}", self.path)).arg("ip").args(args);
-        let out = run_with_timeout(cmd, None, Duration::from_secs(30)).expect("ip");
-        assert_eq!(out.status(), 0, "ip {args:?}: {}", out.report());
-        out.stdout
-    }
-
-    fn enter(&self) -> Vec<String> {
-        vec!["nsenter".into(), format!("--net={}", self.path)]
-    }
-
-    fn links(&self) -> Vec<String> {
-        self.ip(&["-o", "link", "show"])
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|n| n.split('@').next().unwrap_or(n).to_string())
-            .collect()
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        drop(self.holder.stdin.take());
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
-
 /// Nothing of the jail is left: no process mentions its directory, no mount, no freezer
 /// cgroup of its supervisor, no ljspawn cgroup.
 #[track_caller]
@@ -415,7 +365,7 @@ fn service_survives_stop_start(lj: &Lj) {
     let script = "n=$(cat /data/boots 2>/dev/null || echo 0); n=$((n+1)); mkdir -p /data /www; \
                   echo $n > /data/boots; echo \"boot $n\" > /www/index.html; exec httpd -f -p 8080 -h /www";
     let bridged = lj.cx.mode == Mode::Root;
-    let ns = bridged.then(NetNs::new);
+    let ns = bridged.then(NetNs::make);
     let mut create = vec!["create", "web", "--world", "busybox", "--restart", "on-failure"];
     if lj.cx.mode == Mode::Root {
         // With a cgroup of its own, which destroy must remove too.
@@ -1521,7 +1471,7 @@ fn dhcp_with_the_jails_own_client(lj: &Lj) {
     else {
         return lj.cx.skip("no busybox for udhcpd (Debian package busybox-static)");
     };
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.ip(&["link", "add", "ljtbr2", "type", "bridge"]);
     ns.ip(&["addr", "add", "10.215.0.1/24", "dev", "ljtbr2"]);
     ns.ip(&["link", "set", "ljtbr2", "up"]);

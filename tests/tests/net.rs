@@ -18,13 +18,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
 use lj_tests::{
     json_get, marker, net_dev_names, parse_flat_json, path_str, procs_with_env, run_with_timeout,
-    shell_quote, wait_until, which, Ctx, Json, Mode, Output,
+    shell_quote, wait_until, which, Ctx, Json, Mode, NetNs, Output,
 };
 
 /// Every test is under `net::`, so that `cargo nextest run -p lj-tests net` selects them all.
@@ -178,75 +178,44 @@ fn describe(argv: &[&str]) -> String {
     argv.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")
 }
 
-/// A network namespace made for one test, held by `unshare --net cat` (whose stdin is a pipe
-/// from this process: it ends with the test, whatever happens); gone when dropped, with every
-/// link in it, once no jail is left in it.
-///
-/// Not `ip netns add`: that mounts the namespace on `/run/netns/NAME` in the host's mount table,
-/// which other tests running at the same time compare before and after their jails.
-struct NetNs {
-    holder: Child,
-    /// `/proc/PID/ns/net` of the holder.
-    path: String,
+/// What the network tests do with a [`NetNs`] beyond the basics.
+trait NetNsExt {
+    /// `ARGV...` run in the namespace, as root.
+    fn exec(&self, argv: &[&str]) -> Output;
+    /// `ARGV...` in the namespace in the background; join the handle for its output.
+    fn spawn(&self, argv: &[&str]) -> thread::JoinHandle<Output>;
+    /// The root-side prefix that runs a command line (ljspawn) in the namespace. With `etc`,
+    /// also in a private mount namespace where `/etc` is an overlay (its upper layer on a tmpfs
+    /// mounted at `mnt`) whose `/etc/lightjail.conf` is `conf`: the host's `/etc` is never
+    /// written. (No fresh sysfs on `/sys`, unlike `ip netns exec`: ljspawn asks the kernel, not
+    /// sysfs, for the interfaces of its namespace.)
+    fn prefix(&self, etc: Option<(&Path, Conf, &Path)>) -> Vec<String>;
+    /// A bridge `br` with address `cidr`, up.
+    fn bridge(&self, br: &str, cidr: &str);
+    /// The `lj*` links (host ends of jails' veth pairs).
+    fn lj_links(&self) -> Vec<String>;
+    /// The names of the links enslaved to bridge `br`.
+    fn ports(&self, br: &str) -> Vec<String>;
+    /// The promiscuity count of `dev` (a macvlan on a veth holds it at 1 or more).
+    fn promiscuity(&self, dev: &str) -> u32;
+    /// A veth pair: `here` in this namespace (up, no address) and `there` in `other` with
+    /// address `cidr` (up): an "uplink" with something on the other side.
+    fn uplink(&self, here: &str, other: &NetNs, there: &str, cidr: &str);
 }
 
-impl NetNs {
-    /// A new namespace with `lo` up.
-    fn new() -> NetNs {
-        let holder = Command::new("unshare")
-            .args(["--net", "--", "cat"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run unshare --net: {e}"));
-        let path = format!("/proc/{}/ns/net", holder.id());
-        let ns = NetNs { holder, path };
-        let mine = fs::read_link("/proc/self/ns/net").expect("readlink /proc/self/ns/net");
-        assert!(
-            wait_until(JAIL_UP, || fs::read_link(&ns.path).is_ok_and(|l| l != mine)),
-            "unshare --net made no network namespace"
-        );
-        ns.ip(&["link", "set", "lo", "up"]);
-        ns
-    }
-
-    /// The holder's pid (for `ip link ... netns PID`).
-    fn pid(&self) -> String {
-        self.holder.id().to_string()
-    }
-
-    /// `nsenter --net=NS`.
-    fn enter(&self) -> Vec<String> {
-        vec!["nsenter".into(), format!("--net={}", self.path)]
-    }
-
-    /// `ARGV...` run in the namespace, as root.
+impl NetNsExt for NetNs {
     fn exec(&self, argv: &[&str]) -> Output {
         let mut v = self.enter();
         v.extend(argv.iter().map(|s| s.to_string()));
         run_cmd(&v.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
-    /// `ip ARGS...` in the namespace, which must succeed; its stdout.
-    fn ip(&self, args: &[&str]) -> String {
-        let mut argv = vec!["ip"];
-        argv.extend_from_slice(args);
-        self.exec(&argv).ok().stdout
-    }
-
-    /// `ARGV...` in the namespace in the background; join the handle for its output.
     fn spawn(&self, argv: &[&str]) -> thread::JoinHandle<Output> {
         let mut v = self.enter();
         v.extend(argv.iter().map(|s| s.to_string()));
         thread::spawn(move || run_cmd(&v.iter().map(String::as_str).collect::<Vec<_>>()))
     }
 
-    /// The root-side prefix that runs a command line (ljspawn) in the namespace. With `etc`,
-    /// also in a private mount namespace where `/etc` is an overlay (its upper layer on a tmpfs
-    /// mounted at `mnt`) whose `/etc/lightjail.conf` is `conf`: the host's `/etc` is never
-    /// written. (No fresh sysfs on `/sys`, unlike `ip netns exec`: ljspawn asks the kernel, not
-    /// sysfs, for the interfaces of its namespace.)
     fn prefix(&self, etc: Option<(&Path, Conf, &Path)>) -> Vec<String> {
         let mut v = self.enter();
         let Some((mnt, conf, conf_file)) = etc else { return v };
@@ -262,28 +231,16 @@ impl NetNs {
         v
     }
 
-    /// A bridge `br` with address `cidr`, up.
     fn bridge(&self, br: &str, cidr: &str) {
         self.ip(&["link", "add", br, "type", "bridge"]);
         self.ip(&["addr", "add", cidr, "dev", br]);
         self.ip(&["link", "set", br, "up"]);
     }
 
-    /// The names of the links in the namespace.
-    fn links(&self) -> Vec<String> {
-        self.ip(&["-o", "link", "show"])
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|n| n.split('@').next().unwrap_or(n).to_string())
-            .collect()
-    }
-
-    /// The `lj*` links (host ends of jails' veth pairs).
     fn lj_links(&self) -> Vec<String> {
         self.links().into_iter().filter(|n| n.starts_with("lj")).collect()
     }
 
-    /// The names of the links enslaved to bridge `br`.
     fn ports(&self, br: &str) -> Vec<String> {
         self.ip(&["-o", "link", "show", "master", br])
             .lines()
@@ -292,7 +249,6 @@ impl NetNs {
             .collect()
     }
 
-    /// The promiscuity count of `dev` (a macvlan on a veth holds it at 1 or more).
     fn promiscuity(&self, dev: &str) -> u32 {
         let text = self.ip(&["-d", "link", "show", dev]);
         let mut words = text.split_whitespace();
@@ -303,21 +259,11 @@ impl NetNs {
             .unwrap_or_else(|| panic!("no promiscuity in `ip -d link show {dev}`:\n{text}"))
     }
 
-    /// A veth pair: `here` in this namespace (up, no address) and `there` in `other` with
-    /// address `cidr` (up): an "uplink" with something on the other side.
     fn uplink(&self, here: &str, other: &NetNs, there: &str, cidr: &str) {
         self.ip(&["link", "add", here, "type", "veth", "peer", "name", there, "netns", &other.pid()]);
         self.ip(&["link", "set", here, "up"]);
         other.ip(&["addr", "add", cidr, "dev", there]);
         other.ip(&["link", "set", there, "up"]);
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        drop(self.holder.stdin.take());
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
     }
 }
 
@@ -435,7 +381,7 @@ fn two_jails_on_a_bridge(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     let (tok_a, tok_b) = (marker("a"), marker("b"));
     // The server takes two connections: the jail at .3, then the one at .4.
@@ -477,7 +423,7 @@ fn net_none_reaches_nothing(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     let tok = marker("srv");
     let server = ns.spawn(&[&py, "-c", SERVER, "10.77.0.1", "5000", &tok, "1"]);
@@ -517,8 +463,8 @@ fn macvlan_uplink(cx: &Ctx) {
     }
     // The jail's side: a veth "uplink" upl; the far side: its peer, 10.78.0.1, in another
     // namespace.
-    let ns = NetNs::new();
-    let far = NetNs::new();
+    let ns = NetNs::make();
+    let far = NetNs::make();
     ns.uplink("upl", &far, "upr", "10.78.0.1/24");
     let tok = marker("far");
     let server = far.spawn(&[&py, "-c", SERVER, "10.78.0.1", "5000", &tok, "2"]);
@@ -592,7 +538,7 @@ fn server_in_jail_answers_host(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     let (tok_jail, tok_host) = (marker("jail"), marker("host"));
     let server = cx
@@ -619,7 +565,7 @@ fn icmp_echo(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     let user = cx.run_as.as_ref().map_or("ljtest", |u| u.name.as_str()).to_string();
     let conf = format!("bridge br0 allow {user}\n");
@@ -716,9 +662,9 @@ fn links_removed_on_exit(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
-    let far = NetNs::new();
+    let far = NetNs::make();
     ns.uplink("upl", &far, "upr", "10.78.0.1/24");
     assert_eq!(ns.promiscuity("upl"), 0, "upl before any macvlan");
 
@@ -753,9 +699,9 @@ fn links_removed_after_kill(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
-    let far = NetNs::new();
+    let far = NetNs::make();
     ns.uplink("upl", &far, "upr", "10.78.0.1/24");
     let nets: [&[&str]; 2] =
         [&["--net", "bridge:br0", "--ip", "10.77.0.2/24"], &["--net", "macvlan:upl", "--ip", "10.78.0.5/24"]];
@@ -798,7 +744,7 @@ fn net_usage_errors(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     let w = cx.world_str();
     let with = |extra: &[&str]| {
@@ -855,7 +801,7 @@ fn missing_link_125(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     // An interface that is not a bridge (a veth: this kernel may lack the dummy driver).
     ns.ip(&["link", "add", "notbr0", "type", "veth", "peer", "name", "notbr1"]);
@@ -879,9 +825,9 @@ fn rootless_refused(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
-    let far = NetNs::new();
+    let far = NetNs::make();
     ns.uplink("upl", &far, "upr", "10.78.0.1/24");
     let w = cx.world_str();
     for (net, shown) in [
@@ -915,10 +861,10 @@ fn setuid_without_grant_refused(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     ns.bridge("br1", "10.79.0.1/24");
-    let far = NetNs::new();
+    let far = NetNs::make();
     ns.uplink("upl", &far, "upr", "10.78.0.1/24");
     let w = cx.world_str();
     let user = cx.run_as.as_ref().map_or("ljtest", |u| u.name.as_str()).to_string();
@@ -962,9 +908,9 @@ fn setuid_with_grant(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
-    let far = NetNs::new();
+    let far = NetNs::make();
     ns.uplink("upl", &far, "upr", "10.78.0.1/24");
     let user = cx.run_as.as_ref().map_or("ljtest", |u| u.name.as_str()).to_string();
     let group = format!("@{user}"); // prepare.sh's useradd makes a group of the same name
@@ -1032,7 +978,7 @@ fn conf_malformed(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     let w = cx.world_str();
     let user = cx.run_as.as_ref().map_or("ljtest", |u| u.name.as_str()).to_string();
@@ -1063,7 +1009,7 @@ fn conf_not_root_only(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
     let w = cx.world_str();
     let good = format!("bridge br0 allow {}\n", cx.run_as.as_ref().map_or("ljtest", |u| u.name.as_str()));
@@ -1090,9 +1036,9 @@ fn dry_run_network(cx: &Ctx) {
     if !need_ip(cx) {
         return;
     }
-    let ns = NetNs::new();
+    let ns = NetNs::make();
     ns.bridge("br0", "10.77.0.1/24");
-    let far = NetNs::new();
+    let far = NetNs::make();
     ns.uplink("upl", &far, "upr", "10.78.0.1/24");
     let user = cx.run_as.as_ref().map_or("ljtest", |u| u.name.as_str()).to_string();
     let conf = format!("bridge br0 allow {user}\nmacvlan upl allow {user}\n");
@@ -1217,7 +1163,7 @@ fn pasta_outbound_only(cx: &Ctx) {
         return cx.skip("pasta (Debian package passt) not installed");
     }
     // "The host" h, with an uplink to s, where the server is (and the default route goes).
-    let (h, srv) = (NetNs::new(), NetNs::new());
+    let (h, srv) = (NetNs::make(), NetNs::make());
     h.uplink("up0", &srv, "s0", "10.77.0.2/24");
     h.ip(&["addr", "add", "10.77.0.1/24", "dev", "up0"]);
     h.ip(&["route", "add", "default", "via", "10.77.0.2", "dev", "up0"]);
