@@ -200,7 +200,8 @@ pub fn request(
                     tmp: opt == "--tmp-overlay",
                 });
             }
-            "--new-session" | "--level-prefix" => {}
+            "--new-session" => {}
+            "--level-prefix" => r.level_prefix = true,
             "--die-with-parent" => r.die_with_parent = true,
             "--uid" => uid = Some(num(&take(&args, &opt, 1, &mut i)?[0], "uid")?),
             "--gid" => gid = Some(num(&take(&args, &opt, 1, &mut i)?[0], "gid")?),
@@ -287,10 +288,11 @@ pub fn request(
             }
             "--size" => {
                 let v = take(&args, &opt, 1, &mut i)?.remove(0);
+                // bwrap's bounds: a positive number of bytes that fits an off_t.
                 size = Some(
                     v.parse::<u64>()
                         .ok()
-                        .filter(|&n| n > 0)
+                        .filter(|&n| n > 0 && n <= i64::MAX as u64)
                         .ok_or_else(|| bad(format!("--size takes a size in bytes, not {v}")))?,
                 );
             }
@@ -312,17 +314,27 @@ pub fn request(
                 add_seccomp.push(f);
             }
             "--json-status-fd" => r.json_status = Some(fd(&take(&args, &opt, 1, &mut i)?[0])?),
+            // In order, as bwrap: the last word on a capability wins (kept: added and not
+            // dropped after).
             "--cap-add" => {
                 let c = take(&args, &opt, 1, &mut i)?.remove(0);
+                if c.eq_ignore_ascii_case("all") {
+                    r.cap_drop.clear();
+                } else {
+                    let n = crate::plan::cap_number(&c);
+                    r.cap_drop.retain(|k| crate::plan::cap_number(k) != n || n.is_none());
+                }
                 r.cap_add.push(c);
             }
             "--cap-drop" => {
                 let c = take(&args, &opt, 1, &mut i)?.remove(0);
                 if c.eq_ignore_ascii_case("all") {
                     r.cap_add.clear();
+                    r.cap_drop.clear();
                 } else {
                     let n = crate::plan::cap_number(&c);
                     r.cap_add.retain(|k| crate::plan::cap_number(k) != n || n.is_none());
+                    r.cap_drop.push(c);
                 }
             }
             o if NOT_SUPPORTED.contains(&o) => {
@@ -365,6 +377,36 @@ pub fn request(
     if r.as_pid_1 && r.mounts.iter().any(|m| matches!(m, MountReq::LockFile { .. })) {
         return Err(bad("Specifying --as-pid-1 and --lock-file is not permitted".into()));
     }
+    // A bind onto / is mounted over everything made before it (bwrap's `--bind / / ...
+    // --ro-bind / /`): the last one is the root, and what came before it, hidden under it, is
+    // not made. Operations whose effect outlives the mount (a lock held, a mode changed, a
+    // file or link written through an earlier bind) would be lost: refused.
+    if let Some(last) =
+        r.mounts.iter().rposition(|m| matches!(m, MountReq::Bind { dest, .. } if is_root(dest)))
+    {
+        if let Some(m) = r.mounts[..last].iter().find(|m| {
+            matches!(
+                m,
+                MountReq::LockFile { .. }
+                    | MountReq::Chmod { .. }
+                    | MountReq::Dir { .. }
+                    | MountReq::File { .. }
+                    | MountReq::Symlink { .. }
+            )
+        }) {
+            let what = match m {
+                MountReq::LockFile { .. } => "--lock-file",
+                MountReq::Chmod { .. } => "--chmod",
+                MountReq::Dir { .. } => "--dir",
+                MountReq::File { .. } => "--file",
+                _ => "--symlink",
+            };
+            return Err(bad(format!(
+                "{what} before a later bind onto / is not supported by ljspawn's bwrap form (see ljspawn's README)"
+            )));
+        }
+        r.mounts.drain(..last);
+    }
     // bwrap lets a sandbox make user namespaces unless --disable-userns.
     r.allow_userns = !disable_userns;
     r.seccomp_fds = seccomp.into_iter().chain(add_seccomp).collect();
@@ -381,6 +423,27 @@ pub fn request(
     r.user = uid.map(|u| (u, gid));
     r.group = gid;
     Ok((r, warnings))
+}
+
+/// Whether a destination names the root (`/`, `//`, `/.`).
+fn is_root(dest: &str) -> bool {
+    dest.starts_with('/') && dest.split('/').all(|c| c.is_empty() || c == ".")
+}
+
+/// ljspawn's one-line failure in bwrap's words where callers (and bwrap's own tests) look for
+/// them; other lines as they are.
+pub fn message(msg: &str) -> String {
+    if let Some(rest) = msg.strip_prefix("cannot bind ") {
+        if let Some(src) = rest.strip_suffix(": no such file or directory") {
+            return format!("Can't find source path {src}: No such file or directory");
+        }
+    }
+    if let Some(rest) = msg.strip_prefix("cannot create symlink ") {
+        if rest.contains(": existing destination is ") {
+            return format!("Can't make symlink at {rest}");
+        }
+    }
+    msg.to_string()
 }
 
 const OVERLAY_SRC_ALONE: &str =

@@ -394,7 +394,7 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
                 let devs = devices
                     .take()
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: "/dev set up twice".into() })?;
-                let p = populate_dev(&root, devs, dest)?;
+                let p = populate_dev(&root, devs, dest, plan.dev_console)?;
                 pts.get_or_insert(p);
             }
             Mount::TmpfsSized { dest, mode, size } => {
@@ -483,16 +483,12 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
             }
             Mount::Symlink { target, dest } => make_symlink(&root, target, dest)?,
             Mount::Dir { dest, mode } => {
-                drop(mount_point(&root, dest, Kind::Dir, Own::No)?);
-                if *mode != 0o755 {
-                    let (parent, name) = parent_of(&root, dest)?;
-                    sys::fchmodat(parent.as_fd(), name, *mode).ctx(|| format!("cannot chmod {dest}"))?;
-                }
+                make_dir(&root, dest, *mode, if plan.exact_modes { 0 } else { umask })?
             }
             Mount::File { dest, mode, .. } => {
                 let data = content
                     .ok_or_else(|| Failure { code: EXIT_SETUP, msg: format!("no content for {dest}") })?;
-                make_file(&root, dest, *mode & !umask, data)?
+                make_file(&root, dest, *mode & !if plan.exact_modes { 0 } else { umask }, data)?
             }
             Mount::Bind { src: path, dest, .. } => {
                 let src =
@@ -701,7 +697,6 @@ fn overlay(layers: &[String], shown: &[String], upper: Upper<'_>, opt: &str) -> 
     let top_first: Vec<&String> = layers.iter().rev().collect();
     let shown_top_first: Vec<&String> = shown.iter().rev().collect();
     let mut held: Vec<OwnedFd> = Vec::new();
-    let mut legacy = false;
     let by_fd = |p: &str| sys::openat2(None, p, libc::O_PATH | libc::O_DIRECTORY, 0, 0);
     let mut plus = fc.set_string("lowerdir+", top_first[0]);
     if plus.is_ok() {
@@ -732,7 +727,6 @@ fn overlay(layers: &[String], shown: &[String], upper: Upper<'_>, opt: &str) -> 
                 held.iter().map(|fd| format!("/proc/self/fd/{}", fd.as_raw_fd())).collect();
             fc.set_string("lowerdir", &list.join(":"))
                 .map_err(|e| fail(&fc, format!("cannot use the {opt} directories"), e))?;
-            legacy = true;
         }
         Err(e) => return Err(fail(&fc, format!("cannot use {opt} {}", shown_top_first[0]), e)),
     }
@@ -748,7 +742,9 @@ fn overlay(layers: &[String], shown: &[String], upper: Upper<'_>, opt: &str) -> 
                 .map_err(|e| fail(&fc, "cannot mount the read-only overlay".into(), e))?;
             return Ok(root);
         }
-        Upper::Kept((u, w)) if legacy => {
+        // By descriptor, as for the legacy lower list: overlayfs unescapes `upperdir` and
+        // `workdir` (a `\` in a name would be taken as an escape).
+        Upper::Kept((u, w)) => {
             let (u, w) = (u.display().to_string(), w.display().to_string());
             let uf = by_fd(&u).ctx(|| format!("cannot use --upper {u}"))?;
             let wf = by_fd(&w).ctx(|| format!("cannot use --work {w}"))?;
@@ -757,7 +753,6 @@ fn overlay(layers: &[String], shown: &[String], upper: Upper<'_>, opt: &str) -> 
             held.extend([uf, wf]);
             paths
         }
-        Upper::Kept((u, w)) => (u.display().to_string(), w.display().to_string()),
         Upper::Tmp => {
             scratch = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV)
                 .ctx(|| "cannot make the tmpfs for the overlay's upper layer".into())?;
@@ -912,7 +907,8 @@ fn host_devices(console: bool) -> Result<HostDevices> {
 }
 
 /// The jail's `/dev` at `at`; returns its devpts mount and the `/dev` directory itself.
-fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str) -> Result<(OwnedFd, OwnedFd)> {
+/// `bwrap`: bwrap's `/dev` (also `core`, a link to `/proc/kcore`).
+fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str, bwrap: bool) -> Result<(OwnedFd, OwnedFd)> {
     let dev = tmpfs(0o755, sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV)
         .ctx(|| format!("cannot make the tmpfs for {at}"))?;
     attach(root, dev.as_fd(), at, Kind::Dir, Own::Yes)?;
@@ -947,7 +943,11 @@ fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str) -> Result<(Owned
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
     ] {
+        if link == "core" && !bwrap {
+            continue;
+        }
         sys::symlinkat(target, dev.as_fd(), link).ctx(|| format!("cannot create /dev/{link}"))?;
     }
     Ok((pts, dev))
@@ -1047,10 +1047,48 @@ fn make_symlink(root: &OwnedFd, target: &str, dest: &str) -> Result<()> {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => match sys::readlinkat(parent.as_fd(), name) {
             Ok(t) if t == target => Ok(()),
+            // bwrap's words (callers look for them).
+            Ok(t) => Err(Failure {
+                code: EXIT_SETUP,
+                msg: format!("cannot create symlink {dest}: existing destination is {t}"),
+            }),
             _ => Err(setup_err(format!("cannot create symlink {dest}"), e)),
         },
         Err(e) => Err(setup_err(format!("cannot create symlink {dest}"), e)),
     }
+}
+
+/// `--dir DEST` (`mode`, as bwrap: only if it makes DEST, less `umask`). Missing
+/// parents are made 0755, without the group's or others' access where `mode` gives them none
+/// (bwrap's rule).
+fn make_dir(root: &OwnedFd, dest: &str, mode: u32, umask: u32) -> Result<()> {
+    let rel = dest.trim_start_matches('/');
+    match sys::openat2(Some(root.as_fd()), rel, libc::O_PATH, 0, Own::No.resolve()) {
+        // There already (bwrap leaves its mode): only checked to be a directory.
+        Ok(_) => {
+            drop(mount_point(root, dest, Kind::Dir, Own::No)?);
+            return Ok(());
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+        Err(e) => return Err(setup_err(format!("cannot open {dest}"), e)),
+    }
+    let mut parents = 0o755;
+    if mode & 0o070 == 0 {
+        parents &= !0o050;
+    }
+    if mode & 0o007 == 0 {
+        parents &= !0o005;
+    }
+    if let Some((up, _)) = rel.rsplit_once('/') {
+        if sys::openat2(Some(root.as_fd()), up, libc::O_PATH, 0, Own::No.resolve())
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
+        {
+            drop(create_mount_point(root, up, Kind::Dir, Own::No, parents)?);
+        }
+    }
+    drop(mount_point(root, dest, Kind::Dir, Own::No)?);
+    let (parent, name) = parent_of(root, dest)?;
+    sys::fchmodat(parent.as_fd(), name, mode & !umask).ctx(|| format!("cannot chmod {dest}"))
 }
 
 /// `--file FD DEST`: a new file (never an existing one, never through a symlink) with `data`.
@@ -1183,7 +1221,7 @@ fn mount_point(root: &OwnedFd, dest: &str, kind: Kind, own: Own) -> Result<Owned
     let rel = dest.trim_start_matches('/');
     let fd = match sys::openat2(Some(root.as_fd()), rel, libc::O_PATH, 0, own.resolve()) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_mount_point(root, rel, kind, own)?,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => create_mount_point(root, rel, kind, own, 0o755)?,
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) && own == Own::Yes => {
             return Err(Failure {
                 code: EXIT_SETUP,
@@ -1209,7 +1247,9 @@ fn mount_point(root: &OwnedFd, dest: &str, kind: Kind, own: Own) -> Result<Owned
     }
 }
 
-fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind, own: Own) -> Result<OwnedFd> {
+/// Makes `rel` and its missing parents (directories of mode `dirs`, less the umask), one
+/// component at a time.
+fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind, own: Own, dirs: u32) -> Result<OwnedFd> {
     let resolve = own.resolve();
     let parts: Vec<&str> = rel.split('/').collect();
     let mut parent = sys::openat2(Some(root.as_fd()), ".", libc::O_PATH | libc::O_DIRECTORY, 0, resolve)
@@ -1244,7 +1284,7 @@ fn create_mount_point(root: &OwnedFd, rel: &str, kind: Kind, own: Own) -> Result
             )
             .map_err(hint)?;
         } else {
-            sys::mkdirat(parent.as_fd(), name, 0o755).map_err(hint)?;
+            sys::mkdirat(parent.as_fd(), name, dirs).map_err(hint)?;
         }
         parent = sys::openat2(Some(root.as_fd()), &so_far, libc::O_PATH, 0, resolve).map_err(hint)?;
     }

@@ -9,6 +9,9 @@ use ljspawn::{bwrap, cli, conf, privileged, spawn, subids, sys, EXIT_SETUP, EXIT
 
 /// Invoked in bubblewrap's form: messages say `bwrap: ` and ljspawn's own failures exit 1.
 static BWRAP_FORM: AtomicBool = AtomicBool::new(false);
+/// bwrap's `--level-prefix`: ljspawn's failure line starts with `<3>` (an error, in syslog's
+/// levels), its warnings with `<4>`.
+static LEVEL_PREFIX: AtomicBool = AtomicBool::new(false);
 
 /// A bump arena in front of the C library's allocator (see `arena`): no mmap/munmap per
 /// allocation during setup.
@@ -136,7 +139,7 @@ fn main() -> ExitCode {
         Ok(j) => j,
         Err(e) => return fail(EXIT_USAGE, &format!("--json-status: {e}")),
     };
-    let seccomp_extra = match plan.seccomp_fds.iter().map(|&fd| read_seccomp_program(fd)).collect() {
+    let seccomp_extra = match read_seccomp_programs(&plan.seccomp_fds) {
         Ok(p) => p,
         Err(e) => return fail(EXIT_USAGE, &e),
     };
@@ -227,8 +230,10 @@ fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode
     };
     match bwrap::request(args, env, host.filter(|h| !h.is_empty()), &mut read_fd) {
         Ok((r, warnings)) => {
+            LEVEL_PREFIX.store(r.level_prefix, Ordering::Relaxed);
+            let level = if r.level_prefix { "<4>" } else { "" };
             for w in warnings {
-                eprintln!("bwrap: {w}");
+                eprintln!("{level}bwrap: {w}");
             }
             Ok(r)
         }
@@ -251,24 +256,48 @@ fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode
 /// One line `ljspawn: MSG` (bwrap form: `bwrap: MSG`, and exit status 1 as bwrap's own).
 fn fail(code: u8, msg: &str) -> ExitCode {
     if BWRAP_FORM.load(Ordering::Relaxed) {
-        eprintln!("bwrap: {msg}");
+        let level = if LEVEL_PREFIX.load(Ordering::Relaxed) { "<3>" } else { "" };
+        eprintln!("{level}bwrap: {}", bwrap::message(msg));
         return ExitCode::from(1);
     }
     eprintln!("ljspawn: {msg}");
     ExitCode::from(code)
 }
 
-/// Reads a caller's BPF program from `--seccomp-fd` (to end of file) and checks its shape.
-fn read_seccomp_program(fd: i32) -> Result<Vec<u8>, String> {
+/// Reads each caller's BPF program from `--seccomp-fd` (to end of file; the descriptor is then
+/// closed) and checks its shape. A descriptor given twice is closed the second time, as in
+/// bwrap: it is never taken twice (another file may have its number by then).
+fn read_seccomp_programs(fds: &[i32]) -> Result<Vec<Vec<u8>>, String> {
     use std::io::Read;
-    let fd = sys::take_inherited_fd(fd).map_err(|e| format!("--seccomp-fd {fd}: {e}"))?;
-    let mut bpf = Vec::new();
-    std::fs::File::from(fd)
-        .take((ljspawn::seccomp::MAX_INSNS * 8 + 8) as u64)
-        .read_to_end(&mut bpf)
-        .map_err(|e| format!("cannot read --seccomp-fd: {e}"))?;
-    ljspawn::seccomp::check_program(&bpf)?;
-    Ok(bpf)
+    let bwrap = BWRAP_FORM.load(Ordering::Relaxed);
+    let read_err = |fd: i32, e: std::io::Error| {
+        if bwrap {
+            format!("Can't read seccomp data: {e}")
+        } else {
+            format!("cannot read --seccomp-fd {fd}: {e}")
+        }
+    };
+    if let Some((_, &fd)) = fds.iter().enumerate().find(|(i, fd)| fds[..*i].contains(fd)) {
+        return Err(read_err(fd, std::io::Error::from_raw_os_error(libc::EBADF)));
+    }
+    let mut out = Vec::with_capacity(fds.len());
+    for &fd in fds {
+        let f = sys::take_inherited_fd(fd).map_err(|e| read_err(fd, e))?;
+        let mut bpf = Vec::new();
+        std::fs::File::from(f)
+            .take((ljspawn::seccomp::MAX_INSNS * 8 + 8) as u64)
+            .read_to_end(&mut bpf)
+            .map_err(|e| read_err(fd, e))?;
+        // bwrap reads every program before it looks at one (its message for a partial one).
+        if bwrap && !bpf.len().is_multiple_of(8) {
+            return Err("Invalid seccomp data, must be multiple of 8".into());
+        }
+        out.push(bpf);
+    }
+    for bpf in &out {
+        ljspawn::seccomp::check_program(bpf)?;
+    }
+    Ok(out)
 }
 
 /// The content of every `--file FD DEST`, in plan order; each descriptor is read to its end
@@ -278,7 +307,14 @@ fn read_files(plan: &plan::Plan) -> Result<Vec<Vec<u8>>, String> {
     let mut out = Vec::new();
     for m in &plan.mounts {
         if let plan::Mount::File { fd, dest, .. } | plan::Mount::Data { fd, dest, .. } = m {
-            let f = sys::take_inherited_fd(*fd).map_err(|e| format!("--file {fd} {dest}: {e}"))?;
+            // (0-2, bwrap form only: read through a copy; the descriptor stays the program's.)
+            let f = match fd {
+                0 => std::io::stdin().as_fd().try_clone_to_owned(),
+                1 => std::io::stdout().as_fd().try_clone_to_owned(),
+                2 => std::io::stderr().as_fd().try_clone_to_owned(),
+                _ => sys::take_inherited_fd(*fd),
+            }
+            .map_err(|e| format!("--file {fd} {dest}: {e}"))?;
             let mut f = std::fs::File::from(f);
             let mut data = Vec::new();
             f.read_to_end(&mut data).map_err(|e| format!("cannot read --file {fd}: {e}"))?;

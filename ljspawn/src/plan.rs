@@ -98,6 +98,10 @@ pub struct Request {
     pub ip: Option<String>,
     pub gateway: Option<String>,
     pub cap_add: Vec<String>,
+    /// bwrap's `--cap-drop` after `--cap-add ALL`: taken out of what `cap_add` keeps.
+    pub cap_drop: Vec<String>,
+    /// bwrap's `--level-prefix`: ljspawn's own lines start with a syslog level (`<3>`, `<4>`).
+    pub level_prefix: bool,
     pub pass_fds: Vec<i32>,
     pub json_status: Option<i32>,
     /// `-j`: the status lines on stderr (lightjail's form).
@@ -662,6 +666,9 @@ pub struct Plan {
     pub as_pid_1: bool,
     /// bwrap's `/dev`: with the terminal on stdout as `/dev/console`.
     pub dev_console: bool,
+    /// The bwrap form: `--file` and `--dir` get their modes as given (bwrap ignores the
+    /// caller's umask; ljspawn's own form takes it off).
+    pub exact_modes: bool,
     /// The jail is made in the user namespace this fd is open on (`userns` is then None:
     /// ljspawn writes no maps; never in setuid mode).
     pub join_userns: Option<i32>,
@@ -1194,6 +1201,10 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         };
         caps.push(n);
     }
+    for c in &req.cap_drop {
+        let n = cap_number(c).ok_or_else(|| PlanError::UnknownCap(c.clone()))?;
+        caps.retain(|&k| k != n);
+    }
     caps.sort_unstable();
     caps.dedup();
 
@@ -1273,7 +1284,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
                 Mount::Dir { dest: jail_path("--dir destination", dest)?, mode: perms(*mode, 0o755)? }
             }
             MountReq::File { fd, dest, mode } => {
-                check_fd("--file", *fd, open_fd)?;
+                check_content_fd("--file", *fd, req.bwrap, open_fd)?;
                 Mount::File {
                     fd: *fd,
                     dest: jail_path("--file destination", dest)?,
@@ -1312,7 +1323,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
                 Mount::BindFd { fd: *fd, dest: jail_path("--bind-fd destination", dest)?, ro: *ro }
             }
             MountReq::Data { fd, dest, ro, mode } => {
-                check_fd("--bind-data", *fd, open_fd)?;
+                check_content_fd("--bind-data", *fd, req.bwrap, open_fd)?;
                 Mount::Data {
                     fd: *fd,
                     dest: jail_path("--bind-data destination", dest)?,
@@ -1485,6 +1496,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         argv0: if reexec { Some("bwrap".into()) } else { req.argv0.clone() },
         as_pid_1: req.as_pid_1,
         dev_console: req.bwrap,
+        exact_modes: req.bwrap,
         join_userns: req.join_userns,
         join_userns2: req.join_userns2,
         join_pidns: req.join_pidns,
@@ -1646,6 +1658,20 @@ fn parse_net(req: &Request, caller: &Caller) -> Result<Net, PlanError> {
         "bridge" => Net::Bridge { bridge: iface, addr, prefix, gateway },
         _ => Net::Macvlan { parent: iface, addr, prefix, gateway },
     })
+}
+
+/// A descriptor whose content ljspawn reads (`--file`, `--bind-data`): in the bwrap form also
+/// 0-2 (bwrap's `--file 0 DEST`: the caller's stdin, read to its end; it stays the program's).
+fn check_content_fd(
+    what: &'static str,
+    fd: i32,
+    bwrap: bool,
+    open_fd: &dyn Fn(i32) -> bool,
+) -> Result<(), PlanError> {
+    if bwrap && (0..=2).contains(&fd) && open_fd(fd) {
+        return Ok(());
+    }
+    check_fd(what, fd, open_fd)
 }
 
 fn check_fd(what: &'static str, fd: i32, open_fd: &dyn Fn(i32) -> bool) -> Result<(), PlanError> {

@@ -596,12 +596,15 @@ fn report(
     json: Option<&Json>,
 ) -> Result<u8, SpawnError> {
     let code = if timed_out { EXIT_TIMEOUT } else { code };
+    // The program ran (its exit status is the jail's) unless the jail reports a failure: the
+    // exit-code line only then, as bwrap writes it only after the program ran.
+    let ran = msg.is_empty();
     if timed_out && msg.is_empty() {
         let t = plan.timeout.unwrap_or_default();
         msg = format!("{EXIT_TIMEOUT}\ttimed out after {t:?}: the jail was sent SIGTERM (SIGKILL after a {:?} grace period)", plan.kill_after)
             .into_bytes();
     }
-    if let Some(j) = json {
+    if let Some(j) = json.filter(|_| ran) {
         j.exited(code);
     }
     if !msg.is_empty() {

@@ -723,15 +723,19 @@ pub fn seccomp_install(bpf: &[u8]) -> io::Result<()> {
         })
         .collect();
     let prog = libc::sock_fprog { len: insns.len() as u16, filter: insns.as_ptr() as *mut _ };
+    // prctl, not seccomp(2) (the same filter, without flags): a caller's filter that allows
+    // prctl but not seccomp (systemd's @default set, say) still lets the next one be stacked,
+    // as under bwrap.
     // SAFETY: out-parameters: `prog` points to `insns`, a live Vec of `len` instructions; the
     // kernel copies the program before returning.
     cvt(unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER as c_long,
-            0 as c_long,
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as c_long,
             &prog as *const libc::sock_fprog,
-        )
+            0 as c_long,
+            0 as c_long,
+        ) as c_long
     })
     .map(drop)
 }

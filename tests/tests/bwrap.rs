@@ -4,7 +4,7 @@
 //! is copied here. Test names are `bwrap::<what>::<mode>`. Needs `tests/prepare.sh` (as root).
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use lj_tests::{ns_inode, path_str, run_with_timeout, Ctx, Mode, DEFAULT_TIMEOUT};
@@ -33,6 +33,13 @@ mod bwrap {
         join_user_namespaces: root rootless setuid;
         join_a_pid_namespace: root rootless setuid;
         pidns_under_an_ancestors_proc: root rootless;
+        later_bind_onto_root: root rootless setuid;
+        dev_core_and_json_status: root rootless setuid;
+        dir_and_file_modes: root rootless setuid;
+        capabilities_in_order: root rootless setuid;
+        seccomp_stacking_and_bad_programs: root rootless setuid;
+        messages_in_bwraps_words: root rootless setuid;
+        overlay_names_with_escapes: root rootless setuid;
     }
 }
 
@@ -881,4 +888,204 @@ fn pidns_under_an_ancestors_proc(cx: &Ctx) {
         out.report()
     );
     assert_eq!(out.lines(), ["status 143"], "the program did not die of the SIGTERM\n{}", out.report());
+}
+
+/// A later bind onto `/` is mounted over what came before it (bwrap's `--bind / / --tmpfs /tmp
+/// --ro-bind / /`, the prefix of its own tests): what it covers is gone. `--symlink` again with
+/// the same target is fine; with another target it fails in bwrap's words. An operation whose
+/// effect would outlive the covered tree is refused before a later bind onto `/`.
+fn later_bind_onto_root(cx: &Ctx) {
+    let args = ["--bind", "/", "/", "--tmpfs", "/etc", "--ro-bind", "/", "/", "--"];
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["sh", "-c", "test -f /etc/passwd && echo etc; touch /x 2>/dev/null || echo ro"]);
+    same_as_bwrap(cx, "", &all, &["etc", "ro"]);
+    let d = cx.tempdir();
+    let ds = d.str();
+    let link = format!("{ds}/link");
+    let make = |target: &str| {
+        cx.ljspawn()
+            .args(["--bwrap", "--bind", "/", "/", "--tmpfs", "/tmp", "--ro-bind", "/", "/"])
+            .args(["--bind", &ds, &ds, "--symlink", target, &link, "true"])
+            .run()
+    };
+    make("/dev/null").ok();
+    assert_eq!(fs::read_link(&link).unwrap(), Path::new("/dev/null"));
+    make("/dev/null").ok();
+    let out = make("/dev/full").expect_status(1);
+    let want = format!("bwrap: Can't make symlink at {link}: existing destination is /dev/null");
+    assert_eq!(out.stderr.trim_end(), want, "{}", out.report());
+    let out =
+        cx.ljspawn().args(["--bwrap", "--dir", "/x", "--bind", "/", "/", "true"]).run().expect_status(1);
+    assert!(out.stderr.contains("--dir before a later bind onto / is not supported"), "{}", out.report());
+}
+
+/// bwrap's `/dev` has `core` (a link to `/proc/kcore`). `--json-status-fd` gets the
+/// `exit-code` line only once the program ran: not when it could not be started.
+fn dev_core_and_json_status(cx: &Ctx) {
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "readlink", "/dev/core"]);
+    same_as_bwrap(cx, "", &args, &["/proc/kcore"]);
+    let d = cx.tempdir();
+    let status = d.join("status");
+    let prelude = format!("exec 9>{}", path_str(&status));
+    let out = host(cx).prelude(&prelude).args(["--json-status-fd", "9", "--", "/"]).run().expect_status(1);
+    let json = fs::read_to_string(&status).unwrap();
+    assert!(json.contains("\"child-pid\": ") && !json.contains("exit-code"), "{json}\n{}", out.report());
+    let out = host(cx).prelude(&prelude).args(["--json-status-fd", "9", "--", "sh", "-c", "exit 3"]).run();
+    out.expect_status(3);
+    let json = fs::read_to_string(&status).unwrap();
+    assert!(json.lines().last() == Some("{\"exit-code\": 3}"), "{json}");
+}
+
+/// `--perms` with `--dir`: the mode of a directory made, never of one already there; missing
+/// parents 0755 without the group's or others' access where the mode gives them none.
+/// `--file 0` (stdin) and `--bind-data 0`, 0666 and 0600 unless `--perms`, whatever the umask.
+fn dir_and_file_modes(cx: &Ctx) {
+    let d = cx.tempdir();
+    let ds = d.str();
+    fs::create_dir(d.join("old")).unwrap();
+    fs::set_permissions(d.join("old"), fs::Permissions::from_mode(0o710)).unwrap();
+    cx.chown_caller(&d.join("old"));
+    let out = host(cx)
+        .prelude("umask 022")
+        .args(["--bind", &ds, &ds, "--perms", "0741", "--dir", &format!("{ds}/old")])
+        .args(["--perms", "1741", "--dir", &format!("{ds}/new")])
+        .args(["--perms", "0710", "--dir", &format!("{ds}/p750/x")])
+        .args(["--perms", "0604", "--dir", &format!("{ds}/p705/x")])
+        .args(["--perms", "0600", "--dir", &format!("{ds}/p700/x"), "true"])
+        .run()
+        .ok();
+    let mode = |n: &str| fs::metadata(d.join(n)).unwrap().permissions().mode() & 0o7777;
+    let got: Vec<u32> = ["old", "new", "p750", "p705", "p700", "p750/x"].iter().map(|n| mode(n)).collect();
+    assert_eq!(got, [0o710, 0o1741, 0o750, 0o705, 0o700, 0o710], "{}", out.report());
+    let prelude = "exec </dev/null; umask 022";
+    for (opts, want) in [
+        (&["--file", "0", "/f"][..], "666"),
+        (&["--perms", "0640", "--file", "0", "/f"][..], "640"),
+        (&["--bind-data", "0", "/f"][..], "600"),
+        (&["--perms", "0640", "--ro-bind-data", "0", "/f"][..], "640"),
+    ] {
+        let mut args: Vec<&str> = HOST[1..].to_vec();
+        args.push("/dev");
+        args.extend(opts);
+        args.extend(["stat", "-c", "%a", "/f"]);
+        same_as_bwrap(cx, prelude, &args, &[want]);
+    }
+    let out = host(cx).stdin(b"from-stdin\n").args(["--file", "0", "/f", "--", "cat", "/f"]).run();
+    assert_eq!(out.ok().lines(), ["from-stdin"]);
+}
+
+/// `--cap-add` and `--cap-drop` in order, as bwrap: `--cap-add ALL --cap-drop CAP_KILL` keeps all
+/// but CAP_KILL (in the jail's own user namespace when not root). Without `--cap-add` nothing
+/// is kept, root included (a documented difference: bwrap's root keeps what it holds).
+fn capabilities_in_order(cx: &Ctx) {
+    let probe = ["sh", "-c", "grep CapEff /proc/self/status | cut -f2"];
+    let userns: &[&str] = if cx.mode == Mode::Root { &[] } else { &["--unshare-user"] };
+    let caps = |opts: &[&str]| {
+        let out = host(cx).args(userns).args(opts).args(probe).run().ok();
+        let hex = out.lines().first().cloned().unwrap_or_default();
+        (u64::from_str_radix(&hex, 16).unwrap_or_else(|_| panic!("CapEff\n{}", out.report())), out)
+    };
+    // What `--cap-add ALL` keeps: all that are held (root), the user namespace's (others).
+    let (all, out) = caps(&["--cap-add", "ALL"]);
+    let kill = 1u64 << 5;
+    assert!(all & kill != 0, "{}", out.report());
+    let cases: [(&[&str], u64); 5] = [
+        (&["--cap-add", "ALL", "--cap-drop", "CAP_KILL"], all & !kill),
+        (&["--cap-add", "ALL", "--cap-drop", "CAP_KILL", "--cap-add", "CAP_KILL"], all),
+        (&["--cap-add", "ALL", "--cap-drop", "ALL", "--cap-add", "CAP_KILL"], kill),
+        (&["--cap-drop", "CAP_KILL", "--cap-add", "ALL"], all),
+        (&[], 0),
+    ];
+    for (opts, want) in cases {
+        let (got, out) = caps(opts);
+        assert_eq!(got, want, "{}", out.report());
+    }
+    // bwrap itself (rootless: root's bwrap keeps what root holds without --cap-add).
+    if let (Some(b), Mode::Rootless) = (lj_tests::which("bwrap"), cx.mode) {
+        let mut argv = vec![path_str(&b)];
+        argv.extend(HOST[1..].iter().map(|s| s.to_string()));
+        argv.extend(
+            ["/dev", "--unshare-user", "--cap-add", "ALL", "--cap-drop", "CAP_KILL"].map(String::from),
+        );
+        argv.extend(probe.map(String::from));
+        let t = run_with_timeout(cx.command(&argv), None, DEFAULT_TIMEOUT).expect("run bwrap").ok();
+        assert_eq!(t.lines(), [format!("{:016x}", all & !kill)], "bwrap itself differs\n{}", t.report());
+    }
+}
+
+/// A caller's program that denies seccomp(2) still lets the next one be stacked (bwrap
+/// installs them with prctl). A descriptor given twice, and a program that is not whole
+/// instructions, fail with bwrap's messages.
+fn seccomp_stacking_and_bad_programs(cx: &Ctx) {
+    if !cfg!(target_arch = "x86_64") || !Path::new("/usr/bin/python3").exists() {
+        cx.skip("needs x86_64 and /usr/bin/python3");
+        return;
+    }
+    let d = cx.tempdir();
+    // seccomp (317), then uname (63); and a broken program.
+    fs::write(d.join("no-seccomp.bpf"), deny_bpf(317)).unwrap();
+    fs::write(d.join("no-uname.bpf"), deny_bpf(63)).unwrap();
+    fs::write(d.join("odd.bpf"), [1u8, 2, 3]).unwrap();
+    for n in ["no-seccomp.bpf", "no-uname.bpf", "odd.bpf"] {
+        cx.chown_caller(&d.join(n));
+    }
+    let prelude = format!("exec 5<{0}/no-seccomp.bpf 6<{0}/no-uname.bpf 7<{0}/odd.bpf", d.str());
+    let py = "import os\ntry: os.uname(); print('ok')\nexcept OSError as e: print(e.errno)";
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "--add-seccomp-fd", "5", "--add-seccomp-fd", "6"]);
+    args.extend(["/usr/bin/python3", "-I", "-S", "-c", py]);
+    same_as_bwrap(cx, &prelude, &args, &["1"]);
+    let out =
+        host(cx).prelude(&prelude).args(["--add-seccomp-fd", "6", "--add-seccomp-fd", "6", "true"]).run();
+    let out = out.expect_status(1);
+    assert!(out.stderr.starts_with("bwrap: Can't read seccomp data: "), "{}", out.report());
+    let out = host(cx).prelude(&prelude).args(["--add-seccomp-fd", "7", "true"]).run().expect_status(1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "bwrap: Invalid seccomp data, must be multiple of 8",
+        "{}",
+        out.report()
+    );
+}
+
+/// bwrap's words where callers look for them: `--level-prefix` (`<4>` warnings, `<3>` the
+/// failure), a missing bind source, a `--size` beyond an off_t.
+fn messages_in_bwraps_words(cx: &Ctx) {
+    let out = host(cx).args(["--level-prefix", "--chdir", "/", "--chdir", "/", "true"]).run().ok();
+    assert_eq!(out.stderr.trim_end(), "<4>bwrap: Only the last --chdir option will take effect");
+    let out = host(cx).args(["--level-prefix", "--bind", "/nonexistent-src", "/x", "true"]).run();
+    let out = out.expect_status(1);
+    assert_eq!(
+        out.stderr.trim_end(),
+        "<3>bwrap: Can't find source path /nonexistent-src: No such file or directory",
+        "{}",
+        out.report()
+    );
+    let out =
+        host(cx).args(["--size", "9223372036854775808", "--tmpfs", "/t", "true"]).run().expect_status(1);
+    assert!(out.stderr.contains("--size"), "{}", out.report());
+    let out = host(cx).args(["--size", "9223372036854775807", "--tmpfs", "/t", "true"]).run().ok();
+    assert!(out.stderr.is_empty(), "{}", out.report());
+}
+
+/// Overlay directories whose names hold overlayfs's separators and escape (`"`, `:`, `,`,
+/// `\`) are the directories named, as in bwrap.
+fn overlay_names_with_escapes(cx: &Ctx) {
+    let d = cx.tempdir();
+    let name = |n: &str| format!("{n} \":,\\");
+    for n in ["lower", "upper", "work"] {
+        fs::create_dir(d.join(name(n))).unwrap();
+        cx.chown_caller(&d.join(name(n)));
+    }
+    cx.write_caller_file(&d.join(name("lower")).join("a"), "1");
+    let p = |n: &str| path_str(&d.join(name(n)));
+    let out = host(cx)
+        .args(["--overlay-src", &p("lower"), "--overlay", &p("upper"), &p("work"), "/o"])
+        .args(["--", "sh", "-c", "cat /o/a; printf 2 > /o/a; cat /o/a"])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["12"], "{}", out.report());
+    assert_eq!(fs::read_to_string(d.join(name("upper")).join("a")).unwrap(), "2");
+    assert_eq!(fs::read_to_string(d.join(name("lower")).join("a")).unwrap(), "1");
 }

@@ -123,7 +123,7 @@ fn symlink_dir_file(cx: &Ctx) {
         .args(["--host-usr", "--symlink", "x", "/l", "--symlink", "y", "/l", "--", "true"])
         .run()
         .expect_ljspawn_error(125);
-    assert!(out.stderr.contains("cannot create symlink /l: file exists"), "{}", out.report());
+    assert!(out.stderr.contains("cannot create symlink /l: existing destination is x"), "{}", out.report());
     let out =
         cx.ljspawn().args(["--host-usr", "--file", "9", "/f", "--", "true"]).run().expect_ljspawn_error(2);
     assert!(out.stderr.contains("--file 9 is not an open file descriptor"), "{}", out.report());
