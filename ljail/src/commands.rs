@@ -65,6 +65,11 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
     let layers = jail::resolve(&jails.root, &cfg)?;
     // The config goes through its own parser before anything is made (its checks of the
     // values are the options' checks here).
+    if let Some((key, v)) = cfg.control_char() {
+        return Err(Error::Usage(format!(
+            "{key} {v:?} has a control character: a jail's config and its systemd unit hold none"
+        )));
+    }
     let text = cfg.to_text();
     config::parse(&text).map_err(|err| Error::Usage(err.msg))?;
     if dry_run {
@@ -545,7 +550,7 @@ pub fn enable(jails: &Jails, name: &str, on: bool, dry_run: bool, ui: &Ui) -> Re
     let _lock = jails.lock(&j)?;
     let what = if on { "enable" } else { "disable" };
     if let Some(scope) = jails.manager {
-        let unit = crate::systemd::unit_name(name);
+        let unit = crate::systemd::unit_name(&j);
         if on {
             let path = crate::systemd::enable(jails, &j, scope, dry_run)?;
             if !dry_run {

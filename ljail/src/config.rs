@@ -229,12 +229,26 @@ impl Config {
 
     /// The file's text: a header, then one line per setting (defaults left out).
     pub fn to_text(&self) -> String {
+        self.text_checked().0
+    }
+
+    /// A value with a control character (a newline, a tab, an escape...), which neither the
+    /// config file nor a systemd unit may hold: its key and the value.
+    pub fn control_char(&self) -> Option<(String, String)> {
+        self.text_checked().1
+    }
+
+    fn text_checked(&self) -> (String, Option<(String, String)>) {
         let mut out = String::from(
             "# ljail jail config: KEY VALUE... per line, values quoted as in sh (see README.md, ljail)\n",
         );
+        let mut bad: Option<(String, String)> = None;
         let mut line = |key: &str, vals: &[&str]| {
             out.push_str(key);
             for v in vals {
+                if bad.is_none() && v.chars().any(char::is_control) {
+                    bad = Some((key.to_string(), v.to_string()));
+                }
                 out.push(' ');
                 out.push_str(&shell_quote(v.as_ref()));
             }
@@ -305,7 +319,7 @@ impl Config {
         if self.priority != DEFAULT_PRIORITY {
             line("priority", &[&self.priority.to_string()]);
         }
-        out
+        (out, bad)
     }
 }
 
@@ -367,6 +381,7 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
                 loop {
                     match chars.next() {
                         Some('\'') => break,
+                        Some(c) if c.is_control() => return Err(format!("control character {:?}", c)),
                         Some(c) => cur.push(c),
                         None => return Err("unterminated ' quote".into()),
                     }
@@ -385,6 +400,7 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
                             }
                             None => return Err("unterminated \" quote".into()),
                         },
+                        Some(c) if c.is_control() => return Err(format!("control character {:?}", c)),
                         Some(c) => cur.push(c),
                         None => return Err("unterminated \" quote".into()),
                     }

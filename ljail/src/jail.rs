@@ -129,6 +129,33 @@ pub struct Jail {
 }
 
 impl Jail {
+    /// The jail `name` of the same root.
+    pub fn sibling(&self, name: &str) -> Jail {
+        Jail { name: name.to_string(), dir: self.dir.with_file_name(name) }
+    }
+
+    /// What names the jail outside its root, in unit names (`lightjail-ID.service`), machine
+    /// names and its cgroup (`ljail-ID`): its name in the default root of the caller (the one
+    /// without `--root` or `LIGHTJAIL_ROOT`: `systemctl status lightjail-NAME` works), else
+    /// `NAME:HASH`, HASH 8 hex digits of its root's path, so jails of one name in two roots
+    /// never share a unit or a cgroup (`:` is in no jail name, so no other jail's id is it).
+    pub fn unit_id(&self) -> String {
+        let root = self.dir.parent().and_then(Path::parent).unwrap_or(Path::new("/"));
+        let canon = |p: &Path| fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let env = ljbuild::store::RootEnv { lightjail_root: None, ..ljbuild::store::RootEnv::current() };
+        let default = ljbuild::store::locate(None, &env).ok().map(|(p, _)| canon(&p));
+        let root = canon(root);
+        if default.as_deref() == Some(root.as_path()) {
+            return self.name.clone();
+        }
+        // FNV-1a (64 bits), folded to 32: stable across builds and versions.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in root.as_os_str().as_encoded_bytes() {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("{}:{:08x}", self.name, (h ^ (h >> 32)) as u32)
+    }
+
     /// `config`.
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config")

@@ -252,7 +252,7 @@ pub fn find_supervisor() -> Result<PathBuf, Error> {
 fn supervisor(jails: &Jails, j: &Jail, cfg: &Config, layers: &jail::Resolved) -> Result<Command, Error> {
     let (ljspawn, program) = (ljspawn()?, find_supervisor()?);
     // (This process moves into the jail's cgroup, where the supervisor is born.)
-    let cgroup = ljail_supervisor::cgroup::prepare(&j.name).map_err(|e| Error::Failed(e.0))?;
+    let cgroup = ljail_supervisor::cgroup::prepare(&j.unit_id()).map_err(|e| Error::Failed(e.0))?;
     let spec = ljail_supervisor::Spec {
         name: j.name.clone(),
         dir: j.dir.clone(),

@@ -94,13 +94,14 @@ pub fn detect(choice: Choice) -> Result<Option<Scope>, Error> {
     Ok(None)
 }
 
-/// The jail's unit: `lightjail-NAME.service`.
-pub fn unit_name(name: &str) -> String {
-    format!("lightjail-{name}.service")
+/// The jail's unit: `lightjail-NAME.service` for a jail of the default root, else
+/// `lightjail-NAME:HASH.service` (see `Jail::unit_id`).
+pub fn unit_name(j: &Jail) -> String {
+    format!("lightjail-{}.service", j.unit_id())
 }
 
-/// Where `enable` writes the unit file of `name`.
-pub fn unit_file(scope: Scope, name: &str) -> Result<PathBuf, Error> {
+/// Where `enable` writes the unit file of `j`.
+pub fn unit_file(scope: Scope, j: &Jail) -> Result<PathBuf, Error> {
     let dir = match scope {
         Scope::System => PathBuf::from("/etc/systemd/system"),
         Scope::User => match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
@@ -111,7 +112,7 @@ pub fn unit_file(scope: Scope, name: &str) -> Result<PathBuf, Error> {
             },
         },
     };
-    Ok(dir.join(unit_name(name)))
+    Ok(dir.join(unit_name(j)))
 }
 
 /// The unit's state, from `systemctl show`.
@@ -215,8 +216,23 @@ pub fn exec_word(w: &str, unit_file: bool) -> String {
     out
 }
 
-fn exec_line(words: &[OsString], unit_file: bool) -> String {
-    words.iter().map(|w| exec_word(&w.to_string_lossy(), unit_file)).collect::<Vec<_>>().join(" ")
+fn exec_line(words: &[OsString], unit_file: bool) -> Result<String, Error> {
+    let words: Vec<String> =
+        words.iter().map(|w| unit_word(w).map(|w| exec_word(w, unit_file))).collect::<Result<_, _>>()?;
+    Ok(words.join(" "))
+}
+
+/// A word of the unit's commands as text: UTF-8 without control characters (a unit file and
+/// systemd's D-Bus strings hold nothing else faithfully), else refused with one line naming it
+/// (a path of the lightjail root, of ljail or ljspawn, from the jail's config).
+fn unit_word(w: &OsString) -> Result<&str, Error> {
+    match w.to_str() {
+        Some(s) if !s.chars().any(char::is_control) => Ok(s),
+        Some(_) => {
+            Err(Error::Usage(format!("{w:?} has a control character: it cannot go into a systemd unit")))
+        }
+        None => Err(Error::Usage(format!("{w:?} is not UTF-8: it cannot go into a systemd unit"))),
+    }
 }
 
 /// ljail's own executable and its `--root ROOT unit-hook NAME WHAT` (the hooks' command).
@@ -249,12 +265,12 @@ pub fn properties(
     let after: Vec<String> = order
         .iter()
         .filter(|(n, pr)| *n != j.name && *pr < cfg.priority)
-        .map(|(n, _)| unit_name(n))
+        .map(|(n, _)| unit_name(&j.sibling(n)))
         .collect();
     let before: Vec<String> = order
         .iter()
         .filter(|(n, pr)| *n != j.name && *pr > cfg.priority)
-        .map(|(n, _)| unit_name(n))
+        .map(|(n, _)| unit_name(&j.sibling(n)))
         .collect();
     if !after.is_empty() {
         set(true, "After", after.join(" "));
@@ -291,8 +307,8 @@ pub fn properties(
     // ljspawn makes the jail's cgroups below the service's own.
     set(false, "Delegate", "yes".into());
     set(false, "WorkingDirectory", "/".into());
-    set(false, "ExecStartPost", format!("-{}", exec_line(&hook(jails, j, "started")?, unit_file)));
-    set(false, "ExecStopPost", format!("-{}", exec_line(&hook(jails, j, "stopped")?, unit_file)));
+    set(false, "ExecStartPost", format!("-{}", exec_line(&hook(jails, j, "started")?, unit_file)?));
+    set(false, "ExecStopPost", format!("-{}", exec_line(&hook(jails, j, "stopped")?, unit_file)?));
     Ok(p)
 }
 
@@ -327,7 +343,7 @@ pub fn unit_text(jails: &Jails, j: &Jail, cfg: &Config, scope: Scope) -> Result<
         t.push_str(&format!("{k}={v}\n"));
     }
     t.push_str("\n[Service]\n");
-    t.push_str(&format!("ExecStart={}\n", exec_line(&main_process(jails, j, cfg)?, true)));
+    t.push_str(&format!("ExecStart={}\n", exec_line(&main_process(jails, j, cfg)?, true)?));
     for (_, k, v) in props.iter().filter(|p| !p.0) {
         t.push_str(&format!("{k}={v}\n"));
     }
@@ -345,7 +361,7 @@ pub fn run_argv(jails: &Jails, j: &Jail, cfg: &Config, scope: Scope) -> Result<V
     if scope == Scope::User {
         a.push("--user".into());
     }
-    a.extend(["--quiet".into(), "--collect".into(), format!("--unit={}", unit_name(&j.name)).into()]);
+    a.extend(["--quiet".into(), "--collect".into(), format!("--unit={}", unit_name(j)).into()]);
     for (_, k, v) in properties(jails, j, cfg, &boot_order(jails)?, false)? {
         a.push(format!("--property={k}={v}").into());
     }
@@ -353,10 +369,9 @@ pub fn run_argv(jails: &Jails, j: &Jail, cfg: &Config, scope: Scope) -> Result<V
     // The manager expands `$VAR`/`${VAR}` in a transient unit's command (systemd-run's
     // default, always before systemd 254) and turns `$$` into `$`: every `$` is doubled, so
     // the jail's command reaches ljspawn as written, as in a unit file (`exec_word`).
-    a.extend(main_process(jails, j, cfg)?.into_iter().map(|w| match w.to_str() {
-        Some(s) if s.contains('$') => OsString::from(s.replace('$', "$$")),
-        _ => w,
-    }));
+    for w in main_process(jails, j, cfg)? {
+        a.push(unit_word(&w)?.replace('$', "$$").into());
+    }
     Ok(a)
 }
 
@@ -377,8 +392,8 @@ fn install(scope: Scope, path: &Path, text: &str) -> Result<(), Error> {
 /// `start` through systemd: the enabled unit (its file rewritten first if the config changed),
 /// else a transient one. Returns the jail's pid once the unit is up.
 pub fn start(jails: &Jails, j: &Jail, cfg: &Config, scope: Scope) -> Result<Option<u32>, Error> {
-    let unit = unit_name(&j.name);
-    let file = unit_file(scope, &j.name)?;
+    let unit = unit_name(j);
+    let file = unit_file(scope, j)?;
     // A failed unit of an earlier run stays loaded until reset (a transient one would block
     // the name).
     let mut reset = scope.command("systemctl");
@@ -480,7 +495,7 @@ pub fn stop(j: &Jail, scope: Scope, unit: &str, timeout: Duration) -> Result<(),
 pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<PathBuf, Error> {
     let cfg = j.config()?;
     let text = unit_text(jails, j, &cfg, scope)?;
-    let path = unit_file(scope, &j.name)?;
+    let path = unit_file(scope, j)?;
     if !path.is_file() && jails.running(j)? {
         // systemd enables no transient unit, and its file would be shadowed by the transient one.
         return Err(Error::Conflict(format!(
@@ -495,8 +510,8 @@ pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<Pa
     }
     install(scope, &path, &text)?;
     let mut c = scope.command("systemctl");
-    c.args(["enable", "--", &unit_name(&j.name)]);
-    run(c, &format!("systemctl enable {}", unit_name(&j.name)))?;
+    c.args(["enable", "--", &unit_name(j)]);
+    run(c, &format!("systemctl enable {}", unit_name(j)))?;
     Ok(path)
 }
 
@@ -504,11 +519,11 @@ pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<Pa
 /// would lose its settings, the stop's among them, at the reload). Returns whether there was
 /// one.
 pub fn disable(j: &Jail, scope: Scope) -> Result<bool, Error> {
-    let path = unit_file(scope, &j.name)?;
+    let path = unit_file(scope, j)?;
     if !path.is_file() {
         return Ok(false);
     }
-    let unit = unit_name(&j.name);
+    let unit = unit_name(j);
     if show(scope, &unit).running() {
         return Err(Error::Conflict(format!("jail '{}' is running: stop it, then disable it", j.name)));
     }
@@ -567,9 +582,10 @@ fn machined_call(method: &str, sig: &str, args: &[String]) -> Result<(), Error> 
     run(c, &format!("busctl call {method}"))
 }
 
-/// The machine name of a jail (a host name: `_` becomes `-`).
-pub fn machine_name(name: &str) -> String {
-    name.chars().map(|c| if c == '_' { '-' } else { c }).collect()
+/// The machine name of a jail (a host name: `_` and `:` become `-`): its name, with its root's
+/// hash outside the default root (see `Jail::unit_id`).
+pub fn machine_name(j: &Jail) -> String {
+    j.unit_id().chars().map(|c| if c == '_' || c == ':' { '-' } else { c }).collect()
 }
 
 /// The host pid of the jail's PID 1: the child of ljspawn (`main`) that is pid 1 of a pid
@@ -620,7 +636,7 @@ fn exit_status() -> Option<i32> {
 pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
     let scope = if rustix::process::geteuid().is_root() { Scope::System } else { Scope::User };
     let mut st = supervise::read_state(j);
-    st.unit = Some(unit_name(&j.name));
+    st.unit = Some(unit_name(j));
     st.scope = Some(scope);
     let register = scope == Scope::System && machined();
     match what {
@@ -640,7 +656,7 @@ pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
                 std::thread::sleep(Duration::from_millis(5));
             };
             st.state = "running".into();
-            st.restarts = show(scope, &unit_name(&j.name)).restarts;
+            st.restarts = show(scope, &unit_name(j)).restarts;
             st.supervisor_pid = 0;
             st.ljspawn_pid = Some(main);
             st.jail_pid = pid;
@@ -648,7 +664,7 @@ pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
             st.started_at = Some(now());
             supervise::write_state(j, &st)?;
             if let (Some(pid), true) = (pid, register) {
-                let name = machine_name(&j.name);
+                let name = machine_name(j);
                 let _ = machined_call("UnregisterMachine", "s", std::slice::from_ref(&name));
                 let data = j.data_dir(j.config()?.root);
                 let args = [
@@ -666,11 +682,11 @@ pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
         }
         "stopped" => {
             if register {
-                let _ = machined_call("UnregisterMachine", "s", &[machine_name(&j.name)]);
+                let _ = machined_call("UnregisterMachine", "s", &[machine_name(j)]);
             }
             let code = exit_status();
             st.last_exit = code;
-            st.restarts = show(scope, &unit_name(&j.name)).restarts;
+            st.restarts = show(scope, &unit_name(j)).restarts;
             // As ljail's supervisor says it (systemd decides the restart itself, from the same
             // policy).
             let cfg = j.config()?;

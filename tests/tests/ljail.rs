@@ -797,6 +797,25 @@ fn bad_names_and_config_lines(lj: &Lj) {
         "'ip' needs 'net bridge:BR'",
     );
     lj.fails(&["create", "w", "--world", "busybox"], 2, "(see ljail --help)");
+    // Nothing with a control character reaches a config or a systemd unit.
+    lj.fails(
+        &["create", "w", "--world", "busybox", "--", "/bin/sh", "-c", "echo a\nb"],
+        2,
+        "command \"echo a\\nb\" has a control character: a jail's config and its systemd unit hold none",
+    );
+    lj.fails(
+        &["create", "w", "--world", "busybox", "--setenv", "A", "x\u{1b}y", "--", "/bin/true"],
+        2,
+        "setenv \"x\\u{1b}y\" has a control character",
+    );
+    // The proc masks stay for root's jails (their ids are the host's).
+    if lj.cx.mode == Mode::Root {
+        lj.fails(
+            &["create", "w", "--world", "busybox", "--proc-unmasked", "--", "/bin/true"],
+            2,
+            "--proc-unmasked is not for root's jails",
+        );
+    }
     if lj.cx.mode != Mode::Root {
         // ljspawn's own refusal, found at create (by ljspawn --dry-run), not at the first start.
         lj.fails(
@@ -877,7 +896,12 @@ fn dry_run_runs_nothing(lj: &Lj) {
         "{line}"
     );
     assert!(line.ends_with("-- /bin/sh -c 'echo hi'"), "{line}");
+    assert!(!line.contains("--proc-unmasked"), "{line}");
     assert!(!lj.jail_dir("d").exists());
+    // A --docker jail of a user hosts nested jails: its /proc unmasked (root's keeps the masks).
+    let out = lj.ok(&["create", "d", "--world", "busybox", "--docker", "--dry-run", "--", "/bin/true"]);
+    let line = out.lines().into_iter().find(|l| l.starts_with("ljspawn ")).unwrap_or_default();
+    assert_eq!(line.contains(" --proc-unmasked "), lj.cx.mode != Mode::Root, "{}", out.report());
     lj.ok(&["create", "d", "--world", "busybox", "--", "/bin/sleep", "1000"]);
     let out = lj.ok(&["start", "d", "--dry-run"]);
     assert!(
@@ -1666,6 +1690,34 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
     assert_eq!(
         ok("machinectl show web -p Leader -p Unit -p Class"),
         format!("Unit=lightjail-web.service\nLeader={pid1}\nClass=container\n")
+    );
+
+    // A jail of the same name in another root: a unit (and cgroup) of its own, the root's hash
+    // in its name; lightjail-web stays the default root's.
+    let r2 = "/opt/lj/ljail --root /usr/local/lj/r2";
+    ok(&format!("mkdir -p /usr/local/lj/r2/worlds && ln -s /opt/busybox /usr/local/lj/r2/worlds/busybox && {r2} create web --world busybox -- /bin/sh -c 'echo other web; exec sleep 1000'"));
+    let dry2 = ok(&format!("{r2} start web --dry-run"));
+    let unit2 =
+        dry2.split_whitespace().find_map(|w| w.strip_prefix("--unit=")).unwrap_or_default().to_string();
+    let hash =
+        unit2.strip_prefix("lightjail-web:").and_then(|u| u.strip_suffix(".service")).unwrap_or_default();
+    assert!(hash.len() == 8 && hash.bytes().all(|b| b.is_ascii_hexdigit()), "{dry2}");
+    ok(&format!("{r2} start web"));
+    assert_eq!(status("web")["unit"], "lightjail-web.service");
+    let st2: Value = serde_json::from_str(&ok(&format!("{r2} status web --json"))).unwrap();
+    assert_eq!(
+        (st2["state"].as_str(), st2["unit"].as_str()),
+        (Some("running"), Some(unit2.as_str())),
+        "{st2}"
+    );
+    assert_eq!(ok(&format!("systemctl is-active lightjail-web.service {unit2}")), "active\nactive\n");
+    assert!(wait_until(UP, || sh(&format!("journalctl --no-pager -o cat -u {unit2}"))
+        .stdout
+        .contains("other web")));
+    ok(&format!("{r2} stop web"));
+    assert_eq!(
+        ok(&format!("systemctl is-active lightjail-web.service; systemctl is-active {unit2} || true")),
+        "active\ninactive\n"
     );
 
     // A snapshot of the running jail: frozen meanwhile (the unit's freezer; ljail's supervisor
