@@ -150,6 +150,90 @@ pub struct User {
     pub gid: u32,
 }
 
+/// ljbuild run as a test's caller on a lightjail root of its own (`td/root`, its
+/// `LIGHTJAIL_ROOT`): what the ljbuild and oci tests share.
+#[derive(Debug)]
+pub struct Ljbuild<'a> {
+    pub cx: &'a Ctx,
+    /// `bin/ljbuild` of the test directory.
+    pub bin: PathBuf,
+    /// Owned by the caller: `root/` (LIGHTJAIL_ROOT), and the test's own files.
+    pub td: TempDir,
+}
+
+impl<'a> Ljbuild<'a> {
+    /// None (the test skipped, saying why) without `bin/ljbuild` in the test directory.
+    pub fn new(cx: &'a Ctx) -> Option<Ljbuild<'a>> {
+        let bin = cx.dir.join("bin/ljbuild");
+        if !bin.is_file() {
+            cx.skip(&format!(
+                "{} missing: cargo build --release --workspace, then tests/prepare.sh",
+                bin.display()
+            ));
+            return None;
+        }
+        Some(Ljbuild { cx, bin, td: cx.tempdir() })
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.td.join("root")
+    }
+
+    /// A command running ljbuild as the caller, with `LIGHTJAIL_ROOT` set and `env`.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut argv: Vec<OsString> =
+            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
+        for (k, v) in env {
+            argv.push(format!("{k}={v}").into());
+        }
+        argv.push(self.bin.clone().into());
+        argv.extend(args.iter().map(OsString::from));
+        let mut cmd = self.cx.command(argv);
+        cmd.current_dir(self.td.path());
+        cmd
+    }
+
+    /// ljbuild `args` with `env`, killed after `limit`.
+    pub fn run_for(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+        let cmd = self.command(args, env);
+        let mut out = run_with_timeout(cmd, None, limit).expect("run ljbuild");
+        out.command = format!("[{}] ljbuild {}", self.cx.mode, args.join(" "));
+        out
+    }
+
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.run_for(args, env, Duration::from_secs(120))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    #[track_caller]
+    pub fn ok(&self, args: &[&str]) -> Output {
+        self.run(args).ok()
+    }
+
+    /// Runs ljbuild, expecting exit status `code` and a last stderr line `ljbuild: ...`
+    /// containing every string of `wants`.
+    #[track_caller]
+    pub fn fails(&self, args: &[&str], code: i32, wants: &[&str]) -> Output {
+        self.fails_env(args, &[], code, wants)
+    }
+
+    /// [`Ljbuild::fails`] with `env`.
+    #[track_caller]
+    pub fn fails_env(&self, args: &[&str], env: &[(&str, &str)], code: i32, wants: &[&str]) -> Output {
+        let out = self.run_env(args, env).expect_status(code);
+        let last = out.stderr.lines().last().unwrap_or("");
+        assert!(last.starts_with("ljbuild: "), "last stderr line is not 'ljbuild: ...'\n{}", out.report());
+        for w in wants {
+            assert!(last.contains(w), "stderr does not say {w:?}\n{}", out.report());
+        }
+        out
+    }
+}
+
 /// A network namespace made for one test, held by `unshare --net cat` (whose stdin is a pipe
 /// from this process: it ends with the test, whatever happens), with `lo` up; gone when
 /// dropped, with every link in it, once no jail is left in it.

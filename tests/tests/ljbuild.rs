@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lj_tests::{host_mountinfo, path_str, run_with_timeout, wait_until, which, Ctx, Mode, Output, TempDir};
+use lj_tests::{host_mountinfo, path_str, run_with_timeout, wait_until, which, Ctx, Mode, Output};
 
 fn run(name: &str, mode: Mode, test: fn(&Lj)) {
     let Some(cx) = Ctx::new(name, mode) else { return };
@@ -55,52 +55,29 @@ lj_tests::mode_tests! {
     content_addressed_store: root rootless;
 }
 
-/// One test's lightjail root and Jailfile directories.
-struct Lj<'a> {
-    cx: &'a Ctx,
-    bin: PathBuf,
-    /// Owned by the caller: `root/` (LIGHTJAIL_ROOT), Jailfile directories, logs.
-    td: TempDir,
+/// One test's lightjail root and Jailfile directories ([`lj_tests::Ljbuild`]'s methods, and
+/// these tests' own).
+struct Lj<'a>(lj_tests::Ljbuild<'a>);
+
+impl<'a> std::ops::Deref for Lj<'a> {
+    type Target = lj_tests::Ljbuild<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl<'a> Lj<'a> {
     fn new(cx: &'a Ctx) -> Option<Lj<'a>> {
-        let bin = cx.dir.join("bin/ljbuild");
-        if !bin.is_file() {
-            cx.skip(&format!(
-                "{} missing: cargo build --release --workspace, then tests/prepare.sh",
-                bin.display()
-            ));
-            return None;
-        }
         if cx.run_as.is_some() && which("setpriv").is_none() {
             cx.skip("setpriv (util-linux) not installed");
             return None;
         }
-        let lj = Lj { cx, bin, td: cx.tempdir() };
+        let lj = Lj(lj_tests::Ljbuild::new(cx)?);
         // The world: imported (copied) by the caller, so a rootless caller owns its files.
         let src = if cx.caller_uid == lj_tests::current_uid() { None } else { Some(cx.world_copy()) };
         let world = src.as_ref().map_or_else(|| cx.world(), |t| t.path().to_path_buf());
         lj.ok(&["world", "import", "busybox", &path_str(&world)]);
         Some(lj)
-    }
-
-    fn root(&self) -> PathBuf {
-        self.td.join("root")
-    }
-
-    /// A command running ljbuild as the caller, with `LIGHTJAIL_ROOT` set and `extra_env`.
-    fn command(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Command {
-        let mut argv: Vec<OsString> =
-            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
-        for (k, v) in extra_env {
-            argv.push(format!("{k}={v}").into());
-        }
-        argv.push(self.bin.clone().into());
-        argv.extend(args.iter().map(OsString::from));
-        let mut cmd = self.cx.command(argv);
-        cmd.current_dir(self.td.path());
-        cmd
     }
 
     /// ljbuild as the caller with only `env` (`-i`: no LIGHTJAIL_ROOT, HOME, CI, ... unless given).
@@ -122,40 +99,6 @@ impl<'a> Lj<'a> {
         fs::create_dir_all(&d).expect("mkdir");
         self.cx.chown_caller(&d);
         d
-    }
-
-    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        self.run_for(args, env, Duration::from_secs(120))
-    }
-
-    /// [`Lj::run_env`] with a time limit (builds that download packages).
-    fn run_for(&self, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
-        let cmd = self.command(args, env);
-        let mut out = run_with_timeout(cmd, None, limit).expect("run ljbuild");
-        out.command = format!("[{}] ljbuild {}", self.cx.mode, args.join(" "));
-        out
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_env(args, &[])
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> Output {
-        self.run(args).ok()
-    }
-
-    /// Runs ljbuild, expecting exit status `code` and a last stderr line `ljbuild: ...`
-    /// containing every string of `wants`.
-    #[track_caller]
-    fn fails(&self, args: &[&str], code: i32, wants: &[&str]) -> Output {
-        let out = self.run(args).expect_status(code);
-        let last = out.stderr.lines().last().unwrap_or("");
-        assert!(last.starts_with("ljbuild: "), "last stderr line is not 'ljbuild: ...'\n{}", out.report());
-        for w in wants {
-            assert!(last.contains(w), "stderr does not say {w:?}\n{}", out.report());
-        }
-        out
     }
 
     /// Writes `DIR/Jailfile` (and the directory) as the caller; returns `DIR/Jailfile`.

@@ -4,14 +4,13 @@
 //! (buildah, skopeo, umoci, podman). Images are made offline by `tests/probes/mkimage.py` or by
 //! buildah. Needs `tests/prepare.sh` (as root) after a build; see `tests/src/lib.rs`.
 
-use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use lj_tests::{path_str, run_with_timeout, which, Ctx, Mode, Output, TempDir};
+use lj_tests::{path_str, run_with_timeout, which, Ctx, Mode, TempDir};
 
 fn run(name: &str, mode: Mode, test: fn(&Lj)) {
     let Some(cx) = Ctx::new(name, mode) else { return };
@@ -39,75 +38,24 @@ lj_tests::mode_tests! {
     capabilities_and_big_ids: root rootless;
 }
 
-/// One test's lightjail root, as the caller of its mode.
-struct Lj<'a> {
-    cx: &'a Ctx,
-    bin: PathBuf,
-    td: TempDir,
+/// One test's lightjail root, as the caller of its mode ([`lj_tests::Ljbuild`]'s methods, and
+/// the images and worlds of these tests).
+struct Lj<'a>(lj_tests::Ljbuild<'a>);
+
+impl<'a> std::ops::Deref for Lj<'a> {
+    type Target = lj_tests::Ljbuild<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl<'a> Lj<'a> {
     fn new(cx: &'a Ctx) -> Option<Lj<'a>> {
-        let bin = cx.dir.join("bin/ljbuild");
-        if !bin.is_file() {
-            cx.skip(&format!("{} missing: build, then tests/prepare.sh", bin.display()));
-            return None;
-        }
         if which("python3").is_none() {
             cx.skip("python3 not installed (tests/probes/mkimage.py makes the test images)");
             return None;
         }
-        Some(Lj { cx, bin, td: cx.tempdir() })
-    }
-
-    fn root(&self) -> PathBuf {
-        self.td.join("root")
-    }
-
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut argv: Vec<OsString> =
-            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&self.root())).into()];
-        for (k, v) in env {
-            argv.push(format!("{k}={v}").into());
-        }
-        argv.push(self.bin.clone().into());
-        argv.extend(args.iter().map(OsString::from));
-        let mut cmd = self.cx.command(argv);
-        cmd.current_dir(self.td.path());
-        cmd
-    }
-
-    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let cmd = self.command(args, env);
-        let mut out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("run ljbuild");
-        out.command = format!("[{}] ljbuild {}", self.cx.mode, args.join(" "));
-        out
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_env(args, &[])
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> Output {
-        self.run(args).ok()
-    }
-
-    /// Expects exit status `code` and a last stderr line `ljbuild: ...` saying every `wants`.
-    #[track_caller]
-    fn fails(&self, args: &[&str], code: i32, wants: &[&str]) -> Output {
-        self.fails_env(args, &[], code, wants)
-    }
-
-    #[track_caller]
-    fn fails_env(&self, args: &[&str], env: &[(&str, &str)], code: i32, wants: &[&str]) -> Output {
-        let out = self.run_env(args, env).expect_status(code);
-        let last = out.stderr.lines().last().unwrap_or("");
-        assert!(last.starts_with("ljbuild: "), "last stderr line is not 'ljbuild: ...'\n{}", out.report());
-        for w in wants {
-            assert!(last.contains(w), "stderr does not say {w:?}\n{}", out.report());
-        }
-        out
+        lj_tests::Ljbuild::new(cx).map(Lj)
     }
 
     /// Writes an image from `spec` (JSON, see mkimage.py) at `out` (`kind`: layout,
