@@ -45,6 +45,7 @@ lj_tests::mode_tests! {
     docker_profile_runs_podman: root rootless;
     dhcp_with_the_jails_own_client: root;
     systemd_units_in_a_booted_jail: root;
+    users_own_jails_in_a_booted_jail: rootless;
 }
 
 /// How long a test waits for what a started jail does (its first lines, its files, a namespace
@@ -1825,4 +1826,183 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
         "inactive\ninactive\n"
     );
     lj.ok(&["stop", "sdhost"]);
+}
+
+/// Single quotes for `sh -c`.
+fn sq(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// Issue 15, rootless under systemd: a user's own jails in a booted jail. A rootless `--init
+/// --docker` jail (the test user's, with the container filter: nested user namespaces and the
+/// keyrings ljspawn needs; its /proc unmasked, ljail's default for a user's
+/// `--init` jail, so the nested jails' own user namespaces may mount a proc) boots systemd;
+/// in it a non-root user `u` with a user manager (`systemctl start user@1000`) runs `ljail
+/// start` of its own jail, which becomes the user unit lightjail-web (`systemd-run --user`):
+/// `systemctl --user` shows it active with ljspawn (rootless) as its main process, the journal
+/// has its output, `exec` joins it, the restart policy is the user manager's, `stop` ends it,
+/// and `enable` installs ~/.config/systemd/user/lightjail-web.service, which the user manager
+/// starts when it starts again; `disable` removes it.
+fn users_own_jails_in_a_booted_jail(lj: &Lj) {
+    if !systemd_world(lj) {
+        return;
+    }
+    let deleg = Delegated::new(lj);
+    let prefix = deleg.enter();
+    let bin = path_str(&lj.cx.dir.join("bin"));
+    let busybox = lj.cx.world_str();
+    lj.ok(&[
+        "create",
+        "sdu",
+        "--world",
+        "debsd",
+        "--init",
+        "--docker",
+        "--ro-bind",
+        &bin,
+        "/opt/lj",
+        "--ro-bind",
+        &busybox,
+        "/opt/busybox",
+    ]);
+    let config = fs::read_to_string(lj.jail_dir("sdu").join("config")).unwrap();
+    assert!(config.contains("\nproc-unmasked yes\n"), "{config}");
+    lj.run_in(&prefix, &["start", "sdu"], &[]).ok();
+    lj.wait_state("sdu", "running");
+    let sh = |script: &str| lj.run(&["exec", "sdu", "--", "/bin/sh", "-c", script]);
+    let ok = |script: &str| sh(script).ok().stdout;
+    let mut last = None;
+    let up = wait_until(Duration::from_secs(90), || {
+        let out = sh("systemctl is-system-running");
+        let s = out.stdout.trim().to_string();
+        last = Some(out);
+        s == "running" || s == "degraded"
+    });
+    assert!(up, "systemd in sdu never got up: {}", last.map(|o| o.report()).unwrap_or_default());
+    // The user and its manager.
+    ok("useradd -m -u 1000 -s /bin/sh u && mkdir -p /home/u/.local/share/lightjail/worlds && ln -s /opt/busybox /home/u/.local/share/lightjail/worlds/busybox && chown -R u:u /home/u/.local");
+    // (The world has no libpam-systemd, whose pam_systemd would set XDG_RUNTIME_DIR for the
+    // user manager: a drop-in does.)
+    ok("mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\nEnvironment=XDG_RUNTIME_DIR=/run/user/%%i\\n' > /etc/systemd/system/user@.service.d/runtime-dir.conf && systemctl daemon-reload");
+    let out = sh("systemctl start user@1000.service");
+    assert!(
+        out.status() == 0,
+        "{}\n{}",
+        out.report(),
+        sh("journalctl --no-pager -o cat -u user@1000.service -u user-runtime-dir@1000.service | tail -n 30")
+            .stdout
+    );
+    let user = |script: &str| {
+        sh(&format!(
+            "cd /home/u && exec runuser -u u -- env HOME=/home/u XDG_RUNTIME_DIR=/run/user/1000 /bin/sh -c {}",
+            sq(script)
+        ))
+    };
+    let uok = |script: &str| user(script).ok().stdout;
+    let manager = wait_until(UP, || user("systemctl --user is-system-running").stdout.trim() != "");
+    assert!(manager, "{}", user("systemctl --user is-system-running").report());
+    let status = |name: &str| -> Value {
+        let out = user(&format!("/opt/lj/ljail status {name} --json")).ok();
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("status --json: {e}\n{}", out.report()))
+    };
+    // Root reads every journal; the user's unit is a _SYSTEMD_USER_UNIT.
+    let journal = |name: &str| {
+        ok(&format!("journalctl --no-pager -o cat _UID=1000 _SYSTEMD_USER_UNIT=lightjail-{name}.service + _UID=1000 USER_UNIT=lightjail-{name}.service"))
+    };
+
+    // start: a transient user unit running rootless ljspawn.
+    uok("/opt/lj/ljail create web --copy --world busybox -- /bin/sh -c 'echo hello from the users web; exec sleep 1000'");
+    let dry = uok("/opt/lj/ljail start web --dry-run");
+    assert!(
+        dry.starts_with("systemd-run --user --quiet --collect --unit=lightjail-web.service ")
+            && dry
+                .contains(" -- /opt/lj/ljspawn --root /home/u/.local/share/lightjail/jails/web/rootfs --rw "),
+        "{dry}"
+    );
+    let out = user("/opt/lj/ljail start web").ok();
+    assert!(out.stderr.contains("start: web (pid "), "{}", out.report());
+    let st = status("web");
+    assert_eq!(
+        (st["state"].as_str(), st["unit"].as_str()),
+        (Some("running"), Some("lightjail-web.service")),
+        "{st}"
+    );
+    let show = uok("systemctl --user show -p ActiveState,SubState,FragmentPath lightjail-web.service");
+    assert_eq!(
+        show,
+        "ActiveState=active\nSubState=running\nFragmentPath=/run/user/1000/systemd/transient/lightjail-web.service\n"
+    );
+    assert!(
+        uok("systemctl --user status --no-pager lightjail-web.service").contains("Active: active (running)")
+    );
+    let main: u32 =
+        uok("systemctl --user show -p MainPID --value lightjail-web.service").trim().parse().unwrap();
+    assert_eq!(ok(&format!("cat /proc/{main}/comm")), "ljspawn\n");
+    let said = wait_until(UP, || journal("web").contains("hello from the users web"));
+    assert!(said, "journal of the user's lightjail-web:\n{}", journal("web"));
+    // The nested jail is the user's own, in a user namespace of its own, with its own proc.
+    assert_eq!(uok("/opt/lj/ljail exec web -- hostname"), "web\n");
+    let inside =
+        uok("/opt/lj/ljail exec web -- /bin/sh -c 'id -u; cat /proc/1/comm; readlink /proc/self/ns/user'");
+    let outer_ns = uok("readlink /proc/self/ns/user");
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines.len(), 3, "{inside}");
+    assert_eq!(lines[0], "0", "{inside}");
+    assert_ne!(lines[2], outer_ns.trim(), "{inside}");
+
+    // The restart policy: the user manager's.
+    uok("/opt/lj/ljail create crash --copy --world busybox --restart on-failure --restart-delay 100ms --restart-max 2 -- /bin/sh -c 'echo crash run; exit 3'");
+    uok("/opt/lj/ljail start crash");
+    let mut last = Value::Null;
+    let failed = wait_until(Duration::from_secs(60), || {
+        last = status("crash");
+        last["state"] == "failed"
+    });
+    assert!(failed, "{last}\n{}", journal("crash"));
+    assert_eq!((last["restarts"].as_u64(), last["last_exit"].as_i64()), (Some(2), Some(3)), "{last}");
+    // The user manager's own record of it (a short-lived run's output lines may reach the
+    // journal without their unit, so they are not counted).
+    let record =
+        |j: &str| j.contains("restart counter is at 2.") && j.contains("Start request repeated too quickly.");
+    assert!(wait_until(UP, || record(&journal("crash"))), "{}", journal("crash"));
+
+    // stop: the unit's stop job.
+    let out = user("/opt/lj/ljail stop web").ok();
+    assert!(out.stderr.contains("stop: web"), "{}", out.report());
+    assert_eq!(uok("systemctl --user is-active lightjail-web.service || true"), "inactive\n");
+    assert_eq!(status("web")["state"], "stopped");
+
+    // enable: a user unit file, started when the user manager starts again.
+    uok("/opt/lj/ljail enable web");
+    let unit = uok("cat /home/u/.config/systemd/user/lightjail-web.service");
+    for want in [
+        "\nExecStart=/opt/lj/ljspawn --root /home/u/.local/share/lightjail/jails/web/rootfs --rw ",
+        " --proc-unmasked ",
+        "\n[Install]\nWantedBy=default.target\n",
+    ] {
+        if want == " --proc-unmasked " {
+            // (Not a --init/--docker jail: its /proc keeps the masks.)
+            assert!(!unit.contains(want), "{want:?} in:\n{unit}");
+        } else {
+            assert!(unit.contains(want), "{want:?} missing:\n{unit}");
+        }
+    }
+    assert_eq!(uok("systemctl --user is-enabled lightjail-web.service"), "enabled\n");
+    ok("systemctl stop user@1000.service && systemctl start user@1000.service");
+    let back = wait_until(Duration::from_secs(60), || {
+        user("systemctl --user is-active lightjail-web.service").stdout == "active\n"
+    });
+    assert!(back, "{}", user("systemctl --user status --no-pager lightjail-web.service").report());
+    assert_eq!(status("web")["state"], "running");
+    assert_eq!(uok("/opt/lj/ljail exec web -- hostname"), "web\n");
+    uok("/opt/lj/ljail stop web");
+    let out = user("/opt/lj/ljail disable web").ok();
+    assert!(
+        out.stderr.contains("disable: web: lightjail-web.service disabled and removed"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(uok("test -e /home/u/.config/systemd/user/lightjail-web.service || echo gone"), "gone\n");
+    lj.ok(&["stop", "sdu"]);
+    drop(deleg);
 }
