@@ -163,7 +163,7 @@ pub struct Request {
     /// caller's, or empty after `--clearenv`), then `--setenv`, then `unsetenv`.
     pub env_base: Option<Vec<(String, String)>>,
     pub unsetenv: Vec<String>,
-    /// bwrap's `--info-fd FD`: the child-pid line written there, then FD closed.
+    /// bwrap's `--info-fd FD`: the child pid and namespace ids written there, then FD closed.
     pub info_fd: Option<i32>,
     /// bwrap's `--gid` without `--uid` (the uid stays the caller's).
     pub group: Option<u32>,
@@ -633,7 +633,7 @@ pub struct Plan {
     pub argv: Vec<String>,
     pub pass_fds: Vec<i32>,
     pub json_status: Option<i32>,
-    /// bwrap's `--info-fd`: gets the child-pid line, then is closed.
+    /// bwrap's `--info-fd`: gets the child pid and namespace ids, then is closed.
     pub info_fd: Option<i32>,
     pub stdout_file: Option<PathBuf>,
     pub stderr_file: Option<PathBuf>,

@@ -68,11 +68,12 @@ pub fn run(
         _ => None,
     };
     if let Some(i) = jail.info.take().map(Json) {
-        // bwrap's --info-fd: the child-pid line, then end-of-file (the jail closed its copy).
-        i.started(jail.pid, plan.userns.is_some());
+        // bwrap's --info-fd: its JSON object (child pid, namespaces), then end-of-file (the jail
+        // closed its copy).
+        i.started(jail.pid, plan.userns.is_some(), true);
     }
     if let Some(j) = &json {
-        j.started(jail.pid, plan.userns.is_some());
+        j.started(jail.pid, plan.userns.is_some(), false);
     }
     // From here on the reaper (if any) removes the cgroup: ljspawn cannot any more.
     let dropped = match plan.userns.as_ref().filter(|_| jail.net_in_jail) {
@@ -643,12 +644,14 @@ fn userns_sysctls() -> UsernsSysctls {
     }
 }
 
-/// `--json-status`: bwrap-compatible JSON lines.
+/// `--json-status`: bwrap-compatible JSON lines; `--info-fd`: bwrap's JSON object, one key a
+/// line (scripts grep its `child-pid` line).
 struct Json(OwnedFd);
 
 impl Json {
-    fn started(&self, pid: i32, userns: bool) {
-        let mut line = format!("{{\"child-pid\": {pid}");
+    fn started(&self, pid: i32, userns: bool, info: bool) {
+        let (open, sep, close) = if info { ("{\n    ", ",\n    ", "\n}\n") } else { ("{ ", ", ", " }\n") };
+        let mut line = format!("{open}\"child-pid\": {pid}");
         let mut kinds =
             vec![("cgroup", "cgroup"), ("ipc", "ipc"), ("mnt", "mnt"), ("net", "net"), ("pid", "pid")];
         if userns {
@@ -657,15 +660,15 @@ impl Json {
         kinds.push(("uts", "uts"));
         for (file, key) in kinds {
             if let Some(id) = ns_id(pid, file) {
-                line.push_str(&format!(", \"{key}-namespace\": {id}"));
+                line.push_str(&format!("{sep}\"{key}-namespace\": {id}"));
             }
         }
-        line.push_str("}\n");
+        line.push_str(close);
         let _ = sys::write_all(self.0.as_fd(), line.as_bytes());
     }
 
     fn exited(&self, code: u8) {
-        let _ = sys::write_all(self.0.as_fd(), format!("{{\"exit-code\": {code}}}\n").as_bytes());
+        let _ = sys::write_all(self.0.as_fd(), format!("{{ \"exit-code\": {code} }}\n").as_bytes());
     }
 }
 

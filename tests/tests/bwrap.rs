@@ -334,8 +334,8 @@ fn setuid_gives_nothing_more(cx: &Ctx) {
 }
 
 /// `--ro-bind-fd`, `--bind-data`/`--ro-bind-data` (with `--perms`), `--lock-file` and
-/// `--info-fd` (the child-pid line, then end-of-file while the program still runs), as flatpak
-/// uses them.
+/// `--info-fd` (bwrap's JSON object with the child pid, then end-of-file while the program
+/// still runs), as flatpak uses them.
 fn fd_options(cx: &Ctx) {
     let d = cx.tempdir();
     fs::create_dir(d.join("tree")).unwrap();
@@ -371,7 +371,18 @@ fn fd_options(cx: &Ctx) {
         .ok();
     assert_eq!(out.lines(), ["tree", "data", "640", "ro", "data", "locked"], "{}", out.report());
     let info = fs::read_to_string(d.join("info")).unwrap();
-    assert!(info.starts_with("{\"child-pid\": ") && info.lines().count() == 1, "info-fd wrote {info:?}");
+    // bwrap's shape: one key a line (scripts grep the child-pid line for its number).
+    let lines: Vec<&str> = info.lines().collect();
+    let keys = &lines[1..lines.len().saturating_sub(1).max(1)];
+    assert!(
+        lines.len() > 2
+            && lines[0] == "{"
+            && lines[lines.len() - 1] == "}"
+            && lines[1].starts_with("    \"child-pid\": ")
+            && lines[1].trim_end_matches(',').rsplit(' ').next().is_some_and(|p| p.parse::<u32>().is_ok())
+            && keys.iter().all(|l| l.starts_with("    \"") && l.matches(": ").count() == 1),
+        "info-fd wrote {info:?}"
+    );
     // --info-fd reaches end-of-file while the program runs (flatpak reads it to the end).
     let out = host(cx)
         .args(["--info-fd", "8", "--", "sleep", "3"])
@@ -934,7 +945,7 @@ fn dev_core_and_json_status(cx: &Ctx) {
     let out = host(cx).prelude(&prelude).args(["--json-status-fd", "9", "--", "sh", "-c", "exit 3"]).run();
     out.expect_status(3);
     let json = fs::read_to_string(&status).unwrap();
-    assert!(json.lines().last() == Some("{\"exit-code\": 3}"), "{json}");
+    assert!(json.lines().last() == Some("{ \"exit-code\": 3 }"), "{json}");
 }
 
 /// `--perms` with `--dir`: the mode of a directory made, never of one already there; missing
