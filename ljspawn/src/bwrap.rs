@@ -678,6 +678,60 @@ mod tests {
     }
 
     #[test]
+    fn a_later_bind_onto_root_covers_what_came_before() {
+        let r = parse(&[
+            "--bind",
+            "/",
+            "/",
+            "--tmpfs",
+            "/tmp",
+            "--proc",
+            "/proc",
+            "--ro-bind",
+            "/",
+            "//",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(r.mounts, [MountReq::Bind { src: "/".into(), dest: "//".into(), ro: true, dev: false }]);
+        let r = parse(&["--tmpfs", "/t", "--ro-bind", "/usr", "/usr", "true"]).unwrap();
+        assert_eq!(r.mounts.len(), 2, "no bind onto /: nothing dropped");
+        for op in [
+            &["--dir", "/d"][..],
+            &["--symlink", "a", "/l"],
+            &["--lock-file", "/x"],
+            &["--chmod", "755", "/x"],
+        ] {
+            let mut a: Vec<&str> = vec!["--bind", "/", "/"];
+            a.extend(op);
+            a.extend(["--ro-bind", "/", "/", "true"]);
+            assert!(
+                matches!(parse(&a), Err(BwrapError::Msg(m)) if m.contains("before a later bind onto /")),
+                "{a:?}"
+            );
+        }
+        assert!(is_root("/") && is_root("/./") && !is_root("/x") && !is_root("."));
+    }
+
+    #[test]
+    fn capabilities_in_order() {
+        let r = parse(&["--cap-add", "ALL", "--cap-drop", "CAP_KILL", "true"]).unwrap();
+        assert_eq!(
+            (r.cap_add.as_slice(), r.cap_drop.as_slice()),
+            (&["ALL".to_string()][..], &["CAP_KILL".to_string()][..])
+        );
+        let r = parse(&["--cap-add", "ALL", "--cap-drop", "CAP_KILL", "--cap-add", "kill", "true"]).unwrap();
+        assert!(r.cap_drop.is_empty(), "{:?}", r.cap_drop);
+        let r = parse(&["--cap-add", "CAP_KILL", "--cap-drop", "ALL", "true"]).unwrap();
+        assert!(r.cap_add.is_empty() && r.cap_drop.is_empty());
+        assert_eq!(
+            message("cannot bind /x: no such file or directory"),
+            "Can't find source path /x: No such file or directory"
+        );
+        assert_eq!(message("cannot bind /x: permission denied"), "cannot bind /x: permission denied");
+    }
+
+    #[test]
     fn last_chdir_wins_with_a_warning() {
         let args: Vec<String> =
             ["--chdir", "/a", "--chdir", "/b", "true"].iter().map(|s| s.to_string()).collect();
