@@ -1058,20 +1058,10 @@ fn make_symlink(root: &OwnedFd, target: &str, dest: &str) -> Result<()> {
     }
 }
 
-/// `--dir DEST` (`mode`, as bwrap: only if it makes DEST, less `umask`). Missing
-/// parents are made 0755, without the group's or others' access where `mode` gives them none
-/// (bwrap's rule).
+/// `--dir DEST` (`mode`, as bwrap: only if it makes DEST, less `umask`; made with that mode,
+/// never chmod-ed after). Missing parents are made 0755, without the group's or others' access
+/// where `mode` gives them none (bwrap's rule).
 fn make_dir(root: &OwnedFd, dest: &str, mode: u32, umask: u32) -> Result<()> {
-    let rel = dest.trim_start_matches('/');
-    match sys::openat2(Some(root.as_fd()), rel, libc::O_PATH, 0, Own::No.resolve()) {
-        // There already (bwrap leaves its mode): only checked to be a directory.
-        Ok(_) => {
-            drop(mount_point(root, dest, Kind::Dir, Own::No)?);
-            return Ok(());
-        }
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-        Err(e) => return Err(setup_err(format!("cannot open {dest}"), e)),
-    }
     let mut parents = 0o755;
     if mode & 0o070 == 0 {
         parents &= !0o050;
@@ -1079,6 +1069,7 @@ fn make_dir(root: &OwnedFd, dest: &str, mode: u32, umask: u32) -> Result<()> {
     if mode & 0o007 == 0 {
         parents &= !0o005;
     }
+    let rel = dest.trim_start_matches('/');
     if let Some((up, _)) = rel.rsplit_once('/') {
         if sys::openat2(Some(root.as_fd()), up, libc::O_PATH, 0, Own::No.resolve())
             .is_err_and(|e| e.raw_os_error() == Some(libc::ENOENT))
@@ -1086,9 +1077,17 @@ fn make_dir(root: &OwnedFd, dest: &str, mode: u32, umask: u32) -> Result<()> {
             drop(create_mount_point(root, up, Kind::Dir, Own::No, parents)?);
         }
     }
-    drop(mount_point(root, dest, Kind::Dir, Own::No)?);
     let (parent, name) = parent_of(root, dest)?;
-    sys::fchmodat(parent.as_fd(), name, mode & !umask).ctx(|| format!("cannot chmod {dest}"))
+    // (PID 1's umask is 0 while it sets up: the mode is what mkdirat is given.)
+    match sys::mkdirat(parent.as_fd(), name, mode & !umask) {
+        Ok(()) => Ok(()),
+        // There already (bwrap leaves its mode): only checked to be a directory.
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            drop(mount_point(root, dest, Kind::Dir, Own::No)?);
+            Ok(())
+        }
+        Err(e) => Err(setup_err(format!("cannot create {dest}"), e)),
+    }
 }
 
 /// `--file FD DEST`: a new file (never an existing one, never through a symlink) with `data`.
