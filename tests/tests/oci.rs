@@ -434,18 +434,23 @@ fn export_round_trip(lj: &Lj) {
     if which("runc").is_some() && which("podman").is_some() {
         // (podman wants a run root of at most 50 characters.)
         let prun = format!("/tmp/lj-pod.{}.{}", std::process::id(), lj.cx.mode);
-        let argv = [
-            "podman",
-            "--root",
-            &broot,
-            "--runroot",
-            &prun,
-            "--storage-driver",
-            "vfs",
-            "--runtime",
-            "runc",
+        let pm = |args: &[&str]| {
+            let mut v = vec!["podman", "--root", &broot, "--runroot", &prun, "--storage-driver", "vfs"];
+            v.extend_from_slice(&["--runtime", "runc"]);
+            v.extend_from_slice(args);
+            tool(&v)
+        };
+        // What the container printed is read back from its log, not from `podman run`'s own
+        // output: podman 4.3 can lose a fast-exiting container's output on its attach socket
+        // (run exits 0 and prints nothing while the log has it, under load). conmon writes the
+        // log before the exit file `podman run` waits for.
+        let pctr = format!("{ctr}-podman");
+        pm(&[
             "run",
-            "--rm",
+            "--name",
+            &pctr,
+            "--log-driver",
+            "k8s-file",
             "--net",
             "none",
             "--ulimit",
@@ -456,8 +461,9 @@ fn export_round_trip(lj: &Lj) {
             "/bin/sh",
             "-c",
             script,
-        ];
-        let theirs = tool(&argv);
+        ]);
+        let theirs = pm(&["logs", &pctr]);
+        pm(&["rm", &pctr]);
         let _ = fs::remove_dir_all(&prun);
         assert_eq!(theirs, ours, "podman run of the exported image differs from ljbuild run");
     } else {
