@@ -397,9 +397,10 @@ impl Cloned {
     fn make_net(&self) -> Result<(), SpawnError> {
         let Some(sock) = &self.net_ready else { return Ok(()) };
         sys::unshare(libc::CLONE_NEWNET).map_err(|e| err("cannot create the jail's network namespace", e))?;
-        sys::loopback_up().map_err(|e| err("cannot bring up the loopback interface", e))?;
-        let netns = std::fs::File::open("/proc/self/ns/net")
-            .map_err(|e| err("cannot open the jail's network namespace", e))?;
+        let lo = sys::loopback_up_socket().map_err(|e| err("cannot bring up the loopback interface", e))?;
+        let netns =
+            sys::socket_netns(lo.as_fd()).map_err(|e| err("cannot open the jail's network namespace", e))?;
+        drop(lo);
         // A jail that failed its setup is gone: its own message says why (see `go`).
         let _ = sys::send_fd(sock.as_fd(), netns.as_fd());
         Ok(())

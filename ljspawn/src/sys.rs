@@ -1057,6 +1057,12 @@ pub fn ifindex(name: &str) -> io::Result<i32> {
 
 /// Sets IFF_UP on the loopback interface of the current network namespace.
 pub fn loopback_up() -> io::Result<()> {
+    loopback_up_socket().map(drop)
+}
+
+/// Brings `lo` up, as `loopback_up`; returns the socket it used, which belongs to this
+/// process's network namespace (see `socket_netns`).
+pub fn loopback_up_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain values.
     let s =
         cvt_fd(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) } as c_long)?;
@@ -1071,7 +1077,18 @@ pub fn loopback_up() -> io::Result<()> {
     let flags = unsafe { ifr.ifr_ifru.ifru_flags };
     ifr.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: borrowed fds and out-parameters: `ifr` is a live ifreq naming "lo".
-    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS as _, &ifr) })
+    cvt_unit(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS as _, &ifr) })?;
+    Ok(s)
+}
+
+/// The network namespace socket `sock` was made in, as a new descriptor (`SIOCGSKNS`,
+/// close-on-exec; CAP_NET_ADMIN there, as for bringing `lo` up): no path is looked up, where
+/// `/proc/self/ns/net` costs a walk through proc.
+pub fn socket_netns(sock: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    const SIOCGSKNS: libc::c_ulong = 0x894C;
+    // SAFETY: borrowed fd: `sock` is an open socket; SIOCGSKNS takes no argument and returns
+    // a new descriptor, which `cvt_fd` takes ownership of.
+    cvt_fd(unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) } as c_long)
 }
 
 // ---- descriptors handed over by the caller ---------------------------------------------
