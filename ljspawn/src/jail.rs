@@ -162,8 +162,19 @@ pub(crate) fn write_maps(proc: &str, m: &IdMap) -> std::result::Result<(), (&'st
         ("gid_map", lines(&m.gids)),
         ("uid_map", lines(&m.uids)),
     ];
+    // The process's directory is looked up once; each file is opened beneath it.
+    let dir =
+        sys::openat2(None, proc, libc::O_PATH | libc::O_DIRECTORY, 0, 0).map_err(|e| (files[0].0, e))?;
     for (file, text) in files {
-        std::fs::write(format!("{proc}/{file}"), text).map_err(|e| (file, e))?;
+        let f = sys::openat2(
+            Some(dir.as_fd()),
+            file,
+            libc::O_WRONLY,
+            0,
+            sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS,
+        )
+        .map_err(|e| (file, e))?;
+        sys::write_all(f.as_fd(), text.as_bytes()).map_err(|e| (file, e))?;
     }
     Ok(())
 }
