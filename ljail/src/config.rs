@@ -393,6 +393,7 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
                     match chars.next() {
                         Some('"') => break,
                         Some('\\') => match chars.next() {
+                            Some(c) if c.is_control() => return Err(format!("control character {:?}", c)),
                             Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
                             Some(c) => {
                                 cur.push('\\');
@@ -409,6 +410,7 @@ pub fn split_words(line: &str) -> Result<Vec<String>, String> {
             '\\' => {
                 in_word = true;
                 match chars.next() {
+                    Some(c) if c.is_control() => return Err(format!("control character {:?}", c)),
                     Some(c) => cur.push(c),
                     None => return Err("a backslash at the end of the line".into()),
                 }
@@ -760,6 +762,10 @@ mod tests {
         assert_eq!(split_words("a#b").unwrap(), ["a#b"]);
         assert!(split_words("a 'b").is_err());
         assert!(split_words("a \\").is_err());
+        // Control characters: refused everywhere, escaped too.
+        for bad in ["a\x1bb", "'a\x1bb'", "\"a\x1bb\"", "a\\\x1bb", "\"a\\\x1bb\"", "a\\\tb", "\"a\\\rb\""] {
+            assert!(split_words(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
