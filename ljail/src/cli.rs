@@ -289,6 +289,9 @@ pub enum Cmd {
         name: String,
         /// `started` or `stopped`.
         what: String,
+        /// The unit's name, as `start` or `enable` made it.
+        #[arg(long)]
+        unit: Option<String>,
     },
     /// (internal) The supervisor of one jail, run detached by `start`.
     #[command(hide = true)]

@@ -365,7 +365,7 @@ pub fn destroy(jails: &Jails, name: &str, force: bool, ui: &Ui) -> Result<(), Er
         supervise::stop_locked(jails, &j, None)?;
     }
     if let Some(scope) = jails.manager {
-        crate::systemd::disable(&j, scope)?;
+        crate::systemd::disable(jails, &j, scope)?;
     }
     if let Some(cg) = read_state(&j).freezer {
         freezer::remove(&cg);
@@ -556,10 +556,13 @@ pub fn enable(jails: &Jails, name: &str, on: bool, dry_run: bool, ui: &Ui) -> Re
             if !dry_run {
                 ui.step(what, &format!("{name}: {unit} ({}), started at boot", path.display()), None);
             }
-        } else if crate::systemd::disable(&j, scope)? {
-            ui.step(what, &format!("{name}: {unit} disabled and removed"), None);
         } else {
-            ui.step(what, &format!("{name}: {unit} was not enabled"), None);
+            let gone = crate::systemd::disable(jails, &j, scope)?;
+            if gone.is_empty() {
+                ui.step(what, &format!("{name}: {unit} was not enabled"), None);
+            } else {
+                ui.step(what, &format!("{name}: {} disabled and removed", gone.join(", ")), None);
+            }
         }
         return Ok(());
     }

@@ -221,7 +221,9 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
         Cmd::Shell { name } => return supervise::shell(&jails, &jails.existing(&name)?),
         Cmd::Enable { name, dry_run } => commands::enable(&jails, &name, true, dry_run, &ui)?,
         Cmd::Disable { name } => commands::enable(&jails, &name, false, false, &ui)?,
-        Cmd::UnitHook { name, what } => return systemd::hook_run(&jails.existing(&name)?, &what),
+        Cmd::UnitHook { name, what, unit } => {
+            return systemd::hook_run(&jails.existing(&name)?, &what, unit.as_deref());
+        }
         Cmd::Supervise { name } => {
             let j = jails.existing(&name)?;
             return supervise::supervise(&jails, &j);

@@ -235,7 +235,10 @@ fn unit_word(w: &OsString) -> Result<&str, Error> {
     }
 }
 
-/// ljail's own executable and its `--root ROOT unit-hook NAME WHAT` (the hooks' command).
+/// ljail's own executable and its `--root ROOT unit-hook NAME WHAT --unit UNIT` (the hooks'
+/// command). The unit's name is computed here, where the unit is made, and handed to the hook:
+/// the hook runs in the manager's environment, whose `XDG_DATA_HOME` (which decides the
+/// caller's default root, so the name) may not be the caller's.
 fn hook(jails: &Jails, j: &Jail, what: &str) -> Result<Vec<OsString>, Error> {
     let exe =
         std::env::current_exe().map_err(Error::io("cannot find ljail's own executable", "/proc/self/exe"))?;
@@ -246,7 +249,24 @@ fn hook(jails: &Jails, j: &Jail, what: &str) -> Result<Vec<OsString>, Error> {
         "unit-hook".into(),
         j.name.clone().into(),
         what.into(),
+        "--unit".into(),
+        unit_name(j).into(),
     ])
+}
+
+/// Whether `unit` is a unit name of the jail `name`: `lightjail-NAME.service` or
+/// `lightjail-NAME:HASH.service`, HASH 8 lowercase hex digits (see `Jail::unit_id`).
+pub fn is_unit_of(name: &str, unit: &str) -> bool {
+    let Some(id) = unit.strip_prefix("lightjail-").and_then(|u| u.strip_suffix(".service")) else {
+        return false;
+    };
+    match id.strip_prefix(name) {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix(':').is_some_and(|h| {
+            h.len() == 8 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }),
+        None => false,
+    }
 }
 
 /// The service's settings: `[Unit]` ones first (`true`), then `[Service]` ones. `ljspawn` and
@@ -516,25 +536,56 @@ pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<Pa
 }
 
 /// `disable`: disables the unit and removes its file; refused while the jail runs (its unit
-/// would lose its settings, the stop's among them, at the reload). Returns whether there was
-/// one.
-pub fn disable(j: &Jail, scope: Scope) -> Result<bool, Error> {
+/// would lose its settings, the stop's among them, at the reload). Returns the units it
+/// removed. A jail outside the caller's default root enabled by an older ljail has its unit file
+/// under the plain `lightjail-NAME.service`: that one goes too when its hooks name this jail's
+/// root (see `names_jail`), and only then.
+pub fn disable(jails: &Jails, j: &Jail, scope: Scope) -> Result<Vec<String>, Error> {
     let path = unit_file(scope, j)?;
-    if !path.is_file() {
-        return Ok(false);
+    let mut files = Vec::new();
+    if path.is_file() {
+        files.push((path.clone(), unit_name(j)));
     }
-    let unit = unit_name(j);
-    if show(scope, &unit).running() {
-        return Err(Error::Conflict(format!("jail '{}' is running: stop it, then disable it", j.name)));
+    let old_unit = format!("lightjail-{}.service", j.name);
+    let old = path.with_file_name(&old_unit);
+    if old != path && fs::read_to_string(&old).is_ok_and(|t| names_jail(&t, &jails.root.path, &j.name)) {
+        files.push((old, old_unit));
     }
-    let mut c = scope.command("systemctl");
-    c.args(["disable", "--", &unit]);
-    run(c, &format!("systemctl disable {unit}"))?;
-    fs::remove_file(&path).map_err(Error::io("cannot remove", &path))?;
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (_, unit) in &files {
+        if show(scope, unit).running() {
+            return Err(Error::Conflict(format!("jail '{}' is running: stop it, then disable it", j.name)));
+        }
+    }
+    for (path, unit) in &files {
+        let mut c = scope.command("systemctl");
+        c.args(["disable", "--", unit]);
+        run(c, &format!("systemctl disable {unit}"))?;
+        fs::remove_file(path).map_err(Error::io("cannot remove", path))?;
+    }
     let mut c = scope.command("systemctl");
     c.arg("daemon-reload");
     run(c, "systemctl daemon-reload")?;
-    Ok(true)
+    Ok(files.into_iter().map(|(_, u)| u).collect())
+}
+
+/// Whether a unit file's text is one `enable` wrote for the jail `name` of the root `root`:
+/// a hook line runs `ljail --root ROOT unit-hook NAME` (ROOT as given then, or canonical).
+pub fn names_jail(text: &str, root: &Path, name: &str) -> bool {
+    let mut roots = vec![root.to_path_buf()];
+    if let Ok(c) = fs::canonicalize(root) {
+        roots.push(c);
+    }
+    let wants: Vec<String> = roots
+        .iter()
+        .filter_map(|r| r.to_str())
+        .map(|r| format!(" --root {} unit-hook {} ", exec_word(r, true), exec_word(name, true)))
+        .collect();
+    text.lines()
+        .filter(|l| l.starts_with("ExecStartPost=") || l.starts_with("ExecStopPost="))
+        .any(|l| wants.iter().any(|w| format!("{l} ").contains(w.as_str())))
 }
 
 /// `systemctl freeze` (`on`) or `thaw` of the unit (its cgroup v2 freezer).
@@ -582,10 +633,19 @@ fn machined_call(method: &str, sig: &str, args: &[String]) -> Result<(), Error> 
     run(c, &format!("busctl call {method}"))
 }
 
-/// The machine name of a jail (a host name: `_` and `:` become `-`): its name, with its root's
-/// hash outside the default root (see `Jail::unit_id`).
-pub fn machine_name(j: &Jail) -> String {
-    j.unit_id().chars().map(|c| if c == '_' || c == ':' { '-' } else { c }).collect()
+/// The unit of the jail `name` whose cgroup this process is in (systemd runs a unit's hooks in
+/// its cgroup, or in its `.control` child when delegated).
+fn own_unit(name: &str) -> Option<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    path.rsplit('/').take(2).find(|c| is_unit_of(name, c)).map(str::to_string)
+}
+
+/// The machine name of a jail from its unit's name (a host name: `_` and `:` become `-`): its
+/// name, with its root's hash outside the default root (see `Jail::unit_id`).
+pub fn machine_name(unit: &str) -> String {
+    let id = unit.strip_prefix("lightjail-").and_then(|u| u.strip_suffix(".service")).unwrap_or(unit);
+    id.chars().map(|c| if c == '_' || c == ':' { '-' } else { c }).collect()
 }
 
 /// The host pid of the jail's PID 1: the child of ljspawn (`main`) that is pid 1 of a pid
@@ -631,12 +691,28 @@ fn exit_status() -> Option<i32> {
     SIGNALS.iter().find(|(n, _)| *n == status).map(|(_, s)| 128 + s)
 }
 
-/// `ljail unit-hook NAME started|stopped`, run by the unit (`ExecStartPost=`, `ExecStopPost=`):
-/// keeps `state.json` and the machined registration. Its lines go to the journal.
-pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
+/// `ljail unit-hook NAME started|stopped --unit UNIT`, run by the unit (`ExecStartPost=`,
+/// `ExecStopPost=`): keeps `state.json` and the machined registration. Its lines go to the
+/// journal. UNIT is the name `start`/`enable` gave the unit (never computed again here: the
+/// manager's environment may give another); without it (a unit file of an older ljail), the
+/// unit whose cgroup the hook runs in, else the one `start` wrote to `state.json`.
+pub fn hook_run(j: &Jail, what: &str, unit: Option<&str>) -> Result<u8, Error> {
     let scope = if rustix::process::geteuid().is_root() { Scope::System } else { Scope::User };
     let mut st = supervise::read_state(j);
-    st.unit = Some(unit_name(j));
+    let unit = match unit {
+        Some(u) if is_unit_of(&j.name, u) => u.to_string(),
+        Some(u) => return Err(Error::Usage(format!("unit-hook: '{u}' is not a unit of jail '{}'", j.name))),
+        None => match own_unit(&j.name).or_else(|| st.unit.clone().filter(|u| is_unit_of(&j.name, u))) {
+            Some(u) => u,
+            None => {
+                return Err(Error::Usage(format!(
+                    "unit-hook: no --unit, and no unit of '{}' in its state.json (`ljail enable {0}` rewrites an older unit file)",
+                    j.name
+                )));
+            }
+        },
+    };
+    st.unit = Some(unit.clone());
     st.scope = Some(scope);
     let register = scope == Scope::System && machined();
     match what {
@@ -656,7 +732,7 @@ pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
                 std::thread::sleep(Duration::from_millis(5));
             };
             st.state = "running".into();
-            st.restarts = show(scope, &unit_name(j)).restarts;
+            st.restarts = show(scope, &unit).restarts;
             st.supervisor_pid = 0;
             st.ljspawn_pid = Some(main);
             st.jail_pid = pid;
@@ -664,7 +740,7 @@ pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
             st.started_at = Some(now());
             supervise::write_state(j, &st)?;
             if let (Some(pid), true) = (pid, register) {
-                let name = machine_name(j);
+                let name = machine_name(&unit);
                 let _ = machined_call("UnregisterMachine", "s", std::slice::from_ref(&name));
                 let data = j.data_dir(j.config()?.root);
                 let args = [
@@ -682,11 +758,11 @@ pub fn hook_run(j: &Jail, what: &str) -> Result<u8, Error> {
         }
         "stopped" => {
             if register {
-                let _ = machined_call("UnregisterMachine", "s", &[machine_name(j)]);
+                let _ = machined_call("UnregisterMachine", "s", &[machine_name(&unit)]);
             }
             let code = exit_status();
             st.last_exit = code;
-            st.restarts = show(scope, &unit_name(j)).restarts;
+            st.restarts = show(scope, &unit).restarts;
             // As ljail's supervisor says it (systemd decides the restart itself, from the same
             // policy).
             let cfg = j.config()?;
@@ -729,6 +805,62 @@ mod tests {
         assert_eq!(exec_word("", false), "\"\"");
         assert_eq!(exec_word("a\nb\\", false), "\"a\\nb\\\\\"");
         assert_eq!(exec_word(";", true), "\\;");
+    }
+
+    #[test]
+    fn units_of_a_jail() {
+        assert!(is_unit_of("web", "lightjail-web.service"));
+        assert!(is_unit_of("web", "lightjail-web:0123abcd.service"));
+        assert!(is_unit_of("a-b", "lightjail-a-b.service"));
+        for bad in [
+            "lightjail-web2.service",
+            "lightjail-we.service",
+            "lightjail-web:0123ABCD.service",
+            "lightjail-web:0123abc.service",
+            "lightjail-web:0123abcde.service",
+            "lightjail-web:.service",
+            "lightjail-web:0123abcd.service.d",
+            "lightjail-web",
+            "web.service",
+            "lightjail-web.service/../x.service",
+            "",
+        ] {
+            assert!(!is_unit_of("web", bad), "{bad}");
+        }
+        assert_eq!(machine_name("lightjail-my_web:0123abcd.service"), "my-web-0123abcd");
+        assert_eq!(machine_name("lightjail-web.service"), "web");
+    }
+
+    #[test]
+    fn unit_files_naming_a_jail() {
+        let t = |root: &str, name: &str| {
+            format!(
+                "[Service]\nExecStart=/opt/ljspawn --root {root}/jails/{name}/rootfs -- /bin/sh\nExecStartPost=-/opt/ljail --root {root} unit-hook {name} started\nExecStopPost=-/opt/ljail --root {root} unit-hook {name} stopped\n"
+            )
+        };
+        let root = Path::new("/nonexistent/lj-a");
+        assert!(names_jail(&t("/nonexistent/lj-a", "web"), root, "web"));
+        assert!(!names_jail(&t("/nonexistent/lj-b", "web"), root, "web"));
+        assert!(!names_jail(&t("/nonexistent/lj-a", "web2"), root, "web"));
+        assert!(!names_jail(&t("/nonexistent/lj-a/x", "web"), root, "web"));
+        // Only the hook lines count.
+        assert!(!names_jail("Description=--root /nonexistent/lj-a unit-hook web x\n", root, "web"));
+        let quoted = Path::new("/nonexistent/lj a");
+        assert!(names_jail(&t("\"/nonexistent/lj a\"", "web"), quoted, "web"));
+    }
+
+    #[test]
+    fn hooks_name_the_unit() {
+        let dir = std::env::temp_dir().join(format!("ljail-hook-test-{}", std::process::id()));
+        let root = ljbuild::store::Root::open(dir.clone(), ljbuild::store::RootSource::Flag).unwrap();
+        let jails = Jails::open(root).unwrap();
+        let j = Jail { name: "web".into(), dir: dir.join("jails/web") };
+        let argv = hook(&jails, &j, "started").unwrap();
+        let _ = fs::remove_dir_all(&dir);
+        let n = argv.len();
+        assert_eq!(&argv[n - 5..n - 2], &["unit-hook".into(), "web".into(), "started".into()] as &[OsString]);
+        assert_eq!(argv[n - 2], "--unit");
+        assert_eq!(argv[n - 1], OsString::from(unit_name(&j)));
     }
 
     #[test]

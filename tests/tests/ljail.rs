@@ -2010,6 +2010,46 @@ fn users_own_jails_in_a_booted_jail(lj: &Lj) {
         out.report()
     );
     assert_eq!(uok("test -e /home/u/.config/systemd/user/lightjail-web.service || echo gone"), "gone\n");
+
+    // A jail of the default root its caller's XDG_DATA_HOME names, which the user manager's
+    // environment has not: the unit is named once, where it is made (its hooks are told the
+    // name), so stop, status and log find it.
+    let xdg = |script: &str| user(&format!("export XDG_DATA_HOME=/home/u/xdg; {script}"));
+    xdg("mkdir -p /home/u/xdg/lightjail/worlds && ln -s /opt/busybox /home/u/xdg/lightjail/worlds/busybox && /opt/lj/ljail create xd --copy --world busybox -- /bin/sleep 1000").ok();
+    assert_eq!(uok("systemctl --user show-environment | grep ^XDG_DATA_HOME= || true"), "");
+    xdg("/opt/lj/ljail start xd").ok();
+    let out = xdg("/opt/lj/ljail status xd --json").ok();
+    let st: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}\n{}", out.report()));
+    assert_eq!(
+        (st["state"].as_str(), st["unit"].as_str()),
+        (Some("running"), Some("lightjail-xd.service")),
+        "{st}"
+    );
+    xdg("/opt/lj/ljail stop xd").ok();
+    assert_eq!(uok("systemctl --user is-active lightjail-xd.service || true"), "inactive\n");
+    xdg("/opt/lj/ljail destroy xd").ok();
+
+    // A jail outside the default root enabled by an older ljail: its unit file is the plain
+    // lightjail-NAME.service; disable removes it when it is this jail's (its hooks name the
+    // jail's root), and leaves another root's alone.
+    uok("mkdir -p /home/u/other/worlds && ln -s /opt/busybox /home/u/other/worlds/busybox && /opt/lj/ljail --root /home/u/other create old --copy --world busybox -- /bin/sleep 1000");
+    let text = uok("/opt/lj/ljail --root /home/u/other enable old --dry-run | sed 1d");
+    assert!(text.contains(" --root /home/u/other unit-hook old started"), "{text}");
+    let old_file = "/home/u/.config/systemd/user/lightjail-old.service";
+    let theirs = text.replace("/home/u/other", "/home/u/elsewhere");
+    uok(&format!("mkdir -p /home/u/.config/systemd/user && printf %s {} > {old_file}", sq(&theirs)));
+    let out = user("/opt/lj/ljail --root /home/u/other disable old").ok();
+    assert!(out.stderr.contains("was not enabled"), "{}", out.report());
+    assert_eq!(uok(&format!("cat {old_file}")), theirs);
+    uok(&format!("printf %s {} > {old_file} && systemctl --user daemon-reload && systemctl --user enable lightjail-old.service", sq(&text)));
+    let out = user("/opt/lj/ljail --root /home/u/other disable old").ok();
+    assert!(
+        out.stderr.contains("disable: old: lightjail-old.service disabled and removed"),
+        "{}",
+        out.report()
+    );
+    assert_eq!(uok(&format!("test -e {old_file} || echo gone")), "gone\n");
+    assert_ne!(uok("systemctl --user is-enabled lightjail-old.service 2>&1 || true"), "enabled\n");
     lj.ok(&["stop", "sdu"]);
     drop(deleg);
 }
