@@ -126,6 +126,24 @@ pub enum Who {
     Rootless(u32),
 }
 
+/// Whether a cgroup path of `/proc/PID/cgroup` is a plain absolute one: `/`, or `/` and
+/// names, none empty, `.` or `..`. Inside a cgroup namespace a process outside its root reads
+/// a path with `..` (`/../sib/svc`), which joined to a mount would leave it: never used.
+pub fn plain_cgroup(path: &Path) -> bool {
+    let b = path.as_os_str().as_encoded_bytes();
+    b == b"/"
+        || b.strip_prefix(b"/")
+            .is_some_and(|rest| rest.split(|c| *c == b'/').all(|c| !c.is_empty() && c != b"." && c != b".."))
+}
+
+/// The one line for a cgroup path `plain_cgroup` refuses.
+fn not_plain(path: &Path) -> LimitError {
+    LimitError(format!(
+        "this process's cgroup {} (/proc/self/cgroup) is not below the cgroup mount's root (a '..', '.' or empty name in it): no limits",
+        path.display()
+    ))
+}
+
 /// `path` (absolute, as in /proc/self/cgroup) under `base`.
 fn under(base: &Path, path: &Path) -> PathBuf {
     match path.strip_prefix("/").unwrap_or(path) {
@@ -244,11 +262,18 @@ pub fn detect(
     };
     for c in need.iter().copied() {
         let own = own_v1(c);
+        if !plain_cgroup(&own) {
+            return Err(not_plain(&own));
+        }
         let mut with_c = showing(&mounts, "cgroup", &own).filter(|m| m.opts.split(',').any(|o| o == c));
         if let Some(m) = with_c.next() {
             let rel = Path::new("/").join(own.strip_prefix(&m.root).unwrap_or(&own));
             v1.push((c.to_string(), m.point.clone(), rel));
         }
+    }
+    let own = own_v2(self_cgroup);
+    if !plain_cgroup(&own) {
+        return Err(not_plain(&own));
     }
     if let Some(Layout::V2 { mount, root, own }) = v2_layout(&mounts, self_cgroup) {
         let available = fs::read_to_string(tree.path(&mount).join("cgroup.controllers")).unwrap_or_default();
@@ -273,6 +298,9 @@ pub fn detect_v2(mountinfo: &str, self_cgroup: &str) -> Option<Layout> {
 
 fn v2_layout(mounts: &[Mount], self_cgroup: &str) -> Option<Layout> {
     let own = own_v2(self_cgroup);
+    if !plain_cgroup(&own) {
+        return None;
+    }
     let m = showing(mounts, "cgroup2", &own).next()?;
     Some(Layout::V2 { mount: m.point.clone(), root: m.root.clone(), own })
 }
@@ -281,6 +309,9 @@ fn v2_layout(mounts: &[Mount], self_cgroup: &str) -> Option<Layout> {
 /// shows it, if one does.
 pub fn v2_dir(mountinfo: &str, cgroup: &str) -> Option<PathBuf> {
     let cgroup = Path::new(cgroup.trim());
+    if !plain_cgroup(cgroup) {
+        return None;
+    }
     let mounts = mounts(mountinfo);
     let m = showing(&mounts, "cgroup2", cgroup).next()?;
     Some(in_mount(&m.point, &m.root, cgroup))
@@ -291,6 +322,9 @@ pub fn v2_dir(mountinfo: &str, cgroup: &str) -> Option<PathBuf> {
 /// (every one of them among its options) that shows it, if one does.
 pub fn v1_dir(mountinfo: &str, controllers: &str, cgroup: &str) -> Option<PathBuf> {
     let cgroup = Path::new(cgroup.trim());
+    if !plain_cgroup(cgroup) {
+        return None;
+    }
     let mounts = mounts(mountinfo);
     let has_all = |m: &&Mount| controllers.split(',').all(|c| m.opts.split(',').any(|o| o == c));
     let m = showing(&mounts, "cgroup", cgroup).find(has_all)?;
@@ -773,6 +807,33 @@ mod tests {
 
     fn read(p: PathBuf) -> String {
         fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    /// A cgroup path with `..` (a process outside its cgroup namespace's root reads one), `.`
+    /// or an empty name never becomes a directory: no layout, one line.
+    #[test]
+    fn a_cgroup_path_leaving_the_mount_is_refused() {
+        for ok in ["/", "/a", "/a/b.c/..d/d..", "/user.slice/lightjail-3"] {
+            assert!(plain_cgroup(Path::new(ok)), "{ok}");
+        }
+        for bad in
+            ["", "a", "/..", "/../sib/svc", "/a/../../etc", "/a/..", "/./a", "/a/.", "//a", "/a//b", "/a/"]
+        {
+            assert!(!plain_cgroup(Path::new(bad)), "{bad:?}");
+        }
+        let (dir, tree) = fake(Some("memory pids cpu"));
+        for own in ["0::/../../etc/x\n", "0::/../sib/svc\n", "0::/a/./b\n"] {
+            let e = detect(PURE_V2, own, &tree, &ALL).unwrap_err();
+            assert!(e.0.contains("not below the cgroup mount's root"), "{own}: {e}");
+            assert_eq!(detect_v2(PURE_V2, own), None, "{own}");
+        }
+        assert_eq!(v2_dir(PURE_V2, "/../../etc/x"), None);
+        assert_eq!(v2_dir(PURE_V2, "/a/b"), Some(PathBuf::from("/sys/fs/cgroup/a/b")));
+        let e = detect(HYBRID, "0::/\n4:memory:/../x\n3:pids:/\n2:cpu,cpuacct:/\n", &tree, &ALL).unwrap_err();
+        assert!(e.0.contains("/../x"), "{e}");
+        assert_eq!(v1_dir(HYBRID, "memory", "/../../etc"), None);
+        assert!(detect(PURE_V2, "0::/a/b\n", &tree, &ALL).is_ok());
+        fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -53,6 +53,14 @@ pub fn detect() -> Option<(Option<PathBuf>, PathBuf)> {
 /// depends on the other.)
 fn locate(mountinfo: &str, self_cgroup: &str) -> Option<(Option<PathBuf>, PathBuf)> {
     let own = Path::new(self_cgroup.lines().find_map(|l| l.strip_prefix("0::"))?.trim());
+    // Plain: `/`, or `/` and names, none empty, `.` or `..` (a process outside its cgroup
+    // namespace's root reads `/../sib/svc`, which joined to the mount would leave it).
+    let plain = own.as_os_str().as_encoded_bytes().strip_prefix(b"/").is_some_and(|rest| {
+        rest.is_empty() || rest.split(|c| *c == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..")
+    });
+    if !plain {
+        return None;
+    }
     // ID PARENT DEV ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER-OPTIONS
     let mounts: Vec<(PathBuf, PathBuf, &str)> = mountinfo
         .lines()
@@ -253,6 +261,11 @@ mod tests {
         let top = Some(PathBuf::from("/sys/fs/cgroup"));
         assert_eq!(locate(host, "0::/\n"), Some((top.clone(), PathBuf::from("/sys/fs/cgroup"))));
         assert_eq!(locate(host, "0::/a/b\n"), Some((top, PathBuf::from("/sys/fs/cgroup/a/b"))));
+        // A path leaving the mount (`..`), or with `.` or an empty name: none.
+        for bad in ["0::/..\n", "0::/../../etc/x\n", "0::/a/../b\n", "0::/a/./b\n", "0::/a//b\n", "0::a\n"] {
+            assert_eq!(locate(host, bad), None, "{bad:?}");
+            assert_eq!(locate(text, bad), None, "{bad:?}");
+        }
     }
 
     /// The hierarchy's root has no `cgroup.type`; a cgroup namespace's root (mounted at the same
