@@ -362,12 +362,22 @@ fn fork_nested(flags: u64) -> io::Result<i32> {
 fn pidfd_pid(fd: &OwnedFd) -> io::Result<i32> {
     use std::os::fd::AsRawFd;
     match sys::pidfd_get_pid(fd.as_fd()) {
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EINVAL)) => {}
+        Err(e) if ioctl_unanswered(&e) => {}
         r => return r,
     }
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
     let status = std::fs::read_to_string("/proc/self/status")?;
     pid_at_own_depth(&info, &status).ok_or_else(|| io::Error::other("no pid in the jail's pidfd"))
+}
+
+/// Whether `PIDFD_GET_INFO` failed for want of the ioctl, not of the pid: unknown to the
+/// kernel (ENOTTY, EINVAL), or refused by a caller's seccomp filter or a sandbox kernel such as
+/// gVisor's (EPERM, ENOSYS, EOPNOTSUPP).
+fn ioctl_unanswered(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTTY | libc::EINVAL | libc::EPERM | libc::ENOSYS | libc::EOPNOTSUPP)
+    )
 }
 
 /// From a pidfd's `/proc/self/fdinfo` and `/proc/self/status` (one /proc mount): the pidfd's
@@ -682,7 +692,7 @@ fn ns_id(pid: i32, kind: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::pid_at_own_depth;
+    use super::{ioctl_unanswered, pid_at_own_depth};
 
     /// The jail's pid in ljspawn's namespace, whichever namespace's /proc ljspawn reads: its
     /// own, or an ancestor's (where `Pid:` is the pid there, not ljspawn's).
@@ -696,5 +706,19 @@ mod tests {
         assert_eq!(pid_at_own_depth("Pid:\t0\nNSpid:\t0\n", "NSpid:\t7\n"), None);
         assert_eq!(pid_at_own_depth("Pid:\t-1\nNSpid:\t-1\n", "NSpid:\t7\n"), None);
         assert_eq!(pid_at_own_depth(own, "Name:\tljspawn\n"), None);
+    }
+
+    /// `PIDFD_GET_INFO` unknown (an older kernel) or refused (a seccomp filter, gVisor): fdinfo
+    /// answers; a pidfd whose process is gone (ESRCH) or another failure is the answer.
+    #[test]
+    fn pidfd_ioctl_falls_back_when_unanswered() {
+        let e = std::io::Error::from_raw_os_error;
+        for n in [libc::ENOTTY, libc::EINVAL, libc::EPERM, libc::ENOSYS, libc::EOPNOTSUPP] {
+            assert!(ioctl_unanswered(&e(n)), "{n}");
+        }
+        for n in [libc::ESRCH, libc::EBADF, libc::EFAULT] {
+            assert!(!ioctl_unanswered(&e(n)), "{n}");
+        }
+        assert!(!ioctl_unanswered(&std::io::Error::other("x")));
     }
 }
