@@ -1784,7 +1784,7 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
         " -- /bin/sh -c \"x=lit; echo hello from web $${x}; exec sleep 1000\"\n",
         "\nKillMode=mixed\n",
         "\nTimeoutStopSec=10000ms\n",
-        "\nExecStartPost=-/opt/lj/ljail --root /usr/local/lj unit-hook web started\n",
+        "\nExecStartPost=-/opt/lj/ljail --root /usr/local/lj unit-hook web started --unit lightjail-web.service\n",
         "\n[Install]\nWantedBy=multi-user.target\n",
     ] {
         assert!(unit.contains(want), "{want:?} missing:\n{unit}");
