@@ -243,6 +243,14 @@ fn to_json<T: Serialize>(v: &T) -> Result<String, Error> {
 pub fn status(jails: &Jails, name: &str, json: bool) -> Result<(), Error> {
     let j = jails.existing(name)?;
     let s = status_of(jails, &j)?;
+    if let Some(scope) = jails.manager {
+        if let Ok(Some((old, _))) = crate::systemd::old_unit_file(jails, &j, scope) {
+            eprintln!(
+                "ljail: warning: {} is an older ljail's unit file of {name} (named without its root's hash): `ljail disable {name}` removes it, `ljail enable {name}` replaces it",
+                old.display()
+            );
+        }
+    }
     if json {
         println!("{}", to_json(&s)?);
         return Ok(());

@@ -528,10 +528,27 @@ pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<Pa
         print!("{text}");
         return Ok(path);
     }
+    let old = old_unit_file(jails, j, scope)?;
+    if let Some((_, u)) = old.as_ref().filter(|(_, u)| show(scope, u).running()) {
+        return Err(Error::Conflict(format!(
+            "jail '{}' runs as {u}, an older ljail's unit: stop it, enable it, then start it",
+            j.name
+        )));
+    }
     install(scope, &path, &text)?;
     let mut c = scope.command("systemctl");
     c.args(["enable", "--", &unit_name(j)]);
     run(c, &format!("systemctl enable {}", unit_name(j)))?;
+    // The older ljail's unit of the jail gives way to this one (both would start it at boot).
+    if let Some((old, u)) = old {
+        let mut c = scope.command("systemctl");
+        c.args(["disable", "--", &u]);
+        run(c, &format!("systemctl disable {u}"))?;
+        fs::remove_file(&old).map_err(Error::io("cannot remove", &old))?;
+        let mut c = scope.command("systemctl");
+        c.arg("daemon-reload");
+        run(c, "systemctl daemon-reload")?;
+    }
     Ok(path)
 }
 
@@ -546,11 +563,7 @@ pub fn disable(jails: &Jails, j: &Jail, scope: Scope) -> Result<Vec<String>, Err
     if path.is_file() {
         files.push((path.clone(), unit_name(j)));
     }
-    let old_unit = format!("lightjail-{}.service", j.name);
-    let old = path.with_file_name(&old_unit);
-    if old != path && fs::read_to_string(&old).is_ok_and(|t| names_jail(&t, &jails.root.path, &j.name)) {
-        files.push((old, old_unit));
-    }
+    files.extend(old_unit_file(jails, j, scope)?);
     if files.is_empty() {
         return Ok(Vec::new());
     }
@@ -569,6 +582,18 @@ pub fn disable(jails: &Jails, j: &Jail, scope: Scope) -> Result<Vec<String>, Err
     c.arg("daemon-reload");
     run(c, "systemctl daemon-reload")?;
     Ok(files.into_iter().map(|(_, u)| u).collect())
+}
+
+/// The plain `lightjail-NAME.service` file (and unit) an older ljail's `enable` wrote for the
+/// jail `j` outside the caller's default root, if there is one and its hooks name this jail's
+/// root (`names_jail`); never the jail's own unit file.
+pub fn old_unit_file(jails: &Jails, j: &Jail, scope: Scope) -> Result<Option<(PathBuf, String)>, Error> {
+    let path = unit_file(scope, j)?;
+    let old_unit = format!("lightjail-{}.service", j.name);
+    let old = path.with_file_name(&old_unit);
+    let ours =
+        old != path && fs::read_to_string(&old).is_ok_and(|t| names_jail(&t, &jails.root.path, &j.name));
+    Ok(ours.then_some((old, old_unit)))
 }
 
 /// Whether a unit file's text is one `enable` wrote for the jail `name` of the root `root`:

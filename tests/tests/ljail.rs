@@ -2042,6 +2042,12 @@ fn users_own_jails_in_a_booted_jail(lj: &Lj) {
     assert!(out.stderr.contains("was not enabled"), "{}", out.report());
     assert_eq!(uok(&format!("cat {old_file}")), theirs);
     uok(&format!("printf %s {} > {old_file} && systemctl --user daemon-reload && systemctl --user enable lightjail-old.service", sq(&text)));
+    let out = user("/opt/lj/ljail --root /home/u/other status old").ok();
+    assert!(
+        out.stderr.contains(&format!("warning: {old_file} is an older ljail's unit file of old ")),
+        "{}",
+        out.report()
+    );
     let out = user("/opt/lj/ljail --root /home/u/other disable old").ok();
     assert!(
         out.stderr.contains("disable: old: lightjail-old.service disabled and removed"),
@@ -2050,6 +2056,15 @@ fn users_own_jails_in_a_booted_jail(lj: &Lj) {
     );
     assert_eq!(uok(&format!("test -e {old_file} || echo gone")), "gone\n");
     assert_ne!(uok("systemctl --user is-enabled lightjail-old.service 2>&1 || true"), "enabled\n");
+    // enable replaces it with the unit of its new name.
+    uok(&format!("printf %s {} > {old_file} && systemctl --user daemon-reload && systemctl --user enable lightjail-old.service", sq(&text)));
+    let out = user("/opt/lj/ljail --root /home/u/other enable old").ok();
+    assert!(out.stderr.contains("enable: old: lightjail-old:"), "{}", out.report());
+    assert_eq!(uok(&format!("test -e {old_file} || echo gone")), "gone\n");
+    let out = user("/opt/lj/ljail --root /home/u/other status old").ok();
+    assert!(!out.stderr.contains("warning"), "{}", out.report());
+    let out = user("/opt/lj/ljail --root /home/u/other disable old").ok();
+    assert!(out.stderr.contains("disable: old: lightjail-old:"), "{}", out.report());
     lj.ok(&["stop", "sdu"]);
     drop(deleg);
 }
