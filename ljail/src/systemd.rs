@@ -535,11 +535,8 @@ pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<Pa
             j.name
         )));
     }
-    install(scope, &path, &text)?;
-    let mut c = scope.command("systemctl");
-    c.args(["enable", "--", &unit_name(j)]);
-    run(c, &format!("systemctl enable {}", unit_name(j)))?;
-    // The older ljail's unit of the jail gives way to this one (both would start it at boot).
+    // The older ljail's unit of the jail gives way to this one (both would start it at boot),
+    // first: a failure there leaves the old one as it was, never both enabled.
     if let Some((old, u)) = old {
         let mut c = scope.command("systemctl");
         c.args(["disable", "--", &u]);
@@ -549,6 +546,10 @@ pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<Pa
         c.arg("daemon-reload");
         run(c, "systemctl daemon-reload")?;
     }
+    install(scope, &path, &text)?;
+    let mut c = scope.command("systemctl");
+    c.args(["enable", "--", &unit_name(j)]);
+    run(c, &format!("systemctl enable {}", unit_name(j)))?;
     Ok(path)
 }
 

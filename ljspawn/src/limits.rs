@@ -271,10 +271,8 @@ pub fn detect(
             v1.push((c.to_string(), m.point.clone(), rel));
         }
     }
-    let own = own_v2(self_cgroup);
-    if !plain_cgroup(&own) {
-        return Err(not_plain(&own));
-    }
+    // (v2_layout shows no hierarchy for a v2 path that leaves its mount: the v1 controllers,
+    // where they are all plain, are still used on a hybrid host.)
     if let Some(Layout::V2 { mount, root, own }) = v2_layout(&mounts, self_cgroup) {
         let available = fs::read_to_string(tree.path(&mount).join("cgroup.controllers")).unwrap_or_default();
         if need.iter().all(|c| available.split_whitespace().any(|a| a == *c)) {
@@ -282,6 +280,10 @@ pub fn detect(
         }
     }
     if let Some(missing) = need.iter().find(|c| !v1.iter().any(|(n, _, _)| n == *c)) {
+        let own = own_v2(self_cgroup);
+        if !plain_cgroup(&own) {
+            return Err(not_plain(&own));
+        }
         return Err(LimitError(format!(
             "no cgroup {missing} controller on this host (neither cgroup v2 nor a v1 hierarchy has it)"
         )));
@@ -832,6 +834,9 @@ mod tests {
         let e = detect(HYBRID, "0::/\n4:memory:/../x\n3:pids:/\n2:cpu,cpuacct:/\n", &tree, &ALL).unwrap_err();
         assert!(e.0.contains("/../x"), "{e}");
         assert_eq!(v1_dir(HYBRID, "memory", "/../../etc"), None);
+        // A hybrid host's v2 path leaving its mount does not stop plain v1 controllers.
+        let v1 = detect(HYBRID, "0::/../x\n4:memory:/\n3:pids:/\n2:cpu,cpuacct:/\n", &tree, &ALL);
+        assert!(matches!(v1, Ok(Layout::V1 { .. })), "{v1:?}");
         assert!(detect(PURE_V2, "0::/a/b\n", &tree, &ALL).is_ok());
         fs::remove_dir_all(dir).unwrap();
     }

@@ -408,8 +408,13 @@ impl Cloned {
         let Some(sock) = &self.net_ready else { return Ok(()) };
         sys::unshare(libc::CLONE_NEWNET).map_err(|e| err("cannot create the jail's network namespace", e))?;
         let lo = sys::loopback_up_socket().map_err(|e| err("cannot bring up the loopback interface", e))?;
-        let netns =
-            sys::socket_netns(lo.as_fd()).map_err(|e| err("cannot open the jail's network namespace", e))?;
+        // (A kernel or sandbox that does not answer SIOCGSKNS, gVisor's, or a caller's filter
+        // refusing it: the same namespace through /proc, as before.)
+        let netns = match sys::socket_netns(lo.as_fd()) {
+            Err(e) if ioctl_unanswered(&e) => std::fs::File::open("/proc/self/ns/net").map(OwnedFd::from),
+            r => r,
+        }
+        .map_err(|e| err("cannot open the jail's network namespace", e))?;
         drop(lo);
         // A jail that failed its setup is gone: its own message says why (see `go`).
         let _ = sys::send_fd(sock.as_fd(), netns.as_fd());

@@ -134,22 +134,6 @@ fn own_v1_cgroup(controller: &str) -> String {
 /// left empty in it (the jail's is gone by then; a v2 leaf ljspawn made for itself is empty).
 struct CallerCgroup(PathBuf);
 
-/// A controller a test enabled in the root cgroup's `cgroup.subtree_control` (it was not):
-/// disabled again when the test ends, also when it panics.
-struct RootController {
-    top: PathBuf,
-    controller: &'static str,
-}
-
-impl Drop for RootController {
-    fn drop(&mut self) {
-        let file = self.top.join("cgroup.subtree_control");
-        if let Err(e) = fs::write(&file, format!("-{}", self.controller)) {
-            eprintln!("cannot disable {} again in {}: {e}", self.controller, file.display());
-        }
-    }
-}
-
 impl Drop for CallerCgroup {
     fn drop(&mut self) {
         if let Ok(rd) = fs::read_dir(&self.0) {
@@ -1125,9 +1109,8 @@ fn cgroup_mounted_with_a_root_of_its_own(cx: &Ctx) {
     // v1: a child of the test's own pids cgroup. v2: a child of the root cgroup (which gives
     // pids to its children: systemd hosts do; else root may), where the shell that becomes
     // ljspawn is the only process (ljspawn then delegates to the jail's cgroup itself).
-    // (Declared before the cgroup's own guard, so dropped after it: the root gives pids back
-    // once its child is gone.)
-    let mut _restore = None;
+    // Left enabled, as the memory test leaves memory: taking pids away from the root again
+    // would take it from other tests' cgroups running at the same time.
     let (m, path) = match v2 {
         Some(m) => {
             let top = PathBuf::from(&m.mount_point);
@@ -1137,7 +1120,6 @@ fn cgroup_mounted_with_a_root_of_its_own(cx: &Ctx) {
                     cx.skip(&format!("cannot enable the v2 pids controller at the root: {e}"));
                     return;
                 }
-                _restore = Some(RootController { top: top.clone(), controller: "pids" });
             }
             (m.clone(), "/".to_string())
         }
