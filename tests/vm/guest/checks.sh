@@ -55,6 +55,14 @@ userns() {
     echo "$1" > /proc/sys/kernel/unprivileged_userns_clone || fail "cannot set kernel.unprivileged_userns_clone"
     echo "(kernel.unprivileged_userns_clone = $1)"
 }
+# jail_cgroup DIR NAME: the cgroup ljail made in DIR for jail NAME of a lightjail root other
+# than the caller's default (the tests' LIGHTJAIL_ROOT): ljail-NAME:HASH, exactly one.
+jail_cgroup() {
+    set -- "$1"/ljail-"$2":[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]
+    [ $# = 1 ] && [ -d "$1" ] || fail "not one jail cgroup: $*"
+    G=$1
+}
+
 no_jail_cgroups() {
     left=$(find "$CG" -name 'lightjail-*' -type d 2>/dev/null)
     [ -z "$left" ] || fail "jail cgroups left behind: $left"
@@ -363,7 +371,7 @@ check_ljail_v2_cgroups() {
     S=$CG/ljail-m.scope
     run /tmp/inscope $S $LJAIL start m
     want_rc 0
-    G=$S/ljail-m
+    jail_cgroup $S m
     sup=$(json_field m supervisor_pid)
     run cat $S/cgroup.procs
     is ""
@@ -389,12 +397,12 @@ check_ljail_v2_cgroups() {
     has "$NOTE_OOM"
     [ "$(json_field o last_exit)" = 137 ] || fail "last exit $(json_field o last_exit), wanted 137"
     run $LJAIL stop o
-    [ ! -e $CG/ljail-o.scope/ljail-o ] || fail "the cgroup of the exited jail o was left after stop"
+    [ -z "$(ls -d $CG/ljail-o.scope/ljail-o* 2>/dev/null)" ] || fail "the cgroup of the exited jail o was left after stop"
     # Not alone in its cgroup: no cgroup of its own, and ljspawn says why it cannot limit.
     run /tmp/inscope $CG/ljail-shared.scope sh -c "sleep 30 & $LJAIL start m; rc=\$?; kill \$!; exit \$rc"
     want_rc 1
     has "has other processes"
-    [ ! -e $CG/ljail-shared.scope/ljail-m ] || fail "a jail cgroup was made beside other processes"
+    [ -z "$(ls -d $CG/ljail-shared.scope/ljail-m* 2>/dev/null)" ] || fail "a jail cgroup was made beside other processes"
     # (The shared scope's processes may still be leaving it.)
     i=0
     while ! rmdir $S $CG/ljail-o.scope $CG/ljail-shared.scope 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
@@ -415,7 +423,7 @@ check_ljail_v2_cgroups_rootless() {
     want_rc 0
     uscope "/tmp/inscope $APP/run-7.scope $E $LJAIL start r"
     want_rc 0
-    G=$APP/run-7.scope/ljail-r
+    jail_cgroup $APP/run-7.scope r
     run cat $APP/run-7.scope/cgroup.procs
     is ""
     run cat $G/payload/lightjail-*[0-9]/memory.max
