@@ -29,15 +29,15 @@ fn run(name: &str, mode: Mode, test: fn(&Lj)) {
 lj_tests::mode_tests! {
     prefix = "ljail::", run = crate::run;
     service_survives_stop_start: root rootless setuid;
-    restart_policy: root rootless;
-    concurrent_start_serialized: root rootless;
-    snapshot_rollback_clone: root rootless;
-    btrfs_snapshots: root rootless;
-    copy_jail: root rootless;
-    start_all_in_boot_order: root rootless;
-    json_outputs: root rootless;
-    bad_names_and_config_lines: root rootless;
-    dry_run_runs_nothing: root rootless;
+    restart_policy: root rootless setuid;
+    concurrent_start_serialized: root rootless setuid;
+    snapshot_rollback_clone: root rootless setuid;
+    btrfs_snapshots: root rootless setuid;
+    copy_jail: root rootless setuid;
+    start_all_in_boot_order: root rootless setuid;
+    json_outputs: root rootless setuid;
+    bad_names_and_config_lines: root rootless setuid;
+    dry_run_runs_nothing: root rootless setuid;
     exec_into_running_jail: root rootless setuid;
     gpu_profile: root;
     init_boots_systemd: root rootless;
