@@ -74,9 +74,9 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
     config::parse(&text).map_err(|err| Error::Usage(err.msg))?;
     if dry_run {
         let ljspawn = supervise::ljspawn()?;
-        println!("jail     {} ({})", j.name, j.dir.display());
-        println!("source   {} ({})", cfg.source, cfg.root.as_str());
-        println!("ljspawn  {}", command_line(&ljspawn, &jail::ljspawn_args(&j, &cfg, &layers, None)));
+        outln!("jail     {} ({})", j.name, j.dir.display());
+        outln!("source   {} ({})", cfg.source, cfg.root.as_str());
+        outln!("ljspawn  {}", command_line(&ljspawn, &jail::ljspawn_args(&j, &cfg, &layers, None)));
         return Ok(());
     }
     let _lock = jails.lock(&j)?;
@@ -252,32 +252,32 @@ pub fn status(jails: &Jails, name: &str, json: bool) -> Result<(), Error> {
         }
     }
     if json {
-        println!("{}", to_json(&s)?);
+        outln!("{}", to_json(&s)?);
         return Ok(());
     }
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    println!("name        {}", s.name);
-    println!("state       {}{}", s.state, if s.frozen { " (frozen)" } else { "" });
-    println!("pid         {}", opt(s.pid.map(|p| p.to_string())));
-    println!("source      {} ({})", s.source, s.root);
-    println!(
+    outln!("name        {}", s.name);
+    outln!("state       {}{}", s.state, if s.frozen { " (frozen)" } else { "" });
+    outln!("pid         {}", opt(s.pid.map(|p| p.to_string())));
+    outln!("source      {} ({})", s.source, s.root);
+    outln!(
         "command     {}",
         s.command.iter().map(|w| ljbuild::spawn::shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
     );
-    println!("net         {}{}", s.net, s.ip.as_deref().map(|i| format!(" {i}")).unwrap_or_default());
-    println!(
+    outln!("net         {}{}", s.net, s.ip.as_deref().map(|i| format!(" {i}")).unwrap_or_default());
+    outln!(
         "restart     {} ({} restarts, last exit {})",
         s.restart,
         s.restarts,
         opt(s.last_exit.map(|c| c.to_string()))
     );
-    println!("autostart   {} (priority {})", if s.autostart { "yes" } else { "no" }, s.priority);
-    println!("snapshots   {}", if s.snapshots.is_empty() { "-".into() } else { s.snapshots.join(", ") });
-    println!("dir         {}", s.dir.display());
+    outln!("autostart   {} (priority {})", if s.autostart { "yes" } else { "no" }, s.priority);
+    outln!("snapshots   {}", if s.snapshots.is_empty() { "-".into() } else { s.snapshots.join(", ") });
+    outln!("dir         {}", s.dir.display());
     match &s.unit {
-        Some(u) if s.scope == Some("user") => println!("log         journalctl --user -u {u}"),
-        Some(u) => println!("log         journalctl -u {u}"),
-        None => println!("log         {}", s.log.display()),
+        Some(u) if s.scope == Some("user") => outln!("log         journalctl --user -u {u}"),
+        Some(u) => outln!("log         journalctl -u {u}"),
+        None => outln!("log         {}", s.log.display()),
     }
     Ok(())
 }
@@ -289,7 +289,7 @@ pub fn list(jails: &Jails, json: bool) -> Result<(), Error> {
         all.push(status_of(jails, &jails.existing(&n)?)?);
     }
     if json {
-        println!("{}", to_json(&all)?);
+        outln!("{}", to_json(&all)?);
         return Ok(());
     }
     if all.is_empty() {
@@ -299,12 +299,12 @@ pub fn list(jails: &Jails, json: bool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    println!("{:<20} {:<10} {:>7}  {:<28} {:<16} BOOT", "NAME", "STATE", "PID", "SOURCE", "NET");
+    outln!("{:<20} {:<10} {:>7}  {:<28} {:<16} BOOT", "NAME", "STATE", "PID", "SOURCE", "NET");
     for s in all {
         let net = s.ip.clone().unwrap_or(s.net.clone());
         let boot = if s.autostart { format!("{}", s.priority) } else { "-".into() };
         let pid = s.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        println!("{:<20} {:<10} {:>7}  {:<28} {:<16} {boot}", s.name, s.state, pid, s.source, net);
+        outln!("{:<20} {:<10} {:>7}  {:<28} {:<16} {boot}", s.name, s.state, pid, s.source, net);
     }
     Ok(())
 }
@@ -576,7 +576,7 @@ pub fn enable(jails: &Jails, name: &str, on: bool, dry_run: bool, ui: &Ui) -> Re
     }
     let mut cfg = j.config()?;
     if dry_run {
-        println!("autostart {}", if on { "yes" } else { "no" });
+        outln!("autostart {}", if on { "yes" } else { "no" });
         return Ok(());
     }
     if cfg.autostart != on {

@@ -8,6 +8,27 @@
 //! reflinks), [`btrfs`] (subvolumes and snapshots: ljail's only unsafe code, two ioctls),
 //! [`freezer`] (the cgroup freezer), [`cli`], [`error`].
 
+/// `println!` for ljail's output (defined before the modules, which use it).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Writes ljail's output to stdout. When stdout is a pipe whose reader has gone (`ljail list |
+/// head -1`), ljail ends quietly with status 141 (128 + SIGPIPE, what the shell reports for a
+/// C program the signal kills) instead of panicking, as `println!` does (Rust ignores SIGPIPE);
+/// any other write error is one line and status 1.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("ljail: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 pub mod btrfs;
 pub mod cli;
 pub mod commands;
@@ -156,12 +177,12 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     let cfg = j.config()?;
                     if let Some(scope) = jails.manager {
                         let argv = systemd::run_argv(&jails, &j, &cfg, scope)?;
-                        println!("{}", command_line(std::path::Path::new(&argv[0]), &argv[1..]));
+                        outln!("{}", command_line(std::path::Path::new(&argv[0]), &argv[1..]));
                         continue;
                     }
                     let layers = jail::resolve(&jails.root, &cfg)?;
                     let args = jail::ljspawn_args(&j, &cfg, &layers, None);
-                    println!("{}", command_line(&supervise::ljspawn()?, &args));
+                    outln!("{}", command_line(&supervise::ljspawn()?, &args));
                     continue;
                 }
                 match supervise::start(&jails, &j) {

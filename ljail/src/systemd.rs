@@ -524,8 +524,8 @@ pub fn enable(jails: &Jails, j: &Jail, scope: Scope, dry_run: bool) -> Result<Pa
         )));
     }
     if dry_run {
-        println!("# {}", path.display());
-        print!("{text}");
+        outln!("# {}", path.display());
+        crate::out(format_args!("{text}"));
         return Ok(path);
     }
     let old = old_unit_file(jails, j, scope)?;

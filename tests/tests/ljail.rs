@@ -771,6 +771,27 @@ fn json_outputs(lj: &Lj) {
     assert_eq!(list[1]["state"], "stopped");
     let text = lj.ok(&["list"]).stdout;
     assert!(text.lines().nth(1).is_some_and(|l| l.starts_with("x ") && l.contains("running")), "{text}");
+    // Into a pipe whose reader has gone (`ljail list | head -1`): ljail ends quietly with
+    // 141 (128 + SIGPIPE), never a panic. A FIFO opened for writing, its only reader closed
+    // before ljail runs, gives EPIPE at the first write, whatever the scheduling.
+    for (i, args) in
+        [&["list"][..], &["list", "--json"], &["status", "x"], &["status", "x", "--json"]].iter().enumerate()
+    {
+        let mut argv: Vec<OsString> =
+            ["/bin/sh", "-c", "mkfifo \"$0\" && exec 3<>\"$0\" 4>\"$0\" 3<&- && exec \"$@\" >&4"]
+                .map(OsString::from)
+                .to_vec();
+        argv.push(lj.td.join(format!("fifo-{i}")).into());
+        argv.extend(lj.env_argv());
+        argv.push(lj.bin.clone().into());
+        argv.extend(args.iter().map(OsString::from));
+        let out = run_with_timeout(lj.cx.command(argv), None, Duration::from_secs(60)).expect("run ljail");
+        assert!(
+            out.status() == 141 && out.stderr.is_empty(),
+            "ljail {args:?} into a closed pipe\n{}",
+            out.report()
+        );
+    }
     lj.ok(&["stop", "x"]);
 }
 
