@@ -9,6 +9,10 @@ use std::path::Path;
 
 use lj_tests::{ns_inode, path_str, run_with_timeout, Ctx, Mode, DEFAULT_TIMEOUT};
 
+/// How long a test waits for what a sandbox does, or for it to be gone: seconds on a loaded
+/// machine (a deadline, not a timing check).
+const UP: std::time::Duration = std::time::Duration::from_secs(30);
+
 mod bwrap {
     lj_tests::mode_tests! {
         prefix = "bwrap::", run = lj_tests::run_ctx;
@@ -40,6 +44,9 @@ mod bwrap {
         seccomp_stacking_and_bad_programs: root rootless setuid;
         messages_in_bwraps_words: root rootless setuid;
         overlay_names_with_escapes: root rootless setuid;
+        try_binds_fd_bind_and_namespaces: root rootless setuid;
+        sync_fd_session_and_userns_rules: root rootless setuid;
+        dies_with_its_parent: root rootless setuid;
     }
 }
 
@@ -1099,4 +1106,108 @@ fn overlay_names_with_escapes(cx: &Ctx) {
     assert_eq!(out.lines(), ["12"], "{}", out.report());
     assert_eq!(fs::read_to_string(d.join(name("upper")).join("a")).unwrap(), "2");
     assert_eq!(fs::read_to_string(d.join(name("lower")).join("a")).unwrap(), "1");
+}
+
+/// `--bind-fd` (writable), `--bind-try` and `--dev-bind-try` with a missing source (skipped)
+/// and an existing one (bound, writable; a device usable), and the namespace options bwrap
+/// callers pass (`--unshare-ipc`, `--unshare-uts`, `--unshare-cgroup[-try]`,
+/// `--unshare-user-try`): accepted, and those namespaces are the sandbox's own.
+fn try_binds_fd_bind_and_namespaces(cx: &Ctx) {
+    let d = cx.tempdir();
+    for sub in ["fd", "try"] {
+        fs::create_dir(d.join(sub)).unwrap();
+        cx.chown_caller(&d.join(sub));
+    }
+    let script = "echo fd > /b/w && echo try > /t/w && echo dev > /dn && test -c /dn && \
+                  test ! -e /m1 && test ! -e /m2 && echo ok; \
+                  for n in ipc uts cgroup; do readlink /proc/self/ns/$n; done";
+    let out = host(cx)
+        .prelude(&format!("exec 5<{}", path_str(&d.join("fd"))))
+        .args(["--bind-fd", "5", "/b", "--bind-try", "/nonexistent-src", "/m1"])
+        .args(["--bind-try", &d.join("try").to_string_lossy(), "/t"])
+        .args(["--dev-bind-try", "/nonexistent-src", "/m2", "--dev-bind-try", "/dev/null", "/dn"])
+        .args(["--unshare-ipc", "--unshare-uts", "--unshare-cgroup", "--unshare-cgroup-try"])
+        .args(["--unshare-user-try", "--", "sh", "-c", script])
+        .run()
+        .ok();
+    let lines = out.lines();
+    assert_eq!(lines.first().map(String::as_str), Some("ok"), "{}", out.report());
+    assert_eq!(fs::read_to_string(d.join("fd/w")).unwrap(), "fd\n");
+    assert_eq!(fs::read_to_string(d.join("try/w")).unwrap(), "try\n");
+    for (n, got) in ["ipc", "uts", "cgroup"].iter().zip(&lines[1..]) {
+        assert_ne!(
+            got,
+            &lj_tests::host_ns(n),
+            "the sandbox shares the host's {n} namespace\n{}",
+            out.report()
+        );
+    }
+    assert_eq!(lines.len(), 4, "{}", out.report());
+}
+
+/// `--sync-fd`: held open while the sandbox runs, so the caller reads end-of-file on the other
+/// end of the pipe only once it is gone. `--new-session`: the program leads a session of its
+/// own. `--assert-userns-disabled` without `--disable-userns` is bwrap's failure; with it
+/// (and `--unshare-user`) the program cannot make a user namespace, which it can without.
+fn sync_fd_session_and_userns_rules(cx: &Ctx) {
+    let d = cx.tempdir();
+    let here = path_str(d.path());
+    // The program writes `done` a moment before it ends; the caller's `cat` of the sync pipe
+    // returns only after that (never before: the sandbox holds the pipe's write end).
+    let out = host(cx)
+        .args(["--bind", &here, &here, "--sync-fd", "7", "--", "sh", "-c"])
+        .arg(format!("sleep 1; echo done > {here}/m"))
+        .wrapper(["sh", "-c", &format!("\"$@\" 7>&1 >/dev/null | cat; cat {here}/m"), "sh"])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["done"], "the sync fd closed before the sandbox ended\n{}", out.report());
+    let out = host(cx)
+        .args(["--new-session", "--", "sh", "-c"])
+        .arg("read -r _ _ _ _ _ sid _ < /proc/$$/stat; [ \"$sid\" = $$ ] && echo leader")
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["leader"], "{}", out.report());
+    let out = host(cx).args(["--assert-userns-disabled", "--", "true"]).run().expect_status(1);
+    assert!(
+        out.stderr.contains("bwrap: creation of new user namespaces was not disabled as requested"),
+        "{}",
+        out.report()
+    );
+    let probe = "unshare -U true 2>/dev/null && echo made || echo refused";
+    let out = host(cx).args(["--unshare-user", "--", "sh", "-c", probe]).run().ok();
+    assert_eq!(out.lines(), ["made"], "{}", out.report());
+    let out = host(cx)
+        .args(["--unshare-user", "--disable-userns", "--assert-userns-disabled", "--", "sh", "-c", probe])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["refused"], "{}", out.report());
+}
+
+/// `--die-with-parent`: when the process that started the sandbox is killed (`kill -9`), the
+/// sandbox and its program end too.
+fn dies_with_its_parent(cx: &Ctx) {
+    let d = cx.tempdir();
+    let pidf = d.join("pid");
+    let parent = host(cx)
+        .args(["--die-with-parent", "--", "sleep", "1000"])
+        .wrapper(["sh", "-c", &format!("\"$@\" & echo $! > {}; wait", path_str(&pidf)), "sh"])
+        .start();
+    let mut tree = Vec::new();
+    let up = lj_tests::wait_until(UP, || {
+        let Some(pid) = fs::read_to_string(&pidf).ok().and_then(|p| p.trim().parse::<u32>().ok()) else {
+            return false;
+        };
+        tree = lj_tests::process_tree(pid);
+        tree.iter().any(|p| fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\x001000\x00"))
+    });
+    assert!(up, "the sandbox's sleep never ran (tree {tree:?})");
+    parent.signal("KILL");
+    let dead = |p: &u32| {
+        fs::read_to_string(format!("/proc/{p}/stat"))
+            .map_or(true, |s| s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z')))
+    };
+    let gone = lj_tests::wait_until(UP, || tree.iter().all(dead));
+    let left: Vec<_> = tree.iter().filter(|p| !dead(p)).collect();
+    assert!(gone, "the sandbox outlived its parent: {left:?} of {tree:?} still run");
+    let _ = parent.wait();
 }
