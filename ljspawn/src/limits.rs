@@ -628,12 +628,13 @@ fn delegate_v2(
     let shown = own.display();
     // Rootless: the caller's cgroup must be its own (delegated to it), whatever it enables.
     if let Who::Rootless(uid) = who {
-        let owner = fs::metadata(base).map(|m| std::os::unix::fs::MetadataExt::uid(&m));
-        if !t.fake && owner.ok() != Some(uid) {
+        let owner = fs::metadata(base).map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok();
+        if !t.fake && owner != Some(uid) {
             return Err(LimitError(format!(
-                "{} a cgroup v2 delegated to you; {} is not yours (it is your cgroup: run under `systemd-run --user --scope -p Delegate=yes`, or as root)",
+                "{} a cgroup v2 delegated to you; {} is not yours: the cgroup you run in is owned by {} (run under `systemd-run --user --scope -p Delegate=yes`; without systemd, have root chown a cgroup and its cgroup.procs, cgroup.subtree_control and cgroup.threads to you and move your shell into it; or run as root)",
                 purpose.needs(),
-                base.display()
+                base.display(),
+                owner.map_or_else(|| "someone else".to_string(), |u| format!("uid {u}"))
             )));
         }
     }
