@@ -158,7 +158,8 @@ pub enum Cmd {
         #[arg(last = true, value_name = "CMD", required_unless_present = "init")]
         command: Vec<String>,
     },
-    /// Start jails under ljail's supervisor (detached); a running one is left alone.
+    /// Start jails: where systemd is PID 1 as the unit lightjail-NAME, else under ljail's own
+    /// supervisor (detached); a running one is left alone.
     Start {
         /// The jails.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
@@ -276,8 +277,8 @@ pub enum Cmd {
         #[arg(short = 'n', long)]
         dry_run: bool,
     },
-    /// Undo `enable`: `systemctl disable` and remove the unit file (a running jail keeps
-    /// running); elsewhere, set `autostart no`.
+    /// Undo `enable`: `systemctl disable` and remove the unit file (a running jail is refused:
+    /// stop it first); elsewhere, set `autostart no`.
     Disable {
         /// The jail.
         name: String,
