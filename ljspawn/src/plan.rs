@@ -1400,6 +1400,13 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         (_, None, Some(d)) if req.bwrap => jail_path("the current directory", d).ok(),
         _ => None,
     };
+    // bwrap sets PWD to the directory the program starts in (whatever --clearenv, --setenv
+    // and --unsetenv did): --chdir's, else the caller's (kept when the sandbox has it).
+    if req.bwrap {
+        let pwd = cwd_try.clone().unwrap_or_else(|| cwd.clone());
+        env.retain(|(k, _)| k != "PWD");
+        env.push(("PWD".into(), pwd));
+    }
 
     for &fd in &req.pass_fds {
         check_fd("--pass-fd", fd, open_fd)?;
@@ -2020,6 +2027,23 @@ mod tests {
 
     fn bwrap_req(cmd: &[&str]) -> Request {
         Request { bwrap: true, allow_userns: true, env_base: Some(vec![]), ..req(cmd) }
+    }
+
+    #[test]
+    fn bwrap_pwd_is_the_programs_directory() {
+        let pwd = |r: Request| {
+            let p = build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+            let v: Vec<String> = p.env.iter().filter(|(k, _)| k == "PWD").map(|(_, v)| v.clone()).collect();
+            v
+        };
+        let stale = Some(vec![("PWD".to_string(), "/elsewhere".to_string())]);
+        assert_eq!(pwd(Request { env_base: stale.clone(), ..bwrap_req(&["true"]) }), ["/home/u"]);
+        let r = Request { env_base: stale, chdir: Some("/usr".into()), ..bwrap_req(&["true"]) };
+        assert_eq!(pwd(r), ["/usr"]);
+        let r = Request { unsetenv: vec!["PWD".into()], ..bwrap_req(&["true"]) };
+        assert_eq!(pwd(r), ["/home/u"]);
+        // ljspawn's own form keeps its clean environment.
+        assert!(pwd(Request { root: None, ..req(&["true"]) }).is_empty());
     }
 
     #[test]

@@ -125,6 +125,16 @@ fn host_program_env_and_cwd(cx: &Ctx) {
     // Without the directory in the sandbox: /.
     let out = host(cx).args(["--", "pwd"]).run().ok();
     assert_eq!(out.lines(), ["/"], "{}", out.report());
+    // PWD names the directory the program starts in, as bwrap sets it: the caller's (whatever
+    // PWD the caller had), or --chdir's.
+    let out = host(cx)
+        .prelude(&format!("cd {here}; export PWD=/elsewhere"))
+        .args(["--bind", &here, &here, "--", "printenv", "PWD"])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), [here.as_str()], "{}", out.report());
+    let out = host(cx).args(["--chdir", "/usr", "--clearenv", "--", "/usr/bin/printenv", "PWD"]).run().ok();
+    assert_eq!(out.lines(), ["/usr"], "{}", out.report());
 }
 
 /// A link named `bwrap` takes bwrap's command line; `usage:` names argv[0]; `--version`.
