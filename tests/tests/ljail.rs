@@ -30,6 +30,7 @@ lj_tests::mode_tests! {
     prefix = "ljail::", run = crate::run;
     service_survives_stop_start: root rootless setuid;
     restart_policy: root rootless setuid;
+    restart_and_follow_log: root rootless setuid;
     concurrent_start_serialized: root rootless setuid;
     snapshot_rollback_clone: root rootless setuid;
     btrfs_snapshots: root rootless setuid;
@@ -495,6 +496,38 @@ fn restart_policy(lj: &Lj) {
     lj.ok(&["start", "once"]);
     let st = lj.wait_state("once", "exited");
     assert_eq!((st["restarts"].as_u64(), st["last_exit"].as_i64()), (Some(0), Some(0)), "{st}");
+}
+
+/// `restart` stops a running jail and starts it again (a new pid, its program run once more);
+/// `log -f` follows the log: lines the jail writes after it began are printed as they come.
+fn restart_and_follow_log(lj: &Lj) {
+    let svc = "echo run >> /runs; i=0; while :; do i=$((i+1)); echo tick $i; sleep 0.2; done";
+    lj.ok(&["create", "t", "--world", "busybox", "--", "/bin/sh", "-c", svc]);
+    lj.ok(&["start", "t"]);
+    let pid1 = pid_of(&lj.wait_state("t", "running"));
+    let out = lj.ok(&["restart", "t"]);
+    assert!(out.stderr.contains("ljail: restart: t (pid "), "{}", out.report());
+    let st = lj.wait_state("t", "running");
+    assert_ne!(pid_of(&st), pid1, "restart kept the old jail: {st}");
+    let runs = lj.jail_dir("t").join("upper/runs");
+    assert!(wait_until(UP, || fs::read_to_string(&runs).is_ok_and(|r| r.lines().count() == 2)));
+    // `log -f` into a file: it prints what is there, then what the jail writes later (a line
+    // that was not in the log when it started), and keeps running until killed.
+    let before = lj.log("t").lines().filter(|l| l.starts_with("tick ")).count();
+    let followed = lj.td.join("followed");
+    let file = fs::File::create(&followed).expect("create followed");
+    let mut cmd = lj.command_in(&[], &["log", "-f", "t"], &[]);
+    cmd.stdout(file).stderr(Stdio::null()).stdin(Stdio::null());
+    let mut child = cmd.spawn().expect("ljail log -f");
+    let later = format!("tick {}", before + 3);
+    let seen = wait_until(UP, || fs::read_to_string(&followed).is_ok_and(|t| t.lines().any(|l| l == later)));
+    let still = matches!(child.try_wait(), Ok(None));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = fs::read_to_string(&followed).unwrap_or_default();
+    assert!(seen && still, "log -f did not follow ({later:?}; running: {still}):\n{text}");
+    assert!(text.contains("started (pid "), "{text}");
+    lj.ok(&["stop", "t"]);
 }
 
 /// Four `start`s of one jail at the same time: one starts it, the others find it running;
