@@ -8,91 +8,76 @@
 //! faulted in on first use like any other.
 //!
 //! How, in full (this is the whole allocator):
-//! - `alloc` hands out the next `align`-aligned block of the arena (`next` moves up), or, when
-//!   the block does not fit or is large (at least [`LARGE`]), passes the request to the C
+//! - Two bump regions: blocks smaller than [`BIG`] come from the small one, blocks of at least
+//!   [`BIG`] (and less than [`LARGE`]) from the big one. Large growing buffers (clap's list of
+//!   the command line's arguments, 600 bytes each; a long `Vec` of mounts) are then mostly the
+//!   last block of their region and grow in place, instead of being copied to a new block at
+//!   every doubling while small blocks made in between pin the old one (with a single region
+//!   that was about a third of what setup allocated, every page of it faulted in).
+//! - `alloc` hands out the next `align`-aligned block of its region (`next` moves up), or,
+//!   when the block does not fit or is large (at least [`LARGE`]), passes the request to the C
 //!   library's allocator (`System`).
-//! - `dealloc` of the arena's last block moves `next` back (stack order, which is most of
+//! - `dealloc` of a region's last block moves its `next` back (stack order, which is most of
 //!   Rust's temporaries); any other arena block is simply not reused. `System` blocks go back
 //!   to `System`.
-//! - `realloc` of the arena's last block grows or shrinks it in place when it fits; otherwise a
-//!   new block is allocated, the bytes copied and the old block freed as above.
+//! - `realloc` of a region's last block grows or shrinks it in place when it fits (a small
+//!   block stays small: one that reaches [`BIG`] moves to the big region); otherwise a new
+//!   block is allocated, the bytes copied and the old block freed as above.
 //!
 //! Memory stays bounded in every process, however long it runs (the supervising ljspawn, the
-//! jail's PID 1): the arena is [`SIZE`] bytes and never grows; once it is used up, everything
-//! goes to `System`, which frees. `next` is changed by compare-and-swap only, so the arena is
-//! sound with threads too (ljspawn has one). A vfork child (see `sys::vfork_run`) shares the
-//! arena with its suspended parent: what it allocates stays allocated, as with any allocator.
-//! After `clone` without `CLONE_VM`, each process has its own copy.
+//! jail's PID 1): the regions are [`SIZE`] and [`BIG_SIZE`] bytes and never grow; once one is
+//! used up, its requests go to `System`, which frees. Each region's `next` is changed by
+//! compare-and-swap only, so the arena is sound with threads too (ljspawn has one). A vfork
+//! child (see `sys::vfork_run`) shares the arena with its suspended parent: what it allocates
+//! stays allocated, as with any allocator. After `clone` without `CLONE_VM`, each process has
+//! its own copy.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The arena's size: setup allocates about 60 KiB in the common case, a long bwrap command
-/// line somewhat more.
+/// The small region's size: setup allocates about 40 KiB of small blocks in the common case, a
+/// long bwrap command line somewhat more.
 pub const SIZE: usize = 256 << 10;
+/// The big region's size (its untouched pages cost nothing: `.bss`).
+pub const BIG_SIZE: usize = 256 << 10;
+/// Blocks this large come from the big region.
+pub const BIG: usize = 4 << 10;
 /// Blocks this large go to `System` directly (the vfork stack, `--file` contents, ...).
 pub const LARGE: usize = 64 << 10;
 
-/// The allocator (see the module docs). `Arena::new()` is a `const fn`, for a `static`.
+/// One bump region of `N` bytes.
 #[repr(C, align(4096))]
-pub struct Arena {
-    buf: UnsafeCell<[u8; SIZE]>,
+struct Region<const N: usize> {
+    buf: UnsafeCell<[u8; N]>,
     /// Offset of the first free byte of `buf`.
     next: AtomicUsize,
 }
 
-// SAFETY: `buf` is only ever handed out in disjoint blocks: a block is [start, end) with
-// `next` moved from at most `start` to `end` by one successful compare-and-swap, so no two
-// live blocks overlap, whichever threads ask; the arena itself never reads or writes `buf`
-// except in `realloc`'s copy and `alloc_zeroed`'s clearing, each of a block the caller owns;
-// a block given back is handed out again only through a Release/Acquire pair on `next`.
-unsafe impl Sync for Arena {}
-
-impl std::fmt::Debug for Arena {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Arena").field("used", &self.used()).finish()
-    }
-}
-
-impl Default for Arena {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Arena {
-    pub const fn new() -> Self {
-        Arena { buf: UnsafeCell::new([0; SIZE]), next: AtomicUsize::new(0) }
-    }
-
-    /// Bytes of the arena in use (its next offset): for tests and measurements.
-    pub fn used(&self) -> usize {
-        self.next.load(Ordering::Relaxed)
+impl<const N: usize> Region<N> {
+    const fn new() -> Self {
+        Region { buf: UnsafeCell::new([0; N]), next: AtomicUsize::new(0) }
     }
 
     fn base(&self) -> usize {
         self.buf.get() as usize
     }
 
-    /// The offset of `ptr` in the arena, if it is an arena block.
+    /// The offset of `ptr` in the region, if it is one of its blocks.
     fn offset(&self, ptr: *mut u8) -> Option<usize> {
         let p = ptr as usize;
-        (p >= self.base() && p < self.base() + SIZE).then(|| p - self.base())
+        (p >= self.base() && p < self.base() + N).then(|| p - self.base())
     }
 
-    /// A block of the arena for `layout`, or None (then `System` serves it).
+    /// A block of the region for `layout`, or None (it does not fit).
     fn bump(&self, layout: Layout) -> Option<*mut u8> {
-        if layout.size() >= LARGE {
-            return None;
-        }
         let mut cur = self.next.load(Ordering::Relaxed);
         loop {
             // The address is aligned (any alignment works, `buf`'s page alignment or not).
             let addr = (self.base() + cur).checked_next_multiple_of(layout.align())?;
             let start = addr - self.base();
             let end = start.checked_add(layout.size())?;
-            if end > SIZE {
+            if end > N {
                 return None;
             }
             // Acquire: a block given back (Release, in `dealloc`/`realloc`) is handed out only
@@ -104,12 +89,94 @@ impl Arena {
             }
         }
     }
+
+    /// Gives the block [start, start + size) back if it is the last one.
+    fn pop(&self, start: usize, size: usize) {
+        let _ = self.next.compare_exchange(start + size, start, Ordering::Release, Ordering::Relaxed);
+    }
+
+    /// Resizes the block [start, start + size) in place to `new_size`, if it is the last one
+    /// (or shrinks); whether it did.
+    fn resize(&self, start: usize, size: usize, new_size: usize) -> bool {
+        let end = start + size;
+        if new_size <= size {
+            // Shrinking stays in place; the last block gives its tail back.
+            let _ = self.next.compare_exchange(end, start + new_size, Ordering::Release, Ordering::Relaxed);
+            return true;
+        }
+        start + new_size <= N
+            && self.next.compare_exchange(end, start + new_size, Ordering::AcqRel, Ordering::Relaxed).is_ok()
+    }
+}
+
+/// The allocator (see the module docs). `Arena::new()` is a `const fn`, for a `static`.
+#[repr(C)]
+pub struct Arena {
+    small: Region<SIZE>,
+    big: Region<BIG_SIZE>,
+}
+
+// SAFETY: each region's `buf` is only ever handed out in disjoint blocks: a block is
+// [start, end) with that region's `next` moved from at most `start` to `end` by one successful
+// compare-and-swap, so no two live blocks overlap, whichever threads ask; the arena itself
+// never reads or writes a `buf` except in `realloc`'s copy and `alloc_zeroed`'s clearing, each
+// of a block the caller owns; a block given back is handed out again only through a
+// Release/Acquire pair on its region's `next`.
+unsafe impl Sync for Arena {}
+
+impl std::fmt::Debug for Arena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arena").field("used", &self.used()).field("big_used", &self.big_used()).finish()
+    }
+}
+
+impl Default for Arena {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Arena {
+    pub const fn new() -> Self {
+        Arena { small: Region::new(), big: Region::new() }
+    }
+
+    /// Bytes of the small region in use (its next offset): for tests and measurements.
+    pub fn used(&self) -> usize {
+        self.small.next.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of the big region in use.
+    pub fn big_used(&self) -> usize {
+        self.big.next.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    fn base(&self) -> usize {
+        self.small.base()
+    }
+
+    /// Whether `ptr` is an arena block (of either region).
+    #[cfg(test)]
+    fn offset(&self, ptr: *mut u8) -> Option<usize> {
+        self.small.offset(ptr).or_else(|| self.big.offset(ptr))
+    }
+
+    /// A block of the arena for `layout`, or None (then `System` serves it).
+    fn bump(&self, layout: Layout) -> Option<*mut u8> {
+        match layout.size() {
+            s if s >= LARGE => None,
+            s if s >= BIG => self.big.bump(layout),
+            _ => self.small.bump(layout),
+        }
+    }
 }
 
 // SAFETY: `alloc` returns either null, a `System` block, or an arena block of at least
 // `layout.size()` bytes at `layout.align()`, disjoint from every other live block (see `Sync`
-// above); `dealloc` and `realloc` tell the two kinds apart by address, so a `System` block
-// always goes back to `System` and an arena block never does.
+// above); `dealloc` and `realloc` tell the kinds apart by address (the regions and `System`'s
+// memory do not overlap), so a `System` block always goes back to `System` and an arena block
+// to its own region.
 // (Not inlined: one copy of each, instead of one at every allocation site of the program.)
 unsafe impl GlobalAlloc for Arena {
     #[inline(never)]
@@ -138,35 +205,31 @@ unsafe impl GlobalAlloc for Arena {
 
     #[inline(never)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        match self.offset(ptr) {
-            Some(start) => {
-                // The last block: give it back. Anything else stays until the process ends.
-                let end = start + layout.size();
-                let _ = self.next.compare_exchange(end, start, Ordering::Release, Ordering::Relaxed);
-            }
+        // The last block of its region: given back. Any other stays until the process ends.
+        if let Some(start) = self.small.offset(ptr) {
+            self.small.pop(start, layout.size());
+        } else if let Some(start) = self.big.offset(ptr) {
+            self.big.pop(start, layout.size());
+        } else {
             // SAFETY: not an arena address, so `alloc` got it from `System` with this layout.
-            None => unsafe { System.dealloc(ptr, layout) },
+            unsafe { System.dealloc(ptr, layout) }
         }
     }
 
     #[inline(never)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some(start) = self.offset(ptr) else {
+        // In place: a small block while it stays small, a big one while it stays below LARGE
+        // (or any block shrinking).
+        let in_place = if let Some(start) = self.small.offset(ptr) {
+            (new_size <= layout.size() || new_size < BIG) && self.small.resize(start, layout.size(), new_size)
+        } else if let Some(start) = self.big.offset(ptr) {
+            (new_size <= layout.size() || new_size < LARGE) && self.big.resize(start, layout.size(), new_size)
+        } else {
             // SAFETY: a `System` block with this layout (see `dealloc`); the caller's contract
             // on `new_size` is passed on unchanged.
             return unsafe { System.realloc(ptr, layout, new_size) };
         };
-        let end = start + layout.size();
-        if new_size <= layout.size() {
-            // Shrinking stays in place; the last block gives its tail back.
-            let _ = self.next.compare_exchange(end, start + new_size, Ordering::Release, Ordering::Relaxed);
-            return ptr;
-        }
-        // The last block grows in place while it fits (and stays small).
-        if start + new_size <= SIZE
-            && new_size < LARGE
-            && self.next.compare_exchange(end, start + new_size, Ordering::AcqRel, Ordering::Relaxed).is_ok()
-        {
+        if in_place {
             return ptr;
         }
         // SAFETY: the caller guarantees `new_size`, rounded up to `layout.align()`, does not
@@ -284,6 +347,7 @@ mod tests {
         assert_ne!(p3, p2);
         assert_eq!(at(p3, 7), 7);
         assert!(a.offset(p3).is_some());
+        let _r = alloc(&a, 8, 8);
         let used = a.used();
         let p4 = grow(&a, _q, 8, 8, 4);
         assert_eq!((p4, a.used()), (_q, used), "a block that is not last shrinks in place");
@@ -311,13 +375,50 @@ mod tests {
         assert!(a.offset(p).is_none());
         assert!(a.used() <= SIZE);
         free(&a, p, 1000, 8);
-        // An arena block grown past the arena's end moves to System with its bytes.
+        // An arena block grown to LARGE moves to System with its bytes.
         let last = *blocks.last().unwrap();
         fill(last, 9, 1000);
-        let moved = grow(&a, last, 1000, 8, 20_000);
+        let moved = grow(&a, last, 1000, 8, LARGE);
         assert!(a.offset(moved).is_none());
         assert_eq!(at(moved, 999), 9);
-        free(&a, moved, 20_000, 8);
+        free(&a, moved, LARGE, 8);
+        // The big region fills up the same way.
+        while a.big_used() + BIG <= BIG_SIZE {
+            assert!(a.offset(alloc(&a, BIG, 8)).is_some());
+        }
+        let p = alloc(&a, BIG, 8);
+        assert!(a.offset(p).is_none());
+        free(&a, p, BIG, 8);
+    }
+
+    #[test]
+    fn a_big_block_grows_in_place_while_small_ones_are_made() {
+        // A Vec doubling while small blocks are made between its pushes (clap's arguments).
+        let a = Box::new(Arena::new());
+        let mut v = alloc(&a, 2400, 8);
+        fill(v, 5, 2400);
+        let mut size = 2400;
+        let _s = alloc(&a, 100, 8);
+        // Reaching BIG: moved to the big region, its bytes with it.
+        v = grow(&a, v, size, 8, 2 * size);
+        size *= 2;
+        assert!(a.small.offset(v).is_none() && a.big.offset(v).is_some());
+        assert_eq!(at(v, 2399), 5);
+        let first = v;
+        for _ in 0..3 {
+            let _s = alloc(&a, 300, 8);
+            v = grow(&a, v, size, 8, 2 * size);
+            size *= 2;
+            assert_eq!(v, first, "in place");
+        }
+        assert_eq!(a.big_used(), size);
+        assert_eq!(at(v, 0), 5);
+        // Past LARGE: to System.
+        let moved = grow(&a, v, size, 8, 2 * size);
+        assert!(a.offset(moved).is_none());
+        assert_eq!(at(moved, 2399), 5);
+        assert_eq!(a.big_used(), 0, "the big region's last block was given back");
+        free(&a, moved, 2 * size, 8);
     }
 
     #[test]
