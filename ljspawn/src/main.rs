@@ -217,7 +217,7 @@ fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string());
+    let host = sys::hostname().map(|h| h.trim().to_string());
     let mut read_fd = |fd: i32| -> Result<Vec<u8>, String> {
         use std::io::Read;
         let f = sys::take_inherited_fd(fd).map_err(|e| format!("--args {fd}: {e}"))?;

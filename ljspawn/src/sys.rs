@@ -689,6 +689,21 @@ pub fn faccess_fd(fd: BorrowedFd<'_>, mode: c_int) -> io::Result<()> {
     .map(drop)
 }
 
+/// The host name of this process's UTS namespace (uname's nodename): one system call, where
+/// reading /proc/sys/kernel/hostname takes six.
+pub fn hostname() -> Option<String> {
+    let mut u = std::mem::MaybeUninit::<libc::utsname>::uninit();
+    // SAFETY: `u` is valid for writes of a whole `utsname`, which uname fills on success.
+    if unsafe { libc::uname(u.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: uname succeeded, so every field of `u` is initialized.
+    let u = unsafe { u.assume_init() };
+    // The kernel NUL-terminates nodename within its array (at most 64 bytes of name).
+    let bytes: Vec<u8> = u.nodename.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8(bytes).ok()
+}
+
 pub fn sethostname(name: &str) -> io::Result<()> {
     // SAFETY: `name` is a live slice and its exact length is passed; no NUL is needed.
     cvt_unit(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
