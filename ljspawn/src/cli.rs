@@ -141,6 +141,13 @@ pub fn command() -> Command {
                 .help("Map jail ids 0-65535 in the jail's user namespace: you as 0 and your /etc/subuid and /etc/subgid ranges above (rootless: with newuidmap/newgidmap; setuid: by ljspawn); as root the same ids on the host"),
         )
         .arg(
+            Arg::new("subids-base")
+                .long("subids-base")
+                .value_name("BASE")
+                .value_parser(clap::value_parser!(u64))
+                .help("Root only: --subids mapping jail ids 0-65535 onto host ids BASE..BASE+65535 (a private range: the jail's root is host uid BASE, not root; BASE a multiple of 65536, at least 65536); implies --subids"),
+        )
+        .arg(
             Arg::new("net")
                 .long("net")
                 .value_name("MODE")
@@ -494,7 +501,8 @@ pub fn request(m: &ArgMatches) -> Request {
         hostname: m.get_one::<String>("hostname").cloned(),
         user,
         userns: m.get_flag("userns"),
-        subids: m.get_flag("subids"),
+        subids: m.get_flag("subids") || m.contains_id("subids-base"),
+        subids_base: m.get_one::<u64>("subids-base").copied(),
         net: m
             .get_one::<String>("iface")
             .map(|i| format!("macvlan:{i}"))

@@ -93,6 +93,9 @@ pub struct Request {
     pub userns: bool,
     /// `--subids`: a user namespace mapping jail ids 0-65535 (see [`userns_map`]).
     pub subids: bool,
+    /// `--subids-base BASE` (root only, implies `subids`): jail ids 0-65535 are host ids
+    /// BASE..BASE+65535 instead of the same ids.
+    pub subids_base: Option<u64>,
     pub net: Option<String>,
     /// `--ip ADDR[/PREFIX]` (lightjail `-i`).
     pub ip: Option<String>,
@@ -487,9 +490,23 @@ pub const CONTAINER_CAPS: [&str; 13] = [
 /// How many jail ids `--subids` maps as root (0-65535, as a container gets).
 pub const SUBIDS_ROOT_RANGE: u32 = 65536;
 
+/// `--subids-base BASE`, checked: a multiple of 65536, at least 65536 (host root's range is
+/// never a jail's private one), and BASE+65536 a valid id (below 2^32-1, the invalid id).
+pub fn subids_base(base: u64) -> Result<u32, PlanError> {
+    let range = u64::from(SUBIDS_ROOT_RANGE);
+    if base < range
+        || !base.is_multiple_of(range)
+        || base.checked_add(range).is_none_or(|end| end > u64::from(u32::MAX))
+    {
+        return Err(PlanError::BadSubidsBase(base));
+    }
+    Ok(base as u32)
+}
+
 /// The jail's user namespace and its maps, the one place that decides them:
 /// * root: none, unless `--userns` (jail user = root) or `--subids`: jail ids 0-65535, the
-///   same ids on the host (identity), written by ljspawn itself;
+///   same ids on the host (identity), or with `--subids-base BASE` host ids BASE..BASE+65535
+///   (a private range: no host root in the jail), written by ljspawn itself;
 /// * rootless: the jail user is the caller; with `--subids` the caller is jail root and its
 ///   `/etc/subuid`/`/etc/subgid` ranges follow from 1 up, written by `newuidmap`/`newgidmap`;
 /// * setuid: the jail user is the caller and the subordinate ranges fill the other ids, written
@@ -508,9 +525,14 @@ pub fn userns_map(req: &Request, caller: &Caller, uid: u32, gid: u32) -> Result<
         Ok(())
     };
     let (target_uid, target_gid) = if req.subids { (0, 0) } else { (uid, gid) };
+    let base = match req.subids_base {
+        Some(_) if caller.mode != Mode::Root => return Err(PlanError::SubidsBaseNotRoot(caller.mode)),
+        Some(b) => subids_base(b)?,
+        None => 0,
+    };
     Ok(match caller.mode {
         Mode::Root if req.subids => {
-            let full = vec![IdRange { inside: 0, outside: 0, count: SUBIDS_ROOT_RANGE }];
+            let full = vec![IdRange { inside: 0, outside: base, count: SUBIDS_ROOT_RANGE }];
             Some(IdMap { uids: full.clone(), gids: full, setgroups: true, by_parent: true, helper: false })
         }
         Mode::Root if !req.userns => None,
@@ -691,6 +713,9 @@ pub struct Plan {
     /// `--delegate-cgroup`: the jail gets a cgroup v2 of its own (even without limits), owned by
     /// the jail's root, and `Mount::Cgroup2` shows it.
     pub delegate_cgroup: bool,
+    /// `--subids-base BASE` (root only): the jail's ids 0-65535 are host ids BASE.. (`userns`
+    /// holds the map; kept for the privileged side's second look).
+    pub subids_base: Option<u32>,
 }
 
 /// Why a request cannot become a plan. Every message is one line, lower case.
@@ -728,6 +753,10 @@ pub enum PlanError {
         subuids: bool,
         subgids: bool,
     },
+    /// `--subids-base` that is not a multiple of 65536 from 65536 up, or overflows.
+    BadSubidsBase(u64),
+    /// `--subids-base` outside root mode.
+    SubidsBaseNotRoot(Mode),
     /// Installed setuid to a user other than root, or setgid.
     BadInstall,
     BadRlimit(String),
@@ -826,6 +855,14 @@ impl fmt::Display for PlanError {
                     missing.join(" or ")
                 )
             }
+            BadSubidsBase(b) => write!(
+                f,
+                "invalid --subids-base {b} (a multiple of 65536, at least 65536, with BASE+65536 below 4294967295; e.g. 524288)"
+            ),
+            SubidsBaseNotRoot(m) => write!(
+                f,
+                "--subids-base is not allowed in {m} mode (root only: it maps host ids of root's choosing; use --subids, which maps your /etc/subuid ranges)"
+            ),
             BadInstall => write!(f, "ljspawn is installed setgid or setuid to a user other than root: install it 0755, or 4755 owned by root (make install-setuid)"),
             BadRlimit(r) => write!(
                 f,
@@ -885,6 +922,7 @@ impl PlanError {
         match self {
             PlanError::CapsNotAllowed(_)
             | PlanError::NoSubids { .. }
+            | PlanError::SubidsBaseNotRoot(_)
             | PlanError::SeccompNoneNotAllowed(_)
             | PlanError::NetNotAllowed(..)
             | PlanError::PastaInSetuid
@@ -1170,6 +1208,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         Some(_) => None,
         None => userns_map(req, caller, uid, gid)?,
     };
+    // (Checked by `userns_map`, which refused it outside root mode or out of range.)
+    let subids_base = userns.as_ref().and(req.subids_base).map(|b| b as u32);
     if req.userns_block_fd.is_some() {
         if caller.mode == Mode::Setuid {
             return Err(PlanError::UsernsBlockInSetuid);
@@ -1512,6 +1552,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         pty,
         stop_signal: req.stop_signal.unwrap_or(libc::SIGTERM),
         delegate_cgroup: req.delegate_cgroup,
+        subids_base,
     })
 }
 
@@ -2457,6 +2498,46 @@ mod tests {
         r.subids = false;
         let m = build(&r, &c, &none_open).unwrap().userns.unwrap();
         assert_eq!(m.uids[0], IdRange { inside: 1000, outside: 1000, count: 1 });
+    }
+
+    #[test]
+    fn subids_base_maps_root_jails_onto_a_private_range() {
+        let mut r = req(&["true"]);
+        r.subids = true;
+        r.subids_base = Some(0x80000);
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        let m = p.userns.as_ref().unwrap();
+        assert_eq!(m.uids, vec![IdRange { inside: 0, outside: 0x80000, count: 65536 }]);
+        assert_eq!(m.gids, m.uids);
+        assert!(m.setgroups && m.by_parent && !m.helper);
+        assert_eq!(p.subids_base, Some(0x80000));
+        // The delegated cgroup (and whatever ljspawn gives the jail's root) goes to BASE.
+        assert_eq!(p.cgroup_owner(), Some((0x80000, 0x80000)));
+        // No host root in the map: the largest valid base, too.
+        r.subids_base = Some(0xfffe_0000);
+        let m = build(&r, &caller(Mode::Root), &none_open).unwrap().userns.unwrap();
+        assert_eq!(m.uids[0].outside, 0xfffe_0000);
+        // Bad bases: 0 (host root's ids), unaligned, past the last valid id.
+        for bad in [0, 1, 65535, 65537, 0x8_8000, 0xffff_0000, 1 << 32, u64::MAX - 65535] {
+            r.subids_base = Some(bad);
+            let e = build(&r, &caller(Mode::Root), &none_open).unwrap_err();
+            assert_eq!(e, PlanError::BadSubidsBase(bad));
+            assert_eq!(e.exit_code(), crate::EXIT_USAGE);
+        }
+        // Root only: refused in setuid and rootless mode, whatever the caller's ranges.
+        r.subids_base = Some(0x80000);
+        for mode in [Mode::Setuid, Mode::Rootless] {
+            let mut c = caller(mode);
+            c.subuids = vec![(0x80000, 65536)];
+            c.subgids = vec![(0x80000, 65536)];
+            let e = build(&r, &c, &none_open).unwrap_err();
+            assert_eq!(e, PlanError::SubidsBaseNotRoot(mode));
+            assert_eq!(e.exit_code(), crate::EXIT_SETUP);
+        }
+        assert_eq!(
+            PlanError::SubidsBaseNotRoot(Mode::Setuid).to_string(),
+            "--subids-base is not allowed in setuid mode (root only: it maps host ids of root's choosing; use --subids, which maps your /etc/subuid ranges)"
+        );
     }
 
     #[test]

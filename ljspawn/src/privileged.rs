@@ -491,6 +491,11 @@ fn check_policy(plan: &Plan) -> Result<(), SpawnError> {
     let refuse = |what: &str| {
         Err(SpawnError { code: EXIT_SETUP, msg: format!("{what} is not allowed in {} mode", plan.mode) })
     };
+    // A private range of root's choosing (--subids-base) is root's only: the caller's ids are
+    // its own and its /etc/subuid ranges, never host ids it names.
+    if plan.subids_base.is_some() {
+        return refuse("--subids-base");
+    }
     // Cgroup limits: rootless callers only where the kernel delegates (checked where the
     // cgroup is made); setuid callers only within what /etc/lightjail.conf grants them.
     if plan.mode == Mode::Setuid && !plan.limits.is_empty() {
@@ -708,6 +713,23 @@ mod tests {
             p.seccomp_fds.clear();
             p.json_status = Some(7);
             assert!(check_policy(&p).is_err(), "{mode}");
+        }
+    }
+
+    /// `--subids-base` is root's: the privileged side refuses a plan that has it otherwise.
+    #[test]
+    fn second_look_refuses_subids_base_outside_root_mode() {
+        let mut p = plan(Mode::Root, None);
+        p.subids_base = Some(0x80000);
+        assert!(check_policy(&p).is_ok());
+        for mode in [Mode::Setuid, Mode::Rootless] {
+            let mut p = plan(mode, None);
+            p.subids_base = Some(0x80000);
+            let e = check_policy(&p).unwrap_err();
+            assert_eq!(
+                (e.code, e.msg.as_str()),
+                (EXIT_SETUP, &*format!("--subids-base is not allowed in {mode} mode"))
+            );
         }
     }
 }

@@ -57,6 +57,7 @@ lj_tests::mode_tests! {
     cap_add_in_own_userns: rootless setuid;
     subids_map_0_to_65535: root rootless setuid;
     subids_without_ranges: rootless setuid;
+    subids_base_private_range: root rootless setuid;
     mknod_fails: root rootless setuid;
     kill9_kills_jail: root rootless setuid;
     background_dies: root rootless setuid;
@@ -1045,6 +1046,72 @@ fn subids_map_0_to_65535(cx: &Ctx) {
     let out =
         sh_with(cx, &["--subids"], "cd /tmp && touch f && chown 1000 f 2>/dev/null || echo refused").ok();
     assert_lines(&out, &["refused"]);
+}
+
+/// --subids-base BASE (root only): jail ids 0-65535 are host ids BASE.., so the jail's root is
+/// no host root: the world's files (idmapped) show as the jail's root's, what the jail writes
+/// in its upper is owned by BASE+uid on the host, and even with every capability of its user
+/// namespace and its /proc/sys mask unmounted it cannot write kernel/core_pattern. Bad bases
+/// are usage errors (2); rootless and setuid callers are refused (125, one line).
+fn subids_base_private_range(cx: &Ctx) {
+    use std::os::unix::fs::MetadataExt;
+    const BASE: u32 = 0x7a0000;
+    if cx.mode != Mode::Root {
+        let out = cx
+            .ljspawn()
+            .args(["--subids-base", "524288", "--root", &world(cx), "--", "/bin/echo", "RAN"])
+            .run();
+        assert!(!out.stdout.contains("RAN"), "{}", out.report());
+        assert_eq!(out.status(), 125, "{}", out.report());
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!("ljspawn: --subids-base is not allowed in {} mode (root only: it maps host ids of root's choosing; use --subids, which maps your /etc/subuid ranges)", cx.mode)
+        );
+        return;
+    }
+    for bad in ["0", "65535", "65537", "4294901760", "4294967296", "x"] {
+        let out = cx.ljspawn().args(["--subids-base", bad, "--", "/bin/true"]).run();
+        assert_eq!(out.status(), 2, "--subids-base {bad}\n{}", out.report());
+        assert_eq!(out.stderr.trim_end().lines().count(), 1, "{}", out.report());
+        assert!(out.stderr.contains("--subids-base"), "{}", out.report());
+    }
+    let td = cx.root_tempdir();
+    let (upper, work) = (td.join("upper"), td.join("work"));
+    for d in [&upper, &work] {
+        fs::create_dir(d).unwrap();
+        std::os::unix::fs::chown(d, Some(BASE), Some(BASE)).unwrap();
+    }
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; stat -c %u:%g /bin/busybox; \
+        touch /made && chown 1000:42 /made && stat -c %u:%g /made; \
+        for m in /proc/sys/kernel/core_pattern /proc/sys/kernel /proc/sys; do umount $m 2>/dev/null; done; \
+        grep -c ' /proc/sys ' /proc/self/mountinfo; \
+        echo '|/tmp/pwned' > /proc/sys/kernel/core_pattern 2>/dev/null && echo WROTE; true";
+    let out = cx
+        .ljspawn()
+        .args(["--subids-base", &BASE.to_string(), "--idmap-layer", &world(cx)])
+        .args([
+            "--upper",
+            &lj_tests::path_str(&upper),
+            "--work",
+            &lj_tests::path_str(&work),
+            "--cap-add",
+            "ALL",
+        ])
+        .args(["--", "/bin/sh", "-c", script])
+        .run()
+        .ok();
+    let map = |l: &str| l.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lines: Vec<String> = out.lines().iter().map(|l| map(l)).collect();
+    assert_eq!(
+        lines[..4],
+        [format!("0 {BASE} 65536"), format!("0 {BASE} 65536"), "0:0".into(), "1000:42".into()],
+        "{}",
+        out.report()
+    );
+    assert!(!out.stdout.contains("WROTE"), "the jail wrote core_pattern\n{}", out.report());
+    assert_ne!(fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap().trim(), "|/tmp/pwned");
+    let md = fs::metadata(upper.join("made")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (BASE + 1000, BASE + 42), "the upper's file on the host");
 }
 
 /// --subids for a user without subordinate ids: one line, exit 125, never a one-id jail.
