@@ -100,6 +100,11 @@ pub struct JailOpts {
     /// ids are the host's).
     #[arg(long)]
     pub proc_unmasked: bool,
+    /// Root's jails: map the jail's ids 0-65535 onto a private host range (its root is then not
+    /// the host's): pick (a free range, the default for --init and --docker jails), BASE (a
+    /// multiple of 65536), or no (the same host ids: no boundary against the jail's root).
+    #[arg(long, value_name = "pick|no|BASE")]
+    pub private_users: Option<String>,
     /// What podman or dockerd in the jail need: a user namespace with ids 0-65535 and every
     /// capability in it, nested user namespaces, keyrings and bpf (Jailmaker's docker
     /// template), a delegated cgroup v2, /sys, /dev/fuse and /dev/net/tun where you may open

@@ -11,10 +11,11 @@ use ljbuild::store::remove_tree;
 use ljbuild::ui::Ui;
 use serde::Serialize;
 
-use crate::config::{self, Config, RootKind, Source};
+use crate::config::{self, Config, PrivateUsers, RootKind, Source};
 use crate::copy::{self, How, Stats};
 use crate::error::Error;
 use crate::freezer;
+use crate::ids;
 use crate::jail::{self, Jail, Jails};
 use crate::supervise::{self, read_state};
 
@@ -60,9 +61,18 @@ fn check_with_ljspawn(j: &Jail, cfg: &Config, layers: &jail::Resolved) -> Result
 }
 
 /// `ljail create`.
-pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) -> Result<(), Error> {
+/// `pick`: the jail gets a private id range picked for it (`private-users BASE`, see `ids`).
+pub fn create(
+    jails: &Jails,
+    name: &str,
+    mut cfg: Config,
+    pick: bool,
+    dry_run: bool,
+    ui: &Ui,
+) -> Result<(), Error> {
     let j = jails.jail(name)?;
-    let layers = jail::resolve(&jails.root, &cfg)?;
+    // (Resolved again once the id range is known: `docker yes` devices depend on it.)
+    jail::resolve(&jails.root, &cfg)?;
     // The config goes through its own parser before anything is made (its checks of the
     // values are the options' checks here).
     if let Some((key, v)) = cfg.control_char() {
@@ -73,6 +83,11 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
     let text = cfg.to_text();
     config::parse(&text).map_err(|err| Error::Usage(err.msg))?;
     if dry_run {
+        if pick {
+            let b = ids::pick(name, &ids::used(jails, None))?;
+            cfg.private_users = Some(PrivateUsers::Base(b));
+        }
+        let layers = jail::resolve(&jails.root, &cfg)?;
         let ljspawn = supervise::ljspawn()?;
         outln!("jail     {} ({})", j.name, j.dir.display());
         outln!("source   {} ({})", cfg.source, cfg.root.as_str());
@@ -83,10 +98,25 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
     if j.dir.exists() {
         return Err(Error::Conflict(format!("jail '{name}' exists already ({})", j.dir.display())));
     }
+    // The root's id ranges are chosen one jail at a time (held until the config is in place).
+    let _ids = if pick || cfg.private_base().is_some() { Some(jails.root.lock("ids", || {})?) } else { None };
+    if pick {
+        cfg.private_users = Some(PrivateUsers::Base(ids::pick(name, &ids::used(jails, None))?));
+    } else if let Some(b) = cfg.private_base() {
+        if let Some(who) = ids::overlap(b, &ids::used(jails, Some(name))) {
+            return Err(Error::Conflict(format!("private-users {b}: that range is in use ({who})")));
+        }
+    }
+    let text = cfg.to_text();
+    let layers = jail::resolve(&jails.root, &cfg)?;
+    let base = cfg.private_base();
     let staging = jails.dir().join(format!(".{name}.new"));
     remove_tree(&staging).map_err(Error::io("cannot remove", &staging))?;
     let made = (|| -> Result<Stats, Error> {
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
+        if let Some(b) = base {
+            ids::open_path_to(jails, &staging, b)?;
+        }
         let sj = Jail { name: j.name.clone(), dir: staging.clone() };
         let mut stats = Stats::default();
         match cfg.root {
@@ -94,12 +124,20 @@ pub fn create(jails: &Jails, name: &str, cfg: Config, dry_run: bool, ui: &Ui) ->
                 copy::make_data_dir(&staging.join("upper"))?;
                 fs::create_dir(staging.join("work"))
                     .map_err(Error::io("cannot create", staging.join("work")))?;
+                if let Some(b) = base {
+                    ids::give(&staging.join("upper"), b)?;
+                    ids::give(&staging.join("work"), b)?;
+                }
             }
             RootKind::Copy => {
                 let dst = staging.join("rootfs");
                 copy::make_data_dir(&dst)?;
                 for l in &layers.layers {
                     copy::copy_tree(l, &dst, How::Merge, &mut stats)?;
+                }
+                // Host root's files of the layers become the jail's root's.
+                if let Some(b) = base {
+                    ids::shift_tree(&dst, 0, b)?;
                 }
             }
         }
@@ -177,6 +215,9 @@ pub struct Status {
     pub dir: PathBuf,
     /// The log (of ljail's supervisor; under systemd, the journal: `journalctl -u UNIT`).
     pub log: PathBuf,
+    /// `private-users BASE`: the first host id of the jail's private range (its root), else
+    /// None.
+    pub private_users: Option<u32>,
     /// The systemd unit that runs the jail, when systemd does.
     pub unit: Option<String>,
     /// Its manager: `system` or `user`.
@@ -228,6 +269,7 @@ pub fn status_of(jails: &Jails, j: &Jail) -> Result<Status, Error> {
         priority: cfg.priority,
         frozen,
         snapshots: j.snapshots()?,
+        private_users: cfg.private_base(),
         dir: j.dir.clone(),
         log: j.log_path(),
         scope: unit.as_ref().map(|(_, s)| s.as_str()),
@@ -273,6 +315,14 @@ pub fn status(jails: &Jails, name: &str, json: bool) -> Result<(), Error> {
     );
     outln!("autostart   {} (priority {})", if s.autostart { "yes" } else { "no" }, s.priority);
     outln!("snapshots   {}", if s.snapshots.is_empty() { "-".into() } else { s.snapshots.join(", ") });
+    let cfg = j.config()?;
+    match cfg.private_base() {
+        Some(b) => outln!("ids         private: jail 0-65535 = host {b}-{} (private-users)", u64::from(b) + 65535),
+        None if rustix::process::geteuid().is_root() && (cfg.init || cfg.docker) => outln!(
+            "ids         the host's 0-65535 (private-users no, or a config without it): the jail's root is host root, no boundary"
+        ),
+        None => {}
+    }
     outln!("dir         {}", s.dir.display());
     match &s.unit {
         Some(u) if s.scope == Some("user") => outln!("log         journalctl --user -u {u}"),
@@ -343,6 +393,11 @@ pub fn edit(jails: &Jails, name: &str, ui: &Ui) -> Result<(), Error> {
                 "'root' cannot be changed (thin and copy jails keep different data)".into(),
             ));
         }
+        if cfg.private_base() != old.private_base() {
+            return Err(Error::Usage(
+                "'private-users' cannot be changed (the jail's files are owned in its id range; `ljail clone` moves a copy into a range of its own)".into(),
+            ));
+        }
         if text == fs::read_to_string(j.config_path()).unwrap_or_default() {
             return Ok(false);
         }
@@ -379,11 +434,15 @@ pub fn destroy(jails: &Jails, name: &str, force: bool, ui: &Ui) -> Result<(), Er
         freezer::remove(&cg);
     }
     supervise::remove_cgroup(&j);
+    let private = j.config().ok().and_then(|c| c.private_base());
     // Renamed first, so a half-removed jail never looks like a jail.
     let trash = jails.dir().join(format!(".{name}.destroy"));
     remove_tree(&trash).map_err(Error::io("cannot remove", &trash))?;
     fs::rename(&j.dir, &trash).map_err(Error::io("cannot rename", &j.dir))?;
     remove_tree(&trash).map_err(Error::io("cannot remove", &trash))?;
+    if let Some(b) = private {
+        ids::close_path_to(jails, b);
+    }
     ui.step("destroy", name, None);
     Ok(())
 }
@@ -509,22 +568,45 @@ pub fn clone(jails: &Jails, name: &str, new: &str, snap: Option<&str>, ui: &Ui) 
         }
         None => (j.config_path(), j.dir.clone()),
     };
-    let text = fs::read_to_string(&config_src).map_err(Error::io("cannot read", &config_src))?;
-    let cfg = config::parse(&text).map_err(|err| Error::Config { path: config_src.clone(), err })?;
+    let mut text = fs::read_to_string(&config_src).map_err(Error::io("cannot read", &config_src))?;
+    let mut cfg = config::parse(&text).map_err(|err| Error::Config { path: config_src.clone(), err })?;
     let data = jail::data_name(cfg.root);
+    // A jail in a private id range: the clone gets a range of its own (picked under the root's
+    // `ids` lock, held until its config is in place), its copy of the data shifted into it.
+    let old_base = cfg.private_base();
+    let _ids = if old_base.is_some() { Some(jails.root.lock("ids", || {})?) } else { None };
+    let shift = match old_base {
+        Some(from) => {
+            let to = ids::pick(new, &ids::used(jails, None))?;
+            cfg.private_users = Some(PrivateUsers::Base(to));
+            text = cfg.to_text();
+            Some((from, to))
+        }
+        None => None,
+    };
     let staging = jails.dir().join(format!(".{new}.new"));
     remove_tree(&staging).map_err(Error::io("cannot remove", &staging))?;
     let mut stats = Stats::default();
     let r = (|| -> Result<(), Error> {
         fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
+        if let Some((_, to)) = shift {
+            ids::open_path_to(jails, &staging, to)?;
+        }
         let mut copy_data = || copy::copy_data(&data_src.join(data), &staging.join(data), &mut stats);
         if snap.is_some() {
             copy_data()?;
         } else {
             frozen(jails, &j, copy_data)?;
         }
+        if let Some((from, to)) = shift {
+            // (The copy is in the staging directory: no jail reaches it.)
+            ids::shift_tree(&staging.join(data), from, to)?;
+        }
         if cfg.root == RootKind::Thin {
             fs::create_dir(staging.join("work")).map_err(Error::io("cannot create", staging.join("work")))?;
+            if let Some((_, to)) = shift {
+                ids::give(&staging.join("work"), to)?;
+            }
         }
         if cfg.init {
             // A machine id is one machine's: the clone makes its own at its first start.

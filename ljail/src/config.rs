@@ -116,6 +116,32 @@ pub enum Mount {
     Tmpfs(String),
 }
 
+/// `private-users`: how a root jail's user namespace maps its ids 0-65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateUsers {
+    /// `private-users no`: the same host ids (the jail's root is host root; no boundary).
+    No,
+    /// `private-users BASE`: host ids BASE..BASE+65535 (ljspawn `--subids-base`).
+    Base(u32),
+}
+
+/// The first and the end of the ranges `private-users pick` chooses from (systemd-nspawn's
+/// `--private-users=pick`: 0x00080000-0x6FFF0000, 65536-aligned).
+pub const PICK_MIN: u32 = 0x0008_0000;
+/// (See [`PICK_MIN`].)
+pub const PICK_END: u32 = 0x6fff_0000;
+
+/// A `private-users BASE` value: a multiple of 65536, at least 65536, BASE+65536 below
+/// 2^32-1 (ljspawn's rule for `--subids-base`).
+pub fn check_private_base(v: &str) -> Result<u32, String> {
+    match v.parse::<u64>() {
+        Ok(b) if b >= 65536 && b.is_multiple_of(65536) && b + 65536 < u64::from(u32::MAX) => Ok(b as u32),
+        _ => Err(format!(
+            "expected no or a host id BASE, a multiple of 65536 from 65536 up (BASE+65536 below 4294967295), not '{v}'"
+        )),
+    }
+}
+
 /// A parsed config.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -161,6 +187,8 @@ pub struct Config {
     pub docker: bool,
     /// `proc-unmasked yes`: ljspawn's `--proc-unmasked` (nested jails can mount a proc).
     pub proc_unmasked: bool,
+    /// `private-users BASE|no` (root's jails): None without the key, which is `no`'s mapping.
+    pub private_users: Option<PrivateUsers>,
     /// The restart policy.
     pub restart: Restart,
     /// Delay between restarts.
@@ -207,6 +235,7 @@ impl Config {
             init: false,
             docker: false,
             proc_unmasked: false,
+            private_users: None,
             restart: Restart::No,
             restart_delay: DEFAULT_RESTART_DELAY,
             restart_max: 0,
@@ -220,6 +249,14 @@ impl Config {
     pub fn dhcp(&self) -> bool {
         self.ip.is_none()
             && (self.net_mode().starts_with("bridge:") || self.net_mode().starts_with("macvlan:"))
+    }
+
+    /// `private-users BASE`: the jail's host id range starts at BASE.
+    pub fn private_base(&self) -> Option<u32> {
+        match self.private_users {
+            Some(PrivateUsers::Base(b)) => Some(b),
+            _ => None,
+        }
     }
 
     /// The network mode (`none` unless set).
@@ -267,6 +304,11 @@ impl Config {
         }
         if self.proc_unmasked {
             line("proc-unmasked", &["yes"]);
+        }
+        match self.private_users {
+            Some(PrivateUsers::Base(b)) => line("private-users", &[&b.to_string()]),
+            Some(PrivateUsers::No) => line("private-users", &["no"]),
+            None => {}
         }
         let cmd: Vec<&str> = self.command.iter().map(String::as_str).collect();
         line("command", &cmd);
@@ -331,6 +373,7 @@ pub const KEYS: &[&str] = &[
     "init",
     "docker",
     "proc-unmasked",
+    "private-users",
     "command",
     "hostname",
     "net",
@@ -610,6 +653,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
             "init" => c.init = yes_no(&one("yes or no")?).map_err(&err)?,
             "docker" => c.docker = yes_no(&one("yes or no")?).map_err(&err)?,
             "proc-unmasked" => c.proc_unmasked = yes_no(&one("yes or no")?).map_err(&err)?,
+            "private-users" => {
+                let v = one("BASE or no")?;
+                c.private_users = Some(match v.as_str() {
+                    "no" => PrivateUsers::No,
+                    _ => PrivateUsers::Base(check_private_base(&v).map_err(&err)?),
+                });
+            }
             "autostart" => c.autostart = yes_no(&one("yes or no")?).map_err(&err)?,
             "restart" => {
                 let v = one("no, on-failure or always")?;

@@ -184,15 +184,31 @@ impl Jail {
     }
 
     /// Makes the storage directories of a `docker yes` jail if missing (0700: they hold the
-    /// images' setuid files).
+    /// images' setuid files), owned as its data is (by the jail's root, host BASE, in a private
+    /// id range).
     pub fn ensure_storage(&self) -> Result<(), Error> {
         use std::os::unix::fs::DirBuilderExt;
+        let owner = [RootKind::Thin, RootKind::Copy].iter().find_map(|k| self.data_owner(*k));
         for (d, _) in self.storage_dirs() {
             if !d.is_dir() {
                 fs::DirBuilder::new().mode(0o700).create(&d).map_err(Error::io("cannot create", &d))?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::lchown(&d, Some(uid), Some(gid))
+                        .map_err(Error::io("cannot chown", &d))?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// The owner of the jail's data directory when it is not this process's (root's jail in a
+    /// private id range: host BASE, the jail's root): what ljail makes in the jail's files
+    /// is given to it.
+    fn data_owner(&self, kind: RootKind) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let md = fs::symlink_metadata(self.data_dir(kind)).ok()?;
+        let me = (rustix::process::geteuid().as_raw(), rustix::process::getegid().as_raw());
+        (md.is_dir() && (md.uid(), md.gid()) != me).then_some((md.uid(), md.gid()))
     }
 
     /// The jail's `/etc/machine-id` in its own data (`upper/` or `rootfs/`).
@@ -220,14 +236,29 @@ impl Jail {
             Mode::empty(),
         )
         .map_err(sys("cannot open"))?;
-        match rustix::fs::mkdirat(&data, "etc", Mode::from_raw_mode(0o755)) {
-            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+        // What is made here is the jail's root's (host BASE in a private id range).
+        let owner = self.data_owner(kind);
+        let give = |fd: &rustix::fd::OwnedFd| match owner {
+            Some((u, g)) => rustix::fs::fchown(
+                fd,
+                Some(rustix::process::Uid::from_raw(u)),
+                Some(rustix::process::Gid::from_raw(g)),
+            )
+            .map_err(sys("cannot chown")),
+            None => Ok(()),
+        };
+        let made_etc = match rustix::fs::mkdirat(&data, "etc", Mode::from_raw_mode(0o755)) {
+            Ok(()) => true,
+            Err(rustix::io::Errno::EXIST) => false,
             Err(e) => return Err(sys("cannot create")(e)),
-        }
+        };
         let nofollow = OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let etc =
             rustix::fs::openat(&data, "etc", OFlags::RDONLY | OFlags::DIRECTORY | nofollow, Mode::empty())
                 .map_err(sys("cannot open the directory of"))?;
+        if made_etc {
+            give(&etc)?;
+        }
         if let Ok(f) = rustix::fs::openat(
             &etc,
             "machine-id",
@@ -260,6 +291,7 @@ impl Jail {
             Mode::from_raw_mode(0o444),
         )
         .map_err(sys("cannot create"))?;
+        give(&f)?;
         let mut f = fs::File::from(f);
         std::io::Write::write_all(&mut f, format!("{hex}\n").as_bytes())
             .map_err(Error::io("cannot write", &p))
@@ -340,10 +372,16 @@ pub fn resolve(root: &Root, cfg: &Config) -> Result<Resolved, Error> {
         Some(v) => crate::gpu::mounts(v)?,
         None => Vec::new(),
     };
+    // With a private id range the jail's root is not the host's: only what others may open.
+    let private = cfg.private_base().is_some();
     let docker_devices = if cfg.docker {
         ["/dev/fuse", "/dev/net/tun"]
             .iter()
             .filter(|d| fs::OpenOptions::new().read(true).write(true).open(d).is_ok())
+            .filter(|d| {
+                use std::os::unix::fs::MetadataExt;
+                !private || fs::metadata(d).is_ok_and(|m| m.mode() & 0o006 == 0o006)
+            })
             .map(|d| d.to_string())
             .collect()
     } else {
@@ -391,10 +429,17 @@ pub fn ljspawn_args(jail: &Jail, cfg: &Config, r: &Resolved, json_fd: Option<i32
     let layers = &r.layers;
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |v: &[&dyn AsRefOs]| a.extend(v.iter().map(|x| x.os()));
+    // A private id range (`private-users BASE`): the layers, host root's files, are idmapped
+    // onto the jail's namespace (they show as its root's); its data is BASE's already.
+    let base = cfg.private_base().map(|b| b.to_string());
+    if let Some(b) = &base {
+        push(&[&"--subids-base", b]);
+    }
+    let layer_opt = if base.is_some() { "--idmap-layer" } else { "--layer" };
     match cfg.root {
         RootKind::Thin => {
             for l in layers {
-                push(&[&"--layer", &l.as_path()]);
+                push(&[&layer_opt, &l.as_path()]);
             }
             push(&[
                 &"--upper",

@@ -37,6 +37,7 @@ pub mod copy;
 pub mod error;
 pub mod freezer;
 pub mod gpu;
+pub mod ids;
 pub mod jail;
 pub mod supervise;
 pub mod systemd;
@@ -166,7 +167,27 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                 ));
             }
             cfg.proc_unmasked = opts.proc_unmasked || ((init || opts.docker) && !root);
-            commands::create(&jails, &name, cfg, dry_run, &ui)?;
+            // Root's booted and container jails get a private id range by default
+            // (systemd-nspawn's --private-users=pick): their root is not the host's.
+            let pick = match opts.private_users.as_deref() {
+                Some(_) if !root => {
+                    return Err(Error::Usage(
+                        "--private-users is for root's jails (a user's jails map its own id and its /etc/subuid ranges)".into(),
+                    ))
+                }
+                Some("pick") => true,
+                Some("no") => {
+                    cfg.private_users = Some(config::PrivateUsers::No);
+                    false
+                }
+                Some(b) => {
+                    let b = config::check_private_base(b).map_err(|e| Error::Usage(format!("--private-users: {e}")))?;
+                    cfg.private_users = Some(config::PrivateUsers::Base(b));
+                    false
+                }
+                None => root && (init || opts.docker),
+            };
+            commands::create(&jails, &name, cfg, pick, dry_run, &ui)?;
         }
         Cmd::Start { names, all, dry_run } => {
             let names = if all { boot_order(&jails, true)? } else { names };
