@@ -78,6 +78,14 @@ pub fn used(jails: &Jails, except: Option<&str>) -> Vec<Used> {
     out
 }
 
+/// True in the initial user namespace (uid map `0 0 4294967295`): there root's jails get a
+/// private range by default. Inside a jail's user namespace (ljail in a booted jail) its root
+/// is no host root, and the ranges are not mapped there: its jails keep the namespace's ids.
+pub fn in_initial_userns() -> bool {
+    let map = fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+}
+
 /// Who uses some of `base..base+65536`, if anyone.
 pub fn overlap(base: u32, used: &[Used]) -> Option<&str> {
     let (b, e) = (u64::from(base), u64::from(base) + u64::from(RANGE));

@@ -185,7 +185,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     cfg.private_users = Some(config::PrivateUsers::Base(b));
                     false
                 }
-                None => root && (init || opts.docker),
+                None => root && (init || opts.docker) && ids::in_initial_userns(),
             };
             commands::create(&jails, &name, cfg, pick, dry_run, &ui)?;
         }

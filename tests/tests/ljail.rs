@@ -47,6 +47,7 @@ lj_tests::mode_tests! {
     dhcp_with_the_jails_own_client: root;
     systemd_units_in_a_booted_jail: root;
     users_own_jails_in_a_booted_jail: rootless;
+    private_users_of_roots_jails: root rootless;
 }
 
 /// How long a test waits for what a started jail does (its first lines, its files, a namespace
@@ -1537,8 +1538,14 @@ fn docker_profile_runs_podman(lj: &Lj) {
         "podman in the --docker jail:\n{}",
         out.report()
     );
-    // The images are in the jail's own storage, kept with it.
+    // The images are in the jail's own storage, kept with it (root's: owned by the jail's
+    // private range, BASE being its root).
     assert!(lj.jail_dir("pod").join("containers/storage/overlay-images").is_dir());
+    if lj.cx.mode == Mode::Root {
+        let base = private_base(lj, "pod").expect("root's --docker jail in a private id range");
+        assert_eq!(ug(&lj.jail_dir("pod").join("containers")), (base, base));
+        assert_eq!(ug(&lj.jail_dir("pod").join("containers/storage")), (base, base));
+    }
     let out = lj.run_in(&prefix, &["exec", "plain", "--", "/bin/sh", "-c", &run], &[]);
     assert_ne!(out.status(), 0, "podman ran without --docker:\n{}", out.report());
     for name in ["pod", "plain"] {
@@ -1679,6 +1686,10 @@ fn systemd_units_in_a_booted_jail(lj: &Lj) {
         &path_str(&inner),
         "/usr/local/lj",
     ]);
+    // Root's --init jail is in a private id range: its root, host uid BASE, owns the bound
+    // root of its own jails.
+    let base = private_base(lj, "sdhost").expect("private-users BASE");
+    std::os::unix::fs::chown(&inner, Some(base), Some(base)).unwrap();
     let boot = || {
         lj.ok(&["start", "sdhost"]);
         lj.wait_state("sdhost", "running");
@@ -2121,4 +2132,178 @@ fn users_own_jails_in_a_booted_jail(lj: &Lj) {
     assert!(out.stderr.contains("disable: old: lightjail-old:"), "{}", out.report());
     lj.ok(&["stop", "sdu"]);
     drop(deleg);
+}
+
+/// The uid, gid and mode of a host path (not following a link).
+fn owner(p: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+/// The uid and gid of a host path.
+fn ug(p: &Path) -> (u32, u32) {
+    let (u, g, _) = owner(p);
+    (u, g)
+}
+
+/// The `private-users BASE` line of a jail's config.
+fn private_base(lj: &Lj, name: &str) -> Option<u32> {
+    let config = fs::read_to_string(lj.jail_dir(name).join("config")).unwrap();
+    config.lines().find_map(|l| l.strip_prefix("private-users ")).and_then(|v| v.parse().ok())
+}
+
+/// Root's `--init` (and `--docker`) jails get a private id range by default (systemd-nspawn's
+/// `--private-users=pick`): `private-users BASE` in the config, BASE picked in
+/// 0x00080000-0x6FFF0000. The booted systemd runs as host uid BASE (its PID 1 on the host), is
+/// `running`, and its root cannot write /proc/sys/kernel/core_pattern even after unmounting
+/// its masks; what it writes is BASE+uid's on the host. A clone gets a range of its own with
+/// its files shifted (setuid bits kept) and boots; a `--copy` jail's files are shifted at
+/// create; `private-users no` and a config without the key keep the identity map; `edit` may
+/// not change it; destroy takes back the ACL grant on the root. A user's jails do not change:
+/// `--private-users` is refused.
+fn private_users_of_roots_jails(lj: &Lj) {
+    if lj.cx.mode != Mode::Root {
+        lj.fails(
+            &["create", "p", "--world", "busybox", "--init", "--private-users", "pick"],
+            2,
+            "--private-users is for root's jails",
+        );
+        lj.ok(&["create", "p", "--world", "busybox", "--init", "--", "/bin/sleep", "1000"]);
+        assert_eq!(private_base(lj, "p"), None);
+        let dry = lj.ok(&["start", "p", "--dry-run"]).stdout;
+        assert!(dry.contains("--subids") && !dry.contains("--subids-base"), "{dry}");
+        return;
+    }
+    if !systemd_world(lj) {
+        return;
+    }
+    for bad in ["0", "1000", "65537", "4294901760", "x"] {
+        lj.fails(
+            &["create", "b", "--world", "busybox", "--init", "--private-users", bad],
+            2,
+            "--private-users",
+        );
+    }
+    lj.ok(&["create", "sd", "--world", "debsd", "--init"]);
+    let base = private_base(lj, "sd").expect("private-users BASE in the config");
+    assert!((0x80000..=0x6ffe_0000).contains(&base) && base.is_multiple_of(65536), "{base:#x}");
+    let dir = lj.jail_dir("sd");
+    assert_eq!(ug(&dir.join("upper")), (base, base));
+    assert_eq!(ug(&dir.join("work")), (base, base));
+    assert_eq!(owner(&dir.join("upper/etc/machine-id")), (base, base, 0o444));
+    assert_eq!(owner(&dir), (0, base, 0o710));
+    let dry = lj.ok(&["start", "sd", "--dry-run"]).stdout;
+    assert!(dry.contains(&format!("--subids-base {base}")) && dry.contains("--idmap-layer"), "{dry}");
+
+    lj.ok(&["start", "sd"]);
+    let st = lj.wait_state("sd", "running");
+    assert_eq!(st["private_users"].as_u64(), Some(u64::from(base)), "{st}");
+    let exec = |name: &str, cmd: &str| lj.run(&["exec", name, "--", "/bin/sh", "-c", cmd]);
+    let booted = |name: &str| {
+        let mut last = None;
+        let up = wait_until(Duration::from_secs(90), || {
+            let out = exec(name, "systemctl is-system-running");
+            let s = out.stdout.trim().to_string();
+            last = Some(out);
+            s == "running" || s == "degraded"
+        });
+        let state = last.as_ref().map(|o| o.stdout.trim().to_string()).unwrap_or_default();
+        assert!(
+            up && state == "running",
+            "systemd in {name} is not running: {}\nfailed units: {}\nlog:\n{}",
+            last.map(|o| o.report()).unwrap_or_default(),
+            exec(name, "systemctl --failed --no-pager").stdout,
+            lj.log(name)
+        );
+    };
+    booted("sd");
+    // Its PID 1, seen from the host, is host uid BASE (real, effective, saved, fs).
+    let pid1 = pid_of(&lj.status("sd"));
+    let ids = |pid: u32, key: &str| -> Vec<u32> {
+        let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let l = s.lines().find(|l| l.starts_with(key)).unwrap().to_string();
+        l.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect()
+    };
+    assert_eq!(ids(pid1, "Uid:"), [base; 4]);
+    assert_eq!(ids(pid1, "Gid:"), [base; 4]);
+    // The jail's root (every capability of systemd's set in its namespace) unmounts what it
+    // can of /proc's masks; core_pattern stays the host's.
+    let before = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let out = exec(
+        "sd",
+        "id -u; for m in /proc/sys/kernel/core_pattern /proc/sys/kernel /proc/sys /proc/sys; do umount $m 2>/dev/null || umount -l $m 2>/dev/null; done; \
+         echo '|/bin/lj-test-pwned %p' > /proc/sys/kernel/core_pattern 2>/dev/null && echo WROTE; true",
+    );
+    assert_eq!(out.stdout, "0\n", "{}", out.report());
+    assert_eq!(fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
+    // What it writes is BASE+uid's on the host; a setuid file of its own stays one.
+    exec("sd", "touch /root/made && chown 1000:42 /root/made && install -m 4755 /bin/true /root/suid").ok();
+    assert_eq!(owner(&dir.join("upper/root/made")), (base + 1000, base + 42, 0o644));
+    assert_eq!(owner(&dir.join("upper/root/suid")), (base, base, 0o4755));
+    let human = lj.ok(&["status", "sd"]).stdout;
+    assert!(
+        human.contains(&format!("ids         private: jail 0-65535 = host {base}-{}", base + 65535)),
+        "{human}"
+    );
+    // edit may not move it to another range (its files are owned in this one).
+    let out =
+        lj.run_in(&[], &["edit", "sd"], &[("VISUAL", "sed -i 's/^private-users .*/private-users no/'")]);
+    expect_error(&out, 2, "'private-users' cannot be changed");
+
+    // A clone: a range of its own, the copy shifted into it, setuid bits kept; it boots.
+    lj.ok(&["clone", "sd", "sd2"]);
+    let b2 = private_base(lj, "sd2").expect("the clone's private-users");
+    assert_ne!(b2, base);
+    let d2 = lj.jail_dir("sd2");
+    assert_eq!(owner(&d2.join("upper/root/made")), (b2 + 1000, b2 + 42, 0o644));
+    assert_eq!(owner(&d2.join("upper/root/suid")), (b2, b2, 0o4755));
+    assert_eq!(ug(&d2.join("upper")), (b2, b2));
+    assert_eq!(ug(&d2.join("work")), (b2, b2));
+    lj.ok(&["stop", "sd"]);
+    lj.ok(&["start", "sd2"]);
+    lj.wait_state("sd2", "running");
+    booted("sd2");
+    assert_eq!(exec("sd2", "stat -c %u:%g:%a /root/made /root/suid").ok().stdout, "1000:42:644\n0:0:4755\n");
+    assert_eq!(ug(&d2.join("upper/etc/machine-id")), (b2, b2));
+    lj.ok(&["stop", "sd2"]);
+
+    // A full copy: host root's files of the world are the jail's root's, shifted at create.
+    lj.ok(&["create", "cp", "--world", "busybox", "--copy", "--init", "--", "/bin/sleep", "1000"]);
+    let b3 = private_base(lj, "cp").expect("the copy jail's private-users");
+    assert!(b3 != base && b3 != b2);
+    assert_eq!(ug(&lj.jail_dir("cp").join("rootfs/bin/busybox")), (b3, b3));
+    lj.ok(&["start", "cp"]);
+    lj.wait_state("cp", "running");
+    assert_eq!(exec("cp", "stat -c %u:%g /bin/busybox; id -u").ok().stdout, "0:0\n0\n");
+    lj.ok(&["stop", "cp"]);
+
+    // The identity map on request, and for a config without the key (an older jail's).
+    lj.ok(&[
+        "create",
+        "id",
+        "--world",
+        "busybox",
+        "--init",
+        "--private-users",
+        "no",
+        "--",
+        "/bin/sleep",
+        "1000",
+    ]);
+    let config = fs::read_to_string(lj.jail_dir("id").join("config")).unwrap();
+    assert!(config.contains("\nprivate-users no\n"), "{config}");
+    fs::write(lj.jail_dir("id").join("config"), config.replace("private-users no\n", "")).unwrap();
+    let dry = lj.ok(&["start", "id", "--dry-run"]).stdout;
+    assert!(
+        dry.contains("--subids") && !dry.contains("--subids-base") && !dry.contains("--idmap-layer"),
+        "{dry}"
+    );
+    assert!(lj.ok(&["status", "id"]).stdout.contains("the jail's root is host root"));
+
+    // Destroyed, the jails' ranges lose their grant on the root (0700 again, no ACL).
+    for name in ["sd", "sd2", "cp", "id"] {
+        lj.ok(&["destroy", "--force", name]);
+    }
+    assert_eq!(owner(&lj.root()).2, 0o700);
 }
