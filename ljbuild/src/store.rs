@@ -373,8 +373,26 @@ impl Root {
         };
         let root = Root { path, others: Vec::new() };
         let check = || -> Result<(), StoreError> {
-            if !root.path.exists() {
-                mkdir_private(&root.path)?;
+            match fs::metadata(&root.path) {
+                Err(_) => mkdir_private(&root.path)?,
+                Ok(m) => {
+                    // Another user's root (a user's is 0700): say whose, not "cannot create".
+                    if let Err(e) = fs::read_dir(&root.path) {
+                        use std::os::unix::fs::MetadataExt;
+                        let why = match e.kind() {
+                            io::ErrorKind::PermissionDenied => io::Error::new(
+                                e.kind(),
+                                format!(
+                                    "permission denied: it is uid {}'s (mode {:04o}), and a user's jails and images are its own",
+                                    m.uid(),
+                                    m.mode() & 0o7777
+                                ),
+                            ),
+                            _ => e,
+                        };
+                        return Err(StoreError::io("cannot open", &root.path)(why));
+                    }
+                }
             }
             for d in [".tmp", ".locks", ".logs", "worlds", "store", "store/sha256"] {
                 let p = root.path.join(d);

@@ -925,6 +925,21 @@ fn bad_names_and_config_lines(lj: &Lj) {
     assert_eq!(line.matches("ljail:").count(), 1);
     lj.cx.write_caller_file(&config, "world busybox\n");
     lj.fails(&["status", "ok"], 3, "no 'command' line (what the jail runs)");
+    // Another user's root (root's, 0700): its jails are out of reach, and the line says whose
+    // it is (not "cannot create" a directory that exists).
+    if lj.cx.mode != Mode::Root && lj_tests::current_uid() == 0 {
+        let theirs = lj.cx.root_tempdir();
+        fs::set_permissions(theirs.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        let root = theirs.str();
+        for args in [&["list"][..], &["status", "web"], &["stop", "web"]] {
+            let out = lj.run_in(&[], args, &[("LIGHTJAIL_ROOT", &root)]);
+            expect_error(
+                &out,
+                6,
+                &format!("cannot open {root}: permission denied: it is uid 0's (mode 0700)"),
+            );
+        }
+    }
 }
 
 /// `create --dry-run` and `start --dry-run` print the ljspawn command and change nothing.
