@@ -23,7 +23,7 @@ unexport CARGO_TARGET_DIR
 APT_PACKAGES := busybox-static uidmap bubblewrap hyperfine iproute2 debootstrap buildah \
                 libseccomp-dev pkg-config util-linux procps python3 ca-certificates \
                 docker-registry skopeo umoci apache2-utils systemd-container flatpak \
-                qemu-system-x86 cpio e2fsprogs btrfs-progs passt openssl podman runc
+                qemu-system-x86 cpio e2fsprogs btrfs-progs xfsprogs passt openssl podman runc
 
 # CI=true: a test that cannot run fails instead of skipping.
 ifeq ($(CI),true)

@@ -34,6 +34,7 @@ lj_tests::mode_tests! {
     concurrent_start_serialized: root rootless setuid;
     snapshot_rollback_clone: root rootless setuid;
     btrfs_snapshots: root rootless setuid;
+    reflink_copies_on_xfs: root rootless setuid;
     copy_jail: root rootless setuid;
     start_all_in_boot_order: root rootless setuid;
     json_outputs: root rootless setuid;
@@ -93,12 +94,13 @@ impl Drop for LoopMount {
 
 impl<'a> Lj<'a> {
     fn new(cx: &'a Ctx) -> Option<Lj<'a>> {
-        Lj::new_on(cx, false)
+        Lj::new_on(cx, None)
     }
 
-    /// `btrfs`: the root on a btrfs file system made for the test (a 256 MiB sparse file);
-    /// `None` (skipped, with the reason) without btrfs-progs or the kernel's btrfs.
-    fn new_on(cx: &'a Ctx, btrfs: bool) -> Option<Lj<'a>> {
+    /// `fs`: the root on a file system of that type (`btrfs`, or `xfs` with reflinks) made for
+    /// the test in a sparse file; `None` (skipped, with the reason) without its mkfs or the
+    /// kernel's support.
+    fn new_on(cx: &'a Ctx, fs: Option<&str>) -> Option<Lj<'a>> {
         let bin = cx.dir.join("bin/ljail");
         let ljbuild = cx.dir.join("bin/ljbuild");
         if !bin.is_file() || !ljbuild.is_file() {
@@ -110,20 +112,25 @@ impl<'a> Lj<'a> {
         }
         let td = cx.tempdir();
         let (mut root, mut mount) = (td.join("root"), None);
-        if btrfs {
-            let Some(mkfs) = which("mkfs.btrfs") else {
-                cx.skip("mkfs.btrfs missing (Debian's btrfs-progs; make deps installs it)");
+        if let Some(fstype) = fs {
+            // (XFS needs 300 MB at least.)
+            let (args, size, package): (&[&str], u64, &str) = match fstype {
+                "xfs" => (&["-q", "-m", "reflink=1"], 512 << 20, "xfsprogs"),
+                _ => (&["-q"], 256 << 20, "btrfs-progs"),
+            };
+            let Some(mkfs) = which(&format!("mkfs.{fstype}")) else {
+                cx.skip(&format!("mkfs.{fstype} missing (Debian's {package}; make deps installs it)"));
                 return None;
             };
-            let (img, mnt) = (td.join("btrfs.img"), td.join("mnt"));
-            fs::File::create(&img).and_then(|f| f.set_len(256 << 20)).expect("btrfs.img");
-            let made = Command::new(mkfs).arg("-q").arg(&img).output().expect("mkfs.btrfs");
-            assert!(made.status.success(), "mkfs.btrfs: {}", String::from_utf8_lossy(&made.stderr));
-            fs::create_dir(&mnt).expect("mnt");
+            let (img, mnt) = (td.join(format!("{fstype}.img")), td.join("mnt"));
+            std::fs::File::create(&img).and_then(|f| f.set_len(size)).expect("fs image");
+            let made = Command::new(mkfs).args(args).arg(&img).output().expect("mkfs");
+            assert!(made.status.success(), "mkfs.{fstype}: {}", String::from_utf8_lossy(&made.stderr));
+            std::fs::create_dir(&mnt).expect("mnt");
             let m = Command::new("mount").arg("-o").arg("loop").arg(&img).arg(&mnt).output().expect("mount");
             if !m.status.success() {
                 cx.skip(&format!(
-                    "cannot mount a btrfs loop file: {}",
+                    "cannot mount a {fstype} loop file: {}",
                     String::from_utf8_lossy(&m.stderr).trim()
                 ));
                 return None;
@@ -611,7 +618,7 @@ fn assert_subvolume(p: &Path, parent: Option<&Path>) {
 /// Parent UUID is its source's), of a running jail too (frozen, as root here); the data round
 /// trips and `destroy` leaves no subvolume.
 fn btrfs_snapshots(lj: &Lj) {
-    let Some(b) = Lj::new_on(lj.cx, true) else { return };
+    let Some(b) = Lj::new_on(lj.cx, Some("btrfs")) else { return };
     let show = "echo \"v=$(cat /v 2>/dev/null)\"; exec sleep 1000";
     let out = b.ok(&["create", "j", "--world", "busybox", "--", "/bin/sh", "-c", show]);
     assert!(out.stderr.contains("a btrfs subvolume"), "{}", out.report());
@@ -653,6 +660,41 @@ fn btrfs_snapshots(lj: &Lj) {
         "subvolumes left: {}",
         String::from_utf8_lossy(&list.stdout)
     );
+}
+
+/// On XFS with reflinks, a `--copy` jail's rootfs, snapshots, rollbacks and clones share the
+/// data of what they copy (FICLONE: every regular file cloned, none copied; `filefrag` shows
+/// the extents shared), and the data round trips.
+fn reflink_copies_on_xfs(lj: &Lj) {
+    let Some(x) = Lj::new_on(lj.cx, Some("xfs")) else { return };
+    let show = "echo \"v=$(cat /v 2>/dev/null)\"; exec sleep 1000";
+    let cloned_only = |out: &Output| {
+        let e = &out.stderr;
+        assert!(
+            e.contains(" files cloned, 0 copied)") && !e.contains("(0 files cloned"),
+            "not cloned:\n{}",
+            out.report()
+        );
+    };
+    cloned_only(&x.ok(&["create", "full", "--world", "busybox", "--copy", "--", "/bin/true"]));
+    x.ok(&["create", "j", "--world", "busybox", "--", "/bin/sh", "-c", show]);
+    let upper = x.jail_dir("j").join("upper");
+    x.cx.write_caller_file(&upper.join("v"), &"one".repeat(20000));
+    cloned_only(&x.ok(&["snapshot", "j", "s1"]));
+    let snap = x.jail_dir("j").join("snapshots/s1/upper/v");
+    let frag = Command::new("filefrag").arg("-v").arg(&snap).output().expect("filefrag");
+    let text = String::from_utf8_lossy(&frag.stdout);
+    assert!(text.contains("shared"), "the snapshot's file shares no extent:\n{text}");
+    x.cx.write_caller_file(&upper.join("v"), "two");
+    cloned_only(&x.ok(&["rollback", "j", "s1"]));
+    assert_eq!(fs::read_to_string(upper.join("v")).unwrap(), "one".repeat(20000));
+    cloned_only(&x.ok(&["clone", "j", "k", "--snapshot", "s1"]));
+    x.ok(&["start", "k"]);
+    assert!(wait_until(UP, || x.log("k").contains("v=oneone")), "{}", x.log("k"));
+    x.ok(&["stop", "--all"]);
+    for n in ["full", "j", "k"] {
+        x.ok(&["destroy", n]);
+    }
 }
 
 /// snapshot, change, rollback, clone (of a snapshot and of the live jail), and what the jail
