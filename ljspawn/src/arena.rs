@@ -254,6 +254,17 @@ mod tests {
 
     // Test helpers: each takes a block these tests own (live, of the size given) and makes
     // one unsafe call.
+    /// A fresh arena on the heap, never on the stack (half a megabyte: an unoptimized build
+    /// would put `Arena::new()` on the test thread's 2 MiB stack before moving it).
+    fn arena() -> Box<Arena> {
+        let l = Layout::new::<Arena>();
+        // SAFETY: the layout is not zero-sized.
+        let p = unsafe { std::alloc::alloc_zeroed(l) }.cast::<Arena>();
+        assert!(!p.is_null());
+        // SAFETY: `p` is a fresh block of the global allocator with `Arena`'s layout, and an
+        // all-zero `Arena` is `Arena::new()` (zeroed buffers, `next` 0 in both regions).
+        unsafe { Box::from_raw(p) }
+    }
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()
     }
@@ -280,7 +291,7 @@ mod tests {
 
     #[test]
     fn blocks_are_aligned_disjoint_and_popped_in_stack_order() {
-        let a = Box::new(Arena::new());
+        let a = arena();
         let p = alloc(&a, 24, 8);
         let q = alloc(&a, 40, 8);
         let r = alloc(&a, 100, 128);
@@ -296,7 +307,7 @@ mod tests {
         // The alignment padding before `r` stays: `q` is not the last block.
         free(&a, q, 40, 8);
         assert_eq!(a.used(), 128);
-        let b = Box::new(Arena::new());
+        let b = arena();
         let p = alloc(&b, 24, 8);
         let q = alloc(&b, 40, 8);
         free(&b, q, 40, 8);
@@ -307,7 +318,7 @@ mod tests {
 
     #[test]
     fn zeroed_blocks_are_zero_even_where_memory_was_reused() {
-        let a = Box::new(Arena::new());
+        let a = arena();
         let p = alloc(&a, 64, 8);
         fill(p, 0xff, 64);
         free(&a, p, 64, 8);
@@ -324,7 +335,7 @@ mod tests {
 
     #[test]
     fn a_block_that_is_not_last_stays() {
-        let a = Box::new(Arena::new());
+        let a = arena();
         let p = alloc(&a, 16, 8);
         let _q = alloc(&a, 16, 8);
         let used = a.used();
@@ -334,7 +345,7 @@ mod tests {
 
     #[test]
     fn realloc_works_in_place_for_the_last_block_and_copies_others() {
-        let a = Box::new(Arena::new());
+        let a = arena();
         let p = alloc(&a, 8, 8);
         fill(p, 7, 8);
         let p2 = grow(&a, p, 8, 8, 4000);
@@ -355,7 +366,7 @@ mod tests {
 
     #[test]
     fn large_and_overflowing_requests_go_to_the_system_allocator() {
-        let a = Box::new(Arena::new());
+        let a = arena();
         let big = alloc(&a, LARGE, 8);
         assert!(a.offset(big).is_none());
         assert_eq!(a.used(), 0);
@@ -394,7 +405,7 @@ mod tests {
     #[test]
     fn a_big_block_grows_in_place_while_small_ones_are_made() {
         // A Vec doubling while small blocks are made between its pushes (clap's arguments).
-        let a = Box::new(Arena::new());
+        let a = arena();
         let mut v = alloc(&a, 2400, 8);
         fill(v, 5, 2400);
         let mut size = 2400;
@@ -423,7 +434,7 @@ mod tests {
 
     #[test]
     fn threads_get_disjoint_blocks() {
-        let a: &'static Arena = Box::leak(Box::new(Arena::new()));
+        let a: &'static Arena = Box::leak(arena());
         let handles: Vec<_> = (0..4u8)
             .map(|t| {
                 std::thread::spawn(move || {
