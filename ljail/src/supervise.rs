@@ -5,7 +5,9 @@
 //! supervisor holds the jail's run lock for as long as it lives (that lock, not a pid file, says
 //! whether the jail runs), runs ljspawn with `--die-with-parent` (if the supervisor dies, so does
 //! the jail) and `--json-status` on a pipe (the jail's pid, then its exit code), keeps
-//! `state.json` up to date and restarts the jail per its policy. `stop` writes `stop-requested`,
+//! `state.json` up to date and restarts the jail per its policy; `start` waits on a pipe (the
+//! supervisor's stdout) for its `started PID`, or for the pipe to close without it (the jail did
+//! not start: the log's first line of ljspawn's or the supervisor's says why). `stop` writes `stop-requested`,
 //! sends ljspawn SIGTERM (which ljspawn forwards to the jail's PID 1; an `init yes` jail's as
 //! SIGRTMIN+3, its init's halt, through `--stop-signal`), waits `stop-timeout`, then SIGKILLs
 //! ljspawn (the kernel kills the jail with it).
@@ -87,7 +89,7 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     if let Some(scope) = jails.manager {
         return systemd::start(jails, j, &cfg, scope).map(Started::Now);
     }
-    let mut cmd = supervisor(jails, j, &cfg, &layers)?;
+    let mut cmd = supervisor(jails, j, &cfg, &layers, true)?;
     let old = read_state(j);
     if let Some(cg) = &old.freezer {
         freezer::remove(cg);
@@ -96,36 +98,30 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     let log = open_log(j)?;
     let offset = log.metadata().map(|m| m.len()).unwrap_or(0);
     write_state(j, &State { state: "starting".into(), ..State::default() })?;
-    let mut child = cmd
+    // The supervisor says `started PID` on this pipe (its stdout) once the jail runs, and
+    // closes it (or ends) otherwise.
+    let (ready, notify) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::io("cannot make a pipe for", cmd.get_program())(e.into()))?;
+    let spawned = cmd
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(Error::io("cannot open", j.log_path()))?)
+        .stdout(notify)
         .stderr(log)
         .current_dir("/")
         .spawn()
-        .map_err(Error::io("cannot run", cmd.get_program()))?;
-    let start = Instant::now();
-    loop {
-        let s = read_state(j);
-        if s.supervisor_pid == child.id() {
-            // Started (it may have exited already: a quick program).
-            if let Some(pid) = s.last_pid {
-                return Ok(Started::Now(Some(pid)));
-            }
-            if matches!(s.state.as_str(), "exited" | "failed" | "stopped") {
-                break;
-            }
-        }
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
+        .map_err(Error::io("cannot run", cmd.get_program()));
+    // (The write end goes with the command: only the supervisor holds it now.)
+    drop(cmd);
+    let _child = spawned?;
+    match read_started(ready, Duration::from_secs(60)) {
+        Some(Ok(pid)) => return Ok(Started::Now(Some(pid))),
+        Some(Err(())) => {}
+        None => {
             return Err(Error::Failed(format!(
                 "{} did not start within 60 s (see {})",
                 j.name,
                 j.log_path().display()
-            )));
+            )))
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
     // Failed: the first line ljspawn (or the supervisor) wrote since we started.
     let why = log_since(j, offset)
@@ -134,6 +130,39 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
         .map(str::to_string)
         .unwrap_or_else(|| format!("see {}", j.log_path().display()));
     Err(Error::Failed(format!("{} did not start: {why}", j.name)))
+}
+
+/// Waits for the supervisor's `started PID` line on `ready`: the pid; `Err` when the pipe
+/// closed without it (the supervisor ended: the jail did not start); `None` after `limit`.
+fn read_started(ready: std::os::fd::OwnedFd, limit: Duration) -> Option<Result<u32, ()>> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let deadline = Instant::now() + limit;
+    let mut f = File::from(ready);
+    let mut got = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let t = Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
+        match poll(&mut [PollFd::new(&f, PollFlags::IN)], Some(&t)) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return Some(Err(())),
+        }
+        let mut buf = [0u8; 64];
+        match f.read(&mut buf) {
+            Ok(0) => return Some(Err(())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Some(Err(())),
+        }
+        if let Some(end) = got.iter().position(|b| *b == b'\n') {
+            let line = std::str::from_utf8(&got[..end]).unwrap_or("");
+            return Some(line.strip_prefix("started ").and_then(|p| p.parse().ok()).ok_or(()));
+        }
+    }
 }
 
 fn open_log(j: &Jail) -> Result<File, Error> {
@@ -249,7 +278,14 @@ pub fn find_supervisor() -> Result<PathBuf, Error> {
 
 /// The supervisor's command for `j` with `cfg`: everything it runs resolved now (a missing
 /// image or ljspawn is the caller's error, not a line in the log).
-fn supervisor(jails: &Jails, j: &Jail, cfg: &Config, layers: &jail::Resolved) -> Result<Command, Error> {
+/// `notify`: `--notify-stdout` (see `ljail_supervisor::Spec`).
+fn supervisor(
+    jails: &Jails,
+    j: &Jail,
+    cfg: &Config,
+    layers: &jail::Resolved,
+    notify: bool,
+) -> Result<Command, Error> {
     let (ljspawn, program) = (ljspawn()?, find_supervisor()?);
     // (This process moves into the jail's cgroup, where the supervisor is born.)
     let cgroup = ljail_supervisor::cgroup::prepare(&j.unit_id()).map_err(|e| Error::Failed(e.0))?;
@@ -261,6 +297,7 @@ fn supervisor(jails: &Jails, j: &Jail, cfg: &Config, layers: &jail::Resolved) ->
         restart_delay: cfg.restart_delay,
         restart_max: cfg.restart_max,
         cgroup,
+        notify_stdout: notify,
         ljspawn,
         args: jail::ljspawn_args(j, cfg, layers, None),
     };
@@ -274,7 +311,7 @@ fn supervisor(jails: &Jails, j: &Jail, cfg: &Config, layers: &jail::Resolved) ->
 pub fn supervise(jails: &Jails, j: &Jail) -> Result<u8, Error> {
     use std::os::unix::process::CommandExt;
     let cfg = j.config()?;
-    let mut cmd = supervisor(jails, j, &cfg, &jail::resolve(&jails.root, &cfg)?)?;
+    let mut cmd = supervisor(jails, j, &cfg, &jail::resolve(&jails.root, &cfg)?, false)?;
     let e = cmd.exec();
     Err(Error::io("cannot run", cmd.get_program())(e))
 }

@@ -31,6 +31,7 @@ lj_tests::mode_tests! {
     service_survives_stop_start: root rootless setuid;
     restart_policy: root rootless setuid;
     restart_and_follow_log: root rootless setuid;
+    start_waits_for_the_jail: root rootless setuid;
     concurrent_start_serialized: root rootless setuid;
     snapshot_rollback_clone: root rootless setuid;
     btrfs_snapshots: root rootless setuid;
@@ -536,6 +537,51 @@ fn restart_and_follow_log(lj: &Lj) {
     assert!(seen && still, "log -f did not follow ({later:?}; running: {still}):\n{text}");
     assert!(text.contains("started (pid "), "{text}");
     lj.ok(&["stop", "t"]);
+}
+
+/// `start` returns once the supervisor has the jail's pid from ljspawn (whenever that comes),
+/// and a jail that never got one is the start's error, with ljspawn's line (or the
+/// supervisor's). Stand-ins for ljspawn (`LJSPAWN`), which the supervisor runs as it would
+/// ljspawn: `--die-with-parent --json-status FD ...`.
+fn start_waits_for_the_jail(lj: &Lj) {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = |name: &str, body: &str| {
+        let p = lj.file(name, &format!("#!/bin/sh\n{body}\n"));
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path_str(&p)
+    };
+    // Fails after a while without a pid for the jail, as ljspawn does when it cannot set it up.
+    let fails =
+        fake("fails", "sleep 0.3; echo 'ljspawn: cannot frobnicate the jail: no such thing' >&2; exit 125");
+    // Gives its own pid as the jail's, late, and runs on until `stop`'s SIGTERM.
+    let late = fake(
+        "late",
+        "sleep 0.3; echo \"{ \\\"child-pid\\\": $$ }\" > /proc/$$/fd/$3; echo late up\n\
+         sleep 1000 & trap 'kill $!; exit 0' TERM; wait",
+    );
+    lj.ok(&["create", "j", "--world", "busybox", "--", "/bin/true"]);
+    let out = lj.run_in(&[], &["start", "j"], &[("LJSPAWN", &fails)]);
+    expect_error(&out, 1, "j did not start: ljspawn: cannot frobnicate the jail: no such thing");
+    let st = lj.status("j");
+    assert_eq!((st["state"].as_str(), st["last_exit"].as_i64()), (Some("failed"), Some(125)), "{st}");
+    // The supervisor's own failure: its line.
+    let out = lj.run_in(&[], &["start", "j"], &[("LJSPAWN", "/nonexistent/ljspawn")]);
+    expect_error(&out, 1, "cannot run the jail: cannot run /nonexistent/ljspawn: no such file or directory");
+
+    let out = lj.run_in(&[], &["start", "j"], &[("LJSPAWN", &late)]).ok();
+    let pid: u64 = out
+        .stderr
+        .trim()
+        .strip_prefix("ljail: start: j (pid ")
+        .and_then(|r| r.strip_suffix(')'))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {}", out.report()));
+    // Running, with that pid, as soon as start has returned.
+    let st = lj.status("j");
+    assert_eq!((st["state"].as_str(), st["pid"].as_u64()), (Some("running"), Some(pid)), "{st}");
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "{st}");
+    lj.ok(&["stop", "j", "--timeout", "5s"]);
+    assert!(lj.log("j").contains("late up"), "{}", lj.log("j"));
 }
 
 /// Four `start`s of one jail at the same time: one starts it, the others find it running;

@@ -37,6 +37,20 @@ fn try_run_lock(p: &Path) -> Result<Option<File>, Error> {
     }
 }
 
+/// Moves the calling process (`pid`) into the v1 cgroup `cg`. A process of one thread (the
+/// supervisor has no others) writes `0` to `tasks`: the kernel moves the calling thread, which
+/// is the whole process, without its global lock of thread groups, whose write side waits for
+/// an RCU grace period (5-20 ms on a 2-CPU machine, on the path of every start: what
+/// `cgroup.procs` costs). With more threads, `cgroup.procs`.
+fn enter_v1(cg: &Path, pid: u32) -> std::io::Result<()> {
+    let threads = fs::read_dir("/proc/self/task").map(Iterator::count).unwrap_or(0);
+    if threads == 1 {
+        fs::write(cg.join("tasks"), "0")
+    } else {
+        fs::write(cg.join("cgroup.procs"), pid.to_string())
+    }
+}
+
 /// Moves the calling process (the supervisor, `pid`) into a new v1 freezer cgroup of its own;
 /// `None` when there is no usable v1 freezer (not root, no hierarchy).
 fn freezer_enter(pid: u32) -> Option<PathBuf> {
@@ -49,7 +63,7 @@ fn freezer_enter(pid: u32) -> Option<PathBuf> {
     }
     let cg = parent.join(format!("ljail-{pid}"));
     let _ = fs::create_dir(&cg);
-    if fs::write(cg.join("cgroup.procs"), pid.to_string()).is_err() {
+    if enter_v1(&cg, pid).is_err() {
         let _ = fs::remove_dir(&cg);
         return None;
     }
@@ -58,7 +72,7 @@ fn freezer_enter(pid: u32) -> Option<PathBuf> {
 
 /// Moves `pid` back to the top freezer cgroup and removes `cg` (thawed, once it is empty).
 fn freezer_leave(pid: u32, cg: &Path) {
-    let _ = fs::write(Path::new(FREEZER_V1).join("cgroup.procs"), pid.to_string());
+    let _ = enter_v1(Path::new(FREEZER_V1), pid);
     remove_thawed(cg);
 }
 
@@ -80,6 +94,17 @@ pub fn remove_thawed(cg: &Path) {
 fn open_log(spec: &Spec) -> Result<File, Error> {
     let p = spec.log_path();
     OpenOptions::new().create(true).append(true).open(&p).map_err(|e| io_error("cannot open", &p, &e))
+}
+
+/// `--notify-stdout`: tells `ljail start` (stdout is its pipe) that the jail started, then
+/// points stdout at the log (stderr), so that the pipe closes. (A `start` that went away has
+/// closed the pipe: the line is lost, as it should be.)
+fn notify_started(pid: u64) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "started {pid}").and_then(|()| out.flush());
+    drop(out);
+    let _ = rustix::stdio::dup2_stdout(std::io::stderr());
 }
 
 /// The supervisor's whole life (its own session, detached; stdout and stderr the jail's log):
@@ -139,6 +164,7 @@ pub fn supervise(spec: &Spec) -> u8 {
 /// `payload`: the cgroup v2 ljspawn is started in (through `ljail-supervisor --enter`).
 fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error> {
     let state = spec.state_path();
+    let mut notify = spec.notify_stdout;
     loop {
         let (rd, wr): (OwnedFd, OwnedFd) =
             rustix::pipe::pipe().map_err(|e| io_error("cannot make a pipe for", &spec.ljspawn, &e.into()))?;
@@ -183,6 +209,9 @@ fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error>
                 reported_start = true;
                 write_state(&state, st)?;
                 log_line(&format!("started (pid {pid})"));
+                if std::mem::take(&mut notify) {
+                    notify_started(pid);
+                }
             }
         }
         let status = child.wait().map_err(|e| io_error("cannot wait for", &spec.ljspawn, &e))?;
