@@ -43,8 +43,9 @@ pub const SIZE: usize = 256 << 10;
 pub const BIG_SIZE: usize = 256 << 10;
 /// Blocks this large come from the big region.
 pub const BIG: usize = 4 << 10;
-/// Blocks this large go to `System` directly (the vfork stack, `--file` contents, ...).
-pub const LARGE: usize = 64 << 10;
+/// Blocks this large go to `System` directly (the vfork stack, `--file` contents, ...). Room
+/// for clap's list of ljspawn's options (600 bytes an option) up to 128 capacity, well below.
+pub const LARGE: usize = 128 << 10;
 
 /// One bump region of `N` bytes.
 #[repr(C, align(4096))]
@@ -416,7 +417,7 @@ mod tests {
         assert!(a.small.offset(v).is_none() && a.big.offset(v).is_some());
         assert_eq!(at(v, 2399), 5);
         let first = v;
-        for _ in 0..3 {
+        while 2 * size < LARGE {
             let _s = alloc(&a, 300, 8);
             v = grow(&a, v, size, 8, 2 * size);
             size *= 2;
