@@ -544,6 +544,10 @@ pub fn rollback(jails: &Jails, name: &str, snap: &str, ui: &Ui) -> Result<(), Er
         let work = j.dir.join("work");
         remove_tree(&work).map_err(Error::io("cannot remove", &work))?;
         fs::create_dir(&work).map_err(Error::io("cannot create", &work))?;
+        // (The snapshot's data is in the jail's range already: it was taken in it.)
+        if let Some(b) = cfg.private_base() {
+            ids::give(&work, b)?;
+        }
     }
     let text = fs::read(sp.join("config")).map_err(Error::io("cannot read", sp.join("config")))?;
     ljbuild::store::Root::write_atomic(&j.config_path(), &text)?;

@@ -2370,6 +2370,15 @@ fn private_users_of_roots_jails(lj: &Lj) {
     assert_eq!(exec("sd2", "stat -c %u:%g:%a /root/made /root/suid").ok().stdout, "1000:42:644\n0:0:4755\n");
     assert_eq!(ug(&d2.join("upper/etc/machine-id")), (b2, b2));
     lj.ok(&["stop", "sd2"]);
+    // A snapshot and a rollback stay in the jail's range: it boots again.
+    lj.ok(&["snapshot", "sd2", "s1"]);
+    lj.ok(&["rollback", "sd2", "s1"]);
+    assert_eq!(ug(&d2.join("work")), (b2, b2));
+    assert_eq!(owner(&d2.join("upper/root/suid")), (b2, b2, 0o4755));
+    lj.ok(&["start", "sd2"]);
+    lj.wait_state("sd2", "running");
+    booted("sd2");
+    lj.ok(&["stop", "sd2"]);
 
     // A full copy: host root's files of the world are the jail's root's, shifted at create.
     lj.ok(&["create", "cp", "--world", "busybox", "--copy", "--init", "--", "/bin/sleep", "1000"]);
