@@ -84,7 +84,7 @@ pub fn create(
     config::parse(&text).map_err(|err| Error::Usage(err.msg))?;
     if dry_run {
         if pick {
-            let b = ids::pick(name, &ids::used(jails, None))?;
+            let b = ids::pick(&ids::pick_key(jails, name), &ids::used(jails, None))?;
             cfg.private_users = Some(PrivateUsers::Base(b));
         }
         let layers = jail::resolve(&jails.root, &cfg)?;
@@ -101,7 +101,8 @@ pub fn create(
     // The root's id ranges are chosen one jail at a time (held until the config is in place).
     let _ids = if pick || cfg.private_base().is_some() { Some(jails.root.lock("ids", || {})?) } else { None };
     if pick {
-        cfg.private_users = Some(PrivateUsers::Base(ids::pick(name, &ids::used(jails, None))?));
+        cfg.private_users =
+            Some(PrivateUsers::Base(ids::pick(&ids::pick_key(jails, name), &ids::used(jails, None))?));
     } else if let Some(b) = cfg.private_base() {
         if let Some(who) = ids::overlap(b, &ids::used(jails, Some(name))) {
             return Err(Error::Conflict(format!("private-users {b}: that range is in use ({who})")));
@@ -581,7 +582,7 @@ pub fn clone(jails: &Jails, name: &str, new: &str, snap: Option<&str>, ui: &Ui) 
     let _ids = if old_base.is_some() { Some(jails.root.lock("ids", || {})?) } else { None };
     let shift = match old_base {
         Some(from) => {
-            let to = ids::pick(new, &ids::used(jails, None))?;
+            let to = ids::pick(&ids::pick_key(jails, new), &ids::used(jails, None))?;
             cfg.private_users = Some(PrivateUsers::Base(to));
             text = cfg.to_text();
             Some((from, to))

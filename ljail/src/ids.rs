@@ -2,7 +2,7 @@
 //! 0-65535 are host ids BASE..BASE+65535, so the jail's root is not the host's.
 //!
 //! * [`pick`]: a range as `systemd-nspawn --private-users=pick` chooses one: a hash of the
-//!   jail's name into 0x00080000-0x6FFF0000 (65536-aligned), probing the next range while it
+//!   jail's name (and its root's path, but for the default root) into 0x00080000-0x6FFF0000 (65536-aligned), probing the next range while it
 //!   overlaps another jail's (of every lightjail root ljail can see: its own, `LIGHTJAIL_PATH`'s
 //!   and the default one), an `/etc/subuid` or `/etc/subgid` entry, or a user or group of the
 //!   host (`/etc/passwd`, `/etc/group`). Under the root's `ids` lock, held until the jail's
@@ -92,7 +92,19 @@ pub fn overlap(base: u32, used: &[Used]) -> Option<&str> {
     used.iter().find(|(s, c, _)| *s < e && s + c > b).map(|(_, _, who)| who.as_str())
 }
 
-/// A free range for the jail `name` (see the module's comment).
+/// What [`pick`] hashes for the jail `name` of `jails`: its name, and its root's path where
+/// that is not the default root (jails of the same name in roots ljail cannot see from each
+/// other, e.g. two test roots, then start from different ranges).
+pub fn pick_key(jails: &Jails, name: &str) -> String {
+    let root = &jails.root.path;
+    if root == Path::new(ljbuild::store::DEFAULT_ROOT) {
+        name.to_string()
+    } else {
+        format!("{}:{name}", root.display())
+    }
+}
+
+/// A free range for the jail whose [`pick_key`] is `name` (see the module's comment).
 pub fn pick(name: &str, used: &[Used]) -> Result<u32, Error> {
     let slots = (PICK_END - PICK_MIN) / RANGE;
     // FNV-1a: stable across builds.
