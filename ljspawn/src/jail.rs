@@ -1633,13 +1633,20 @@ fn exec(plan: &Plan) -> Result<Never> {
             }
         }
     }
-    match denied {
-        Some((p, e)) => Err(exec_failure(&p, e)),
-        None => Err(Failure {
+    // Every candidate said ENOENT: one that is there lacks its interpreter (said below).
+    let there = path.split(':').filter(|d| !d.is_empty()).map(|d| format!("{d}/{prog}")).find(|p| is_file(p));
+    match (denied, there) {
+        (Some((p, e)), _) => Err(exec_failure(&p, e)),
+        (None, Some(p)) => Err(exec_failure(&p, io::Error::from_raw_os_error(libc::ENOENT))),
+        (None, None) => Err(Failure {
             code: EXIT_NOTFOUND,
             msg: format!("{prog}: command not found in the jail's PATH ({path})"),
         }),
     }
+}
+
+fn is_file(p: &str) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_file())
 }
 
 fn exec_failure(prog: &str, e: io::Error) -> Failure {
@@ -1647,5 +1654,12 @@ fn exec_failure(prog: &str, e: io::Error) -> Failure {
         Some(libc::ENOENT) | Some(libc::ENOTDIR) => EXIT_NOTFOUND,
         _ => EXIT_NOEXEC,
     };
-    Failure { code, msg: format!("cannot execute {prog}: {}", describe(&e)) }
+    // ENOENT for a file that is there: the kernel did not find its interpreter.
+    let hint = if e.raw_os_error() == Some(libc::ENOENT) && is_file(prog) {
+        " (the file is there: its interpreter is not, the ELF loader or the program of its #! line; \
+         for host programs bind /lib64 and /lib too, or give --host-usr)"
+    } else {
+        ""
+    };
+    Failure { code, msg: format!("cannot execute {prog}: {}{hint}", describe(&e)) }
 }

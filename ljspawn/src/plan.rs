@@ -727,6 +727,7 @@ pub enum PlanError {
     UpperWorkPair,
     RwWithLayers,
     RwWithTmpfsRoot,
+    BindOntoRoot,
     NotAbsolute {
         what: &'static str,
         path: String,
@@ -820,6 +821,7 @@ impl fmt::Display for PlanError {
             UpperWorkPair => write!(f, "--upper and --work go together: give both (same file system) or neither"),
             RwWithLayers => write!(f, "--rw applies to --root; an overlay root is always writable"),
             RwWithTmpfsRoot => write!(f, "--rw applies to --root; without --root or --layer the root is an empty tmpfs, always writable"),
+            BindOntoRoot => write!(f, "a bind onto / is not a mount of ljspawn's own form: give that tree as the root with --root DIR (read-only; --rw to write to it), or use the bwrap form (--bwrap)"),
             NotAbsolute { what, path } => write!(f, "{what} '{path}' must be an absolute path"),
             DotDot { what, path } => write!(f, "{what} '{path}' must not contain '..' or '.' components"),
             BadNet(m) => write!(f, "unknown network mode '{m}' (expected none, host, bridge:BR or macvlan:IFACE)"),
@@ -1305,12 +1307,13 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     reqs.extend(req.mounts.iter().skip(usize::from(skip_first)).cloned());
     for m in &reqs {
         mounts.push(match m {
-            MountReq::Bind { src, dest, ro, dev } => Mount::Bind {
-                src: host_path("bind source", src)?,
-                dest: jail_path("bind destination", dest)?,
-                ro: *ro,
-                dev: *dev,
-            },
+            MountReq::Bind { src, dest, ro, dev } => {
+                let dest = jail_path("bind destination", dest)?;
+                if dest == "/" && !req.bwrap {
+                    return Err(PlanError::BindOntoRoot);
+                }
+                Mount::Bind { src: host_path("bind source", src)?, dest, ro: *ro, dev: *dev }
+            }
             MountReq::Tmpfs { dest } => {
                 Mount::Tmpfs { dest: jail_path("--tmpfs destination", dest)?, mode: 0o755 }
             }
@@ -2317,6 +2320,12 @@ mod tests {
         assert_eq!(build(&r, &caller(Mode::Root), &none_open).unwrap().root, RootFs::Tmpfs);
         r.rw = true;
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::RwWithTmpfsRoot));
+        // A bind onto / is bwrap's way to give a root; ljspawn's own form says --root.
+        for root in [None, Some("/w".into())] {
+            let b = MountReq::Bind { src: "/".into(), dest: "//".into(), ro: true, dev: false };
+            let r = Request { root, mounts: vec![b], ..req(&["true"]) };
+            assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BindOntoRoot));
+        }
         let mut r = req(&["true"]);
         r.upper = Some("/u".into());
         r.work = Some("/w".into());

@@ -33,6 +33,25 @@ fn python_one_liner(cx: &Ctx) {
         .run()
         .ok();
     assert_eq!(out.lines(), ["1"], "{}", out.report());
+    // Without the usr-merge links the ELF loader is missing: the line says so (the kernel's
+    // ENOENT alone reads as if python3 were not there), by PATH and by path.
+    if fs::symlink_metadata("/lib64").is_ok_and(|m| m.file_type().is_symlink()) {
+        for prog in ["python3", "/usr/bin/python3"] {
+            let out = cx
+                .ljspawn()
+                .args(["--ro-bind", "/usr", "/usr", "--", prog, "-c", "print(1)"])
+                .run()
+                .expect_ljspawn_error(127);
+            assert!(
+                out.stderr.contains("cannot execute /usr/bin/python3: no such file or directory (the file is there: its interpreter is not"),
+                "{}",
+                out.report()
+            );
+        }
+    }
+    // bwrap's `--ro-bind / /` is --root in ljspawn's own form, and the line says so.
+    let out = cx.ljspawn().args(["--ro-bind", "/", "/", "--", "true"]).run().expect_ljspawn_error(2);
+    assert!(out.stderr.contains("a bind onto / is not a mount of ljspawn's own form"), "{}", out.report());
 }
 
 /// `--host-usr`: /usr read-only, and each of /bin /sbin /lib* as the host has it (a link with
