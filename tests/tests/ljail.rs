@@ -37,6 +37,7 @@ lj_tests::mode_tests! {
     btrfs_snapshots: root rootless setuid;
     reflink_copies_on_xfs: root rootless setuid;
     copy_jail: root rootless setuid;
+    from_an_image: root rootless setuid;
     start_all_in_boot_order: root rootless setuid;
     json_outputs: root rootless setuid;
     bad_names_and_config_lines: root rootless setuid;
@@ -789,6 +790,39 @@ fn snapshot_rollback_clone(lj: &Lj) {
     lj.ok(&["destroy", "c"]);
     lj.ok(&["destroy", "j"]);
     assert!(!lj.jail_dir("j").exists() && !lj.jail_dir("c").exists());
+}
+
+/// `create NAME IMAGE[@PREFIX]`: a jail on an image ljbuild built (resolved at create to an
+/// exact version, the config saying which), its layers under the jail's upper; a prefix no
+/// version matches is one line and status 4.
+fn from_an_image(lj: &Lj) {
+    lj.dir("img");
+    let jf =
+        lj.file("img/Jailfile", "name demo/hello\nversion 1.2.0\nworld busybox\n---\necho built > /hello\n");
+    let mut argv = lj.env_argv();
+    argv.push(lj.cx.dir.join("bin/ljbuild").into());
+    argv.push(jf.into());
+    let out = run_with_timeout(lj.cx.command(argv), None, Duration::from_secs(90)).expect("run ljbuild");
+    assert_eq!(out.status(), 0, "ljbuild:\n{}", out.report());
+    let out =
+        lj.ok(&["create", "hi", "demo/hello@1.2", "--", "/bin/sh", "-c", "cat /hello; echo mine > /mine"]);
+    assert!(out.stderr.contains("demo/hello@1.2.0 (the highest version matching '1.2')"), "{}", out.report());
+    assert!(fs::read_to_string(lj.jail_dir("hi").join("config"))
+        .unwrap()
+        .contains("\nimage demo/hello@1.2.0\n"));
+    assert_eq!(lj.status("hi")["source"], "image demo/hello@1.2.0");
+    lj.ok(&["start", "hi"]);
+    lj.wait_state("hi", "exited");
+    assert!(lj.log("hi").lines().any(|l| l == "built"), "{}", lj.log("hi"));
+    assert_eq!(fs::read_to_string(lj.jail_dir("hi").join("upper/mine")).unwrap(), "mine\n");
+    lj.fails(
+        &["create", "no", "demo/hello@9", "--", "/bin/true"],
+        4,
+        "no version of demo/hello matches '9' (available: 1.2.0)",
+    );
+    // (The supervisor may still be ending after `exited` is reported: stop waits for it.)
+    lj.ok(&["stop", "hi"]);
+    lj.ok(&["destroy", "hi"]);
 }
 
 /// `--copy`: a full copy of the world, mounted read-write, independent of it.
