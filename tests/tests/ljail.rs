@@ -515,12 +515,15 @@ fn restart_and_follow_log(lj: &Lj) {
     lj.ok(&["create", "t", "--world", "busybox", "--", "/bin/sh", "-c", svc]);
     lj.ok(&["start", "t"]);
     let pid1 = pid_of(&lj.wait_state("t", "running"));
+    // (Running is the jail's pid known: its program may not have begun yet.)
+    let runs = lj.jail_dir("t").join("upper/runs");
+    let count = || fs::read_to_string(&runs).map_or(0, |r| r.lines().count());
+    assert!(wait_until(UP, || count() == 1), "the first run never began:\n{}", lj.log("t"));
     let out = lj.ok(&["restart", "t"]);
     assert!(out.stderr.contains("ljail: restart: t (pid "), "{}", out.report());
     let st = lj.wait_state("t", "running");
     assert_ne!(pid_of(&st), pid1, "restart kept the old jail: {st}");
-    let runs = lj.jail_dir("t").join("upper/runs");
-    assert!(wait_until(UP, || fs::read_to_string(&runs).is_ok_and(|r| r.lines().count() == 2)));
+    assert!(wait_until(UP, || count() == 2), "runs: {}\n{}", count(), lj.log("t"));
     // `log -f` into a file: it prints what is there, then what the jail writes later (a line
     // that was not in the log when it started), and keeps running until killed.
     let before = lj.log("t").lines().filter(|l| l.starts_with("tick ")).count();
