@@ -212,17 +212,34 @@ pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result
     if let Some(p) = ljspawn_pid {
         signal(p, Signal::TERM);
     }
+    // The supervisor's end frees the run lock (its files close before its exit is seen): waited
+    // for on a pidfd of it rather than by polling the lock; a pid reused since (or no pidfd)
+    // leaves a poll every 10 ms.
+    let exit = (s.supervisor_pid != 0 && is_ours(s.supervisor_pid, Path::new(&j.name)))
+        .then(|| Pid::from_raw(s.supervisor_pid as i32))
+        .flatten()
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok());
     let gone = |t: Duration| -> Result<bool, Error> {
         let start = Instant::now();
+        let mut exit = exit.as_ref();
         loop {
             if !jails.running(j)? {
                 remove_cgroup(j);
                 return Ok(true);
             }
-            if start.elapsed() >= t {
+            let left = t.saturating_sub(start.elapsed());
+            if left.is_zero() {
                 return Ok(false);
             }
-            std::thread::sleep(Duration::from_millis(10));
+            match exit {
+                Some(fd) if !wait_readable(fd, left.min(Duration::from_millis(200))) => {}
+                // Ended (or unknown): the lock is polled.
+                Some(_) => {
+                    exit = None;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                None => std::thread::sleep(Duration::from_millis(10).min(left)),
+            }
         }
     };
     if gone(timeout)? {
@@ -253,6 +270,13 @@ pub fn stop_locked(jails: &Jails, j: &Jail, timeout: Option<Duration>) -> Result
         return Ok(true);
     }
     Err(Error::Failed(format!("{} did not stop (supervisor pid {})", j.name, s.supervisor_pid)))
+}
+
+/// Whether `fd` became readable within `limit` (a pidfd: its process ended).
+fn wait_readable(fd: &std::os::fd::OwnedFd, limit: Duration) -> bool {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let t = Timespec { tv_sec: limit.as_secs() as i64, tv_nsec: i64::from(limit.subsec_nanos()) };
+    poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&t)).is_ok_and(|n| n > 0)
 }
 
 /// Removes the jail's own cgroup v2 once its supervisor has ended (it holds the supervisor to
