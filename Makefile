@@ -77,6 +77,12 @@ build: deps
 	    RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked -p ljail-supervisor --target $(TRIPLE) && \
 	    install -m 0755 target/$(TRIPLE)/release/ljail-supervisor $(BIN)/ljail-supervisor; \
 	fi
+	@# ljail itself, static too (against glibc: its C dependencies want a C compiler for the
+	@# target, and it calls nothing of glibc's that loads libraries: no NSS, no dlopen): no
+	@# dynamic loader at every command, 0.6 ms of CPU for `ljail status` instead of 1.3, on the
+	@# path of every `ljail start`.
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --locked -p ljail --target $(TRIPLE)
+	install -m 0755 target/$(TRIPLE)/release/ljail $(BIN)/ljail
 
 # Everything CI checks, the test runner's summary last: format, lints, then every test
 # (unit, property, end-to-end as root, rootless and setuid; see tests/prepare.sh), and the
