@@ -109,13 +109,41 @@ impl Jails {
     }
 
     /// Whether the jail runs: its supervisor runs (its run lock is held), or its systemd unit
-    /// is up.
+    /// is up. A supervisor that has written the jail's final state is at its very end (it
+    /// writes that state last, then frees the lock): waited for, so that a jail `status` calls
+    /// ended is not running for `start`, `destroy` or any other command either.
     pub fn running(&self, j: &Jail) -> Result<bool, Error> {
-        if self.try_run_lock(j)?.is_none() {
+        if self.try_run_lock(j)?.is_none() && !self.supervisor_ended(j)? {
             return Ok(true);
         }
         Ok(crate::supervise::unit_of(j)
             .is_some_and(|(scope, unit)| crate::systemd::show(scope, &unit).running()))
+    }
+
+    /// Whether the run lock, held, is freed within 10 s by a supervisor that has written the
+    /// jail's final state (`exited`, `stopped`, `failed`) and so is ending. (The state of a
+    /// previous run, whose supervisor is gone, is no such sign: a new supervisor holds the lock.)
+    fn supervisor_ended(&self, j: &Jail) -> Result<bool, Error> {
+        let st = crate::supervise::read_state(j);
+        let ending = |st: &crate::supervise::State| {
+            matches!(st.state.as_str(), "exited" | "stopped" | "failed")
+                && st.supervisor_pid != 0
+                && ljail_supervisor::is_ours(st.supervisor_pid, Path::new(&j.name))
+        };
+        if !ending(&st) {
+            return Ok(false);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if self.try_run_lock(j)?.is_some() {
+                return Ok(true);
+            }
+            if !ending(&st) || std::time::Instant::now() > deadline {
+                // (Gone without freeing it: another supervisor holds the lock.)
+                return Ok(self.try_run_lock(j)?.is_some());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
 

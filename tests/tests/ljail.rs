@@ -33,6 +33,7 @@ lj_tests::mode_tests! {
     restart_and_follow_log: root rootless setuid;
     start_waits_for_the_jail: root rootless setuid;
     concurrent_start_serialized: root rootless setuid;
+    destroy_and_start_right_after_exit: root rootless setuid;
     snapshot_rollback_clone: root rootless setuid;
     btrfs_snapshots: root rootless setuid;
     reflink_copies_on_xfs: root rootless setuid;
@@ -620,6 +621,26 @@ fn concurrent_start_serialized(lj: &Lj) {
     assert_eq!(spawns.len(), 1, "{spawns:?}");
     lj.ok(&["stop", "one"]);
     assert!(procs_mentioning(&dir).is_empty());
+}
+
+/// As soon as `status` says a jail exited, it is not running for every other command either:
+/// `start` runs it again (not "running already"), and `destroy` removes it (not "jail is
+/// running"). The supervisor's end (its cleanup, then its exit, which frees the run lock) came
+/// after the final state it wrote: most tries of this loop were refused.
+fn destroy_and_start_right_after_exit(lj: &Lj) {
+    for i in 0..10 {
+        let name = format!("t{i}");
+        lj.ok(&["create", &name, "--world", "busybox", "--", "/bin/true"]);
+        lj.ok(&["start", &name]);
+        lj.wait_state(&name, "exited");
+        let again = lj.ok(&["start", &name]);
+        assert!(again.stderr.contains(&format!("ljail: start: {name} (pid ")), "{}", again.report());
+        let st = lj.wait_state(&name, "exited");
+        let started = lj.log(&name).lines().filter(|l| l.contains(" started (pid ")).count();
+        assert_eq!(started, 2, "{st}\n{}", lj.log(&name));
+        lj.ok(&["destroy", &name]);
+        assert!(!lj.jail_dir(&name).exists());
+    }
 }
 
 /// `btrfs subvolume show P`: its UUID and its Parent UUID (`-` for none).

@@ -111,7 +111,7 @@ fn notify_started(pid: u64) {
 /// returns its exit status.
 pub fn supervise(spec: &Spec) -> u8 {
     let _ = rustix::process::setsid();
-    let _run = match try_run_lock(&spec.lock) {
+    let run_lock = match try_run_lock(&spec.lock) {
         Ok(Some(l)) => l,
         Ok(None) => {
             log_line("another supervisor runs this jail");
@@ -155,12 +155,18 @@ pub fn supervise(spec: &Spec) -> u8 {
         (Some(cg), None) => freezer_leave(me, &cg),
         (None, _) => {}
     }
-    let _ = write_state(&state, &st);
+    // The final state (`run` only sets it) is written last, once the jail's cgroups are gone,
+    // and the run lock freed right after: a held lock with a final state is a supervisor at
+    // its very end, which ljail waits for (`Jails::running`), so a jail that `status` says
+    // ended is not running for `start` or `destroy` either.
     let _ = fs::remove_file(spec.stop_path());
+    let _ = write_state(&state, &st);
+    drop(run_lock);
     u8::from(result.is_err())
 }
 
-/// Runs ljspawn, and again per the restart policy, until the jail is stopped or done.
+/// Runs ljspawn, and again per the restart policy, until the jail is stopped or done; the
+/// final state is set in `st`, not written (`supervise` writes it as it ends).
 /// `payload`: the cgroup v2 ljspawn is started in (through `ljail-supervisor --enter`).
 fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error> {
     let state = spec.state_path();
@@ -225,12 +231,12 @@ fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error>
             // the same way.
             log_line(&format!("the jail did not start (ljspawn status {code}); not restarted"));
             st.state = "failed".into();
-            return write_state(&state, st);
+            return Ok(());
         }
         if stopping {
             log_line(&format!("stopped (status {code})"));
             st.state = "stopped".into();
-            return write_state(&state, st);
+            return Ok(());
         }
         let again = match spec.restart {
             Restart::No => false,
@@ -240,7 +246,7 @@ fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error>
         if !again {
             log_line(&format!("exited with status {code}"));
             st.state = "exited".into();
-            return write_state(&state, st);
+            return Ok(());
         }
         if spec.restart_max != 0 && st.restarts >= spec.restart_max {
             log_line(&format!(
@@ -248,7 +254,7 @@ fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error>
                 st.restarts
             ));
             st.state = "failed".into();
-            return write_state(&state, st);
+            return Ok(());
         }
         st.restarts += 1;
         st.state = "restarting".into();
@@ -262,7 +268,6 @@ fn run(spec: &Spec, payload: Option<&Path>, st: &mut State) -> Result<(), Error>
         while Instant::now() < until {
             if spec.stop_path().exists() {
                 st.state = "stopped".into();
-                write_state(&state, st)?;
                 log_line("stopped while waiting to restart");
                 return Ok(());
             }
