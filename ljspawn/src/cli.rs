@@ -298,7 +298,7 @@ pub fn command() -> Command {
                 .long("join")
                 .value_name("PID")
                 .value_parser(clap::value_parser!(i32).range(1..))
-                .help("Run the command in the running jail whose PID 1 is PID (yours), confined as the jail's options say (not in setuid mode)"),
+                .help("Run the command in the running jail whose PID 1 is PID (yours), confined as the jail's options say (setuid: entered as root, then only the jail's root's powers)"),
         )
         .arg(
             Arg::new("as-pid-1")

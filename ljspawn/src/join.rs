@@ -5,24 +5,54 @@
 //! them), so the joining program gets the same user, environment, rlimits, capability drop,
 //! `no_new_privs` and seccomp filter (`jail::confine_and_exec`, the code a new jail's program
 //! runs). Order:
-//! 1. refused in setuid mode (a setuid ljspawn stays what it was: it never enters a namespace
-//!    it did not make);
+//! 1. the privileged side's second look at the plan (`Privileged::enter`), as for a new jail:
+//!    setuid, what the mode forces on every jail is refused otherwise (a user namespace,
+//!    the seccomp filter: no `--seccomp none`);
 //! 2. `pidfd_open(PID)`, then the checks on that process, then a signal 0 through the pidfd
 //!    (so the checks were about the process the pidfd names, not a reused pid): it must be the
 //!    PID 1 of its own PID namespace, the child of a process running this same ljspawn
-//!    executable (same inode), and belong to the caller (real uid; root may join any);
-//! 3. root mode: move into the jail's cgroups (only those named `lightjail-<pid>`, as ljspawn
+//!    executable (same inode: setuid, the setuid copy), and belong to the caller (real uid;
+//!    root may join any); setuid, also its user namespace (`Privileged::open_jail_userns`,
+//!    opened and read as root before the pidfds are signalled): a child of the initial one,
+//!    not the host's, whose maps are exactly those setuid ljspawn writes for this caller and
+//!    these options (the caller's ids, its `/etc/subuid`/`/etc/subgid` ranges);
+//! 3. setuid: that user namespace entered alone, as root (it is root's: only root holds
+//!    `CAP_SYS_ADMIN` over it), and at once the caller's ids in it (`Privileged::join_jail`),
+//!    before any other namespace is entered or any path the jail controls is resolved;
+//! 4. root mode: move into the jail's cgroups (only those named `lightjail-<pid>`, as ljspawn
 //!    makes them, and ljail's freezer under `lightjail/`), so its limits and freezer hold the
-//!    new process too; rootless, into the jail's delegated cgroup v2 where the caller may;
-//! 4. `setns` through a pidfd of the jail's program (PID 1's first child, also checked; with
+//!    new process too; rootless and setuid (as the caller, after step 3: no cgroup is written
+//!    as root), into the jail's delegated cgroup v2 where the caller may;
+//! 5. `setns` through a pidfd of the jail's program (PID 1's first child, also checked; with
 //!    `--as-pid-1`, PID 1 itself) into
-//!    every namespace the jail made (the kernel enters the user namespace first), which also
-//!    sets root and cwd to the jail's root;
-//! 5. when fd 0 is a terminal: a pty of the jail's own devpts (its `/dev/pts`, checked to be a
+//!    every namespace the jail made (the kernel enters the user namespace first; setuid, all
+//!    but the user namespace, entered in step 3), which also sets root and cwd to the jail's
+//!    root;
+//! 6. when fd 0 is a terminal: a pty of the jail's own devpts (its `/dev/pts`, checked to be a
 //!    devpts mount), as a new jail's program gets one;
-//! 6. fork (the child is in the jail's PID namespace), new session (on the pty, if any),
+//! 7. fork (the child is in the jail's PID namespace), new session (on the pty, if any),
 //!    confinement, exec; the parent relays the pty, forwards SIGINT, SIGTERM, SIGHUP and
 //!    SIGQUIT and returns the child's status.
+//!
+//! Why setuid mode gives nothing beyond what the caller's own jail's root has: a setuid jail's
+//! user namespace is made by ljspawn as root (so root owns it) with maps of the caller's ids
+//! and granted ranges only, and its PID 1 and program run as the caller's ids in it. Step 3
+//! leaves host root in one step: after `setns` this process's credentials belong to the
+//! jail's user namespace (no capability outside it, whatever its ids were), and `setresuid`
+//! there makes every uid the caller's host uid (host uid 0 is not mapped, so root's ids cannot
+//! be taken back). The capabilities `setns` gives in that namespace stay (`cap_emulate_setxuid`
+//! clears them only when the uids all leave the namespace's uid 0 after one of them was it:
+//! that uid 0 is a subordinate id, which none of this process's uids is, or with `--subids`
+//! the caller, which all of them become), and they are exactly what the jail's root holds: enough to enter the jail's other
+//! namespaces, which that user namespace owns, and nothing outside. Before step 3 the process
+//! is undumpable and its memory belongs to the initial user namespace, so the jail cannot
+//! ptrace it. The plan comes from the caller: everything after step 3 runs with the jail's
+//! user namespace's capabilities only, so a plan other than the jail's (another user, other
+//! capabilities kept, a weaker filter) gets no more than a new setuid jail of the caller with
+//! those options would; what setuid mode forces on every jail (a user namespace, the seccomp
+//! filter, `no_new_privs`, set by `confine_and_exec` for every mode) is forced on the joined
+//! command too. It is not moved into a setuid jail's cgroup (root's), so that jail's limits
+//! do not hold it; the caller's own processes are not limited by them either.
 
 use std::fs;
 use std::io;
@@ -30,6 +60,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use crate::plan::{Mode, Mount, Net, Plan};
+use crate::privileged::Privileged;
 use crate::spawn::err;
 use crate::spawn::SpawnError;
 use crate::sys::{self, WaitStatus};
@@ -41,9 +72,9 @@ fn refuse(msg: String) -> SpawnError {
 
 /// Runs the plan's command in the running jail whose PID 1 is `pid`; returns its exit status.
 pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
-    if plan.mode == Mode::Setuid {
-        return Err(refuse("--join is not available in setuid mode".into()));
-    }
+    // The second look at the plan, as for a new jail (setuid: what the mode forces on every
+    // jail, e.g. a user namespace and the seccomp filter, is refused otherwise).
+    let window = Privileged::enter(plan)?;
     let pidfd = sys::pidfd_open(pid).map_err(|e| err(format!("cannot open process {pid}"), e))?;
     check_target(plan, pid)?;
     // The namespaces are entered through the jail's program, PID 1's first child: PID 1 never
@@ -68,16 +99,31 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
     if !plan.as_pid_1 && parent(program) != Some(pid) {
         return Err(refuse(format!("process {program} is not the program of jail {pid}")));
     }
+    // Setuid: the jail's user namespace, checked as root (see `Privileged::open_jail_userns`).
+    let userns = match plan.mode {
+        Mode::Setuid => Some(window.open_jail_userns(plan, pid)?),
+        _ => None,
+    };
     // Still the processes the checks read: a pidfd never names a reused pid.
     for (fd, p) in [(&pidfd, pid), (&progfd, program)] {
         sys::pidfd_send_signal(fd.as_fd(), 0).map_err(|e| err(format!("process {p} is gone"), e))?;
     }
+    let mut flags = namespaces(plan);
+    match (userns, &plan.userns) {
+        // Setuid: the user namespace alone, as root, and at once the caller's ids in it; from
+        // here on this process holds what the jail's root holds, nothing of host root's.
+        (Some(ns), Some(map)) => {
+            window.join_jail(ns, map)?;
+            flags &= !libc::CLONE_NEWUSER;
+        }
+        _ => window.drop(None)?,
+    }
     if plan.mode == Mode::Root {
         join_cgroups(pid)?;
     } else {
+        // (Setuid: as the caller, after the drop; no cgroup is written as root.)
         join_own_v2_cgroup(pid);
     }
-    let flags = namespaces(plan);
     // Right after the jail started, its program may not have executed yet (until then it is
     // PID 1's undumpable copy, which the kernel does not let us enter): retry for up to 2 s.
     let mut tries = 0;

@@ -37,7 +37,7 @@ use std::path::Path;
 use crate::jail;
 use crate::limits::{self, Cgroup, Tree, Who};
 use crate::net;
-use crate::plan::{self, IdMap, Mode, Net, Plan, RootFs, Seccomp};
+use crate::plan::{self, IdMap, IdRange, Mode, Net, Plan, RootFs, Seccomp};
 use crate::spawn::{err, SpawnError};
 use crate::sys;
 use crate::EXIT_SETUP;
@@ -371,6 +371,115 @@ impl Privileged {
         Ok(())
     }
 
+    /// Setuid `--join`: the user namespace of the jail whose PID 1 is `pid` (checked by `join`
+    /// to be a PID 1 of this executable's, the caller's), opened and checked as root, before
+    /// anything is entered. Refused unless it is a child of ljspawn's own user namespace (the
+    /// initial one: not a namespace nested in a jail) and its `uid_map`, `gid_map` and
+    /// `setgroups` are exactly those this plan's jail gets (`plan::userns_map`: the caller's
+    /// ids and its `/etc/subuid`/`/etc/subgid` ranges as setuid ljspawn writes them), so every
+    /// host id it maps is the caller's own or granted to it. (A map, once written, never
+    /// changes; the namespace is read again afterwards, so the maps read were its own.)
+    pub fn open_jail_userns(&self, plan: &Plan, pid: i32) -> Result<OwnedFd, SpawnError> {
+        let refuse =
+            |why: String| SpawnError { code: EXIT_SETUP, msg: format!("refused: jail {pid}: {why}") };
+        let map = match &plan.userns {
+            Some(m) if self.setuid && m.by_parent && !m.helper => m,
+            _ => return Err(refuse("not a setuid jail's plan (no user namespace ljspawn maps)".into())),
+        };
+        let link = format!("/proc/{pid}/ns/user");
+        let stat_link = || {
+            std::fs::metadata(&link)
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.dev(), m.ino())
+                })
+                .map_err(|e| err(format!("cannot stat {link}"), e))
+        };
+        let ns = std::fs::File::open(&link)
+            .map(OwnedFd::from)
+            .map_err(|e| err(format!("cannot open {link}"), e))?;
+        let st = sys::fstat(ns.as_fd()).map_err(|e| err(format!("cannot stat {link}"), e))?;
+        let ours =
+            std::fs::metadata("/proc/self/ns/user").map_err(|e| err("cannot stat /proc/self/ns/user", e))?;
+        let ours = {
+            use std::os::unix::fs::MetadataExt;
+            (ours.dev(), ours.ino())
+        };
+        if (st.st_dev, st.st_ino) == ours {
+            return Err(refuse("it has no user namespace of its own".into()));
+        }
+        let parent = match sys::ns_get_parent(ns.as_fd()) {
+            Ok(p) => sys::fstat(p.as_fd()).map(|p| (p.st_dev, p.st_ino)).ok(),
+            Err(_) => None,
+        };
+        if parent != Some(ours) {
+            return Err(refuse(
+                "its user namespace is nested in another one, not made by setuid ljspawn".into(),
+            ));
+        }
+        let read = |file: &str| {
+            let p = format!("/proc/{pid}/{file}");
+            std::fs::read_to_string(&p).map_err(|e| err(format!("cannot read {p}"), e))
+        };
+        let (uids, gids, setgroups) = (read("uid_map")?, read("gid_map")?, read("setgroups")?);
+        let want_setgroups = if map.setgroups { "allow" } else { "deny" };
+        if !same_map(&uids, &map.uids) || !same_map(&gids, &map.gids) || setgroups.trim() != want_setgroups {
+            return Err(refuse(
+                "its user namespace maps other ids than setuid ljspawn maps for you with these options \
+                 (not your jail, or not its own options)"
+                    .into(),
+            ));
+        }
+        if stat_link()? != (st.st_dev, st.st_ino) {
+            return Err(refuse("it changed its user namespace meanwhile".into()));
+        }
+        Ok(ns)
+    }
+
+    /// Setuid `--join`: ends the window by entering `userns` (from [`Privileged::open_jail_userns`],
+    /// alone, as root: the kernel asks `CAP_SYS_ADMIN` over it, which only root holds, the
+    /// namespace being root's) and becoming there, at once, the caller's ids in the jail (the
+    /// first line of each map, as the jail's PID 1 does); supplementary groups are cleared where
+    /// the namespace allows `setgroups`, as for the jail's program (elsewhere they are the
+    /// caller's, as its program's are). From then on nothing of host root's is held: a process
+    /// in a child user namespace has no capability outside it, and its ids are the caller's on
+    /// the host. The capabilities setns gave in the jail's namespace stay (the kernel's
+    /// `cap_emulate_setxuid` clears them only when a uid that was the namespace's root, its uid
+    /// 0, is given up, and host uid 0 is not mapped there: the jail's uid 0 is a subordinate id
+    /// or, with `--subids`, the caller, whom this process becomes), so it can enter the jail's
+    /// other namespaces, which that user namespace owns; `jail::confine_and_exec` then drops them
+    /// as for the jail's program.
+    pub fn join_jail(self, userns: OwnedFd, map: &IdMap) -> Result<(), SpawnError> {
+        if !self.setuid {
+            return Err(SpawnError {
+                code: EXIT_SETUP,
+                msg: "not setuid: no user namespace to enter".into(),
+            });
+        }
+        let fail =
+            |what: &str, e: io::Error| err(format!("cannot enter the jail's user namespace ({what})"), e);
+        sys::setns(userns.as_fd(), libc::CLONE_NEWUSER).map_err(|e| fail("setns", e))?;
+        let (u, g) = (map.uids[0].inside, map.gids[0].inside);
+        sys::setresgid(g).map_err(|e| fail("gid", e))?;
+        sys::setresuid(u).map_err(|e| fail("uid", e))?;
+        if map.setgroups {
+            sys::setgroups_empty().map_err(|e| fail("supplementary groups", e))?;
+        }
+        let st = sys::fstat(userns.as_fd()).map_err(|e| fail("stat", e))?;
+        let now = std::fs::metadata("/proc/self/ns/user").map_err(|e| fail("stat", e))?;
+        let in_jail = {
+            use std::os::unix::fs::MetadataExt;
+            (now.dev(), now.ino()) == (st.st_dev, st.st_ino)
+        };
+        if sys::getresids() != (u, u, u, g, g, g) || !in_jail {
+            return Err(SpawnError {
+                code: EXIT_SETUP,
+                msg: "privileges are still held after entering the jail's user namespace".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Setuid, network `none` made in parallel: ends the window by entering the jail's user
     /// namespace (`pid`'s, whose `map` is written) with the caller's ids there. That leaves
     /// nothing of root's: a process in a child user namespace holds no capability outside it,
@@ -415,6 +524,26 @@ impl Privileged {
         }
         Ok(())
     }
+}
+
+/// Whether a `uid_map`/`gid_map` as the kernel shows it (`inside outside count` a line, read
+/// from the initial user namespace: outside ids are host ids) holds exactly the lines `want`,
+/// in any order (the kernel sorts maps of more than five lines).
+fn same_map(text: &str, want: &[IdRange]) -> bool {
+    let mut have = Vec::new();
+    for line in text.lines() {
+        let f: Vec<u32> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        match f[..] {
+            [inside, outside, count] if line.split_whitespace().count() == 3 => {
+                have.push((inside, outside, count))
+            }
+            _ => return false,
+        }
+    }
+    let mut want: Vec<(u32, u32, u32)> = want.iter().map(|r| (r.inside, r.outside, r.count)).collect();
+    have.sort_unstable();
+    want.sort_unstable();
+    !have.is_empty() && have == want
 }
 
 /// A user namespace with the jail's maps, for idmapping its layers: a child made with
@@ -714,6 +843,20 @@ mod tests {
             p.json_status = Some(7);
             assert!(check_policy(&p).is_err(), "{mode}");
         }
+    }
+
+    /// Setuid `--join`: a namespace's maps, as the kernel prints them, against the plan's.
+    #[test]
+    fn join_compares_maps_exactly() {
+        let r = |inside, outside, count| IdRange { inside, outside, count };
+        let want = [r(0, 1000, 1), r(1, 100000, 65536)];
+        let shown = "         1     100000      65536\n         0       1000          1\n";
+        assert!(same_map(shown, &want));
+        assert!(!same_map("         0       1000          1\n", &want));
+        assert!(!same_map("0 1000 1\n1 100000 65537\n", &want));
+        assert!(!same_map("0 1000 1\n1 100000 65536\n2 0 1\n", &want));
+        assert!(!same_map("0 1000 1 1\n1 100000 65536\n", &want));
+        assert!(!same_map("", &[]));
     }
 
     /// `--subids-base` is root's: the privileged side refuses a plan that has it otherwise.

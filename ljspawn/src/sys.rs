@@ -337,6 +337,17 @@ pub fn setns(fd: BorrowedFd<'_>, nstype: c_int) -> io::Result<()> {
     cvt_unit(unsafe { libc::setns(fd.as_raw_fd(), nstype) })
 }
 
+/// `ioctl(NS_GET_PARENT)` on a user (or PID) namespace descriptor: a new descriptor of its
+/// parent namespace (EPERM when the parent is outside the caller's own namespace, e.g. for the
+/// initial one).
+pub fn ns_get_parent(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // _IO(0xb7, 0x2), linux/nsfs.h.
+    const NS_GET_PARENT: libc::Ioctl = 0xb702;
+    // SAFETY: borrowed fd: `ns` is an open descriptor; NS_GET_PARENT takes no argument and
+    // returns a new descriptor, which `cvt_fd` takes ownership of.
+    cvt_fd(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) } as c_long)
+}
+
 /// `pidfd_open(2)`: a descriptor for process `pid` (e.g. to join its namespaces later).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain values.

@@ -46,7 +46,7 @@ lj_tests::mode_tests! {
     exec_into_running_jail: root rootless setuid;
     gpu_profile: root;
     init_boots_systemd: root rootless;
-    shell_on_its_own_pty: root rootless;
+    shell_on_its_own_pty: root rootless setuid;
     docker_profile_runs_podman: root rootless;
     dhcp_with_the_jails_own_client: root;
     systemd_units_in_a_booted_jail: root;
@@ -1136,17 +1136,31 @@ fn confinement(pid: u32) -> Vec<String> {
     status
         .lines()
         .filter(|l| {
-            ["CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"]
-                .iter()
-                .any(|k| l.starts_with(k))
+            [
+                "Uid:",
+                "Gid:",
+                "Groups:",
+                "CapInh:",
+                "CapPrm:",
+                "CapEff:",
+                "CapBnd:",
+                "CapAmb:",
+                "NoNewPrivs:",
+                "Seccomp:",
+                "Seccomp_filters:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
         })
         .map(str::to_string)
         .collect()
 }
 
 /// `ljail exec`: the command runs in the jail (its hostname, files, processes, cgroup) under
-/// the confinement of the jail's own program, with its own exit status; not into a stopped
-/// jail; ljspawn's `--join` refuses what is not a jail, another user's jail and setuid mode.
+/// the confinement of the jail's own program (ids, groups, capabilities, no_new_privs, seccomp;
+/// the same namespaces, seen from the host and from inside), with its own exit status; not
+/// into a stopped jail; ljspawn's `--join` refuses what is not a jail (a pid of the test's, the
+/// caller's own plain process), another user's jail (root's) and, setuid, the rest below.
 fn exec_into_running_jail(lj: &Lj) {
     let svc = "echo ready > /state; exec sleep 1000";
     let mut create = vec!["create", "ex", "--world", "busybox", "--setenv", "GREETING", "hi there"];
@@ -1157,12 +1171,6 @@ fn exec_into_running_jail(lj: &Lj) {
     lj.ok(&create);
     lj.fails(&["exec", "ex", "--", "/bin/true"], 5, "jail 'ex' is not running");
     lj.ok(&["start", "ex"]);
-    if lj.cx.mode == Mode::Setuid {
-        let out = lj.run(&["exec", "ex", "--", "/bin/true"]);
-        assert_eq!(out.status(), 125, "{}", out.report());
-        assert_eq!(out.stderr.trim(), "ljspawn: --join is not available in setuid mode", "{}", out.report());
-        return;
-    }
     let out = lj.ok(&["exec", "ex", "--", "/bin/sh", "-c", "hostname; for i in $(seq 300); do test -e /state && break; sleep 0.1; done; cat /state; echo \"$GREETING\"; cat /proc/1/cmdline | tr '\\0' ' '; echo; cat /proc/self/cgroup"]);
     let lines = out.lines();
     assert_eq!(&lines[..3], ["ex", "ready", "hi there"], "{}", out.report());
@@ -1199,23 +1207,40 @@ fn exec_into_running_jail(lj: &Lj) {
     });
     let sleeper = sleeper.expect("the joined sleep");
     let (a, b) = (confinement(sleeper), confinement(program));
+    let ns = |p: u32, n: &str| fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
+    let joined_ns: Vec<_> = NAMESPACES.iter().map(|n| ns(sleeper, n)).collect();
     let _ = child.kill();
     let _ = child.wait();
-    assert_eq!(a.len(), 7, "{a:?}");
+    assert_eq!(a.len(), 11, "{a:?}");
     assert_eq!(a, b, "the joined process and the jail's program differ");
     assert!(
         a.contains(&"CapEff:\t0000000000000000".to_string()) && a.contains(&"NoNewPrivs:\t1".to_string()),
         "{a:?}"
     );
-    let ns = |p: u32, n: &str| fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
-    for n in ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"] {
-        assert_eq!(ns(sleeper, n), ns(program, n), "{n} namespace");
+    if lj.cx.mode != Mode::Root {
+        // The caller's ids on the host (its jail's), none of root's.
+        let me = lj.cx.caller_uid;
+        assert!(a.contains(&format!("Uid:\t{me}\t{me}\t{me}\t{me}")), "{a:?}");
     }
+    for (n, j) in NAMESPACES.iter().zip(&joined_ns) {
+        assert_eq!(j, &ns(program, n), "{n} namespace");
+    }
+    // Seen from inside, too: the joined command's own namespace links are the program's.
+    let inside = lj.ok(&[
+        "exec",
+        "ex",
+        "--",
+        "/bin/sh",
+        "-c",
+        "for n in mnt pid net uts ipc user cgroup; do readlink /proc/self/ns/$n; done",
+    ]);
+    let want: Vec<String> =
+        NAMESPACES.iter().map(|n| ns(program, n).to_string_lossy().into_owned()).collect();
+    assert_eq!(inside.lines(), want, "{}", inside.report());
 
     // ljspawn --join itself: not a jail; another user's jail.
     let ljspawn = |args: &[&str]| {
-        let mut argv: Vec<String> =
-            vec![path_str(&lj.cx.dir.join("bin/ljspawn")), "--root".into(), lj.cx.world_str()];
+        let mut argv: Vec<String> = vec![path_str(&lj.cx.bin), "--root".into(), lj.cx.world_str()];
         argv.extend(args.iter().map(|s| s.to_string()));
         run_with_timeout(lj.cx.command(&argv), None, Duration::from_secs(20)).expect("ljspawn")
     };
@@ -1223,9 +1248,22 @@ fn exec_into_running_jail(lj: &Lj) {
     let out = ljspawn(&["--join", &me, "--", "/bin/true"]);
     assert_eq!(out.status(), 125, "{}", out.report());
     assert!(out.stderr.contains("is not the PID 1 of a jail"), "{}", out.report());
-    if lj.cx.mode == Mode::Rootless && lj_tests::current_uid() == 0 {
+    // The caller's own plain process (a sleep it started) is no jail either.
+    let mut own = lj.cx.command(["/bin/sleep", "30"]);
+    own.stdin(Stdio::null());
+    let mut own = own.spawn().expect("the caller's sleep");
+    let out = ljspawn(&["--join", &own.id().to_string(), "--", "/bin/true"]);
+    let _ = own.kill();
+    let _ = own.wait();
+    assert_eq!(out.status(), 125, "{}", out.report());
+    assert!(out.stderr.contains("is not the PID 1 of a jail"), "{}", out.report());
+    if lj.cx.mode == Mode::Setuid {
+        setuid_join_refusals(lj, pid1, &ljspawn);
+    }
+    if lj.cx.mode != Mode::Root && lj_tests::current_uid() == 0 {
         // A jail of root's: refused to another user.
-        let mut root_jail = Command::new(lj.cx.dir.join("bin/ljspawn"));
+        // (Made by the same executable: setuid, the setuid copy, which runs as root for root.)
+        let mut root_jail = Command::new(&lj.cx.bin);
         root_jail.args(["--root", &lj.cx.world_str(), "--", "/bin/sleep", "30"]).stdin(Stdio::null());
         let mut rj = root_jail.spawn().expect("root jail");
         let mut pid1 = None;
@@ -1239,9 +1277,66 @@ fn exec_into_running_jail(lj: &Lj) {
         let _ = rj.kill();
         let _ = rj.wait();
         assert_eq!(out.status(), 125, "{}", out.report());
-        assert!(out.stderr.contains("is not yours"), "{}", out.report());
+        assert_eq!(
+            out.stderr.trim(),
+            format!("ljspawn: jail {} is not yours", pid1.unwrap()),
+            "{}",
+            out.report()
+        );
     }
     lj.ok(&["stop", "ex"]);
+}
+
+/// The namespaces a joined command shares with the jail's program.
+const NAMESPACES: [&str; 7] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"];
+
+/// Setuid `--join` (root enters the jail's user namespace for the caller): what it refuses
+/// beyond another user's jail. `ljspawn` runs the setuid copy as the caller.
+fn setuid_join_refusals(lj: &Lj, pid1: u32, ljspawn: &dyn Fn(&[&str]) -> Output) {
+    let pid1 = pid1.to_string();
+    // Options that give the jail other maps than its own (`--user 5` with the jail's root
+    // being the caller): the namespace is not the one setuid ljspawn makes for them.
+    let out = ljspawn(&["--join", &pid1, "--user", "5", "--", "/bin/true"]);
+    assert_eq!(out.status(), 125, "{}", out.report());
+    assert_eq!(
+        out.stderr.trim(),
+        format!("ljspawn: refused: jail {pid1}: its user namespace maps other ids than setuid ljspawn maps for you with these options (not your jail, or not its own options)"),
+        "{}",
+        out.report()
+    );
+    // What setuid mode forces on every jail is forced on a joined command.
+    let out = ljspawn(&["--join", &pid1, "--seccomp", "none", "--", "/bin/true"]);
+    assert_eq!(out.status(), 125, "{}", out.report());
+    assert!(out.stderr.contains("--seccomp none is not allowed in setuid mode"), "{}", out.report());
+    if lj_tests::current_uid() != 0 {
+        return;
+    }
+    // A jail of root's made with the setuid copy whose PID 1 runs as the caller's uid (root's
+    // `--user UID --as-pid-1`, no user namespace): the same executable, the caller's uid, and
+    // still refused, for its namespace is the host's.
+    let me = lj.cx.caller_uid.to_string();
+    let mut rj = Command::new(&lj.cx.bin);
+    rj.args(["--root", &lj.cx.world_str(), "--user", &me, "--as-pid-1", "--", "/bin/sleep", "30"])
+        .stdin(Stdio::null());
+    let mut rj = rj.spawn().expect("root jail");
+    let mut rpid = None;
+    wait_until(UP, || {
+        rpid = fs::read_to_string(format!("/proc/{0}/task/{0}/children", rj.id()))
+            .ok()
+            .and_then(|c| c.split_whitespace().next().map(str::to_string));
+        rpid.is_some()
+    });
+    let rpid = rpid.expect("root jail's PID 1");
+    let out = ljspawn(&["--join", &rpid, "--as-pid-1", "--", "/bin/true"]);
+    let _ = rj.kill();
+    let _ = rj.wait();
+    assert_eq!(out.status(), 125, "{}", out.report());
+    assert_eq!(
+        out.stderr.trim(),
+        format!("ljspawn: refused: jail {rpid}: it has no user namespace of its own"),
+        "{}",
+        out.report()
+    );
 }
 
 /// `--gpu`: the device nodes and NVIDIA's files (as `nvidia-container-cli list` names them) the

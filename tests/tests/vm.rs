@@ -110,4 +110,5 @@ vm_checks! {
     setuid_ljbuild,
     setuid_idmap_layer,
     setuid_flatpak,
+    setuid_ljail_exec,
 }

@@ -712,10 +712,76 @@ DONE"
     rm -rf $st
 }
 
+# `ljail exec` into a jail of the setuid copy, where unprivileged user namespaces are forbidden
+# (the host setuid mode is for): the command runs in the jail's namespaces, as the jail's own
+# program (ids, capabilities, no_new_privs, seccomp), and exits with its status; root's jail of
+# the same executable and the user's own plain process are refused.
+check_setuid_ljail_exec() {
+    userns 0
+    user_world
+    LJAIL=/lj/bin/ljail
+    E="env LIGHTJAIL_ROOT=/home/ljtest/ljx LJSPAWN=$SLJ"
+    urun "$E /lj/bin/ljbuild -q world import busybox /home/ljtest/world && $E $LJAIL -q create x --world busybox -- /bin/sh -c 'echo ready > /state; exec sleep 1000' && $E $LJAIL start x"
+    want_rc 0
+    P1=$(su -s /bin/sh ljtest -c "$E $LJAIL status x --json" | sed -n 's/^ *"pid": \([0-9]*\),*$/\1/p')
+    [ -n "$P1" ] || fail "no pid in ljail status x --json"
+    i=0
+    while [ -z "$(cat /proc/$P1/task/$P1/children 2>/dev/null)" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    PROG=$(cat /proc/$P1/task/$P1/children 2>/dev/null | cut -d' ' -f1)
+    [ -n "$PROG" ] || fail "jail x runs no program"
+    urun "$E $LJAIL exec x -- /bin/sh -c 'i=0; while [ ! -e /state ] && [ \$i -lt 300 ]; do sleep 0.2; i=\$((i+1)); done; hostname; cat /state; for n in user mnt pid net uts ipc cgroup; do readlink /proc/self/ns/\$n; done; grep -E \"^(Uid|Gid|Cap...|NoNewPrivs|Seccomp):\" /proc/self/status' </dev/null"
+    want_rc 0
+    # (Ids as the jail sees them: its uid 0 is the user, as for its program.)
+    want="x
+ready
+$(for n in user mnt pid net uts ipc cgroup; do readlink /proc/$PROG/ns/$n; done)
+Uid:	0	0	0	0
+Gid:	0	0	0	0
+$(grep -E '^(Cap...|NoNewPrivs|Seccomp):' /proc/$PROG/status)"
+    is "$want"
+    # Seen from the host while both run: the same ids (the user's), capabilities and filter.
+    urun "$E $LJAIL exec x -- /bin/sleep 61 </dev/null >/dev/null 2>&1 &"
+    J=
+    i=0
+    while [ -z "$J" ] && [ $i -lt 300 ]; do
+        for p in /proc/[0-9]*; do
+            [ "$(tr -d '\0' < $p/cmdline 2>/dev/null)" = /bin/sleep61 ] && J=${p#/proc/}
+        done
+        [ -n "$J" ] || sleep 0.2
+        i=$((i+1))
+    done
+    [ -n "$J" ] || fail "no joined sleep 61"
+    st() { grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs|Seccomp|Seccomp_filters):' /proc/$1/status; }
+    OUT=$(st $J)
+    kill $J
+    want=$(st $PROG)
+    is "$want"
+    has "Uid:	1000	1000	1000	1000"
+    has "NoNewPrivs:	1"
+    urun "$E $LJAIL exec x -- /bin/sh -c 'exit 7' </dev/null"
+    want_rc 7
+    # Root's jail of the same (setuid) executable, and a plain process of the user's.
+    $SLJ --root $W -- /bin/sleep 60 </dev/null >/tmp/root-jail.log 2>&1 &
+    R=$!
+    i=0
+    while [ -z "$(cat /proc/$R/task/$R/children 2>/dev/null)" ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    RP=$(cat /proc/$R/task/$R/children 2>/dev/null | cut -d' ' -f1)
+    [ -n "$RP" ] || fail "root's jail did not start: $(cat /tmp/root-jail.log)"
+    urun "$SLJ --root /home/ljtest/world --join $RP -- /bin/true </dev/null"
+    kill $R
+    want_rc 125
+    is "ljspawn: jail $RP is not yours"
+    urun "sleep 60 & p=\$!; $SLJ --root /home/ljtest/world --join \$p -- /bin/true </dev/null; rc=\$?; kill \$p; exit \$rc"
+    want_rc 125
+    has "is not the PID 1 of a jail"
+    urun "$E $LJAIL stop x"
+    want_rc 0
+}
+
 ALL="kernel_layout root_memory_oom root_pids root_cpus root_cgroup_cleanup net_bridge_macvlan
      rootless_delegated_limits ljail_v2_cgroups ljail_v2_cgroups_rootless overlay_root overlay_stack ljbuild_root
      userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild setuid_idmap_layer
-     setuid_flatpak"
+     setuid_flatpak setuid_ljail_exec"
 
 case ${1:-all} in
 all)
