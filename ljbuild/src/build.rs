@@ -206,7 +206,7 @@ pub fn build(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Outcome, Error> {
         return Ok(Outcome::DryRun);
     }
     if state == Some(true) {
-        println!("cached {overlay}");
+        outln!("cached {overlay}");
         return Ok(Outcome::Cached);
     }
     if state == Some(false) && !opts.force {
@@ -230,7 +230,7 @@ pub fn build(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Outcome, Error> {
     // Another build may have published it while we waited.
     match published(root, &name, &plan.version, &plan.hash)? {
         Some(true) => {
-            println!("cached {overlay}");
+            outln!("cached {overlay}");
             return Ok(Outcome::Cached);
         }
         Some(false) if !opts.force => {
@@ -256,7 +256,7 @@ pub fn build(root: &Root, opts: &BuildOpts, ui: &Ui) -> Result<Outcome, Error> {
     match result {
         Ok(()) => {
             ui.step("done", &format!("{overlay} in {}", fmt_duration(t0.elapsed())), None);
-            println!("built {overlay}");
+            outln!("built {overlay}");
             Ok(Outcome::Built)
         }
         Err(e) => {
@@ -452,7 +452,7 @@ fn stage_and_run(
             let text = String::from_utf8_lossy(&text);
             let lines: Vec<&str> = text.lines().collect();
             for l in &lines[lines.len().saturating_sub(20)..] {
-                println!("{l}");
+                outln!("{l}");
             }
         }
         let kept = keep_failed_log(root, plan, &log);
@@ -777,7 +777,7 @@ fn print_dry_run(root: &Root, opts: &BuildOpts, plan: &Plan, state: Option<bool>
     for l in plan.recipe.script.lines() {
         o.push_str(&format!("  | {l}\n"));
     }
-    print!("{o}");
+    out!("{o}");
     Ok(())
 }
 

@@ -328,7 +328,7 @@ fn apply_from_stdin(dir: &Path, upper: bool, world_part: Option<&[PathBuf]>) -> 
         io::copy(&mut fr, &mut io::sink()).map_err(|e| OciError::Layer(format!("the layer stream: {e}")))?;
     }
     let sk = ap.finish()?;
-    println!("{}", sk.to_line());
+    outln!("{}", sk.to_line());
     Ok(0)
 }
 
@@ -336,7 +336,7 @@ fn apply_from_stdin(dir: &Path, upper: bool, world_part: Option<&[PathBuf]>) -> 
 pub fn helper(op: &str, dir: &Path, upper: bool, lowers: &[PathBuf]) -> Result<u8, Error> {
     match op {
         "digest" => {
-            println!("{}", content_digest(dir, upper)?);
+            outln!("{}", content_digest(dir, upper)?);
             Ok(0)
         }
         "apply" => apply_from_stdin(dir, upper, None),

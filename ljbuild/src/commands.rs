@@ -62,7 +62,7 @@ pub fn list(root: &Root, json: bool) -> Result<(), Error> {
                 v
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("metadata serializes"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("metadata serializes"));
         return Ok(());
     }
     if metas.is_empty() {
@@ -87,7 +87,7 @@ pub fn list(root: &Root, json: bool) -> Result<(), Error> {
     let w: Vec<usize> =
         (0..4).map(|i| rows.iter().map(|r| r[i].len()).chain([head[i].len()]).max().unwrap_or(0)).collect();
     for r in std::iter::once(head.map(String::from)).chain(rows) {
-        println!("{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3], w0 = w[0], w1 = w[1], w2 = w[2]);
+        outln!("{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3], w0 = w[0], w1 = w[1], w2 = w[2]);
     }
     Ok(())
 }
@@ -136,7 +136,7 @@ pub fn rm(root: &Root, spec: &str, force: bool, ui: &Ui) -> Result<(), Error> {
     if !kids.is_empty() {
         ui.warn(&format!("{} now depend on a removed overlay", kids.join(", ")));
     }
-    println!("removed {name}@{v}");
+    outln!("removed {name}@{v}");
     Ok(())
 }
 
@@ -185,7 +185,7 @@ pub fn gc(root: &Root, dry_run: bool) -> Result<(), Error> {
     for m in &doomed {
         let key = Root::overlay_key(&m.name, &m.version);
         if dry_run {
-            println!("{verb} {}@{}", m.name, m.version);
+            outln!("{verb} {}@{}", m.name, m.version);
             continue;
         }
         // A build or rm holding it: leave it for the next gc.
@@ -194,7 +194,7 @@ pub fn gc(root: &Root, dry_run: bool) -> Result<(), Error> {
             continue;
         }
         remove_overlay(root, &m.name, &m.version, &key)?;
-        println!("{verb} {}@{}", m.name, m.version);
+        outln!("{verb} {}@{}", m.name, m.version);
         removed += 1;
     }
     let staged = if dry_run { Vec::new() } else { root.clean_stale(&[])? };
@@ -203,7 +203,7 @@ pub fn gc(root: &Root, dry_run: bool) -> Result<(), Error> {
         doomed.iter().map(|m| (m.name.clone(), m.version.clone())).collect();
     let layers = root.remove_unreferenced(None, dry_run, if dry_run { &gone } else { &[] })?;
     for d in &layers {
-        println!("{verb} layer {d}");
+        outln!("{verb} layer {d}");
     }
     let mut logs = 0;
     let dir = root.logs_dir();
@@ -214,13 +214,13 @@ pub fn gc(root: &Root, dry_run: bool) -> Result<(), Error> {
         }
     }
     if dry_run {
-        println!(
+        outln!(
             "{verb} {} unused derived version(s), {logs} failed build log(s), {} unreferenced layer(s)",
             doomed.len(),
             layers.len()
         );
     } else {
-        println!(
+        outln!(
             "{verb} {} stale staging area(s), {logs} failed build log(s), {removed} unused derived version(s), {} unreferenced layer(s)",
             staged.len(),
             layers.len()
@@ -258,7 +258,7 @@ pub fn inspect(root: &Root, spec: &str, json: bool, ui: &Ui) -> Result<(), Error
             "deletes": diff.deletes,
             "unreadable": diff.unreadable,
         });
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
     let mut o = String::new();
@@ -323,7 +323,7 @@ pub fn inspect(root: &Root, spec: &str, json: bool, ui: &Ui) -> Result<(), Error
         o.push_str("(not read: directories of your subordinate ids, closed to you on the host)\n");
         show(&mut o, "unread", diff.unreadable.clone());
     }
-    print!("{o}");
+    out!("{o}");
     Ok(())
 }
 
@@ -444,9 +444,9 @@ pub fn run(
     args.extend(defaults.command(command));
     let ljspawn = spawn::find_ljspawn().ok_or(BuildError::NoLjspawn)?;
     if dry_run {
-        println!("overlay  {}@{} ({picked})", meta.name, meta.version);
-        println!("chain    {}", chain.describe());
-        println!("ljspawn  {}", spawn::command_line(&ljspawn, &args));
+        outln!("overlay  {}@{} ({picked})", meta.name, meta.version);
+        outln!("chain    {}", chain.describe());
+        outln!("ljspawn  {}", spawn::command_line(&ljspawn, &args));
         return Ok(0);
     }
     ui.step("run", &format!("{}@{} ({picked})", meta.name, meta.version), None);
@@ -491,7 +491,7 @@ pub fn world_list(root: &Root, json: bool) -> Result<(), Error> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+        outln!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return Ok(());
     }
     if worlds.is_empty() {
@@ -503,12 +503,12 @@ pub fn world_list(root: &Root, json: bool) -> Result<(), Error> {
     for w in worlds {
         let mark = if default.as_deref() == Some(w.as_str()) { "*" } else { " " };
         let tag = tag_of(&w);
-        println!("{mark} {w}{}", if tag.is_empty() { String::new() } else { format!("  ({tag})") });
+        outln!("{mark} {w}{}", if tag.is_empty() { String::new() } else { format!("  ({tag})") });
     }
     // The worlds of the roots of LIGHTJAIL_PATH that the caller can read, marked.
     for o in &root.others {
         for w in Root::other(o).worlds().unwrap_or_default() {
-            println!("  {w}  (from {})", o.display());
+            outln!("  {w}  (from {})", o.display());
         }
     }
     Ok(())
@@ -569,7 +569,7 @@ pub fn world_rm(root: &Root, name: &str, force: bool, ui: &Ui) -> Result<(), Err
     if !users.is_empty() {
         ui.warn(&format!("{} overlay(s) were built on world '{name}' and cannot run now", users.len()));
     }
-    println!("removed world {name}{note}");
+    outln!("removed world {name}{note}");
     Ok(())
 }
 
@@ -578,7 +578,7 @@ pub fn world_use(root: &Root, name: &str) -> Result<(), Error> {
     check_world_name(name)?;
     resolve::world(root, name)?;
     set_default_world(root, name)?;
-    println!("default world: {name}");
+    outln!("default world: {name}");
     Ok(())
 }
 
@@ -728,9 +728,9 @@ fn publish_world(
     );
     if !root.world_dir("default").exists() {
         set_default_world(root, name)?;
-        println!("imported world {name} (now the default)");
+        outln!("imported world {name} (now the default)");
     } else {
-        println!("imported world {name}");
+        outln!("imported world {name}");
     }
     Ok(())
 }

@@ -7,6 +7,30 @@
 //! [`build`] (the pipeline), [`cas`] (the layer store), [`commands`] (subcommands), [`cli`], [`ui`], [`oci`] (OCI images:
 //! import, export, registries).
 
+/// `println!` and `print!` for ljbuild's output (defined before the modules, which use them).
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::out(format_args!($($arg)*)) };
+}
+
+/// Writes ljbuild's output to stdout. When stdout is a pipe whose reader has gone (`ljbuild
+/// list | head -1`), ljbuild ends quietly with status 141 (128 + SIGPIPE, what the shell
+/// reports for a C program the signal kills) instead of panicking, as `println!` does (Rust
+/// ignores SIGPIPE); any other write error is one line and status 6.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(141);
+        }
+        eprintln!("ljbuild: cannot write to stdout: {e}");
+        std::process::exit(6);
+    }
+}
+
 pub mod build;
 pub mod cas;
 pub mod cli;

@@ -118,8 +118,7 @@ fn main() -> ExitCode {
                 return fail(e.code, &e.msg);
             }
         }
-        print!("{plan}");
-        return ExitCode::SUCCESS;
+        return out(&plan.to_string());
     }
     if let Some(pid) = req.join {
         return match ljspawn::join::run(&plan, pid) {
@@ -241,15 +240,24 @@ fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode
             eprintln!("{}", bwrap::usage(argv0));
             Err(ExitCode::from(1))
         }
-        Err(bwrap::BwrapError::Help) => {
-            println!("{}\n\n{}", bwrap::usage(argv0), bwrap::HELP);
-            Err(ExitCode::SUCCESS)
-        }
+        Err(bwrap::BwrapError::Help) => Err(out(&format!("{}\n\n{}\n", bwrap::usage(argv0), bwrap::HELP))),
         Err(bwrap::BwrapError::Version) => {
-            println!("bubblewrap 0.11.1 (ljspawn {})", env!("CARGO_PKG_VERSION"));
-            Err(ExitCode::SUCCESS)
+            Err(out(&format!("bubblewrap 0.11.1 (ljspawn {})\n", env!("CARGO_PKG_VERSION"))))
         }
         Err(bwrap::BwrapError::Msg(m)) => Err(fail(1, &m)),
+    }
+}
+
+/// Writes `text` to stdout: 0, or 141 (128 + SIGPIPE, as the shell reports a C program that
+/// signal kills), quietly, when stdout is a pipe whose reader has gone (`ljspawn --dry-run |
+/// head -1`; `print!` would panic: Rust ignores SIGPIPE); another error is one line and 1.
+fn out(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    match o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::from(141),
+        Err(e) => fail(1, &format!("cannot write to stdout: {e}")),
     }
 }
 

@@ -800,6 +800,14 @@ impl Cmd<'_> {
     }
 }
 
+/// Shell commands that point stdout at a FIFO made at `fifo` whose only reader has closed it:
+/// the first write there fails with EPIPE, whatever the scheduling (what `... | head -0`
+/// gives, racily). For [`Cmd::prelude`], or before `exec "$@"`.
+pub fn closed_pipe_prelude(fifo: &Path) -> String {
+    let f = shell_quote(&fifo.to_string_lossy());
+    format!("mkfifo {f} && exec 3<>{f} 4>{f} 3<&- && exec >&4 4>&-")
+}
+
 /// Quote for display.
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {

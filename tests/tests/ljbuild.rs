@@ -230,6 +230,22 @@ fn chain_of_three(lj: &Lj) {
     }
     let json = lj.ok(&["list", "--json"]).stdout;
     assert!(json.trim_start().starts_with('[') && json.matches("\"format\"").count() == 3, "{json}");
+    // Into a pipe whose reader has gone (`ljbuild list | head -1`): 141 (128 + SIGPIPE),
+    // quietly; never a panic.
+    for (i, args) in [&["list"][..], &["list", "--json"], &["world", "list"]].iter().enumerate() {
+        let prelude = lj_tests::closed_pipe_prelude(&lj.td.join(format!("fifo-{i}")));
+        let mut argv: Vec<String> =
+            vec!["/bin/sh".into(), "-c".into(), format!("{prelude}\nexec \"$@\""), "sh".into()];
+        argv.extend(["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&lj.root()))]);
+        argv.push(path_str(&lj.bin));
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let out = run_with_timeout(lj.cx.command(argv), None, Duration::from_secs(60)).expect("run ljbuild");
+        assert!(
+            out.status() == 141 && out.stderr.is_empty(),
+            "ljbuild {args:?} into a closed pipe:\n{}",
+            out.report()
+        );
+    }
     // No mount of the builds is left on the host.
     assert!(!host_mountinfo().contains(&path_str(&lj.root())), "a mount under the root is left on the host");
 }

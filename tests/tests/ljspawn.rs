@@ -1443,6 +1443,17 @@ fn dry_run(cx: &Ctx) {
     if cx.mode != Mode::Root {
         assert!(find("uid map").is_some(), "--dry-run lacks the uid map\n{}", out.report());
     }
+    // What ljspawn prints itself, into a pipe whose reader has gone (`ljspawn --dry-run ... |
+    // head -0`): 141 (128 + SIGPIPE), quietly; never a panic.
+    let w = world(cx);
+    let printing: [&[&str]; 3] =
+        [&["--dry-run", "--root", &w, "--", "/bin/true"], &["--bwrap", "--help"], &["--bwrap", "--version"]];
+    let fifos = cx.tempdir();
+    for (i, args) in printing.iter().enumerate() {
+        let prelude = lj_tests::closed_pipe_prelude(&fifos.join(format!("fifo-{i}")));
+        let out = cx.ljspawn().prelude(&prelude).args(*args).run();
+        assert!(out.status() == 141 && out.stderr.is_empty(), "into a closed pipe:\n{}", out.report());
+    }
 }
 
 fn json_status(cx: &Ctx) {

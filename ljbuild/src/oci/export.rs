@@ -392,9 +392,13 @@ pub fn export(
             let (d, st) = res?;
             let mut shown = rr.clone();
             shown.reference = Some(tag);
-            println!(
+            outln!(
                 "pushed {}@{} to {shown} ({d}): {} blob(s) uploaded ({} bytes), {} already there",
-                meta.name, meta.version, st.uploaded, st.uploaded_bytes, st.skipped
+                meta.name,
+                meta.version,
+                st.uploaded,
+                st.uploaded_bytes,
+                st.skipped
             );
         }
         ImageRef::Layout { dir, tag } => {
@@ -407,7 +411,7 @@ pub fn export(
                 &format!("{}@{} -> oci:{}:{tag}", meta.name, meta.version, dir.display()),
                 Some(t.elapsed()),
             );
-            println!("exported {}@{} to oci:{}:{tag} ({})", meta.name, meta.version, dir.display(), m.digest);
+            outln!("exported {}@{} to oci:{}:{tag} ({})", meta.name, meta.version, dir.display(), m.digest);
         }
         ImageRef::Archive { file, tag } => {
             let tag = tag.clone().unwrap_or_else(|| tag_of(&meta.version));
@@ -427,7 +431,7 @@ pub fn export(
                 &format!("{}@{} -> {}:{tag}", meta.name, meta.version, file.display()),
                 Some(t.elapsed()),
             );
-            println!("exported {}@{} to oci-archive:{}:{tag} ({d})", meta.name, meta.version, file.display());
+            outln!("exported {}@{} to oci-archive:{}:{tag} ({d})", meta.name, meta.version, file.display());
         }
     }
     Ok(())

@@ -273,9 +273,12 @@ pub fn pull(
     }
     let top = plan.overlays.last().expect("at least one overlay");
     ui.step("pull", &format!("{}@{} from {r}", top.name, top.version), Some(t.elapsed()));
-    println!(
+    outln!(
         "pulled {}@{} from {r}: {} blob(s) fetched ({} bytes), {present} layer(s) already here",
-        top.name, top.version, c.stats.fetched, c.stats.fetched_bytes
+        top.name,
+        top.version,
+        c.stats.fetched,
+        c.stats.fetched_bytes
     );
     Ok(())
 }
