@@ -1441,10 +1441,13 @@ pub(crate) fn confine_and_exec(
         // status pipe tells nobody and the jail runs until its init exits.)
         sys::set_pdeathsig(libc::SIGKILL).ctx(|| "cannot tie the jail to ljspawn".into())?;
     }
-    match plan.cwd_try.as_deref().map(sys::chdir) {
-        Some(Ok(())) => {}
-        _ => sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?,
-    }
+    let cwd = match plan.cwd_try.iter().find(|d| sys::chdir(d).is_ok()) {
+        Some(d) => d.as_str(),
+        None => {
+            sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?;
+            plan.cwd.as_str()
+        }
+    };
     for &(fd, was) in passed {
         let now = sys::fd_stat(fd).map(|(st, _)| (st.st_dev, st.st_ino)).ok();
         if now != Some(was) {
@@ -1480,7 +1483,7 @@ pub(crate) fn confine_and_exec(
             msg: "creation of new user namespaces was not disabled as requested".into(),
         });
     }
-    exec(plan)
+    exec(plan, plan.pwd_is_cwd.then_some(cwd))
 }
 
 /// Root mode: the jail's uid 0 owns the host's root-owned inodes. A fd in `fds` (0-2, and the
@@ -1606,10 +1609,18 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
     Ok(())
 }
 
-fn exec(plan: &Plan) -> Result<Never> {
+/// `pwd`: the value of the environment's `PWD` (the directory entered, bwrap form).
+fn exec(plan: &Plan, pwd: Option<&str>) -> Result<Never> {
     let cstr = |s: &str| CString::new(s).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() });
     let mut argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
-    let envp = plan.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"))).collect::<Result<Vec<_>>>()?;
+    let envp = plan
+        .env
+        .iter()
+        .map(|(k, v)| match pwd {
+            Some(d) if k == "PWD" => cstr(&format!("PWD={d}")),
+            _ => cstr(&format!("{k}={v}")),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let prog = &plan.argv[0];
     let file = cstr(prog)?;
     if let Some(a) = &plan.argv0 {

@@ -211,7 +211,9 @@ fn own_request() -> Result<plan::Request, ExitCode> {
 }
 
 /// bubblewrap's command line (see `bwrap`). The environment is read here only to be handed to
-/// the program as it is (bwrap keeps it); ljspawn consults none of it, in any mode.
+/// the program as it is (bwrap keeps it); ljspawn consults none of it, in any mode, but the
+/// program's `HOME` as the directory it starts in when the sandbox has not the caller's (as
+/// bwrap does), entered after every privilege is dropped.
 fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode> {
     let env: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -649,9 +649,12 @@ pub struct Plan {
     pub caps_all: bool,
     pub env: Vec<(String, String)>,
     pub cwd: String,
-    /// Host-sandbox form without `--chdir`: the caller's directory, entered when it exists in
-    /// the jail (else `cwd`, which is `/`).
-    pub cwd_try: Option<String>,
+    /// Without `--chdir`, the directories tried first, in order (else `cwd`, which is `/`): the
+    /// caller's in the host-sandbox and bwrap forms, then (bwrap form) the program's `HOME`.
+    pub cwd_try: Vec<String>,
+    /// bwrap form: `PWD` (in `env`) names the directory the program starts in, the one of
+    /// `cwd_try` entered, else `cwd`.
+    pub pwd_is_cwd: bool,
     pub argv: Vec<String>,
     pub pass_fds: Vec<i32>,
     pub json_status: Option<i32>,
@@ -1437,16 +1440,21 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         Some(d) => jail_path("--chdir", d)?,
         None => "/".into(),
     };
-    // The host-sandbox form keeps the caller's directory when the jail has it (bwrap does).
-    let cwd_try = match (&root, &req.chdir, &caller.cwd) {
-        (RootFs::Tmpfs, None, Some(d)) => jail_path("the current directory", d).ok(),
-        (_, None, Some(d)) if req.bwrap => jail_path("the current directory", d).ok(),
-        _ => None,
-    };
+    // The host-sandbox form keeps the caller's directory when the jail has it (bwrap does);
+    // bwrap's, when the sandbox has not, the program's HOME if the sandbox has that.
+    let mut cwd_try = Vec::new();
+    if req.chdir.is_none() && (root == RootFs::Tmpfs || req.bwrap) {
+        cwd_try.extend(caller.cwd.as_deref().and_then(|d| jail_path("the current directory", d).ok()));
+    }
+    if req.chdir.is_none() && req.bwrap {
+        let home = env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| v.as_str());
+        cwd_try.extend(home.and_then(|h| jail_path("HOME", h).ok()).filter(|h| !cwd_try.contains(h)));
+    }
     // bwrap sets PWD to the directory the program starts in (whatever --clearenv, --setenv
-    // and --unsetenv did): --chdir's, else the caller's (kept when the sandbox has it).
+    // and --unsetenv did): --chdir's, else the caller's or HOME (when the sandbox has it), else
+    // /. Which one is known once the jail is there: the program's process sets it.
     if req.bwrap {
-        let pwd = cwd_try.clone().unwrap_or_else(|| cwd.clone());
+        let pwd = cwd_try.first().cloned().unwrap_or_else(|| cwd.clone());
         env.retain(|(k, _)| k != "PWD");
         env.push(("PWD".into(), pwd));
     }
@@ -1526,6 +1534,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         env,
         cwd,
         cwd_try,
+        pwd_is_cwd: req.bwrap,
         argv: req.command.clone(),
         pass_fds,
         json_status: if req.json_log { Some(2) } else { req.json_status },
@@ -2016,10 +2025,11 @@ impl fmt::Display for Plan {
         for (k, v) in &self.env {
             writeln!(f, "  {k}={v}")?;
         }
-        match &self.cwd_try {
-            Some(d) => writeln!(f, "cwd: {d} if it exists in the jail, else {}", self.cwd)?,
-            None => writeln!(f, "cwd: {}", self.cwd)?,
+        write!(f, "cwd: ")?;
+        for d in &self.cwd_try {
+            write!(f, "{d} if it exists in the jail, else ")?;
         }
+        writeln!(f, "{}{}", self.cwd, if self.pwd_is_cwd { " (PWD names it)" } else { "" })?;
         write!(f, "command{}:", if self.as_pid_1 { " (as the jail's PID 1)" } else { "" })?;
         for a in &self.argv {
             write!(f, " {}", shell_quote(a))?;
@@ -2088,6 +2098,27 @@ mod tests {
         assert_eq!(pwd(r), ["/home/u"]);
         // ljspawn's own form keeps its clean environment.
         assert!(pwd(Request { root: None, ..req(&["true"]) }).is_empty());
+    }
+
+    #[test]
+    fn bwrap_tries_the_callers_directory_then_home() {
+        let plan = |r: Request| build(&r, &caller(Mode::Rootless), &none_open).unwrap();
+        let home = |h: &str| Some(vec![("HOME".to_string(), h.to_string())]);
+        let p = plan(Request { env_base: home("/srv/h"), ..bwrap_req(&["true"]) });
+        assert_eq!(
+            (p.cwd_try.as_slice(), p.cwd.as_str(), p.pwd_is_cwd),
+            (&["/home/u".into(), "/srv/h".into()][..], "/", true)
+        );
+        // HOME as --setenv and --unsetenv leave it; once only; not relative.
+        let r = Request { setenv: vec![("HOME".into(), "/x".into())], ..bwrap_req(&["true"]) };
+        assert_eq!(plan(r).cwd_try, ["/home/u", "/x"]);
+        assert_eq!(plan(Request { env_base: home("/home/u"), ..bwrap_req(&["true"]) }).cwd_try, ["/home/u"]);
+        assert_eq!(plan(Request { env_base: home("rel"), ..bwrap_req(&["true"]) }).cwd_try, ["/home/u"]);
+        let r = Request { env_base: home("/srv/h"), unsetenv: vec!["HOME".into()], ..bwrap_req(&["true"]) };
+        assert_eq!(plan(r).cwd_try, ["/home/u"]);
+        // --chdir: that one only.
+        let r = Request { env_base: home("/srv/h"), chdir: Some("/usr".into()), ..bwrap_req(&["true"]) };
+        assert!(plan(r).cwd_try.is_empty());
     }
 
     #[test]
@@ -2381,10 +2412,11 @@ mod tests {
             ]
         );
         // The caller's directory is tried first, only without --chdir and only on a tmpfs root.
-        assert_eq!((p.cwd_try.as_deref(), p.cwd.as_str()), (Some("/home/u"), "/"));
+        assert_eq!((p.cwd_try.as_slice(), p.cwd.as_str()), (&["/home/u".to_string()][..], "/"));
+        assert!(!p.pwd_is_cwd);
         r.chdir = Some("/tmp".into());
-        assert_eq!(build(&r, &caller(Mode::Root), &|_| true).unwrap().cwd_try, None);
-        assert_eq!(build(&req(&["true"]), &caller(Mode::Root), &|_| true).unwrap().cwd_try, None);
+        assert!(build(&r, &caller(Mode::Root), &|_| true).unwrap().cwd_try.is_empty());
+        assert!(build(&req(&["true"]), &caller(Mode::Root), &|_| true).unwrap().cwd_try.is_empty());
         r.mounts = vec![MountReq::Symlink { target: String::new(), dest: "/x".into() }];
         assert_eq!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::BadSymlink(String::new())));
         r.mounts = vec![MountReq::Dir { dest: "/a/../b".into(), mode: None }];

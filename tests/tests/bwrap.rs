@@ -135,6 +135,28 @@ fn host_program_env_and_cwd(cx: &Ctx) {
     assert_eq!(out.lines(), [here.as_str()], "{}", out.report());
     let out = host(cx).args(["--chdir", "/usr", "--clearenv", "--", "/usr/bin/printenv", "PWD"]).run().ok();
     assert_eq!(out.lines(), ["/usr"], "{}", out.report());
+    // The caller's directory not in the sandbox: the program's HOME if the sandbox has it (as
+    // --setenv and --clearenv left it), else /; PWD names it (printenv: a shell would put its
+    // own PWD right).
+    let probe = ["--", "/bin/sh", "-c", "pwd; /usr/bin/printenv PWD"];
+    for (prelude, args, want) in [
+        ("export HOME=/usr/lib", &[][..], "/usr/lib"),
+        ("export HOME=/nonexistent", &[], "/"),
+        ("unset HOME", &[], "/"),
+        ("export HOME=/nonexistent", &["--setenv", "HOME", "/usr/bin"], "/usr/bin"),
+        ("export HOME=/usr/lib", &["--clearenv"], "/"),
+    ] {
+        let out = host(cx).prelude(prelude).args(args).args(probe).run().ok();
+        assert_eq!(out.lines(), [want, want], "{prelude}\n{}", out.report());
+    }
+    // The caller's directory comes first when the sandbox has it.
+    let out = host(cx)
+        .prelude(&format!("cd {here}; export HOME=/usr/lib"))
+        .args(["--bind", &here, &here])
+        .args(probe)
+        .run()
+        .ok();
+    assert_eq!(out.lines(), [here.as_str(), here.as_str()], "{}", out.report());
 }
 
 /// A link named `bwrap` takes bwrap's command line; `usage:` names argv[0]; `--version`.
