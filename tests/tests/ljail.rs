@@ -44,7 +44,7 @@ lj_tests::mode_tests! {
     bad_names_and_config_lines: root rootless setuid;
     dry_run_runs_nothing: root rootless setuid;
     exec_into_running_jail: root rootless setuid;
-    gpu_profile: root;
+    gpu_profile: root rootless setuid;
     init_boots_systemd: root rootless;
     shell_on_its_own_pty: root rootless setuid;
     docker_profile_runs_podman: root rootless;
@@ -1345,68 +1345,91 @@ fn setuid_join_refusals(lj: &Lj, pid1: u32, ljspawn: &dyn Fn(&[&str]) -> Output)
 fn gpu_profile(lj: &Lj) {
     let t = lj.dir("gpu");
     let ts = path_str(&t);
-    fs::create_dir_all(t.join("bin")).unwrap();
-    fs::create_dir_all(t.join("lib")).unwrap();
-    fs::write(t.join("lib/libnvidia-ml.so.1"), "fake nvidia-ml\n").unwrap();
-    let exe = |p: &Path, text: &str| {
-        fs::write(p, text).unwrap();
-        fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    lj.dir("gpu/bin");
+    lj.dir("gpu/lib");
+    lj.file("gpu/lib/libnvidia-ml.so.1", "fake nvidia-ml\n");
+    let exe = |rel: &str, text: &str| {
+        let p = lj.file(rel, text);
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     };
-    exe(&t.join("bin/nvidia-smi"), "#!/bin/sh\necho NVIDIA-SMI fake\n");
+    exe("gpu/bin/nvidia-smi", "#!/bin/sh\necho NVIDIA-SMI fake\n");
     exe(
-        &t.join("bin/nvidia-container-cli"),
+        "gpu/bin/nvidia-container-cli",
         &format!("#!/bin/sh\n[ \"$1\" = list ] || exit 1\necho {ts}/lib/libnvidia-ml.so.1\necho {ts}/bin/nvidia-smi\n"),
     );
+    // (The jail's program owns the library in every mode: only the read-only bind keeps it
+    // from writing.)
     let show = format!(
         "ls -ln /dev/nvidia0 /dev/nvidiactl /dev/nvidia-caps/nvidia-cap1; cat {ts}/lib/libnvidia-ml.so.1; \
          {ts}/bin/nvidia-smi; (echo x >> {ts}/lib/libnvidia-ml.so.1) 2>/dev/null && echo writable || echo read-only"
     );
-    let script = r#"set -e
-T=$1 LJAIL=$2 SHOW=$3
-export PATH="$T/bin:$PATH"
+    // What the jail may open is what its caller may on the host: a 0666 node, any caller; the
+    // 0660 render node of root's group, root only. (Opened for reading and writing: no driver
+    // is behind the test's nodes, so an open the permissions allow fails with ENXIO instead.)
+    let amd = "ls -ln /dev/kfd /dev/dri/card0 /dev/dri/renderD128; \
+               for n in /dev/kfd /dev/dri/card0 /dev/dri/renderD128; do \
+               if (: <> $n) 2>&1 | grep -q 'ermission denied'; then echo \"$n not usable\"; else echo \"$n usable\"; fi; done";
+    // As root, in a mount namespace of the test's: a /dev of its own, with the GPU nodes when
+    // $1 is `nodes`; then the caller's commands.
+    let setup = r#"set -e
 mount -t tmpfs -o mode=0755 lj-test-dev /dev
-for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
-    set -- $n; mknod -m 666 "/dev/$1" c "$2" "$3"
+mk() { mknod -m 666 "/dev/$1" c "$2" "$3"; }
+mk null 1 3; mk zero 1 5; mk full 1 7; mk random 1 8; mk urandom 1 9; mk tty 5 0
+if [ "$0" = nodes ]; then
+    mkdir /dev/dri /dev/nvidia-caps
+    mknod -m 666 /dev/dri/card0 c 226 0
+    mknod -m 660 /dev/dri/renderD128 c 226 128
+    mknod -m 666 /dev/kfd c 240 0
+    mknod -m 666 /dev/nvidia0 c 195 0
+    mknod -m 666 /dev/nvidiactl c 195 255
+    mknod -m 400 /dev/nvidia-caps/nvidia-cap1 c 236 1
+fi
+exec "$@"
+"#;
+    let refuse = r#"T=$1 LJAIL=$2
+for v in nvidia amd intel; do
+    "$LJAIL" create "none-$v" --world busybox --gpu $v -- /bin/true 2>> "$T/refused" && exit 10 || echo "status $?" >> "$T/refused"
 done
-"$LJAIL" create none --world busybox --gpu nvidia -- /bin/true 2> "$T/refused" && exit 10 || echo "status $?" >> "$T/refused"
-mkdir /dev/dri /dev/nvidia-caps
-mknod -m 666 /dev/dri/card0 c 226 0
-mknod -m 666 /dev/nvidia0 c 195 0
-mknod -m 666 /dev/nvidiactl c 195 255
-mknod -m 400 /dev/nvidia-caps/nvidia-cap1 c 236 1
+"#;
+    let run = r#"set -e
+T=$1 LJAIL=$2 SHOW=$3 AMD=$4
+export PATH="$T/bin:$PATH"
 "$LJAIL" -q create g --world busybox --gpu nvidia -- /bin/sh -c "$SHOW"
 "$LJAIL" -q create i --world busybox --gpu intel -- /bin/sh -c 'ls -ln /dev/dri/card0'
+"$LJAIL" -q create a --world busybox --gpu amd -- /bin/sh -c "$AMD"
 "$LJAIL" -q start g
 "$LJAIL" -q start i
+"$LJAIL" -q start a
 for n in $(seq 600); do
-    grep -q -e read-only -e writable "$LIGHTJAIL_ROOT/jails/g/log" && grep -q card0 "$LIGHTJAIL_ROOT/jails/i/log" && break
+    grep -q -e read-only -e writable "$LIGHTJAIL_ROOT/jails/g/log" && grep -q card0 "$LIGHTJAIL_ROOT/jails/i/log" \
+        && grep -q renderD128 "$LIGHTJAIL_ROOT/jails/a/log" && break
     sleep 0.05
 done
 "$LJAIL" log g > "$T/g.log"
 "$LJAIL" log i > "$T/i.log"
+"$LJAIL" log a > "$T/a.log"
 "$LJAIL" -q stop --all
 "#;
-    let mut cmd = Command::new("unshare");
-    cmd.args([
-        "-m",
-        "--propagation",
-        "private",
-        "/bin/sh",
-        "-c",
-        script,
-        "sh",
-        &ts,
-        &path_str(&lj.bin),
-        &show,
-    ])
-    .env("LIGHTJAIL_ROOT", lj.root());
-    let out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("unshare");
-    assert_eq!(out.status(), 0, "{}", out.report());
+    let in_ns = |phase: &str, script: &str| {
+        let mut inner = lj.env_argv();
+        inner
+            .extend(["/bin/sh", "-c", script, "sh", &ts, &path_str(&lj.bin), &show, amd].map(OsString::from));
+        let wrapped = lj.cx.command(inner);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["-m", "--propagation", "private", "/bin/sh", "-c", setup, phase]);
+        cmd.arg(wrapped.get_program()).args(wrapped.get_args()).current_dir(lj.td.path());
+        let out = run_with_timeout(cmd, None, Duration::from_secs(120)).expect("unshare");
+        assert_eq!(out.status(), 0, "{phase}: {}", out.report());
+    };
+    in_ns("none", refuse);
     let refused = fs::read_to_string(t.join("refused")).unwrap();
     assert_eq!(
         refused,
-        "ljail: --gpu nvidia: this host has no GPU device nodes (/dev/nvidia*): is the driver loaded?\nstatus 4\n"
+        "ljail: --gpu nvidia: this host has no GPU device nodes (/dev/nvidia*): is the driver loaded?\nstatus 4\n\
+         ljail: --gpu amd: this host has no GPU device nodes (/dev/dri, /dev/kfd): is the driver loaded?\nstatus 4\n\
+         ljail: --gpu intel: this host has no GPU device nodes (/dev/dri): is the driver loaded?\nstatus 4\n"
     );
+    in_ns("nodes", run);
     let g = fs::read_to_string(t.join("g.log")).unwrap();
     for want in ["195,   0 ", "195, 255 ", "236,   1 ", "fake nvidia-ml", "NVIDIA-SMI fake", "read-only"] {
         assert!(g.contains(want), "{want:?} missing in the jail's output:\n{g}");
@@ -1414,8 +1437,15 @@ done
     assert!(!g.contains("writable"), "{g}");
     let i = fs::read_to_string(t.join("i.log")).unwrap();
     assert!(i.contains("226,   0 ") && i.contains("/dev/dri/card0"), "{i}");
+    let a = fs::read_to_string(t.join("a.log")).unwrap();
+    for want in ["240,   0 ", "226,   0 ", "226, 128 ", "/dev/kfd usable", "/dev/dri/card0 usable"] {
+        assert!(a.contains(want), "{want:?} missing in the jail's output:\n{a}");
+    }
+    let render = if lj.cx.mode == Mode::Root { "usable" } else { "not usable" };
+    assert!(a.lines().any(|l| l == format!("/dev/dri/renderD128 {render}")), "{a}");
     assert_eq!(fs::read_to_string(t.join("lib/libnvidia-ml.so.1")).unwrap(), "fake nvidia-ml\n");
     assert!(fs::read_to_string(lj.jail_dir("g").join("config")).unwrap().contains("\ngpu nvidia\n"));
+    assert!(fs::read_to_string(lj.jail_dir("a").join("config")).unwrap().contains("\ngpu amd\n"));
 }
 
 /// The Debian world with systemd (tests/prepare.sh: `worlds/debian/make-world.sh
