@@ -49,6 +49,7 @@ lj_tests::mode_tests! {
     shell_on_its_own_pty: root rootless setuid;
     docker_profile_runs_podman: root rootless;
     dhcp_with_the_jails_own_client: root;
+    macvlan_network: root;
     systemd_units_in_a_booted_jail: root;
     users_own_jails_in_a_booted_jail: rootless;
     private_users_of_roots_jails: root rootless;
@@ -1930,6 +1931,49 @@ fn dhcp_with_the_jails_own_client(lj: &Lj) {
     lj.ok(&["destroy", "--force", "dh"]);
     let _ = server.kill();
     let _ = server.wait();
+}
+
+/// `--net macvlan:IFACE --ip --gateway`: the jail's eth0 is a macvlan (bridge mode) of IFACE
+/// with the configured address and default route, and its service answers from the far end of
+/// IFACE's link (a veth whose peer is in a second test namespace, as an uplink would be); the
+/// macvlan goes with the jail.
+fn macvlan_network(lj: &Lj) {
+    let (ns, far) = (NetNs::make(), NetNs::make());
+    ns.ip(&["link", "add", "ljtup0", "type", "veth", "peer", "name", "ljtup1", "netns", &far.pid()]);
+    ns.ip(&["link", "set", "ljtup0", "up"]);
+    far.ip(&["addr", "add", "10.216.0.1/24", "dev", "ljtup1"]);
+    far.ip(&["link", "set", "ljtup1", "up"]);
+    let cmd = "mkdir -p /www; ip -4 -o addr show eth0 | awk '{print $4}' > /www/index.html; \
+               ip route >> /www/index.html; exec httpd -f -p 8080 -h /www";
+    let net = ["--net", "macvlan:ljtup0", "--ip", "10.216.0.5/24", "--gateway", "10.216.0.1"];
+    let mut create = vec!["create", "mv", "--world", "busybox"];
+    create.extend(net);
+    create.extend(["--", "/bin/sh", "-c", cmd]);
+    lj.ok(&create);
+    let config = fs::read_to_string(lj.jail_dir("mv").join("config")).unwrap();
+    for line in ["net macvlan:ljtup0", "ip 10.216.0.5/24", "gateway 10.216.0.1"] {
+        assert!(config.lines().any(|l| l == line), "no '{line}' in the config:\n{config}");
+    }
+    let dry = lj.ok(&["start", "--dry-run", "mv"]).stdout;
+    assert!(dry.contains(&net.join(" ")), "{dry}");
+    lj.run_in(&ns.enter(), &["start", "mv"], &[]).ok();
+    let st = lj.wait_state("mv", "running");
+    // Its own interface, in its own network namespace: a macvlan on ljtup0.
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/proc/{}/ns/net", pid_of(&st))).args(["ip", "-d", "-o", "link", "show", "eth0"]);
+    let link = run_with_timeout(cmd, None, Duration::from_secs(30)).expect("nsenter ip").ok().stdout;
+    assert!(link.contains("macvlan mode bridge"), "{link}");
+    let index = ns.ip(&["-o", "link", "show", "ljtup0"]);
+    let index = index.split(':').next().unwrap_or("?").trim();
+    assert!(link.contains(&format!("eth0@if{index}:")), "eth0 is not on ljtup0 ({index}): {link}");
+    let url = "http://10.216.0.5:8080/index.html";
+    expect_answer(&far.path, url, "default via 10.216.0.1 dev eth0");
+    let page = fetch(&far.path, url).unwrap_or_default();
+    assert!(page.lines().next() == Some("10.216.0.5/24"), "{page}");
+    lj.ok(&["stop", "mv"]);
+    assert!(fetch(&far.path, url).is_none(), "{url} still answers after stop");
+    assert_eq!(ns.links().iter().filter(|l| l.as_str() != "lo").collect::<Vec<_>>(), ["ljtup0"]);
+    lj.ok(&["destroy", "mv"]);
 }
 
 /// Issue 15 item 3, where systemd is PID 1: a booted jail (`--init --docker`: Debian's systemd
