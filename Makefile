@@ -125,6 +125,7 @@ demo: build
 # bin/bwrap to ljspawn, which then takes bubblewrap's command line (README: "bwrap form").
 install: build
 	$(CARGO) run --release --locked -q -p ljbuild --features gen-docs --bin lj-gen-docs -- target/docs
+	$(CARGO) run --release --locked -q -p ljail --features gen-docs --bin ljail-gen-docs -- target/docs
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
 	    $(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
@@ -132,7 +133,8 @@ install: build
 	install -m 0644 target/docs/man/man1/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 target/docs/completions/bash/ljspawn.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ljspawn
 	install -m 0644 target/docs/completions/bash/ljbuild.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ljbuild
-	install -m 0644 target/docs/completions/zsh/_ljspawn target/docs/completions/zsh/_ljbuild $(DESTDIR)$(PREFIX)/share/zsh/site-functions/
+	install -m 0644 target/docs/completions/bash/ljail.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ljail
+	install -m 0644 target/docs/completions/zsh/_ljspawn target/docs/completions/zsh/_ljbuild target/docs/completions/zsh/_ljail $(DESTDIR)$(PREFIX)/share/zsh/site-functions/
 	install -m 0644 target/docs/completions/fish/*.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/
 	@if [ "$(BWRAP)" = yes ]; then ln -sf ljspawn $(DESTDIR)$(PREFIX)/bin/bwrap; \
 	    echo "make: $(DESTDIR)$(PREFIX)/bin/bwrap -> ljspawn (bubblewrap's command line)"; fi
