@@ -1288,6 +1288,12 @@ fn exec_into_running_jail(lj: &Lj) {
     lj.ok(&["stop", "ex"]);
 }
 
+/// The parent pid of `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The namespaces a joined command shares with the jail's program.
 const NAMESPACES: [&str; 7] = ["mnt", "pid", "net", "uts", "ipc", "user", "cgroup"];
 
@@ -1309,6 +1315,37 @@ fn setuid_join_refusals(lj: &Lj, pid1: u32, ljspawn: &dyn Fn(&[&str]) -> Output)
     let out = ljspawn(&["--join", &pid1, "--seccomp", "none", "--", "/bin/true"]);
     assert_eq!(out.status(), 125, "{}", out.report());
     assert!(out.stderr.contains("--seccomp none is not allowed in setuid mode"), "{}", out.report());
+    // A jail whose uid 0 is not the caller (`--user 5`: the caller is its uid 5, its uid 0 a
+    // subordinate id): joined as its uid 5, which is the caller's host uid.
+    let mut j5 = lj.cx.command([
+        path_str(&lj.cx.bin),
+        "--root".into(),
+        lj.cx.world_str(),
+        "--user".into(),
+        "5".into(),
+        "--".into(),
+        "/bin/sleep".into(),
+        "60".into(),
+    ]);
+    j5.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let mut j5 = j5.spawn().expect("a --user 5 jail");
+    let mut p5 = None;
+    wait_until(UP, || {
+        p5 = lj_tests::process_tree(j5.id()).into_iter().find(|p| {
+            fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == "/bin/sleep\x0060\x00")
+        });
+        p5.is_some()
+    });
+    let p5 = p5.expect("the --user 5 jail's program");
+    let p5_pid1 = parent_of(p5).expect("its PID 1");
+    let out =
+        ljspawn(&["--join", &p5_pid1.to_string(), "--user", "5", "--", "/bin/sh", "-c", "id -u; id -g"]);
+    let program = confinement(p5);
+    let _ = j5.kill();
+    let _ = j5.wait();
+    assert_eq!((out.status(), out.lines()), (0, vec!["5".to_string(), "5".to_string()]), "{}", out.report());
+    let me = lj.cx.caller_uid;
+    assert!(program.contains(&format!("Uid:\t{me}\t{me}\t{me}\t{me}")), "{program:?}");
     if lj_tests::current_uid() != 0 {
         return;
     }
@@ -1690,10 +1727,19 @@ fn shell_on_its_own_pty(lj: &Lj) {
     p.set_size(40, 120);
     p.write(b"stty size\r");
     expect(&mut p, "40 120\r\n");
-    p.write(b"sleep 105\r");
+    // A sleep no other mode's run of this test (running at the same time) has.
+    let nap = format!(
+        "sleep {}",
+        match lj.cx.mode {
+            Mode::Root => 105,
+            Mode::Rootless => 106,
+            Mode::Setuid => 107,
+        }
+    );
+    p.write(format!("{nap}\r").as_bytes());
     let mut sleep = None;
     assert!(wait_until(limit, || {
-        sleep = procs_mentioning("sleep 105").into_iter().map(|(pid, _)| pid).next();
+        sleep = procs_mentioning(&nap).into_iter().map(|(pid, _)| pid).next();
         sleep.is_some()
     }));
     let sleep = sleep.unwrap();
