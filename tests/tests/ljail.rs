@@ -1358,13 +1358,18 @@ fn setuid_join_refusals(lj: &Lj, pid1: u32, ljspawn: &dyn Fn(&[&str]) -> Output)
         .stdin(Stdio::null());
     let mut rj = rj.spawn().expect("root jail");
     let mut rpid = None;
+    // (Its PID 1 is the program, running as the caller's uid, once it runs sleep: before that,
+    // still root's setup.)
     wait_until(UP, || {
         rpid = fs::read_to_string(format!("/proc/{0}/task/{0}/children", rj.id()))
             .ok()
-            .and_then(|c| c.split_whitespace().next().map(str::to_string));
+            .and_then(|c| c.split_whitespace().next().map(str::to_string))
+            .filter(|p| {
+                fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == "/bin/sleep\x0030\x00")
+            });
         rpid.is_some()
     });
-    let rpid = rpid.expect("root jail's PID 1");
+    let rpid = rpid.expect("root jail's PID 1 running its program");
     let out = ljspawn(&["--join", &rpid, "--as-pid-1", "--", "/bin/true"]);
     let _ = rj.kill();
     let _ = rj.wait();
