@@ -13,8 +13,9 @@
 //!    PID 1 of its own PID namespace, the child of a process running this same ljspawn
 //!    executable (same inode: setuid, the setuid copy), and belong to the caller (real uid;
 //!    root may join any); setuid, also its user namespace (`Privileged::open_jail_userns`,
-//!    opened and read as root before the pidfds are signalled): a child of the initial one,
-//!    not the host's, whose maps are exactly those setuid ljspawn writes for this caller and
+//!    opened and read as root before the pidfds are signalled): root's (its owner uid 0: the
+//!    caller could make a namespace of its own with the same maps and run this executable as
+//!    its root, where setuid is ignored), a child of the initial one, not the host's, whose maps are exactly those setuid ljspawn writes for this caller and
 //!    these options (the caller's ids, its `/etc/subuid`/`/etc/subgid` ranges);
 //! 3. setuid: that user namespace entered alone, as root (it is root's: only root holds
 //!    `CAP_SYS_ADMIN` over it), and at once the caller's ids in it (`Privileged::join_jail`),
@@ -177,6 +178,11 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
         };
         eprintln!("ljspawn: {}", f.msg);
         sys::exit_now(f.code as i32);
+    }
+    if plan.mode == Mode::Setuid {
+        // The relaying parent needs none of the capabilities it holds in the jail's user
+        // namespace (it waits, relays and signals its own child).
+        sys::capset(0).map_err(|e| abandon(child, err("cannot drop the capabilities", e)))?;
     }
     let relay = match pty {
         Some((master, slave)) => {

@@ -417,6 +417,35 @@ impl Privileged {
                 "its user namespace is nested in another one, not made by setuid ljspawn".into(),
             ));
         }
+        // Made by root (setuid ljspawn makes it with euid 0): a namespace the caller made could
+        // hold maps copied from setuid ljspawn's and a jail of this executable run as its root
+        // (setuid is ignored there, so that one runs in root mode). The owner also keeps the
+        // setns below from resetting this process's dumpable flag (the kernel keeps it only
+        // when the old euid owns the new namespace).
+        match sys::ns_get_owner_uid(ns.as_fd()) {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(refuse("its user namespace was not made by setuid ljspawn (not root's)".into()))
+            }
+            Err(e) => return Err(err(format!("cannot read the owner of {link}"), e)),
+        }
+        // The drop to the caller's ids makes a process dumpable when fs.suid_dumpable is not 0,
+        // and then the jail's root could ptrace the joiner (which holds the caller's terminal):
+        // refused there, as setuid ljspawn cannot keep it undumpable through that moment.
+        match std::fs::read_to_string("/proc/sys/fs/suid_dumpable") {
+            Ok(v) if v.trim() == "0" => {}
+            Ok(v) => {
+                return Err(SpawnError {
+                    code: EXIT_SETUP,
+                    msg: format!(
+                        "refused: setuid --join needs fs.suid_dumpable = 0 (it is {}): the joiner would be \
+                         ptraceable from the jail as it drops to your ids",
+                        v.trim()
+                    ),
+                })
+            }
+            Err(e) => return Err(err("cannot read /proc/sys/fs/suid_dumpable", e)),
+        }
         let read = |file: &str| {
             let p = format!("/proc/{pid}/{file}");
             std::fs::read_to_string(&p).map_err(|e| err(format!("cannot read {p}"), e))
@@ -471,7 +500,10 @@ impl Privileged {
             use std::os::unix::fs::MetadataExt;
             (now.dev(), now.ino()) == (st.st_dev, st.st_ino)
         };
-        if sys::getresids() != (u, u, u, g, g, g) || !in_jail {
+        // Undumpable again (the change of ids set it to fs.suid_dumpable, checked 0 above), so
+        // no process of the jail's may ptrace this one, which holds the caller's descriptors.
+        sys::set_dumpable(false).map_err(|e| fail("dumpable", e))?;
+        if sys::getresids() != (u, u, u, g, g, g) || !in_jail || sys::dumpable().unwrap_or(true) {
             return Err(SpawnError {
                 code: EXIT_SETUP,
                 msg: "privileges are still held after entering the jail's user namespace".into(),

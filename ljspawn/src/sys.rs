@@ -348,6 +348,18 @@ pub fn ns_get_parent(ns: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     cvt_fd(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_PARENT) } as c_long)
 }
 
+/// `NS_GET_OWNER_UID`: the uid (in this process's user namespace) of the user namespace `ns`'s
+/// creator, its owner.
+pub fn ns_get_owner_uid(ns: BorrowedFd<'_>) -> io::Result<u32> {
+    // _IO(0xb7, 0x4), linux/nsfs.h.
+    const NS_GET_OWNER_UID: libc::Ioctl = 0xb704;
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: borrowed fd: `ns` is an open descriptor; NS_GET_OWNER_UID writes one uid_t
+    // through the pointer, which points at `uid`, live and writable for the whole call.
+    cvt(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_OWNER_UID, &mut uid as *mut libc::uid_t) } as c_long)?;
+    Ok(uid)
+}
+
 /// `pidfd_open(2)`: a descriptor for process `pid` (e.g. to join its namespaces later).
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     // SAFETY: plain values.
@@ -572,6 +584,9 @@ pub fn no_new_privs() -> io::Result<bool> {
 }
 pub fn set_dumpable(on: bool) -> io::Result<()> {
     prctl(libc::PR_SET_DUMPABLE, on as u64, 0).map(drop)
+}
+pub fn dumpable() -> io::Result<bool> {
+    prctl(libc::PR_GET_DUMPABLE, 0, 0).map(|r| r != 0)
 }
 pub fn set_keepcaps(on: bool) -> io::Result<()> {
     prctl(libc::PR_SET_KEEPCAPS, on as u64, 0).map(drop)

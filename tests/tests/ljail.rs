@@ -1346,6 +1346,7 @@ fn setuid_join_refusals(lj: &Lj, pid1: u32, ljspawn: &dyn Fn(&[&str]) -> Output)
     assert_eq!((out.status(), out.lines()), (0, vec!["5".to_string(), "5".to_string()]), "{}", out.report());
     let me = lj.cx.caller_uid;
     assert!(program.contains(&format!("Uid:\t{me}\t{me}\t{me}\t{me}")), "{program:?}");
+    crafted_userns_refused(lj);
     if lj_tests::current_uid() != 0 {
         return;
     }
@@ -1377,6 +1378,50 @@ fn setuid_join_refusals(lj: &Lj, pid1: u32, ljspawn: &dyn Fn(&[&str]) -> Output)
     assert_eq!(
         out.stderr.trim(),
         format!("ljspawn: refused: jail {rpid}: it has no user namespace of its own"),
+        "{}",
+        out.report()
+    );
+}
+
+/// Setuid `--join` of a jail in a user namespace the caller made, with exactly the maps setuid
+/// ljspawn writes for it (`--subids`: newuidmap/newgidmap) and the setuid copy run there as its
+/// root (where setuid is ignored: root mode, no user namespace of the jail's own): every other
+/// check passes, and the namespace's owner (the caller, not root) refuses it.
+fn crafted_userns_refused(lj: &Lj) {
+    let script = r#"set -eu
+S=$1 W=$2 U=$(id -u) G=$(id -g) me=$(id -un)
+SU=$(grep "^$me:" /etc/subuid | head -1 | cut -d: -f2)
+SG=$(grep "^$me:" /etc/subgid | head -1 | cut -d: -f2)
+unshare --user -- /bin/sleep 60 & h=$!
+trap 'kill $h 2>/dev/null; pkill -u "$U" -xf "/bin/sleep 61" || true' EXIT
+while [ "$(readlink /proc/$h/ns/user)" = "$(readlink /proc/self/ns/user)" ]; do sleep 0.05; done
+newuidmap $h 0 "$U" 1 1 "$SU" 65536
+newgidmap $h 0 "$G" 1 1 "$SG" 65536
+nsenter -t $h -U -- "$S" --root "$W" -- /bin/sleep 61 &
+i=0
+while ! prog=$(pgrep -u "$U" -xf '/bin/sleep 61'); do i=$((i + 1)); [ $i -lt 400 ] || exit 9; sleep 0.05; done
+pid1=$(ps -o ppid= -p "$prog" | tr -d ' ')
+echo "pid1 $pid1"
+"$S" --root "$W" --subids --join "$pid1" -- /bin/id || echo "status $?"
+"#;
+    let out = run_with_timeout(
+        lj.cx.command(["/bin/sh", "-c", script, "sh", &path_str(&lj.cx.bin), &lj.cx.world_str()]),
+        None,
+        Duration::from_secs(30),
+    )
+    .expect("crafted namespace");
+    let pid1 = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("pid1 "))
+        .unwrap_or_else(|| panic!("no jail in the crafted namespace: {}", out.report()))
+        .to_string();
+    assert!(out.stdout.contains("status 125"), "{}", out.report());
+    assert!(!out.stdout.contains("uid=0"), "joined: {}", out.report());
+    assert!(
+        out.stderr.contains(&format!(
+            "ljspawn: refused: jail {pid1}: its user namespace was not made by setuid ljspawn (not root's)"
+        )),
         "{}",
         out.report()
     );
