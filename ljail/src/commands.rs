@@ -158,6 +158,10 @@ pub fn create(
         Ok(s) => s,
         Err(e) => {
             let _ = remove_tree(&staging);
+            // (Still under the `ids` lock.)
+            if let Some(b) = base {
+                ids::close_path_to(jails, b);
+            }
             return Err(e);
         }
     };
@@ -436,6 +440,9 @@ pub fn destroy(jails: &Jails, name: &str, force: bool, ui: &Ui) -> Result<(), Er
     }
     supervise::remove_cgroup(&j);
     let private = j.config().ok().and_then(|c| c.private_base());
+    // The grant on the root changes under the root's `ids` lock (create and clone hold it
+    // while they add theirs: one read-modify-write of the ACL at a time).
+    let _ids = if private.is_some() { Some(jails.root.lock("ids", || {})?) } else { None };
     // Renamed first, so a half-removed jail never looks like a jail.
     let trash = jails.dir().join(format!(".{name}.destroy"));
     remove_tree(&trash).map_err(Error::io("cannot remove", &trash))?;
@@ -628,6 +635,10 @@ pub fn clone(jails: &Jails, name: &str, new: &str, snap: Option<&str>, ui: &Ui) 
     })();
     if r.is_err() {
         let _ = remove_tree(&staging);
+        // (Still under the `ids` lock.)
+        if let Some((_, to)) = shift {
+            ids::close_path_to(jails, to);
+        }
     }
     r?;
     let from = snap.map(|s| format!("{name}@{s}")).unwrap_or_else(|| name.to_string());

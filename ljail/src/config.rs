@@ -125,9 +125,11 @@ pub enum PrivateUsers {
     Base(u32),
 }
 
-/// The first and the end of the ranges `private-users pick` chooses from (systemd-nspawn's
-/// `--private-users=pick`: 0x00080000-0x6FFF0000, 65536-aligned).
-pub const PICK_MIN: u32 = 0x0008_0000;
+/// The first and the end of the ranges `private-users pick` chooses from: 0x24000000-0x6FFF0000,
+/// 65536-aligned (systemd-nspawn's `--private-users=pick` starts at 0x00080000; this starts
+/// above useradd's default SUB_UID_MAX and SUB_GID_MAX, 600100000, plus a range of 65536,
+/// so the subordinate ranges `useradd` gives later users cannot cover a jail's).
+pub const PICK_MIN: u32 = 0x2400_0000;
 /// (See [`PICK_MIN`].)
 pub const PICK_END: u32 = 0x6fff_0000;
 

@@ -2,7 +2,8 @@
 //! 0-65535 are host ids BASE..BASE+65535, so the jail's root is not the host's.
 //!
 //! * [`pick`]: a range as `systemd-nspawn --private-users=pick` chooses one: a hash of the
-//!   jail's name (and its root's path, but for the default root) into 0x00080000-0x6FFF0000 (65536-aligned), probing the next range while it
+//!   jail's name (and its root's path, but for the default root) into 0x24000000-0x6FFF0000 (65536-aligned,
+//!   above useradd's default subordinate ranges), probing the next range while it
 //!   overlaps another jail's (of every lightjail root ljail can see: its own, `LIGHTJAIL_PATH`'s
 //!   and the default one), an `/etc/subuid` or `/etc/subgid` entry, or a user or group of the
 //!   host (`/etc/passwd`, `/etc/group`). Under the root's `ids` lock, held until the jail's
@@ -117,7 +118,7 @@ pub fn pick(name: &str, used: &[Used]) -> Result<u32, Error> {
         .map(|i| PICK_MIN + ((first + i) % slots) * RANGE)
         .find(|&b| overlap(b, used).is_none())
         .ok_or_else(|| {
-            Error::Failed("no free private id range left between 0x00080000 and 0x6FFF0000".into())
+            Error::Failed("no free private id range left between 0x24000000 and 0x6FFF0000".into())
         })
 }
 
@@ -228,11 +229,21 @@ const ACL_MASK: u16 = 0x10;
 const ACL_OTHER: u16 = 0x20;
 const ACL_UNDEFINED_ID: u32 = u32::MAX;
 
-/// The access ACL of `dir` as (tag, perm, id) entries: its own, or the one its mode stands for.
-fn read_acl(dir: &Path) -> Result<Vec<(u16, u16, u32)>, Error> {
-    if let Some(v) = get_xattr(dir, ACL_ACCESS) {
+/// `dir` opened as a directory (following a symlink to it: a root reached through one, e.g.
+/// /var/lib/lightjail -> /data/lightjail, has its ACLs on the directory itself).
+fn open_dir(dir: &Path) -> Result<rustix::fd::OwnedFd, Error> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| Error::io("cannot open", dir)(e.into()))
+}
+
+/// The access ACL of the directory `fd` as (tag, perm, id) entries: its own, or the one its
+/// mode stands for.
+fn read_acl(fd: &rustix::fd::OwnedFd, dir: &Path) -> Result<Vec<(u16, u16, u32)>, Error> {
+    let mut buf = vec![0u8; 65536];
+    if let Ok(n) = rustix::fs::fgetxattr(fd, ACL_ACCESS, &mut buf) {
         let mut out = Vec::new();
-        for e in v.get(4..).unwrap_or(&[]).chunks_exact(8) {
+        for e in buf[..n].get(4..).unwrap_or(&[]).chunks_exact(8) {
             out.push((
                 u16::from_le_bytes([e[0], e[1]]),
                 u16::from_le_bytes([e[2], e[3]]),
@@ -241,7 +252,7 @@ fn read_acl(dir: &Path) -> Result<Vec<(u16, u16, u32)>, Error> {
         }
         return Ok(out);
     }
-    let mode = fs::symlink_metadata(dir).map_err(Error::io("cannot stat", dir))?.mode();
+    let mode = rustix::fs::fstat(fd).map_err(|e| Error::io("cannot stat", dir)(e.into()))?.st_mode;
     let bits = |shift: u32| ((mode >> shift) & 7) as u16;
     Ok(vec![
         (ACL_USER_OBJ, bits(6), ACL_UNDEFINED_ID),
@@ -250,18 +261,18 @@ fn read_acl(dir: &Path) -> Result<Vec<(u16, u16, u32)>, Error> {
     ])
 }
 
-/// Writes the access ACL `acl` of `dir` (the mask recomputed; without named entries, the plain
-/// mode again).
-fn write_acl(dir: &Path, mut acl: Vec<(u16, u16, u32)>) -> Result<(), Error> {
+/// Writes the access ACL `acl` of the directory `fd` (the mask recomputed; without named
+/// entries, the plain mode again).
+fn write_acl(fd: &rustix::fd::OwnedFd, dir: &Path, mut acl: Vec<(u16, u16, u32)>) -> Result<(), Error> {
     acl.retain(|e| e.0 != ACL_MASK);
     let named = acl.iter().any(|e| e.0 == ACL_USER || e.0 == ACL_GROUP);
     if !named {
         let perm = |tag| acl.iter().find(|e| e.0 == tag).map_or(0, |e| u32::from(e.1));
-        let _ = rustix::fs::lremovexattr(dir, ACL_ACCESS);
+        let _ = rustix::fs::fremovexattr(fd, ACL_ACCESS);
         let mode = (perm(ACL_USER_OBJ) << 6) | (perm(ACL_GROUP_OBJ) << 3) | perm(ACL_OTHER);
-        let old = fs::symlink_metadata(dir).map_err(Error::io("cannot stat", dir))?.mode();
-        return fs::set_permissions(dir, fs::Permissions::from_mode((old & 0o7000) | mode))
-            .map_err(Error::io("cannot chmod", dir));
+        let old = rustix::fs::fstat(fd).map_err(|e| Error::io("cannot stat", dir)(e.into()))?.st_mode;
+        return rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode((old & 0o7000) | mode))
+            .map_err(|e| Error::io("cannot chmod", dir)(e.into()));
     }
     let mask =
         acl.iter().filter(|e| matches!(e.0, ACL_GROUP_OBJ | ACL_USER | ACL_GROUP)).fold(0, |m, e| m | e.1);
@@ -273,7 +284,7 @@ fn write_acl(dir: &Path, mut acl: Vec<(u16, u16, u32)>) -> Result<(), Error> {
         v.extend(perm.to_le_bytes());
         v.extend(id.to_le_bytes());
     }
-    rustix::fs::lsetxattr(dir, ACL_ACCESS, &v, rustix::fs::XattrFlags::empty()).map_err(|e| {
+    rustix::fs::fsetxattr(fd, ACL_ACCESS, &v, rustix::fs::XattrFlags::empty()).map_err(|e| {
         let e: std::io::Error = e.into();
         let why = if e.raw_os_error() == Some(libc_eopnotsupp()) {
             "its file system has no POSIX ACLs, which a jail in a private id range needs to reach its files (use --private-users no there, or a root on ext4, btrfs, xfs or tmpfs)"
@@ -291,7 +302,8 @@ fn libc_eopnotsupp() -> i32 {
 /// Grants (`on`) or takes back search permission on `dir` to host uid `uid` alone (a named
 /// user entry of its access ACL).
 fn acl_search(dir: &Path, uid: u32, on: bool) -> Result<(), Error> {
-    let mut acl = read_acl(dir)?;
+    let fd = open_dir(dir)?;
+    let mut acl = read_acl(&fd, dir)?;
     let had = acl.iter().any(|e| e.0 == ACL_USER && e.2 == uid);
     acl.retain(|e| !(e.0 == ACL_USER && e.2 == uid));
     if on {
@@ -299,7 +311,7 @@ fn acl_search(dir: &Path, uid: u32, on: bool) -> Result<(), Error> {
     } else if !had {
         return Ok(());
     }
-    write_acl(dir, acl)
+    write_acl(&fd, dir, acl)
 }
 
 /// Lets the jail's root (host `base`, which ljspawn's setup runs as until it has pivoted into
@@ -332,8 +344,20 @@ pub fn open_path_to(jails: &Jails, dir: &Path, base: u32) -> Result<(), Error> {
     Ok(())
 }
 
-/// Takes back what [`open_path_to`] granted `base` (a destroyed jail's range).
+/// Takes back what [`open_path_to`] granted `base` (a destroyed jail's range, a failed
+/// create's or clone's), unless a jail of this root still has that range (its config; a
+/// half-made jail holds the root's `ids` lock, which the caller holds too).
 pub fn close_path_to(jails: &Jails, base: u32) {
+    let in_use = fs::read_dir(jails.dir()).into_iter().flatten().flatten().any(|e| {
+        fs::read_to_string(e.path().join("config"))
+            .ok()
+            .and_then(|t| config::parse(&t).ok())
+            .and_then(|c| c.private_base())
+            == Some(base)
+    });
+    if in_use {
+        return;
+    }
     for d in [jails.root.path.clone(), jails.dir()] {
         let _ = acl_search(&d, base, false);
     }
@@ -365,7 +389,7 @@ mod tests {
             fs::remove_dir_all(&d).unwrap();
             return; // (no ACLs on the temporary directory's file system)
         }
-        let acl = read_acl(&d).unwrap();
+        let acl = read_acl(&open_dir(&d).unwrap(), &d).unwrap();
         assert!(
             acl.contains(&(ACL_USER, 1, 0x80000)) && acl.contains(&(ACL_MASK, 1, ACL_UNDEFINED_ID)),
             "{acl:?}"
@@ -376,7 +400,7 @@ mod tests {
         );
         acl_search(&d, 0x90000, true).unwrap();
         acl_search(&d, 0x80000, false).unwrap();
-        assert!(!read_acl(&d).unwrap().iter().any(|e| e.2 == 0x80000));
+        assert!(!read_acl(&open_dir(&d).unwrap(), &d).unwrap().iter().any(|e| e.2 == 0x80000));
         acl_search(&d, 0x90000, false).unwrap();
         assert!(get_xattr(&d, ACL_ACCESS).is_none());
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o7777, 0o700);

@@ -53,6 +53,7 @@ lj_tests::mode_tests! {
     systemd_units_in_a_booted_jail: root;
     users_own_jails_in_a_booted_jail: rootless;
     private_users_of_roots_jails: root rootless;
+    private_range_grants: root;
 }
 
 /// How long a test waits for what a started jail does (its first lines, its files, a namespace
@@ -2581,7 +2582,7 @@ fn private_base(lj: &Lj, name: &str) -> Option<u32> {
 
 /// Root's `--init` (and `--docker`) jails get a private id range by default (systemd-nspawn's
 /// `--private-users=pick`): `private-users BASE` in the config, BASE picked in
-/// 0x00080000-0x6FFF0000. The booted systemd runs as host uid BASE (its PID 1 on the host), is
+/// 0x24000000-0x6FFF0000. The booted systemd runs as host uid BASE (its PID 1 on the host), is
 /// `running`, and its root cannot write /proc/sys/kernel/core_pattern even after unmounting
 /// its masks; what it writes is BASE+uid's on the host. A clone gets a range of its own with
 /// its files shifted (setuid bits kept) and boots; a `--copy` jail's files are shifted at
@@ -2613,7 +2614,7 @@ fn private_users_of_roots_jails(lj: &Lj) {
     }
     lj.ok(&["create", "sd", "--world", "debsd", "--init"]);
     let base = private_base(lj, "sd").expect("private-users BASE in the config");
-    assert!((0x80000..=0x6ffe_0000).contains(&base) && base.is_multiple_of(65536), "{base:#x}");
+    assert!((0x2400_0000..=0x6ffe_0000).contains(&base) && base.is_multiple_of(65536), "{base:#x}");
     let dir = lj.jail_dir("sd");
     assert_eq!(ug(&dir.join("upper")), (base, base));
     assert_eq!(ug(&dir.join("work")), (base, base));
@@ -2741,4 +2742,96 @@ fn private_users_of_roots_jails(lj: &Lj) {
         lj.ok(&["destroy", "--force", name]);
     }
     assert_eq!(owner(&lj.root()).2, 0o700);
+}
+
+/// The uids of the named user entries of `p`'s access ACL (none without one).
+fn acl_users(p: &Path) -> Vec<u32> {
+    let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+    let name = c"system.posix_acl_access";
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: both strings are NUL-terminated, buf is writable for its length.
+    let n = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Vec::new();
+    }
+    buf.truncate(n as usize);
+    buf.get(4..)
+        .unwrap_or(&[])
+        .chunks_exact(8)
+        .filter(|e| u16::from_le_bytes([e[0], e[1]]) == 0x02)
+        .map(|e| u32::from_le_bytes([e[4], e[5], e[6], e[7]]))
+        .collect()
+}
+
+/// The grants of root's private ranges on ROOT/ and ROOT/jails/: above 0x24000000 (useradd's
+/// default subordinate ranges end below); taken back at destroy only when no jail of the root
+/// has the range any more; none left by a create that fails after granting (a root whose
+/// parent others cannot search); and a root reached through a symlink works (the ACLs of the
+/// directory itself): a private jail created there starts and runs.
+fn private_range_grants(lj: &Lj) {
+    let root = lj.root();
+    let jails = root.join("jails");
+    let grants = |b: u32| (acl_users(&root).contains(&b), acl_users(&jails).contains(&b));
+    let mk = |name: &str, extra: &[&str]| {
+        let mut args = vec!["create", name, "--world", "busybox"];
+        args.extend(extra);
+        args.extend(["--", "/bin/sleep", "1000"]);
+        lj.ok(&args);
+    };
+    mk("a", &["--private-users", "pick"]);
+    mk("b", &["--private-users", "pick"]);
+    let (a, b) = (private_base(lj, "a").unwrap(), private_base(lj, "b").unwrap());
+    for base in [a, b] {
+        assert!((0x2400_0000..=0x6ffe_0000).contains(&base) && base.is_multiple_of(65536), "{base:#x}");
+        assert_eq!(grants(base), (true, true), "{base}");
+    }
+    // Another jail with a's range (a config copied by hand): a's destroy leaves the grant.
+    fs::create_dir(jails.join("c")).unwrap();
+    fs::copy(jails.join("a/config"), jails.join("c/config")).unwrap();
+    lj.ok(&["destroy", "a"]);
+    assert_eq!(grants(a), (true, true));
+    fs::remove_dir_all(jails.join("c")).unwrap();
+    lj.ok(&["destroy", "b"]);
+    assert_eq!(grants(b), (false, false));
+    mk("a", &["--private-users", &a.to_string()]);
+    lj.ok(&["destroy", "a"]);
+    assert_eq!((acl_users(&root), acl_users(&jails)), (vec![], vec![]));
+    assert_eq!(owner(&root).2, 0o700);
+
+    // A create refused after the grant (the root's parent not searchable by others).
+    let parent = root.parent().unwrap().to_path_buf();
+    let mode = owner(&parent).2;
+    fs::set_permissions(&parent, std::os::unix::fs::PermissionsExt::from_mode(mode & !0o001)).unwrap();
+    let out = lj.run(&["create", "f", "--world", "busybox", "--private-users", "pick", "--", "/bin/true"]);
+    fs::set_permissions(&parent, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    expect_error(&out, 1, "is not searchable by others");
+    assert_eq!((acl_users(&root), acl_users(&jails)), (vec![], vec![]), "{}", out.report());
+    assert_eq!(owner(&root).2, 0o700);
+    assert!(!jails.join("f").exists() && !jails.join(".f.new").exists());
+
+    // The root through a symlink.
+    let link = lj.td.join("root-link");
+    std::os::unix::fs::symlink(&root, &link).unwrap();
+    let env = [("LIGHTJAIL_ROOT", path_str(&link))];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = |args: &[&str]| lj.run_in(&[], args, &env);
+    let out =
+        run(&["create", "s", "--world", "busybox", "--private-users", "pick", "--", "/bin/sleep", "1000"]);
+    assert!(out.status() == 0, "{}", out.report());
+    let s = private_base(lj, "s").unwrap();
+    assert_eq!(grants(s), (true, true));
+    let out = run(&["start", "s"]);
+    assert!(out.status() == 0, "{}", out.report());
+    let mut last = String::new();
+    let up = wait_until(UP, || {
+        last = run(&["status", "s", "--json"]).stdout;
+        serde_json::from_str::<Value>(&last).is_ok_and(|v| v["state"] == "running")
+    });
+    assert!(up, "s never ran: {last}\nlog:\n{}", lj.log("s"));
+    let pid = pid_of(&lj.status("s"));
+    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(st.lines().any(|l| l.starts_with("Uid:") && l.contains(&s.to_string())), "{st}");
+    let out = run(&["destroy", "--force", "s"]);
+    assert!(out.status() == 0, "{}", out.report());
+    assert_eq!((acl_users(&root), acl_users(&jails)), (vec![], vec![]));
 }

@@ -163,24 +163,30 @@ pub fn read_state(path: &Path) -> State {
 /// against 0.3; where the file system cannot swap, renamed over.
 pub fn write_state(path: &Path, s: &State) -> Result<(), Error> {
     let text = serde_json::to_vec_pretty(s).map_err(|e| Error(format!("cannot write the state: {e}")))?;
-    let tmp = path.with_extension("tmp~");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io_error("cannot create", &tmp, &e))?;
-    f.write_all(&text).map_err(|e| io_error("cannot write", &tmp, &e))?;
-    drop(f);
-    let cwd = rustix::fs::CWD;
-    match rustix::fs::renameat_with(cwd, &tmp, cwd, path, rustix::fs::RenameFlags::EXCHANGE) {
-        Ok(()) => {
-            let _ = fs::remove_file(&tmp);
-            Ok(())
+    // A temporary name of this writer's own (pid and a counter): two writers sharing one could
+    // swap the old state back in (one's exchange, then the other's of the same file).
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("{}.{n}.tmp~", std::process::id()));
+    let r = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io_error("cannot create", &tmp, &e))?;
+        f.write_all(&text).map_err(|e| io_error("cannot write", &tmp, &e))?;
+        drop(f);
+        let cwd = rustix::fs::CWD;
+        match rustix::fs::renameat_with(cwd, &tmp, cwd, path, rustix::fs::RenameFlags::EXCHANGE) {
+            Ok(()) => Ok(()),
+            Err(_) => fs::rename(&tmp, path).map_err(|e| io_error("cannot rename into place", path, &e)),
         }
-        Err(_) => fs::rename(&tmp, path).map_err(|e| io_error("cannot rename into place", path, &e)),
-    }
+    })();
+    // (After the exchange it holds the old state; after a rename, nothing is there.)
+    let _ = fs::remove_file(&tmp);
+    r
 }
 
 /// What one supervisor runs, from `ljail start`, on the supervisor's command line:
