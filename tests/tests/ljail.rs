@@ -1491,7 +1491,7 @@ export PATH="$T/bin:$PATH"
 "$LJAIL" -q start a
 for n in $(seq 600); do
     grep -q -e read-only -e writable "$LIGHTJAIL_ROOT/jails/g/log" && grep -q card0 "$LIGHTJAIL_ROOT/jails/i/log" \
-        && grep -q renderD128 "$LIGHTJAIL_ROOT/jails/a/log" && break
+        && grep -q -e 'renderD128 usable' -e 'renderD128 not usable' "$LIGHTJAIL_ROOT/jails/a/log" && break
     sleep 0.05
 done
 "$LJAIL" log g > "$T/g.log"
