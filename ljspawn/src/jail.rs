@@ -581,7 +581,7 @@ fn confine_early(plan: &Plan, h: &Handover) -> Result<bool> {
         // PID 1's fds 0-2, and the -O/-E files that become the program's 1 and 2 later
         // (the filter refuses openat2 from here on).
         let outputs = [&h.stdout, &h.stderr].into_iter().flatten().map(|f| f.as_raw_fd());
-        reopen_devices((0..3).chain(outputs))?;
+        reopen_devices(plan, (0..3).chain(outputs))?;
     }
     sys::seccomp_install(bpf).ctx(|| "cannot install the seccomp filter".into())?;
     Ok(true)
@@ -1428,7 +1428,7 @@ pub(crate) fn confine_and_exec(
     early: bool,
 ) -> Result<Never> {
     if !early && reopens_devices(plan) {
-        reopen_devices(0..3)?;
+        reopen_devices(plan, 0..3)?;
     }
     for r in &plan.rlimits {
         sys::setrlimit(r.resource, r.soft, r.hard).ctx(|| format!("cannot set --rlimit {}", r.name))?;
@@ -1489,11 +1489,15 @@ pub(crate) fn confine_and_exec(
 /// Root mode: the jail's uid 0 owns the host's root-owned inodes. A fd in `fds` (0-2, and the
 /// `-O`/`-E` files before they become 1 and 2) that is one of the host's device nodes the jail's `/dev` has too (e.g. `/dev/null` as stdin) is opened again
 /// from that read-only `/dev`, so neither fchmod on it nor chmod of `/proc/self/fd/N` reaches
-/// the host's inode.
-fn reopen_devices(fds: impl Iterator<Item = RawFd>) -> Result<()> {
+/// the host's inode. Only a node the program could chmod needs it: one whose owner (as the
+/// jail's user namespace sees it) is the program's uid, or any while it keeps a capability.
+/// Host root's `/dev/null` seen from a user namespace that does not map host root (root mode
+/// inside a rootless sandbox, as bwrap's nesting makes it) is nobody's there: passed as it is.
+fn reopen_devices(plan: &Plan, fds: impl Iterator<Item = RawFd>) -> Result<()> {
+    let caps_kept = plan.caps_all || !plan.caps.is_empty();
     for fd in fds {
         let Ok((st, flags)) = sys::fd_stat(fd) else { continue };
-        if st.st_mode & libc::S_IFMT != libc::S_IFCHR {
+        if st.st_mode & libc::S_IFMT != libc::S_IFCHR || (st.st_uid != plan.uid && !caps_kept) {
             continue;
         }
         let Some(name) = DEVICES.iter().find(|&&d| d != "tty" && device_number(d) == Some(st.st_rdev)) else {

@@ -47,6 +47,7 @@ mod bwrap {
         try_binds_fd_bind_and_namespaces: root rootless setuid;
         sync_fd_session_and_userns_rules: root rootless setuid;
         dies_with_its_parent: root rootless setuid;
+        lock_file_held: root rootless setuid;
     }
 }
 
@@ -632,6 +633,10 @@ fn stacked_seccomp_programs(cx: &Ctx) {
     let mut args: Vec<&str> = HOST[1..].to_vec();
     args.extend(["/dev", "--add-seccomp-fd", "6", "/usr/bin/python3", "-I", "-S", "-c", py]);
     same_as_bwrap(cx, &prelude, &args, &["ok", "1"]);
+    // --seccomp FD alone: that one program.
+    let mut args: Vec<&str> = HOST[1..].to_vec();
+    args.extend(["/dev", "--seccomp", "5", "/usr/bin/python3", "-I", "-S", "-c", py]);
+    same_as_bwrap(cx, &prelude, &args, &["1", "ok"]);
     let out = host(cx).prelude(&prelude).args(["--seccomp", "5", "--add-seccomp-fd", "6", "true"]).run();
     let out = out.expect_status(1);
     assert!(out.stderr.contains("--add-seccomp-fd cannot be combined with --seccomp"), "{}", out.report());
@@ -691,6 +696,26 @@ fn nested_through_proc_self_exe(cx: &Ctx) {
     args.extend(["--bind", "/", "/", "echo", "hello"]);
     let out = cx.ljspawn().arg("--bwrap").args(&args).run();
     assert!(out.status() != 0 && !out.stdout.contains("hello"), "{}", out.report());
+    // bwrap's own "can pivot to new rootfs recursively": the inner sandbox makes its own /proc
+    // and /dev, and its stdin is the host's /dev/null, seen through the outer `--bind / /`
+    // (nodev). Rootless and setuid the inner root is the caller, who cannot chmod host root's
+    // node: it is passed as it is. Root: the inner root is host root, and the node cannot be
+    // reopened from the inner /dev (nodev): refused (README, the bwrap form's differences).
+    let mut args: Vec<&str> = outer.to_vec();
+    args.extend(["--bind", "/proc", "/proc", "--", "/proc/self/exe", "--unshare-all"]);
+    args.extend(&HOST[1..]);
+    args.extend(["/dev", "sh", "-c", "test -c /dev/null && test -c /proc/self/fd/0 && echo ok"]);
+    if cx.mode == Mode::Root {
+        let out = cx.ljspawn().arg("--bwrap").args(&args).run().expect_status(1);
+        assert_eq!(
+            out.stderr.trim_end(),
+            "bwrap: cannot open the jail's /dev/null for fd 0: permission denied",
+            "{}",
+            out.report()
+        );
+    } else {
+        same_as_bwrap(cx, "", &args, &["ok"]);
+    }
 }
 
 /// `--userns-block-fd`: ljspawn writes no id maps; the caller writes them once `--info-fd`
@@ -1242,4 +1267,35 @@ fn dies_with_its_parent(cx: &Ctx) {
     let left: Vec<_> = tree.iter().filter(|p| !dead(p)).collect();
     assert!(gone, "the sandbox outlived its parent: {left:?} of {tree:?} still run");
     let _ = parent.wait();
+}
+
+/// `--lock-file DEST`: a read lock (fcntl) on DEST while the sandbox runs, as flatpak takes one
+/// on its instance's `.ref` file and tests it with a write lock from outside: refused while the
+/// program runs, free once the sandbox is gone.
+fn lock_file_held(cx: &Ctx) {
+    if !Path::new("/usr/bin/python3").exists() {
+        cx.skip("needs /usr/bin/python3 (fcntl locks from outside)");
+        return;
+    }
+    let d = cx.tempdir();
+    let ds = d.str();
+    cx.write_caller_file(&d.join(".ref"), "");
+    cx.write_caller_file(
+        &d.join("try.py"),
+        "import fcntl, sys\nf = open(sys.argv[1], 'r+')\ntry:\n    \
+         fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB); print('free')\nexcept OSError: print('locked')\n",
+    );
+    let script = format!(
+        "mkfifo {ds}/go; exec 3<>{ds}/go; \"$@\" & bg=$!; \
+         for i in $(seq 300); do test -e {ds}/up && break; kill -0 $bg 2>/dev/null || break; sleep 0.1; done; \
+         /usr/bin/python3 {ds}/try.py {ds}/.ref; echo >&3; wait $bg; echo status $?; \
+         /usr/bin/python3 {ds}/try.py {ds}/.ref"
+    );
+    let out = host(cx)
+        .args(["--bind", &ds, &ds, "--lock-file", &format!("{ds}/.ref"), "--", "sh", "-c"])
+        .arg(format!("echo > {ds}/up; read x < {ds}/go"))
+        .wrapper(["sh", "-c", &script, "sh"])
+        .run()
+        .ok();
+    assert_eq!(out.lines(), ["locked", "status 0", "free"], "{}", out.report());
 }

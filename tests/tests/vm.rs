@@ -93,6 +93,7 @@ macro_rules! vm_checks {
 vm_checks! {
     kernel_layout,
     root_memory_oom,
+    root_memory_sizes,
     root_pids,
     root_cpus,
     root_cgroup_cleanup,

@@ -133,6 +133,30 @@ check_root_memory_oom() {
     no_jail_cgroups
 }
 
+# Sizes without a unit are MiB (issue 14, item 4); the smallest accepted limit starts a
+# process under cgroup v2's accounting (kernel memory included); a smaller one is refused.
+check_root_memory_sizes() {
+    userns 1
+    $LJ --root $W --memory 100 -- /bin/sleep 100 &
+    lj=$!
+    d=$CG/lightjail-$lj
+    # (Once ljspawn has written it: the directory comes first.)
+    i=0
+    while [ "$(cat $d/memory.max 2>/dev/null)" != 104857600 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    run cat $d/memory.max
+    kill $lj
+    wait $lj
+    is 104857600
+    run $LJ --root $W --memory 1M -- /bin/sh -c 'echo ran'
+    want_rc 0
+    is ran
+    run $LJ --root $W --memory 1048575B -- /bin/sh -c 'echo RAN'
+    want_rc 2
+    hasnt RAN
+    has 'ljspawn: --memory 1048575B is too small to start a process in the jail: give at least 1M'
+    no_jail_cgroups
+}
+
 check_root_pids() {
     userns 1
     $LJ --root $W --pids 32 -- /bin/sh -c '( i=0; while [ $i -lt 100 ]; do sleep 100 & i=$((i+1)); done ) 2>/dev/null; n=0; for p in /proc/[0-9]*; do n=$((n+1)); done; echo procs $n; sleep 3; echo end' > /tmp/pids.out 2>&1 &
@@ -778,7 +802,7 @@ $(grep -E '^(Cap...|NoNewPrivs|Seccomp):' /proc/$PROG/status)"
     want_rc 0
 }
 
-ALL="kernel_layout root_memory_oom root_pids root_cpus root_cgroup_cleanup net_bridge_macvlan
+ALL="kernel_layout root_memory_oom root_memory_sizes root_pids root_cpus root_cgroup_cleanup net_bridge_macvlan
      rootless_delegated_limits ljail_v2_cgroups ljail_v2_cgroups_rootless overlay_root overlay_stack ljbuild_root
      userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild setuid_idmap_layer
      setuid_flatpak setuid_ljail_exec"
