@@ -292,7 +292,7 @@ pub fn status(jails: &Jails, name: &str, json: bool) -> Result<(), Error> {
     let s = status_of(jails, &j)?;
     if let Some(scope) = jails.manager {
         if let Ok(Some((old, _))) = crate::systemd::old_unit_file(jails, &j, scope) {
-            eprintln!(
+            ljbuild::errln!(
                 "ljail: warning: {} is an older ljail's unit file of {name} (named without its root's hash): `ljail disable {name}` removes it, `ljail enable {name}` replaces it",
                 old.display()
             );
@@ -348,7 +348,7 @@ pub fn list(jails: &Jails, json: bool) -> Result<(), Error> {
         return Ok(());
     }
     if all.is_empty() {
-        eprintln!(
+        ljbuild::errln!(
             "ljail: no jails in {} (make one with `ljail create NAME IMAGE -- CMD`)",
             jails.dir().display()
         );

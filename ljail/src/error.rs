@@ -33,6 +33,8 @@ Exit status:
   5  refused in this state: exists already, running (stop it first, or --force)
   6  file system, lock or cgroup error
   7  ljspawn not found, or it refused the jail's settings
+141  the output went to a pipe whose reader had gone (`ljail list | head -1`)
+A stderr whose reader has gone changes none of these: the line is lost, the status stays.
 `ljail exec` exits with the command's status (ljspawn's codes: 125 join failed, 126/127
 cannot execute/not found, 128+N killed by signal N).";
 

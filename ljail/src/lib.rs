@@ -24,7 +24,7 @@ pub fn out(args: std::fmt::Arguments<'_>) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(141);
         }
-        eprintln!("ljail: cannot write to stdout: {e}");
+        ljbuild::errln!("ljail: cannot write to stdout: {e}");
         std::process::exit(1);
     }
 }
@@ -217,7 +217,7 @@ pub fn run(cli: Cli) -> Result<u8, Error> {
                     }
                     // With --all, one jail's failure does not keep the others down.
                     Err(e) if all => {
-                        eprintln!("ljail: {e}");
+                        ljbuild::errln!("ljail: {e}");
                         failed = Some(e.exit_code());
                     }
                     Err(e) => return Err(e),

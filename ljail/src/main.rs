@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match ljail::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ljail: {e}");
+            ljbuild::errln!("ljail: {e}");
             ExitCode::from(e.exit_code())
         }
     }

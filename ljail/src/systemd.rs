@@ -778,7 +778,7 @@ pub fn hook_run(j: &Jail, what: &str, unit: Option<&str>) -> Result<u8, Error> {
                     data.to_string_lossy().into_owned(),
                 ];
                 if let Err(e) = machined_call("RegisterMachine", "sayssus", &args) {
-                    eprintln!("ljail: {}: not registered with systemd-machined: {e}", j.name);
+                    ljbuild::errln!("ljail: {}: not registered with systemd-machined: {e}", j.name);
                 }
             }
         }

@@ -333,7 +333,7 @@ pub fn parse_or_usage<C: Parser>(prog: &str) -> Result<C, std::process::ExitCode
             let text = e.render().to_string();
             let first = text.lines().next().unwrap_or("bad usage");
             let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("{prog}: {first} (see {prog} --help)");
+            errln!("{prog}: {first} (see {prog} --help)");
             Err(std::process::ExitCode::from(crate::error::EXIT_USAGE))
         }
     }

@@ -66,7 +66,7 @@ pub fn list(root: &Root, json: bool) -> Result<(), Error> {
         return Ok(());
     }
     if metas.is_empty() {
-        eprintln!("ljbuild: no overlays in {}", root.path.display());
+        errln!("ljbuild: no overlays in {}", root.path.display());
         return Ok(());
     }
     let rows: Vec<[String; 4]> = metas
@@ -495,7 +495,7 @@ pub fn world_list(root: &Root, json: bool) -> Result<(), Error> {
         return Ok(());
     }
     if worlds.is_empty() {
-        eprintln!(
+        errln!(
             "ljbuild: no worlds in {} (add one with `ljbuild world import NAME DIR`)",
             root.worlds_dir().display()
         );

@@ -39,6 +39,8 @@ Exit status:
   7  the jail could not be started (ljspawn not found, or ljspawn failed to set it up)
   8  image or registry error (corrupt or malformed image, transfer or authentication
      failure); nothing was published
+141  the output went to a pipe whose reader had gone (`ljbuild list | head -1`)
+A stderr whose reader has gone changes none of these: the line is lost, the status stays.
 `ljbuild run` exits with the jailed program's status (ljspawn's codes: 124 timeout,
 125 jail setup failed, 126/127 cannot execute/not found, 128+N killed by signal N).";
 

@@ -15,6 +15,20 @@ macro_rules! out {
     ($($arg:tt)*) => { $crate::out(format_args!($($arg)*)) };
 }
 
+/// `eprintln!` for failure, warning and status lines (ljbuild's and ljail's), which never
+/// panics: the line is formatted first and written to the locked stderr in one `write`, and a
+/// write error (stderr a pipe whose reader has gone: EPIPE, as Rust ignores SIGPIPE) is
+/// ignored, so the exit status stays the one the line goes with. `eprintln!` panics on such an
+/// error.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let line = ::std::format!("{}\n", ::std::format_args!($($arg)*));
+        let _ = ::std::io::stderr().lock().write_all(line.as_bytes());
+    }};
+}
+
 /// Writes ljbuild's output to stdout. When stdout is a pipe whose reader has gone (`ljbuild
 /// list | head -1`), ljbuild ends quietly with status 141 (128 + SIGPIPE, what the shell
 /// reports for a C program the signal kills) instead of panicking, as `println!` does (Rust
@@ -26,7 +40,7 @@ pub fn out(args: std::fmt::Arguments<'_>) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             std::process::exit(141);
         }
-        eprintln!("ljbuild: cannot write to stdout: {e}");
+        errln!("ljbuild: cannot write to stdout: {e}");
         std::process::exit(6);
     }
 }

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match ljbuild::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("ljbuild: {e}");
+            ljbuild::errln!("ljbuild: {e}");
             ExitCode::from(e.exit_code())
         }
     }

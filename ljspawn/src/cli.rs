@@ -20,7 +20,9 @@ Exit status: the program's own; 128+N if it was killed by signal N; ljspawn's ow
   124 --timeout expired (the jail got SIGTERM, then SIGKILL after the grace period)
   125 setting up the jail failed
   126 the program was found but could not be executed
-  127 the program was not found";
+  127 the program was not found
+  141 what ljspawn printed itself (--dry-run) went to a pipe whose reader had gone
+A stderr whose reader has gone changes none of these: the line is lost, the status stays.";
 
 /// The clap definition of ljspawn's command line.
 pub fn command() -> Command {

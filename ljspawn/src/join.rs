@@ -176,7 +176,7 @@ pub fn run(plan: &Plan, pid: i32) -> Result<u8, SpawnError> {
             }
             Err(f) => f,
         };
-        eprintln!("ljspawn: {}", f.msg);
+        crate::errln!("ljspawn: {}", f.msg);
         sys::exit_now(f.code as i32);
     }
     if plan.mode == Mode::Setuid {

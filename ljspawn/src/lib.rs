@@ -16,6 +16,19 @@
 
 #![deny(unsafe_code)]
 
+/// `eprintln!` for ljspawn's failure, warning and note lines, which never panics: the line is
+/// formatted first and written to the locked stderr in one `write`, and a write error (stderr
+/// a pipe whose reader has gone: EPIPE, as Rust ignores SIGPIPE) is ignored, so the exit status
+/// stays the one the line goes with. `eprintln!` panics on such an error.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let line = ::std::format!("{}\n", ::std::format_args!($($arg)*));
+        let _ = ::std::io::stderr().lock().write_all(line.as_bytes());
+    }};
+}
+
 #[allow(unsafe_code)]
 pub mod arena;
 pub mod bwrap;

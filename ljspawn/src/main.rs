@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         if let Err(e) = sys::set_dumpable(false) {
             return fail(EXIT_SETUP, &format!("cannot make ljspawn undumpable: {e}"));
         }
-        std::panic::set_hook(Box::new(|info| eprintln!("ljspawn: internal error: {info}")));
+        std::panic::set_hook(Box::new(|info| ljspawn::errln!("ljspawn: internal error: {info}")));
     }
     let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
     let req = match bwrap::detect(&argv) {
@@ -234,12 +234,12 @@ fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode
             LEVEL_PREFIX.store(r.level_prefix, Ordering::Relaxed);
             let level = if r.level_prefix { "<4>" } else { "" };
             for w in warnings {
-                eprintln!("{level}bwrap: {w}");
+                ljspawn::errln!("{level}bwrap: {w}");
             }
             Ok(r)
         }
         Err(bwrap::BwrapError::Usage) => {
-            eprintln!("{}", bwrap::usage(argv0));
+            ljspawn::errln!("{}", bwrap::usage(argv0));
             Err(ExitCode::from(1))
         }
         Err(bwrap::BwrapError::Help) => Err(out(&format!("{}\n\n{}\n", bwrap::usage(argv0), bwrap::HELP))),
@@ -267,10 +267,10 @@ fn out(text: &str) -> ExitCode {
 fn fail(code: u8, msg: &str) -> ExitCode {
     if BWRAP_FORM.load(Ordering::Relaxed) {
         let level = if LEVEL_PREFIX.load(Ordering::Relaxed) { "<3>" } else { "" };
-        eprintln!("{level}bwrap: {}", bwrap::message(msg));
+        ljspawn::errln!("{level}bwrap: {}", bwrap::message(msg));
         return ExitCode::from(1);
     }
-    eprintln!("ljspawn: {msg}");
+    ljspawn::errln!("ljspawn: {msg}");
     ExitCode::from(code)
 }
 

@@ -592,13 +592,13 @@ fn clean_up(plan: &Plan, pid: i32, cgroup: Option<&Cgroup>) {
     if let Some(cg) = cgroup {
         let _ = sys::wait_blocking(pid);
         if cg.oom_killed() {
-            eprintln!(
+            crate::errln!(
                 "ljspawn: note: the jail reached its memory limit and the OOM killer killed a process in it"
             );
         }
         if plan.mode != Mode::Setuid {
             if let Err(e) = cg.remove() {
-                eprintln!("ljspawn: {e}");
+                crate::errln!("ljspawn: {e}");
             }
         }
     }

@@ -804,8 +804,30 @@ impl Cmd<'_> {
 /// the first write there fails with EPIPE, whatever the scheduling (what `... | head -0`
 /// gives, racily). For [`Cmd::prelude`], or before `exec "$@"`.
 pub fn closed_pipe_prelude(fifo: &Path) -> String {
+    closed_pipe_prelude_on(fifo, 1)
+}
+
+/// [`closed_pipe_prelude`] for descriptor `fd` (1: stdout, 2: stderr: what `prog 2>&1 | head
+/// -0` or a log reader that went away gives). Rust programs ignore SIGPIPE, so their write
+/// there fails with EPIPE rather than killing them.
+pub fn closed_pipe_prelude_on(fifo: &Path, fd: u8) -> String {
     let f = shell_quote(&fifo.to_string_lossy());
-    format!("mkfifo {f} && exec 3<>{f} 4>{f} 3<&- && exec >&4 4>&-")
+    format!("mkfifo {f} && exec 3<>{f} 4>{f} 3<&- && exec {fd}>&4 4>&-")
+}
+
+/// Runs `argv` as `cx`'s caller (`Ctx::command`) with descriptor `fd` a pipe whose reader has
+/// gone ([`closed_pipe_prelude_on`], the FIFO made at `fifo`), killed after a minute.
+pub fn run_into_closed_pipe(cx: &Ctx, fifo: &Path, fd: u8, argv: &[OsString]) -> Output {
+    let script = format!("{}\nexec \"$@\"", closed_pipe_prelude_on(fifo, fd));
+    let mut full: Vec<OsString> = ["/bin/sh", "-c", &script, "sh"].map(OsString::from).to_vec();
+    full.extend(argv.iter().cloned());
+    let mut out = run_with_timeout(cx.command(&full), None, Duration::from_secs(60)).expect("run");
+    out.command = format!(
+        "[{}] {} {fd}>(a pipe whose reader has gone)",
+        cx.mode,
+        argv.iter().map(|a| shell_quote(&a.to_string_lossy())).collect::<Vec<_>>().join(" ")
+    );
+    out
 }
 
 /// Quote for display.

@@ -42,6 +42,7 @@ lj_tests::mode_tests! {
     start_all_in_boot_order: root rootless setuid;
     json_outputs: root rootless setuid;
     bad_names_and_config_lines: root rootless setuid;
+    lines_into_closed_stderr: root rootless setuid;
     dry_run_runs_nothing: root rootless setuid;
     exec_into_running_jail: root rootless setuid;
     gpu_profile: root rootless setuid;
@@ -975,6 +976,44 @@ fn json_outputs(lj: &Lj) {
         );
     }
     lj.ok(&["stop", "x"]);
+}
+
+/// ljail's and ljail-supervisor's failure and status lines into a stderr whose reader has gone
+/// (`ljail ... 2>&1 | head -0`, a log reader that went away): each exit status stays the one
+/// the line goes with, never a panic's abort (134: `eprintln!` panics on EPIPE), and nothing
+/// says "panicked" on stdout, which stays the test's.
+fn lines_into_closed_stderr(lj: &Lj) {
+    let run = |i: usize, env: &[&str], prog: &Path, args: &[&str]| {
+        let mut argv = lj.env_argv();
+        argv.extend(env.iter().map(OsString::from));
+        argv.push(prog.into());
+        argv.extend(args.iter().map(OsString::from));
+        lj_tests::run_into_closed_pipe(lj.cx, &lj.td.join(format!("fifo-{i}")), 2, &argv)
+    };
+    let supervisor = lj.bin.with_file_name("ljail-supervisor");
+    let cases: [(&[&str], &Path, &[&str], i32); 9] = [
+        // "no jails in ROOT", a status line: 0.
+        (&[], &lj.bin, &["list"], 0),
+        (&[], &lj.bin, &["--no-such-option"], 2),
+        (&[], &lj.bin, &["start", "nosuch"], 4),
+        (&[], &lj.bin, &["create", "j", "--world", "busybox", "--", "/bin/sleep", "1000"], 0),
+        // The supervisor's own failure, then ljail's line.
+        (&["LJSPAWN=/nonexistent/ljspawn"], &lj.bin, &["start", "j"], 1),
+        // "start: j (pid N)", then "stop: j".
+        (&[], &lj.bin, &["start", "j"], 0),
+        (&[], &lj.bin, &["stop", "j"], 0),
+        (&[], &supervisor, &["--no-such-option", "x", "--"], 2),
+        (&[], &supervisor, &["--enter"], 125),
+    ];
+    for (i, (env, prog, args, code)) in cases.iter().enumerate() {
+        let out = run(i, env, prog, args);
+        assert!(
+            out.status() == *code && !out.stdout.contains("panicked"),
+            "expected {code} into a closed stderr:\n{}",
+            out.report()
+        );
+    }
+    assert_eq!(lj.status("j")["state"], "stopped");
 }
 
 /// Bad names, bad config lines (by `edit` and in the file), unknown jails and ljspawn's own

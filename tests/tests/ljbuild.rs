@@ -47,6 +47,7 @@ lj_tests::mode_tests! {
     version_rules: root rootless;
     run_ci_recipe: root rootless;
     usage_errors: root rootless;
+    lines_into_closed_stderr: root rootless;
     tarball_without_dot_entry: root rootless;
     output_styles: root rootless;
     world_rm_and_json: root rootless;
@@ -1125,6 +1126,39 @@ fn run_ci_recipe(lj: &Lj) {
 }
 
 /// Bad values are usage errors (exit 2), said in one line.
+/// ljbuild's failure and status lines into a stderr whose reader has gone (`ljbuild ... 2>&1 |
+/// head -0`, a CI log reader that went away): each exit status stays the one the line goes
+/// with, never a panic's abort (134: `eprintln!` panics on EPIPE), and nothing says "panicked"
+/// on stdout, which stays the test's.
+fn lines_into_closed_stderr(lj: &Lj) {
+    let failing = lj.td.join(lj.jailfile("fails", "name t/fails\nversion 1.0\n---\nexit 3\n"));
+    let ok = lj.td.join(lj.jailfile("ok", "name t/ok\nversion 1.0\n---\necho built\n"));
+    let cases: [(&[&str], i32); 6] = [
+        // "no overlays in ROOT", a status line: 0.
+        (&["list"], 0),
+        (&["--no-such-option"], 2),
+        (&["run", "no/such", "--", "/bin/true"], 4),
+        // The build's progress lines, its failure and the log's path.
+        (&[&path_str(&failing)], 1),
+        (&[&path_str(&ok)], 0),
+        (&["--quiet", &path_str(&ok), "-v", "1.0"], 0),
+    ];
+    for (i, (args, code)) in cases.iter().enumerate() {
+        let mut argv: Vec<OsString> =
+            vec!["/usr/bin/env".into(), format!("LIGHTJAIL_ROOT={}", path_str(&lj.root())).into()];
+        argv.push(lj.bin.clone().into());
+        argv.extend(args.iter().map(OsString::from));
+        let out = lj_tests::run_into_closed_pipe(lj.cx, &lj.td.join(format!("fifo-{i}")), 2, &argv);
+        assert!(
+            out.status() == *code && !out.stdout.contains("panicked"),
+            "expected {code} into a closed stderr:\n{}",
+            out.report()
+        );
+    }
+    assert_eq!(lj.versions("t/ok"), ["1.0"]);
+    assert!(lj.versions("t/fails").is_empty());
+}
+
 fn usage_errors(lj: &Lj) {
     let f = lj.jailfile("u", "name u/x\n---\ntrue\n");
     let out = lj.run(&["--timeout", "5y", &f]).expect_status(2);

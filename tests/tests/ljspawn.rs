@@ -74,6 +74,7 @@ lj_tests::mode_tests! {
     seccomp_nested_userns: root rootless setuid;
     seccomp_none_root_only: rootless setuid;
     dry_run: root rootless setuid;
+    lines_into_closed_stderr: root rootless setuid;
     json_status: root rootless setuid;
     json_log_lightjail_j: root rootless;
     output_files: root rootless setuid;
@@ -1453,6 +1454,31 @@ fn dry_run(cx: &Ctx) {
         let prelude = lj_tests::closed_pipe_prelude(&fifos.join(format!("fifo-{i}")));
         let out = cx.ljspawn().prelude(&prelude).args(*args).run();
         assert!(out.status() == 141 && out.stderr.is_empty(), "into a closed pipe:\n{}", out.report());
+    }
+}
+
+/// ljspawn's failure and warning lines into a stderr whose reader has gone (`ljspawn ... 2>&1 |
+/// head -0`, a log reader that went away): the exit status stays the one the line goes with,
+/// never a panic's abort (134: `eprintln!` panics on EPIPE), and nothing says "panicked" on
+/// stdout, which stays the test's.
+fn lines_into_closed_stderr(cx: &Ctx) {
+    let w = world(cx);
+    let cases: [(&[&str], i32); 4] = [
+        (&["--root", "/no/such/root", "--", "/bin/true"], 125),
+        (&["--no-such-option", "--root", &w, "--", "/bin/true"], 2),
+        (&["--bwrap", "--no-such-option"], 1),
+        // bwrap's warning, then the program runs: 0.
+        (&["--bwrap", "--ro-bind", "/", "/", "--chdir", "/", "--chdir", "/", "--", "/bin/true"], 0),
+    ];
+    let fifos = cx.tempdir();
+    for (i, (args, code)) in cases.iter().enumerate() {
+        let prelude = lj_tests::closed_pipe_prelude_on(&fifos.join(format!("fifo-{i}")), 2);
+        let out = cx.ljspawn().prelude(&prelude).args(*args).run();
+        assert!(
+            out.status() == *code && !out.stdout.contains("panicked"),
+            "expected {code} into a closed stderr:\n{}",
+            out.report()
+        );
     }
 }
 

@@ -30,14 +30,14 @@ fn generate(out: &Path) -> std::io::Result<()> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [out] = args.as_slice() else {
-        eprintln!("usage: ljail-gen-docs OUTDIR");
+        ljbuild::errln!("usage: ljail-gen-docs OUTDIR");
         return ExitCode::from(2);
     };
     let out = PathBuf::from(out);
     if let Err(e) = generate(&out) {
-        eprintln!("ljail-gen-docs: {e}");
+        ljbuild::errln!("ljail-gen-docs: {e}");
         return ExitCode::from(1);
     }
-    println!("ljail-gen-docs: man pages and completions for ljail in {}", out.display());
+    ljail::out(format_args!("ljail-gen-docs: man pages and completions for ljail in {}\n", out.display()));
     ExitCode::SUCCESS
 }

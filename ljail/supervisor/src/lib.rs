@@ -26,6 +26,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// `eprintln!` for the supervisor's lines, which never panics: the line is formatted first and
+/// written to the locked stderr (the jail's log) in one `write`, and a write error (a full disk,
+/// or `ljail-supervisor` run by hand into a pipe whose reader has gone) is ignored. A supervisor
+/// that panicked on its log would leave its jail without a supervisor.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        let line = ::std::format!("{}\n", ::std::format_args!($($arg)*));
+        let _ = ::std::io::stderr().lock().write_all(line.as_bytes());
+    }};
+}
+
 pub mod cgroup;
 mod supervise;
 pub use supervise::{remove_thawed, supervise};

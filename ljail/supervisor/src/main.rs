@@ -8,13 +8,13 @@ fn main() -> ExitCode {
     if args.first().is_some_and(|a| a == "--enter") {
         // The supervisor's helper: into the jail's payload cgroup, then ljspawn (125: ljspawn's
         // own code for a jail that could not be set up).
-        eprintln!("ljail: {}", ljail_supervisor::cgroup::enter_and_exec(&args[1..]));
+        ljail_supervisor::errln!("ljail: {}", ljail_supervisor::cgroup::enter_and_exec(&args[1..]));
         return ExitCode::from(125);
     }
     match ljail_supervisor::Spec::from_args(args) {
         Ok(spec) => ExitCode::from(ljail_supervisor::supervise(&spec)),
         Err(e) => {
-            eprintln!("ljail-supervisor: {e}");
+            ljail_supervisor::errln!("ljail-supervisor: {e}");
             ExitCode::from(2)
         }
     }

@@ -19,7 +19,7 @@ fn now() -> u64 {
 /// A line for the log, from the supervisor (stderr is the jail's log).
 fn log_line(msg: &str) {
     let t = humantime::format_rfc3339_seconds(SystemTime::now());
-    eprintln!("ljail: {t} {msg}");
+    crate::errln!("ljail: {t} {msg}");
 }
 
 /// The run lock, if it is free.

@@ -31,17 +31,20 @@ fn generate(mut cmd: clap::Command, out: &Path) -> std::io::Result<()> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [out] = args.as_slice() else {
-        eprintln!("usage: lj-gen-docs OUTDIR");
+        ljbuild::errln!("usage: lj-gen-docs OUTDIR");
         return ExitCode::from(2);
     };
     let out = PathBuf::from(out);
     for cmd in [ljbuild::cli::command(), ljspawn::cli::command()] {
         let name = cmd.get_name().to_string();
         if let Err(e) = generate(cmd, &out) {
-            eprintln!("lj-gen-docs: {name}: {e}");
+            ljbuild::errln!("lj-gen-docs: {name}: {e}");
             return ExitCode::from(1);
         }
     }
-    println!("lj-gen-docs: man pages and completions for ljbuild and ljspawn in {}", out.display());
+    ljbuild::out(format_args!(
+        "lj-gen-docs: man pages and completions for ljbuild and ljspawn in {}\n",
+        out.display()
+    ));
     ExitCode::SUCCESS
 }
