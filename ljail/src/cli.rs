@@ -197,7 +197,8 @@ pub enum Cmd {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         timeout: Option<Duration>,
     },
-    /// A jail's state, pid, source, network, restarts, snapshots.
+    /// A jail's state (starting, running, restarting, stopping, stopped, exited, failed), pid,
+    /// source, network, restarts, snapshots.
     Status {
         /// The jail.
         name: String,

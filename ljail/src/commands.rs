@@ -232,7 +232,7 @@ pub struct Status {
 /// The status of one jail.
 pub fn status_of(jails: &Jails, j: &Jail) -> Result<Status, Error> {
     let cfg = j.config()?;
-    let running = jails.running(j)?;
+    let running = jails.running_now(j)?;
     let st = read_state(j);
     let state = if running {
         if st.state.is_empty() || st.state == "stopped" {
@@ -240,7 +240,9 @@ pub fn status_of(jails: &Jails, j: &Jail) -> Result<Status, Error> {
         } else {
             st.state.clone()
         }
-    } else if st.state.is_empty() || matches!(st.state.as_str(), "running" | "starting" | "restarting") {
+    } else if st.state.is_empty()
+        || matches!(st.state.as_str(), "running" | "starting" | "restarting" | "stopping")
+    {
         // Never started, or its supervisor was killed.
         "stopped".into()
     } else {
@@ -412,7 +414,7 @@ pub fn edit(jails: &Jails, name: &str, ui: &Ui) -> Result<(), Error> {
     })();
     let _ = fs::remove_file(&tmp);
     if result? {
-        let note = if jails.running(&j)? { " (restart the jail to apply it)" } else { "" };
+        let note = if jails.running_now(&j)? { " (restart the jail to apply it)" } else { "" };
         ui.step("edit", &format!("{name}: config saved{note}"), None);
     } else {
         ui.step("edit", &format!("{name}: no change"), None);

@@ -111,9 +111,21 @@ impl Jails {
     /// Whether the jail runs: its supervisor runs (its run lock is held), or its systemd unit
     /// is up. A supervisor that has written the jail's final state is at its very end (it
     /// writes that state last, then frees the lock): waited for, so that a jail `status` calls
-    /// ended is not running for `start`, `destroy` or any other command either.
+    /// ended is not running for `start`, `destroy` or any other command either. So is one that
+    /// is `stopping` (the jail has ended, its cgroups go: up to 12 s), for up to
+    /// [`STOPPING_WAIT`]; past it the jail runs, still `stopping`.
     pub fn running(&self, j: &Jail) -> Result<bool, Error> {
-        if self.try_run_lock(j)?.is_none() && !self.supervisor_ended(j)? {
+        self.running_as(j, true)
+    }
+
+    /// [`Jails::running`] without waiting for a `stopping` supervisor (which runs): for
+    /// `status` and `list`, which show that state.
+    pub fn running_now(&self, j: &Jail) -> Result<bool, Error> {
+        self.running_as(j, false)
+    }
+
+    fn running_as(&self, j: &Jail, wait_stopping: bool) -> Result<bool, Error> {
+        if self.try_run_lock(j)?.is_none() && !self.supervisor_ended(j, wait_stopping)? {
             return Ok(true);
         }
         Ok(crate::supervise::unit_of(j)
@@ -121,14 +133,35 @@ impl Jails {
     }
 
     /// Whether the run lock, held, is freed within 10 s by a supervisor that has written the
-    /// jail's final state (`exited`, `stopped`, `failed`) and so is ending. (The state of a
-    /// previous run, whose supervisor is gone, is no such sign: a new supervisor holds the lock.)
-    fn supervisor_ended(&self, j: &Jail) -> Result<bool, Error> {
-        let st = crate::supervise::read_state(j);
+    /// jail's final state (`exited`, `stopped`, `failed`) and so is ending; with
+    /// `wait_stopping`, also after a `stopping` state (its teardown), waited for up to
+    /// [`STOPPING_WAIT`] until it is final. (The state of a previous run, whose supervisor is
+    /// gone, is no such sign: a new supervisor holds the lock.)
+    fn supervisor_ended(&self, j: &Jail, wait_stopping: bool) -> Result<bool, Error> {
+        let ours = |st: &crate::supervise::State| {
+            st.supervisor_pid != 0 && ljail_supervisor::is_ours(st.supervisor_pid, Path::new(&j.name))
+        };
+        let mut st = crate::supervise::read_state(j);
+        if wait_stopping && st.state == "stopping" && ours(&st) {
+            let deadline = std::time::Instant::now() + STOPPING_WAIT;
+            // The lock first, after each read of the state: a supervisor that wrote its final
+            // state may have freed the lock and ended since (it is then no longer ours).
+            loop {
+                if self.try_run_lock(j)?.is_some() {
+                    return Ok(true);
+                }
+                if !(st.state == "stopping" && ours(&st)) {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                st = crate::supervise::read_state(j);
+            }
+        }
         let ending = |st: &crate::supervise::State| {
-            matches!(st.state.as_str(), "exited" | "stopped" | "failed")
-                && st.supervisor_pid != 0
-                && ljail_supervisor::is_ours(st.supervisor_pid, Path::new(&j.name))
+            matches!(st.state.as_str(), "exited" | "stopped" | "failed") && ours(st)
         };
         if !ending(&st) {
             return Ok(false);
@@ -146,6 +179,11 @@ impl Jails {
         }
     }
 }
+
+/// How long `start`, `stop`, `destroy` and the other commands that need a jail stopped wait
+/// for a `stopping` supervisor to end: its teardown takes up to 12 s (the v1 freezer's cgroup
+/// 10, the v2 payload's 2, while their last processes leave them), more on a loaded machine.
+pub const STOPPING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One jail.
 #[derive(Debug, Clone)]

@@ -74,7 +74,16 @@ pub fn start(jails: &Jails, j: &Jail) -> Result<Started, Error> {
     let _lock = jails.lock(j)?;
     let cfg = j.config()?;
     if jails.running(j)? {
-        return Ok(Started::Already(read_state(j).jail_pid));
+        let st = read_state(j);
+        if st.state == "stopping" {
+            return Err(Error::Conflict(format!(
+                "jail '{}' is still stopping after {} s (its supervisor, pid {}, is removing its cgroups)",
+                j.name,
+                jail::STOPPING_WAIT.as_secs(),
+                st.supervisor_pid
+            )));
+        }
+        return Ok(Started::Already(st.jail_pid));
     }
     // Resolve now, so a missing image is this command's error.
     let layers = jail::resolve(&jails.root, &cfg)?;

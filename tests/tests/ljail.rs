@@ -12,7 +12,7 @@
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use lj_tests::{
@@ -32,6 +32,7 @@ lj_tests::mode_tests! {
     restart_policy: root rootless setuid;
     restart_and_follow_log: root rootless setuid;
     start_waits_for_the_jail: root rootless setuid;
+    stopping_while_torn_down: root;
     concurrent_start_serialized: root rootless setuid;
     destroy_and_start_right_after_exit: root rootless setuid;
     snapshot_rollback_clone: root rootless setuid;
@@ -590,6 +591,115 @@ fn start_waits_for_the_jail(lj: &Lj) {
     assert!(Path::new(&format!("/proc/{pid}")).exists(), "{st}");
     lj.ok(&["stop", "j", "--timeout", "5s"]);
     assert!(lj.log("j").contains("late up"), "{}", lj.log("j"));
+}
+
+/// A process the test put in a jail's cgroup, killed (and the cgroups it kept named in `cgroups`
+/// removed) when dropped: it keeps a supervisor's teardown waiting, as a process of the jail slow
+/// to leave the cgroup would.
+struct Holder {
+    child: Child,
+    cgroups: Vec<PathBuf>,
+}
+
+impl Holder {
+    /// A `sleep` moved into the cgroup `cg` (v1: its `cgroup.procs`).
+    fn into(cg: &Path) -> Holder {
+        let child = Command::new("sleep")
+            .arg("1000")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run sleep");
+        let holder = Holder { child, cgroups: Vec::new() };
+        fs::write(cg.join("cgroup.procs"), holder.child.id().to_string())
+            .unwrap_or_else(|e| panic!("cannot move a process into {}: {e}", cg.display()));
+        holder
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for cg in &self.cgroups {
+            wait_until(GONE, || fs::remove_dir(cg).is_ok() || !cg.exists());
+        }
+    }
+}
+
+/// `stopping` while the supervisor tears an ended jail down: a root jail's supervisor removes
+/// its v1 freezer cgroup once the jail's last processes have left it (up to 10 s), here held
+/// by a process the test put there. `status` and `list` say `stopping` then (not `running`), and
+/// `stopped` once the test lets the cgroup go; `stop` returns only then; `start` of a jail that
+/// is stopping waits until it is stopped and starts it anew (not "running already"). Root only:
+/// the other modes' supervisors have no cgroup to wait for on this kind of host (v1
+/// controllers; the v2 `payload/` is the VM tier's), so their `stopping` is a moment.
+fn stopping_while_torn_down(lj: &Lj) {
+    if !Path::new("/sys/fs/cgroup/freezer/cgroup.procs").is_file() {
+        lj.cx.skip("no v1 freezer hierarchy: a root jail's supervisor has no cgroup to wait for");
+        return;
+    }
+    let gate = lj.dir("gate");
+    let wait_gate = "while [ ! -e /gate/end ]; do sleep 0.1; done";
+    lj.ok(&[
+        "create",
+        "s",
+        "--world",
+        "busybox",
+        "--bind",
+        &path_str(&gate),
+        "/gate",
+        "--",
+        "/bin/sh",
+        "-c",
+        wait_gate,
+    ]);
+    let freezer = |st: &Value| {
+        let sup = st["supervisor_pid"].as_u64().unwrap_or_else(|| panic!("no supervisor pid: {st}"));
+        PathBuf::from(format!("/sys/fs/cgroup/freezer/lightjail/ljail-{sup}"))
+    };
+    let shows_stopping = || {
+        let text = lj.ok(&["status", "s"]).stdout;
+        let listed = lj.ok(&["list"]).stdout;
+        text.lines().any(|l| l.split_whitespace().eq(["state", "stopping"]))
+            && listed.lines().any(|l| l.split_whitespace().take(2).eq(["s", "stopping"]))
+    };
+
+    // `stop`: the jail ends at its SIGTERM; its teardown waits for the holder.
+    lj.ok(&["start", "s"]);
+    let st = lj.wait_state("s", "running");
+    let cg = freezer(&st);
+    let holder = Holder::into(&cg);
+    let stop = lj.command_in(&[], &["stop", "s"], &[]);
+    let stop =
+        std::thread::spawn(move || run_with_timeout(stop, None, Duration::from_secs(90)).expect("run"));
+    assert!(wait_until(UP, shows_stopping), "never stopping: {}\nlog:\n{}", lj.status("s"), lj.log("s"));
+    drop(holder);
+    let out = stop.join().unwrap().ok();
+    assert!(out.stderr.contains("ljail: stop: s\n"), "{}", out.report());
+    let st = lj.status("s");
+    assert_eq!(st["state"], "stopped", "{st}");
+    assert!(lj.ok(&["status", "s"]).stdout.lines().any(|l| l.split_whitespace().eq(["state", "stopped"])));
+    assert!(!cg.exists(), "{} is left", cg.display());
+
+    // `start` while it is stopping (the jail ended on its own): it waits for the teardown, which
+    // the holder keeps going until the supervisor gives up on the cgroup (its 10 s), then
+    // starts the jail anew.
+    lj.ok(&["start", "s"]);
+    let st = lj.wait_state("s", "running");
+    let mut holder = Holder::into(&freezer(&st));
+    holder.cgroups.push(freezer(&st));
+    lj.file("gate/end", "");
+    assert!(wait_until(UP, shows_stopping), "never stopping: {}\nlog:\n{}", lj.status("s"), lj.log("s"));
+    fs::remove_file(gate.join("end")).expect("rm gate/end");
+    let out = lj.ok(&["start", "s"]);
+    assert!(out.stderr.contains("ljail: start: s (pid "), "not started anew:\n{}", out.report());
+    let now = lj.wait_state("s", "running");
+    assert_ne!(now["supervisor_pid"], st["supervisor_pid"], "{now}");
+    let log = lj.log("s");
+    assert!(log.contains("exited with status 0"), "{log}");
+    drop(holder);
+    lj.ok(&["stop", "s"]);
 }
 
 /// Four `start`s of one jail at the same time: one starts it, the others find it running;

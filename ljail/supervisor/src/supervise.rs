@@ -146,6 +146,15 @@ pub fn supervise(spec: &Spec) -> u8 {
     }
     st.ljspawn_pid = None;
     st.jail_pid = None;
+    // The teardown (the jail's cgroups: up to 12 s while their last processes leave them) shows
+    // as `stopping`, so that `status` does not say `running` for a jail that has ended; `start`,
+    // `stop` and `destroy` wait for it. Only informational: a failure to write it is one line in
+    // the log, and the teardown goes on.
+    let end = std::mem::replace(&mut st.state, "stopping".into());
+    if let Err(e) = write_state(&state, &st) {
+        log_line(&format!("cannot write the state stopping (the teardown goes on): {e}"));
+    }
+    st.state = end;
     match (st.freezer.take(), &payload) {
         (Some(p), Some(_)) => {
             // ljspawn is gone, and its cgroups with it: the payload is empty.
