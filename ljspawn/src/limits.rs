@@ -29,6 +29,8 @@
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -347,6 +349,31 @@ pub struct Cgroup {
     leaf: Option<Leaf>,
 }
 
+/// What [`Cgroup::prepare_birth`] set up for the jail's clone.
+#[derive(Debug, Default)]
+pub struct Birth {
+    /// cgroup v2: the jail's directory and a descriptor of it, for `CLONE_INTO_CGROUP`.
+    into: Option<(PathBuf, OwnedFd)>,
+    /// cgroup v1: the jail's directories this process moved itself into.
+    v1: Vec<PathBuf>,
+}
+
+impl Birth {
+    /// The cgroup v2 directory to clone the jail into, if any.
+    pub fn cgroup_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.into.as_ref().map(|(_, fd)| fd.as_fd())
+    }
+
+    /// Whether the jail would be born in any of its cgroup's directories.
+    pub fn any(&self) -> bool {
+        self.into.is_some() || !self.v1.is_empty()
+    }
+}
+
+/// The directories of its cgroup the jail was born in (see [`Cgroup::return_from`]).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Born(pub Vec<PathBuf>);
+
 /// What a cgroup is made for, as its errors name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -517,12 +544,83 @@ impl Cgroup {
         &self.dirs
     }
 
-    /// Moves process `pid` (the jail's PID 1, before it starts the program) in.
-    pub fn add(&self, pid: i32) -> Result<(), LimitError> {
-        for d in &self.dirs {
+    /// Moves process `pid` (the jail's PID 1, before it starts the program) into each of the
+    /// jail's directories it was not born in (`born`, see [`Cgroup::prepare_birth`]).
+    pub fn add(&self, pid: i32, born: &Born) -> Result<(), LimitError> {
+        for d in self.dirs.iter().filter(|d| !born.0.contains(d)) {
             self.tree.write(&d.join("cgroup.procs"), &pid.to_string())?;
         }
         Ok(())
+    }
+
+    /// The jail's cgroup v2 directory, if it has one (its limits', or `--delegate-cgroup`'s).
+    fn v2_dir(&self) -> Option<&PathBuf> {
+        if self.v2 {
+            self.dirs.first()
+        } else {
+            self.v2_dir.as_ref()
+        }
+    }
+
+    /// Just before the jail's clone: makes its PID 1 be born in its cgroup, so that no running
+    /// task is moved (each move of one waits for an RCU grace period, 5-20 ms on a loaded
+    /// host). cgroup v2: the directory opened for `clone3`'s `CLONE_INTO_CGROUP`. cgroup v1
+    /// (which has no such flag): this process moves itself (`0` to `tasks`) into the jail's
+    /// directory of each hierarchy, so the clone starts there; [`Cgroup::return_from`] moves
+    /// it back into its own cgroup (each directory's parent: the jail's cgroup is made in this
+    /// process's own) right after. A directory that cannot be opened, or a v1 move that fails
+    /// (undone), is left to [`Cgroup::add`], which moves the jail in by pid as before.
+    /// Nothing here leaves the directories this `Cgroup` made and their parents, where this
+    /// process already is; the kernel checks each move as for any other.
+    pub fn prepare_birth(&self) -> Result<Birth, LimitError> {
+        let mut birth = Birth::default();
+        if let Some(d) = self.v2_dir() {
+            let dir = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(d);
+            if let Ok(f) = dir {
+                birth.into = Some((d.clone(), f.into()));
+            }
+        }
+        for d in self.dirs.iter().filter(|d| Some(*d) != self.v2_dir()) {
+            match self.tree.write(&d.join("tasks"), "0") {
+                Ok(()) => birth.v1.push(d.clone()),
+                // Where this process already is: the jail is moved in by pid after all (v1
+                // only, where every hierarchy's move costs one grace period anyway).
+                Err(_) => {
+                    let mut undo = birth;
+                    undo.into = None;
+                    self.return_from(undo)?;
+                    return Ok(Birth::default());
+                }
+            }
+        }
+        Ok(birth)
+    }
+
+    /// Right after the clone (or its failure): this process back in its own cgroup of each v1
+    /// hierarchy it left for `birth` (and the v2 directory's descriptor closed). Returns the
+    /// directories the jail was born in, which [`Cgroup::add`] skips. A failed move leaves
+    /// this process in the jail's cgroup, its limits and its removal: the caller must abort.
+    pub fn return_from(&self, birth: Birth) -> Result<Born, LimitError> {
+        let mut born = Vec::new();
+        let mut failed = None;
+        for d in birth.v1.iter().rev() {
+            let own = d.parent().unwrap_or(d);
+            if let Err(e) = self.tree.write(&own.join("tasks"), "0") {
+                failed.get_or_insert(LimitError(format!(
+                    "cannot move ljspawn back into its own cgroup {} after the jail's clone, so it is still in the jail's ({e})",
+                    own.display()
+                )));
+            }
+            born.push(d.clone());
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        born.extend(birth.into.map(|(d, _)| d));
+        Ok(Born(born))
     }
 
     /// True when the OOM killer killed something in the jail.
@@ -869,7 +967,7 @@ mod tests {
         // Nothing written outside the caller's cgroups.
         assert!(!dir.join("sys/fs/cgroup/memory/lightjail").exists());
         assert!(!dir.join("sys/fs/cgroup/memory/lightjail-7").exists());
-        cg.add(42).unwrap();
+        cg.add(42, &Born::default()).unwrap();
         assert_eq!(read(j("pids", "cgroup.procs")), "42");
         assert!(Cgroup::create(&layout, &tree, "lightjail-8", &ALL, Who::Rootless(1000))
             .unwrap_err()
@@ -881,6 +979,53 @@ mod tests {
         assert_eq!(reap_stale(&layout, &tree, &dir.join("proc")), 1);
         cg.remove().unwrap();
         assert!(!j("memory/ci/job7", "").exists());
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// Born in its cgroup: on v1 this process goes into the jail's directory of each
+    /// hierarchy (`0` to `tasks`) for the clone and back into its own (the parent) after; the
+    /// v2 directory is opened for `CLONE_INTO_CGROUP`; `add` moves the jail only into the rest.
+    #[test]
+    fn the_jail_is_born_in_its_cgroup() {
+        let (dir, tree) = fake(None);
+        let layout = detect(HYBRID, "0::/\n4:memory:/ci\n3:pids:/\n2:cpu,cpuacct:/\n", &tree, &ALL).unwrap();
+        fs::create_dir_all(dir.join("sys/fs/cgroup/memory/ci")).unwrap();
+        let mut cg = Cgroup::create(&layout, &tree, "lightjail-7", &ALL, Who::Root).unwrap();
+        let v2 = detect_v2(HYBRID, "0::/\n").unwrap();
+        cg.delegate(&v2, "lightjail-7", Who::Root, None).unwrap();
+        let h = |p: &str| dir.join("sys/fs/cgroup").join(p);
+        let birth = cg.prepare_birth().unwrap();
+        assert!(birth.cgroup_fd().is_some() && birth.any());
+        for d in ["memory/ci/lightjail-7", "pids/lightjail-7", "cpu,cpuacct/lightjail-7"] {
+            assert_eq!(read(h(d).join("tasks")), "0", "{d}");
+        }
+        assert!(!h("memory/ci/tasks").exists(), "back before the clone");
+        let born = cg.return_from(birth).unwrap();
+        for d in ["memory/ci", "pids", "cpu,cpuacct"] {
+            assert_eq!(read(h(d).join("tasks")), "0", "{d}: not back in its own cgroup");
+        }
+        assert_eq!(born.0.len(), 4, "{born:?}");
+        cg.add(42, &born).unwrap();
+        for d in ["memory/ci/lightjail-7", "pids/lightjail-7", "unified/lightjail-7"] {
+            assert!(!h(d).join("cgroup.procs").exists(), "{d}: moved by pid");
+        }
+        // A clone that fell back: the jail moved in by pid everywhere.
+        cg.add(43, &Born::default()).unwrap();
+        assert_eq!(read(h("unified/lightjail-7/cgroup.procs")), "43");
+        assert_eq!(read(h("pids/lightjail-7/cgroup.procs")), "43");
+        // The way back refused (here: its own cgroup's tasks is a directory): an error that
+        // says ljspawn is still in the jail's cgroup.
+        let birth = cg.prepare_birth().unwrap();
+        fs::remove_file(h("pids/tasks")).unwrap();
+        fs::create_dir(h("pids/tasks")).unwrap();
+        let e = cg.return_from(birth).unwrap_err();
+        assert!(
+            e.0.contains("cannot move ljspawn back into its own cgroup")
+                && e.0.contains("still in the jail's"),
+            "{e}"
+        );
+        fs::remove_dir(h("pids/tasks")).unwrap();
+        cg.remove().unwrap();
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -898,7 +1043,7 @@ mod tests {
         cg.delegate(&v2, "lightjail-5", Who::Root, Some((1000, 1000))).unwrap();
         let d = dir.join("sys/fs/cgroup/unified/lightjail-5");
         assert!(d.is_dir());
-        cg.add(42).unwrap();
+        cg.add(42, &Born::default()).unwrap();
         assert_eq!(read(d.join("cgroup.procs")), "42");
         cg.remove().unwrap();
         assert!(!d.exists());
@@ -906,7 +1051,7 @@ mod tests {
         let layout = detect(HYBRID, "0::/\n4:memory:/\n", &tree, &ALL).unwrap();
         let mut cg = Cgroup::create(&layout, &tree, "lightjail-6", &ALL, Who::Root).unwrap();
         cg.delegate(&v2, "lightjail-6", Who::Root, None).unwrap();
-        cg.add(43).unwrap();
+        cg.add(43, &Born::default()).unwrap();
         for h in ["memory", "pids", "cpu,cpuacct", "unified"] {
             assert_eq!(read(dir.join(format!("sys/fs/cgroup/{h}/lightjail-6/cgroup.procs"))), "43");
         }

@@ -14,12 +14,18 @@
 //!    store granted in `/etc/lightjail.conf` (no symlink, every directory root-owned and not
 //!    writable by group or others), cloned detached and idmapped onto a user namespace with
 //!    the jail's maps ([`Privileged::idmap_layers`]); the jail inherits the detached mounts;
-//! 4. once the jail is cloned ([`Privileged::setup_jail`]): its user namespace maps written
+//! 4. the jail cloned into its cgroup (`spawn::clone_born`: cgroup v2 `CLONE_INTO_CGROUP`
+//!    with the directory ljspawn made in step 3; v1, ljspawn in the jail's directories for the
+//!    clone and back in its own cgroup before anything else, a failure to return ending the
+//!    spawn), still privileged, so no cgroup but those of step 3 and the ones ljspawn is in is
+//!    ever entered;
+//! 5. once the jail is cloned ([`Privileged::setup_jail`]): its user namespace maps written
 //!    (the caller's id and its `/etc/subuid`/`/etc/subgid` ranges; rootless `--subids`: by
 //!    `newuidmap`/`newgidmap`, run unprivileged), its network device
-//!    plumbed (a granted bridge or macvlan), its PID 1 moved into the cgroup, and the reaper
-//!    started (a root process that removes the cgroup once ljspawn is gone);
-//! 5. [`Privileged::drop`]: every id set to the caller's, capabilities read back as empty,
+//!    plumbed (a granted bridge or macvlan), its PID 1 moved into the directories of its
+//!    cgroup it was not born in, and the reaper started (a root process that removes the
+//!    cgroup once ljspawn is gone);
+//! 6. [`Privileged::drop`]: every id set to the caller's, capabilities read back as empty,
 //!    and `setresuid(0)` seen to fail; or, when ljspawn makes the jail's network namespace
 //!    itself (network `none`, no cgroup), [`Privileged::drop_into_jail`]: ljspawn enters the
 //!    jail's user namespace as the caller's ids there (nothing of root's holds outside it),
@@ -341,7 +347,13 @@ impl Privileged {
 
     /// The jail `pid` is cloned and waits for the go byte: writes its maps (setuid), plumbs
     /// its network device, moves it into its cgroup and (setuid) starts the reaper.
-    pub fn setup_jail(&self, plan: &Plan, pid: i32, cgroup: Option<&Cgroup>) -> Result<(), SpawnError> {
+    pub fn setup_jail(
+        &self,
+        plan: &Plan,
+        pid: i32,
+        cgroup: Option<&Cgroup>,
+        born: &limits::Born,
+    ) -> Result<(), SpawnError> {
         match &plan.userns {
             Some(m) if m.by_parent && m.helper => run_idmap_helpers(pid, m)?,
             Some(m) if m.by_parent => jail::write_maps(&format!("/proc/{pid}"), m)
@@ -350,7 +362,7 @@ impl Privileged {
         }
         plumb(plan, pid)?;
         if let Some(cg) = cgroup {
-            cg.add(pid).map_err(|e| SpawnError { code: EXIT_SETUP, msg: e.to_string() })?;
+            cg.add(pid, born).map_err(|e| SpawnError { code: EXIT_SETUP, msg: e.to_string() })?;
         }
         Ok(())
     }

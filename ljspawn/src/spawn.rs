@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use crate::jail::{self, Handover};
-use crate::limits::Cgroup;
+use crate::limits::{Born, Cgroup};
 use crate::pasta;
 use crate::plan::{self, Mode, Net, Plan, UsernsSysctls};
 use crate::privileged::{Outputs, Privileged};
@@ -41,8 +41,8 @@ pub fn run(
     // The privilege phase, up to the clone: what a setuid ljspawn does as root beforehand.
     let window = Privileged::enter(plan)?;
     let outputs = window.open_outputs(plan)?;
-    // The jail's cgroup is made before the jail, and its PID 1 is moved in before it starts
-    // the program (it waits for the go byte).
+    // The jail's cgroup is made before the jail, whose PID 1 is born in it (`clone_born`) or,
+    // where it cannot be, moved in before it starts the program (it waits for the go byte).
     let cgroup = window.make_cgroup(plan)?;
     let idmapped = match window.idmap_layers(plan) {
         Ok(v) => v,
@@ -55,7 +55,8 @@ pub fn run(
     };
     let mut jail = clone_jail(plan, outputs, inputs, idmapped, passed, cgroup.as_ref())?;
     // The rest of the privilege phase, then the drop: maps, network device, cgroup, reaper.
-    let held = jail.finish_net().and_then(|()| window.setup_jail(plan, jail.pid, cgroup.as_ref()));
+    let held =
+        jail.finish_net().and_then(|()| window.setup_jail(plan, jail.pid, cgroup.as_ref(), &jail.born));
     if let Err(e) = held {
         return Err(jail.abort(e, cgroup.as_ref()));
     }
@@ -132,6 +133,8 @@ pub(crate) fn passed_fds(plan: &Plan) -> Result<Vec<jail::PassedFd>, SpawnError>
 /// The jail's PID 1, cloned and waiting for the go byte, and ljspawn's ends of its pipes.
 struct Cloned {
     pid: i32,
+    /// The directories of the jail's cgroup its PID 1 was born in (the rest: moved in by pid).
+    born: Born,
     status_r: OwnedFd,
     exit_r: OwnedFd,
     maps_w: OwnedFd,
@@ -264,8 +267,14 @@ fn clone_jail(
     // --pidns with --unshare-pid: the kernel makes a PID namespace only under the caller's
     // active one, so a process in the joined namespace clones the jail (see `fork_nested`).
     let nested = plan.join_pidns.is_some() && plan.own_pidns;
-    let pid = match if nested { fork_nested(flags) } else { sys::clone_fork(flags) } {
-        Ok(0) => {
+    let cloned = match cgroup {
+        // (Nested: the intermediate process clones it; moved in by pid, as before.)
+        // (A failure here is ljspawn stuck in the jail's cgroup: not removable while it is.)
+        Some(cg) if !nested => clone_born(flags, cg)?,
+        _ => (if nested { fork_nested(flags) } else { sys::clone_fork(flags) }, Born::default()),
+    };
+    let (pid, born) = match cloned {
+        (Ok(0), _) => {
             drop((
                 status_r,
                 exit_r,
@@ -291,8 +300,8 @@ fn clone_jail(
             };
             jail::pid1(plan, h, umask)
         }
-        Ok(pid) => pid,
-        Err(e) => {
+        (Ok(pid), born) => (pid, born),
+        (Err(e), _) => {
             return Err(remove(if plan.userns.is_some() && !own_userns {
                 userns_failure(plan, e)
             } else {
@@ -304,6 +313,7 @@ fn clone_jail(
     drop((inputs.block.take(), inputs.userns2.take()));
     Ok(Cloned {
         pid,
+        born,
         status_r,
         exit_r,
         maps_w,
@@ -315,6 +325,43 @@ fn clone_jail(
         userns_block: inputs.userns_block.take(),
         pty: pty_ours,
     })
+}
+
+/// Clones the jail's PID 1 born in its cgroup `cg` where it can be (`Cgroup::prepare_birth`:
+/// cgroup v2 by `CLONE_INTO_CGROUP`; v1 with ljspawn in the jail's cgroup for the clone, and
+/// back in its own at once). A clone that fails so (a kernel without `clone3` or its cgroup
+/// field, a filter refusing `clone3`, or the limits themselves, e.g. `--pids 1` on v1 while
+/// ljspawn is counted there too) is made again plainly, the jail then moved in by pid as
+/// before; a failure of that clone is the one reported. Returns the clone's result (0 in the
+/// jail) and the directories the jail was born in. ljspawn left in the jail's cgroup (the move
+/// back failed): the jail is killed and the spawn fails, saying so (ljspawn still counts against
+/// the jail's limits there, and the cgroup cannot be removed until it exits: a setuid reaper
+/// or the next run's `reap_stale` removes it then).
+fn clone_born(flags: u64, cg: &Cgroup) -> Result<(io::Result<i32>, Born), SpawnError> {
+    let fail = |e: crate::limits::LimitError| SpawnError { code: EXIT_SETUP, msg: e.to_string() };
+    let birth = cg.prepare_birth().map_err(fail)?;
+    let first = match birth.cgroup_fd() {
+        Some(fd) => sys::clone_into_cgroup(flags, fd),
+        None => sys::clone_fork(flags),
+    };
+    if let Ok(0) = first {
+        // The jail: its copy of the directory's descriptor goes now (it is close-on-exec too).
+        drop(birth);
+        return Ok((first, Born::default()));
+    }
+    let tried = birth.any();
+    let born = cg.return_from(birth);
+    match (first, born) {
+        (Ok(pid), Ok(born)) => Ok((Ok(pid), born)),
+        (Ok(pid), Err(e)) => {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let _ = sys::wait_blocking(pid);
+            Err(fail(e))
+        }
+        (Err(_), Ok(_)) if tried => Ok((sys::clone_fork(flags), Born::default())),
+        (Err(e), Ok(_)) => Ok((Err(e), Born::default())),
+        (Err(_), Err(e)) => Err(fail(e)),
+    }
 }
 
 /// Clones the jail (`flags`, a new PID namespace among them) from an intermediate process in
