@@ -112,4 +112,5 @@ vm_checks! {
     setuid_idmap_layer,
     setuid_flatpak,
     setuid_ljail_exec,
+    cgroup_born_in,
 }

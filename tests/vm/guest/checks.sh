@@ -227,6 +227,91 @@ check_root_cgroup_cleanup() {
     no_jail_cgroups
 }
 
+# attach_trace: tracefs's cgroup:cgroup_attach_task, the kernel's record of every task moved
+# between cgroups, in a trace instance of its own ($TR: its trace). A control move (a sleep
+# into a cgroup of its own) shows it records.
+attach_trace() {
+    T=/tmp/lj-tracefs
+    mkdir -p $T
+    grep -q " $T tracefs " /proc/mounts || mount -t tracefs nodev $T || fail "cannot mount tracefs"
+    mkdir -p $T/instances/born
+    echo 1 > $T/instances/born/events/cgroup/cgroup_attach_task/enable || fail "no cgroup:cgroup_attach_task event"
+    TR=$T/instances/born/trace
+    mkdir $CG/lj-trace-control || fail "cannot make the control cgroup"
+    sleep 100 &
+    echo $! > $CG/lj-trace-control/cgroup.procs || fail "cannot move the control process"
+    grep -q "dst_path=/lj-trace-control pid=$! " $TR || fail "the trace did not record the control move: $(cat $TR)"
+    kill $!
+    wait $! 2>/dev/null
+    rmdir $CG/lj-trace-control
+}
+# born_in LJPID DIR: the jail of the ljspawn LJPID (its PID 1 and program) ran in its cgroup
+# DIR/lightjail-LJPID (waited for, at most 60 s), and the trace shows no task but ljspawn itself
+# moved there: the jail was born in it (clone3's CLONE_INTO_CGROUP).
+born_in() {
+    d=$2/lightjail-$1
+    i=0
+    while [ "$(cat $d/cgroup.procs 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 300 ]; do sleep 0.2; i=$((i+1)); done
+    n=$(cat $d/cgroup.procs 2>/dev/null | wc -l)
+    [ "$n" -ge 2 ] || fail "the jail's PID 1 and program are not in $d: $n processes"
+}
+# moved_in LJPID: the tasks the trace saw moved into lightjail-LJPID, other than ljspawn.
+moved_in() {
+    grep "cgroup_attach_task:.*dst_path=[^ ]*/lightjail-$1 pid=" $TR | grep -v " pid=$1 "
+}
+
+# The jail's PID 1 is born in its cgroup v2 (no running task moved: each move waits for an RCU
+# grace period), as root, rootless in a delegated scope, and setuid with a grant.
+check_cgroup_born_in() {
+    userns 1
+    attach_trace
+    echo "+ (root) $LJ --root $W --memory 64M --pids 64 -- /bin/sleep 100"
+    $LJ --root $W --memory 64M --pids 64 -- /bin/sleep 100 &
+    lj=$!
+    born_in $lj $CG
+    kill $lj
+    wait $lj
+    m=$(moved_in $lj)
+    [ -z "$m" ] || fail "root: tasks other than ljspawn ($lj) moved into the jail's cgroup: $m"
+    grep "lightjail-$lj" $TR | sed 's/^/  trace| /'
+    run $LJ --root $W --memory 64M --pids 64 -- /bin/echo RAN
+    want_rc 0
+    is RAN
+    # Rootless, alone in a scope of its delegated subtree: ljspawn in a leaf of its own, the
+    # jail born in its cgroup beside it.
+    user_world
+    delegate
+    inscope_script
+    APP=$(dirname $SCOPE)
+    uscope "/tmp/inscope $APP/run-b1.scope $LJ --root /home/ljtest/world --pids 16 -- /bin/sleep 100 & echo \$! > /tmp/born-lj; wait"  &
+    wait_for -s /tmp/born-lj
+    lj=$(cat /tmp/born-lj)
+    born_in $lj $APP/run-b1.scope
+    kill $lj
+    wait
+    m=$(moved_in $lj)
+    [ -z "$m" ] || fail "rootless: tasks other than ljspawn ($lj) moved into the jail's cgroup: $m"
+    grep "lightjail-$lj" $TR | sed 's/^/  trace| /'
+    # Setuid, granted limits, in the root cgroup (which gives its children the controllers).
+    echo 'limits allow ljtest memory=64M pids=64 cpus=1' > /etc/lightjail.conf
+    echo '+memory +pids +cpu' > $CG/cgroup.subtree_control || fail "cannot enable the controllers"
+    rm -f /tmp/born-lj
+    echo "+ (ljtest) $SLJ --root $W --memory 16M --pids 16 -- /bin/sleep 100"
+    su -s /bin/sh ljtest -c "$SLJ --root $W --memory 16M --pids 16 -- /bin/sleep 100 & echo \$! > /tmp/born-lj; wait" &
+    wait_for -s /tmp/born-lj
+    lj=$(cat /tmp/born-lj)
+    born_in $lj $CG
+    kill $lj
+    wait
+    m=$(moved_in $lj)
+    [ -z "$m" ] || fail "setuid: tasks other than ljspawn ($lj) moved into the jail's cgroup: $m"
+    grep "lightjail-$lj" $TR | sed 's/^/  trace| /'
+    rm -f /etc/lightjail.conf /tmp/born-lj
+    reaped_jail_cgroups
+    echo 0 > $T/instances/born/events/cgroup/cgroup_attach_task/enable
+    rmdir $T/instances/born
+}
+
 # ---------------------------------------------------------------- networks: the modules of 6.1
 
 # listen PORT: a one-connection TCP listener on the host side (busybox nc), its input in
@@ -805,7 +890,7 @@ $(grep -E '^(Cap...|NoNewPrivs|Seccomp):' /proc/$PROG/status)"
 ALL="kernel_layout root_memory_oom root_memory_sizes root_pids root_cpus root_cgroup_cleanup net_bridge_macvlan
      rootless_delegated_limits ljail_v2_cgroups ljail_v2_cgroups_rootless overlay_root overlay_stack ljbuild_root
      userns_forbidden_rootless setuid_jails setuid_limits setuid_escapes setuid_ljbuild setuid_idmap_layer
-     setuid_flatpak setuid_ljail_exec"
+     setuid_flatpak setuid_ljail_exec cgroup_born_in"
 
 case ${1:-all} in
 all)
