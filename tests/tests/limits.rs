@@ -1277,6 +1277,10 @@ fn jail_born_in_its_cgroup(cx: &Ctx) {
         "processes other than ljspawn ({lj}) were moved into the jail's cgroup (it was not born there): {others:?}\n{}",
         out.report()
     );
+    // Where the birth cannot work (v1 `--pids 1`: ljspawn counts there for the clone), the
+    // jail is cloned again and moved in as before: it runs.
+    let one = sh_with(cx, &["--pids", "1", "--as-pid-1"], "echo ran").ok();
+    assert_eq!(one.stdout.trim(), "ran", "{}", one.report());
 }
 
 /// Does a v1 hierarchy have `controller` (then the v2 line of /proc/PID/cgroup is not the one
