@@ -33,7 +33,8 @@ fn main() -> ExitCode {
         }
         std::panic::set_hook(Box::new(|info| ljspawn::errln!("ljspawn: internal error: {info}")));
     }
-    let argv: Vec<String> = std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let argv: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
     let req = match bwrap::detect(&argv) {
         Some(args) => {
             BWRAP_FORM.store(true, Ordering::Relaxed);
@@ -42,7 +43,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             }
         }
-        None => match own_request() {
+        None => match own_request(args) {
             Ok(r) => r,
             Err(code) => return code,
         },
@@ -191,9 +192,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// ljspawn's own command line (clap).
-fn own_request() -> Result<plan::Request, ExitCode> {
-    let matches = match cli::command().try_get_matches() {
+/// ljspawn's own command line (`args` with argv\[0\]): its common form without clap (see
+/// `cli::fast_request`), any other through clap.
+fn own_request(args: Vec<std::ffi::OsString>) -> Result<plan::Request, ExitCode> {
+    // (An empty argv, which execve allows, has no argv[0] to skip.)
+    if let Some(r) = cli::fast_request(args.get(1..).unwrap_or_default()) {
+        return Ok(r);
+    }
+    let matches = match cli::command().try_get_matches_from(args) {
         Ok(m) => m,
         // --help and --version print as clap renders them; usage errors are one line.
         Err(e) if !e.use_stderr() => {
