@@ -1,7 +1,8 @@
 //! ljspawn: run one command in a fresh, ephemeral jail.
 //!
 //! The crate is split so that it can be audited in one sitting:
-//! - [`cli`]: the command line (clap), translated into a [`plan::Request`];
+//! - [`cli`]: the command line (clap; its common form also without), translated into a
+//!   [`plan::Request`];
 //! - [`bwrap`]: bubblewrap's command line, translated into the same [`plan::Request`];
 //! - [`plan`]: pure validation of a request into a [`plan::Plan`] (unit-tested, no syscalls);
 //! - [`spawn`]: ljspawn's own process, one call per phase of the operation order: clone into

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use lj_tests::{
-    host_mountinfo, host_ns, json_get, marker, net_dev_names, ns_inode, parse_flat_json, parse_mountinfo,
-    procs_with_env, status_field, wait_until, Ctx, Json, Mode, MountEntry, Output,
+    current_uid, host_mountinfo, host_ns, json_get, marker, net_dev_names, ns_inode, parse_flat_json,
+    parse_mountinfo, path_str, procs_with_env, status_field, wait_until, Ctx, Json, Mode, MountEntry, Output,
 };
 
 const JAIL_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -19,6 +19,7 @@ lj_tests::mode_tests! {
     prefix = "", run = lj_tests::run_ctx;
     cli_forms: root rootless setuid;
     options_end_at_command: root rootless setuid;
+    common_form_as_clap: root rootless setuid;
     namespaces: root rootless setuid;
     uid_map: root rootless setuid;
     userns_as_root: root;
@@ -156,6 +157,52 @@ fn options_end_at_command(cx: &Ctx) {
     assert_lines(&out, &["--hostname x -0"]);
     let out = cx.ljspawn().args(["--root", &world(cx), "--", "echo", "--", "-n"]).run().ok();
     assert_lines(&out, &["-- -n"]);
+}
+
+/// ljspawn parses its common command line (`--root`/`-d DIR`, `--rw`, `--layer DIR`, `--`,
+/// the command) without clap; `--root=DIR` only clap takes. Both forms give the same jail (ids,
+/// capabilities, mounts, writability) and the same refusal of a root the caller cannot read
+/// (setuid: checked as the caller, not as root).
+fn common_form_as_clap(cx: &Ctx) {
+    let probe = "id; hostname; grep -E '^(Cap|NoNewPrivs|Seccomp)' /proc/self/status; \
+                 cut -d' ' -f5,6 /proc/self/mountinfo";
+    let write = format!("{probe}; touch /lj-form 2>/dev/null && echo wrote && rm /lj-form");
+    let copy = cx.world_copy();
+    // A root-owned copy of the world in a directory only root may enter.
+    let hidden = cx.root_tempdir();
+    fs::set_permissions(hidden.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    let cp = std::process::Command::new("cp").arg("-a").arg(cx.world()).arg(hidden.join("w")).status();
+    assert!(cp.as_ref().is_ok_and(|s| s.success()), "cp -a the world: {cp:?}");
+    let (w, c, h) = (world(cx), copy.str(), path_str(&hidden.join("w")));
+    // (common form, clap's form, script)
+    let cases: [(Vec<&str>, Vec<String>, &str); 5] = [
+        (vec!["--root", &w], vec![format!("--root={w}")], probe),
+        (vec!["-d", &w], vec![format!("--root={w}")], probe),
+        (vec!["--rw", "--root", &c], vec!["--rw".into(), format!("--root={c}")], &write),
+        (vec!["--layer", &w, "--layer", &c], vec![format!("--layer={w}"), format!("--layer={c}")], &write),
+        (vec!["--root", &h], vec![format!("--root={h}")], probe),
+    ];
+    for (common, clap, script) in cases {
+        let fast = cx.ljspawn().args(&common).args(["--", "/bin/sh", "-c", script]).run();
+        let slow = cx.ljspawn().args(&clap).args(["--", "/bin/sh", "-c", script]).run();
+        assert_eq!(
+            (fast.status(), &fast.stdout, &fast.stderr),
+            (slow.status(), &slow.stdout, &slow.stderr),
+            "{common:?} against {clap:?}\n{}\n{}",
+            fast.report(),
+            slow.report()
+        );
+        // (Tests run as root: the caller of rootless and setuid mode is another user.)
+        if common.contains(&h.as_str()) && cx.mode != Mode::Root && current_uid() == 0 {
+            let fast = fast.expect_ljspawn_error(125);
+            assert!(fast.stderr.contains(&format!("--root {h}")), "{}", fast.report());
+        } else {
+            let fast = fast.ok();
+            assert!(fast.stdout.contains("NoNewPrivs:\t1"), "{}", fast.report());
+            assert_eq!(fast.stdout.contains("wrote"), script == write, "{}", fast.report());
+        }
+    }
+    assert!(!copy.join("lj-form").exists());
 }
 
 // ---------------------------------------------------------------- namespaces, ids
