@@ -438,8 +438,11 @@ check_rootless_delegated_limits() {
     n=$(printf '%s\n' "$OUT" | sed -n 's/^procs //p')
     [ -n "$n" ] && [ "$n" -le 16 ] && [ "$n" -ge 10 ] || fail "procs in the jail: $n (want 10..16)"
     # The jail's cgroup inside the caller's (the scope), with the limit; the scope as it was after.
-    # (The jail runs until the cgroup was read, at most 60 s; then SIGTERM, forwarded: 143.)
-    uscope "/tmp/inscope $APP/run-5.scope $LJ --root /home/ljtest/world --cpus 0.5 -- /bin/sleep 100 & lj=\$!; i=0; while ! cat $APP/run-5.scope/lightjail-*/cpu.max 2>/dev/null && [ \$i -lt 300 ]; do sleep 0.2; i=\$((i+1)); done; kill \$lj; wait \$lj; [ \$? = 143 ]"
+    # (The jail runs until the cgroup was read, at most 60 s; then SIGTERM, forwarded: 143.) The
+    # jail's cgroup is lightjail-PID, beside ljspawn's own leaf lightjail-PID.ljspawn (made first,
+    # cpu.max "max 100000"); its limit is read once the jail is in it (written before the jail
+    # is born there or moved in).
+    uscope "/tmp/inscope $APP/run-5.scope $LJ --root /home/ljtest/world --cpus 0.5 -- /bin/sleep 100 & lj=\$!; i=0; while ! grep -qs . $APP/run-5.scope/lightjail-*[0-9]/cgroup.procs && [ \$i -lt 300 ]; do sleep 0.2; i=\$((i+1)); done; cat $APP/run-5.scope/lightjail-*[0-9]/cpu.max; kill \$lj; wait \$lj; [ \$? = 143 ]"
     want_rc 0
     has "50000 100000"
     run cat $APP/run-5.scope/cgroup.subtree_control
