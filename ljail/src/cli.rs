@@ -307,3 +307,8 @@ pub enum Cmd {
         name: String,
     },
 }
+
+/// The clap command, for documentation generators.
+pub fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}

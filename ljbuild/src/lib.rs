@@ -4,7 +4,7 @@
 //! Modules: [`store`] (the layout of `LIGHTJAIL_ROOT`, metadata, locks), [`version`]
 //! (ordering and prefixes), [`recipe`] (the Jailfile), [`resolve`] (worlds and parent
 //! chains), [`copy`] and [`inputs`] (the inputs hash), [`spawn`] (the ljspawn command line),
-//! [`build`] (the pipeline), [`cas`] (the layer store), [`commands`] (subcommands), [`cli`], [`ui`], [`oci`] (OCI images:
+//! [`build`] (the pipeline), [`cas`] (the layer store), [`commands`] (subcommands), [`cli`], [`ui`], `docs` (man pages and completions, feature `docs`), [`oci`] (OCI images:
 //! import, export, registries).
 
 /// `println!` and `print!` for ljbuild's output (defined before the modules, which use them).
@@ -50,6 +50,8 @@ pub mod cas;
 pub mod cli;
 pub mod commands;
 pub mod copy;
+#[cfg(feature = "docs")]
+pub mod docs;
 pub mod error;
 pub mod inputs;
 pub mod inspect;
