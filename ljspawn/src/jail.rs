@@ -610,17 +610,17 @@ fn open_root(root: &RootFs, idmapped: &[Option<OwnedFd>]) -> Result<OwnedFd> {
             .ctx(|| "cannot make the tmpfs for the jail's root".into()),
         RootFs::Dir { path, writable } => {
             let p = path.display().to_string();
-            let fd = sys::open_tree(None, &p, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
+            let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
+            if !writable {
+                attrs |= sys::MOUNT_ATTR_RDONLY;
+            }
+            // The copy is restricted as it is made (nothing is attached before the check).
+            let fd = sys::open_tree_attr(None, &p, sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE, attrs, 0)
                 .ctx(|| format!("cannot use --root {p}"))?;
             let st = sys::fstat(fd.as_fd()).ctx(|| format!("cannot stat --root {p}"))?;
             if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
                 return Err(Failure { code: EXIT_SETUP, msg: format!("--root {p}: not a directory") });
             }
-            let mut attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
-            if !writable {
-                attrs |= sys::MOUNT_ATTR_RDONLY;
-            }
-            sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot restrict --root {p}"))?;
             Ok(fd)
         }
         RootFs::Overlay { layers, upper, .. } => {
@@ -857,8 +857,6 @@ fn bind_fd(path: OwnedFd, src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
     let st = sys::fstat(path.as_fd()).ctx(|| format!("cannot bind {src}"))?;
     let want = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { libc::R_OK | libc::X_OK } else { libc::R_OK };
     sys::faccess_fd(path.as_fd(), want).ctx(|| format!("cannot bind {src}: you may not read it"))?;
-    let fd = sys::open_tree(Some(path.as_fd()), "", sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE)
-        .ctx(|| format!("cannot bind {src}"))?;
     let mut attrs = sys::MOUNT_ATTR_NOSUID;
     if !dev {
         attrs |= sys::MOUNT_ATTR_NODEV;
@@ -866,8 +864,8 @@ fn bind_fd(path: OwnedFd, src: &str, ro: bool, dev: bool) -> Result<OwnedFd> {
     if ro {
         attrs |= sys::MOUNT_ATTR_RDONLY;
     }
-    sys::mount_setattr(fd.as_fd(), true, attrs, 0).ctx(|| format!("cannot restrict the bind of {src}"))?;
-    Ok(fd)
+    sys::open_tree_attr(Some(path.as_fd()), "", sys::OPEN_TREE_CLONE | sys::AT_RECURSIVE, attrs, 0)
+        .ctx(|| format!("cannot bind {src}"))
 }
 
 const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
@@ -881,17 +879,12 @@ struct HostDevices {
 fn host_devices(console: bool) -> Result<HostDevices> {
     // Read-only: the node can be read and written, but not chmod-ed or chown-ed (the host's
     // inode; a root jail without a user namespace owns it).
-    let restrict = |fd: &OwnedFd, p: &str| {
-        let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
-        sys::mount_setattr(fd.as_fd(), false, attrs, 0).ctx(|| format!("cannot restrict {p}"))
-    };
+    let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
     let nodes = DEVICES
         .iter()
         .map(|d| {
             let p = format!("/dev/{d}");
-            let fd = sys::open_tree(None, &p, sys::OPEN_TREE_CLONE).ctx(|| format!("cannot bind {p}"))?;
-            restrict(&fd, &p)?;
-            Ok(fd)
+            sys::open_tree_attr(None, &p, sys::OPEN_TREE_CLONE, attrs, 0).ctx(|| format!("cannot bind {p}"))
         })
         .collect::<Result<_>>()?;
     // bwrap: when stdout is a terminal, the sandbox can write to it anyway; as /dev/console
@@ -900,7 +893,8 @@ fn host_devices(console: bool) -> Result<HostDevices> {
     let console = if console && sys::isatty(1) {
         let what = || "cannot bind the terminal as /dev/console".to_string();
         let name = std::fs::read_link("/proc/self/fd/1").ctx(what)?.display().to_string();
-        let fd = sys::open_tree(None, &name, sys::OPEN_TREE_CLONE | sys::AT_SYMLINK_NOFOLLOW).ctx(what)?;
+        let fd = sys::open_tree_attr(None, &name, sys::OPEN_TREE_CLONE | sys::AT_SYMLINK_NOFOLLOW, attrs, 0)
+            .ctx(what)?;
         let stdout = sys::fd_stat(1).map(|(st, _)| (st.st_dev, st.st_ino, st.st_rdev)).ok();
         let bound = sys::fstat(fd.as_fd()).map(|st| (st.st_dev, st.st_ino, st.st_rdev)).ok();
         if stdout.is_none() || stdout != bound {
@@ -909,7 +903,6 @@ fn host_devices(console: bool) -> Result<HostDevices> {
                 msg: format!("{}: {name} is not the terminal on stdout", what()),
             });
         }
-        restrict(&fd, "/dev/console")?;
         Some(fd)
     } else {
         None
@@ -968,9 +961,8 @@ fn populate_dev(root: &OwnedFd, devices: HostDevices, at: &str, bwrap: bool) -> 
 /// jail's pty `slave` (on the jail's own devpts).
 fn pty_console(dev: &OwnedFd, slave: BorrowedFd<'_>) -> Result<()> {
     let what = || "cannot bind the jail's pty as /dev/console".to_string();
-    let node = sys::open_tree(Some(slave), "", sys::OPEN_TREE_CLONE).ctx(what)?;
     let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_RDONLY;
-    sys::mount_setattr(node.as_fd(), false, attrs, 0).ctx(what)?;
+    let node = sys::open_tree_attr(Some(slave), "", sys::OPEN_TREE_CLONE, attrs, 0).ctx(what)?;
     let target = sys::openat2(
         Some(dev.as_fd()),
         "console",
@@ -1003,24 +995,22 @@ fn proc_rebind(proc: &OwnedFd, proc_dest: &str, path: &str, read_only: bool) -> 
     let rel = path.strip_prefix(proc_dest).unwrap_or(path).trim_start_matches('/');
     let optional = read_only && rel != "sys";
     let recursive = if read_only { sys::AT_RECURSIVE } else { 0 };
-    let fd = match sys::open_tree(
+    let keep = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
+    let (set, clr) =
+        if read_only { (keep | sys::MOUNT_ATTR_RDONLY, 0) } else { (keep, sys::MOUNT_ATTR_RDONLY) };
+    let fd = match sys::open_tree_attr(
         Some(proc.as_fd()),
         rel,
         sys::OPEN_TREE_CLONE | recursive | sys::AT_SYMLINK_NOFOLLOW,
+        set,
+        clr,
     ) {
         Ok(fd) => fd,
         // Not every kernel has every one of these (e.g. no /proc/bus without PCI).
         Err(e) if optional && e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
-        Err(e) => return Err(setup_err(format!("cannot bind {path}"), e)),
+        Err(e) if read_only => return Err(setup_err(format!("cannot make {path} read-only"), e)),
+        Err(e) => return Err(setup_err(format!("cannot make {path} writable"), e)),
     };
-    let keep = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
-    if read_only {
-        sys::mount_setattr(fd.as_fd(), true, keep | sys::MOUNT_ATTR_RDONLY, 0)
-            .ctx(|| format!("cannot make {path} read-only"))?;
-    } else {
-        sys::mount_setattr(fd.as_fd(), false, keep, sys::MOUNT_ATTR_RDONLY)
-            .ctx(|| format!("cannot make {path} writable"))?;
-    }
     // (A writable path is reached through the read-only bind above it: a mount crossed.)
     let no_xdev = if read_only { sys::RESOLVE_NO_XDEV } else { 0 };
     let target = sys::openat2(
@@ -1128,14 +1118,12 @@ fn chmod_in_root(root: &OwnedFd, proc: BorrowedFd<'_>, dest: &str, mode: u32) ->
 
 /// A read-only bind of the host's /dev/null, opened before pivot_root, to mask a file of /proc.
 fn masking_null() -> Result<OwnedFd> {
-    let fd =
-        sys::open_tree(None, "/dev/null", sys::OPEN_TREE_CLONE).ctx(|| "cannot bind /dev/null".into())?;
     // nodev too: opening the mask fails (EACCES), which hides the file as well as reading
     // nothing would, and every mount outside /dev stays nodev.
     let attrs =
         sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NOEXEC | sys::MOUNT_ATTR_NODEV;
-    sys::mount_setattr(fd.as_fd(), false, attrs, 0).ctx(|| "cannot restrict /dev/null".into())?;
-    Ok(fd)
+    sys::open_tree_attr(None, "/dev/null", sys::OPEN_TREE_CLONE, attrs, 0)
+        .ctx(|| "cannot bind /dev/null".into())
 }
 
 /// The source of the /proc masks: the read-only bind of /dev/null made before pivot_root,

@@ -13,7 +13,8 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use libc::{c_int, c_long, c_uint, c_void};
 
@@ -975,6 +976,79 @@ pub fn open_tree(dir: Option<BorrowedFd<'_>>, path: &str, flags: c_uint) -> io::
     cvt_fd(unsafe { libc::syscall(libc::SYS_open_tree, dfd, p.as_ptr(), f) })
 }
 
+/// `open_tree_attr(2)` (Linux 6.15): the system call number, the same in the unified table of
+/// every architecture (libc does not define it yet).
+const SYS_OPEN_TREE_ATTR: c_long = 467;
+
+/// Set once `open_tree_attr(2)` returned ENOSYS: this kernel has no such call, so every later
+/// bind goes straight to `open_tree` + `mount_setattr`.
+static OPEN_TREE_ATTR_MISSING: AtomicBool = AtomicBool::new(false);
+
+/// What a failed `open_tree_attr(2)` means for the old path (`open_tree` + `mount_setattr`):
+/// `None` when the error stands; `Some(remember)` when the old path is to be taken instead,
+/// `remember` saying that this kernel lacks the call (ENOSYS), so it is not tried again.
+/// EPERM also falls back (not remembered): a seccomp filter of an outer sandbox may refuse a
+/// call it does not know while it allows the old two; if the refusal is the kernel's, the old
+/// path fails too and says which step it was.
+fn open_tree_attr_fallback(e: &io::Error) -> Option<bool> {
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) => Some(true),
+        Some(libc::EPERM) => Some(false),
+        _ => None,
+    }
+}
+
+/// A detached copy (`OPEN_TREE_CLONE` must be in `flags`) of the mount at `path` whose mount
+/// flags are changed as `mount_setattr` would (`set`, `clr`: MOUNT_ATTR_*; the whole copied
+/// tree with AT_RECURSIVE in `flags`), in one call where the kernel has `open_tree_attr(2)`,
+/// else (ENOSYS, or EPERM: see `open_tree_attr_fallback`) with `open_tree` + `mount_setattr`.
+/// The lookup of `path` is the same either way (the same `dir`, `path` and `flags`).
+pub fn open_tree_attr(
+    dir: Option<BorrowedFd<'_>>,
+    path: &str,
+    flags: c_uint,
+    set: u64,
+    clr: u64,
+) -> io::Result<OwnedFd> {
+    debug_assert!(flags & OPEN_TREE_CLONE != 0, "open_tree_attr takes attributes only for a clone");
+    if !OPEN_TREE_ATTR_MISSING.load(Ordering::Relaxed) {
+        let p = cstr(path)?;
+        let dfd = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+        let mut f = flags | libc::O_CLOEXEC as c_uint;
+        if path.is_empty() {
+            f |= libc::AT_EMPTY_PATH as c_uint;
+        }
+        let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
+        // SAFETY: C strings, borrowed fds and out-parameters: `p` is a live NUL-terminated
+        // string and `dir` (borrowed) is open for the call; `attr` is a live mount_attr that
+        // the kernel only reads, its size passed with it.
+        let ret = unsafe {
+            libc::syscall(
+                SYS_OPEN_TREE_ATTR,
+                dfd,
+                p.as_ptr(),
+                f,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            )
+        };
+        match cvt_fd(ret) {
+            Ok(fd) => return Ok(fd),
+            Err(e) => match open_tree_attr_fallback(&e) {
+                None => return Err(e),
+                Some(remember) => {
+                    if remember {
+                        OPEN_TREE_ATTR_MISSING.store(true, Ordering::Relaxed);
+                    }
+                }
+            },
+        }
+    }
+    let fd = open_tree(dir, path, flags)?;
+    mount_setattr(fd.as_fd(), flags & AT_RECURSIVE != 0, set, clr)?;
+    Ok(fd)
+}
+
 /// `mount_setattr(2)` on the mount tree referred to by `fd` (AT_EMPTY_PATH).
 pub fn mount_setattr(fd: BorrowedFd<'_>, recursive: bool, set: u64, clr: u64) -> io::Result<()> {
     let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
@@ -1466,4 +1540,32 @@ pub fn signalfd_tty() -> io::Result<OwnedFd> {
     // SAFETY: out-parameters: `set` is a live, initialised sigset_t; -1 asks for a new fd.
     let fd = unsafe { libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) };
     cvt_fd(fd as c_long)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_tree_attr_falls_back_on_enosys_and_eperm_only() {
+        let err = io::Error::from_raw_os_error;
+        // No such call on this kernel: the old path, and never the new call again.
+        assert_eq!(open_tree_attr_fallback(&err(libc::ENOSYS)), Some(true));
+        // Maybe an outer seccomp filter: the old path, this time only.
+        assert_eq!(open_tree_attr_fallback(&err(libc::EPERM)), Some(false));
+        // The lookup's or the kernel's own answer: it stands (the old path would say the same,
+        // or worse, do what the new call refused).
+        for e in [libc::ENOENT, libc::EACCES, libc::ELOOP, libc::EXDEV, libc::EINVAL, libc::EBADF] {
+            assert_eq!(open_tree_attr_fallback(&err(e)), None, "errno {e}");
+        }
+    }
+
+    #[test]
+    fn open_tree_attr_lookup_errors_are_the_lookups() {
+        // Whichever path this kernel takes, a missing path is ENOENT from the lookup, before
+        // anything is cloned (so no privilege is needed to see it).
+        let e = open_tree_attr(None, "/nonexistent/lightjail-test", OPEN_TREE_CLONE, MOUNT_ATTR_RDONLY, 0)
+            .unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}");
+    }
 }

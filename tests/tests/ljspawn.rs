@@ -84,6 +84,9 @@ lj_tests::mode_tests! {
     net_host: root rootless setuid;
     host_mounts_unchanged: root rootless setuid;
     pivot_root_old_root_gone: root rootless setuid;
+    mount_table_exact: root rootless setuid;
+    mount_table_exact_without_open_tree_attr: root rootless;
+    mount_table_exact_without_mount_setattr: root rootless;
     executable_named_like_option: root rootless setuid;
     root_only_file_not_readable: rootless setuid;
     caller_cannot_reach_root_dir: rootless setuid;
@@ -1833,4 +1836,233 @@ fn setuid_mode(cx: &Ctx) {
     let inside = jail_ns(cx, &[]);
     let userns = inside.iter().find(|(n, _)| n == "user").map(|(_, l)| l.clone()).unwrap_or_default();
     assert_ne!(userns, host_ns("user"), "setuid mode must use a user namespace");
+}
+
+// ---------------------------------------------------------------- the whole mount table
+
+/// One mount of a jail's table as `mount_table_exact` compares it: its mount point, the mount
+/// point of its parent ("-": not in the table, the jail's root), its root in its file system,
+/// the file system type, the per-mount flags that matter (ro/rw, nosuid, nodev, noexec, in that
+/// order) and the superblock options of the file systems the jail makes (tmpfs, devpts, proc;
+/// "" for binds of host file systems, whose options are the host's).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct MountRow {
+    point: String,
+    parent: String,
+    root: String,
+    fstype: String,
+    flags: String,
+    sb: String,
+}
+
+fn mount_rows(mounts: &[MountEntry]) -> Vec<MountRow> {
+    let mut rows: Vec<MountRow> = mounts
+        .iter()
+        .map(|m| {
+            let parent =
+                mounts.iter().find(|p| p.id == m.parent).map_or("-".to_string(), |p| p.mount_point.clone());
+            let has = |o: &str| m.opts.iter().any(|x| x == o);
+            let mut flags = vec![if has("ro") { "ro" } else { "rw" }];
+            flags.extend(["nosuid", "nodev", "noexec"].into_iter().filter(|o| has(o)));
+            let sb = match m.fstype.as_str() {
+                "tmpfs" | "devpts" | "proc" => m.super_opts.join(","),
+                _ => String::new(),
+            };
+            MountRow {
+                point: m.mount_point.clone(),
+                parent,
+                root: m.root.clone(),
+                fstype: m.fstype.clone(),
+                flags: flags.join(","),
+                sb,
+            }
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// Where `path` (a host path) comes from: the root field and file system type a bind of it has.
+fn host_source(path: &str) -> (String, String) {
+    let canon = fs::canonicalize(path).unwrap_or_else(|e| panic!("canonicalize {path}: {e}"));
+    let m = lj_tests::mount_of(&canon).unwrap_or_else(|| panic!("no host mount holds {path}"));
+    let rel = canon.strip_prefix(&m.mount_point).expect("mount_of gives a prefix");
+    let root = Path::new(&m.root).join(rel);
+    (root.display().to_string(), m.fstype)
+}
+
+/// The table a jail on the busybox world must have, made here from what the jail is meant to
+/// look like (README: the jail), not from ljspawn's plan: `bwrap_form` is
+/// `--bwrap --unshare-all --ro-bind WORLD / --proc /proc --dev /dev --tmpfs /tmp`, else
+/// `--root WORLD`.
+fn expected_rows(cx: &Ctx, bwrap_form: bool) -> Vec<MountRow> {
+    let row = |point: &str, parent: &str, root: &str, fstype: &str, flags: &str, sb: &str| MountRow {
+        point: point.into(),
+        parent: parent.into(),
+        root: root.into(),
+        fstype: fstype.into(),
+        flags: flags.into(),
+        sb: sb.into(),
+    };
+    // A tmpfs a rootless or setuid jail makes is its caller's (a new user namespace's).
+    let owner = match cx.mode {
+        Mode::Root => String::new(),
+        _ => format!(",uid={},gid={}", cx.caller_uid, cx.caller_gid),
+    };
+    let (world_root, world_fs) = host_source(&world(cx));
+    let mut rows = vec![
+        row("/", "-", &world_root, &world_fs, "ro,nosuid,nodev", ""),
+        row("/proc", "/", "/", "proc", "rw,nosuid,nodev,noexec", "rw"),
+        row("/dev", "/", "/", "tmpfs", "rw,nosuid,nodev,noexec", &format!("rw,mode=755{owner}")),
+        row("/dev/pts", "/dev", "/", "devpts", "rw,nosuid,noexec", "rw,mode=620,ptmxmode=666"),
+        // ljspawn's /tmp is 1777 (tmpfs's default, not shown); bwrap's --tmpfs is 0755.
+        row(
+            "/tmp",
+            "/",
+            "/",
+            "tmpfs",
+            "rw,nosuid,nodev",
+            &format!("rw{}{owner}", if bwrap_form { ",mode=755" } else { "" }),
+        ),
+    ];
+    for d in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let (root, fstype) = host_source(&format!("/dev/{d}"));
+        rows.push(row(&format!("/dev/{d}"), "/dev", &root, &fstype, "ro,nosuid,noexec", ""));
+    }
+    // Where this kernel's proc has them (the jail's proc is of the same kernel).
+    let exists = |p: &str| fs::symlink_metadata(format!("/proc/{p}")).is_ok();
+    for p in ["sys", "sysrq-trigger", "irq", "bus"].into_iter().filter(|p| exists(p)) {
+        rows.push(row(
+            &format!("/proc/{p}"),
+            "/proc",
+            &format!("/{p}"),
+            "proc",
+            "ro,nosuid,nodev,noexec",
+            "rw",
+        ));
+    }
+    // Masked with /dev/null: keys everywhere; a jail of host root also hides what host root
+    // alone may read.
+    let mut masks = vec!["keys", "key-users"];
+    if cx.mode == Mode::Root {
+        masks.extend(["kcore", "slabinfo", "vmallocinfo", "timer_list", "sched_debug"]);
+    }
+    let (null_root, null_fs) = host_source("/dev/null");
+    for p in masks.into_iter().filter(|p| exists(p)) {
+        rows.push(row(&format!("/proc/{p}"), "/proc", &null_root, &null_fs, "ro,nosuid,nodev,noexec", ""));
+    }
+    rows.sort();
+    rows
+}
+
+/// The jail's mount table (own form, then bwrap form), run through `wrapper` (if not empty).
+fn jail_tables(cx: &Ctx, wrapper: &[String]) -> [(bool, Vec<MountRow>, Output); 2] {
+    let w = world(cx);
+    let own: Vec<&str> = vec!["--root", &w, "--", "/bin/cat", "/proc/self/mountinfo"];
+    let bwrap: Vec<&str> = vec![
+        "--bwrap",
+        "--unshare-all",
+        "--ro-bind",
+        &w,
+        "/",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",
+        "/bin/cat",
+        "/proc/self/mountinfo",
+    ];
+    [(false, own), (true, bwrap)].map(|(bwrap_form, args)| {
+        let out = cx.ljspawn().wrapper(wrapper).args(args).run().ok();
+        let rows = mount_rows(&parse_mountinfo(&out.stdout));
+        (bwrap_form, rows, out)
+    })
+}
+
+#[track_caller]
+fn assert_tables(cx: &Ctx, wrapper: &[String]) {
+    for (bwrap_form, rows, out) in jail_tables(cx, wrapper) {
+        let want = expected_rows(cx, bwrap_form);
+        if rows != want {
+            let show = |v: &[MountRow]| v.iter().map(|r| format!("  {r:?}")).collect::<Vec<_>>().join("\n");
+            let missing: Vec<MountRow> = want.iter().filter(|r| !rows.contains(r)).cloned().collect();
+            let extra: Vec<MountRow> = rows.iter().filter(|r| !want.contains(r)).cloned().collect();
+            panic!(
+                "{} mount table ({}) differs\nmissing:\n{}\nunexpected:\n{}\n{}",
+                if bwrap_form { "bwrap form" } else { "own form" },
+                cx.mode,
+                show(&missing),
+                show(&extra),
+                out.report()
+            );
+        }
+    }
+}
+
+/// The whole mount table of a jail, exactly: every mount point, its parent, its source, its
+/// flags; root mode's extra /proc masks only in root mode. A change in how the jail is set up
+/// (fewer or merged system calls) must leave it the same.
+fn mount_table_exact(cx: &Ctx) {
+    assert_tables(cx, &[]);
+}
+
+/// `tests/probes/deny_syscalls.py RULES... --` as a wrapper, run as the caller (the probes
+/// copied where the test user can read them); `None` (after a SKIP) without python3.
+fn deny_wrapper(cx: &Ctx, rules: &[&str]) -> Option<(lj_tests::TempDir, Vec<String>)> {
+    const PYTHON: &str = "/usr/bin/python3";
+    if !Path::new(PYTHON).is_file() {
+        cx.skip(&format!("{PYTHON} missing (the seccomp wrapper is a python3 ctypes probe)"));
+        return None;
+    }
+    let dir = cx.root_tempdir();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/deny_syscalls.py");
+    let to = dir.join("deny_syscalls.py");
+    fs::copy(&src, &to).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    chmod(&to, 0o644);
+    let mut argv = vec![PYTHON.to_string(), "-I".into(), "-S".into(), lj_tests::path_str(&to)];
+    argv.extend(rules.iter().map(|r| r.to_string()));
+    argv.push("--".into());
+    Some((dir, argv))
+}
+
+/// open_tree_attr(2) is system call 467 (Linux 6.15); mount_setattr(2) is 442.
+const NR_OPEN_TREE_ATTR: &str = "467";
+const NR_MOUNT_SETATTR: &str = "442";
+
+/// Whether this kernel has open_tree_attr(2): on a bad fd it fails with EBADF, not ENOSYS.
+fn kernel_has_open_tree_attr() -> bool {
+    // SAFETY: a bad fd and NULL pointers: the kernel refuses the call before it reads memory.
+    let ret =
+        unsafe { libc::syscall(467, -1, std::ptr::null::<libc::c_char>(), 0, std::ptr::null::<u8>(), 0) };
+    !(ret < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS))
+}
+
+/// An older kernel (open_tree_attr fails with ENOSYS), or an outer sandbox refusing it (EPERM):
+/// ljspawn takes open_tree + mount_setattr, and the table is the same.
+fn mount_table_exact_without_open_tree_attr(cx: &Ctx) {
+    for errno in ["ENOSYS", "EPERM"] {
+        let Some((_dir, wrapper)) = deny_wrapper(cx, &[&format!("{NR_OPEN_TREE_ATTR}={errno}")]) else {
+            return;
+        };
+        assert_tables(cx, &wrapper);
+    }
+}
+
+/// Where the kernel has open_tree_attr, a plain jail makes its binds with it alone: with
+/// mount_setattr refused, the table is the same (and without either call, ljspawn fails
+/// cleanly instead of making a jail with writable or suid binds).
+fn mount_table_exact_without_mount_setattr(cx: &Ctx) {
+    if !kernel_has_open_tree_attr() {
+        cx.skip("this kernel has no open_tree_attr(2) (Linux 6.15)");
+        return;
+    }
+    let Some((_dir, wrapper)) = deny_wrapper(cx, &[&format!("{NR_MOUNT_SETATTR}=EPERM")]) else { return };
+    assert_tables(cx, &wrapper);
+    let both = [format!("{NR_OPEN_TREE_ATTR}=ENOSYS"), format!("{NR_MOUNT_SETATTR}=EPERM")];
+    let Some((_dir2, wrapper)) = deny_wrapper(cx, &[&both[0], &both[1]]) else { return };
+    let out = cx.ljspawn().wrapper(&wrapper).args(["--root", &world(cx), "--", "/bin/true"]).run();
+    assert_eq!(out.status(), 125, "want a setup failure\n{}", out.report());
+    assert!(out.stderr.contains("operation not permitted"), "{}", out.report());
 }
