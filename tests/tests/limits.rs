@@ -1242,9 +1242,14 @@ fn jail_born_in_its_cgroup(cx: &Ctx) {
         .iter()
         .map(|&p| (p, fs::read_to_string(format!("/proc/{p}/cgroup")).unwrap_or_default()))
         .collect();
+    // ljspawn itself back in its own cgroup of every hierarchy while the jail runs.
+    let lj_cgroup = fs::read_to_string(format!("/proc/{lj}/cgroup")).unwrap_or_default();
     run.signal("TERM");
     let out = run.wait();
     assert!(ran, "the jail's processes are not all in {name}: {seen:?}\n{}", out.report());
+    assert!(!lj_cgroup.is_empty(), "cannot read /proc/{lj}/cgroup\n{}", out.report());
+    let stuck: Vec<&str> = lj_cgroup.lines().filter(|l| l.ends_with(&name)).collect();
+    assert!(stuck.is_empty(), "ljspawn ({lj}) is still in the jail's cgroup: {stuck:?}\n{}", out.report());
     // The control: a process of the test's own moved into a cgroup of the test's.
     let (m, own) = cgroup_mounts()
         .into_iter()
@@ -1277,6 +1282,20 @@ fn jail_born_in_its_cgroup(cx: &Ctx) {
         "processes other than ljspawn ({lj}) were moved into the jail's cgroup (it was not born there): {others:?}\n{}",
         out.report()
     );
+    // v1: ljspawn moved itself into the jail's cgroup of each limited hierarchy for the clone,
+    // and the trace records it moved back into its own (the test's) after.
+    let ours: Vec<String> = trace.moves().into_iter().filter(|(p, _)| *p == lj).map(|(_, d)| d).collect();
+    for c in ["pids", "memory"].into_iter().filter(|c| host_has_v1(c)) {
+        let own = own_v1_cgroup(c);
+        let there = format!("{}{name}", own.trim_end_matches('/'));
+        let went = ours.iter().position(|d| *d == there);
+        let back = went.and_then(|i| ours[i + 1..].iter().position(|d| *d == own));
+        assert!(
+            went.is_some() && back.is_some(),
+            "{c}: the trace does not show ljspawn ({lj}) moved into {there} and back into {own}: {ours:?}\n{}",
+            out.report()
+        );
+    }
     // Where the birth cannot work (v1 `--pids 1`: ljspawn counts there for the clone), the
     // jail is cloned again and moved in as before: it runs.
     let one = sh_with(cx, &["--pids", "1", "--as-pid-1"], "echo ran").ok();
