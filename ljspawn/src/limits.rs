@@ -34,6 +34,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::sys;
+
 /// Limits asked for on the command line.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
@@ -95,6 +97,22 @@ impl Tree {
 
     fn path(&self, p: &Path) -> PathBuf {
         self.prefix.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    /// The `tasks` files of the v1 cgroup directory `dir` and of its parent, opened for
+    /// writing fd-relative under the parent, opened first: no symlink followed on the way to
+    /// the parent, and none in the two names below it (`dir`'s own and `tasks`).
+    fn open_tasks(&self, dir: &Path) -> io::Result<[OwnedFd; 2]> {
+        let bad = || io::Error::from(io::ErrorKind::InvalidInput);
+        let (own, name) = (dir.parent().ok_or_else(bad)?, dir.file_name().ok_or_else(bad)?);
+        let (own, name) = (own.to_str().ok_or_else(bad)?, name.to_str().ok_or_else(bad)?);
+        let at = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let own = sys::openat2(None, own, at, 0, sys::RESOLVE_NO_SYMLINKS)?;
+        let beneath = sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_BENEATH;
+        let jail = sys::openat2(Some(own.as_fd()), name, at, 0, beneath)?;
+        let w = libc::O_WRONLY | libc::O_NOFOLLOW | if self.fake { libc::O_CREAT | libc::O_TRUNC } else { 0 };
+        let tasks = |d: &OwnedFd| sys::openat2(Some(d.as_fd()), "tasks", w, 0o644, beneath);
+        Ok([tasks(&jail)?, tasks(&own)?])
     }
 
     fn write(&self, file: &Path, value: &str) -> Result<(), LimitError> {
@@ -355,7 +373,16 @@ pub struct Birth {
     /// cgroup v2: the jail's directory and a descriptor of it, for `CLONE_INTO_CGROUP`.
     into: Option<(PathBuf, OwnedFd)>,
     /// cgroup v1: the jail's directories this process moved itself into.
-    v1: Vec<PathBuf>,
+    v1: Vec<Entered>,
+}
+
+/// A jail's cgroup v1 directory this process moved itself into for the clone, and the way
+/// back: its own cgroup's (the directory's parent) `tasks`, open since before the move, so that
+/// the move back is a write to an open file (no EMFILE or ENOMEM of an open to refuse it).
+#[derive(Debug)]
+struct Entered {
+    dir: PathBuf,
+    back: OwnedFd,
 }
 
 impl Birth {
@@ -568,8 +595,10 @@ impl Cgroup {
     /// (which has no such flag): this process moves itself (`0` to `tasks`) into the jail's
     /// directory of each hierarchy, so the clone starts there; [`Cgroup::return_from`] moves
     /// it back into its own cgroup (each directory's parent: the jail's cgroup is made in this
-    /// process's own) right after. A directory that cannot be opened, or a v1 move that fails
-    /// (undone), is left to [`Cgroup::add`], which moves the jail in by pid as before.
+    /// process's own) right after. Every `tasks` file, the jail's and the way back, is opened
+    /// before the first move (`Tree::open_tasks`). A directory or file that cannot be opened,
+    /// or a v1 move that fails (undone), is left to [`Cgroup::add`], which moves the jail in by
+    /// pid as before.
     /// Nothing here leaves the directories this `Cgroup` made and their parents, where this
     /// process already is; the kernel checks each move as for any other.
     pub fn prepare_birth(&self) -> Result<Birth, LimitError> {
@@ -583,9 +612,17 @@ impl Cgroup {
                 birth.into = Some((d.clone(), f.into()));
             }
         }
+        let mut ways = Vec::new();
         for d in self.dirs.iter().filter(|d| Some(*d) != self.v2_dir()) {
-            match self.tree.write(&d.join("tasks"), "0") {
-                Ok(()) => birth.v1.push(d.clone()),
+            match self.tree.open_tasks(d) {
+                Ok([jail, back]) => ways.push((d, jail, back)),
+                // Nothing moved yet: the jail is moved in by pid after all.
+                Err(_) => return Ok(Birth::default()),
+            }
+        }
+        for (d, jail, back) in ways {
+            match sys::write_all(jail.as_fd(), b"0") {
+                Ok(()) => birth.v1.push(Entered { dir: d.clone(), back }),
                 // Where this process already is: the jail is moved in by pid after all (v1
                 // only, where every hierarchy's move costs one grace period anyway).
                 Err(_) => {
@@ -606,15 +643,16 @@ impl Cgroup {
     pub fn return_from(&self, birth: Birth) -> Result<Born, LimitError> {
         let mut born = Vec::new();
         let mut failed = None;
-        for d in birth.v1.iter().rev() {
-            let own = d.parent().unwrap_or(d);
-            if let Err(e) = self.tree.write(&own.join("tasks"), "0") {
+        for e in birth.v1.iter().rev() {
+            let own = e.dir.parent().unwrap_or(&e.dir);
+            if let Err(err) = sys::write_all(e.back.as_fd(), b"0") {
                 failed.get_or_insert(LimitError(format!(
-                    "cannot move ljspawn back into its own cgroup {} after the jail's clone, so it is still in the jail's ({e})",
-                    own.display()
+                    "cannot move ljspawn back into its own cgroup {} after the jail's clone, so it is still in the jail's (cannot write '0' to its tasks: {})",
+                    own.display(),
+                    crate::describe(&err)
                 )));
             }
-            born.push(d.clone());
+            born.push(e.dir.clone());
         }
         if let Some(e) = failed {
             return Err(e);
@@ -634,12 +672,24 @@ impl Cgroup {
 
     /// Kills whatever is left and removes the directories. Idempotent.
     pub fn remove(&self) -> Result<(), LimitError> {
+        let mut held = None;
         for d in &self.dirs {
             if !d.exists() {
                 continue;
             }
             if self.tree.fake {
                 fs::remove_dir_all(d).map_err(|e| io_err(format!("cannot remove {}", d.display()), e))?;
+                continue;
+            }
+            // This process is in it (its move back after the jail's clone failed): it cannot be
+            // removed before this process exits (then the setuid reaper or the next run's
+            // reap_stale does), and is not waited for; the others are removed meanwhile.
+            let me = crate::sys::getpid();
+            let procs = fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            if procs.lines().any(|l| l.trim().parse() == Ok(me)) {
+                held.get_or_insert_with(|| {
+                    LimitError(format!("cannot remove cgroup {}: ljspawn is still in it", d.display()))
+                });
                 continue;
             }
             // Killed processes leave the cgroup when the kernel has run their exit, which on a
@@ -684,7 +734,7 @@ impl Cgroup {
                 let _ = if self.tree.fake { fs::remove_dir_all(leaf) } else { fs::remove_dir(leaf) };
             }
         }
-        Ok(())
+        held.map_or(Ok(()), Err)
     }
 }
 
@@ -885,7 +935,8 @@ mod tests {
     const ALL: Limits = Limits { memory: Some(64 << 20), pids: Some(64), cpus: Some(0.5) };
 
     fn fake(v2_controllers: Option<&str>) -> (PathBuf, Tree) {
-        let dir = std::env::temp_dir().join(format!(
+        // (Canonical: the v1 `tasks` files are opened with no symlink on the way.)
+        let dir = std::env::temp_dir().canonicalize().unwrap().join(format!(
             "lj-cgroup-test-{}-{:?}",
             std::process::id(),
             std::thread::current().id()
@@ -999,7 +1050,8 @@ mod tests {
         for d in ["memory/ci/lightjail-7", "pids/lightjail-7", "cpu,cpuacct/lightjail-7"] {
             assert_eq!(read(h(d).join("tasks")), "0", "{d}");
         }
-        assert!(!h("memory/ci/tasks").exists(), "back before the clone");
+        // The way back opened beforehand (the fake's open makes it), not yet written.
+        assert_eq!(read(h("memory/ci/tasks")), "", "back before the clone");
         let born = cg.return_from(birth).unwrap();
         for d in ["memory/ci", "pids", "cpu,cpuacct"] {
             assert_eq!(read(h(d).join("tasks")), "0", "{d}: not back in its own cgroup");
@@ -1013,18 +1065,34 @@ mod tests {
         cg.add(43, &Born::default()).unwrap();
         assert_eq!(read(h("unified/lightjail-7/cgroup.procs")), "43");
         assert_eq!(read(h("pids/lightjail-7/cgroup.procs")), "43");
-        // The way back refused (here: its own cgroup's tasks is a directory): an error that
-        // says ljspawn is still in the jail's cgroup.
-        let birth = cg.prepare_birth().unwrap();
-        fs::remove_file(h("pids/tasks")).unwrap();
-        fs::create_dir(h("pids/tasks")).unwrap();
+        // The way back refused (here: its descriptor swapped for one not open for writing):
+        // an error that says ljspawn is still in the jail's cgroup.
+        let mut birth = cg.prepare_birth().unwrap();
+        let e = birth.v1.iter_mut().find(|e| e.dir == h("pids/lightjail-7")).unwrap();
+        e.back = fs::File::open("/dev/null").unwrap().into();
         let e = cg.return_from(birth).unwrap_err();
         assert!(
             e.0.contains("cannot move ljspawn back into its own cgroup")
                 && e.0.contains("still in the jail's"),
             "{e}"
         );
+        // A way back that cannot be opened (its own cgroup's tasks is a directory, or a
+        // symlink): no move at all, the jail moved in by pid.
+        for d in ["memory/ci", "pids", "cpu,cpuacct", "memory/ci/lightjail-7", "pids/lightjail-7"] {
+            fs::write(h(d).join("tasks"), "").unwrap();
+        }
+        fs::remove_file(h("pids/tasks")).unwrap();
+        fs::create_dir(h("pids/tasks")).unwrap();
+        let birth = cg.prepare_birth().unwrap();
+        assert!(!birth.any() && birth.cgroup_fd().is_none(), "{birth:?}");
+        assert_eq!(read(h("memory/ci/lightjail-7/tasks")), "", "moved before the way back was open");
         fs::remove_dir(h("pids/tasks")).unwrap();
+        std::os::unix::fs::symlink("../memory/ci/tasks", h("pids/tasks")).unwrap();
+        let birth = cg.prepare_birth().unwrap();
+        assert!(!birth.any(), "{birth:?}");
+        assert_eq!(read(h("memory/ci/lightjail-7/tasks")), "", "moved before the way back was open");
+        assert_eq!(read(h("memory/ci/tasks")), "", "written through a symlink");
+        fs::remove_file(h("pids/tasks")).unwrap();
         cg.remove().unwrap();
         fs::remove_dir_all(dir).unwrap();
     }

@@ -269,8 +269,12 @@ fn clone_jail(
     let nested = plan.join_pidns.is_some() && plan.own_pidns;
     let cloned = match cgroup {
         // (Nested: the intermediate process clones it; moved in by pid, as before.)
-        // (A failure here is ljspawn stuck in the jail's cgroup: not removable while it is.)
-        Some(cg) if !nested => clone_born(flags, cg)?,
+        // (A failure here is ljspawn stuck in the jail's cgroup: its directories are removed
+        // all the same, all but those it is in, which `remove` leaves to the setuid reaper or
+        // the next run's `reap_stale`; ljspawn is never killed, `kill_all` skips it.)
+        Some(cg) if !nested => clone_born(flags, cg).inspect_err(|_| {
+            let _ = cg.remove();
+        })?,
         _ => (if nested { fork_nested(flags) } else { sys::clone_fork(flags) }, Born::default()),
     };
     let (pid, born) = match cloned {
