@@ -23,8 +23,8 @@
 //!    (the caller's id and its `/etc/subuid`/`/etc/subgid` ranges; rootless `--subids`: by
 //!    `newuidmap`/`newgidmap`, run unprivileged), its network device
 //!    plumbed (a granted bridge or macvlan), its PID 1 moved into the directories of its
-//!    cgroup it was not born in, and the reaper started (a root process that removes the
-//!    cgroup once ljspawn is gone);
+//!    cgroup it was not born in (setuid: the reaper, a root process that removes the cgroup
+//!    once ljspawn is gone, started already with the cgroup in step 3);
 //! 6. [`Privileged::drop`]: every id set to the caller's, capabilities read back as empty,
 //!    and `setresuid(0)` seen to fail; or, when ljspawn makes the jail's network namespace
 //!    itself (network `none`, no cgroup), [`Privileged::drop_into_jail`]: ljspawn enters the
@@ -346,7 +346,8 @@ impl Privileged {
     }
 
     /// The jail `pid` is cloned and waits for the go byte: writes its maps (setuid), plumbs
-    /// its network device, moves it into its cgroup and (setuid) starts the reaper.
+    /// its network device and moves it into its cgroup (setuid: the reaper started with the
+    /// cgroup, in [`Privileged::make_cgroup`]).
     pub fn setup_jail(
         &self,
         plan: &Plan,
