@@ -42,7 +42,7 @@ mod limits {
         jail_sees_its_cgroup_as_root: root;
         jail_cgroup_inside_the_callers: root setuid;
         cgroup_mounted_with_a_root_of_its_own: root;
-        jail_born_in_its_cgroup: root;
+        jail_born_in_its_cgroup: root setuid;
     }
 }
 
@@ -1203,7 +1203,8 @@ impl Drop for AttachTrace {
 /// itself is ever moved into `lightjail-<ljspawn pid>` (the kernel's own record of every move,
 /// from tracefs), while the jail's processes do run there. (Moving PID 1 in after the clone, as
 /// before, records its pid: this fails.) A control move of a process of the test's own into a
-/// cgroup shows the trace records moves at all.
+/// cgroup shows the trace records moves at all. Setuid: the same with a `limits` grant (the
+/// test itself stays root, for tracefs).
 fn jail_born_in_its_cgroup(cx: &Ctx) {
     if current_uid() != 0 {
         cx.skip("needs root to trace cgroup moves (tracefs)");
@@ -1219,6 +1220,11 @@ fn jail_born_in_its_cgroup(cx: &Ctx) {
             return;
         }
     };
+    let conf = (cx.mode == Mode::Setuid).then(ConfGuard::take);
+    if let Some(c) = &conf {
+        let user = &cx.run_as.as_ref().expect("setuid caller").name;
+        c.set(&format!("limits allow {user} memory=256M pids=512\n"));
+    }
     let run = sh_cmd(cx, &["--memory", "256M", "--pids", "512"], "exec /bin/sleep 100").start();
     let lj = run.pid();
     let name = format!("/lightjail-{lj}");
@@ -1233,7 +1239,8 @@ fn jail_born_in_its_cgroup(cx: &Ctx) {
             .collect();
         !limited.is_empty() && limited.iter().all(|l| l.ends_with(&name))
     };
-    let jail = || process_tree(lj).into_iter().filter(|&p| p != lj).collect::<Vec<u32>>();
+    // (The jail's processes: not the setuid mode's reaper, which stays in ljspawn's cgroup.)
+    let jail = || jail_procs(lj);
     let ran = wait_until(Duration::from_secs(60), || {
         let j = jail();
         j.len() >= 2 && j.iter().all(|&p| in_jail(p))
