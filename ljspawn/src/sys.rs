@@ -10,6 +10,8 @@
 //! - *plain values*: the call takes only integers (or nothing); the kernel validates them and
 //!   no Rust memory is involved.
 //! - *out-parameters*: a pointer is to a live, correctly sized, writable local.
+//! - *in-parameters*: a pointer is to a live, initialized, correctly sized local that the
+//!   kernel only reads.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -263,7 +265,7 @@ pub fn clone_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<i32> 
         cgroup: cgroup.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
-    // SAFETY: out-parameters: `args` is a live, initialized `clone_args` whose size is passed
+    // SAFETY: in-parameters: `args` is a live, initialized `clone_args` whose size is passed
     // with it; its pointer fields are 0 (no pidfd, tid or set_tid out-parameters) and `stack`
     // is 0, so the child runs, as with fork, on a copy of this stack; `cgroup` is a borrowed
     // fd, open for the call. Single-threaded caller (see `clone_fork`).
@@ -976,8 +978,8 @@ pub fn open_tree(dir: Option<BorrowedFd<'_>>, path: &str, flags: c_uint) -> io::
     cvt_fd(unsafe { libc::syscall(libc::SYS_open_tree, dfd, p.as_ptr(), f) })
 }
 
-/// `open_tree_attr(2)` (Linux 6.15): the system call number, the same in the unified table of
-/// every architecture (libc does not define it yet).
+/// `open_tree_attr(2)` (Linux 6.15): the system call number of the unified table (x86_64,
+/// aarch64, riscv, ...; alpha and mips number it otherwise), which libc does not define yet.
 const SYS_OPEN_TREE_ATTR: c_long = 467;
 
 /// Set once `open_tree_attr(2)` returned ENOSYS: this kernel has no such call, so every later
@@ -1019,7 +1021,7 @@ pub fn open_tree_attr(
             f |= libc::AT_EMPTY_PATH as c_uint;
         }
         let attr = MountAttr { attr_set: set, attr_clr: clr, propagation: 0, userns_fd: 0 };
-        // SAFETY: C strings, borrowed fds and out-parameters: `p` is a live NUL-terminated
+        // SAFETY: C strings, borrowed fds and in-parameters: `p` is a live NUL-terminated
         // string and `dir` (borrowed) is open for the call; `attr` is a live mount_attr that
         // the kernel only reads, its size passed with it.
         let ret = unsafe {
