@@ -2977,9 +2977,15 @@ fn private_range_grants(lj: &Lj) {
         serde_json::from_str::<Value>(&last).is_ok_and(|v| v["state"] == "running")
     });
     assert!(up, "s never ran: {last}\nlog:\n{}", lj.log("s"));
+    // `running` is written once the jail is cloned: its process may still be ljspawn's copy,
+    // before the jail's ids are set (Uid 0); the program runs as the range's first id.
     let pid = pid_of(&lj.status("s"));
-    let st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(st.lines().any(|l| l.starts_with("Uid:") && l.contains(&s.to_string())), "{st}");
+    let mut st = String::new();
+    let as_range = wait_until(UP, || {
+        st = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        st.lines().any(|l| l.starts_with("Uid:") && l.contains(&s.to_string()))
+    });
+    assert!(as_range, "{st}");
     let out = run(&["destroy", "--force", "s"]);
     assert!(out.status() == 0, "{}", out.report());
     assert_eq!((acl_users(&root), acl_users(&jails)), (vec![], vec![]));

@@ -447,11 +447,14 @@ check_rootless_delegated_limits() {
     has "50000 100000"
     run cat $APP/run-5.scope/cgroup.subtree_control
     is ""
-    # A caller capped at 8M by its own cgroup asks for 16M: the jail is held at 8M.
+    # A caller capped at 8M by its own cgroup asks for 16M: the jail is held at 8M. (ljspawn
+    # shares that cap, so the OOM killer may pick it instead of the jail's `tail`, leaving its
+    # cgroups behind: the jail's command raises its own oom_score_adj, as a caller would, so
+    # the victim is the jail's.)
     mkdir $APP/run-6.scope && echo 8388608 > $APP/run-6.scope/memory.max && echo 0 > $APP/run-6.scope/memory.swap.max &&
         chown ljtest:ljtest $APP/run-6.scope/cgroup.procs $APP/run-6.scope/cgroup.subtree_control $APP/run-6.scope ||
         fail "cannot make the capped scope"
-    uscope "sh -c 'echo \$\$ > $APP/run-6.scope/cgroup.procs && exec $LJ --root /home/ljtest/world --memory 16M -- /bin/sh -c \"head -c 12582912 /dev/zero | tail >/dev/null\"'"
+    uscope "sh -c 'echo \$\$ > $APP/run-6.scope/cgroup.procs && exec $LJ --root /home/ljtest/world --memory 16M -- /bin/sh -c \"echo 1000 >/proc/self/oom_score_adj && head -c 12582912 /dev/zero | tail >/dev/null\"'"
     want_rc 137
     run find $CG/user.slice -name 'lightjail-*'
     is ""
