@@ -30,7 +30,6 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -604,12 +603,12 @@ impl Cgroup {
     pub fn prepare_birth(&self) -> Result<Birth, LimitError> {
         let mut birth = Birth::default();
         if let Some(d) = self.v2_dir() {
-            let dir = fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(d);
-            if let Ok(f) = dir {
-                birth.into = Some((d.clone(), f.into()));
+            // As the v1 `tasks` files: no symlink followed anywhere on the way.
+            let dir = d.to_str().map(|p| {
+                sys::openat2(None, p, libc::O_RDONLY | libc::O_DIRECTORY, 0, sys::RESOLVE_NO_SYMLINKS)
+            });
+            if let Some(Ok(fd)) = dir {
+                birth.into = Some((d.clone(), fd));
             }
         }
         let mut ways = Vec::new();
