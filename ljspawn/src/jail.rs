@@ -8,14 +8,15 @@
 //!    root (a recursive bind of `--root`, or an overlay of the layers), a fresh proc, the host
 //!    device nodes, the bind sources. Paths here are the caller's, looked up with its
 //!    credentials (rootless: the user namespace maps to the caller);
-//! 5. attach the root over `/`, `pivot_root` into it, detach the old root: from now on no host
-//!    path is reachable by name, only through the detached mounts opened in step 4;
+//! 5. attach the root over `/` and `chroot` into it: from now on no host path is reachable by
+//!    name, only through the detached mounts opened in step 4 (and the host's `/`, kept open
+//!    for the end of step 5);
 //! 6. attach the mounts in plan order; every destination is resolved inside the new root
-//!    (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS`), missing ones are created one component at a
-//!    time with `mkdirat`, which never follows a symlink;
+//!    (`RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS` from its descriptor), missing ones are created
+//!    one component at a time with `mkdirat`, which never follows a symlink;
 //!    then, when fd 0 is a terminal, the jail's own pty (`pty::open_in_jail`): opened from the
 //!    `ptmx` of the devpts just mounted, its master sent to ljspawn, its slave kept for the
-//!    program;
+//!    program; then the end of step 5: `pivot_root` into the new root, detach the old one;
 //! 7. hostname, loopback;
 //! 8. fork the program ([`program`]), then reap and forward signals until it exits; with
 //!    `--as-pid-1`, become the program instead (the same confinement, then exec).
@@ -350,16 +351,12 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
         host.push((opened, content));
     }
 
-    // Step 5.
+    // Step 5: the root attached over the host's `/`, and this process's root directory (not
+    // yet the namespace's root mount: see below).
     let slash = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .ctx(|| "cannot open the host's /".into())?;
     sys::move_mount(root.as_fd(), slash.as_fd()).ctx(|| "cannot attach the jail's root".into())?;
-    drop(slash);
-    sys::fchdir(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
-    sys::pivot_root_cwd().ctx(|| "pivot_root failed".into())?;
-    drop(root);
-    let root = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
-        .ctx(|| "cannot open the jail's root".into())?;
+    sys::chroot_into(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
 
     // Step 6. ljspawn's own mount points (proc, /dev, tmpfs) never follow a symlink; the
     // read-only parts of proc are found in the proc mount itself, wherever it is attached.
@@ -526,6 +523,17 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
         }
         _ => None,
     };
+
+    // Step 5, its end: `pivot_root` into the jail's root, the host's tree detached. Only now,
+    // after step 6: the lazy unmount waits for an RCU grace period, which a CPU busy in the
+    // kernel (ljspawn making the jail's network namespace, about 0.3 ms) ends only when it is
+    // done; step 6 ran meanwhile instead of after. (pivot_root needs the host's `/` as this
+    // process's root, back for that moment only.)
+    sys::chroot_into(slash.as_fd()).ctx(|| "cannot return to the host's /".into())?;
+    drop(slash);
+    sys::fchdir(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
+    sys::pivot_root_cwd().ctx(|| "pivot_root failed".into())?;
+    drop(root);
 
     // Step 7.
     sys::sethostname(&plan.hostname).ctx(|| "cannot set the host name".into())?;

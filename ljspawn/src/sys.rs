@@ -97,6 +97,40 @@ pub fn getpid() -> i32 {
     unsafe { libc::getpid() }
 }
 
+/// The CPUs this process may run on (`sched_getaffinity(2)`).
+pub fn cpu_affinity() -> io::Result<libc::cpu_set_t> {
+    // SAFETY: a cpu_set_t is plain bits: all zeros is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: the kernel writes at most the given size into `set`, which lives for the call.
+    cvt_unit(unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) })?;
+    Ok(set)
+}
+
+/// Lets process `pid` (0: this one) run only on the CPUs of `set` (`sched_setaffinity(2)`);
+/// one on a CPU not among them is moved before this returns.
+pub fn set_cpu_affinity(pid: i32, set: &libc::cpu_set_t) -> io::Result<()> {
+    // SAFETY: the kernel reads the given size from `set`, which lives for the call.
+    cvt_unit(unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), set) })
+}
+
+/// The CPU this process runs on now (a hint: it may have moved by the time this returns).
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: plain values: sched_getcpu takes nothing (musl: the vDSO's getcpu).
+    usize::try_from(unsafe { libc::sched_getcpu() }).ok()
+}
+
+/// `set` without `cpu`, or None if that leaves it empty.
+pub fn cpus_but(set: &libc::cpu_set_t, cpu: usize) -> Option<libc::cpu_set_t> {
+    let n = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    let mut rest = *set;
+    if cpu < n {
+        // SAFETY: CPU_CLR clears one bit of the set; `cpu` is below its size, n.
+        unsafe { libc::CPU_CLR(cpu, &mut rest) };
+    }
+    // SAFETY: CPU_COUNT only reads the set, a whole initialised cpu_set_t.
+    (unsafe { libc::CPU_COUNT(&rest) } > 0).then_some(rest)
+}
+
 pub fn getppid() -> i32 {
     // SAFETY: plain values: getppid takes nothing and cannot fail.
     unsafe { libc::getppid() }
@@ -1187,6 +1221,13 @@ pub fn pivot_root_cwd() -> io::Result<()> {
     // SAFETY: C strings: "." is a static literal.
     cvt_unit(unsafe { libc::umount2(c".".as_ptr(), libc::MNT_DETACH) })?;
     chdir("/")
+}
+
+/// Makes `dir` this process's root directory and its cwd (`chroot(2)`).
+pub fn chroot_into(dir: BorrowedFd<'_>) -> io::Result<()> {
+    fchdir(dir)?;
+    // SAFETY: C strings: "." is a static literal.
+    cvt_unit(unsafe { libc::chroot(c".".as_ptr()) })
 }
 
 // ---- network ------------------------------------------------------------------------

@@ -34,6 +34,7 @@ lj_tests::mode_tests! {
     tmp_tmpfs: root rootless setuid;
     hostname: root rootless setuid;
     chdir: root rootless setuid;
+    cpu_affinity_kept: root rootless setuid;
     env_clean: root rootless setuid;
     env_nobody_home: root rootless setuid;
     env_term_with_tty: root rootless setuid;
@@ -48,6 +49,7 @@ lj_tests::mode_tests! {
     dest_created: root rootless setuid;
     ro_root_missing_dest: root rootless setuid;
     symlink_dest_stays_inside: root rootless setuid;
+    dotdot_at_root_stays_inside: root rootless setuid;
     mount_flags: root rootless setuid;
     fds_closed: root rootless setuid;
     pass_fd: root rootless setuid;
@@ -563,6 +565,44 @@ fn chdir(cx: &Ctx) {
     assert_lines(&sh_with(cx, &["--chdir", "/tmp"], "pwd").ok(), &["/tmp"]);
 }
 
+/// The program runs on the caller's CPUs, whichever the caller has: ljspawn keeps the jail's
+/// PID 1 off its own CPU while it makes the network namespace (`spawn::step_aside`) and the
+/// jail gets the caller's set back before the program starts. Both forms, from every CPU set
+/// `taskset` gives the caller: all CPUs, one, and (with two or more) the first two.
+fn cpu_affinity_kept(cx: &Ctx) {
+    let ours = fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let all = status_field(&ours, "Cpus_allowed_list").expect("Cpus_allowed_list");
+    let first: Vec<String> = all
+        .split(',')
+        .flat_map(|r| match r.split_once('-') {
+            Some((a, b)) => (a.parse::<u32>().unwrap()..=b.parse::<u32>().unwrap()).collect::<Vec<_>>(),
+            None => vec![r.parse::<u32>().unwrap()],
+        })
+        .take(2)
+        .map(|c| c.to_string())
+        .collect();
+    let mut sets = vec![all.clone(), first[0].clone()];
+    if first.len() == 2 {
+        sets.push(format!("{},{}", first[0], first[1]));
+    }
+    let w = world(cx);
+    let probe = "grep Cpus_allowed_list /proc/self/status";
+    for set in &sets {
+        for form in [
+            vec!["--root", &w, "--", "/bin/sh", "-c", probe],
+            vec!["--bwrap", "--unshare-all", "--ro-bind", &w, "/", "--proc", "/proc", "/bin/sh", "-c", probe],
+        ] {
+            let out = cx.ljspawn().wrapper(["taskset", "-c", set]).args(&form).run().ok();
+            // (taskset's list of the set, as the kernel writes it.)
+            let want =
+                cx.command(["taskset", "-c", set, "grep", "Cpus_allowed_list", "/proc/self/status"]).output();
+            let want = String::from_utf8_lossy(&want.expect("run taskset").stdout).trim().to_string();
+            assert!(want.starts_with("Cpus_allowed_list:"), "taskset -c {set}: {want:?}");
+            assert_eq!(out.stdout.trim(), want, "taskset -c {set}, {form:?}\n{}", out.report());
+        }
+    }
+}
+
 fn jail_env(out: &Output) -> BTreeSet<String> {
     out.lines().into_iter().collect()
 }
@@ -866,6 +906,59 @@ fn symlink_dest_stays_inside(cx: &Ctx) {
                 assert!(n >= 1 && !out.pipes_held && !out.timed_out, "no mount made\n{}", out.report());
             }
             _ => panic!("expected 0 (mounted inside the jail) or 125 (refused)\n{}", out.report()),
+        }
+    }
+}
+
+/// `..` at the jail's root is the jail's root, in destinations (through the world's own
+/// symlinks `up -> ..`, `upup -> ../..`, `abs -> /..`) and for the program: nothing is made on
+/// the host's `/`, a destination (or the parent of one) that is the root itself is refused,
+/// and the program's `/..` is its `/` (the world's marker file is there).
+fn dotdot_at_root_stays_inside(cx: &Ctx) {
+    let name = unique("lj-dotdot");
+    let marker = unique("lj-world");
+    let t = cx.tempdir();
+    let copy = cx.world_copy();
+    for (link, target) in [("up", ".."), ("upup", "../.."), ("abs", "/..")] {
+        std::os::unix::fs::symlink(target, copy.join(link)).unwrap();
+        cx.chown_caller(&copy.join(link));
+    }
+    cx.write_caller_file(&copy.join(&marker), "world\n");
+    let host = Path::new("/").join(&name);
+    let check =
+        format!("test -e /../{marker} && test -e /up/{marker} && test -e /abs/../{marker} && echo inside");
+    let d = |p: &str| format!("/{p}/{name}");
+    let cases: Vec<(Vec<String>, bool)> = vec![
+        (vec!["--bind".into(), t.str(), "/up".into()], false),
+        (vec!["--bind".into(), t.str(), "/upup".into()], false),
+        (vec!["--ro-bind".into(), t.str(), "/abs".into()], false),
+        (vec!["--bind".into(), t.str(), d("up")], true),
+        (vec!["--ro-bind".into(), t.str(), d("upup")], true),
+        // (A parent that is the root itself is refused too, whatever is made in it.)
+        (vec!["--dir".into(), d("abs")], false),
+        (vec!["--symlink".into(), "x".into(), d("up")], false),
+    ];
+    for (extra, ok) in cases {
+        let out = cx
+            .ljspawn()
+            .args(["--rw", "--root", &copy.str()])
+            .args(&extra)
+            .args(["--", "/bin/sh", "-c", &check])
+            .run();
+        let made = fs::symlink_metadata(&host).is_ok();
+        if made {
+            let _ = fs::remove_dir_all(&host);
+            let _ = fs::remove_file(&host);
+        }
+        assert!(!made, "host {} made through `..` at the jail's root\n{}", host.display(), out.report());
+        if ok {
+            assert_lines(&out.ok(), &["inside"]);
+            assert!(fs::symlink_metadata(copy.join(&name)).is_ok(), "{extra:?}: not made in the world");
+            let _ = fs::remove_dir_all(copy.join(&name));
+            let _ = fs::remove_file(copy.join(&name));
+        } else {
+            let e = out.expect_ljspawn_error(125);
+            assert!(e.stderr.contains("the jail's root itself"), "{extra:?}\n{}", e.report());
         }
     }
 }
