@@ -21,12 +21,18 @@ pub fn out(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut o = std::io::stdout().lock();
     if let Err(e) = o.write_fmt(args).and_then(|()| o.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(141);
-        }
-        ljbuild::errln!("ljail: cannot write to stdout: {e}");
-        std::process::exit(1);
+        out_failed(&e);
     }
+}
+
+/// Ends ljail after a failed write to stdout, as [`out`] does: 141 quietly for a pipe whose
+/// reader has gone, else one line and status 1.
+pub fn out_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    ljbuild::errln!("ljail: cannot write to stdout: {e}");
+    std::process::exit(1);
 }
 
 pub mod btrfs;

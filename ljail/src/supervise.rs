@@ -424,8 +424,8 @@ pub fn log(j: &Jail, follow: bool) -> Result<(), Error> {
     loop {
         let n = f.read(&mut buf).map_err(Error::io("cannot read", &p))?;
         if n > 0 {
-            if out.write_all(&buf[..n]).and_then(|()| out.flush()).is_err() {
-                return Ok(()); // the reader went away
+            if let Err(e) = out.write_all(&buf[..n]).and_then(|()| out.flush()) {
+                crate::out_failed(&e); // 141 when the reader went away (`ljail log J | head -1`)
             }
             continue;
         }

@@ -545,6 +545,15 @@ fn restart_and_follow_log(lj: &Lj) {
     let text = fs::read_to_string(&followed).unwrap_or_default();
     assert!(seen && still, "log -f did not follow ({later:?}; running: {still}):\n{text}");
     assert!(text.contains("started (pid "), "{text}");
+    // `log` and `log -f` into a pipe whose reader has gone (`ljail log t | head -1`): 141,
+    // quietly, as `list` (the log has lines: the first write fails).
+    for (i, args) in [&["log", "t"][..], &["log", "-f", "t"]].iter().enumerate() {
+        let mut argv = lj.env_argv();
+        argv.push(lj.bin.clone().into());
+        argv.extend(args.iter().map(OsString::from));
+        let out = lj_tests::run_into_closed_pipe(lj.cx, &lj.td.join(format!("log-fifo-{i}")), 1, &argv);
+        assert!(out.status() == 141 && out.stderr.is_empty(), "{}", out.report());
+    }
     lj.ok(&["stop", "t"]);
 }
 
