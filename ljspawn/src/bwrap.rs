@@ -283,18 +283,27 @@ pub fn request(
                     u32::from_str_radix(&v, 8)
                         .ok()
                         .filter(|m| *m <= 0o7777)
-                        .ok_or_else(|| bad(format!("--perms takes a permissions argument, not {v}")))?,
+                        .ok_or_else(|| bad("--perms takes an octal argument <= 07777".into()))?,
                 );
             }
             "--size" => {
                 let v = take(&args, &opt, 1, &mut i)?.remove(0);
-                // bwrap's bounds: a positive number of bytes that fits an off_t.
-                size = Some(
-                    v.parse::<u64>()
-                        .ok()
-                        .filter(|&n| n > 0 && n <= i64::MAX as u64)
-                        .ok_or_else(|| bad(format!("--size takes a size in bytes, not {v}")))?,
-                );
+                // bwrap's `strtoull(v, _, 0)` (decimal, 0x hex, 0 octal) of a positive number
+                // of bytes that fits an off_t, with its messages.
+                let (digits, radix) = match v.strip_prefix("0x").or_else(|| v.strip_prefix("0X")) {
+                    Some(h) => (h, 16),
+                    None if v.len() > 1 && v.starts_with('0') => (&v[1..], 8),
+                    None => (v.as_str(), 10),
+                };
+                let n = Some(digits)
+                    .filter(|d| d.bytes().next().is_some_and(|b| b.is_ascii_hexdigit()))
+                    .and_then(|d| u64::from_str_radix(d, radix).ok())
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| bad("--size takes a non-zero number of bytes".into()))?;
+                if n > i64::MAX as u64 {
+                    return Err(bad(format!("--size (for tmpfs) is limited to {}", i64::MAX)));
+                }
+                size = Some(n);
             }
             "--seccomp" => {
                 let f = fd(&take(&args, &opt, 1, &mut i)?[0])?;
@@ -443,6 +452,37 @@ pub fn message(msg: &str) -> String {
             return format!("Can't make symlink at {rest}");
         }
     }
+    // "WHAT: error" with the error as glibc's strerror words it.
+    let glibc = |rest: &str| {
+        let (what, e) = rest.rsplit_once(": ")?;
+        Some((what.to_string(), crate::errno::from_lower(e)?))
+    };
+    if let Some((dest, e)) = msg.strip_prefix("cannot open --lock-file ").and_then(glibc) {
+        return format!("Unable to open lock file {dest}: {e}");
+    }
+    // ljspawn's `755 DEST`, bwrap's `%#o`: `0755` (`0` for no bits).
+    if let Some((what, e)) = msg.strip_prefix("cannot chmod ").and_then(glibc) {
+        if let Some((mode, dest)) = what.split_once(' ') {
+            let mode = if mode == "0" { mode.to_string() } else { format!("0{mode}") };
+            return format!("Can't chmod {mode} {dest}: {e}");
+        }
+    }
+    // A descriptor that is not open: bwrap's words where it has them, else the bwrap form's
+    // name of the option (ljspawn's own `--pass-fd` is bwrap's `--sync-fd`).
+    if let Some((what, fd)) =
+        msg.strip_suffix(" is not an open file descriptor").and_then(|m| m.split_once(' '))
+    {
+        match what {
+            "--seccomp-fd" => return "Can't read seccomp data: Bad file descriptor".into(),
+            "--userns" => return "Joining specified user namespace failed: Bad file descriptor".into(),
+            "--pass-fd" => return format!("--sync-fd {fd} is not an open file descriptor"),
+            "--json-status" => return format!("--json-status-fd {fd} is not an open file descriptor"),
+            _ => {}
+        }
+    }
+    if let Some(cap) = msg.strip_prefix("unknown capability '").and_then(|r| r.split_once("' (e.g.")) {
+        return format!("unknown cap: {}", cap.0);
+    }
     msg.to_string()
 }
 
@@ -452,8 +492,9 @@ const OVERLAY_SRC_ALONE: &str =
 /// The `n` arguments of option `opt` at `i` (which moves past them), or bwrap's message.
 fn take(args: &[String], opt: &str, n: usize, i: &mut usize) -> Result<Vec<String>, BwrapError> {
     if *i + n >= args.len() {
-        let what = if n == 1 { "argument" } else { "arguments" };
-        return Err(BwrapError::Msg(format!("{opt} takes {n} {what}")));
+        // bwrap's words (its every version): "takes an argument", "takes two arguments".
+        let what = ["an argument", "two arguments", "three arguments"][n - 1];
+        return Err(BwrapError::Msg(format!("{opt} takes {what}")));
     }
     let v = args[*i + 1..=*i + n].to_vec();
     *i += n;
@@ -559,7 +600,8 @@ mod tests {
     fn refusals() {
         assert_eq!(parse(&["--dir", "/a"]), Err(BwrapError::Usage));
         assert_eq!(parse(&[]), Err(BwrapError::Usage));
-        assert_eq!(parse(&["--bind", "/a"]), Err(BwrapError::Msg("--bind takes 2 arguments".into())));
+        assert_eq!(parse(&["--bind", "/a"]), Err(BwrapError::Msg("--bind takes two arguments".into())));
+        assert_eq!(parse(&["--dir"]), Err(BwrapError::Msg("--dir takes an argument".into())));
         assert_eq!(parse(&["--frob", "true"]), Err(BwrapError::Msg("Unknown option --frob".into())));
         assert!(
             matches!(parse(&["--exec-label", "x", "true"]), Err(BwrapError::Msg(m)) if m.contains("not supported"))
@@ -588,6 +630,17 @@ mod tests {
         );
         assert_eq!(msg(&["--disable-userns", "true"]), "--disable-userns requires --unshare-user");
         assert_eq!(msg(&["--chmod", "8", "/x", "true"]), "--chmod takes an octal argument <= 07777");
+        assert_eq!(msg(&["--perms", "8", "--dir", "/d", "true"]), "--perms takes an octal argument <= 07777");
+        for s in ["abc", "0", "-1", "0x", "08", " 1", "18446744073709551616"] {
+            assert_eq!(
+                msg(&["--size", s, "--tmpfs", "/t", "true"]),
+                "--size takes a non-zero number of bytes"
+            );
+        }
+        assert_eq!(
+            msg(&["--size", "9223372036854775808", "--tmpfs", "/t", "true"]),
+            "--size (for tmpfs) is limited to 9223372036854775807"
+        );
         assert_eq!(
             msg(&["--overlay", "u", "w", "/d", "true"]),
             "--overlay requires at least one --overlay-src"
@@ -729,6 +782,32 @@ mod tests {
             "Can't find source path /x: No such file or directory"
         );
         assert_eq!(message("cannot bind /x: permission denied"), "cannot bind /x: permission denied");
+        assert_eq!(
+            message("cannot open --lock-file /a: b: no such file or directory"),
+            "Unable to open lock file /a: b: No such file or directory"
+        );
+        assert_eq!(message("cannot chmod 755 /x: not a directory"), "Can't chmod 0755 /x: Not a directory");
+        assert_eq!(
+            message("cannot chmod 0 /x y: permission denied"),
+            "Can't chmod 0 /x y: Permission denied"
+        );
+        assert_eq!(message("cannot chmod 755 /x: a thing of ours"), "cannot chmod 755 /x: a thing of ours");
+        assert_eq!(
+            message("--pass-fd 7 is not an open file descriptor"),
+            "--sync-fd 7 is not an open file descriptor"
+        );
+        assert_eq!(
+            message("--seccomp-fd 9 is not an open file descriptor"),
+            "Can't read seccomp data: Bad file descriptor"
+        );
+        assert_eq!(
+            message("--file 9 is not an open file descriptor"),
+            "--file 9 is not an open file descriptor"
+        );
+        assert_eq!(
+            message("unknown capability 'CAP_FOO' (e.g. CAP_NET_ADMIN or net_admin)"),
+            "unknown cap: CAP_FOO"
+        );
     }
 
     #[test]

@@ -146,6 +146,11 @@ pub(crate) fn text(n: i32) -> Option<&'static str> {
     TEXT.get(i).copied().filter(|t| !t.is_empty())
 }
 
+/// glibc's text (as `strerror` words it) whose lower case is `lower`, as `describe` gives it.
+pub(crate) fn from_lower(lower: &str) -> Option<&'static str> {
+    TEXT.iter().copied().find(|t| !t.is_empty() && t.to_lowercase() == lower)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +165,7 @@ mod tests {
         assert_eq!(text(0), None);
         assert_eq!(text(41), None);
         assert_eq!(text(134), None);
+        assert_eq!(from_lower("no such file or directory"), Some("No such file or directory"));
+        assert_eq!(from_lower("no such thing"), None);
     }
 }

@@ -28,7 +28,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::plan::{IdMap, IdRange, Mount, Net, Plan, RootFs, Seccomp};
 use crate::sys::{self, FsContext, WaitStatus};
-use crate::{describe, EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
+use crate::{describe, strerror, EXIT_NOEXEC, EXIT_NOTFOUND, EXIT_SETUP};
 use crate::{net, seccomp, upper};
 
 /// A failure inside the jail: the exit code and one line for ljspawn to print.
@@ -1440,7 +1440,13 @@ pub(crate) fn confine_and_exec(
     let cwd = match plan.cwd_try.iter().find(|d| sys::chdir(d).is_ok()) {
         Some(d) => d.as_str(),
         None => {
-            sys::chdir(&plan.cwd).ctx(|| format!("cannot enter --chdir {}", plan.cwd))?;
+            sys::chdir(&plan.cwd).map_err(|e| match plan.bwrap_exec {
+                true => Failure {
+                    code: EXIT_SETUP,
+                    msg: format!("Can't chdir to {}: {}", plan.cwd, strerror(&e)),
+                },
+                false => setup_err(format!("cannot enter --chdir {}", plan.cwd), e),
+            })?;
             plan.cwd.as_str()
         }
     };
@@ -1626,6 +1632,9 @@ fn exec(plan: &Plan, pwd: Option<&str>) -> Result<Never> {
     if let Some(a) = &plan.argv0 {
         argv[0] = cstr(a)?;
     }
+    if plan.bwrap_exec {
+        return Err(execvp(prog, &argv, &envp, plan));
+    }
     if prog.contains('/') {
         let e = sys::execve(&file, &argv, &envp);
         return Err(exec_failure(prog, e));
@@ -1654,6 +1663,42 @@ fn exec(plan: &Plan, pwd: Option<&str>) -> Result<Never> {
             msg: format!("{prog}: command not found in the jail's PATH ({path})"),
         }),
     }
+}
+
+/// The bwrap form's exec, as bwrap's `execvp(3)` (glibc's): `prog` as it is if it has a `/`,
+/// else each directory of `PATH` in turn, past those where it is missing; the error is the
+/// first other than ENOENT, ENOTDIR, ENODEV, ESTALE, ETIMEDOUT, else EACCES if a candidate
+/// said it, else ENOENT. bwrap's words: `execvp NAME: No such file or directory`. (No `sh`
+/// for a file without a `#!` line: a listed difference.)
+fn execvp(prog: &str, argv: &[CString], envp: &[CString], plan: &Plan) -> Failure {
+    let fail = |e: io::Error| {
+        let code = match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ENOTDIR) => EXIT_NOTFOUND,
+            _ => EXIT_NOEXEC,
+        };
+        Failure { code, msg: format!("execvp {prog}: {}", strerror(&e)) }
+    };
+    let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::ENOENT));
+    if prog.contains('/') {
+        return match cstr(prog) {
+            Ok(file) => fail(sys::execve(&file, argv, envp)),
+            Err(e) => fail(e),
+        };
+    }
+    let path = plan.env.iter().find(|(k, _)| k == "PATH").map_or(crate::plan::DEFAULT_PATH, |(_, v)| v);
+    let mut denied = false;
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let e = match cstr(&format!("{dir}/{prog}")) {
+            Ok(full) => sys::execve(&full, argv, envp),
+            Err(e) => e,
+        };
+        match e.raw_os_error() {
+            Some(libc::EACCES) => denied = true,
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ENODEV | libc::ESTALE | libc::ETIMEDOUT) => {}
+            _ => return fail(e),
+        }
+    }
+    fail(io::Error::from_raw_os_error(if denied { libc::EACCES } else { libc::ENOENT }))
 }
 
 fn is_file(p: &str) -> bool {

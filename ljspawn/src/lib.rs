@@ -51,6 +51,15 @@ pub mod subids;
 pub mod sys;
 pub mod upper;
 
+/// `io::Error` as glibc's `strerror` words it ("No such file or directory"), whatever the libc:
+/// the text of bwrap's failures (`bwrap: execvp NAME: No such file or directory`).
+pub fn strerror(e: &std::io::Error) -> String {
+    match e.raw_os_error().and_then(errno::text) {
+        Some(t) => t.to_string(),
+        None => e.to_string(),
+    }
+}
+
 /// `io::Error` as one lower-case phrase, without the " (os error N)" std appends, in glibc's
 /// words whatever the libc (see `errno`).
 pub(crate) fn describe(e: &std::io::Error) -> String {

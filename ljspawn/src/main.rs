@@ -227,12 +227,11 @@ fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode
     let host = sys::hostname().map(|h| h.trim().to_string());
     let mut read_fd = |fd: i32| -> Result<Vec<u8>, String> {
         use std::io::Read;
-        let f = sys::take_inherited_fd(fd).map_err(|e| format!("--args {fd}: {e}"))?;
+        // bwrap's words: `Can't read --args data: Bad file descriptor`.
+        let failed = |e: std::io::Error| format!("Can't read --args data: {}", ljspawn::strerror(&e));
+        let f = sys::take_inherited_fd(fd).map_err(failed)?;
         let mut data = Vec::new();
-        std::fs::File::from(f)
-            .take(1 << 20)
-            .read_to_end(&mut data)
-            .map_err(|e| format!("cannot read --args {fd}: {e}"))?;
+        std::fs::File::from(f).take(1 << 20).read_to_end(&mut data).map_err(failed)?;
         Ok(data)
     };
     match bwrap::request(args, env, host.filter(|h| !h.is_empty()), &mut read_fd) {

@@ -691,6 +691,9 @@ pub struct Plan {
     pub as_pid_1: bool,
     /// bwrap's `/dev`: with the terminal on stdout as `/dev/console`.
     pub dev_console: bool,
+    /// The bwrap form: the program's exec and `--chdir` failures are bwrap's, in its words
+    /// (`execvp NAME: ...`, `Can't chdir to DIR: ...`; `execvp`'s search of `PATH`).
+    pub bwrap_exec: bool,
     /// The bwrap form: `--file` and `--dir` get their modes as given (bwrap ignores the
     /// caller's umask; ljspawn's own form takes it off).
     pub exact_modes: bool,
@@ -1555,6 +1558,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         argv0: if reexec { Some("bwrap".into()) } else { req.argv0.clone() },
         as_pid_1: req.as_pid_1,
         dev_console: req.bwrap,
+        bwrap_exec: req.bwrap,
         exact_modes: req.bwrap,
         join_userns: req.join_userns,
         join_userns2: req.join_userns2,

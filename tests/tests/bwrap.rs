@@ -48,6 +48,7 @@ mod bwrap {
         sync_fd_session_and_userns_rules: root rootless setuid;
         dies_with_its_parent: root rootless setuid;
         lock_file_held: root rootless setuid;
+        failures_word_for_word: root rootless setuid;
     }
 }
 
@@ -229,7 +230,7 @@ fn exit_codes_and_messages(cx: &Ctx) {
     one(&["--frobnicate", "true"], "Unknown option --frobnicate");
     one(&["--exec-label", "x", "true"], "--exec-label is not supported");
     one(&["--bind", "/nonexistent-src", "/x", "true"], "/nonexistent-src");
-    one(&["--dir"], "--dir takes 1 argument");
+    one(&["--dir"], "--dir takes an argument");
 }
 
 /// Operations act in order on the tmpfs root: --perms, --dir, --file, --symlink, --tmpfs with
@@ -1298,4 +1299,71 @@ fn lock_file_held(cx: &Ctx) {
         .run()
         .ok();
     assert_eq!(out.lines(), ["locked", "status 0", "free"], "{}", out.report());
+}
+
+/// The failures callers see most (a missing or unexecutable command, a missing `--chdir`
+/// directory or bind source, bad options and arguments, bad descriptors, a failed `--chmod` or
+/// `--lock-file`) are bwrap's own: the same stderr, byte for byte, and the same exit status as
+/// the host's bwrap (the oracle, run as this mode's caller: unprivileged as the test user in
+/// setuid mode too, as Debian's is not setuid). Left out, each a listed difference (README):
+/// texts that changed between bwrap versions (a symlink over another file), bwrap's internal
+/// paths in its words (`/newroot/...` of `--remount-ro`), ljspawn's stricter checks (`--size`
+/// or `--perms` with nothing after them, descriptors checked before use), `--uid` without
+/// `--unshare-user` as root (accepted), a file without `#!` (no `sh` fallback).
+fn failures_word_for_word(cx: &Ctx) {
+    let Some(bwrap) = lj_tests::which("bwrap") else {
+        panic!("no bwrap to compare with: install bubblewrap");
+    };
+    let d = cx.tempdir();
+    let plain = d.join("f");
+    cx.write_caller_file(&plain, "#!/bin/sh\necho ran\n");
+    fs::set_permissions(&plain, fs::Permissions::from_mode(0o644)).expect("chmod 644");
+    let dir = path_str(d.path());
+    let file = path_str(&plain);
+    let mut cases: Vec<Vec<&str>> = vec![
+        vec!["--", "no-such-program"],
+        vec!["--", "/nonexistent/prog"],
+        vec!["--", "/usr"],
+        vec!["--ro-bind", &file, "/f", "--", "/f"],
+        // Through PATH: denied in one directory, missing in the next (execvp: EACCES).
+        vec!["--ro-bind", &dir, "/d", "--setenv", "PATH", "/d:/usr/bin", "--", "f"],
+        vec!["--chdir", "/nonexistent-dir", "true"],
+        vec!["--chdir", "/usr/bin/true", "true"],
+        vec!["--chdir", "/nonexistent-dir", "no-such-program"],
+        vec!["--bind", "/nonexistent-src", "/x", "true"],
+        vec!["--ro-bind", "/nonexistent-src", "/x", "true"],
+        vec!["--dev-bind", "/nonexistent-src", "/x", "true"],
+        vec!["--bind-try", "/nonexistent-src", "/x", "true"],
+        vec!["--frobnicate", "true"],
+        vec!["--dir"],
+        vec!["--bind", "/usr"],
+        vec!["--setenv", "X"],
+        vec!["--perms", "999", "--dir", "/d", "true"],
+        vec!["--chmod", "8", "/x", "true"],
+        vec!["--chmod", "0755", "/nonexistent", "true"],
+        vec!["--size", "abc", "--tmpfs", "/t", "true"],
+        vec!["--size", "0x10", "--tmpfs", "/t", "true"],
+        vec!["--size", "9223372036854775808", "--tmpfs", "/t", "true"],
+        vec!["--cap-add", "CAP_FOO", "true"],
+        vec!["--lock-file", "/nonexistent/x", "true"],
+        vec!["--args", "99", "true"],
+        vec!["--seccomp", "99", "true"],
+    ];
+    if cx.mode != Mode::Root {
+        // (Unprivileged, bwrap makes a user namespace of its own accord.)
+        cases.push(vec!["--uid", "5", "true"]);
+    }
+    let host_args: Vec<&str> = HOST[1..].iter().copied().chain(["/dev"]).collect();
+    for case in &cases {
+        let ours = host(cx).args(case).run();
+        let mut argv = vec![path_str(&bwrap)];
+        argv.extend(host_args.iter().chain(case).map(|s| s.to_string()));
+        let theirs = run_with_timeout(cx.command(&argv), None, DEFAULT_TIMEOUT).expect("run bwrap");
+        assert!(
+            (ours.status(), &ours.stderr) == (theirs.status(), &theirs.stderr),
+            "{case:?}: ljspawn's bwrap form differs from bwrap\n{}\nbwrap:\n{}",
+            ours.report(),
+            theirs.report()
+        );
+    }
 }
