@@ -127,8 +127,23 @@ pub fn cpus_but(set: &libc::cpu_set_t, cpu: usize) -> Option<libc::cpu_set_t> {
         // SAFETY: CPU_CLR clears one bit of the set; `cpu` is below its size, n.
         unsafe { libc::CPU_CLR(cpu, &mut rest) };
     }
+    (cpu_count(&rest) > 0).then_some(rest)
+}
+
+/// How many CPUs `set` holds.
+pub fn cpu_count(set: &libc::cpu_set_t) -> usize {
     // SAFETY: CPU_COUNT only reads the set, a whole initialised cpu_set_t.
-    (unsafe { libc::CPU_COUNT(&rest) } > 0).then_some(rest)
+    usize::try_from(unsafe { libc::CPU_COUNT(set) }).unwrap_or(0)
+}
+
+/// The number of runnable tasks on all CPUs now, this one included (`/proc/loadavg`'s fourth
+/// field, before the slash), or None if it cannot be read.
+pub fn runnable_tasks() -> Option<usize> {
+    let f = openat2(None, "/proc/loadavg", libc::O_RDONLY, 0, RESOLVE_NO_SYMLINKS).ok()?;
+    let mut buf = [0u8; 128];
+    let n = read(f.as_fd(), &mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.split_whitespace().nth(3)?.split_once('/')?.0.parse().ok()
 }
 
 pub fn getppid() -> i32 {
