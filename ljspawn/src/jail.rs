@@ -350,13 +350,25 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
         };
         host.push((opened, content));
     }
+    drop(host_slash);
 
     // Step 5: the root attached over the host's `/`, and this process's root directory (not
     // yet the namespace's root mount: see below).
     let slash = sys::openat2(None, "/", libc::O_PATH | libc::O_DIRECTORY, 0, 0)
         .ctx(|| "cannot open the host's /".into())?;
     sys::move_mount(root.as_fd(), slash.as_fd()).ctx(|| "cannot attach the jail's root".into())?;
-    sys::chroot_into(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
+    // (A root caller without CAP_SYS_CHROOT in its bounding set: pivot_root at once instead,
+    // as before, which asks only CAP_SYS_ADMIN.)
+    let slash = match sys::chroot_into(root.as_fd()) {
+        Ok(()) => Some(slash),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+            drop(slash);
+            sys::fchdir(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
+            sys::pivot_root_cwd().ctx(|| "pivot_root failed".into())?;
+            None
+        }
+        Err(e) => return Err(setup_err("cannot enter the jail's root", e)),
+    };
 
     // Step 6. ljspawn's own mount points (proc, /dev, tmpfs) never follow a symlink; the
     // read-only parts of proc are found in the proc mount itself, wherever it is attached.
@@ -529,10 +541,12 @@ fn setup(plan: &Plan, h: &Handover, umask: u32) -> Result<(Option<OwnedFd>, bool
     // kernel (ljspawn making the jail's network namespace, about 0.3 ms) ends only when it is
     // done; step 6 ran meanwhile instead of after. (pivot_root needs the host's `/` as this
     // process's root, back for that moment only.)
-    sys::chroot_into(slash.as_fd()).ctx(|| "cannot return to the host's /".into())?;
-    drop(slash);
-    sys::fchdir(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
-    sys::pivot_root_cwd().ctx(|| "pivot_root failed".into())?;
+    if let Some(slash) = slash {
+        sys::chroot_into(slash.as_fd()).ctx(|| "cannot return to the host's /".into())?;
+        drop(slash);
+        sys::fchdir(root.as_fd()).ctx(|| "cannot enter the jail's root".into())?;
+        sys::pivot_root_cwd().ctx(|| "pivot_root failed".into())?;
+    }
     drop(root);
 
     // Step 7.
@@ -1117,11 +1131,21 @@ fn make_file(root: &OwnedFd, dest: &str, mode: u32, data: &[u8]) -> Result<()> {
 /// followed there, never a magic link), gets `mode` through its descriptor (the jail's own
 /// `proc`: `self/fd/N` of this process), so nothing is looked up twice.
 fn chmod_in_root(root: &OwnedFd, proc: BorrowedFd<'_>, dest: &str, mode: u32) -> Result<()> {
+    let what = || format!("cannot chmod {mode:o} {dest}");
     let fd =
         sys::openat2(Some(root.as_fd()), dest.trim_start_matches('/'), libc::O_PATH, 0, Own::No.resolve())
-            .ctx(|| format!("cannot chmod {mode:o} {dest}"))?;
-    sys::fchmodat(proc, &format!("self/fd/{}", fd.as_raw_fd()), mode)
-        .ctx(|| format!("cannot chmod {mode:o} {dest}"))
+            .ctx(what)?;
+    // This process's `fd` directory in that proc, by its pid (not the `self` symlink), never
+    // through a mount the plan put over part of it: only the last step, fd/N, is a magic link.
+    let fds = sys::openat2(
+        Some(proc),
+        &format!("{}/fd", sys::getpid()),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+        sys::RESOLVE_BENEATH | sys::RESOLVE_NO_SYMLINKS | sys::RESOLVE_NO_XDEV,
+    )
+    .ctx(what)?;
+    sys::fchmodat(fds.as_fd(), &fd.as_raw_fd().to_string(), mode).ctx(what)
 }
 
 /// A read-only bind of the host's /dev/null, opened before pivot_root, to mask a file of /proc.
@@ -1685,7 +1709,11 @@ fn execvp(prog: &str, argv: &[CString], envp: &[CString], plan: &Plan) -> Failur
             Err(e) => fail(e),
         };
     }
-    let path = plan.env.iter().find(|(k, _)| k == "PATH").map_or(crate::plan::DEFAULT_PATH, |(_, v)| v);
+    if prog.is_empty() {
+        return fail(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    // (glibc's search path without PATH: confstr's _CS_PATH.)
+    let path = plan.env.iter().find(|(k, _)| k == "PATH").map_or("/bin:/usr/bin", |(_, v)| v);
     let mut denied = false;
     for dir in path.split(':').filter(|d| !d.is_empty()) {
         let e = match cstr(&format!("{dir}/{prog}")) {

@@ -50,6 +50,7 @@ lj_tests::mode_tests! {
     ro_root_missing_dest: root rootless setuid;
     symlink_dest_stays_inside: root rootless setuid;
     dotdot_at_root_stays_inside: root rootless setuid;
+    without_cap_sys_chroot: root;
     mount_flags: root rootless setuid;
     fds_closed: root rootless setuid;
     pass_fd: root rootless setuid;
@@ -961,6 +962,20 @@ fn dotdot_at_root_stays_inside(cx: &Ctx) {
             assert!(e.stderr.contains("the jail's root itself"), "{extra:?}\n{}", e.report());
         }
     }
+}
+
+/// A root caller without CAP_SYS_CHROOT in its bounding set (a hardened service, say) still
+/// gets its jail, the same one: ljspawn's PID 1 then does without its `chroot` (it
+/// `pivot_root`s first, which needs only CAP_SYS_ADMIN).
+fn without_cap_sys_chroot(cx: &Ctx) {
+    let t = cx.tempdir();
+    cx.write_caller_file(&t.join("f"), "bound\n");
+    let script = "cat /home/f; cut -d' ' -f5 /proc/self/mountinfo";
+    let args = ["--root", &world(cx), "--ro-bind", &t.str(), "/home", "--", "/bin/sh", "-c", script];
+    let with = cx.ljspawn().args(args).run().ok();
+    let without = cx.ljspawn().wrapper(["setpriv", "--bounding-set", "-sys_chroot"]).args(args).run().ok();
+    assert_eq!(with.stdout, without.stdout, "{}", without.report());
+    assert!(with.stdout.starts_with("bound\n/\n"), "{}", with.report());
 }
 
 fn mount_flags(cx: &Ctx) {
