@@ -1129,7 +1129,7 @@ fn make_file(root: &OwnedFd, dest: &str, mode: u32, data: &[u8]) -> Result<()> {
 
 /// bwrap's `--chmod`: `dest`, which must exist, resolved inside the jail's root (symlinks
 /// followed there, never a magic link), gets `mode` through its descriptor (the jail's own
-/// `proc`: `self/fd/N` of this process), so nothing is looked up twice.
+/// `proc`: `PID/fd/N` of this process), so nothing is looked up twice.
 fn chmod_in_root(root: &OwnedFd, proc: BorrowedFd<'_>, dest: &str, mode: u32) -> Result<()> {
     let what = || format!("cannot chmod {mode:o} {dest}");
     let fd =
