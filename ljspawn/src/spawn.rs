@@ -217,10 +217,6 @@ fn clone_jail(
     let mut net_join = None;
     let mut net_ready = None;
     let own_userns = parallel_net && !net_in_jail && plan.userns.is_some();
-    // Parallel network: the kernel mostly starts the jail on ljspawn's CPU, where it would
-    // wait while ljspawn makes the network namespace (about 0.3 ms), the other CPUs idle.
-    // Right after the clone, ljspawn moves it to another of these (see `step_aside`).
-    let cpus = if parallel_net { sys::cpu_affinity().ok() } else { None };
     if parallel_net {
         flags &= !(libc::CLONE_NEWNET as u64);
         if let Some(m) = plan.userns.as_ref().filter(|_| own_userns) {
@@ -309,8 +305,10 @@ fn clone_jail(
             jail::pid1(plan, h, umask)
         }
         (Ok(pid), born) => {
-            if let Some(all) = &cpus {
-                if let Err(e) = step_aside(pid, all) {
+            // Parallel network: the kernel mostly starts the jail on ljspawn's CPU, where it
+            // would wait while ljspawn makes the network namespace, the other CPUs idle.
+            if parallel_net {
+                if let Err(e) = step_aside(pid) {
                     let _ = sys::kill(pid, libc::SIGKILL);
                     let _ = sys::wait_blocking(pid);
                     return Err(remove(err("cannot give the jail the caller's CPUs back", e)));
@@ -702,27 +700,25 @@ fn jail_failure(msg: &[u8]) -> SpawnError {
 }
 
 /// Moves the jail's PID 1, just cloned (it may be running already), off ljspawn's CPU if the
-/// kernel queued it there and another of the caller's CPUs, `all`, is idle; then gives it back
-/// `all`: a process on one of them stays where it is, so PID 1 runs at once on the CPU it was
-/// moved to and the program inherits the caller's set. (A PID 1 already elsewhere is not
-/// moved; with one CPU, when no other CPU is idle, or if the kernel refuses the move, nothing
-/// changes.) The set given back is the one the caller had when ljspawn started, as
-/// `sched_getaffinity(2)` reads it: a CPU brought online later is not added to the jail's, as
-/// it would be to a caller that never set one. Fails only if the set cannot be given back
+/// kernel queued it there and another of the caller's CPUs (ljspawn's, which PID 1 inherited)
+/// is idle; then gives it back the caller's CPUs: a process on one of them stays where it is,
+/// so PID 1 runs at once on the CPU it was moved to and the program inherits the caller's set.
+/// (A PID 1 already elsewhere is not moved; with one CPU, when no other CPU is idle, or if the
+/// kernel refuses the move, nothing changes.) The set given back is the caller's as
+/// `sched_getaffinity(2)` reads it now: a CPU brought online later is not added to the jail's,
+/// as it would be to a caller that never set one. Fails only if the set cannot be given back
 /// (PID 1 must then not go on).
-fn step_aside(pid: i32, all: &libc::cpu_set_t) -> io::Result<()> {
-    let Some(others) = sys::current_cpu().and_then(|here| sys::cpus_but(all, here)) else { return Ok(()) };
-    // Idle, as far as /proc/loadavg tells: fewer runnable tasks than those CPUs, besides
+fn step_aside(pid: i32) -> io::Result<()> {
+    // Idle, as far as /proc/loadavg tells: fewer runnable tasks than the other CPUs, besides
     // ljspawn and PID 1. (A PID 1 moved to a busy CPU waits there for its turn, a whole time
     // slice: 2 ms more for a spawn beside one busy loop, against 0.3 ms gained when idle.)
-    match sys::runnable_tasks() {
-        Some(n) if n.saturating_sub(2) < sys::cpu_count(&others) => {}
-        _ => return Ok(()),
-    }
-    if sys::set_cpu_affinity(pid, &others).is_err() {
+    let Some(busy) = sys::runnable_tasks().map(|n| n.saturating_sub(2)) else { return Ok(()) };
+    let Ok(all) = sys::cpu_affinity() else { return Ok(()) };
+    let Some(others) = sys::current_cpu().and_then(|here| sys::cpus_but(&all, here)) else { return Ok(()) };
+    if busy >= sys::cpu_count(&others) || sys::set_cpu_affinity(pid, &others).is_err() {
         return Ok(());
     }
-    sys::set_cpu_affinity(pid, all)
+    sys::set_cpu_affinity(pid, &all)
 }
 
 /// A failed user namespace, explained (see `plan::userns_hint`).
