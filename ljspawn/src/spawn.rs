@@ -34,7 +34,8 @@ pub fn run(
     inputs: jail::Inputs,
     die_with_parent: Option<i32>,
 ) -> Result<u8, SpawnError> {
-    let start = Instant::now();
+    // --timeout runs from here. (The clock only then: its first read sets up the vDSO's.)
+    let deadline = plan.timeout.map(|t| Instant::now() + t);
     // What each --pass-fd is now, before ljspawn opens anything of its own.
     let passed = passed_fds(plan)?;
     let json = json.map(Json);
@@ -109,7 +110,7 @@ pub fn run(
         }
         _ => None,
     };
-    let (code, timed_out) = supervise(plan, &setup, start, relay.as_mut())?;
+    let (code, timed_out) = supervise(plan, &setup, deadline, relay.as_mut())?;
     if let Some(r) = relay.as_mut() {
         r.drain();
     }
@@ -554,7 +555,7 @@ impl Cloned {
 fn supervise(
     plan: &Plan,
     jail: &Started,
-    start: Instant,
+    mut deadline: Option<Instant>,
     mut relay: Option<&mut pty::Relay>,
 ) -> Result<(u8, bool), SpawnError> {
     let pid = jail.pid;
@@ -563,9 +564,9 @@ fn supervise(
         Some(_) => sys::signalfd_tty(),
     }
     .map_err(|e| err("cannot make a signalfd", e))?;
-    let stdin = std::io::stdin();
+    // (std's stdin only with a relay: its first use allocates the buffer.)
+    let stdin = relay.is_some().then(std::io::stdin);
     let mut timed_out = false;
-    let mut deadline = plan.timeout.map(|t| start + t);
     // `--as-pid-1`: no ljspawn init reports (the program closed the exit pipe when it was
     // executed); the jail's end is its PID 1's, seen through a pidfd.
     let pidfd = match plan.as_pid_1 {
@@ -582,7 +583,9 @@ fn supervise(
             None => (sys::poll_readable(&[sigfd.as_fd(), end], wait), Vec::new()),
             Some(r) => {
                 let mut fds = vec![(sigfd.as_fd(), libc::POLLIN), (end, libc::POLLIN)];
-                r.poll_set(stdin.as_fd(), &mut fds);
+                if let Some(i) = &stdin {
+                    r.poll_set(i.as_fd(), &mut fds);
+                }
                 match sys::poll_events(&fds, wait) {
                     Ok(rev) => (Ok(vec![rev[0] != 0, rev[1] != 0]), rev[2..].to_vec()),
                     Err(e) => (Err(e), Vec::new()),

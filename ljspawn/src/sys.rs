@@ -114,9 +114,14 @@ pub fn set_cpu_affinity(pid: i32, set: &libc::cpu_set_t) -> io::Result<()> {
 }
 
 /// The CPU this process runs on now (a hint: it may have moved by the time this returns).
+/// (The system call, not musl's `sched_getcpu`: its first call looks the vDSO's up, which
+/// costs more than the call itself in a process that asks once.)
 pub fn current_cpu() -> Option<usize> {
-    // SAFETY: plain values: sched_getcpu takes nothing (musl: the vDSO's getcpu).
-    usize::try_from(unsafe { libc::sched_getcpu() }).ok()
+    let mut cpu: libc::c_uint = 0;
+    let none = std::ptr::null_mut::<libc::c_uint>();
+    // SAFETY: out-parameters: `cpu` is a live c_uint; the node and cache pointers may be NULL.
+    let r = unsafe { libc::syscall(libc::SYS_getcpu, &mut cpu as *mut libc::c_uint, none, none) };
+    (r == 0).then_some(cpu as usize)
 }
 
 /// `set` without `cpu`, or None if that leaves it empty.
