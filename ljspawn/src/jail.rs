@@ -1643,12 +1643,21 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
 fn exec(plan: &Plan, pwd: Option<&str>) -> Result<Never> {
     let cstr = |s: &str| CString::new(s).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() });
     let mut argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
+    // `NAME=VALUE`, each made in one allocation (no formatting: a caller's whole environment
+    // goes through here in the bwrap form).
     let envp = plan
         .env
         .iter()
-        .map(|(k, v)| match pwd {
-            Some(d) if k == "PWD" => cstr(&format!("PWD={d}")),
-            _ => cstr(&format!("{k}={v}")),
+        .map(|(k, v)| {
+            let v = match pwd {
+                Some(d) if k == "PWD" => d,
+                _ => v.as_str(),
+            };
+            let mut b = Vec::with_capacity(k.len() + v.len() + 2);
+            b.extend_from_slice(k.as_bytes());
+            b.push(b'=');
+            b.extend_from_slice(v.as_bytes());
+            CString::new(b).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() })
         })
         .collect::<Result<Vec<_>>>()?;
     let prog = &plan.argv[0];
