@@ -43,7 +43,7 @@ pub const SIZE: usize = 256 << 10;
 pub const BIG_SIZE: usize = 256 << 10;
 /// Blocks this large come from the big region.
 pub const BIG: usize = 4 << 10;
-/// Blocks this large go to `System` directly (the vfork stack, `--file` contents, ...). Room
+/// Blocks this large go to `System` directly (`--file` contents, ...). Room
 /// for clap's list of ljspawn's options (600 bytes an option) up to 128 capacity, well below.
 pub const LARGE: usize = 128 << 10;
 
@@ -190,8 +190,8 @@ unsafe impl GlobalAlloc for Arena {
         }
     }
 
-    /// Large blocks come zeroed from `System` (calloc: fresh pages are not written, so the
-    /// 256 KiB vfork stack costs no page faults until used); arena blocks are cleared.
+    /// Large blocks come zeroed from `System` (calloc: fresh pages are not written, so a big
+    /// buffer costs no page faults until used); arena blocks are cleared.
     #[inline(never)]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         match self.bump(layout) {

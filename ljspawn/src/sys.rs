@@ -13,6 +13,7 @@
 //! - *in-parameters*: a pointer is to a live, initialized, correctly sized local that the
 //!   kernel only reads.
 
+use std::cell::UnsafeCell;
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -340,7 +341,8 @@ pub fn clone_into_cgroup(flags: u64, cgroup: BorrowedFd<'_>) -> io::Result<i32> 
 ///
 /// Rules for `child`, which runs on its own stack in the caller's memory: make system calls,
 /// allocate if it must (the suspended caller holds no lock, ljspawn has one thread, and the
-/// allocations simply stay), but never free or modify anything the caller uses afterwards.
+/// allocations simply stay), but never free or modify anything the caller uses afterwards,
+/// nor call `vfork_run` (there is one child stack, `VFORK_STACK`).
 pub fn vfork_run(child: &mut dyn FnMut() -> i32) -> io::Result<i32> {
     extern "C" fn trampoline(arg: *mut c_void) -> c_int {
         // SAFETY: `arg` points to `f` in `vfork_run`, whose frame outlives the child: that
@@ -348,14 +350,13 @@ pub fn vfork_run(child: &mut dyn FnMut() -> i32) -> io::Result<i32> {
         let f = unsafe { &mut *(arg as *mut &mut dyn FnMut() -> i32) };
         exit_now(f())
     }
-    let mut stack = vec![0u8; 256 << 10];
-    let top = (stack.as_mut_ptr() as usize + stack.len()) & !15;
+    let top = (VFORK_STACK.0.get() as usize + VFORK_STACK_SIZE) & !15;
     let mut f: &mut dyn FnMut() -> i32 = child;
     let arg = &mut f as *mut &mut dyn FnMut() -> i32;
-    // SAFETY: out-parameters: `top` is the 16-byte aligned end of `stack`, a live 256 KiB
-    // buffer that stays allocated while the child runs (this frame is suspended until it
-    // execs or exits); `arg` points to the live `f`; the trampoline never returns into
-    // clone's caller (it exits). Single-threaded caller, so no lock is held by anyone.
+    // SAFETY: out-parameters: `top` is the 16-byte aligned end of `VFORK_STACK`, a static
+    // buffer that no one else uses while the child runs (see `VforkStack`); `arg` points to
+    // the live `f`; the trampoline never returns into clone's caller (it exits).
+    // Single-threaded caller, so no lock is held by anyone.
     let pid = unsafe {
         libc::clone(
             trampoline,
@@ -364,9 +365,23 @@ pub fn vfork_run(child: &mut dyn FnMut() -> i32) -> io::Result<i32> {
             arg.cast(),
         )
     };
-    drop(stack);
     cvt(pid as c_long).map(|p| p as i32)
 }
+
+const VFORK_STACK_SIZE: usize = 256 << 10;
+
+/// The stack of `vfork_run`'s child: in `.bss`, so a spawn neither maps nor unmaps one (an
+/// `munmap` is a TLB flush) and touches only the pages the child uses. Its use is bounded by
+/// ljspawn's own code (no recursion, no buffer sized by the input).
+#[repr(C, align(4096))]
+struct VforkStack(UnsafeCell<[u8; VFORK_STACK_SIZE]>);
+
+// SAFETY: the buffer is only ever the stack of a `vfork_run` child, and only its address is
+// taken (no Rust reference to its bytes): `vfork_run`'s caller is single-threaded and is
+// suspended until its child execs or exits, so no two children ever run on it at once.
+unsafe impl Sync for VforkStack {}
+
+static VFORK_STACK: VforkStack = VforkStack(UnsafeCell::new([0; VFORK_STACK_SIZE]));
 
 pub fn fork() -> io::Result<i32> {
     clone_fork(0)
