@@ -74,17 +74,19 @@ Other bwrap options are refused by name. See ljspawn's README for the difference
 const NOT_SUPPORTED: [&str; 2] = ["--exec-label", "--file-label"];
 
 /// Translates bwrap's arguments (after argv\[0\]) into a request. `env` is the caller's
-/// environment, `host_name` the host's name (kept in the jail unless `--hostname`), and
+/// environment (`env_raw` its variables that are not UTF-8, `NAME=VALUE`), `host_name` the host's name (kept in the jail unless `--hostname`), and
 /// `read_fd` reads `--args FD` to its end.
 pub fn request(
     args: &[String],
     env: Vec<(String, String)>,
+    env_raw: Vec<Vec<u8>>,
     host_name: Option<String>,
     read_fd: &mut dyn FnMut(i32) -> Result<Vec<u8>, String>,
 ) -> Result<(Request, Vec<String>), BwrapError> {
     let mut r = Request {
         bwrap: true,
         env_base: Some(env),
+        env_raw,
         net: Some("host".into()),
         hostname: host_name,
         ..Default::default()
@@ -217,6 +219,7 @@ pub fn request(
                 // bwrap keeps PWD; the rest goes.
                 let pwd = r.env_base.as_ref().and_then(|e| e.iter().find(|(k, _)| k == "PWD").cloned());
                 r.env_base = Some(pwd.into_iter().collect());
+                r.env_raw.clear();
                 r.setenv.clear();
             }
             "--setenv" => {
@@ -512,8 +515,10 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Request, BwrapError> {
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let env = vec![("HOME".into(), "/home/u".into()), ("PWD".into(), "/w".into())];
-        request(&args, env, Some("host".into()), &mut |_| Ok(b"--setenv\0E\0\0--dir\0/fromargs\0".to_vec()))
-            .map(|(r, _)| r)
+        request(&args, env, vec![], Some("host".into()), &mut |_| {
+            Ok(b"--setenv\0E\0\0--dir\0/fromargs\0".to_vec())
+        })
+        .map(|(r, _)| r)
     }
 
     #[test]
@@ -814,7 +819,7 @@ mod tests {
     fn last_chdir_wins_with_a_warning() {
         let args: Vec<String> =
             ["--chdir", "/a", "--chdir", "/b", "true"].iter().map(|s| s.to_string()).collect();
-        let (r, w) = request(&args, vec![], None, &mut |_| Ok(vec![])).unwrap();
+        let (r, w) = request(&args, vec![], vec![], None, &mut |_| Ok(vec![])).unwrap();
         assert_eq!(r.chdir.as_deref(), Some("/b"));
         assert_eq!(w, ["Only the last --chdir option will take effect"]);
     }

@@ -1659,6 +1659,9 @@ fn exec(plan: &Plan, pwd: Option<&str>) -> Result<Never> {
             b.extend_from_slice(v.as_bytes());
             CString::new(b).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() })
         })
+        .chain(plan.env_raw.iter().map(|e| {
+            CString::new(e.clone()).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() })
+        }))
         .collect::<Result<Vec<_>>>()?;
     let prog = &plan.argv[0];
     let file = cstr(prog)?;

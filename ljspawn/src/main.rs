@@ -221,9 +221,19 @@ fn own_request(args: Vec<std::ffi::OsString>) -> Result<plan::Request, ExitCode>
 /// program's `HOME` as the directory it starts in when the sandbox has not the caller's (as
 /// bwrap does), entered after every privilege is dropped.
 fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode> {
-    let env: Vec<(String, String)> = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect();
+    use std::os::unix::ffi::OsStringExt;
+    let (mut env, mut env_raw) = (Vec::new(), Vec::new());
+    for (k, v) in std::env::vars_os() {
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => env.push((k, v)),
+            (k, v) => {
+                let mut e = k.map_or_else(|k| k.into_vec(), String::into_bytes);
+                e.push(b'=');
+                e.extend(v.map_or_else(|v| v.into_vec(), String::into_bytes));
+                env_raw.push(e);
+            }
+        }
+    }
     let host = sys::hostname().map(|h| h.trim().to_string());
     let mut read_fd = |fd: i32| -> Result<Vec<u8>, String> {
         use std::io::Read;
@@ -234,7 +244,7 @@ fn bwrap_request(argv0: &str, args: &[String]) -> Result<plan::Request, ExitCode
         std::fs::File::from(f).take(1 << 20).read_to_end(&mut data).map_err(failed)?;
         Ok(data)
     };
-    match bwrap::request(args, env, host.filter(|h| !h.is_empty()), &mut read_fd) {
+    match bwrap::request(args, env, env_raw, host.filter(|h| !h.is_empty()), &mut read_fd) {
         Ok((r, warnings)) => {
             LEVEL_PREFIX.store(r.level_prefix, Ordering::Relaxed);
             let level = if r.level_prefix { "<4>" } else { "" };

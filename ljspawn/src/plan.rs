@@ -165,6 +165,9 @@ pub struct Request {
     /// The environment to start from instead of ljspawn's allow-list (bwrap form: the
     /// caller's, or empty after `--clearenv`), then `--setenv`, then `unsetenv`.
     pub env_base: Option<Vec<(String, String)>>,
+    /// bwrap form: the caller's variables that are not UTF-8, each `NAME=VALUE` as it came
+    /// (passed on after `env_base`'s, unless `--setenv` or `--unsetenv` names them).
+    pub env_raw: Vec<Vec<u8>>,
     pub unsetenv: Vec<String>,
     /// bwrap's `--info-fd FD`: the child pid and namespace ids written there, then FD closed.
     pub info_fd: Option<i32>,
@@ -648,6 +651,8 @@ pub struct Plan {
     /// `--cap-add ALL`: every capability ljspawn itself holds (those it lacks are skipped).
     pub caps_all: bool,
     pub env: Vec<(String, String)>,
+    /// Variables passed on as they came, after `env` (see `Request::env_raw`).
+    pub env_raw: Vec<Vec<u8>>,
     pub cwd: String,
     /// Without `--chdir`, the directories tried first, in order (else `cwd`, which is `/`): the
     /// caller's in the host-sandbox and bwrap forms, then (bwrap form) the program's `HOME`.
@@ -1438,6 +1443,18 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
     if env.iter().any(|(k, v)| k.is_empty() || k.contains(['=', '\0']) || v.contains('\0')) {
         return Err(PlanError::NulByte("the environment"));
     }
+    // (Named by --setenv, --unsetenv or a variable above: that one wins; PWD is set below.)
+    let named = |n: &[u8]| {
+        env.iter().any(|(k, _)| k.as_bytes() == n)
+            || req.unsetenv.iter().any(|k| k.as_bytes() == n)
+            || (req.bwrap && n == b"PWD")
+    };
+    let env_raw: Vec<Vec<u8>> = req
+        .env_raw
+        .iter()
+        .filter(|e| !e.contains(&0) && !named(e.split(|&b| b == b'=').next().unwrap_or(e)))
+        .cloned()
+        .collect();
 
     let cwd = match &req.chdir {
         Some(d) => jail_path("--chdir", d)?,
@@ -1535,6 +1552,7 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
         caps,
         caps_all,
         env,
+        env_raw,
         cwd,
         cwd_try,
         pwd_is_cwd: req.bwrap,
@@ -2029,6 +2047,9 @@ impl fmt::Display for Plan {
         for (k, v) in &self.env {
             writeln!(f, "  {k}={v}")?;
         }
+        for e in &self.env_raw {
+            writeln!(f, "  {} (not UTF-8: passed as it is)", String::from_utf8_lossy(e))?;
+        }
         write!(f, "cwd: ")?;
         for d in &self.cwd_try {
             write!(f, "{d} if it exists in the jail, else ")?;
@@ -2437,6 +2458,17 @@ mod tests {
         let mut r = req(&["true"]);
         r.chdir = Some("tmp".into());
         assert!(matches!(build(&r, &caller(Mode::Root), &none_open), Err(PlanError::NotAbsolute { .. })));
+    }
+
+    #[test]
+    fn variables_that_are_not_utf8_pass_unless_named() {
+        let mut r = bwrap_req(&["true"]);
+        r.env_raw = vec![b"A=\xff".to_vec(), b"B=\xfe".to_vec(), b"PWD=\xfd".to_vec(), b"C\xff=1".to_vec()];
+        r.setenv = vec![("A".into(), "x".into())];
+        r.unsetenv = vec!["B".into()];
+        let p = build(&r, &caller(Mode::Root), &none_open).unwrap();
+        assert_eq!(p.env_raw, [b"C\xff=1".to_vec()]);
+        assert!(p.env.contains(&("A".into(), "x".into())));
     }
 
     #[test]

@@ -279,6 +279,16 @@ fn environment_options(cx: &Ctx) {
     names.sort();
     names.retain(|n| n != "PWD");
     assert_eq!(names, ["ONLY"], "{}", out.report());
+    // A variable that is not UTF-8 reaches the program as it came (bwrap's does); --unsetenv
+    // and --clearenv take it away like any other.
+    let bad = "export XBAD=\"$(printf 'a\\377')\"";
+    let show = ["sh", "-c", "printenv XBAD | od -An -tx1"];
+    let out = host(cx).prelude(bad).arg("--").args(show).run().ok();
+    assert_eq!(out.stdout.split_whitespace().collect::<Vec<_>>(), ["61", "ff", "0a"], "{}", out.report());
+    for opt in ["--unsetenv XBAD", "--clearenv"] {
+        let out = host(cx).prelude(bad).args(opt.split(' ')).arg("--").args(show).run().ok();
+        assert_eq!(out.stdout.trim(), "", "{opt}: {}", out.report());
+    }
 }
 
 /// `--ro-bind / /` makes the host's tree the (read-only) root; `--remount-ro` a bind.
