@@ -74,8 +74,9 @@ Other bwrap options are refused by name. See ljspawn's README for the difference
 const NOT_SUPPORTED: [&str; 2] = ["--exec-label", "--file-label"];
 
 /// Translates bwrap's arguments (after argv\[0\]) into a request. `env` is the caller's
-/// environment (`env_raw` its variables that are not UTF-8, `NAME=VALUE`), `host_name` the host's name (kept in the jail unless `--hostname`), and
-/// `read_fd` reads `--args FD` to its end.
+/// environment (`env_raw` its variables that are not UTF-8, `NAME=VALUE`), `host_name` the
+/// host's name (kept in the jail unless `--hostname`), and `read_fd` reads `--args FD` to its
+/// end.
 pub fn request(
     args: &[String],
     env: Vec<(String, String)>,
