@@ -1641,7 +1641,9 @@ fn drop_privileges(plan: &Plan) -> Result<()> {
 
 /// `pwd`: the value of the environment's `PWD` (the directory entered, bwrap form).
 fn exec(plan: &Plan, pwd: Option<&str>) -> Result<Never> {
-    let cstr = |s: &str| CString::new(s).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() });
+    let cbytes =
+        |b: Vec<u8>| CString::new(b).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() });
+    let cstr = |s: &str| cbytes(s.into());
     let mut argv = plan.argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>>>()?;
     // `NAME=VALUE`, each made in one allocation (no formatting: a caller's whole environment
     // goes through here in the bwrap form).
@@ -1657,11 +1659,9 @@ fn exec(plan: &Plan, pwd: Option<&str>) -> Result<Never> {
             b.extend_from_slice(k.as_bytes());
             b.push(b'=');
             b.extend_from_slice(v.as_bytes());
-            CString::new(b).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() })
+            cbytes(b)
         })
-        .chain(plan.env_raw.iter().map(|e| {
-            CString::new(e.clone()).map_err(|_| Failure { code: EXIT_SETUP, msg: "NUL byte".into() })
-        }))
+        .chain(plan.env_raw.iter().map(|e| cbytes(e.clone())))
         .collect::<Result<Vec<_>>>()?;
     let prog = &plan.argv[0];
     let file = cstr(prog)?;

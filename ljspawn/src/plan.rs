@@ -1449,12 +1449,8 @@ pub fn build(req: &Request, caller: &Caller, open_fd: &dyn Fn(i32) -> bool) -> R
             || req.unsetenv.iter().any(|k| k.as_bytes() == n)
             || (req.bwrap && n == b"PWD")
     };
-    let env_raw: Vec<Vec<u8>> = req
-        .env_raw
-        .iter()
-        .filter(|e| !e.contains(&0) && !named(e.split(|&b| b == b'=').next().unwrap_or(e)))
-        .cloned()
-        .collect();
+    let env_raw: Vec<Vec<u8>> =
+        req.env_raw.iter().filter(|e| !named(e.split(|&b| b == b'=').next().unwrap_or(e))).cloned().collect();
 
     let cwd = match &req.chdir {
         Some(d) => jail_path("--chdir", d)?,
@@ -2046,9 +2042,6 @@ impl fmt::Display for Plan {
         writeln!(f, "environment:")?;
         for (k, v) in &self.env {
             writeln!(f, "  {k}={v}")?;
-        }
-        for e in &self.env_raw {
-            writeln!(f, "  {} (not UTF-8: passed as it is)", String::from_utf8_lossy(e))?;
         }
         write!(f, "cwd: ")?;
         for d in &self.cwd_try {
